@@ -1,0 +1,16 @@
+// What the model needs from a backend: run a batch of face jobs (preprocessing included, so a GPU
+// backend can preprocess on the device) and return the raw outputs, batch-major.
+import type { BatchOutputs } from '../decode'
+import type { FaceJob } from '../image-input'
+import type { BackendName } from '../types'
+
+export interface Backend {
+  readonly name: BackendName
+  /** Batches that can run at once. */
+  readonly slots: number
+  readonly device: string
+  readonly precision: string
+  run(faces: FaceJob[]): Promise<BatchOutputs>
+  /** Frees everything; called once no batch is running. */
+  close(): Promise<void>
+}

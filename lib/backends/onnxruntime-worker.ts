@@ -1,0 +1,65 @@
+// One ONNX Runtime session on its own thread: onnxruntime-node's session.run blocks the thread
+// it is called on, so inference never runs on the caller's event loop. Inputs arrive and
+// outputs leave as transferred ArrayBuffers (no copies).
+import { parentPort } from 'node:worker_threads'
+import * as ort from 'onnxruntime-node'
+import { INPUT_NAME, INPUT_SIZE } from '../contract'
+
+export type WorkerRequest =
+  | { type: 'load'; model: string; threads: number }
+  | { type: 'run'; id: number; input: ArrayBuffer; batch: number }
+
+export interface WireTensor {
+  buffer: ArrayBuffer
+  byteOffset: number
+  length: number
+  dims: number[]
+}
+
+export type WorkerReply =
+  | { type: 'loaded'; inputs: string[]; outputs: string[] }
+  | { type: 'result'; id: number; outputs: Record<string, WireTensor> }
+  | { type: 'error'; id?: number; message: string }
+
+const port = parentPort
+if (!port) throw new Error('onnxruntime-worker must run in a worker thread')
+let session: ort.InferenceSession | undefined
+
+function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  try {
+    port!.postMessage(reply, transfer)
+  } catch {
+    port!.postMessage(reply) // a buffer the runtime will not transfer is copied instead
+  }
+}
+
+port.on('message', async (msg: WorkerRequest) => {
+  if (msg.type === 'load') {
+    try {
+      session = await ort.InferenceSession.create(msg.model, {
+        intraOpNumThreads: msg.threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+      })
+      send({ type: 'loaded', inputs: [...session.inputNames], outputs: [...session.outputNames] })
+    } catch (e) {
+      send({ type: 'error', message: (e as Error).message })
+    }
+    return
+  }
+  try {
+    const input = new ort.Tensor('float32', new Float32Array(msg.input), [msg.batch, 3, INPUT_SIZE, INPUT_SIZE])
+    const result = await session!.run({ [INPUT_NAME]: input })
+    const outputs: Record<string, WireTensor> = {}
+    const transfer = new Set<ArrayBuffer>()
+    for (const [name, t] of Object.entries(result)) {
+      const data = t.data as Float32Array
+      outputs[name] = { buffer: data.buffer as ArrayBuffer, byteOffset: data.byteOffset, length: data.length, dims: [...t.dims] }
+      transfer.add(data.buffer as ArrayBuffer)
+    }
+    send({ type: 'result', id: msg.id, outputs }, [...transfer])
+  } catch (e) {
+    send({ type: 'error', id: msg.id, message: (e as Error).message })
+  }
+})

@@ -1,0 +1,127 @@
+// CPU backend: native preprocessing on libuv's pool, straight into a buffer that is then
+// transferred to a worker thread running an ONNX Runtime session.
+import { availableParallelism } from 'node:os'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import type { ModelSpec } from '../contract'
+import type { BatchOutputs } from '../decode'
+import type { FaceJob } from '../image-input'
+import { loadNative, packageRoot } from '../native'
+import type { Backend } from './backend'
+import type { WorkerReply, WorkerRequest } from './onnxruntime-worker'
+
+const INPUT_FLOATS = 3 * 224 * 224
+
+interface Pending {
+  resolve: (o: BatchOutputs) => void
+  reject: (e: Error) => void
+}
+
+class SessionWorker {
+  private pending = new Map<number, Pending>()
+  private nextId = 1
+  busy = false
+  /** Set once the thread has died; every later run rejects with it. */
+  failure: Error | undefined
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: WorkerReply) => {
+      if (m.type === 'result' || (m.type === 'error' && m.id !== undefined)) {
+        const p = this.pending.get(m.id!)
+        this.pending.delete(m.id!)
+        if (!p) return
+        if (m.type === 'error') p.reject(new Error(`onnxruntime: ${m.message}`))
+        else {
+          const out: BatchOutputs = {}
+          for (const [name, t] of Object.entries(m.outputs)) out[name] = new Float32Array(t.buffer, t.byteOffset, t.length)
+          p.resolve(out)
+        }
+      }
+    })
+    const fail = (e: Error) => {
+      this.failure ??= e
+      for (const p of this.pending.values()) p.reject(this.failure)
+      this.pending.clear()
+    }
+    worker.on('error', (e) => fail(new Error(`the inference worker failed: ${e.message}`)))
+    worker.on('exit', (code) => fail(new Error(`the inference worker exited (code ${code})`)))
+  }
+
+  static async start(model: string, threads: number): Promise<SessionWorker> {
+    const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
+    const worker = new Worker(file)
+    const reply = await new Promise<WorkerReply>((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+      worker.postMessage({ type: 'load', model, threads } satisfies WorkerRequest)
+    })
+    if (reply.type !== 'loaded') {
+      await worker.terminate()
+      throw new Error(`onnxruntime could not load "${model}": ${reply.type === 'error' ? reply.message : 'unexpected reply'}`)
+    }
+    return new SessionWorker(worker)
+  }
+
+  run(input: Float32Array, batch: number): Promise<BatchOutputs> {
+    if (this.failure) return Promise.reject(this.failure)
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      const msg: WorkerRequest = { type: 'run', id, input: input.buffer as ArrayBuffer, batch }
+      this.worker.postMessage(msg, [input.buffer as ArrayBuffer])
+    })
+  }
+
+  terminate(): Promise<number> {
+    this.failure ??= new Error('the model is closed')
+    return this.worker.terminate()
+  }
+}
+
+export interface OnnxRuntimeOptions {
+  workers: number
+  threads?: number
+}
+
+export class OnnxRuntimeBackend implements Backend {
+  readonly name = 'onnxruntime' as const
+  readonly precision = 'fp32'
+  readonly device: string
+  private readonly crop: 0 | 1
+  private readonly resize: 0 | 1
+
+  private constructor(private readonly workers: SessionWorker[], spec: ModelSpec, threads: number) {
+    this.crop = spec.crop === 'square' ? 1 : 0
+    this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
+    this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''})`
+  }
+
+  get slots(): number {
+    return this.workers.length
+  }
+
+  static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
+    loadNative() // fail early, with the addon's own message, before any thread starts
+    const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
+    const workers = await Promise.all(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads)))
+    return new OnnxRuntimeBackend(workers, spec, threads)
+  }
+
+  async run(faces: FaceJob[]): Promise<BatchOutputs> {
+    const worker = this.workers.find((w) => !w.busy)
+    if (!worker) throw new Error('internal: no idle inference worker (the scheduler runs at most one batch per worker)')
+    worker.busy = true
+    try {
+      const input = new Float32Array(faces.length * INPUT_FLOATS)
+      await loadNative().preprocess(faces, this.crop, this.resize, input)
+      return await worker.run(input, faces.length)
+    } finally {
+      worker.busy = false
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()))
+  }
+}
+

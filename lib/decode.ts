@@ -1,0 +1,103 @@
+// Raw model outputs of a batch -> Face results, shared by every backend. Per-face arrays are
+// views into the batch's output buffers (no copies); the mesh and emotion channels are
+// rewritten in place (frame coordinates, probabilities), so one batch's buffers are used once.
+import { type ModelSpec, HEAD_OUTPUTS } from './contract'
+import type { Rect } from './crop'
+import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, MESH_POINTS } from './labels'
+import type { Face } from './types'
+
+export type BatchOutputs = Record<string, Float32Array>
+
+const CHIP = 256
+const INPUT = 224
+const CROP_OFFSET = (CHIP - INPUT) / 2 / CHIP // 16/256: the centre crop's offset in chip units
+
+function byName<K extends string>(names: readonly K[], values: Float32Array): Record<K, number> {
+  const out = {} as Record<K, number>
+  for (let i = 0; i < names.length; i++) out[names[i]] = values[i]
+  return out
+}
+
+function softmaxInPlace(v: Float32Array): void {
+  let max = -Infinity
+  for (const x of v) max = Math.max(max, x)
+  let sum = 0
+  for (let i = 0; i < v.length; i++) {
+    v[i] = Math.exp(v[i] - max)
+    sum += v[i]
+  }
+  for (let i = 0; i < v.length; i++) v[i] /= sum
+}
+
+/** Mesh from the model's space to frame pixels of the reported box, in place (z passes through). */
+export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect): void {
+  const [x0, y0, w, h] = box
+  if (spec.meshSpace === 'unit_square') {
+    for (let p = 0; p < MESH_POINTS; p++) {
+      mesh[3 * p] = mesh[3 * p] * w + x0
+      mesh[3 * p + 1] = mesh[3 * p + 1] * h + y0
+    }
+  } else {
+    // crop224_px: pixels of the 224 centre crop of the chip, mapped as the v2.4 code does.
+    for (let p = 0; p < MESH_POINTS; p++) {
+      mesh[3 * p] = (mesh[3 * p] / INPUT + CROP_OFFSET) * w + x0
+      mesh[3 * p + 1] = (mesh[3 * p + 1] / INPUT + CROP_OFFSET) * h + y0
+    }
+  }
+}
+
+function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {
+  return outputs[name].subarray(i * size, (i + 1) * size)
+}
+
+export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, box: Rect): Face {
+  const size = (h: keyof typeof HEAD_OUTPUTS) => HEAD_OUTPUTS[h].dims.reduce((a, b) => a * b, 1)
+  const auValues = row(outputs, HEAD_OUTPUTS.au.name, i, size('au'))
+  const emotionValues = row(outputs, HEAD_OUTPUTS.emotion.name, i, size('emotion'))
+  softmaxInPlace(emotionValues)
+  let top = 0
+  for (let k = 1; k < emotionValues.length; k++) if (emotionValues[k] > emotionValues[top]) top = k
+  const va = row(outputs, HEAD_OUTPUTS.va.name, i, 2)
+  const g = row(outputs, HEAD_OUTPUTS.gaze.name, i, 2)
+  const gazePitch = spec.gaze.pitch.sign * g[spec.gaze.pitch.index]
+  const gazeYaw = spec.gaze.yaw.sign * g[spec.gaze.yaw.index]
+  const p = row(outputs, HEAD_OUTPUTS.pose.name, i, 6)
+  const mesh = row(outputs, HEAD_OUTPUTS.mesh.name, i, size('mesh'))
+  meshToFrame(spec, mesh, box)
+  const landmarks68 = new Float32Array(2 * LANDMARK68_MESH_INDEX.length)
+  LANDMARK68_MESH_INDEX.forEach((m, k) => {
+    landmarks68[2 * k] = mesh[3 * m]
+    landmarks68[2 * k + 1] = mesh[3 * m + 1]
+  })
+  const face: Face = {
+    box: { x: box[0], y: box[1], width: box[2], height: box[3] },
+    aus: byName(AU_NAMES, auValues),
+    auValues,
+    emotions: byName(EMOTION_NAMES, emotionValues),
+    emotionValues,
+    emotion: EMOTION_NAMES[top],
+    valence: va[0],
+    arousal: va[1],
+    gaze: {
+      yaw: gazeYaw,
+      pitch: gazePitch,
+      angle: Math.acos(Math.min(1, Math.max(-1, Math.cos(gazePitch) * Math.cos(gazeYaw)))),
+    },
+    pose: {
+      pitch: spec.pose.pitch.sign * p[spec.pose.pitch.index],
+      roll: spec.pose.roll.sign * p[spec.pose.roll.index],
+      yaw: spec.pose.yaw.sign * p[spec.pose.yaw.index],
+      x: p[3],
+      y: p[4],
+      z: p[5],
+    },
+    mesh,
+    landmarks68,
+  }
+  if (spec.heads.includes('blendshapes')) {
+    const values = row(outputs, HEAD_OUTPUTS.blendshapes.name, i, size('blendshapes'))
+    face.blendshapes = byName(BLENDSHAPE_NAMES, values)
+    face.blendshapeValues = values
+  }
+  return face
+}

@@ -1,0 +1,112 @@
+// Checks what detect() was given and turns it into one job per face. Every error names the
+// argument and what is wrong with it; nothing reaches native code unchecked.
+import { CHIP_SIZE, type CropMode } from './contract'
+import { CHIP_BOX, faceCrop, type Rect } from './crop'
+import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
+
+export const PIXEL_FORMATS: Record<PixelFormat, { code: number; channels: number }> = {
+  rgb: { code: 0, channels: 3 },
+  rgba: { code: 1, channels: 4 },
+  bgr: { code: 2, channels: 3 },
+  bgra: { code: 3, channels: 4 },
+  gray: { code: 4, channels: 1 },
+}
+
+/** One face to run: the frame read in place, the window to sample (null: the frame is a chip),
+ * and the box reported for the face. */
+export interface FaceJob {
+  data: Uint8Array
+  width: number
+  height: number
+  stride: number
+  format: number
+  window: Rect | null
+  box: Rect
+}
+
+const MAX_SIDE = 1 << 16
+
+function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box'> {
+  if (typeof image !== 'object' || image === null) {
+    throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${image === null ? 'null' : typeof image}`)
+  }
+  const { data, width, height, format = 'rgb', stride } = image as ImageInput
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
+    throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray`)
+  }
+  if (!Number.isInteger(width) || width < 1 || width > MAX_SIDE) {
+    throw new RangeError(`${name}.width must be an integer from 1 to ${MAX_SIDE}, got ${String(width)}`)
+  }
+  if (!Number.isInteger(height) || height < 1 || height > MAX_SIDE) {
+    throw new RangeError(`${name}.height must be an integer from 1 to ${MAX_SIDE}, got ${String(height)}`)
+  }
+  const fmt = PIXEL_FORMATS[format as PixelFormat]
+  if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
+    throw new TypeError(`${name}.format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${JSON.stringify(format)}`)
+  }
+  const rowBytes = width * fmt.channels
+  const rowStride = stride ?? rowBytes
+  if (!Number.isInteger(rowStride) || rowStride < rowBytes) {
+    throw new RangeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${String(stride)}`)
+  }
+  if (data.byteLength < rowStride * height) {
+    throw new RangeError(`${name}.data holds ${data.byteLength} bytes; stride * height is ${rowStride * height} (${width}x${height} ${format}, stride ${rowStride})`)
+  }
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  return { data: bytes, width, height, stride: rowStride, format: fmt.code }
+}
+
+function checkBox(box: unknown, name: string, width: number, height: number): Box {
+  if (!Array.isArray(box) || box.length !== 4) {
+    throw new TypeError(`${name} must be [x1, y1, x2, y2], got ${JSON.stringify(box)}`)
+  }
+  if (!box.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw new RangeError(`${name} must hold 4 finite numbers, got ${JSON.stringify(box.map((v) => (typeof v === 'number' ? String(v) : v)))}`)
+  }
+  const [x1, y1, x2, y2] = box as number[]
+  if (!(x2 > x1 && y2 > y1)) {
+    throw new RangeError(`${name} = [${box.join(', ')}] has zero or negative size: x2 must exceed x1 and y2 exceed y1`)
+  }
+  if (x2 <= 0 || y2 <= 0 || x1 >= width || y1 >= height) {
+    throw new RangeError(`${name} = [${box.join(', ')}] lies entirely outside the ${width}x${height} frame`)
+  }
+  return [x1, y1, x2, y2]
+}
+
+function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode): FaceJob[] {
+  if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes`)
+  if (list.length === 0) {
+    throw new RangeError(`${name} is empty: pass at least one box (or omit boxes when the images are 256x256 chips)`)
+  }
+  return list.map((b, i) => ({ ...image, ...faceCrop(crop, checkBox(b, `${name}[${i}]`, image.width, image.height), image.width, image.height) }))
+}
+
+function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob {
+  if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
+    throw new RangeError(`options.boxes is required: ${name} is ${image.width}x${image.height}, and only 256x256 chips can run without boxes`)
+  }
+  return { ...image, window: null, box: CHIP_BOX }
+}
+
+/**
+ * Face jobs for detect(image | images, options), grouped per image. `single` says whether
+ * the caller passed one image (and so expects Face[] back rather than Face[][]).
+ */
+export function facesToRun(input: unknown, options: DetectOptions | undefined, crop: CropMode): { single: boolean; perImage: FaceJob[][] } {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new TypeError('options must be an object { boxes? }')
+  }
+  const boxes = options?.boxes
+  if (Array.isArray(input)) {
+    if (input.length === 0) throw new RangeError('images is an empty array')
+    const images = input.map((im, i) => checkImage(im, `images[${i}]`))
+    if (boxes === undefined) return { single: false, perImage: images.map((im, i) => [chipJob(im, `images[${i}]`)]) }
+    if (!Array.isArray(boxes) || boxes.length !== images.length || !boxes.every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {
+      throw new TypeError(`options.boxes must hold one box list per image (${images.length} lists of [x1, y1, x2, y2])`)
+    }
+    return { single: false, perImage: images.map((im, i) => checkBoxList(boxes[i], `options.boxes[${i}]`, im, crop)) }
+  }
+  const image = checkImage(input, 'image')
+  if (boxes === undefined) return { single: true, perImage: [[chipJob(image, 'image')]] }
+  return { single: true, perImage: [checkBoxList(boxes, 'options.boxes', image, crop)] }
+}

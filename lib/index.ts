@@ -1,0 +1,5 @@
+export { FaceMultitask } from './face-multitask'
+export { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from './labels'
+export type { AuName, BlendshapeName, EmotionName } from './labels'
+export type { ModelSpec, Generation } from './contract'
+export type * from './types'

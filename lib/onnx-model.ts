@@ -1,0 +1,97 @@
+// Reads what the runtime needs from an ONNX file — metadata, graph inputs and outputs — without
+// decoding the weights: the ModelProto and GraphProto are walked field by field and only the
+// small messages are decoded (onnx-proto's generated classes).
+import { readFile } from 'node:fs/promises'
+import { onnx } from 'onnx-proto'
+import { Reader } from 'protobufjs/minimal'
+
+export interface OnnxValueInfo {
+  name: string
+  elemType: string
+  /** A number per fixed axis, the symbolic name (or '?') per dynamic one. */
+  shape: (number | string)[]
+}
+
+export interface OnnxModelInfo {
+  metadata: Record<string, string>
+  inputs: OnnxValueInfo[]
+  outputs: OnnxValueInfo[]
+  opset: number
+}
+
+const ELEM_TYPES: Record<number, string> = {
+  1: 'float32', 2: 'uint8', 3: 'int8', 5: 'int16', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64', 16: 'bfloat16',
+}
+
+// Field numbers from onnx.proto.
+const MODEL_GRAPH = 7
+const MODEL_OPSET_IMPORT = 8
+const MODEL_METADATA_PROPS = 14
+const GRAPH_INPUT = 11
+const GRAPH_OUTPUT = 12
+const GRAPH_INITIALIZER = 5
+
+function valueInfo(bytes: Uint8Array): OnnxValueInfo {
+  const v = onnx.ValueInfoProto.decode(bytes)
+  const t = v.type?.tensorType
+  const dims = t?.shape?.dim ?? []
+  return {
+    name: v.name,
+    elemType: ELEM_TYPES[t?.elemType ?? 0] ?? `type ${t?.elemType}`,
+    shape: dims.map((d) => (d.dimParam ? d.dimParam : (d as onnx.TensorShapeProto.Dimension).value === 'dimValue' ? Number(d.dimValue) : '?')),
+  }
+}
+
+export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
+  const info: OnnxModelInfo = { metadata: {}, inputs: [], outputs: [], opset: 0 }
+  const initializers = new Set<string>()
+  const graphInputs: OnnxValueInfo[] = []
+  let sawGraph = false
+  const top = Reader.create(buf)
+  while (top.pos < top.len) {
+    const tag = top.uint32()
+    const field = tag >>> 3
+    if (field === MODEL_METADATA_PROPS && (tag & 7) === 2) {
+      const e = onnx.StringStringEntryProto.decode(top.bytes())
+      info.metadata[e.key] = e.value
+    } else if (field === MODEL_OPSET_IMPORT && (tag & 7) === 2) {
+      const o = onnx.OperatorSetIdProto.decode(top.bytes())
+      if (!o.domain || o.domain === 'ai.onnx') info.opset = Number(o.version)
+    } else if (field === MODEL_GRAPH && (tag & 7) === 2) {
+      sawGraph = true
+      const graphBytes = top.bytes()
+      const g = Reader.create(graphBytes)
+      while (g.pos < g.len) {
+        const gtag = g.uint32()
+        const gfield = gtag >>> 3
+        if (gfield === GRAPH_INPUT && (gtag & 7) === 2) graphInputs.push(valueInfo(g.bytes()))
+        else if (gfield === GRAPH_OUTPUT && (gtag & 7) === 2) info.outputs.push(valueInfo(g.bytes()))
+        else if (gfield === GRAPH_INITIALIZER && (gtag & 7) === 2) {
+          // Older exporters list initializers as graph inputs too: only their names are needed.
+          const t = onnx.TensorProto.decode(g.bytes())
+          initializers.add(t.name)
+        } else g.skipType(gtag & 7)
+      }
+    } else top.skipType(tag & 7)
+  }
+  if (!sawGraph) throw new Error('no graph in the file')
+  info.inputs = graphInputs.filter((v) => !initializers.has(v.name))
+  return info
+}
+
+/** Reads and parses an ONNX file; errors say which file and why. */
+export async function readOnnxModel(file: string): Promise<OnnxModelInfo> {
+  let buf: Buffer
+  try {
+    buf = await readFile(file)
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message
+    throw new Error(`options.model: cannot read "${file}": ${why}`)
+  }
+  try {
+    return parseOnnxModel(buf)
+  } catch (e) {
+    throw new Error(`options.model: "${file}" is not a readable ONNX model (${(e as Error).message})`)
+  }
+}

@@ -1,0 +1,86 @@
+// Public types of the API.
+import type { AuName, BlendshapeName, EmotionName } from './labels'
+
+export type PixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray'
+
+/** A frame (or a 256x256 chip) in memory: 8-bit pixels, rows `stride` bytes apart. */
+export interface ImageInput {
+  data: Uint8Array | Uint8ClampedArray
+  width: number
+  height: number
+  /** Default 'rgb'. */
+  format?: PixelFormat
+  /** Bytes from one row to the next; default width * channels. */
+  stride?: number
+}
+
+/** A face box in frame pixels: [x1, y1, x2, y2]. */
+export type Box = readonly [number, number, number, number]
+
+export interface DetectOptions {
+  /**
+   * Face boxes. For one image: Box[]. For an array of images: Box[][], one list per image.
+   * Omit them when the images are already-made 256x256 chips.
+   */
+  boxes?: readonly Box[] | readonly (readonly Box[])[]
+}
+
+/** The region the model saw, in frame pixels: the expanded box py-feat reports. */
+export interface FaceBox {
+  x: number
+  y: number
+  width: number
+  height: number
+}
+
+export interface Face {
+  box: FaceBox
+  /** Action-unit intensities in [0,1], by name, in py-feat's order. */
+  aus: Record<AuName, number>
+  auValues: Float32Array
+  /** Emotion probabilities (softmax of the logits), by name. */
+  emotions: Record<EmotionName, number>
+  emotionValues: Float32Array
+  /** The most probable emotion. */
+  emotion: EmotionName
+  valence: number
+  arousal: number
+  /** Radians, with the signs of the py-feat release the model's metadata names. */
+  gaze: { yaw: number; pitch: number; angle: number }
+  /** Angles in radians; x, y, z as the model gives them (img2pose-style, not pixels). */
+  pose: { pitch: number; roll: number; yaw: number; x: number; y: number; z: number }
+  /** 478 x (x, y, z): x and y in frame pixels, z the model's relative depth. */
+  mesh: Float32Array
+  /** 68 x (x, y) in frame pixels, dlib order (mesh points). */
+  landmarks68: Float32Array
+  /** 52 ARKit blendshapes in [0,1], when the model has them. */
+  blendshapes?: Record<BlendshapeName, number>
+  blendshapeValues?: Float32Array
+}
+
+export type BackendName = 'onnxruntime' | 'tensorrt'
+
+export interface LoadOptions {
+  /** Path to the model's ONNX file (made by `face-multitask export`). */
+  model: string
+  /** 'auto' (default) takes TensorRT when it is available, else the CPU. 'cpu' is 'onnxruntime'. */
+  backend?: 'auto' | 'cpu' | BackendName
+  /** Faces per inference batch at most (default 32); larger requests are split. */
+  maxBatch?: number
+  /** CPU backend: inference threads, each with its own session (default 1). */
+  workers?: number
+  /** CPU backend: intra-op threads per worker (default: available cores / workers). */
+  threads?: number
+}
+
+export interface ModelInfo {
+  backend: BackendName
+  model: string
+  generation: string
+  conventionRelease: string
+  heads: string[]
+  synthetic: boolean
+  device: string
+  precision: string
+  maxBatch: number
+}

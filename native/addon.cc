@@ -1,0 +1,166 @@
+// Module entry: exposes the preprocessing to JS. Inputs are read in place (the JS arrays are
+// referenced until the work is done) and the model input is written straight into the caller's
+// Float32Array; the async form runs on libuv's pool so the event loop stays free.
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+
+namespace {
+
+struct FaceJob {
+  fm::Frame frame;
+  bool has_window;
+  fm::CropWindow window;
+};
+
+struct Batch {
+  std::vector<FaceJob> faces;
+  fm::CropMode crop;
+  fm::ResizeMode resize;
+  float* out;
+};
+
+// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength.
+bool bytes_of(const Napi::Value& v, const uint8_t** data, size_t* length) {
+  if (v.IsTypedArray()) {
+    auto t = v.As<Napi::TypedArray>();
+    *data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    *length = t.ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    auto d = v.As<Napi::DataView>();
+    *data = static_cast<const uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset();
+    *length = d.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+double number_field(const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), where + "." + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// Parses (faces, crop, resize, out). The JS layer validates first; these checks only keep a
+// wrong call from reading or writing out of bounds.
+Batch parse_batch(const Napi::CallbackInfo& info, std::vector<Napi::Value>* keep) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray())
+    throw Napi::TypeError::New(env, "preprocess(faces, crop, resize, out) expects an array, two numbers and a Float32Array");
+  Batch b;
+  const int crop = info[1].As<Napi::Number>().Int32Value();
+  const int resize = info[2].As<Napi::Number>().Int32Value();
+  if (crop < 0 || crop > 1) throw Napi::RangeError::New(env, "crop must be 0 (stretch) or 1 (square)");
+  if (resize < 0 || resize > 1) throw Napi::RangeError::New(env, "resize must be 0 (center crop) or 1 (antialiased bilinear)");
+  b.crop = static_cast<fm::CropMode>(crop);
+  b.resize = static_cast<fm::ResizeMode>(resize);
+  auto out = info[3].As<Napi::TypedArray>();
+  if (out.TypedArrayType() != napi_float32_array) throw Napi::TypeError::New(env, "out must be a Float32Array");
+  auto faces = info[0].As<Napi::Array>();
+  const uint32_t n = faces.Length();
+  if (out.ElementLength() < static_cast<size_t>(n) * fm::kInputFloats)
+    throw Napi::RangeError::New(env, "out holds " + std::to_string(out.ElementLength()) + " floats; " + std::to_string(n) + " faces need " + std::to_string(static_cast<size_t>(n) * fm::kInputFloats));
+  b.out = reinterpret_cast<float*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+  keep->push_back(out);
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string where = "faces[" + std::to_string(i) + "]";
+    Napi::Value fv = faces.Get(i);
+    if (!fv.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+    auto f = fv.As<Napi::Object>();
+    FaceJob job{};
+    size_t length = 0;
+    Napi::Value data = f.Get("data");
+    if (!bytes_of(data, &job.frame.data, &length)) throw Napi::TypeError::New(env, where + ".data must be a TypedArray");
+    keep->push_back(data);
+    const double w = number_field(f, "width", where), h = number_field(f, "height", where);
+    const double stride = number_field(f, "stride", where), format = number_field(f, "format", where);
+    if (!(format >= 0 && format <= 4) || format != static_cast<int>(format))
+      throw Napi::RangeError::New(env, where + ".format is not a known pixel format");
+    job.frame.format = static_cast<fm::PixelFormat>(static_cast<int>(format));
+    const int nc = fm::channels(job.frame.format);
+    if (!(w >= 1 && h >= 1 && w <= 1 << 20 && h <= 1 << 20) || w != static_cast<int>(w) || h != static_cast<int>(h))
+      throw Napi::RangeError::New(env, where + " has an invalid width or height");
+    if (!(stride >= w * nc) || stride != static_cast<double>(static_cast<size_t>(stride)))
+      throw Napi::RangeError::New(env, where + ".stride is smaller than width * channels");
+    if (static_cast<double>(length) < stride * h) throw Napi::RangeError::New(env, where + ".data is shorter than stride * height");
+    job.frame.width = static_cast<int>(w);
+    job.frame.height = static_cast<int>(h);
+    job.frame.stride = static_cast<size_t>(stride);
+    Napi::Value win = f.Get("window");
+    if (win.IsArray()) {
+      auto a = win.As<Napi::Array>();
+      double v[4];
+      for (uint32_t k = 0; k < 4; ++k) {
+        Napi::Value e = a.Get(k);
+        if (!e.IsNumber()) throw Napi::TypeError::New(env, where + ".window must hold 4 numbers");
+        v[k] = e.As<Napi::Number>().DoubleValue();
+        if (!std::isfinite(v[k])) throw Napi::RangeError::New(env, where + ".window must be finite");
+      }
+      if (!(v[2] > 0 && v[3] > 0)) throw Napi::RangeError::New(env, where + ".window must have a positive size");
+      job.has_window = true;
+      job.window = {static_cast<float>(v[0]), static_cast<float>(v[1]), static_cast<float>(v[2]), static_cast<float>(v[3])};
+    } else {
+      if (job.frame.width != fm::kChip || job.frame.height != fm::kChip)
+        throw Napi::RangeError::New(env, where + " has no window and is not a 256x256 chip");
+      job.has_window = false;
+    }
+    b.faces.push_back(job);
+  }
+  return b;
+}
+
+void run_batch(const Batch& b) {
+  for (size_t i = 0; i < b.faces.size(); ++i) {
+    const FaceJob& f = b.faces[i];
+    fm::preprocess_face(f.frame, f.has_window ? &f.window : nullptr, b.crop, b.resize, b.out + i * fm::kInputFloats);
+  }
+}
+
+class PreprocessWorker : public Napi::AsyncWorker {
+ public:
+  PreprocessWorker(Napi::Env env, Batch batch, const std::vector<Napi::Value>& keep)
+      : Napi::AsyncWorker(env, "face-multitask:preprocess"), deferred_(Napi::Promise::Deferred::New(env)), batch_(std::move(batch)) {
+    for (const auto& v : keep) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { run_batch(batch_); }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Batch batch_;
+  std::vector<Napi::ObjectReference> refs_;  // keeps the frames and the output alive
+};
+
+Napi::Value Preprocess(const Napi::CallbackInfo& info) {
+  std::vector<Napi::Value> keep;
+  Batch b = parse_batch(info, &keep);
+  auto* w = new PreprocessWorker(info.Env(), std::move(b), keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value PreprocessSync(const Napi::CallbackInfo& info) {
+  std::vector<Napi::Value> keep;
+  run_batch(parse_batch(info, &keep));
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
+  exports.Set("preprocessSync", Napi::Function::New(env, PreprocessSync, "preprocessSync"));
+  exports.Set("inputFloats", Napi::Number::New(env, fm::kInputFloats));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(face_multitask, Init)

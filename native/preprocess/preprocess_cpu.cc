@@ -1,0 +1,241 @@
+// CPU preprocessing, written to reproduce torch's float32 arithmetic step by step (grid_sample
+// for the chip, _upsample_bilinear2d_aa for 256->224, Normalize), so results match py-feat to
+// float rounding. Every step is separable: the crop is axis-aligned, so each chip column has one
+// pair of source columns and weights, each chip row one pair of source rows.
+#include "preprocess.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <vector>
+
+namespace fm {
+namespace {
+
+constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+
+// u8 -> [0,1] exactly as torch's `frame.float() / 255`.
+struct ByteToUnit {
+  std::array<float, 256> v;
+  ByteToUnit() {
+    for (int i = 0; i < 256; ++i) v[i] = static_cast<float>(i) / 255.0f;
+  }
+};
+const ByteToUnit kUnit;
+
+// Byte offsets of R, G, B within one pixel.
+void channel_offsets(PixelFormat f, int off[3]) {
+  switch (f) {
+    case PixelFormat::RGB:
+    case PixelFormat::RGBA: off[0] = 0; off[1] = 1; off[2] = 2; break;
+    case PixelFormat::BGR:
+    case PixelFormat::BGRA: off[0] = 2; off[1] = 1; off[2] = 0; break;
+    case PixelFormat::GRAY: off[0] = off[1] = off[2] = 0; break;
+  }
+}
+
+// One bilinear tap pair along an axis: source indices (clamped so loads stay in bounds) and the
+// weights of the lower and upper neighbour; a tap outside the frame under zero padding weighs 0.
+struct Tap {
+  int i0, i1;
+  float w0, w1;
+};
+
+// torch's reflect_coordinates for align_corners=False (twice_low = -1, twice_high = 2*size-1).
+float reflect(float in, int size) {
+  const float min = -0.5f;
+  const float span = static_cast<float>(size);
+  in = std::fabs(in - min);
+  const float extra = std::fmod(in, span);
+  const int flips = static_cast<int>(std::floor(in / span));
+  return (flips % 2 == 0) ? extra + min : span - extra + min;
+}
+
+// Taps for the kChip samples along one axis of `size` frame pixels. Each step is one float32
+// tensor operation of py-feat's crop function followed by grid_sample's unnormalisation
+// ((g + 1) * size / 2 - 0.5), in the same order, so the source coordinates round as torch's do.
+void axis_taps(float origin, float extent, int size, CropMode crop, Tap* taps) {
+  const float fsize = static_cast<float>(size);
+  const float half = fsize / 2.0f;
+  for (int k = 0; k < kChip; ++k) {
+    const float u = (static_cast<float>(k) + 0.5f) / static_cast<float>(kChip);
+    float g;
+    if (crop == CropMode::Square) {
+      const float pos = origin + u * extent;    // origin + (xx + 0.5) / face_size * side
+      g = 2.0f * (pos + 0.5f) / fsize - 1.0f;   // 2 * (grid_x + 0.5) / W - 1
+    } else {
+      const float pos = u * extent + origin;    // (xx + 0.5) / face_size * (x2 - x1) + x1
+      g = 2.0f * pos / (fsize - 1.0f) - 1.0f;   // 2 * grid_x / (W - 1) - 1
+    }
+    float x = (g + 1.0f) * half - 0.5f;
+    if (crop == CropMode::Square) x = std::min(std::max(reflect(x, size), 0.0f), fsize - 1.0f);
+    const float xf = std::floor(x);
+    const int i0 = static_cast<int>(xf);
+    const float w = x - xf;
+    Tap t{i0, i0 + 1, 1.0f - w, w};
+    if (t.i0 < 0 || t.i0 >= size) t.w0 = 0.0f;  // zero padding (never under reflection)
+    if (t.i1 < 0 || t.i1 >= size) t.w1 = 0.0f;
+    t.i0 = std::min(std::max(t.i0, 0), size - 1);
+    t.i1 = std::min(std::max(t.i1, 0), size - 1);
+    taps[k] = t;
+  }
+}
+
+// Antialiased bilinear weights of torch's _upsample_bilinear2d_aa for 256 -> 224, in float.
+// Each output uses at most 3 inputs; the taps are stored as a fixed 3 starting at `start` (kept
+// inside the row) with zero weights where torch has none, so the inner loop has no branches.
+struct AaWeights {
+  static constexpr int kTaps = 3;
+  int start[kInput];
+  float w[kInput][kTaps];
+  AaWeights() {
+    const float scale = static_cast<float>(kChip) / static_cast<float>(kInput);
+    const float support = 1.0f * scale;  // bilinear interp_size 2, times the downscale factor
+    const float invscale = 1.0f / scale;
+    for (int i = 0; i < kInput; ++i) {
+      const float center = scale * (i + 0.5f);
+      const int lo = std::max(static_cast<int>(center - support + 0.5f), 0);
+      const int n = std::min(static_cast<int>(center + support + 0.5f), kChip) - lo;
+      float raw[kTaps] = {0.0f, 0.0f, 0.0f};
+      float total = 0.0f;
+      for (int j = 0; j < n && j < kTaps; ++j) {
+        raw[j] = std::max(0.0f, 1.0f - std::fabs((j + lo - center + 0.5f) * invscale));
+        total += raw[j];
+      }
+      start[i] = std::min(lo, kChip - kTaps);
+      for (int j = 0; j < kTaps; ++j) w[i][j] = 0.0f;
+      for (int j = 0; j < n && j < kTaps; ++j) w[i][j + lo - start[i]] = total != 0.0f ? raw[j] / total : 0.0f;
+    }
+  }
+};
+const AaWeights kAa;
+
+// Produces the chip one row at a time (3 planar rows of 256 floats in [0,1]). Sampling is split
+// into a horizontal pass per source row (cached: neighbouring chip rows share source rows) and a
+// vertical blend of two such rows.
+class ChipRows {
+ public:
+  ChipRows(const Frame& frame, const CropWindow* window, CropMode crop) : frame_(frame), window_(window) {
+    channel_offsets(frame.format, off_);
+    nc_ = channels(frame.format);
+    if (window) {
+      axis_taps(window->x, window->width, frame.width, crop, tx_);
+      axis_taps(window->y, window->height, frame.height, crop, ty_);
+    }
+  }
+
+  // Writes chip row y, columns [x0, x1), to row[c * kChip + x].
+  void row(int y, int x0, int x1, float* row) {
+    const float* unit = kUnit.v.data();
+    if (!window_) {
+      const uint8_t* src = frame_.data + static_cast<size_t>(y) * frame_.stride;
+      for (int c = 0; c < 3; ++c)
+        for (int x = x0; x < x1; ++x) row[c * kChip + x] = unit[src[x * nc_ + off_[c]]];
+      return;
+    }
+    const Tap& t = ty_[y];
+    const float* a = source_row(t.i0, x0, x1);
+    const float* b = source_row(t.i1, x0, x1);
+    for (int i = x0; i < x1; ++i) {
+      row[i] = t.w0 * a[i] + t.w1 * b[i];
+      row[kChip + i] = t.w0 * a[kChip + i] + t.w1 * b[kChip + i];
+      row[2 * kChip + i] = t.w0 * a[2 * kChip + i] + t.w1 * b[2 * kChip + i];
+    }
+  }
+
+ private:
+  // Source row r sampled at the chip's columns (planar), from a two-slot cache.
+  const float* source_row(int r, int x0, int x1) {
+    for (int s = 0; s < 2; ++s)
+      if (cached_[s] == r) return cache_[s];
+    const int s = next_;
+    next_ ^= 1;
+    cached_[s] = r;
+    const float* unit = kUnit.v.data();
+    const uint8_t* src = frame_.data + static_cast<size_t>(r) * frame_.stride;
+    float* out = cache_[s];
+    for (int x = x0; x < x1; ++x) {
+      const Tap& t = tx_[x];
+      const uint8_t* p0 = src + t.i0 * nc_;
+      const uint8_t* p1 = src + t.i1 * nc_;
+      for (int c = 0; c < 3; ++c) out[c * kChip + x] = t.w0 * unit[p0[off_[c]]] + t.w1 * unit[p1[off_[c]]];
+    }
+    return out;
+  }
+
+  const Frame& frame_;
+  const CropWindow* window_;
+  int off_[3] = {0, 1, 2};
+  int nc_ = 3;
+  Tap tx_[kChip], ty_[kChip];
+  float cache_[2][3 * kChip];
+  int cached_[2] = {-1, -1};
+  int next_ = 0;
+};
+
+}  // namespace
+
+int channels(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::RGB:
+    case PixelFormat::BGR: return 3;
+    case PixelFormat::RGBA:
+    case PixelFormat::BGRA: return 4;
+    case PixelFormat::GRAY: return 1;
+  }
+  return 0;
+}
+
+void make_chip(const Frame& frame, const CropWindow* window, CropMode crop, float* chip) {
+  ChipRows rows(frame, window, crop);
+  float row[3 * kChip];
+  for (int y = 0; y < kChip; ++y) {
+    rows.row(y, 0, kChip, row);
+    for (int c = 0; c < 3; ++c) std::copy(row + c * kChip, row + (c + 1) * kChip, chip + c * kChip * kChip + y * kChip);
+  }
+}
+
+void preprocess_face(const Frame& frame, const CropWindow* window, CropMode crop, ResizeMode resize, float* out) {
+  ChipRows rows(frame, window, crop);
+  float row[3 * kChip];
+  if (resize == ResizeMode::CenterCrop) {
+    const int o = (kChip - kInput) / 2;
+    for (int y = 0; y < kInput; ++y) {
+      rows.row(y + o, o, o + kInput, row);
+      for (int c = 0; c < 3; ++c) {
+        float* dst = out + c * kInputPlane + y * kInput;
+        for (int x = 0; x < kInput; ++x) dst[x] = (row[c * kChip + o + x] - kMean[c]) / kStd[c];
+      }
+    }
+    return;
+  }
+  // Antialiased resize, horizontal pass first (per chip row, as it is made), then vertical.
+  std::vector<float> tmp(static_cast<size_t>(3) * kChip * kInput);  // [c][chip row][224]
+  for (int y = 0; y < kChip; ++y) {
+    rows.row(y, 0, kChip, row);
+    for (int c = 0; c < 3; ++c) {
+      const float* src = row + c * kChip;
+      float* dst = tmp.data() + (static_cast<size_t>(c) * kChip + y) * kInput;
+      for (int x = 0; x < kInput; ++x) {
+        const float* s = src + kAa.start[x];
+        const float* w = kAa.w[x];
+        dst[x] = s[0] * w[0] + s[1] * w[1] + s[2] * w[2];
+      }
+    }
+  }
+  for (int c = 0; c < 3; ++c) {
+    const float* plane = tmp.data() + static_cast<size_t>(c) * kChip * kInput;
+    const float mean = kMean[c], sd = kStd[c];
+    for (int y = 0; y < kInput; ++y) {
+      const float* w = kAa.w[y];
+      const float* s0 = plane + kAa.start[y] * kInput;
+      const float* s1 = s0 + kInput;
+      const float* s2 = s1 + kInput;
+      float* dst = out + c * kInputPlane + y * kInput;
+      for (int x = 0; x < kInput; ++x) dst[x] = ((s0[x] * w[0] + s1[x] * w[1] + s2[x] * w[2]) - mean) / sd;
+    }
+  }
+}
+
+}  // namespace fm

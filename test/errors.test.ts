@@ -1,0 +1,119 @@
+// Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
+// still resolve, the model stays usable, the process keeps running.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { onnx } from 'onnx-proto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FaceMultitask } from '../lib/face-multitask'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-errors-'))
+const file = path.join(dir, 'fixture.onnx')
+const W = 64
+const H = 48
+const frame = { data: new Uint8Array(W * H * 3).fill(90), width: W, height: H }
+const box = [10, 10, 40, 40] as const
+
+/** The fixture with its metadata or graph edited. */
+function variant(name: string, edit: (m: onnx.ModelProto) => void): string {
+  const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
+  edit(m)
+  const out = path.join(dir, name)
+  writeFileSync(out, onnx.ModelProto.encode(m).finish())
+  return out
+}
+
+describe('errors', () => {
+  let model: FaceMultitask
+  beforeAll(async () => {
+    writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
+    model = await FaceMultitask.load({ model: file })
+  })
+  afterAll(() => model?.close())
+
+  const badCalls: [string, () => Promise<unknown>, RegExp, ErrorConstructor][] = [
+    ['unknown format', () => model.detect({ ...frame, format: 'yuv' as never }, { boxes: [box] }), /image\.format must be one of rgb, rgba, bgr, bgra, gray/, TypeError],
+    ['data shorter than stride x height', () => model.detect({ ...frame, stride: W * 3 + 4 }, { boxes: [box] }), /image\.data holds 9216 bytes; stride \* height is 9408/, RangeError],
+    ['stride below width x channels', () => model.detect({ ...frame, stride: 10 }, { boxes: [box] }), /image\.stride must be/, RangeError],
+    ['data not bytes', () => model.detect({ ...frame, data: new Float32Array(10) as never }, { boxes: [box] }), /image\.data must be a Buffer/, TypeError],
+    ['zero-size box', () => model.detect(frame, { boxes: [[10, 10, 10, 30]] }), /options\.boxes\[0\] = \[10, 10, 10, 30\] has zero or negative size/, RangeError],
+    ['negative-size box', () => model.detect(frame, { boxes: [box, [30, 30, 20, 40]] }), /options\.boxes\[1\].*zero or negative size/, RangeError],
+    ['NaN in a box', () => model.detect(frame, { boxes: [[NaN, 1, 2, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
+    ['infinite box', () => model.detect(frame, { boxes: [[0, 0, Infinity, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
+    ['box entirely outside', () => model.detect(frame, { boxes: [[100, 100, 120, 130]] }), /options\.boxes\[0\].*lies entirely outside the 64x48 frame/, RangeError],
+    ['empty box list', () => model.detect(frame, { boxes: [] }), /options\.boxes is empty/, RangeError],
+    ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
+    ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
+    ['one box list for two images', () => model.detect([frame, frame], { boxes: [box] as never }), /options\.boxes must hold one box list per image/, TypeError],
+    ['width not an integer', () => model.detect({ ...frame, width: 3.5 }, { boxes: [box] }), /image\.width must be an integer/, RangeError],
+    ['second image bad', () => model.detect([frame, { ...frame, height: 0 }], { boxes: [[box], [box]] }), /images\[1\]\.height must be an integer/, RangeError],
+  ]
+
+  it.each(badCalls)('%s', async (_name, call, message, type) => {
+    const err = await call().catch((e) => e)
+    expect(err).toBeInstanceOf(type)
+    expect(err.message).toMatch(message)
+  })
+
+  it('requests in flight still resolve correctly while bad ones are rejected', async () => {
+    const good = await model.detect(frame, { boxes: [box] })
+    const results = await Promise.allSettled([
+      model.detect(frame, { boxes: [box] }),
+      model.detect(frame, { boxes: [[NaN, 0, 1, 1]] }),
+      model.detect([frame, frame], { boxes: [[box], [box, box]] }),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    const first = (results[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof model.detect>>>).value
+    expect(first[0].auValues).toEqual(good[0].auValues)
+  })
+
+  describe('load', () => {
+    it('missing model file', async () => {
+      await expect(FaceMultitask.load({ model: path.join(dir, 'nope.onnx') })).rejects.toThrow(/options\.model: cannot read ".*nope\.onnx": no such file/)
+    })
+    it('a file that is not ONNX', async () => {
+      const f = path.join(dir, 'junk.onnx')
+      writeFileSync(f, Buffer.from('this is not a model\n'.repeat(10)))
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/options\.model: .*junk\.onnx" is not a readable ONNX model/)
+    })
+    it('a directory', async () => {
+      await expect(FaceMultitask.load({ model: dir })).rejects.toThrow(/it is a directory/)
+    })
+    it('an ONNX without the metadata', async () => {
+      const f = variant('nometa.onnx', (m) => { m.metadataProps = [] })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.schema" is missing/)
+    })
+    it('an unknown crop value names the key', async () => {
+      const f = variant('badcrop.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.crop')!.value = 'circle' })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.crop" has unknown value "circle"/)
+    })
+    it('a bad pose convention names the key', async () => {
+      const f = variant('badpose.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.pose_convention')!.value = 'pitch=p0' })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.pose_convention" has unknown value/)
+    })
+    it('an output missing from the graph', async () => {
+      const f = variant('noout.onnx', (m) => { m.graph!.output = m.graph!.output.filter((o) => o.name !== 'va') })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/the model has no output named "va"/)
+    })
+    it('an input of the wrong shape', async () => {
+      const f = variant('badin.onnx', (m) => { m.graph!.input[0].type!.tensorType!.shape!.dim[2].dimValue = 256 })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/input "input" has shape \[N,3,256,224\], expected \[N,3,224,224\]/)
+    })
+    it('bad options', async () => {
+      await expect(FaceMultitask.load({ model: file, backend: 'gpu' as never })).rejects.toThrow(/options\.backend must be one of/)
+      await expect(FaceMultitask.load({ model: file, maxBatch: 0 })).rejects.toThrow(/options\.maxBatch must be an integer/)
+      await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
+    })
+  })
+
+  it('detect() after close() is refused, close() is idempotent', async () => {
+    const m = await FaceMultitask.load({ model: file })
+    const inFlight = m.detect(frame, { boxes: [box] })
+    const closing = m.close()
+    await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/detect\(\) called after close\(\)/)
+    expect(await inFlight).toHaveLength(1) // accepted before close(): still delivered
+    await closing
+    await m.close()
+  })
+})

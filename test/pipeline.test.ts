@@ -1,0 +1,109 @@
+// End to end on the CPU backend: detect() against an independent path — the reference
+// preprocessing (test/reference) fed to a bare onnxruntime session, decoded here from the
+// formulas of model-facts.md — for each generation's conventions.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { faceCrop } from '../lib/crop'
+import { FaceMultitask } from '../lib/face-multitask'
+import { AU_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from '../lib/labels'
+import { makeFixtureModel } from '../scripts/make-fixture'
+import { refChip, refInput } from './reference/preprocess'
+import type { Box } from '../lib/types'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-pipeline-'))
+
+function noiseFrame(width: number, height: number, seed: number): Uint8Array {
+  const data = new Uint8Array(width * height * 3)
+  let s = seed
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    data[i] = (s >>> 24) & 255
+  }
+  return data
+}
+
+async function reference(modelFile: string, frame: Uint8Array, width: number, height: number, boxes: Box[], crop: 'square' | 'stretch', resize: 'center_crop' | 'antialias_bilinear') {
+  const input = new Float32Array(boxes.length * 150528)
+  boxes.forEach((b, i) => {
+    const chip = refChip({ data: frame, width, height, stride: width * 3, offsets: [0, 1, 2], channels: 3 }, faceCrop(crop, b, width, height).window, crop)
+    input.set(refInput(chip, resize), i * 150528)
+  })
+  const session = await ort.InferenceSession.create(modelFile)
+  const out = await session.run({ input: new ort.Tensor('float32', input, [boxes.length, 3, 224, 224]) })
+  await session.release()
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]))
+}
+
+const GENERATIONS = [
+  { generation: 'v2.4', crop: 'stretch', resize: 'center_crop', pitch: -1, gazePitch: 1 },
+  { generation: 'v2.5', crop: 'square', resize: 'antialias_bilinear', pitch: 1, gazePitch: 1 },
+  { generation: 'v2.8', crop: 'square', resize: 'antialias_bilinear', pitch: -1, gazePitch: -1 },
+] as const
+
+describe.each(GENERATIONS)('CPU pipeline, $generation conventions', (g) => {
+  const file = path.join(dir, `${g.generation}.onnx`)
+  let model: FaceMultitask
+  const width = 640
+  const height = 360
+  const frame = noiseFrame(width, height, 7)
+  const boxes: Box[] = [[100, 50, 260, 250], [-40, 200, 90, 380], [600, 10, 660, 60]]
+
+  beforeAll(async () => {
+    writeFileSync(file, makeFixtureModel({ generation: g.generation }))
+    model = await FaceMultitask.load({ model: file, backend: 'cpu' })
+  })
+  afterAll(() => model?.close())
+
+  it('matches the reference path face by face', async () => {
+    const faces = await model.detect({ data: frame, width, height, format: 'rgb' }, { boxes })
+    const ref = await reference(file, frame, width, height, boxes, g.crop, g.resize)
+    expect(faces).toHaveLength(boxes.length)
+    faces.forEach((f, i) => {
+      const [x, y, w, h] = faceCrop(g.crop, boxes[i], width, height).box
+      expect([f.box.x, f.box.y, f.box.width, f.box.height]).toEqual([x, y, w, h])
+      AU_NAMES.forEach((n, k) => expect(f.aus[n]).toBeCloseTo(ref.p_au[i * 20 + k], 4))
+      const logits = Array.from(ref.emotion_logits.subarray(i * 7, i * 7 + 7))
+      const z = logits.map(Math.exp).reduce((a, b) => a + b, 0)
+      EMOTION_NAMES.forEach((n, k) => expect(f.emotions[n]).toBeCloseTo(Math.exp(logits[k]) / z, 4))
+      expect(f.emotion).toBe(EMOTION_NAMES[logits.indexOf(Math.max(...logits))])
+      expect(f.valence).toBeCloseTo(ref.va[i * 2], 4)
+      expect(f.arousal).toBeCloseTo(ref.va[i * 2 + 1], 4)
+      const p = ref.pose.subarray(i * 6, i * 6 + 6)
+      expect(f.pose.pitch).toBeCloseTo(g.pitch * p[0], 4)
+      expect(f.pose.roll).toBeCloseTo(-p[2], 4)
+      expect(f.pose.yaw).toBeCloseTo(p[1], 4)
+      expect([f.pose.x, f.pose.y, f.pose.z].map((v) => Number(v.toFixed(4)))).toEqual(Array.from(p.subarray(3)).map((v) => Number(v.toFixed(4))))
+      const gz = ref.gaze.subarray(i * 2, i * 2 + 2)
+      expect(f.gaze.pitch).toBeCloseTo(g.gazePitch * gz[1], 4)
+      expect(f.gaze.yaw).toBeCloseTo(gz[0], 4)
+      expect(f.gaze.angle).toBeCloseTo(Math.acos(Math.cos(gz[0]) * Math.cos(gz[1])), 4)
+      for (const m of [0, 1, 152, 477]) {
+        const [mx, my, mz] = ref.mesh.subarray(i * 1434 + m * 3, i * 1434 + m * 3 + 3)
+        // v2.4: (m/224 + 16/256) * box_wh + box_left_top; v2.5+: u * side + origin.
+        const ex = g.generation === 'v2.4' ? (mx / 224 + 16 / 256) * w + x : mx * w + x
+        const ey = g.generation === 'v2.4' ? (my / 224 + 16 / 256) * h + y : my * h + y
+        expect(Math.abs(f.mesh[m * 3] - ex)).toBeLessThan(0.01)
+        expect(Math.abs(f.mesh[m * 3 + 1] - ey)).toBeLessThan(0.01)
+        expect(Math.abs(f.mesh[m * 3 + 2] - mz)).toBeLessThan(1e-3) // z passes through (v2.4: 224-pixel units)
+      }
+      const k = 30
+      expect(f.landmarks68[2 * k]).toBe(f.mesh[3 * LANDMARK68_MESH_INDEX[k]])
+      expect(f.landmarks68[2 * k + 1]).toBe(f.mesh[3 * LANDMARK68_MESH_INDEX[k] + 1])
+      if (g.generation === 'v2.4') expect(f.blendshapes).toBeUndefined()
+      else expect(f.blendshapeValues![5]).toBeCloseTo(ref.blendshapes[i * 52 + 5], 4)
+    })
+  })
+
+  it('gives the same faces whether frames come one per call, many per call, or concurrently', async () => {
+    const image = { data: frame, width, height }
+    const one = await model.detect(image, { boxes })
+    const many = await model.detect([image, image], { boxes: [boxes.slice(0, 1), boxes] })
+    const concurrent = await Promise.all(boxes.map((b) => model.detect(image, { boxes: [b] })))
+    expect(many[0][0].auValues).toEqual(one[0].auValues)
+    expect(many[1][2].mesh).toEqual(one[2].mesh)
+    concurrent.forEach((faces, i) => expect(faces[0].emotionValues).toEqual(one[i].emotionValues))
+  })
+})

@@ -1,0 +1,108 @@
+// Native preprocessing against the naive double-precision reference (test/reference), on smooth
+// images where float32 coordinate rounding cannot matter: max abs difference <= 1e-5 in [0,1]
+// pixel units. Exact float32 agreement with torch itself is test/preprocess-torch.test.ts.
+import { describe, expect, it } from 'vitest'
+import { faceCrop } from '../lib/crop'
+import { PIXEL_FORMATS } from '../lib/image-input'
+import { loadNative } from '../lib/native'
+import type { PixelFormat } from '../lib/types'
+import { refChip, refInput, type RefImage } from './reference/preprocess'
+
+const STD = [0.229, 0.224, 0.225]
+
+const OFFSETS: Record<PixelFormat, [number, number, number]> = {
+  rgb: [0, 1, 2], rgba: [0, 1, 2], bgr: [2, 1, 0], bgra: [2, 1, 0], gray: [0, 0, 0],
+}
+
+/** A smooth test image, with `pad` spare bytes per row and the view starting at `offset`. */
+function smoothImage(width: number, height: number, format: PixelFormat, pad = 0, offset = 0): RefImage {
+  const channels = PIXEL_FORMATS[format].channels
+  const stride = width * channels + pad
+  const buf = new Uint8Array(offset + stride * height)
+  const data = buf.subarray(offset)
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      for (let k = 0; k < channels; k++)
+        data[y * stride + x * channels + k] = Math.round(127.5 + 120 * Math.sin(x * 0.031 + k * 1.3) * Math.cos(y * 0.027 - k))
+  return { data, width, height, stride, offsets: OFFSETS[format], channels }
+}
+
+function runNative(im: RefImage, format: PixelFormat, window: [number, number, number, number] | null, padding: 0 | 1, resize: 0 | 1): Float32Array {
+  const out = new Float32Array(3 * 224 * 224)
+  loadNative().preprocessSync([{ data: im.data, width: im.width, height: im.height, stride: im.stride, format: PIXEL_FORMATS[format].code, window }], padding, resize, out)
+  return out
+}
+
+function maxPixelDiff(a: Float32Array, b: Float64Array): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) * STD[Math.floor(i / 50176)])
+  return m
+}
+
+const CASES: { name: string; w: number; h: number; box: [number, number, number, number] }[] = [
+  { name: 'face inside a landscape frame', w: 320, h: 200, box: [100, 40, 190, 150] },
+  { name: 'off the left/top edge', w: 320, h: 200, box: [-30, -20, 60, 90] },
+  { name: 'off the right/bottom edge', w: 200, h: 320, box: [150, 260, 230, 340] },
+  { name: 'tiny box (upsampled)', w: 64, h: 48, box: [20.5, 10.25, 24, 13] },
+  { name: 'box larger than the frame', w: 90, h: 140, box: [-50, -40, 150, 200] },
+]
+
+describe('native preprocessing equals the reference formula', () => {
+  for (const c of CASES) {
+    for (const crop of ['square', 'stretch'] as const) {
+      for (const resize of ['antialias_bilinear', 'center_crop'] as const) {
+        it(`${c.name}, ${crop} crop, ${resize}`, () => {
+          const im = smoothImage(c.w, c.h, 'rgb')
+          const win = faceCrop(crop, c.box, c.w, c.h).window
+          const got = runNative(im, 'rgb', win, crop === 'square' ? 1 : 0, resize === 'center_crop' ? 0 : 1)
+          expect(maxPixelDiff(got, refInput(refChip(im, win, crop), resize))).toBeLessThanOrEqual(1e-5)
+        })
+      }
+    }
+  }
+
+  for (const format of Object.keys(PIXEL_FORMATS) as PixelFormat[]) {
+    it(`pixel format ${format}, padded stride, non-zero byteOffset`, () => {
+      const im = smoothImage(150, 110, format, 7, 13)
+      const win = faceCrop('square', [30, 20, 110, 100], 150, 110).window
+      const got = runNative(im, format, win, 1, 1)
+      expect(maxPixelDiff(got, refInput(refChip(im, win, 'square'), 'antialias_bilinear'))).toBeLessThanOrEqual(1e-5)
+    })
+  }
+
+  it('a 256x256 chip given directly', () => {
+    const im = smoothImage(256, 256, 'bgra')
+    for (const resize of ['antialias_bilinear', 'center_crop'] as const) {
+      const got = runNative(im, 'bgra', null, 1, resize === 'center_crop' ? 0 : 1)
+      expect(maxPixelDiff(got, refInput(refChip(im, null, 'square'), resize))).toBeLessThanOrEqual(1e-5)
+    }
+  })
+
+  it('the stretch crop pads with zeros (normalised: -mean/std) outside the frame', () => {
+    const im = smoothImage(100, 100, 'rgb')
+    const got = runNative(im, 'rgb', [-1000, -1000, 50, 50], 0, 0)
+    expect(got[0]).toBeCloseTo(-0.485 / 0.229, 6)
+    expect(got[50176 * 2 + 500]).toBeCloseTo(-0.406 / 0.225, 6)
+  })
+
+  it('the async form writes the same values as the sync form, several faces at once', async () => {
+    const im = smoothImage(300, 200, 'rgb')
+    const faces = [[10, 10, 100, 120], [150, 50, 280, 190]].map((b) => ({
+      data: im.data, width: im.width, height: im.height, stride: im.stride, format: 0,
+      window: faceCrop('square', b as [number, number, number, number], 300, 200).window,
+    }))
+    const a = new Float32Array(2 * 150528)
+    const b = new Float32Array(2 * 150528)
+    loadNative().preprocessSync(faces, 1, 1, a)
+    await loadNative().preprocess(faces, 1, 1, b)
+    expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(b.buffer))).toBe(0)
+    expect(Buffer.compare(Buffer.from(a.buffer, 0, 150528 * 4), Buffer.from(a.buffer, 150528 * 4))).not.toBe(0)
+  })
+
+  it('rejects a call that would read out of bounds instead of crashing', () => {
+    const out = new Float32Array(150528)
+    const face = { data: new Uint8Array(10), width: 100, height: 100, stride: 300, format: 0, window: [0, 0, 10, 10] as [number, number, number, number] }
+    expect(() => loadNative().preprocessSync([face], 1, 1, out)).toThrow(/shorter than stride \* height/)
+    expect(() => loadNative().preprocessSync([face, face], 1, 1, out)).toThrow(/out holds/)
+  })
+})
