@@ -1,0 +1,164 @@
+// `npm run prebuild`: builds the addon with cmake-js and stores it where node-gyp-build finds it
+// in an installed package: prebuilds/<platform>-<arch>/face-multitask.napi[.glibc|.musl][.armv7].node.
+//
+// prebuildify does the naming, stripping and placing; it only knows how to build with node-gyp,
+// so it is handed a stand-in "node-gyp" (a two-line script) that runs cmake-js instead. The build
+// happens in build/prebuild/, apart from the dev build in build/Release, so running this never
+// removes the binary that tests in a clone load. One N-API 9 binary serves every Node.js >= 20.9.
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import { NAPI_VERSION, packageRoot } from '../lib/native'
+
+interface PrebuildifyOptions {
+  cwd: string
+  out: string
+  name: string
+  napi: boolean
+  targets: string[]
+  platform: string
+  arch: string
+  strip: boolean
+  tagLibc: boolean
+  tagArmv: boolean
+  nodeGyp: string
+  quiet: boolean
+}
+type Prebuildify = (opts: PrebuildifyOptions, cb: (err?: Error | null) => void) => void
+
+export interface PrebuildArgs {
+  /** Clean build (cmake-js rebuild) instead of an incremental one. */
+  clean: boolean
+  /** Strip symbols (linux and macOS only). */
+  strip: boolean
+}
+
+const USAGE = `usage: node dist/scripts/prebuild.js [--clean] [--no-strip]
+  Builds the addon with cmake-js and writes prebuilds/<platform>-<arch>/<name>.napi[.<libc>].node
+  (prebuildify's layout, read by node-gyp-build), then checks that node-gyp-build loads it.
+  --clean     rebuild from scratch (default: incremental, in build/prebuild/)
+  --no-strip  keep symbols (default: strip on linux and macOS)`
+
+export function parseArgs(argv: string[]): PrebuildArgs | 'help' {
+  const args: PrebuildArgs = { clean: false, strip: process.platform === 'linux' || process.platform === 'darwin' }
+  for (const arg of argv) {
+    if (arg === '--help' || arg === '-h') return 'help'
+    else if (arg === '--clean') args.clean = true
+    else if (arg === '--no-strip') args.strip = false
+    else if (arg === '--strip') args.strip = true
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`)
+  }
+  return args
+}
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+
+/** Writes the node-gyp stand-in: whatever prebuildify asks of node-gyp, it runs cmake-js. */
+function writeShim(dir: string, command: string[]): string {
+  if (process.platform === 'win32') {
+    const file = path.join(dir, 'node-gyp-shim.cmd')
+    fs.writeFileSync(file, `@echo off\r\n${command.map((a) => `"${a}"`).join(' ')}\r\nexit /b %errorlevel%\r\n`)
+    return file
+  }
+  const file = path.join(dir, 'node-gyp-shim')
+  fs.writeFileSync(
+    file,
+    `#!/bin/sh\n# prebuildify calls this as node-gyp ("rebuild --target=... --release"); it builds with cmake-js.\nexec ${command.map(shq).join(' ')}\n`,
+  )
+  fs.chmodSync(file, 0o755)
+  return file
+}
+
+function describe(file: string): string {
+  return `${file} (${(fs.statSync(file).size / 1024).toFixed(1)} KiB)`
+}
+
+export async function prebuild(args: PrebuildArgs, log: (s: string) => void = console.log): Promise<string[]> {
+  const root = packageRoot()
+  const req = createRequire(path.join(root, 'package.json'))
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string }
+  const platform = os.platform()
+  const arch = os.arch()
+  const tuple = path.join(root, 'prebuilds', `${platform}-${arch}`)
+  const stage = path.join(root, 'build', 'prebuild')
+  const stageOut = path.join(stage, 'build') // prebuildify takes the result from <cwd>/build/Release
+  fs.mkdirSync(stage, { recursive: true })
+
+  const cmakeJsPkg = req.resolve('cmake-js/package.json')
+  const cmakeJsBin = (req(cmakeJsPkg) as { bin: Record<string, string> }).bin['cmake-js']
+  const shim = writeShim(stage, [
+    process.execPath,
+    path.join(path.dirname(cmakeJsPkg), cmakeJsBin),
+    args.clean ? 'rebuild' : 'compile',
+    '--directory', root,
+    '--out', stageOut,
+    '--log-level', 'warn',
+  ])
+
+  // Old binaries in this platform's folder could outrank the new one (node-gyp-build prefers the
+  // most specific name), so the folder is emptied of .node files first.
+  if (fs.existsSync(tuple)) {
+    for (const f of fs.readdirSync(tuple)) if (f.endsWith('.node')) fs.rmSync(path.join(tuple, f))
+  }
+  for (const f of fs.existsSync(path.join(stageOut, 'Release')) ? fs.readdirSync(path.join(stageOut, 'Release')) : []) {
+    if (f.endsWith('.node')) fs.rmSync(path.join(stageOut, 'Release', f))
+  }
+
+  log(`prebuild: cmake-js ${args.clean ? 'rebuild' : 'compile'} in ${path.relative(root, stage)}/ for ${platform}-${arch}, N-API ${NAPI_VERSION}`)
+  const prebuildify = req('prebuildify') as Prebuildify
+  await new Promise<void>((resolve, reject) => {
+    prebuildify(
+      {
+        cwd: stage,
+        out: root,
+        // prebuildify 6 puts no tag at all on a napi build (<name>.glibc.node); the explicit napi
+        // tag (which node-gyp-build parses) says what the file is: any Node.js with N-API >= 9.
+        name: `${pkg.name}.napi`,
+        napi: true,
+        targets: [], // with napi: one build, named without an ABI tag
+        platform,
+        arch,
+        strip: args.strip,
+        tagLibc: platform === 'linux', // a glibc build must not be picked on musl (Alpine), and back
+        tagArmv: arch === 'arm',
+        nodeGyp: shim,
+        quiet: false,
+      },
+      (err) => (err ? reject(err) : resolve()),
+    )
+  })
+
+  const written = fs.readdirSync(tuple).filter((f) => f.endsWith('.node')).map((f) => path.join(tuple, f))
+  if (written.length === 0) throw new Error(`prebuildify wrote no .node file in ${tuple}`)
+  for (const f of written) log(`prebuild: wrote ${describe(f)}`)
+
+  // What an installed package will do: node-gyp-build with no build/ folder around.
+  const check = execFileSync(
+    process.execPath,
+    ['-e', 'const p=require("node-gyp-build").resolve(process.argv[1]);const a=require(p);console.log(JSON.stringify({p,n:a.inputFloats}))', root],
+    { cwd: root, env: { ...process.env, PREBUILDS_ONLY: '1' }, encoding: 'utf8' },
+  )
+  const { p, n } = JSON.parse(check.trim().split('\n').pop()!) as { p: string; n: number }
+  if (!written.includes(p) || typeof n !== 'number') throw new Error(`node-gyp-build resolved ${p}, not the new prebuild`)
+  log(`prebuild: node-gyp-build loads ${path.relative(root, p)} (inputFloats ${n})`)
+  return written
+}
+
+if (require.main === module) {
+  let args: PrebuildArgs | 'help'
+  try {
+    args = parseArgs(process.argv.slice(2))
+  } catch (e) {
+    console.error((e as Error).message)
+    process.exit(2)
+  }
+  if (args === 'help') console.log(USAGE)
+  else {
+    prebuild(args).catch((e: unknown) => {
+      console.error(`prebuild failed: ${e instanceof Error ? e.message : String(e)}`)
+      process.exitCode = 1
+    })
+  }
+}

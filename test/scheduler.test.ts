@@ -1,0 +1,75 @@
+// The scheduler: batches whatever waits when a slot frees, splits large requests, isolates
+// failures to the requests whose items were in the failing batch.
+import { describe, expect, it } from 'vitest'
+import { Scheduler } from '../lib/scheduler'
+
+function deferred<T>() {
+  let resolve!: (v: T) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
+  return { promise, resolve, reject }
+}
+
+describe('Scheduler', () => {
+  it('runs at once when idle, then batches what waited, up to maxBatch', async () => {
+    const batches: number[][] = []
+    const gates: ReturnType<typeof deferred<void>>[] = []
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      const g = deferred<void>()
+      gates.push(g)
+      await g.promise
+      return jobs.map((j) => j * 10)
+    }, 1, 4)
+    const a = s.submit([1])
+    const b = s.submit([2, 3])
+    const c = s.submit([4, 5, 6])
+    expect(batches).toEqual([[1]]) // no waiting for more when idle
+    gates[0].resolve()
+    await a
+    await new Promise((r) => setImmediate(r))
+    expect(batches[1]).toEqual([2, 3, 4, 5]) // what waited goes as one batch, capped at 4
+    gates[1].resolve()
+    await new Promise((r) => setImmediate(r))
+    gates[2].resolve()
+    expect(await b).toEqual([20, 30])
+    expect(await c).toEqual([40, 50, 60])
+    expect(batches[2]).toEqual([6])
+    await s.idle()
+  })
+
+  it('splits a request larger than maxBatch and keeps its order', async () => {
+    const sizes: number[] = []
+    const s = new Scheduler<number, number>(async (jobs) => { sizes.push(jobs.length); return jobs.map((j) => -j) }, 2, 3)
+    const out = await s.submit(Array.from({ length: 10 }, (_, i) => i))
+    expect(out).toEqual(Array.from({ length: 10 }, (_, i) => -i))
+    expect(sizes.sort()).toEqual([1, 3, 3, 3])
+  })
+
+  it('runs up to `slots` batches at once', async () => {
+    let running = 0
+    let peak = 0
+    const s = new Scheduler<number, number>(async (jobs) => {
+      running++
+      peak = Math.max(peak, running)
+      await new Promise((r) => setTimeout(r, 5))
+      running--
+      return jobs
+    }, 2, 1)
+    await Promise.all([s.submit([1]), s.submit([2]), s.submit([3]), s.submit([4])])
+    expect(peak).toBe(2)
+  })
+
+  it('a failing batch rejects only the requests in it; the others still resolve', async () => {
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(13)) throw new Error('bad batch')
+      return jobs
+    }, 1, 2)
+    const results = await Promise.allSettled([s.submit([1, 2]), s.submit([13, 14, 15]), s.submit([3])])
+    expect(results[0]).toEqual({ status: 'fulfilled', value: [1, 2] })
+    expect(results[1].status).toBe('rejected')
+    expect(results[2]).toEqual({ status: 'fulfilled', value: [3] })
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+})
