@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// The face-multitask command line: `detect` runs a model on an image's faces, `demo` runs the
+// whole pipeline on a synthetic model and a drawn image. Each command lives in lib/cli/.
+// Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments.
+import fs from 'node:fs'
+import path from 'node:path'
+import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
+import { DEMO_USAGE, DETECT_USAGE, MAIN_USAGE } from './cli/usage'
+import { packageRoot } from './native'
+
+export type { Io } from './cli/common'
+
+interface Command {
+  usage: string
+  /** Loaded on use, so `--help` needs neither sharp nor onnxruntime. */
+  run: (argv: string[], io: Io) => Promise<number>
+}
+
+const COMMANDS: Record<string, Command> = {
+  detect: { usage: DETECT_USAGE, run: async (argv, io) => (await import('./cli/detect')).detectCommand(argv, io) },
+  demo: { usage: DEMO_USAGE, run: async (argv, io) => (await import('./cli/demo')).demoCommand(argv, io) },
+}
+
+function version(): string {
+  try {
+    return String(JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version)
+  } catch {
+    return 'unknown'
+  }
+}
+
+async function dispatch(argv: string[], io: Io): Promise<number> {
+  const [first, ...rest] = argv
+  if (first === undefined || first === '--help' || first === '-h') {
+    io.out(MAIN_USAGE)
+    return 0
+  }
+  if (first === '--version' || first === '-v') {
+    io.out(version())
+    return 0
+  }
+  if (first === 'help') {
+    const topic = rest[0]
+    if (topic === undefined) io.out(MAIN_USAGE)
+    else if (Object.hasOwn(COMMANDS, topic)) io.out(COMMANDS[topic].usage)
+    else throw new UsageError(`help: unknown command "${topic}" (commands: ${Object.keys(COMMANDS).join(', ')})`)
+    return 0
+  }
+  if (!Object.hasOwn(COMMANDS, first)) {
+    const what = first.startsWith('-') ? `unknown option "${first}" before the command` : `unknown command "${first}"`
+    throw new UsageError(`${what} (commands: ${Object.keys(COMMANDS).join(', ')})`)
+  }
+  const command = COMMANDS[first]
+  if (wantsHelp(rest)) {
+    io.out(command.usage)
+    return 0
+  }
+  try {
+    return await command.run(rest, io)
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(`${first}: ${e.message}\n(run \`face-multitask ${first} --help\` for usage)`)
+    throw e
+  }
+}
+
+/**
+ * Runs the CLI on argv (the arguments after the program name) and returns the exit code. Errors
+ * are printed as one message on io.err, never thrown; nothing here calls process.exit.
+ */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  try {
+    return await dispatch(argv, io)
+  } catch (e) {
+    if (e instanceof CliError) {
+      const hint = e instanceof UsageError && !e.message.includes('--help') ? '\n(run `face-multitask --help` for usage)' : ''
+      io.err(`face-multitask: ${e.message}${hint}`)
+      return e.exitCode
+    }
+    // Not one of ours (a bug, or a library failure): still one message; the stack on request.
+    io.err(`face-multitask: ${messageOf(e)}`)
+    if (process.env.FACE_MULTITASK_DEBUG && e instanceof Error && e.stack) io.err(e.stack)
+    return 1
+  }
+}
+
+if (require.main === module) {
+  // `face-multitask detect ... --json | head` closes stdout early: stop quietly, not with EPIPE.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw e
+  })
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code })
+}

@@ -1,0 +1,102 @@
+// `face-multitask detect <image> --model <onnx> [--boxes ...] [--json] [--backend auto|cpu]`
+import { parseArgs } from 'node:util'
+import { CHIP_SIZE } from '../contract'
+import type { Box, ModelInfo } from '../types'
+import { checkBoxesInImage, parseBoxes } from './boxes'
+import { type Io, UsageError, parseCommandArgs } from './common'
+import { faceTable, facesJson, runLine } from './format'
+import { readImage } from './image'
+import { syntheticWarning } from './notices'
+import { CLI_BACKENDS, type CliBackend, type RunResult, runModel } from './run-model'
+
+export const NO_BOXES_MESSAGE = '--boxes is required: face detection is not built in yet (give boxes, or a 256x256 chip)'
+
+interface DetectArgs {
+  image: string
+  model: string
+  boxes?: Box[]
+  json: boolean
+  backend: CliBackend
+}
+
+function detectArgs(argv: string[]): DetectArgs {
+  const { values, positionals } = parseCommandArgs(() => parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      model: { type: 'string' },
+      boxes: { type: 'string' },
+      json: { type: 'boolean' },
+      backend: { type: 'string' },
+    },
+  }))
+  if (positionals.length === 0) throw new UsageError('<image>: missing image path')
+  if (positionals.length > 1) throw new UsageError(`<image>: one image at a time, got ${positionals.length} (${positionals.join(', ')})`)
+  if (values.model === undefined || values.model === '') {
+    throw new UsageError('--model is required: the ONNX file to run (made by `face-multitask export`; `face-multitask demo` runs a synthetic one)')
+  }
+  const backend = values.backend ?? 'auto'
+  if (!(CLI_BACKENDS as readonly string[]).includes(backend)) {
+    throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
+  }
+  return {
+    image: positionals[0],
+    model: values.model,
+    boxes: values.boxes === undefined ? undefined : parseBoxes(values.boxes),
+    json: values.json ?? false,
+    backend: backend as CliBackend,
+  }
+}
+
+export interface DetectFileRequest {
+  file: string
+  model: string
+  backend: CliBackend
+  /** Omitted: the image must be a 256x256 chip. */
+  boxes?: readonly Box[]
+  /** Called once the model is loaded (detect warns here when the model is synthetic). */
+  onLoad?: (info: ModelInfo) => void
+}
+
+export interface DetectFileResult extends RunResult {
+  width: number
+  height: number
+}
+
+/** Decodes an image file and runs the model on its faces (shared by detect and demo). */
+export async function detectFile(req: DetectFileRequest): Promise<DetectFileResult> {
+  const image = await readImage(req.file)
+  if (req.boxes) checkBoxesInImage(req.boxes, image.width, image.height, req.file)
+  else if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
+    throw new UsageError(`${NO_BOXES_MESSAGE}; ${req.file} is ${image.width}x${image.height}`)
+  }
+  const result = await runModel({ model: req.model, backend: req.backend, image, boxes: req.boxes, onLoad: req.onLoad })
+  return { ...result, width: image.width, height: image.height }
+}
+
+/** The text report of one image: what ran, then a block per face. */
+export function detectReport(file: string, r: DetectFileResult, boxes: readonly Box[] | undefined): string[] {
+  const n = r.faces.length
+  const what = boxes ? `${n} face${n === 1 ? '' : 's'}` : 'a 256x256 chip'
+  return [
+    `${file} (${r.width}x${r.height}): ${what}`,
+    runLine(r.info, n, r.loadMs, r.detectMs),
+    '',
+    ...faceTable(r.faces, boxes),
+  ]
+}
+
+export async function detectCommand(argv: string[], io: Io): Promise<number> {
+  const args = detectArgs(argv)
+  const result = await detectFile({
+    file: args.image,
+    model: args.model,
+    backend: args.backend,
+    boxes: args.boxes,
+    onLoad: (info) => { if (info.synthetic) io.err(syntheticWarning(args.model)) },
+  })
+  if (args.json) io.out(facesJson(result.faces))
+  else for (const line of detectReport(args.image, result, args.boxes)) io.out(line)
+  return 0
+}

@@ -1,0 +1,56 @@
+// Load the model, run one image's faces, close the model: what detect and demo both do.
+import { performance } from 'node:perf_hooks'
+import { FaceMultitask } from '../face-multitask'
+import type { Box, Face, ImageInput, ModelInfo } from '../types'
+import { CliError, messageOf } from './common'
+
+export const CLI_BACKENDS = ['auto', 'cpu'] as const
+export type CliBackend = (typeof CLI_BACKENDS)[number]
+
+export interface RunRequest {
+  model: string
+  backend: CliBackend
+  image: ImageInput
+  /** Omitted: the image is a 256x256 chip. */
+  boxes?: readonly Box[]
+  /** Called once the model is loaded, before it runs (e.g. to warn that it is synthetic). */
+  onLoad?: (info: ModelInfo) => void
+}
+
+export interface RunResult {
+  faces: Face[]
+  info: ModelInfo
+  loadMs: number
+  detectMs: number
+}
+
+/** The library speaks of its options (options.model); on the command line that is --model. */
+function cliMessage(e: unknown): string {
+  return messageOf(e).replace(/^options\.model\b/, '--model')
+}
+
+/** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
+export async function runModel(req: RunRequest): Promise<RunResult> {
+  const t0 = performance.now()
+  let model: FaceMultitask
+  try {
+    model = await FaceMultitask.load({ model: req.model, backend: req.backend })
+  } catch (e) {
+    throw new CliError(cliMessage(e))
+  }
+  try {
+    const loadMs = performance.now() - t0
+    const info = model.info()
+    req.onLoad?.(info)
+    const t1 = performance.now()
+    let faces: Face[]
+    try {
+      faces = await model.detect(req.image, req.boxes ? { boxes: req.boxes } : undefined)
+    } catch (e) {
+      throw new CliError(cliMessage(e))
+    }
+    return { faces, info, loadMs, detectMs: performance.now() - t1 }
+  } finally {
+    await model.close()
+  }
+}

@@ -1,0 +1,52 @@
+// Help texts. They need nothing loaded (no model, no sharp, no GPU), so `--help` always works.
+import { GENERATIONS } from '../contract'
+import { REAL_WEIGHTS_HINT } from './notices'
+
+export const MAIN_USAGE = `usage: face-multitask <command> [options]
+
+py-feat's face_multitask_v2 facial-behaviour model: action units, emotions, valence/arousal,
+gaze, head pose, a 478-point face mesh and blendshapes for each face box of an image.
+
+commands:
+  detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu]
+             run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
+  demo [--generation ${GENERATIONS.join('|')}] [--json]
+             the whole pipeline on a generated image and a synthetic model: no weights needed
+  help [command]
+             this help, or a command's
+
+options:
+  -h, --help     help (also after a command: face-multitask detect --help)
+  --version      the package version
+
+exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments`
+
+export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu]
+
+Runs the model on the faces of one image and prints, per face: the box py-feat reports, the top
+emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees and radians).
+
+  <image>            a JPEG, PNG or anything else sharp decodes. EXIF orientation is NOT applied
+                     (py-feat does not apply it either): boxes are in the stored pixel grid.
+  --model <onnx>     the model file (made by \`face-multitask export\`); required
+  --boxes <list>     face boxes in pixels, "x1,y1,x2,y2" separated by ";", e.g.
+                     --boxes "120,80,330,330;400,90,560,300". Use --boxes=... when the first
+                     number is negative. Without --boxes the image must be a 256x256 face chip.
+  --json             print a JSON array of faces (every field, mesh and landmarks included)
+  --backend <name>   auto (default: the best available) or cpu
+  -h, --help         this help
+
+Face detection is not built in yet: boxes come from your own detector.`
+
+export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
+
+Runs the whole pipeline with no downloads: writes a small SYNTHETIC model (random weights with the
+real model's ONNX contract) and a generated 640x480 image with three drawn "faces", then detects
+them. It shows that everything works; the numbers it prints are meaningless.
+
+  --generation <g>   which generation's conventions the synthetic model follows (default v2.5)
+  --json             print the result as JSON (the notice about the synthetic model included)
+  --out-dir <dir>    where to write the model and image (default engines/demo in the package)
+  -h, --help         this help
+
+${REAL_WEIGHTS_HINT.join('\n')}`

@@ -1,0 +1,257 @@
+// The command line, called in-process through main() with captured output, plus one run of the
+// compiled bin as a child process (the test script builds dist with tsc first).
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import sharp from 'sharp'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { main } from '../lib/cli'
+import { faceToJson } from '../lib/cli/format'
+import { FaceMultitask } from '../lib/face-multitask'
+import { makeFixtureModel } from '../scripts/make-fixture'
+import type { Box } from '../lib/types'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-'))
+const model = path.join(dir, 'fixture.onnx')
+const W = 320
+const H = 240
+const boxes: Box[] = [[100, 50, 260, 250], [20, 30, 80, 90]]
+const boxesArg = boxes.map((b) => b.join(',')).join(';')
+
+async function run(...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+/** A deterministic RGB test picture: gradients and stripes, so the crops differ. */
+function pixels(width: number, height: number): Buffer {
+  const data = Buffer.alloc(width * height * 3)
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3
+      data[i] = (x * 255) / width
+      data[i + 1] = (y * 255) / height
+      data[i + 2] = ((x >> 3) + (y >> 3)) % 2 ? 200 : 40
+    }
+  }
+  return data
+}
+
+/** What a square crop of py-feat 2.x reports for a box: side = max(w, h) * 1.2, centred. */
+function squareBox([x1, y1, x2, y2]: Box) {
+  const side = Math.max(x2 - x1, y2 - y1) * 1.2
+  return { x: (x1 + x2) / 2 - side / 2, y: (y1 + y2) / 2 - side / 2, width: side, height: side }
+}
+
+const png = path.join(dir, 'frame.png')
+const jpg = path.join(dir, 'frame.jpg')
+const chip = path.join(dir, 'chip.png')
+const corrupt = path.join(dir, 'corrupt.jpg')
+
+beforeAll(async () => {
+  writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
+  const raw = { raw: { width: W, height: H, channels: 3 as const } }
+  await sharp(pixels(W, H), raw).png().toFile(png)
+  await sharp(pixels(W, H), raw).jpeg({ quality: 90 }).toFile(jpg)
+  await sharp(pixels(256, 256), { raw: { width: 256, height: 256, channels: 3 } }).png().toFile(chip)
+  writeFileSync(corrupt, randomBytes(2048))
+})
+
+describe('face-multitask CLI', () => {
+  it('--help, -h and no arguments print the usage of every command', async () => {
+    for (const argv of [['--help'], ['-h'], []]) {
+      const r = await run(...argv)
+      expect(r.code).toBe(0)
+      expect(r.out).toMatch(/detect <image> --model <onnx>/)
+      expect(r.out).toMatch(/\bdemo\b/)
+      expect(r.err).toBe('')
+    }
+  })
+
+  it("each command's --help works without a model", async () => {
+    const detect = await run('detect', '--help')
+    expect(detect.code).toBe(0)
+    expect(detect.out).toMatch(/--boxes/)
+    expect(detect.out).toMatch(/EXIF orientation is NOT applied/)
+    const demo = await run('demo', '-h')
+    expect(demo.code).toBe(0)
+    expect(demo.out).toMatch(/--generation/)
+  })
+
+  describe.each([['PNG', png], ['JPEG', jpg]])('detect on a %s', (_kind, file) => {
+    let json: ReturnType<typeof faceToJson>[]
+
+    beforeAll(async () => {
+      const r = await run('detect', file, '--model', model, '--boxes', boxesArg, '--json')
+      expect(r.err).toMatch(/SYNTHETIC/)
+      expect(r.err).toMatch(/face-multitask export/)
+      expect(r.code).toBe(0)
+      json = JSON.parse(r.out)
+    })
+
+    it('prints every face with all its fields', () => {
+      expect(json).toHaveLength(boxes.length)
+      for (const face of json) {
+        expect(Object.keys(face.aus)).toHaveLength(20)
+        expect(face.auValues).toHaveLength(20)
+        expect(face.mesh).toHaveLength(478 * 3)
+        expect(face.landmarks68).toHaveLength(68 * 2)
+        expect(face.blendshapeValues).toHaveLength(52)
+        expect(Object.keys(face)).toEqual([
+          'box', 'emotion', 'emotions', 'valence', 'arousal', 'aus', 'gaze', 'pose', 'blendshapes',
+          'landmarks68', 'mesh', 'auValues', 'emotionValues', 'blendshapeValues',
+        ])
+      }
+    })
+
+    it('reports the square crop window of each box', () => {
+      json.forEach((face, i) => {
+        const want = squareBox(boxes[i])
+        expect(face.box.x).toBeCloseTo(want.x, 3)
+        expect(face.box.y).toBeCloseTo(want.y, 3)
+        expect(face.box.width).toBeCloseTo(want.width, 3)
+        expect(face.box.height).toBeCloseTo(want.height, 3)
+      })
+      // By hand for the first: 160x200 -> side 240 around (180, 150).
+      expect([json[0].box.x, json[0].box.y, json[0].box.width]).toEqual([60, 30, 240].map((v) => expect.closeTo(v, 3)))
+    })
+
+    it('gives the same numbers as FaceMultitask.detect on the pixels sharp decodes', async () => {
+      const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true })
+      const m = await FaceMultitask.load({ model })
+      try {
+        const faces = await m.detect({ data, width: info.width, height: info.height, format: 'rgb' }, { boxes })
+        expect(json).toEqual(JSON.parse(JSON.stringify(faces.map(faceToJson))))
+        expect(json[0].mesh).toEqual(Array.from(faces[0].mesh))
+        expect(json[1].aus.AU12).toBe(faces[1].aus.AU12)
+      } finally {
+        await m.close()
+      }
+    })
+  })
+
+  it('prints a readable table without --json', async () => {
+    const r = await run('detect', png, '--model', model, '--boxes', boxesArg)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/face 1 of 2/)
+    expect(r.out).toMatch(/AUs \(top 5\)\s+(AU\d\d \d\.\d{3}\s*){5}/)
+    expect(r.out).toMatch(/gaze\s+yaw [+-]\d+\.\d° \([+-]\d\.\d{4} rad\)/)
+    expect(r.out).toMatch(/52 blendshapes/)
+    expect(r.out).toMatch(/backend onnxruntime/)
+  })
+
+  it('runs a 256x256 chip without --boxes', async () => {
+    const r = await run('detect', chip, '--model', model, '--json')
+    expect(r.code).toBe(0)
+    const faces = JSON.parse(r.out)
+    expect(faces).toHaveLength(1)
+    expect(faces[0].box).toEqual({ x: 0, y: 0, width: 256, height: 256 })
+  })
+
+  it('refuses a frame that is not a chip without --boxes', async () => {
+    const r = await run('detect', png, '--model', model)
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/--boxes is required: face detection is not built in yet \(give boxes, or a 256x256 chip\)/)
+  })
+
+  it('a corrupt image: exit 1, names the file, no stack trace, and the process goes on', async () => {
+    const r = await run('detect', corrupt, '--model', model, '--boxes', boxesArg)
+    expect(r.code).toBe(1)
+    expect(r.err).toContain(corrupt)
+    expect(r.err).toMatch(/not a readable image/)
+    expect(r.err).not.toMatch(/\n\s+at /)
+    const missing = await run('detect', path.join(dir, 'nope.png'), '--model', model, '--boxes', boxesArg)
+    expect(missing.code).toBe(1)
+    expect(missing.err).toMatch(/nope\.png" is not a readable image: no such file/)
+    // Still alive and working.
+    expect((await run('detect', chip, '--model', model, '--json')).code).toBe(0)
+  })
+
+  it.each([
+    ['1,2,3', /--boxes: box 1 of 1 \("1,2,3"\) has 3 numbers/],
+    ['1,2,3,4;5,6,x,8', /--boxes: box 2 of 2 .*"x" is not a number/],
+    ['10,10,5,20', /--boxes: box 1 .*zero or negative size/],
+    ['', /--boxes is empty/],
+    ['1000,1000,1100,1100', /--boxes: box 1 .*lies entirely outside/],
+  ])('bad --boxes %j: exit 2 naming --boxes', async (text, message) => {
+    const r = await run('detect', png, '--model', model, '--boxes', text)
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(message)
+    expect(r.out).toBe('')
+  })
+
+  it('missing --model: exit 2', async () => {
+    const r = await run('detect', png, '--boxes', boxesArg)
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/--model is required/)
+  })
+
+  it('other bad arguments: exit 2', async () => {
+    expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu/)
+    expect((await run('detect', png, '--model', model, '--frob')).code).toBe(2)
+    expect((await run('detect', '--model', model)).code).toBe(2)
+    expect((await run('frobnicate')).code).toBe(2)
+  })
+
+  it('a model that fails to load: exit 1 with its message', async () => {
+    const junk = path.join(dir, 'junk.onnx')
+    writeFileSync(junk, 'not a model\n'.repeat(20))
+    const r = await run('detect', png, '--model', junk, '--boxes', boxesArg)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/junk\.onnx" is not a readable ONNX model/)
+    const missing = await run('detect', png, '--model', path.join(dir, 'none.onnx'), '--boxes', boxesArg)
+    expect(missing.code).toBe(1)
+    expect(missing.err).toMatch(/--model: cannot read .*none\.onnx": no such file/)
+  })
+
+  describe('demo', () => {
+    const out = path.join(dir, 'demo')
+
+    it('runs and says its numbers are meaningless, at the top and the bottom', async () => {
+      const r = await run('demo', '--out-dir', out)
+      expect(r.code).toBe(0)
+      expect(r.out.match(/MEANINGLESS/g)).toHaveLength(2)
+      const lines = r.out.split('\n')
+      expect(lines.slice(0, 3).join('\n')).toMatch(/MEANINGLESS/)
+      expect(lines.slice(-5).join('\n')).toMatch(/face-multitask detect <image> --model <out\.onnx> --boxes/)
+      expect(r.out).toMatch(/face-multitask export <face_multitask_v2\*\.safetensors>/)
+      expect(r.out).toMatch(/face 3 of 3/)
+      expect(r.out).toMatch(/backend: onnxruntime/)
+      expect(r.out).toMatch(/detect 3 faces [\d.]+ ms/)
+    })
+
+    it('--json prints JSON on stdout that carries the notice', async () => {
+      const r = await run('demo', '--out-dir', out, '--json', '--generation', 'v2.4')
+      expect(r.code).toBe(0)
+      const result = JSON.parse(r.out)
+      expect(result.synthetic).toBe(true)
+      expect(result.notice).toMatch(/MEANINGLESS/)
+      expect(result.generation).toBe('v2.4')
+      expect(result.faces).toHaveLength(3)
+      expect(result.faces[0].blendshapes).toBeUndefined() // v2.4 has no blendshapes head
+      expect(r.err).toMatch(/MEANINGLESS/)
+    })
+
+    it('refuses an unknown generation', async () => {
+      const r = await run('demo', '--out-dir', out, '--generation', 'v9')
+      expect(r.code).toBe(2)
+      expect(r.err).toMatch(/--generation: unknown generation "v9"/)
+    })
+  })
+
+  it('the compiled bin runs as a child process', async () => {
+    const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, '--help'])
+    expect(stdout).toMatch(/usage: face-multitask <command>/)
+    const child = await promisify(execFile)(process.execPath, [bin, 'detect']).catch((e) => e)
+    expect(child.code).toBe(2)
+    expect(child.stderr).toMatch(/<image>: missing image path/)
+  })
+})
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
