@@ -20,7 +20,6 @@ interface Pending {
 class SessionWorker {
   private pending = new Map<number, Pending>()
   private nextId = 1
-  busy = false
   /** Set once the thread has died; every later run rejects with it. */
   failure: Error | undefined
 
@@ -93,11 +92,18 @@ export class OnnxRuntimeBackend implements Backend {
   private constructor(private readonly workers: SessionWorker[], spec: ModelSpec, threads: number) {
     this.crop = spec.crop === 'square' ? 1 : 0
     this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
+    this.idle = [...workers]
     this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''})`
   }
 
+  /** Workers waiting for a batch to run on. */
+  private idle: SessionWorker[]
+  private waiting: ((w: SessionWorker) => void)[] = []
+
+  // One batch more than there are workers: the next batch is preprocessed while the workers
+  // infer, so preprocessing adds no time to a busy pipeline.
   get slots(): number {
-    return this.workers.length
+    return this.workers.length + 1
   }
 
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
@@ -108,16 +114,25 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
-    const worker = this.workers.find((w) => !w.busy)
-    if (!worker) throw new Error('internal: no idle inference worker (the scheduler runs at most one batch per worker)')
-    worker.busy = true
+    const input = new Float32Array(faces.length * INPUT_FLOATS)
+    await loadNative().preprocess(faces, this.crop, this.resize, input)
+    const worker = await this.acquire()
     try {
-      const input = new Float32Array(faces.length * INPUT_FLOATS)
-      await loadNative().preprocess(faces, this.crop, this.resize, input)
       return await worker.run(input, faces.length)
     } finally {
-      worker.busy = false
+      this.release(worker)
     }
+  }
+
+  private acquire(): Promise<SessionWorker> {
+    const w = this.idle.pop()
+    return w ? Promise.resolve(w) : new Promise((resolve) => this.waiting.push(resolve))
+  }
+
+  private release(w: SessionWorker): void {
+    const next = this.waiting.shift()
+    if (next) next(w)
+    else this.idle.push(w)
   }
 
   async close(): Promise<void> {
