@@ -1,7 +1,9 @@
-// CPU preprocessing, written to reproduce torch's float32 arithmetic step by step (grid_sample
-// for the chip, _upsample_bilinear2d_aa for 256->224, Normalize), so results match py-feat to
-// float rounding. Every step is separable: the crop is axis-aligned, so each chip column has one
-// pair of source columns and weights, each chip row one pair of source rows.
+// CPU preprocessing: py-feat's grid_sample chip, torch's antialiased 256->224 resize and the
+// ImageNet normalisation. Sampling coordinates and resize weights are computed exactly as torch
+// computes them in float32 (an error there is amplified by the image's gradient); the weighted
+// sums are reordered for speed, which changes results by float rounding only (~1e-7). Every step
+// is separable: the crop is axis-aligned, so each chip column has one pair of source columns and
+// weights, each chip row one pair of source rows.
 #include "preprocess.h"
 
 #include <algorithm>
@@ -112,8 +114,10 @@ struct AaWeights {
 const AaWeights kAa;
 
 // Produces the chip one row at a time (3 planar rows of 256 floats in [0,1]). Sampling is split
-// into a horizontal pass per source row (cached: neighbouring chip rows share source rows) and a
-// vertical blend of two such rows.
+// into a vertical blend of the two source rows over the columns the chip needs (contiguous, so
+// the compiler vectorises it) and a horizontal gather of two blended columns per chip pixel. The
+// 1/255 of torch's `frame / 255` is folded into the vertical weights: the products differ from
+// torch's by float rounding only (~1e-7).
 class ChipRows {
  public:
   ChipRows(const Frame& frame, const CropWindow* window, CropMode crop) : frame_(frame), window_(window) {
@@ -122,46 +126,60 @@ class ChipRows {
     if (window) {
       axis_taps(window->x, window->width, frame.width, crop, tx_);
       axis_taps(window->y, window->height, frame.height, crop, ty_);
+      blend_.resize(static_cast<size_t>(frame.width) * nc_);
     }
   }
 
   // Writes chip row y, columns [x0, x1), to row[c * kChip + x].
   void row(int y, int x0, int x1, float* row) {
-    const float* unit = kUnit.v.data();
     if (!window_) {
+      const float* unit = kUnit.v.data();
       const uint8_t* src = frame_.data + static_cast<size_t>(y) * frame_.stride;
       for (int c = 0; c < 3; ++c)
         for (int x = x0; x < x1; ++x) row[c * kChip + x] = unit[src[x * nc_ + off_[c]]];
       return;
     }
+    if (x0 != span_x0_ || x1 != span_x1_) {  // source columns these chip columns read
+      span_x0_ = x0;
+      span_x1_ = x1;
+      lo_ = frame_.width;
+      hi_ = 0;
+      for (int x = x0; x < x1; ++x) {
+        lo_ = std::min(lo_, std::min(tx_[x].i0, tx_[x].i1));
+        hi_ = std::max(hi_, std::max(tx_[x].i0, tx_[x].i1) + 1);
+      }
+    }
     const Tap& t = ty_[y];
-    const float* a = source_row(t.i0, x0, x1);
-    const float* b = source_row(t.i1, x0, x1);
-    for (int i = x0; i < x1; ++i) {
-      row[i] = t.w0 * a[i] + t.w1 * b[i];
-      row[kChip + i] = t.w0 * a[kChip + i] + t.w1 * b[kChip + i];
-      row[2 * kChip + i] = t.w0 * a[2 * kChip + i] + t.w1 * b[2 * kChip + i];
+    const float a = t.w0 / 255.0f, b = t.w1 / 255.0f;
+    blend(frame_.data + static_cast<size_t>(t.i0) * frame_.stride, frame_.data + static_cast<size_t>(t.i1) * frame_.stride,
+          a, b, lo_ * nc_, hi_ * nc_, blend_.data());
+    switch (frame_.format) {
+      case PixelFormat::RGB: gather<3, 0, 1, 2>(x0, x1, row); break;
+      case PixelFormat::RGBA: gather<4, 0, 1, 2>(x0, x1, row); break;
+      case PixelFormat::BGR: gather<3, 2, 1, 0>(x0, x1, row); break;
+      case PixelFormat::BGRA: gather<4, 2, 1, 0>(x0, x1, row); break;
+      case PixelFormat::GRAY: gather<1, 0, 0, 0>(x0, x1, row); break;
     }
   }
 
  private:
-  // Source row r sampled at the chip's columns (planar), from a two-slot cache.
-  const float* source_row(int r, int x0, int x1) {
-    for (int s = 0; s < 2; ++s)
-      if (cached_[s] == r) return cache_[s];
-    const int s = next_;
-    next_ ^= 1;
-    cached_[s] = r;
-    const float* unit = kUnit.v.data();
-    const uint8_t* src = frame_.data + static_cast<size_t>(r) * frame_.stride;
-    float* out = cache_[s];
+  // __restrict: bytes may alias anything, and without it the compiler will not vectorise.
+  static void blend(const uint8_t* __restrict r0, const uint8_t* __restrict r1, float a, float b, int begin, int end,
+                    float* __restrict m) {
+    for (int k = begin; k < end; ++k) m[k] = a * static_cast<float>(r0[k]) + b * static_cast<float>(r1[k]);
+  }
+
+  template <int NC, int R, int G, int B>
+  void gather(int x0, int x1, float* row) const {
+    const float* m = blend_.data();
     for (int x = x0; x < x1; ++x) {
       const Tap& t = tx_[x];
-      const uint8_t* p0 = src + t.i0 * nc_;
-      const uint8_t* p1 = src + t.i1 * nc_;
-      for (int c = 0; c < 3; ++c) out[c * kChip + x] = t.w0 * unit[p0[off_[c]]] + t.w1 * unit[p1[off_[c]]];
+      const float* p0 = m + t.i0 * NC;
+      const float* p1 = m + t.i1 * NC;
+      row[x] = t.w0 * p0[R] + t.w1 * p1[R];
+      row[kChip + x] = t.w0 * p0[G] + t.w1 * p1[G];
+      row[2 * kChip + x] = t.w0 * p0[B] + t.w1 * p1[B];
     }
-    return out;
   }
 
   const Frame& frame_;
@@ -169,9 +187,8 @@ class ChipRows {
   int off_[3] = {0, 1, 2};
   int nc_ = 3;
   Tap tx_[kChip], ty_[kChip];
-  float cache_[2][3 * kChip];
-  int cached_[2] = {-1, -1};
-  int next_ = 0;
+  std::vector<float> blend_;  // the vertical blend of one chip row's two source rows, interleaved
+  int span_x0_ = -1, span_x1_ = -1, lo_ = 0, hi_ = 0;
 };
 
 }  // namespace
@@ -210,30 +227,36 @@ void preprocess_face(const Frame& frame, const CropWindow* window, CropMode crop
     }
     return;
   }
-  // Antialiased resize, horizontal pass first (per chip row, as it is made), then vertical.
-  std::vector<float> tmp(static_cast<size_t>(3) * kChip * kInput);  // [c][chip row][224]
-  for (int y = 0; y < kChip; ++y) {
-    rows.row(y, 0, kChip, row);
+  // Antialiased resize. torch runs the horizontal pass and then the vertical one; here the
+  // vertical pass comes first, streaming (each output row blends 3 chip rows from a small ring,
+  // so the chip is never stored whole), then the horizontal one. The two passes commute up to
+  // float rounding (~1e-7); this order does the scalar horizontal pass on 224 rows, not 256.
+  float ring[4][3 * kChip];
+  int ring_row[4] = {-1, -1, -1, -1};
+  auto chip_row = [&](int r) -> const float* {
+    float* slot = ring[r & 3];
+    if (ring_row[r & 3] != r) {
+      rows.row(r, 0, kChip, slot);
+      ring_row[r & 3] = r;
+    }
+    return slot;
+  };
+  float v[3 * kChip];
+  for (int y = 0; y < kInput; ++y) {
+    const float* w = kAa.w[y];
+    const float* r0 = chip_row(kAa.start[y]);
+    const float* r1 = chip_row(kAa.start[y] + 1);
+    const float* r2 = chip_row(kAa.start[y] + 2);
+    for (int k = 0; k < 3 * kChip; ++k) v[k] = r0[k] * w[0] + r1[k] * w[1] + r2[k] * w[2];
     for (int c = 0; c < 3; ++c) {
-      const float* src = row + c * kChip;
-      float* dst = tmp.data() + (static_cast<size_t>(c) * kChip + y) * kInput;
+      const float* src = v + c * kChip;
+      const float mean = kMean[c], inv_sd = 1.0f / kStd[c];  // x * (1/sd): within 1 ulp of torch's x / sd
+      float* dst = out + c * kInputPlane + y * kInput;
       for (int x = 0; x < kInput; ++x) {
         const float* s = src + kAa.start[x];
-        const float* w = kAa.w[x];
-        dst[x] = s[0] * w[0] + s[1] * w[1] + s[2] * w[2];
+        const float* wx = kAa.w[x];
+        dst[x] = ((s[0] * wx[0] + s[1] * wx[1] + s[2] * wx[2]) - mean) * inv_sd;
       }
-    }
-  }
-  for (int c = 0; c < 3; ++c) {
-    const float* plane = tmp.data() + static_cast<size_t>(c) * kChip * kInput;
-    const float mean = kMean[c], sd = kStd[c];
-    for (int y = 0; y < kInput; ++y) {
-      const float* w = kAa.w[y];
-      const float* s0 = plane + kAa.start[y] * kInput;
-      const float* s1 = s0 + kInput;
-      const float* s2 = s1 + kInput;
-      float* dst = out + c * kInputPlane + y * kInput;
-      for (int x = 0; x < kInput; ++x) dst[x] = ((s0[x] * w[0] + s1[x] * w[1] + s2[x] * w[2]) - mean) / sd;
     }
   }
 }
