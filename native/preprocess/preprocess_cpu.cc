@@ -57,6 +57,13 @@ float reflect(float in, int size) {
 // Taps for the kChip samples along one axis of `size` frame pixels. Each step is one float32
 // tensor operation of py-feat's crop function followed by grid_sample's unnormalisation
 // ((g + 1) * size / 2 - 0.5), in the same order, so the source coordinates round as torch's do.
+// The unnormalisation is one fused multiply-add, as torch's x86 CPU builds compute it: the AVX2
+// and AVX512 kernels of GridSamplerKernel.cpp write `(in + 1) * scaling_factor - 0.5` and the
+// compiler contracts it to an FMA (measured, torch 2.13: test/fixtures/preprocess-torch.json).
+// Torch's CUDA kernel writes `((coord + 1) * size - 1) / 2`; contracted by nvcc (its default,
+// not measured here) that is the same single rounding, the /2 being exact. Rounding the product
+// and the difference separately (torch's non-FMA DEFAULT build) moves a source coordinate by one
+// ulp, ~6e-5 px at x ~ 1000: up to that much per value on sharp edges.
 void axis_taps(float origin, float extent, int size, CropMode crop, Tap* taps) {
   const float fsize = static_cast<float>(size);
   const float half = fsize / 2.0f;
@@ -70,7 +77,7 @@ void axis_taps(float origin, float extent, int size, CropMode crop, Tap* taps) {
       const float pos = u * extent + origin;    // (xx + 0.5) / face_size * (x2 - x1) + x1
       g = 2.0f * pos / (fsize - 1.0f) - 1.0f;   // 2 * grid_x / (W - 1) - 1
     }
-    float x = (g + 1.0f) * half - 0.5f;
+    float x = std::fma(g + 1.0f, half, -0.5f);
     if (crop == CropMode::Square) x = std::min(std::max(reflect(x, size), 0.0f), fsize - 1.0f);
     const float xf = std::floor(x);
     const int i0 = static_cast<int>(xf);
