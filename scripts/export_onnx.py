@@ -1,0 +1,940 @@
+#!/usr/bin/env python3
+"""Export a py-feat face_multitask_v2 checkpoint to ONNX under face-multitask's contract.
+
+    .venv/bin/python scripts/export_onnx.py CHECKPOINT [--out DIR] [--generation G] [--no-fp16]
+    .venv/bin/python scripts/export_onnx.py --random-weights --generation v2.4|v2.5|v2.7|v2.8 \
+        [--seed N] [--out DIR]
+    .venv/bin/python scripts/export_onnx.py --check-env
+
+The environment comes from `npm run setup:python` (scripts/setup-python.sh -> .venv/).
+
+What it does, step by step (each step prints a progress line):
+  1. reads the checkpoint: a torch pickle {"model": state_dict, "config": dict} (v2.4's
+     face_multitask_v2.pt) or a safetensors file whose metadata holds the config as JSON (v2.5+);
+  2. tells the generation from the file: tensor names and shapes (hard: they fix the architecture),
+     then the file name and the config (see FINDINGS §9 / docs/pyfeat-conventions.md);
+  3. builds the network with the model class of the py-feat release that ships that generation
+     (v2.5: py-feat 2.0.3; v2.7: 2.1.1; v2.8: 2.1.5; v2.4: 2.0.3's classes, which build exactly the
+     dev-commit 3128756c network, see scripts/pyfeat_v24/), loads the weights strictly, eval, FP32;
+  4. exports FP32 ONNX through a wrapper that returns only the contract's tensors in a fixed order
+     (opset 17, input `input`, dynamic batch axis `N`), and writes the contract metadata, taken from
+     the project's own TypeScript (dist/lib/contract-metadata.js: contractMetadata()) so the values
+     cannot drift from what the runtime checks;
+  5. verifies: ONNX Runtime (CPU) on a random batch of 3 against the PyTorch model, per output;
+  6. checks the file with the Node side's contract reader (dist/lib/contract.js readModelSpec).
+  FP16: a later part of the export (see `export_fp16`); --no-fp16 is accepted already.
+
+Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx
+
+--random-weights makes a checkpoint of that generation's architecture with seeded random weights
+(BatchNorm running statistics, norm affines and ConvNeXt V2's GRN randomised too, so that they
+matter), writes it in that generation's own format and file name under <out>/random-seed<N>/, and
+exports it exactly like a real checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+SETUP_HINT = "npm run setup:python   (bash scripts/setup-python.sh: creates .venv/), then run this script with .venv/bin/python"
+
+OPSET = 17                      # default; >= 16 for RoiAlign's aligned (half_pixel) mode in the v2.7+ gaze head
+INPUT_NAME = "input"
+BATCH_AXIS = "N"
+VERIFY_TOLERANCE = 1e-3
+VERIFY_BATCH = 3
+EXPORT_BATCH = 2                # differs from VERIFY_BATCH, so the check also exercises the dynamic axis
+
+# Contract outputs in the fixed order the ONNX file lists them (docs/onnx-contract.md).
+CONTRACT_OUTPUTS = [           # (name, shape after the batch axis, required)
+    ("p_au", (20,), True),
+    ("emotion_logits", (7,), True),
+    ("va", (2,), True),
+    ("gaze", (2,), True),
+    ("mesh", (478, 3), True),
+    ("pose", (6,), True),
+    ("blendshapes", (52,), False),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    name: str
+    file_name: str              # py-feat's HF_WEIGHTS_FILE for it
+    file_format: str            # "pt" or "safetensors"
+    code_release: str           # py-feat release whose feat/multitask builds the network
+    code_note: str
+    # Published sizes (model card / FINDINGS §9), printed as a sanity check, never enforced.
+    published_trainable: int | None = None
+    published_state_tensors: tuple[int, int] | None = None   # (numel incl. buffers, tensor count)
+
+
+GENERATIONS: dict[str, Generation] = {g.name: g for g in [
+    Generation("v2.4", "face_multitask_v2.pt", "pt", "2.0.3",
+               "py-feat 2.0.3 classes = dev commit 3128756c network (scripts/pyfeat_v24)",
+               published_trainable=37_560_058),
+    Generation("v2.5", "face_multitask_v2.safetensors", "safetensors", "2.0.3", "py-feat 2.0.3",
+               published_trainable=38_226_991),
+    Generation("v2.7", "face_multitask_v27.safetensors", "safetensors", "2.1.1", "py-feat 2.1.1"),
+    Generation("v2.8", "face_multitask_v28.safetensors", "safetensors", "2.1.5", "py-feat 2.1.5",
+               published_state_tensors=(41_694_779, 373)),
+]}
+NAME_TO_GENERATION = {g.file_name: g.name for g in GENERATIONS.values()}
+RELEASES = sorted({g.code_release for g in GENERATIONS.values()})
+
+# Config of each generation's published checkpoint as far as it is known (FINDINGS §9: inferred
+# from the published parameter counts; the real JSON could not be read). Applied on top of the
+# release's ModelV2Config defaults for --random-weights. v2.7's emotion_use_au_prob is not known;
+# True (the v2.4/v2.5 value) is used. v2.8's False follows from its exact tensor count.
+RANDOM_CONFIG: dict[str, dict] = {
+    "v2.5": dict(n_au=20, n_emotion=7, use_head_v3=True, drop_mefl=True, emotion_use_au_prob=True,
+                 n_blendshape=52, bs_use_mesh=True, mesh_normalized=True),
+    "v2.7": dict(n_au=20, n_emotion=7, use_head_v3=True, drop_mefl=True, emotion_use_au_prob=True,
+                 n_blendshape=52, bs_use_mesh=True, mesh_normalized=True,
+                 gaze_eye_roi=True, gaze_pose_6d=True, gaze_bins=180, gaze_hidden=0),
+    "v2.8": dict(n_au=20, n_emotion=7, use_head_v3=True, drop_mefl=True, emotion_use_au_prob=False,
+                 n_blendshape=52, bs_use_mesh=True, mesh_normalized=True,
+                 gaze_eye_roi=True, gaze_pose_6d=True, gaze_bins=180, gaze_hidden=0),
+}
+RANDOM_MARKER = "face_multitask.random_weights_seed"     # safetensors metadata / .pt dict key
+
+
+class ExportError(Exception):
+    """A problem with the input or the environment, reported without a traceback."""
+
+
+_T0 = time.monotonic()
+
+
+def step(msg: str) -> None:
+    print(f"[export {time.monotonic() - _T0:7.1f}s] {msg}", flush=True)
+
+
+def note(msg: str) -> None:
+    print(f"                 {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+# ---------------------------------------------------------------------------------------------
+
+REQUIRED_MODULES = [            # (import name, pip name)
+    ("numpy", "numpy"), ("torch", "torch"), ("torchvision", "torchvision"), ("timm", "timm"),
+    ("safetensors", "safetensors"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
+]
+
+
+def require_packages(extra: tuple[tuple[str, str], ...] = ()) -> None:
+    missing = []
+    for mod, pip_name in [*REQUIRED_MODULES, *extra]:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:  # noqa: PERF203
+            missing.append(f"{pip_name} ({e.__class__.__name__}: {e})")
+    if missing:
+        raise ExportError(
+            f"missing Python package(s) for {sys.executable}: " + "; ".join(missing)
+            + f". Install them with: {SETUP_HINT}")
+
+
+def find_release(release: str) -> Path:
+    """The folder that holds py-feat `release`'s `feat/` package (setup-python.sh puts it there)."""
+    for base in (Path(sys.prefix), ROOT / ".venv"):
+        side = base / f"pyfeat-{release}"
+        if (side / "feat" / "multitask" / "model_v2.py").is_file():
+            return side
+    try:
+        dist = importlib.metadata.distribution("py-feat")
+        if dist.version == release:
+            site = Path(dist.locate_file(""))
+            if (site / "feat" / "multitask" / "model_v2.py").is_file():
+                return site
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    raise ExportError(f"py-feat {release}'s model code is not installed (looked for "
+                      f"{Path(sys.prefix) / f'pyfeat-{release}'} and a pip-installed py-feat=={release}). "
+                      f"Install it with: {SETUP_HINT}")
+
+
+def import_release(release: str):
+    """Imports py-feat `release`'s feat.multitask.model_v2 and returns the module.
+
+    feat/__init__.py is not run: it imports xgboost, pandas and the whole detector stack, none of
+    which the model needs. A bare `feat` package whose __path__ is the release's folder stands in,
+    so `feat.multitask.*` (and the heads it imports lazily) resolve inside that release only. One
+    release per process: a second, different release is refused."""
+    folder = find_release(release)
+    feat_dir = folder / "feat"
+    have = sys.modules.get("feat")
+    if have is not None:
+        if list(getattr(have, "__path__", [])) != [str(feat_dir)]:
+            raise ExportError(f"this process already imported feat from {list(getattr(have, '__path__', []))}; "
+                              f"py-feat {release} needs a separate process")
+    else:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        pkg = types.ModuleType("feat")
+        pkg.__path__ = [str(feat_dir)]
+        pkg.__file__ = str(feat_dir / "__init__.py")
+        pkg.__package__ = "feat"
+        pkg.__doc__ = f"py-feat {release} (feat/__init__.py not run: face-multitask export stub)"
+        sys.modules["feat"] = pkg
+    try:
+        mv2 = importlib.import_module("feat.multitask.model_v2")
+    except ImportError as e:
+        raise ExportError(f"importing py-feat {release}'s feat.multitask.model_v2 from {folder} failed: {e}. "
+                          f"Install the environment with: {SETUP_HINT}") from e
+    if not Path(mv2.__file__).resolve().is_relative_to(feat_dir.resolve()):
+        raise ExportError(f"feat.multitask.model_v2 came from {mv2.__file__}, not from {feat_dir}")
+    dist_info = list(folder.glob(f"py_feat-{release}.dist-info"))
+    if not dist_info:
+        raise ExportError(f"{folder} holds no py_feat-{release}.dist-info: not py-feat {release}? ({SETUP_HINT})")
+    return mv2
+
+
+def check_env() -> int:
+    """--check-env: versions, and each release's model classes imported in a process of its own."""
+    require_packages((("onnxscript", "onnxscript"),))
+    import numpy, onnx, onnxruntime, safetensors, timm, torch, torchvision  # noqa: E401
+    print(f"python {sys.version.split()[0]} ({sys.executable})")
+    for m in (torch, torchvision, timm, safetensors, onnx, onnxruntime, numpy):
+        print(f"  {m.__name__:12s} {m.__version__}")
+    ok = True
+    for release in RELEASES:
+        r = subprocess.run([sys.executable, __file__, "--import-release", release],
+                           capture_output=True, text=True)
+        print(("  " + r.stdout.strip()) if r.returncode == 0 else
+              f"  py-feat {release}: FAILED\n{r.stdout}{r.stderr}")
+        ok = ok and r.returncode == 0
+    return 0 if ok else 1
+
+
+def import_release_main(release: str) -> int:
+    mv2 = import_release(release)
+    extra = ""
+    if release == GENERATIONS["v2.4"].code_release:
+        sys.path.insert(0, str(SCRIPTS))
+        import pyfeat_v24
+        pyfeat_v24.check_release_code(mv2)
+        extra = f"; v2.4 (3128756c) config relation checked"
+    fields = len(dataclasses.fields(mv2.ModelV2Config))
+    print(f"py-feat {release}: {Path(mv2.__file__).parent} (ModelV2Config: {fields} fields{extra})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a checkpoint
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Checkpoint:
+    path: Path
+    file_format: str                    # "pt" | "safetensors"
+    config: dict
+    state_dict: dict                    # name -> torch.Tensor
+    random_seed: int | None             # set when this exporter made it with --random-weights
+
+
+def sniff_format(path: Path) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return "pt"                                      # torch.save's zip format
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        return "pt"                                      # legacy torch.save pickle
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= size - 8 and head[8:9] == b"{":
+            return "safetensors"
+    hint = " (it looks like an ONNX file already)" if path.suffix == ".onnx" else ""
+    raise ExportError(f"{path}: neither a torch checkpoint (a pickle of {{'model': state_dict, 'config': dict}}) "
+                      f"nor a safetensors file{hint}; first bytes {head[:8]!r}")
+
+
+def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
+    import torch
+    fmt = sniff_format(path)
+    random_seed = None
+    if fmt == "safetensors":
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ExportError(f"{path}: not a readable safetensors file: {e}") from e
+        if "config" not in meta:
+            raise ExportError(f"{path}: safetensors metadata has no 'config' (py-feat's files keep the "
+                              f"model config there as JSON); metadata keys: {sorted(meta)}")
+        try:
+            config = json.loads(meta["config"])
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{path}: safetensors metadata 'config' is not JSON: {e}") from e
+        if RANDOM_MARKER in meta:
+            random_seed = int(meta[RANDOM_MARKER])
+    else:
+        try:
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
+            if not trust_pickle and "weights_only" in str(e):
+                raise ExportError(f"{path}: the pickle holds objects beyond tensors and plain containers, "
+                                  f"which torch.load(weights_only=True) refuses. If you trust the file, "
+                                  f"pass --trust-pickle. ({str(e).splitlines()[0]})") from e
+            raise ExportError(f"{path}: not a readable torch checkpoint: {e.__class__.__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+            what = f"a dict with keys {sorted(map(str, ckpt))}" if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise ExportError(f"{path}: a torch pickle, but not py-feat's {{'model': state_dict, 'config': dict}} "
+                              f"checkpoint: it holds {what}")
+        state, config = ckpt["model"], ckpt["config"]
+        if dataclasses.is_dataclass(config):
+            config = dataclasses.asdict(config)
+        elif not isinstance(config, dict) and hasattr(config, "__dict__"):
+            config = dict(vars(config))
+        if not isinstance(config, dict):
+            raise ExportError(f"{path}: checkpoint 'config' is a {type(config).__name__}, not a dict")
+        if RANDOM_MARKER in ckpt:
+            random_seed = int(ckpt[RANDOM_MARKER])
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path}: the weights are not a flat name -> tensor state dict")
+    return Checkpoint(path, fmt, config, state, random_seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Telling the generation
+# ---------------------------------------------------------------------------------------------
+
+def structural_candidates(state: dict) -> tuple[list[str], str]:
+    """Generations whose architecture fits the tensors (FINDINGS §9 'Telling the generation from
+    the file'), and a one-line description of the evidence."""
+    keys = set(state)
+    has_bs = any(k.startswith("blendshape.") for k in keys)
+    legacy_gaze = "gaze.left_yaw.weight" in keys
+    eye = "gaze_eye_enc.enc.0.weight" in keys
+    binned = "gaze.left.weight" in keys or "gaze.left.0.weight" in keys
+    emo = state.get("emotion.cls_head.weight")
+    emo_in = tuple(emo.shape)[1] if emo is not None else None
+    ev = (f"blendshape head: {'yes' if has_bs else 'no'}; gaze head: "
+          f"{'binned eye-ROI (v2.6+)' if (eye and binned) else 'four scalar FCs (v2.3-v2.5)' if legacy_gaze else 'unknown'}; "
+          f"emotion input width: {emo_in}")
+    if not any(k.startswith("backbone.") for k in keys) or emo is None:
+        return [], ev
+    if legacy_gaze and not eye and not binned:
+        return (["v2.5"] if has_bs else ["v2.4"]), ev
+    if has_bs and eye and binned:
+        return ["v2.7", "v2.8"], ev
+    return [], ev
+
+
+def generation_from_name(path: Path) -> str | None:
+    return NAME_TO_GENERATION.get(path.name)
+
+
+def generation_from_config(config: dict) -> str | None:
+    """A generation named in the config itself, if the file's config carries one (py-feat's loader
+    ignores such keys; whether the published configs have one is not known)."""
+    for key in ("generation", "model_version", "version"):
+        v = config.get(key)
+        if isinstance(v, str):
+            m = re.fullmatch(r"v?(2\.[4578])[a-z]?", v.strip())
+            if m:
+                return "v" + m.group(1)
+    return None
+
+
+def tell_generation(ckpt: Checkpoint, forced: str | None) -> str:
+    cands, evidence = structural_candidates(ckpt.state_dict)
+    note(f"tensors: {len(ckpt.state_dict)}; {evidence}")
+    if not cands:
+        raise ExportError(f"{ckpt.path}: the tensors fit no known face_multitask_v2 generation ({evidence}); "
+                          f"is this py-feat's multitask checkpoint?")
+    by_name = generation_from_name(ckpt.path)
+    by_config = generation_from_config(ckpt.config)
+    note(f"fits: {', '.join(cands)}; file name says: {by_name or '-'}; config says: {by_config or '-'}")
+    if forced:
+        if forced not in cands:
+            raise ExportError(f"{ckpt.path}: --generation {forced}, but the tensors are a {'/'.join(cands)} "
+                              f"architecture ({evidence})")
+        for what, g in (("file name", by_name), ("config", by_config)):
+            if g and g != forced:
+                note(f"warning: the {what} says {g}; --generation {forced} wins")
+        return forced
+    for what, g in (("file name", by_name), ("config", by_config)):
+        if g and g not in cands:
+            raise ExportError(f"{ckpt.path}: the {what} says {g}, but the tensors are a {'/'.join(cands)} "
+                              f"architecture ({evidence}); pass --generation to pick one of {cands} if the "
+                              f"{what} is wrong")
+    if by_name and by_config and by_name != by_config:
+        raise ExportError(f"{ckpt.path}: the file name says {by_name} but the config says {by_config}; "
+                          f"pass --generation")
+    if by_name or by_config:
+        return by_name or by_config
+    if len(cands) == 1:
+        return cands[0]
+    raise ExportError(f"{ckpt.path}: the tensors fit {' and '.join(cands)} (the same architecture) and neither the "
+                      f"file name nor the config tells them apart; pass --generation {'|'.join(cands)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the network
+# ---------------------------------------------------------------------------------------------
+
+def release_config(mv2, saved_cfg: dict) -> tuple[object, list[str]]:
+    """py-feat 2.x inference.py (2.0.3 and 2.1.5: lines 105-110): keep the ModelV2Config fields
+    except pretrained (forced False) and use_head_v2 (taken from the saved config)."""
+    valid = {f.name for f in dataclasses.fields(mv2.ModelV2Config)}
+    filtered = {k: v for k, v in saved_cfg.items() if k in valid and k not in ("pretrained", "use_head_v2")}
+    dropped = sorted(k for k in saved_cfg if k not in valid)
+    cfg = mv2.ModelV2Config(**filtered, pretrained=False, use_head_v2=saved_cfg.get("use_head_v2", False))
+    return cfg, dropped
+
+
+def build_network(gen: str, mv2, saved_cfg: dict):
+    """The generation's network from its release's classes. Returns (model, cfg, dropped keys)."""
+    try:
+        if gen == "v2.4":
+            sys.path.insert(0, str(SCRIPTS))
+            import pyfeat_v24
+            return pyfeat_v24.build_model(mv2, saved_cfg)
+        cfg, dropped = release_config(mv2, saved_cfg)
+        return mv2.MEGraphAUv2(cfg), cfg, dropped
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"the checkpoint's config does not fit py-feat {GENERATIONS[gen].code_release}'s "
+                          f"MEGraphAUv2 ({e.__class__.__name__}: {e}); config: {json.dumps(saved_cfg, sort_keys=True)}") from e
+
+
+def check_config_against_tensors(gen: str, cfg, state: dict) -> None:
+    """Clear messages for the usual ways a config and its tensors disagree (the strict load below
+    would catch them too, as a list of keys)."""
+    problems = []
+    emo = state.get("emotion.cls_head.weight")
+    if emo is not None and getattr(cfg, "use_head_v3", False):
+        want = 1024 + (cfg.n_au if getattr(cfg, "emotion_use_au_prob", False) else 0)
+        if emo.shape[1] != want:
+            problems.append(f"emotion_use_au_prob={getattr(cfg, 'emotion_use_au_prob', None)} means an emotion "
+                            f"input of {want}, but emotion.cls_head.weight is {list(emo.shape)}")
+    left = state.get("gaze.left.weight")
+    if left is not None:
+        bins = int(getattr(cfg, "gaze_bins", 0) or 0)
+        if left.shape[0] != 2 * bins:
+            problems.append(f"gaze_bins={bins}, but gaze.left.weight is {list(left.shape)} "
+                            f"({left.shape[0] // 2} bins)")
+    au = state.get("log_var_au")
+    if au is not None and au.shape[0] != cfg.n_au:
+        problems.append(f"n_au={cfg.n_au}, but log_var_au has {au.shape[0]}")
+    bs = state.get("blendshape.mlp.2.weight")
+    if bs is not None and bs.shape[0] != getattr(cfg, "n_blendshape", 0):
+        problems.append(f"n_blendshape={getattr(cfg, 'n_blendshape', 0)}, but blendshape.mlp.2.weight is {list(bs.shape)}")
+    if gen != "v2.4" and not getattr(cfg, "mesh_normalized", True):
+        # Not refused: the export copies what the shipping release does with this config.
+        note(f"warning: mesh_normalized is false (or absent: py-feat {GENERATIONS[gen].code_release}'s default), "
+             f"but py-feat decodes {gen}'s mesh as [0,1]; the network divides it by {cfg.image_size} again "
+             f"inside, exactly as py-feat {GENERATIONS[gen].code_release} would")
+    if problems:
+        raise ExportError(f"the checkpoint's config does not fit its tensors under py-feat "
+                          f"{GENERATIONS[gen].code_release}'s class: " + "; ".join(problems))
+
+
+def load_strict(model, state: dict, source: str) -> None:
+    """Every tensor of the model from the file and nothing else; names the offending keys.
+    log_var_* (training-only loss weights) are model parameters, so they must be there too."""
+    import torch
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
+                   for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or shape:
+        def show(xs):
+            return ", ".join(xs[:12]) + (f", ... ({len(xs)} in all)" if len(xs) > 12 else "")
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {show(unexpected)}")
+        if shape:
+            parts.append(f"shape mismatch {len(shape)}: {show(shape)}")
+        raise ExportError(f"{source}: the weights do not fit the model; " + "; ".join(parts))
+    non_float = sorted({str(v.dtype) for v in state.values() if not v.is_floating_point()} - {"torch.int64"})
+    if non_float:
+        raise ExportError(f"{source}: unexpected tensor dtypes {non_float}")
+    with torch.no_grad():
+        model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+
+
+def count_params(model) -> tuple[int, int, int]:
+    trainable = sum(p.numel() for p in model.parameters())
+    sd = model.state_dict()
+    return trainable, sum(v.numel() for v in sd.values()), len(sd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random weights
+# ---------------------------------------------------------------------------------------------
+
+def randomise(model, seed: int, mesh_normalized: bool, image_size: int) -> None:
+    """Seeded random values for everything the default init leaves constant, so that every
+    tensor influences the outputs: BatchNorm running mean/var and affine, LayerNorm / GroupNorm
+    affine, ConvNeXt V2 GRN gamma/beta (zero at init, which makes GRN an identity), log_var_*.
+    The mesh head's output bias is placed inside the chip (x, y uniform in its middle half), so
+    that the v2.6+ eye boxes, which the model places with its own mesh, land on the feature map."""
+    import torch
+    import torch.nn as nn
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.num_batches_tracked.fill_(1000)
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+                m.weight.copy_(1.0 + 0.1 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+        for name, p in model.named_parameters():
+            if name.endswith(("grn.weight", "grn.bias")):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif name.startswith("log_var_"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        last = model.lmk.mlp[-1]
+        scale = 1.0 if mesh_normalized else float(image_size)
+        b = last.bias.view(-1, 3)
+        b[:, :2] = (0.25 + 0.5 * torch.rand(b[:, :2].shape, generator=g)) * scale
+        b[:, 2] = 0.05 * torch.randn(b[:, 2].shape, generator=g) * scale
+
+
+def make_random_checkpoint(gen: str, seed: int, out_dir: Path) -> Path:
+    import torch
+    G = GENERATIONS[gen]
+    mv2 = import_release(G.code_release)
+    if gen == "v2.4":
+        sys.path.insert(0, str(SCRIPTS))
+        import pyfeat_v24
+        saved_cfg = pyfeat_v24.random_config()             # 3128756c's field set
+    else:
+        saved_cfg = dataclasses.asdict(mv2.ModelV2Config(**RANDOM_CONFIG[gen]))
+    step(f"random weights: {gen} architecture, seed {seed}, py-feat {G.code_release} classes")
+    torch.manual_seed(seed)
+    model, cfg, _ = build_network(gen, mv2, saved_cfg)
+    randomise(model, seed, bool(getattr(cfg, "mesh_normalized", False)) and gen != "v2.4", cfg.image_size)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    ckpt_dir = out_dir / f"random-seed{seed}"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = ckpt_dir / G.file_name
+    if G.file_format == "pt":
+        torch.save({"model": state, "config": saved_cfg, RANDOM_MARKER: seed}, str(path))
+    else:
+        from safetensors.torch import save_file
+        save_file(state, str(path), metadata={"config": json.dumps(saved_cfg), RANDOM_MARKER: str(seed)})
+    note(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {len(state)} tensors)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX
+# ---------------------------------------------------------------------------------------------
+
+def make_wrapper(model, output_names: list[str]):
+    import torch
+
+    class ContractOutputs(torch.nn.Module):
+        """forward() -> the contract's tensors only, in CONTRACT_OUTPUTS order (py-feat's dict also
+        holds None entries, the AU node features `h`, `e`, `cooccur` and, v2.6+, `gaze_logits`)."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, input):  # noqa: A002 - the ONNX input name
+            out = self.net(input)
+            return tuple(out[name] for name in output_names)
+
+    return ContractOutputs(model).eval()
+
+
+def contract_metadata(gen: str, extra: dict[str, str], metadata_json: Path | None) -> dict[str, str]:
+    """The face_multitask.* entries, from the project's TypeScript (lib/contract-metadata.ts ->
+    dist/lib/contract-metadata.js), or from a JSON file the Node side wrote (--contract-metadata)."""
+    if metadata_json is not None:
+        meta = json.loads(metadata_json.read_text())
+        for k, v in extra.items():
+            key = k if k.startswith("face_multitask.") else "face_multitask." + k
+            if key in meta and meta[key] != v:
+                raise ExportError(f"{metadata_json}: {key} is {meta[key]!r}, the export sets {v!r}")
+            meta[key] = v
+    else:
+        js = ROOT / "dist" / "lib" / "contract-metadata.js"
+        node = shutil.which("node")
+        if node is None:
+            raise ExportError("node is not on PATH: the contract metadata comes from dist/lib/contract-metadata.js "
+                              "(or pass --contract-metadata FILE)")
+        if not js.is_file():
+            raise ExportError(f"{js} is missing: build the TypeScript first (npx tsc -p tsconfig.json)")
+        ts = ROOT / "lib" / "contract-metadata.ts"
+        newest = max((ROOT / "lib" / n).stat().st_mtime for n in
+                     ("contract-metadata.ts", "generations.ts", "labels.ts", "contract.ts") if (ROOT / "lib" / n).exists())
+        if ts.exists() and newest > js.stat().st_mtime:
+            note("warning: lib/*.ts is newer than dist/lib/contract-metadata.js; run npx tsc -p tsconfig.json")
+        code = ("const m = require(process.argv[1]);"
+                "process.stdout.write(JSON.stringify(m.contractMetadata(process.argv[2], JSON.parse(process.argv[3]))))")
+        r = subprocess.run([node, "-e", code, str(js), gen, json.dumps(extra)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ExportError(f"contractMetadata({gen}) in {js} failed: {r.stderr.strip()}")
+        meta = json.loads(r.stdout)
+    if meta.get("face_multitask.generation") != gen:
+        raise ExportError(f"contract metadata is for {meta.get('face_multitask.generation')}, not {gen}")
+    return meta
+
+
+def onnx_opset(path: Path) -> int | None:
+    import onnx
+    m = onnx.load(str(path), load_external_data=False)
+    return {o.domain or "ai.onnx": o.version for o in m.opset_import}.get("ai.onnx")
+
+
+def export_onnx_fp32(wrapper, output_names: list[str], path: Path, exporter: str, opset: int) -> str:
+    """Writes the FP32 ONNX file; returns which exporter made it. With exporter="auto" the dynamo
+    exporter is tried first; if it fails, or cannot give the requested opset (torch 2.14's
+    dynamo exporter writes opset 18 and its down-conversion to 17 fails on this model), the
+    TorchScript exporter (dynamo=False) makes the file."""
+    import logging
+    import warnings
+    import torch
+    # py-feat calls roi_align with its default sampling_ratio=-1 (adaptive); both exporters map it
+    # to ONNX's sampling_ratio=0, which is the same adaptive rule, and warn that they did.
+    warnings.filterwarnings("ignore", message="ONNX export for RoIAlign with a non-zero sampling_ratio")
+    x = torch.randn(EXPORT_BATCH, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    errors = []
+    if exporter in ("auto", "dynamo"):
+        quiet = [logging.getLogger(n) for n in ("onnxscript", "torch.onnx")]
+        levels = [lg.level for lg in quiet]
+        try:
+            step(f"ONNX export: torch.onnx.export(dynamo=True), opset {opset}")
+            for lg in quiet:
+                lg.setLevel(logging.ERROR)
+            batch = torch.export.Dim(BATCH_AXIS, min=1, max=4096)
+            torch.onnx.export(
+                wrapper, (x,), str(path), dynamo=True, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=output_names,
+                dynamic_shapes={"input": {0: batch}}, external_data=False, optimize=True,
+                verbose=False)
+            got = onnx_opset(path)
+            if got != opset:
+                raise RuntimeError(f"it wrote opset {got} and could not convert it to opset {opset}")
+            return "dynamo"
+        except Exception as e:
+            msg = f"{e.__class__.__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            errors.append(f"dynamo: {msg}")
+            if exporter == "dynamo":
+                raise ExportError(f"the dynamo ONNX exporter failed: {msg}") from e
+            note(f"dynamo exporter: {msg[:300]}; falling back to dynamo=False")
+        finally:
+            for lg, lv in zip(quiet, levels):
+                lg.setLevel(lv)
+    step(f"ONNX export: torch.onnx.export(dynamo=False) (TorchScript exporter), opset {opset}")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX export")
+    # torch._assert(boxes.size(1) == 5) in torchvision's roi_align input check: a constant shape test.
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch$")
+    try:
+        torch.onnx.export(
+            wrapper, (x,), str(path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=output_names,
+            dynamic_axes={n: {0: BATCH_AXIS} for n in [INPUT_NAME, *output_names]},
+            do_constant_folding=True)
+    except Exception as e:
+        errors.append(f"torchscript: {e.__class__.__name__}: {e}")
+        raise ExportError("ONNX export failed: " + " | ".join(errors)) from e
+    return "torchscript"
+
+
+def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], opset: int) -> None:
+    """Names the batch axis N everywhere, states the other axes' sizes (the TorchScript exporter
+    leaves some symbolic; verify() checks them against ONNX Runtime), writes metadata_props,
+    checks the graph, saves."""
+    import onnx
+    m = onnx.load(str(path))
+    ins = [i.name for i in m.graph.input]
+    outs = [o.name for o in m.graph.output]
+    if ins != [INPUT_NAME] or outs != output_names:
+        raise ExportError(f"exported graph has inputs {ins} and outputs {outs}; expected [{INPUT_NAME}] and {output_names}")
+    dims = {INPUT_NAME: (3, 224, 224), **{n: d for n, d, _ in CONTRACT_OUTPUTS}}
+    for vi in [*m.graph.input, *m.graph.output]:
+        shape = vi.type.tensor_type.shape
+        if len(shape.dim) != 1 + len(dims[vi.name]):
+            raise ExportError(f"{vi.name}: exported with rank {len(shape.dim)}, expected {1 + len(dims[vi.name])}")
+        d0 = shape.dim[0]
+        if d0.HasField("dim_value"):
+            raise ExportError(f"{vi.name}: the batch axis was exported as the fixed size {d0.dim_value}")
+        d0.dim_param = BATCH_AXIS
+        for d, size in zip(list(shape.dim)[1:], dims[vi.name]):
+            if d.HasField("dim_value") and d.dim_value != size:
+                raise ExportError(f"{vi.name}: exported with an axis of {d.dim_value}, expected {size}")
+            d.dim_value = size
+    opsets = {o.domain or "ai.onnx": o.version for o in m.opset_import}
+    if opsets.get("ai.onnx") != opset:
+        raise ExportError(f"default-domain opset is {opsets.get('ai.onnx')}, asked for {opset}")
+    del m.metadata_props[:]
+    for k, v in metadata.items():
+        m.metadata_props.add(key=k, value=v)
+    m.producer_name = "face-multitask export (scripts/export_onnx.py)"
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def verify(wrapper, path: Path, output_names: list[str], expected_shapes: dict[str, tuple]) -> dict[str, float]:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    x = torch.randn(VERIFY_BATCH, 3, 224, 224, generator=torch.Generator().manual_seed(1234))
+    with torch.no_grad():
+        ref = [t.float().numpy() for t in wrapper(x)]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    got = sess.run(output_names, {INPUT_NAME: x.numpy()})
+    diffs, bad = {}, []
+    for name, r, o in zip(output_names, ref, got):
+        want = (VERIFY_BATCH, *expected_shapes[name])
+        if o.shape != want or o.dtype != np.float32:
+            bad.append(f"{name}: ONNX Runtime gave {o.dtype}{list(o.shape)}, expected float32{list(want)}")
+            continue
+        if not np.isfinite(o).all() or not np.isfinite(r).all():
+            bad.append(f"{name}: non-finite values (onnx {int((~np.isfinite(o)).sum())}, torch {int((~np.isfinite(r)).sum())})")
+            continue
+        d = float(np.abs(o - r).max())
+        diffs[name] = d
+        flag = "" if d <= VERIFY_TOLERANCE else "   <-- over the tolerance"
+        note(f"{name:15s} {str(list(o.shape)):14s} max |onnx - torch| = {d:.3e}   (torch range {r.min():+.3g}..{r.max():+.3g}){flag}")
+        if d > VERIFY_TOLERANCE:
+            bad.append(f"{name}: max abs diff {d:.3e} > {VERIFY_TOLERANCE}")
+    if bad:
+        raise ExportError(f"{path}: verification against PyTorch FAILED: " + "; ".join(bad))
+    return diffs
+
+
+def node_check(path: Path) -> None:
+    node = shutil.which("node")
+    lib = ROOT / "dist" / "lib"
+    if node is None or not (lib / "contract.js").is_file():
+        note("skipped (node or dist/lib/contract.js missing; build with npx tsc -p tsconfig.json)")
+        return
+    code = ("const fs = require('fs');"
+            "const { parseOnnxModel } = require(process.argv[1] + '/onnx-model.js');"
+            "const { readModelSpec } = require(process.argv[1] + '/contract.js');"
+            "const spec = readModelSpec(process.argv[2], parseOnnxModel(fs.readFileSync(process.argv[2])));"
+            "const { metadata, ...rest } = spec; console.log(JSON.stringify(rest));")
+    r = subprocess.run([node, "-e", code, str(lib), str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ExportError(f"{path}: the Node contract reader refused the file: {r.stderr.strip()[:2000]}")
+    note(f"readModelSpec: {r.stdout.strip()[:400]}")
+
+
+def export_fp16(fp32_path: Path) -> Path:
+    """FP16 export: a later part of the export work. It must keep GRN, LayerNorm, F.normalize and
+    the AU top-k in FP32 (see shared/model-facts.md) and be compared against the FP32 file."""
+    raise NotImplementedError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -> Path:
+    import torch
+    step(f"reading {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    ckpt = read_checkpoint(path, args.trust_pickle)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in ckpt.state_dict.values()})
+    note(f"format: {ckpt.file_format}; tensor dtypes: {', '.join(dtypes)}; config keys: {len(ckpt.config)}"
+         + (f"; made by --random-weights (seed {ckpt.random_seed})" if ckpt.random_seed is not None else ""))
+
+    step("telling the generation from the file")
+    gen = tell_generation(ckpt, forced_gen)
+    G = GENERATIONS[gen]
+    note(f"generation {gen}; network code: {G.code_note}")
+    if ckpt.file_format != G.file_format:
+        note(f"note: {gen} is published as {G.file_format}; this file is {ckpt.file_format} (py-feat 2.x reads both)")
+
+    step(f"building the network with py-feat {G.code_release}'s MEGraphAUv2 (FP32, eval)")
+    mv2 = import_release(G.code_release)
+    note(f"code: {Path(mv2.__file__).parent}")
+    model, cfg, dropped = build_network(gen, mv2, ckpt.config)
+    if dropped:
+        note(f"config keys the class does not know (py-feat's loader drops them too): {', '.join(dropped)}")
+    check_config_against_tensors(gen, cfg, ckpt.state_dict)
+    trainable, numel, ntensors = count_params(model)
+    pub = ""
+    if G.published_trainable is not None:
+        pub = f"; published {G.published_trainable:,} trainable: {'match' if trainable == G.published_trainable else 'DIFFERENT'}"
+    if G.published_state_tensors is not None:
+        pn, pt = G.published_state_tensors
+        pub = f"; published {pn:,} in {pt} tensors: {'match' if (numel, ntensors) == (pn, pt) else 'DIFFERENT'}"
+    note(f"parameters: {trainable:,} trainable; state dict {numel:,} values in {ntensors} tensors{pub}")
+
+    step("loading the weights strictly")
+    load_strict(model, ckpt.state_dict, str(path))
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    note(f"{len(ckpt.state_dict)} tensors loaded (including log_var_* and BatchNorm buffers)")
+
+    with torch.no_grad():
+        probe = model(torch.zeros(1, 3, 224, 224))
+    output_names = []
+    for name, dims, required in CONTRACT_OUTPUTS:
+        t = probe.get(name)
+        if t is None:
+            if required:
+                raise ExportError(f"the model's forward() gives no '{name}'")
+            continue
+        if tuple(t.shape[1:]) != dims:
+            raise ExportError(f"the model's '{name}' is {list(t.shape)}, the contract wants [N,{','.join(map(str, dims))}]")
+        output_names.append(name)
+    dropped_out = [k for k, v in probe.items() if k not in output_names]
+    note(f"outputs: {', '.join(output_names)} (left out of the ONNX: {', '.join(dropped_out)})")
+    wrapper = make_wrapper(model, output_names)
+
+    is_random = ckpt.random_seed is not None
+    extra = {
+        "source_file": path.name,
+        "checkpoint_sha256": sha256_file(path),
+        "checkpoint_format": ckpt.file_format,
+        "model_code": G.code_note,
+        "precision": "fp32",
+        "exporter": f"scripts/export_onnx.py, torch {torch.__version__}",
+    }
+    if is_random:
+        # Random weights: the runtime marks every result of this model as meaningless.
+        extra["synthetic"] = "true"
+        extra["random_weights"] = "true"
+        extra["random_seed"] = str(ckpt.random_seed)
+    metadata_probe = contract_metadata(gen, extra, args.contract_metadata)
+    heads = metadata_probe.get("face_multitask.heads", "").split(",")
+    if ("blendshapes" in heads) != ("blendshapes" in output_names):
+        raise ExportError(f"contract heads for {gen} are {heads}, but the model's outputs are {output_names}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"face_multitask_{gen}" + (f".random-seed{ckpt.random_seed}" if is_random else "")
+    onnx_path = out_dir / f"{stem}.fp32.onnx"
+    t_export = time.monotonic()
+    with torch.no_grad():
+        used = export_onnx_fp32(wrapper, output_names, onnx_path, args.exporter, args.opset)
+    extra["onnx_exporter"] = ("dynamo" if used == "dynamo" else "torchscript (dynamo=False)") + f", opset {args.opset}"
+    metadata = contract_metadata(gen, extra, args.contract_metadata)
+    finish_onnx(onnx_path, output_names, metadata, args.opset)
+    note(f"wrote {onnx_path} ({onnx_path.stat().st_size / 2**20:.1f} MiB) with the {extra['onnx_exporter']} exporter "
+         f"in {time.monotonic() - t_export:.1f}s; {len(metadata)} metadata entries")
+
+    step(f"verifying: ONNX Runtime CPU vs PyTorch FP32 on a random batch of {VERIFY_BATCH} (tolerance {VERIFY_TOLERANCE:g})")
+    verify(wrapper, onnx_path, output_names, {n: d for n, d, _ in CONTRACT_OUTPUTS})
+
+    if not args.no_node_check:
+        step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
+        node_check(onnx_path)
+
+    if args.no_fp16:
+        step("FP16: skipped (--no-fp16)")
+    else:
+        step("FP16: not produced yet (a later part of the export); the FP32 file is complete")
+    step(f"done: {onnx_path}")
+    return onnx_path
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="export_onnx.py",
+        description="Export py-feat's face_multitask_v2 checkpoint to ONNX under face-multitask's contract.")
+    p.add_argument("checkpoint", nargs="?", type=Path,
+                   help="face_multitask_v2.pt (v2.4), face_multitask_v2.safetensors (v2.5), "
+                        "face_multitask_v27.safetensors (v2.7) or face_multitask_v28.safetensors (v2.8)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the checkpoint's folder; with --random-weights: .)")
+    p.add_argument("--generation", choices=list(GENERATIONS),
+                   help="the checkpoint's generation, when the file name and config do not tell v2.7 from v2.8 "
+                        "(never overrides the tensors); required with --random-weights")
+    p.add_argument("--no-fp16", action="store_true", help="do not make the FP16 file (not produced yet anyway)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="make a checkpoint of --generation's architecture with seeded random weights, then export it")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    # torch 2.14's dynamo exporter cannot write opset 17 for this model (its down-conversion
+    # fails), so the TorchScript exporter is the default; auto tries dynamo first.
+    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="torchscript",
+                   help="torch.onnx exporter: the TorchScript one (dynamo=False, default), dynamo, or dynamo "
+                        "with the TorchScript one as fallback (auto)")
+    p.add_argument("--opset", type=int, default=OPSET,
+                   help=f"ONNX opset (default {OPSET}; 18 lets torch 2.14's dynamo exporter write the file itself)")
+    p.add_argument("--contract-metadata", type=Path, default=None, metavar="FILE",
+                   help="JSON of the face_multitask.* metadata (default: from dist/lib/contract-metadata.js via node)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a .pt checkpoint holding arbitrary pickled objects (torch.load weights_only=False)")
+    p.add_argument("--no-node-check", action="store_true", help="skip the check with the Node contract reader")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--check-env", action="store_true", help="check the Python environment and exit")
+    p.add_argument("--import-release", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not (args.check_env or args.import_release):
+        if args.random_weights:
+            if args.checkpoint is not None:
+                p.error("--random-weights makes its own checkpoint: give no checkpoint path")
+            if args.generation is None:
+                p.error("--random-weights needs --generation v2.4|v2.5|v2.7|v2.8")
+        elif args.checkpoint is None:
+            p.error("give a checkpoint path, or --random-weights --generation G")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.import_release:
+            require_packages()
+            return import_release_main(args.import_release)
+        if args.check_env:
+            return check_env()
+        require_packages(() if args.exporter == "torchscript" else (("onnxscript", "onnxscript"),))
+        import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        step(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+        if args.random_weights:
+            out_dir = args.out or Path(".")
+            ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir)
+            export_checkpoint(ckpt_path, out_dir, args.generation, args)
+        else:
+            path = args.checkpoint
+            if not path.is_file():
+                raise ExportError(f"{path}: no such file")
+            export_checkpoint(path, args.out or path.parent, args.generation, args)
+        return 0
+    except ExportError as e:
+        print(f"[export] error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
