@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // The face-multitask command line: `detect` runs a model on an image's faces, `demo` runs the
-// whole pipeline on a synthetic model and a drawn image. Each command lives in lib/cli/.
+// whole pipeline on a synthetic model and a drawn image, `export` and `inspect` make and read
+// model files. Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments.
 import fs from 'node:fs'
 import path from 'node:path'
 import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
-import { DEMO_USAGE, DETECT_USAGE, MAIN_USAGE } from './cli/usage'
+import { DEMO_USAGE, DETECT_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 import { packageRoot } from './native'
 
 export type { Io } from './cli/common'
@@ -19,6 +20,8 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   detect: { usage: DETECT_USAGE, run: async (argv, io) => (await import('./cli/detect')).detectCommand(argv, io) },
   demo: { usage: DEMO_USAGE, run: async (argv, io) => (await import('./cli/demo')).demoCommand(argv, io) },
+  export: { usage: EXPORT_USAGE, run: async (argv, io) => (await import('./cli/export')).exportCommand(argv, io) },
+  inspect: { usage: INSPECT_USAGE, run: async (argv, io) => (await import('./cli/inspect')).inspectCommand(argv, io) },
 }
 
 function version(): string {

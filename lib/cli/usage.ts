@@ -12,6 +12,10 @@ commands:
              run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
   demo [--generation ${GENERATIONS.join('|')}] [--json]
              the whole pipeline on a generated image and a synthetic model: no weights needed
+  export <checkpoint> [--out DIR] | --random-weights --generation G [--seed N] [--out DIR]
+             py-feat checkpoint -> ONNX (needs \`npm run setup:python\` once)
+  inspect <checkpoint.safetensors|model.onnx>
+             generation, heads, config and conventions of a checkpoint or an exported model
   help [command]
              this help, or a command's
 
@@ -50,3 +54,27 @@ them. It shows that everything works; the numbers it prints are meaningless.
   -h, --help         this help
 
 ${REAL_WEIGHTS_HINT.join('\n')}`
+
+export const EXPORT_USAGE = `usage: face-multitask export <checkpoint> [--out DIR] [--generation G] [--no-fp16]
+       face-multitask export --random-weights --generation ${GENERATIONS.join('|')} [--seed N] [--out DIR]
+
+Exports py-feat's face_multitask_v2 checkpoint (face_multitask_v2.pt, face_multitask_v2.safetensors,
+face_multitask_v27.safetensors, face_multitask_v28.safetensors) to the ONNX file the runtime loads,
+with py-feat's own model code for that generation, and checks it against PyTorch. It runs
+scripts/export_onnx.py in the project's Python environment: set that up once with
+\`npm run setup:python\` (or point FACE_MULTITASK_PYTHON at a Python that has requirements-python.txt).
+
+  <checkpoint>        the weights file; its generation is read from the file itself
+  --out DIR           where to write (default: the current directory)
+  --generation G      only to tell v2.7 from v2.8 when the file name does not
+  --random-weights    make a checkpoint of that generation's architecture with seeded random
+                      weights and export it (for tests and benchmarks: its numbers mean nothing)
+  --seed N            seed for --random-weights (default 0)
+  -h, --help          this help`
+
+export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetensors|model.onnx>
+
+Prints what a file holds, read in Node without Python: for a checkpoint its generation, tensors,
+heads and config; for an ONNX model its face_multitask metadata (generation, crop, resize, mesh
+space, pose and gaze conventions and the py-feat release they follow), its tensors, and whether
+the runtime accepts it.`
