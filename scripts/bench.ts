@@ -35,7 +35,7 @@ const USAGE = `usage: npm run bench [-- --model <onnx>] [--batches 1,8,32] [--se
 Benchmarks the CPU backend (onnxruntime-node) in this process: faces/s through
 FaceMultitask.detect() on a 1920x1080 RGB frame with N ~300 px boxes, against a bare
 session.run on the same model, and the time per face of preprocess, infer and decode.
-The synthetic fixture model (generation v2.5) is always measured; --model adds a real one.
+The synthetic fixture model (generation v2.5) is always measured; --model adds a real-size one (e.g. an export with --random-weights).
 
   --model P      also benchmark this face-multitask ONNX file
   --batches L    comma-separated batch sizes (faces per detect() call), default 1,8,32
@@ -408,7 +408,7 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
     lines.push(`  preprocess ms/face, 1 core, ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB: ${fmtMs(h.preprocessMsPerFace)} ms (batch ${h.batch}; target <= ${PREPROCESS_TARGET_MS} ms: ${verdict(h.preprocessMsPerFace <= PREPROCESS_TARGET_MS)})`)
     const at = m.rows.find((r) => r.batch === OVERHEAD_TARGET_BATCH)
     if (at) {
-      const note = m.synthetic ? ' [synthetic fixture: see note 2]' : ''
+      const note = m.name === 'fixture' ? ' [tiny fixture: see note 2]' : ''
       lines.push(`  pipeline overhead at batch ${OVERHEAD_TARGET_BATCH}: ${at.overheadPct.toFixed(1)}% (target <= ${OVERHEAD_TARGET_PCT}%: ${verdict(at.overheadPct <= OVERHEAD_TARGET_PCT)})${note}`)
     }
   }
