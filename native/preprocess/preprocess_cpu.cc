@@ -5,17 +5,17 @@
 // is separable: the crop is axis-aligned, so each chip column has one pair of source columns and
 // weights, each chip row one pair of source rows.
 #include "preprocess.h"
+#include "taps.h"
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <vector>
 
 namespace fm {
 namespace {
 
-constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+constexpr float kMean[3] = {taps::norm_mean(0), taps::norm_mean(1), taps::norm_mean(2)};
+constexpr float kStd[3] = {taps::norm_std(0), taps::norm_std(1), taps::norm_std(2)};
 
 // u8 -> [0,1] exactly as torch's `frame.float() / 255`.
 struct ByteToUnit {
@@ -26,96 +26,21 @@ struct ByteToUnit {
 };
 const ByteToUnit kUnit;
 
-// Byte offsets of R, G, B within one pixel.
-void channel_offsets(PixelFormat f, int off[3]) {
-  switch (f) {
-    case PixelFormat::RGB:
-    case PixelFormat::RGBA: off[0] = 0; off[1] = 1; off[2] = 2; break;
-    case PixelFormat::BGR:
-    case PixelFormat::BGRA: off[0] = 2; off[1] = 1; off[2] = 0; break;
-    case PixelFormat::GRAY: off[0] = off[1] = off[2] = 0; break;
-  }
+using taps::Tap;
+
+// Taps for the kChip samples along one axis (taps.h: the coordinate arithmetic shared with the
+// CUDA kernel, float32 rounded as torch rounds it).
+void axis_taps(float origin, float extent, int size, CropMode crop, Tap* out) {
+  for (int k = 0; k < kChip; ++k) out[k] = taps::axis_tap(origin, extent, size, crop, k);
 }
 
-// One bilinear tap pair along an axis: source indices (clamped so loads stay in bounds) and the
-// weights of the lower and upper neighbour; a tap outside the frame under zero padding weighs 0.
-struct Tap {
-  int i0, i1;
-  float w0, w1;
-};
-
-// torch's reflect_coordinates for align_corners=False (twice_low = -1, twice_high = 2*size-1).
-float reflect(float in, int size) {
-  const float min = -0.5f;
-  const float span = static_cast<float>(size);
-  in = std::fabs(in - min);
-  const float extra = std::fmod(in, span);
-  const int flips = static_cast<int>(std::floor(in / span));
-  return (flips % 2 == 0) ? extra + min : span - extra + min;
-}
-
-// Taps for the kChip samples along one axis of `size` frame pixels. Each step is one float32
-// tensor operation of py-feat's crop function followed by grid_sample's unnormalisation
-// ((g + 1) * size / 2 - 0.5), in the same order, so the source coordinates round as torch's do.
-// The unnormalisation is one fused multiply-add, as torch's x86 CPU builds compute it: the AVX2
-// and AVX512 kernels of GridSamplerKernel.cpp write `(in + 1) * scaling_factor - 0.5` and the
-// compiler contracts it to an FMA (measured, torch 2.13: test/fixtures/preprocess-torch.json).
-// Torch's CUDA kernel writes `((coord + 1) * size - 1) / 2`; contracted by nvcc (its default,
-// not measured here) that is the same single rounding, the /2 being exact. Rounding the product
-// and the difference separately (torch's non-FMA DEFAULT build) moves a source coordinate by one
-// ulp, ~6e-5 px at x ~ 1000: up to that much per value on sharp edges.
-void axis_taps(float origin, float extent, int size, CropMode crop, Tap* taps) {
-  const float fsize = static_cast<float>(size);
-  const float half = fsize / 2.0f;
-  for (int k = 0; k < kChip; ++k) {
-    const float u = (static_cast<float>(k) + 0.5f) / static_cast<float>(kChip);
-    float g;
-    if (crop == CropMode::Square) {
-      const float pos = origin + u * extent;    // origin + (xx + 0.5) / face_size * side
-      g = 2.0f * (pos + 0.5f) / fsize - 1.0f;   // 2 * (grid_x + 0.5) / W - 1
-    } else {
-      const float pos = u * extent + origin;    // (xx + 0.5) / face_size * (x2 - x1) + x1
-      g = 2.0f * pos / (fsize - 1.0f) - 1.0f;   // 2 * grid_x / (W - 1) - 1
-    }
-    float x = std::fma(g + 1.0f, half, -0.5f);
-    if (crop == CropMode::Square) x = std::min(std::max(reflect(x, size), 0.0f), fsize - 1.0f);
-    const float xf = std::floor(x);
-    const int i0 = static_cast<int>(xf);
-    const float w = x - xf;
-    Tap t{i0, i0 + 1, 1.0f - w, w};
-    if (t.i0 < 0 || t.i0 >= size) t.w0 = 0.0f;  // zero padding (never under reflection)
-    if (t.i1 < 0 || t.i1 >= size) t.w1 = 0.0f;
-    t.i0 = std::min(std::max(t.i0, 0), size - 1);
-    t.i1 = std::min(std::max(t.i1, 0), size - 1);
-    taps[k] = t;
-  }
-}
-
-// Antialiased bilinear weights of torch's _upsample_bilinear2d_aa for 256 -> 224, in float.
-// Each output uses at most 3 inputs; the taps are stored as a fixed 3 starting at `start` (kept
-// inside the row) with zero weights where torch has none, so the inner loop has no branches.
+// torch's antialiased 256 -> 224 weights for every output index (taps.h, shared with CUDA).
 struct AaWeights {
-  static constexpr int kTaps = 3;
+  static constexpr int kTaps = taps::kAaTaps;
   int start[kInput];
   float w[kInput][kTaps];
   AaWeights() {
-    const float scale = static_cast<float>(kChip) / static_cast<float>(kInput);
-    const float support = 1.0f * scale;  // bilinear interp_size 2, times the downscale factor
-    const float invscale = 1.0f / scale;
-    for (int i = 0; i < kInput; ++i) {
-      const float center = scale * (i + 0.5f);
-      const int lo = std::max(static_cast<int>(center - support + 0.5f), 0);
-      const int n = std::min(static_cast<int>(center + support + 0.5f), kChip) - lo;
-      float raw[kTaps] = {0.0f, 0.0f, 0.0f};
-      float total = 0.0f;
-      for (int j = 0; j < n && j < kTaps; ++j) {
-        raw[j] = std::max(0.0f, 1.0f - std::fabs((j + lo - center + 0.5f) * invscale));
-        total += raw[j];
-      }
-      start[i] = std::min(lo, kChip - kTaps);
-      for (int j = 0; j < kTaps; ++j) w[i][j] = 0.0f;
-      for (int j = 0; j < n && j < kTaps; ++j) w[i][j + lo - start[i]] = total != 0.0f ? raw[j] / total : 0.0f;
-    }
+    for (int i = 0; i < kInput; ++i) taps::aa_weights(i, &start[i], w[i]);
   }
 };
 const AaWeights kAa;
@@ -128,7 +53,7 @@ const AaWeights kAa;
 class ChipRows {
  public:
   ChipRows(const Frame& frame, const CropWindow* window, CropMode crop) : frame_(frame), window_(window) {
-    channel_offsets(frame.format, off_);
+    taps::format_offsets(frame.format, off_);
     nc_ = channels(frame.format);
     if (window) {
       axis_taps(window->x, window->width, frame.width, crop, tx_);
@@ -200,16 +125,7 @@ class ChipRows {
 
 }  // namespace
 
-int channels(PixelFormat f) {
-  switch (f) {
-    case PixelFormat::RGB:
-    case PixelFormat::BGR: return 3;
-    case PixelFormat::RGBA:
-    case PixelFormat::BGRA: return 4;
-    case PixelFormat::GRAY: return 1;
-  }
-  return 0;
-}
+int channels(PixelFormat f) { return taps::format_channels(f); }
 
 void make_chip(const Frame& frame, const CropWindow* window, CropMode crop, float* chip) {
   ChipRows rows(frame, window, crop);

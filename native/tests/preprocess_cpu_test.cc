@@ -1,0 +1,317 @@
+// Node-free test of the CPU preprocessing (native/preprocess) against a direct, deliberately
+// naive double-precision per-pixel formula (the C++ port of test/reference/preprocess.ts), on
+// smooth images where float32 coordinate rounding cannot matter: max abs difference <= 1e-5 in
+// [0,1] pixel units. Exact float32 agreement with torch is test/preprocess-torch.test.ts.
+// Plain C++; prints each failure and 'N passed, M failed'; exit status 0 only if none failed.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+
+using namespace fm;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void check(bool ok, const std::string& name, const std::string& detail = "") {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    std::printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
+  }
+}
+
+const double kMeanD[3] = {0.485, 0.456, 0.406};
+const double kStdD[3] = {0.229, 0.224, 0.225};
+const char* kFormatNames[5] = {"rgb", "rgba", "bgr", "bgra", "gray"};
+
+struct Image {
+  std::vector<uint8_t> buf;
+  const uint8_t* data;
+  int width, height;
+  size_t stride;
+  PixelFormat format;
+  int nc;
+  int off[3];
+  Frame frame() const { return Frame{data, width, height, stride, format}; }
+};
+
+// A smooth test image, `pad` spare bytes per row (filled with junk), the data `offset` bytes in.
+Image smooth_image(int width, int height, PixelFormat format, int pad = 0, int offset = 0) {
+  Image im;
+  im.nc = channels(format);
+  const bool bgr = format == PixelFormat::BGR || format == PixelFormat::BGRA;
+  const bool gray = format == PixelFormat::GRAY;
+  im.off[0] = gray ? 0 : (bgr ? 2 : 0);
+  im.off[1] = gray ? 0 : 1;
+  im.off[2] = gray ? 0 : (bgr ? 0 : 2);
+  im.width = width;
+  im.height = height;
+  im.format = format;
+  im.stride = static_cast<size_t>(width) * im.nc + pad;
+  im.buf.assign(offset + im.stride * height, 0xa5);
+  uint8_t* d = im.buf.data() + offset;
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      for (int k = 0; k < im.nc; ++k)
+        d[y * im.stride + x * im.nc + k] = static_cast<uint8_t>(
+            std::lround(127.5 + 120 * std::sin(x * 0.031 + k * 1.3) * std::cos(y * 0.027 - k)));
+  im.data = d;
+  return im;
+}
+
+// lib/crop.ts faceCrop's window, in float32 steps (this file is built with -ffp-contract=off).
+CropWindow face_crop(CropMode mode, float x1, float y1, float x2, float y2, int width, int height) {
+  const float expand = 1.2f;
+  const float cx = (x1 + x2) / 2.0f;
+  const float cy = (y1 + y2) / 2.0f;
+  if (mode == CropMode::Square) {
+    const float side = std::max(std::max(x2 - x1, y2 - y1) * expand, 1.0f);
+    return CropWindow{cx - side / 2.0f, cy - side / 2.0f, side, side};
+  }
+  const float w = (x2 - x1) * expand;
+  const float h = (y2 - y1) * expand;
+  const float nx1 = std::max(cx - w / 2.0f, 0.0f);
+  const float ny1 = std::max(cy - h / 2.0f, 0.0f);
+  const float nx2 = std::min(cx + w / 2.0f, static_cast<float>(width));
+  const float ny2 = std::min(cy + h / 2.0f, static_cast<float>(height));
+  return CropWindow{nx1, ny1, nx2 - nx1, ny2 - ny1};
+}
+
+// ---- the reference, double precision, pixel by pixel ----
+
+double pixel(const Image& im, int x, int y, int c) { return im.data[y * im.stride + x * im.nc + im.off[c]] / 255.0; }
+
+double reflect_ref(double v, int n) {  // mirror about -0.5 and n - 0.5, then clamp to [0, n-1]
+  double u = std::fabs(v + 0.5);
+  const double flips = std::floor(u / n);
+  u = std::fmod(u, n);
+  const double r = std::fmod(flips, 2.0) == 0 ? u - 0.5 : n - u - 0.5;
+  return std::min(std::max(r, 0.0), n - 1.0);
+}
+
+// grid_sample(align_corners=False) at index coordinates (pixel k's centre at k).
+double sample(const Image& im, double ix, double iy, int c, bool reflection) {
+  if (reflection) {
+    ix = reflect_ref(ix, im.width);
+    iy = reflect_ref(iy, im.height);
+  }
+  const double x0 = std::floor(ix), y0 = std::floor(iy);
+  const double xs[2][2] = {{x0, 1 - (ix - x0)}, {x0 + 1, ix - x0}};
+  const double ys[2][2] = {{y0, 1 - (iy - y0)}, {y0 + 1, iy - y0}};
+  double v = 0;
+  for (auto& xw : xs)
+    for (auto& yw : ys) {
+      const double xx = xw[0], yy = yw[0];
+      if (xx < 0 || yy < 0 || xx >= im.width || yy >= im.height) continue;
+      v += xw[1] * yw[1] * pixel(im, static_cast<int>(xx), static_cast<int>(yy), c);
+    }
+  return v;
+}
+
+// The 256x256 chip, planar, [0,1]; window null: the image is the chip. Square: chip pixel j
+// samples index x + (j + 0.5) / 256 * w, reflection. Stretch: the grid is normalised by (W - 1)
+// but sampled with align_corners=False: index (x + (j + 0.5) / 256 * w) * W / (W - 1) - 0.5, zeros.
+std::vector<double> ref_chip(const Image& im, const CropWindow* win, CropMode crop) {
+  const bool square = crop == CropMode::Square;
+  auto index = [&](double origin, double extent, int k, int n) {
+    const double pos = origin + (k + 0.5) / 256 * extent;
+    return square ? pos : pos * n / (n - 1) - 0.5;
+  };
+  std::vector<double> chip(3 * 256 * 256);
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < 256; ++i)
+      for (int j = 0; j < 256; ++j)
+        chip[c * 65536 + i * 256 + j] =
+            win ? sample(im, index(win->x, win->width, j, im.width), index(win->y, win->height, i, im.height), c, square)
+                : pixel(im, j, i, c);
+  return chip;
+}
+
+struct AaRef {
+  int start;
+  std::vector<double> w;
+};
+
+// Antialiased (triangle filter widened by the scale) resize weights, PIL/torch style.
+std::vector<AaRef> aa_ref(int in, int out) {
+  const double scale = static_cast<double>(in) / out, support = scale;
+  std::vector<AaRef> r;
+  for (int i = 0; i < out; ++i) {
+    const double center = scale * (i + 0.5);
+    const int lo = std::max(static_cast<int>(std::trunc(center - support + 0.5)), 0);
+    const int hi = std::min(static_cast<int>(std::trunc(center + support + 0.5)), in);
+    AaRef a{lo, {}};
+    double total = 0;
+    for (int j = lo; j < hi; ++j) {
+      a.w.push_back(std::max(0.0, 1 - std::fabs((j - center + 0.5) / scale)));
+      total += a.w.back();
+    }
+    for (double& v : a.w) v /= total;
+    r.push_back(a);
+  }
+  return r;
+}
+
+// 256 -> 224 (centre crop or antialiased bilinear) and ImageNet normalisation, NCHW.
+std::vector<double> ref_input(const std::vector<double>& chip, ResizeMode resize) {
+  static const std::vector<AaRef> wts = aa_ref(256, 224);
+  std::vector<double> out(3 * 224 * 224);
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < 224; ++y)
+      for (int x = 0; x < 224; ++x) {
+        double v = 0;
+        if (resize == ResizeMode::CenterCrop) {
+          v = chip[c * 65536 + (y + 16) * 256 + x + 16];
+        } else {
+          const AaRef& wy = wts[y];
+          const AaRef& wx = wts[x];
+          for (size_t a = 0; a < wy.w.size(); ++a)
+            for (size_t b = 0; b < wx.w.size(); ++b)
+              v += wy.w[a] * wx.w[b] * chip[c * 65536 + (wy.start + a) * 256 + wx.start + b];
+        }
+        out[c * 50176 + y * 224 + x] = (v - kMeanD[c]) / kStdD[c];
+      }
+  return out;
+}
+
+// ---- checks ----
+
+const double kTol = 1e-5;  // in [0,1] pixel units: |normalised difference| * std[c]
+
+std::string fmt_diff(double d) {
+  char s[64];
+  std::snprintf(s, sizeof s, "max |diff| = %.3g (tolerance %.0e)", d, kTol);
+  return s;
+}
+
+// The native model input against the reference, in [0,1] pixel units.
+void check_input(const std::string& name, const Image& im, const CropWindow* win, CropMode crop, ResizeMode resize) {
+  std::vector<float> got(kInputFloats, NAN);
+  preprocess_face(im.frame(), win, crop, resize, got.data());
+  const std::vector<double> want = ref_input(ref_chip(im, win, crop), resize);
+  double m = 0;
+  for (int i = 0; i < kInputFloats; ++i) {
+    const double d = std::fabs(got[i] - want[i]) * kStdD[i / kInputPlane];
+    m = std::isnan(d) ? INFINITY : std::max(m, d);
+  }
+  check(m <= kTol, name, fmt_diff(m));
+}
+
+std::string window_name(const CropWindow& w) {
+  char s[128];
+  std::snprintf(s, sizeof s, "[%g, %g, %g, %g]", w.x, w.y, w.width, w.height);
+  return s;
+}
+
+}  // namespace
+
+int main() {
+  const CropMode crops[2] = {CropMode::Square, CropMode::Stretch};
+  const ResizeMode resizes[2] = {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop};
+  const char* crop_name[2] = {"stretch", "square"};
+  const char* resize_name[2] = {"center_crop", "antialias_bilinear"};
+
+  // Boxes [x1, y1, x2, y2] in frames of w x h: inside, off each edge, tiny, larger than the frame.
+  struct Case {
+    const char* name;
+    int w, h;
+    float box[4];
+  };
+  const Case cases[] = {
+      {"face inside a landscape frame", 320, 200, {100, 40, 190, 150}},
+      {"off the left/top edge", 320, 200, {-30, -20, 60, 90}},
+      {"off the right/bottom edge", 200, 320, {150, 260, 230, 340}},
+      {"tiny box (upsampled)", 64, 48, {20.5f, 10.25f, 24, 13}},
+      {"sub-pixel box at a corner", 64, 48, {63.2f, 47.1f, 63.6f, 47.5f}},
+      {"box larger than the frame", 90, 140, {-50, -40, 150, 200}},
+      {"box wholly outside the frame", 120, 90, {200, 150, 260, 230}},
+      {"tiny frame", 3, 2, {0, 0, 3, 2}},
+  };
+  for (const Case& c : cases) {
+    const Image im = smooth_image(c.w, c.h, PixelFormat::RGB);
+    for (CropMode crop : crops) {
+      if (crop == CropMode::Stretch && (c.w < 2 || c.h < 2)) continue;  // the (W - 1) grid needs W >= 2
+      const CropWindow win = face_crop(crop, c.box[0], c.box[1], c.box[2], c.box[3], c.w, c.h);
+      if (!(win.width > 0 && win.height > 0)) continue;  // a box wholly outside clamps to nothing (stretch)
+      for (ResizeMode resize : resizes)
+        check_input(std::string(c.name) + ", " + crop_name[static_cast<int>(crop)] + " crop, " +
+                        resize_name[static_cast<int>(resize)] + " " + window_name(win),
+                    im, &win, crop, resize);
+    }
+  }
+
+  // Raw windows, not from face boxes: far off-frame, sub-pixel, much larger than the frame.
+  const CropWindow raw[] = {{-1000, -1000, 50, 50}, {10.3f, 7.7f, 0.25f, 0.5f}, {-300, -200, 900, 700}, {150, 90, 400, 30}};
+  for (const CropWindow& w : raw) {
+    const Image im = smooth_image(160, 120, PixelFormat::BGR, 3, 1);
+    for (CropMode crop : crops)
+      for (ResizeMode resize : resizes)
+        check_input(std::string("raw window ") + window_name(w) + ", " + crop_name[static_cast<int>(crop)] + ", " +
+                        resize_name[static_cast<int>(resize)],
+                    im, &w, crop, resize);
+  }
+
+  // Every pixel format, padded stride, data at an odd offset; both crops and resizes.
+  for (int f = 0; f < 5; ++f) {
+    const Image im = smooth_image(150, 110, static_cast<PixelFormat>(f), 7, 13);
+    for (CropMode crop : crops) {
+      const CropWindow win = face_crop(crop, 30, 20, 110, 100, 150, 110);
+      for (ResizeMode resize : resizes)
+        check_input(std::string("pixel format ") + kFormatNames[f] + ", padded stride, odd offset, " +
+                        crop_name[static_cast<int>(crop)] + ", " + resize_name[static_cast<int>(resize)],
+                    im, &win, crop, resize);
+    }
+  }
+
+  // A 256x256 chip given directly (and a larger frame read as a chip: its top-left 256x256).
+  for (int f = 0; f < 5; ++f) {
+    const Image chip = smooth_image(256, 256, static_cast<PixelFormat>(f), f, f);
+    for (ResizeMode resize : resizes)
+      check_input(std::string("chip given directly, ") + kFormatNames[f] + ", " + resize_name[static_cast<int>(resize)],
+                  chip, nullptr, CropMode::Square, resize);
+  }
+  check_input("larger frame as a chip", smooth_image(300, 280, PixelFormat::RGBA), nullptr, CropMode::Stretch,
+              ResizeMode::AntialiasBilinear);
+
+  // make_chip (the 256x256 chip itself) against the reference chip. Square: a box over the
+  // edges (reflection keeps the chip smooth); stretch: inside the frame, since its zero padding
+  // is a hard edge in the chip itself, where a float32 coordinate (~1e-5 px at x ~ 200) moves
+  // values by more than the tolerance (the full-pipeline cases above stay within it).
+  {
+    const Image im = smooth_image(320, 200, PixelFormat::BGRA, 4, 2);
+    for (CropMode crop : crops) {
+      const CropWindow win = crop == CropMode::Square ? face_crop(crop, -20, 30, 140, 210, 320, 200)
+                                                      : face_crop(crop, 60, 40, 160, 150, 320, 200);
+      std::vector<float> got(3 * kChip * kChip);
+      make_chip(im.frame(), &win, crop, got.data());
+      const std::vector<double> want = ref_chip(im, &win, crop);
+      double m = 0;
+      for (size_t i = 0; i < got.size(); ++i) m = std::max(m, std::fabs(got[i] - want[i]));
+      check(m <= kTol, std::string("make_chip, ") + crop_name[static_cast<int>(crop)], fmt_diff(m));
+    }
+  }
+
+  // The stretch crop pads with zeros outside the frame (normalised: -mean/std).
+  {
+    const Image im = smooth_image(100, 100, PixelFormat::RGB);
+    const CropWindow far{-1000, -1000, 50, 50};
+    std::vector<float> got(kInputFloats);
+    preprocess_face(im.frame(), &far, CropMode::Stretch, ResizeMode::CenterCrop, got.data());
+    bool ok = true;
+    for (int i = 0; i < kInputFloats; ++i) {
+      const int c = i / kInputPlane;
+      ok = ok && std::fabs(got[i] - (-kMeanD[c] / kStdD[c])) <= 1e-6;
+    }
+    check(ok, "stretch crop off the frame is zero padding (-mean/std)");
+  }
+
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Native checks for a GPU machine with CUDA and CMake but no Node: configures the project with
+# the Node-free tests (-DFM_BUILD_TESTS=ON; the addon target is skipped without cmake-js) in
+# build/gpu-check, builds, runs ctest (CPU preprocessing vs a double-precision reference, CUDA
+# preprocessing vs the CPU) and the kernel benchmark. Under 5 minutes; every step has a timeout.
+#
+#   bash scripts/gpu-check.sh             # exit 0: everything that could run passed
+#   FM_REQUIRE_GPU=1 bash scripts/...     # and fail (exit 2) when there is no GPU to run on
+#
+# Where a GPU is visible (nvidia-smi lists one), a CUDA test that skips or is not built is a
+# failure. Without one the script still builds everything and runs the CPU test, and says
+# plainly that the CUDA test and the benchmark were SKIPPED.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${FM_GPU_CHECK_BUILD:-$ROOT/build/gpu-check}"
+JOBS="$(nproc 2>/dev/null || echo 4)"
+START=$SECONDS
+
+say() { printf '\n== %s\n' "$*"; }
+result() {  # result <exit code> <line>
+  printf '\nRESULT: %s (%ss)\n' "$2" "$((SECONDS - START))"
+  exit "$1"
+}
+
+say "where"
+echo "host:   $(hostname 2>/dev/null || echo '?') ($(uname -srm))"
+echo "tree:   $ROOT (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l | tr -d ' ') uncommitted paths)"
+GPUS=""
+if command -v nvidia-smi >/dev/null 2>&1; then
+  GPUS="$(nvidia-smi --query-gpu=index,name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
+          nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true)"
+fi
+if [ -n "$GPUS" ]; then
+  echo "GPU:    (nvidia-smi: index, name, compute capability, driver, memory)"
+  echo "$GPUS" | sed 's/^/        /'
+else
+  echo "GPU:    none (nvidia-smi $(command -v nvidia-smi >/dev/null 2>&1 && echo 'lists no GPU' || echo 'not found'))"
+fi
+NVCC="${CUDACXX:-$(command -v nvcc 2>/dev/null || true)}"
+if [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ]; then NVCC=/usr/local/cuda/bin/nvcc; fi
+if [ -n "$NVCC" ]; then
+  echo "nvcc:   $NVCC ($("$NVCC" --version 2>/dev/null | grep -o 'release [0-9.]*, V[0-9.]*' || echo 'version unknown'))"
+else
+  echo "nvcc:   not found (the CUDA targets will not be built)"
+fi
+if ! command -v cmake >/dev/null 2>&1; then result 1 "FAIL: cmake not found"; fi
+echo "cmake:  $(cmake --version | head -n 1)"
+echo "build:  $BUILD"
+
+say "configure (-DFM_BUILD_TESTS=ON)"
+mkdir -p "$BUILD"
+CFG=(-S "$ROOT" -B "$BUILD" -DFM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release)
+if [ -n "$NVCC" ]; then CFG+=("-DCMAKE_CUDA_COMPILER=$NVCC"); fi
+if ! timeout 180 cmake "${CFG[@]}" >"$BUILD/configure.log" 2>&1; then
+  tail -n 40 "$BUILD/configure.log"
+  result 1 "FAIL: configure (log: $BUILD/configure.log)"
+fi
+grep -E 'face-multitask|CUDA compiler identification' "$BUILD/configure.log" | sed 's/^-- /   /'
+
+say "build (-j$JOBS)"
+if ! timeout 240 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; then
+  tail -n 60 "$BUILD/build.log"
+  result 1 "FAIL: build (log: $BUILD/build.log)"
+fi
+grep -iE 'warning|error' "$BUILD/build.log" | head -n 20
+echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench 2>/dev/null | tr '\n' ' ')"
+HAVE_CUDA_TARGETS=0
+if [ -x "$BUILD/preprocess_cuda_test" ]; then HAVE_CUDA_TARGETS=1; fi
+
+say "ctest"
+# (cd + ctest rather than ctest --test-dir, which needs CMake >= 3.20)
+(cd "$BUILD" && timeout 150 ctest --output-on-failure) 2>&1 | tee "$BUILD/ctest.log"
+CTEST_RC=${PIPESTATUS[0]}
+CUDA_SKIPPED=0
+if grep -qE 'preprocess_cuda .*Skipped|SKIPPED: no CUDA device' "$BUILD/ctest.log"; then CUDA_SKIPPED=1; fi
+
+say "benchmark"
+BENCH="not built"
+if [ "$HAVE_CUDA_TARGETS" = 1 ]; then
+  timeout 150 "$BUILD/preprocess_cuda_bench"
+  case $? in
+    0) BENCH="ran" ;;
+    77) BENCH="SKIPPED (no CUDA device)" ;;
+    124) BENCH="FAILED (timed out)" ;;
+    *) BENCH="FAILED" ;;
+  esac
+else
+  echo "(preprocess_cuda_bench not built: no CUDA compiler)"
+fi
+
+say "summary"
+echo "GPU:        ${GPUS:-none}"
+echo "ctest:      exit $CTEST_RC$( [ "$CUDA_SKIPPED" = 1 ] && echo ', preprocess_cuda SKIPPED (no CUDA device)')$( [ "$HAVE_CUDA_TARGETS" = 0 ] && echo ', CUDA tests not built')"
+echo "benchmark:  $BENCH"
+if [ "$CTEST_RC" != 0 ]; then result 1 "FAIL: ctest"; fi
+case "$BENCH" in FAILED*) result 1 "FAIL: benchmark $BENCH" ;; esac
+if [ -n "$GPUS" ]; then
+  if [ "$HAVE_CUDA_TARGETS" = 0 ]; then result 1 "FAIL: a GPU is present but no CUDA compiler was found (set CUDACXX)"; fi
+  if [ "$CUDA_SKIPPED" = 1 ] || [ "$BENCH" != "ran" ]; then
+    result 1 "FAIL: a GPU is present but the CUDA runtime sees none (driver older than the toolkit?)"
+  fi
+  result 0 "PASS on $(echo "$GPUS" | head -n 1 | cut -d, -f2 | sed 's/^ *//'): CPU and CUDA tests, benchmark"
+fi
+if [ "${FM_REQUIRE_GPU:-0}" = 1 ]; then result 2 "FAIL: no GPU here (FM_REQUIRE_GPU=1); only the CPU test ran"; fi
+result 0 "CPU-ONLY PASS: no GPU here; the CUDA test and the benchmark were SKIPPED, not passed"
