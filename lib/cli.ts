@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
-import { DEMO_USAGE, DETECT_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
+import { DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 import { packageRoot } from './native'
 
 export type { Io } from './cli/common'
@@ -22,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   demo: { usage: DEMO_USAGE, run: async (argv, io) => (await import('./cli/demo')).demoCommand(argv, io) },
   export: { usage: EXPORT_USAGE, run: async (argv, io) => (await import('./cli/export')).exportCommand(argv, io) },
   inspect: { usage: INSPECT_USAGE, run: async (argv, io) => (await import('./cli/inspect')).inspectCommand(argv, io) },
+  doctor: { usage: DOCTOR_USAGE, run: async (argv, io) => (await import('./cli/doctor')).doctorCommand(argv, io) },
 }
 
 function version(): string {

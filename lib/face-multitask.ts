@@ -1,8 +1,11 @@
 // The public model object: load once, detect() many times from anywhere, close() at the end.
+import { type Availability, available, tensorrtAvailability } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { decodeFace } from './decode'
+import { AbortError } from './engine-cache'
+import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
 import { type FaceJob, facesToRun } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
@@ -29,8 +32,15 @@ export class FaceMultitask {
     readonly spec: ModelSpec,
     private readonly engine: Backend,
     private readonly maxBatch: number,
+    /** Why backend 'auto' did not take TensorRT. */
+    private readonly fallbackReason?: string,
   ) {
     this.scheduler = new Scheduler((jobs) => this.runBatch(jobs), engine.slots, maxBatch)
+  }
+
+  /** Which backends can run on this machine, and for each that cannot, exactly why. */
+  static available(): Promise<Availability> {
+    return available()
   }
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
@@ -40,15 +50,25 @@ export class FaceMultitask {
     if (!(BACKENDS as readonly string[]).includes(backend)) {
       throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`)
     }
-    const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', 32)
+    const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     const workers = positiveInt(options.workers, 'options.workers', 1, 64)
     const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, 256)
-    if (backend === 'tensorrt') {
-      throw new Error("options.backend: 'tensorrt' is not available: this build has no TensorRT backend (use 'auto' or 'cpu')")
+    // Checked on every machine, so mistakes show before the code meets a GPU.
+    const gpu = gpuOptions(options)
+    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
+    let fallbackReason: string | undefined
+    if (backend === 'tensorrt' || backend === 'auto') {
+      const trt = tensorrtAvailability()
+      // The TensorRT backend's TypeScript side is not in this release: where the addon has
+      // TensorRT, it is reported (available()) but not yet run. Wire it here, with gpu's settings.
+      const found = [trt.version && `TensorRT ${trt.version}`, trt.gpu && `on ${trt.gpu}`].filter(Boolean).join(' ')
+      const reason = trt.available ? `${found || 'TensorRT'} is present, but this release cannot run it yet (no TensorRT backend in the JavaScript layer)` : trt.reason!
+      if (backend === 'tensorrt') throw new Error(`options.backend: 'tensorrt' is not available: ${reason}; use 'auto' or 'cpu'`)
+      fallbackReason = `TensorRT is not available: ${reason}`
     }
     const spec = readModelSpec(options.model, await readOnnxModel(options.model))
     const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads })
-    return new FaceMultitask(options.model, spec, engine, maxBatch)
+    return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
   }
 
   get backend(): Backend['name'] {
@@ -66,6 +86,7 @@ export class FaceMultitask {
       device: this.engine.device,
       precision: this.engine.precision,
       maxBatch: this.maxBatch,
+      ...(this.fallbackReason !== undefined ? { fallbackReason: this.fallbackReason } : {}),
     }
   }
 

@@ -1,4 +1,6 @@
 export { FaceMultitask } from './face-multitask'
+export { available } from './availability'
+export type { Availability, OnnxRuntimeAvailability, TensorRtAvailability } from './availability'
 export { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from './labels'
 export type { AuName, BlendshapeName, EmotionName } from './labels'
 export type { ModelSpec, Generation } from './contract'

@@ -60,17 +60,53 @@ export interface Face {
 
 export type BackendName = 'onnxruntime' | 'tensorrt'
 
+/** TensorRT engine precision. FP16 and BF16 come from the ONNX itself (a strongly typed network). */
+export type Precision = 'fp16' | 'bf16' | 'fp32'
+
+/**
+ * Progress of a TensorRT engine build (its builder's phases and steps, as IProgressMonitor reports
+ * them) and the engine cache's notes (cache hit, build started, waiting for another process,
+ * rebuilding and why) as { type: 'message' }.
+ */
+export type EngineProgress =
+  | { type: 'message'; message: string }
+  | { type: 'phase-start'; phase: string; parent?: string; steps: number }
+  | { type: 'step'; phase: string; step: number }
+  | { type: 'phase-end'; phase: string }
+
 export interface LoadOptions {
   /** Path to the model's ONNX file (made by `face-multitask export`). */
   model: string
   /** 'auto' (default) takes TensorRT when it is available, else the CPU. 'cpu' is 'onnxruntime'. */
   backend?: 'auto' | 'cpu' | BackendName
-  /** Faces per inference batch at most (default 32); larger requests are split. */
+  /**
+   * Faces per inference batch at most; larger requests are split. Default 32 on the CPU, 64 on
+   * TensorRT, where it is also the engine profile's maximum batch.
+   */
   maxBatch?: number
   /** CPU backend: inference threads, each with its own session (default 1). */
   workers?: number
   /** CPU backend: intra-op threads per worker (default: available cores / workers). */
   threads?: number
+  // The TensorRT options below are checked on every machine, so mistakes show before a GPU does.
+  /** TensorRT: engine precision, 'fp16' (default), 'bf16' (Ampere and newer) or 'fp32'. */
+  precision?: Precision
+  /** TensorRT: smallest batch of the engine's profile (default 1). minBatch <= optBatch <= maxBatch. */
+  minBatch?: number
+  /** TensorRT: the batch the kernels are tuned for (default 8, moved into [minBatch, maxBatch] when outside it). */
+  optBatch?: number
+  /** TensorRT: CUDA streams (execution contexts) running batches at once, 1..16 (default 2). */
+  streams?: number
+  /** TensorRT: folder of the engine cache (default: the package's engines/ folder). */
+  engineDir?: string
+  /** TensorRT: builder optimization level 0..5 (default 3): higher builds slower, may run faster. */
+  builderOptimizationLevel?: number
+  /** TensorRT: builder workspace limit in MiB (default: TensorRT's, the device's memory). */
+  workspaceMiB?: number
+  /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
+  onProgress?: (event: EngineProgress) => void
+  /** Cancels load(): waiting for another process's engine build, or building one. */
+  signal?: AbortSignal
 }
 
 export interface ModelInfo {
@@ -83,4 +119,6 @@ export interface ModelInfo {
   device: string
   precision: string
   maxBatch: number
+  /** Set when backend 'auto' did not take TensorRT: why (e.g. no GPU, no TensorRT library). */
+  fallbackReason?: string
 }

@@ -16,6 +16,8 @@ commands:
              py-feat checkpoint -> ONNX (needs \`npm run setup:python\` once)
   inspect <checkpoint.safetensors|model.onnx>
              generation, heads, config and conventions of a checkpoint or an exported model
+  doctor [--json]
+             which backends can run here (or exactly why not), the addon, Node, onnxruntime
   help [command]
              this help, or a command's
 
@@ -78,3 +80,15 @@ Prints what a file holds, read in Node without Python: for a checkpoint its gene
 heads and config; for an ONNX model its face_multitask metadata (generation, crop, resize, mesh
 space, pose and gaze conventions and the py-feat release they follow), its tensors, and whether
 the runtime accepts it.`
+
+export const DOCTOR_USAGE = `usage: face-multitask doctor [--json] [--engine-dir DIR]
+
+Says what can run on this machine: each backend (ONNX Runtime on the CPU, TensorRT on an NVIDIA
+GPU) as available or with the exact reason it is not, the native addon's path, the Node.js and
+N-API versions, the onnxruntime-node version and the engine cache folder.
+
+  --json             print the report as JSON
+  --engine-dir DIR   the engine cache folder to check (default engines/ in the package)
+  -h, --help         this help
+
+Exit code 0 when the CPU backend runs (TensorRT's absence is not a failure), 1 when it does not.`

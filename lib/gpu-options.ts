@@ -1,0 +1,94 @@
+// The TensorRT backend's load options, checked on every machine (CPU-only ones included) so a
+// mistake shows at once, not the day the code first meets a GPU.
+import type { EngineProgress, LoadOptions, Precision } from './types'
+
+export const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
+/** maxBatch's default on TensorRT (also the engine profile's kMAX); the CPU keeps 32. */
+export const TENSORRT_MAX_BATCH = 64
+export const CPU_MAX_BATCH = 32
+/** The most faces in one batch on any backend. */
+export const MAX_BATCH_LIMIT = 4096
+
+export interface GpuOptions {
+  precision: Precision
+  minBatch: number
+  optBatch: number
+  /** The profile's kMAX: options.maxBatch, else TENSORRT_MAX_BATCH. */
+  maxBatch: number
+  streams: number
+  engineDir?: string
+  builderOptimizationLevel: number
+  /** undefined: TensorRT's default. */
+  workspaceMiB?: number
+  onProgress?: (event: EngineProgress) => void
+  signal?: AbortSignal
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (value === null) return 'null'
+  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : `an object (${Object.prototype.toString.call(value).slice(8, -1)})`
+  return String(value)
+}
+
+/** An integer option in [min, max]: TypeError when not a number, RangeError when out of range or fractional. */
+function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number') throw new TypeError(`options.${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`options.${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+  }
+  return value
+}
+
+/**
+ * Checks options.precision, minBatch, optBatch, maxBatch (against the batch limits), streams,
+ * engineDir, builderOptimizationLevel, workspaceMiB, onProgress and signal, and fills defaults.
+ * Each wrong value is a TypeError (wrong type) or RangeError (out of range) naming options.<name>.
+ */
+export function gpuOptions(options: LoadOptions): GpuOptions {
+  const o = options as unknown as Record<string, unknown>
+  const precision = o.precision ?? 'fp16'
+  if (!PRECISIONS.includes(precision as Precision)) {
+    throw new TypeError(`options.precision must be one of ${PRECISIONS.join(', ')}, got ${describe(o.precision)}`)
+  }
+  const maxBatch = intOption(o.maxBatch, 'maxBatch', TENSORRT_MAX_BATCH, 1, MAX_BATCH_LIMIT)
+  const minBatch = intOption(o.minBatch, 'minBatch', 1, 1, MAX_BATCH_LIMIT)
+  const maxNote = o.maxBatch === undefined ? ', the TensorRT default' : ''
+  if (minBatch > maxBatch) {
+    throw new RangeError(`options.minBatch (${minBatch}) must not exceed options.maxBatch (${maxBatch}${maxNote}): minBatch <= optBatch <= maxBatch`)
+  }
+  // optBatch's default (8) moves into [minBatch, maxBatch]: maxBatch: 4 or minBatch: 16 alone stay valid.
+  const optBatch = intOption(o.optBatch, 'optBatch', Math.min(Math.max(8, minBatch), maxBatch), 1, MAX_BATCH_LIMIT)
+  if (minBatch > optBatch) {
+    throw new RangeError(`options.minBatch (${minBatch}) must not exceed options.optBatch (${optBatch}): minBatch <= optBatch <= maxBatch`)
+  }
+  if (optBatch > maxBatch) {
+    throw new RangeError(`options.optBatch (${optBatch}) must not exceed options.maxBatch (${maxBatch}${maxNote}): minBatch <= optBatch <= maxBatch`)
+  }
+  const streams = intOption(o.streams, 'streams', 2, 1, 16)
+  if (o.engineDir !== undefined && (typeof o.engineDir !== 'string' || o.engineDir === '')) {
+    throw new TypeError(`options.engineDir must be the path of a folder (a non-empty string), got ${describe(o.engineDir)}`)
+  }
+  const builderOptimizationLevel = intOption(o.builderOptimizationLevel, 'builderOptimizationLevel', 3, 0, 5)
+  const workspaceMiB = o.workspaceMiB === undefined ? undefined : intOption(o.workspaceMiB, 'workspaceMiB', 0, 1, 1 << 22)
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    throw new TypeError(`options.onProgress must be a function (event) => void, got ${describe(o.onProgress)}`)
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describe(o.signal)}`)
+  }
+  return {
+    precision: precision as Precision,
+    minBatch,
+    optBatch,
+    maxBatch,
+    streams,
+    engineDir: o.engineDir as string | undefined,
+    builderOptimizationLevel,
+    workspaceMiB,
+    onProgress: o.onProgress as GpuOptions['onProgress'],
+    signal: o.signal as AbortSignal | undefined,
+  }
+}

@@ -1,0 +1,187 @@
+// Which backends run here and why not: FaceMultitask.available(), backend 'auto' falling back to
+// the CPU with the reason in info(), backend 'tensorrt' refused with the reason, and the TensorRT
+// options checked on every machine. CI has no GPU: TensorRT is unavailable here.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { FaceMultitask } from '../lib/face-multitask'
+import { available } from '../lib/index'
+import type { LoadOptions } from '../lib/types'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-availability-'))
+const file = path.join(dir, 'fixture.onnx')
+const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
+
+beforeAll(() => {
+  writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
+})
+
+describe('available()', () => {
+  it('reports the CPU backend available and TensorRT unavailable with a reason', async () => {
+    const a = await FaceMultitask.available()
+    expect(a.onnxruntime).toEqual({ available: true, device: 'cpu', version: ortVersion })
+    expect(a.tensorrt.available).toBe(false)
+    expect(typeof a.tensorrt.reason).toBe('string')
+    expect(a.tensorrt.reason!.trim().length).toBeGreaterThan(10)
+    expect(await available()).toEqual(a)
+  })
+})
+
+describe('backend choice', () => {
+  it("'auto' runs on the CPU and info().fallbackReason says why TensorRT was not taken", async () => {
+    const { tensorrt } = await FaceMultitask.available()
+    const model = await FaceMultitask.load({ model: file, backend: 'auto' })
+    try {
+      const info = model.info()
+      expect(info.backend).toBe('onnxruntime')
+      expect(info.device).toMatch(/cpu/i)
+      expect(info.fallbackReason).toBe(`TensorRT is not available: ${tensorrt.reason}`)
+      expect(info.maxBatch).toBe(32) // the CPU's default; TensorRT's is 64
+    } finally {
+      await model.close()
+    }
+  })
+
+  it("'auto' is the default", async () => {
+    const model = await FaceMultitask.load({ model: file })
+    expect(model.info().fallbackReason).toMatch(/^TensorRT is not available: ./)
+    await model.close()
+  })
+
+  it("'cpu' asked for: no fallback to report", async () => {
+    const model = await FaceMultitask.load({ model: file, backend: 'cpu' })
+    expect(model.info().fallbackReason).toBeUndefined()
+    expect('fallbackReason' in model.info()).toBe(false)
+    await model.close()
+  })
+
+  it("'tensorrt' is refused with an Error naming options.backend and the exact reason", async () => {
+    const { tensorrt } = await FaceMultitask.available()
+    const err = await FaceMultitask.load({ model: file, backend: 'tensorrt' }).catch((e) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect(err.message).toContain("options.backend: 'tensorrt' is not available: ")
+    expect(err.message).toContain(tensorrt.reason)
+    expect(err.message).toMatch(/use 'auto' or 'cpu'/)
+  })
+
+  it("'tensorrt' is refused before the model file is read", async () => {
+    await expect(FaceMultitask.load({ model: path.join(dir, 'missing.onnx'), backend: 'tensorrt' })).rejects.toThrow(/options\.backend: 'tensorrt' is not available/)
+  })
+})
+
+describe('TensorRT options, checked on a CPU-only machine', () => {
+  const bad: [string, Partial<LoadOptions>, RegExp, ErrorConstructor][] = [
+    ['precision unknown', { precision: 'int8' as never }, /options\.precision must be one of fp16, bf16, fp32, got "int8"/, TypeError],
+    ['precision not a string', { precision: 16 as never }, /options\.precision must be one of fp16, bf16, fp32, got 16/, TypeError],
+    ['minBatch zero', { minBatch: 0 }, /options\.minBatch must be an integer from 1 to 4096, got 0/, RangeError],
+    ['minBatch fractional', { minBatch: 1.5 }, /options\.minBatch must be an integer from 1 to 4096, got 1\.5/, RangeError],
+    ['minBatch a string', { minBatch: '2' as never }, /options\.minBatch must be an integer from 1 to 4096, got "2"/, TypeError],
+    ['optBatch too large', { optBatch: 5000 }, /options\.optBatch must be an integer from 1 to 4096, got 5000/, RangeError],
+    ['optBatch NaN', { optBatch: NaN }, /options\.optBatch must be an integer from 1 to 4096, got NaN/, RangeError],
+    ['minBatch above optBatch', { minBatch: 16, optBatch: 8 }, /options\.minBatch \(16\) must not exceed options\.optBatch \(8\): minBatch <= optBatch <= maxBatch/, RangeError],
+    ['minBatch above maxBatch', { minBatch: 16, maxBatch: 8 }, /options\.minBatch \(16\) must not exceed options\.maxBatch \(8\)/, RangeError],
+    ['minBatch above the TensorRT default maxBatch', { minBatch: 100 }, /options\.minBatch \(100\) must not exceed options\.maxBatch \(64, the TensorRT default\)/, RangeError],
+    ['optBatch above maxBatch', { optBatch: 32, maxBatch: 16 }, /options\.optBatch \(32\) must not exceed options\.maxBatch \(16\)/, RangeError],
+    ['optBatch above the TensorRT default maxBatch', { optBatch: 100 }, /options\.optBatch \(100\) must not exceed options\.maxBatch \(64, the TensorRT default\)/, RangeError],
+    ['streams zero', { streams: 0 }, /options\.streams must be an integer from 1 to 16, got 0/, RangeError],
+    ['streams 17', { streams: 17 }, /options\.streams must be an integer from 1 to 16, got 17/, RangeError],
+    ['streams a string', { streams: 'two' as never }, /options\.streams must be an integer from 1 to 16, got "two"/, TypeError],
+    ['engineDir empty', { engineDir: '' }, /options\.engineDir must be the path of a folder \(a non-empty string\), got ""/, TypeError],
+    ['engineDir a number', { engineDir: 7 as never }, /options\.engineDir must be the path of a folder .*got 7/, TypeError],
+    ['builderOptimizationLevel 6', { builderOptimizationLevel: 6 }, /options\.builderOptimizationLevel must be an integer from 0 to 5, got 6/, RangeError],
+    ['builderOptimizationLevel -1', { builderOptimizationLevel: -1 }, /options\.builderOptimizationLevel must be an integer from 0 to 5, got -1/, RangeError],
+    ['workspaceMiB zero', { workspaceMiB: 0 }, /options\.workspaceMiB must be an integer from 1 to 4194304, got 0/, RangeError],
+    ['workspaceMiB fractional', { workspaceMiB: 10.5 }, /options\.workspaceMiB must be an integer .*got 10\.5/, RangeError],
+    ['onProgress not a function', { onProgress: 'log' as never }, /options\.onProgress must be a function \(event\) => void, got "log"/, TypeError],
+    ['signal not an AbortSignal', { signal: {} as never }, /options\.signal must be an AbortSignal \(from an AbortController\), got an object \(Object\)/, TypeError],
+  ]
+
+  it.each(bad)('%s', async (_name, opts, message, type) => {
+    for (const backend of ['auto', 'cpu', 'tensorrt'] as const) {
+      const err = await FaceMultitask.load({ model: file, backend, ...opts }).catch((e) => e)
+      if (err instanceof FaceMultitask) await err.close()
+      expect(err).toBeInstanceOf(type)
+      expect(err.message).toMatch(message)
+    }
+  })
+
+  it('accepts every valid TensorRT option on the CPU', async () => {
+    const model = await FaceMultitask.load({
+      model: file,
+      backend: 'cpu',
+      precision: 'bf16',
+      minBatch: 2,
+      optBatch: 4,
+      maxBatch: 16,
+      streams: 16,
+      engineDir: dir,
+      builderOptimizationLevel: 0,
+      workspaceMiB: 2048,
+      onProgress: () => {},
+      signal: new AbortController().signal,
+    })
+    expect(model.info().maxBatch).toBe(16)
+    await model.close()
+  })
+
+  it('a small maxBatch or a large minBatch alone stays valid (optBatch\'s default follows)', async () => {
+    const model = await FaceMultitask.load({ model: file, maxBatch: 4 })
+    expect(model.info().maxBatch).toBe(4)
+    await model.close()
+    await (await FaceMultitask.load({ model: file, minBatch: 16 })).close()
+  })
+
+  it('an aborted signal stops load()', async () => {
+    const err = await FaceMultitask.load({ model: file, signal: AbortSignal.abort() }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+  })
+})
+
+describe('what the addon reports (mocked)', () => {
+  afterEach(() => {
+    vi.doUnmock('../lib/native')
+    vi.resetModules()
+  })
+
+  async function withAddon(addon: () => unknown) {
+    vi.resetModules()
+    vi.doMock('../lib/native', async () => {
+      const actual = await vi.importActual<typeof import('../lib/native')>('../lib/native')
+      return { ...actual, loadNative: addon }
+    })
+    return {
+      availability: await import('../lib/availability'),
+      FM: (await import('../lib/face-multitask')).FaceMultitask,
+    }
+  }
+
+  it('an addon without tensorrtStatus(): built without TensorRT', async () => {
+    const { availability } = await withAddon(() => ({ preprocess() {}, preprocessSync() {}, inputFloats: 150528 }))
+    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: availability.NO_TENSORRT_BACKEND })
+    expect(availability.NO_TENSORRT_BACKEND).toBe('this build has no TensorRT backend (headers absent at build time)')
+  })
+
+  it("the addon's reason is passed on word for word", async () => {
+    const reason = 'libnvinfer.so.10: cannot open shared object file: No such file or directory'
+    const { availability, FM } = await withAddon(() => ({ tensorrtStatus: () => ({ available: false, reason }) }))
+    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason })
+    await expect(FM.load({ model: file, backend: 'tensorrt' })).rejects.toThrow(`options.backend: 'tensorrt' is not available: ${reason}; use 'auto' or 'cpu'`)
+  })
+
+  it('an available TensorRT is described', async () => {
+    const { availability } = await withAddon(() => ({ tensorrtStatus: () => ({ available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' }) }))
+    expect(availability.tensorrtAvailability()).toEqual({ available: true, version: '10.14.1', gpu: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' })
+  })
+
+  it('an addon that does not load, or a status call that throws, becomes a reason', async () => {
+    let { availability } = await withAddon(() => { throw new Error('face-multitask: could not load the native addon for linux-x64\n  more lines') })
+    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: 'the native addon does not load: could not load the native addon for linux-x64' })
+    expect(availability.onnxruntimeAvailability()).toEqual({ available: false, device: 'cpu', reason: 'the native addon does not load: could not load the native addon for linux-x64' })
+    ;({ availability } = await withAddon(() => ({ tensorrtStatus: () => { throw new Error('cuInit failed: 100') } })))
+    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: "the addon's tensorrtStatus() failed: cuInit failed: 100" })
+    ;({ availability } = await withAddon(() => ({ tensorrtStatus: () => ({ available: false }) })))
+    expect(availability.tensorrtAvailability().reason).toMatch(/gives no reason/)
+  })
+})

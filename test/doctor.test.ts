@@ -1,0 +1,74 @@
+// `face-multitask doctor`: each backend available or the exact reason, the addon path, Node and
+// N-API, onnxruntime-node; in-process through main() and once as the compiled bin.
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { available } from '../lib/availability'
+import { main } from '../lib/cli'
+import { DOCTOR_USAGE, MAIN_USAGE } from '../lib/cli/usage'
+import { NAPI_VERSION, nativeAddonPath } from '../lib/native'
+
+const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
+
+async function run(...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+describe('face-multitask doctor', () => {
+  it('prints each backend (available, or exactly why not), the addon, Node, N-API and onnxruntime-node', async () => {
+    const r = await run('doctor')
+    const { tensorrt } = await available()
+    expect(r.code).toBe(0)
+    expect(r.err).toBe('')
+    expect(r.out).toMatch(/^ {2}onnxruntime \(cpu\) +available$/m)
+    expect(r.out).toContain(`unavailable: ${tensorrt.reason}`)
+    expect(r.out).toMatch(/^ {2}tensorrt \(gpu\) +unavailable: ./m)
+    expect(nativeAddonPath()).toBeDefined()
+    expect(r.out).toMatch(new RegExp(`^native addon +${nativeAddonPath()!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'))
+    expect(r.out).toContain(`${process.version} on ${process.platform}-${process.arch}, N-API ${process.versions.napi} (the addon needs ${NAPI_VERSION})`)
+    expect(r.out).toMatch(new RegExp(`^onnxruntime-node +${ortVersion.replace(/\./g, '\\.')}$`, 'm'))
+    expect(r.out).toMatch(/^engine cache +.*engines \(/m)
+  })
+
+  it('--json gives the same as data', async () => {
+    const r = await run('doctor', '--json')
+    expect(r.code).toBe(0)
+    const report = JSON.parse(r.out)
+    expect(report.backends).toEqual(await available())
+    expect(report.addon).toEqual({ path: nativeAddonPath(), loaded: true })
+    expect(report.node).toMatchObject({ version: process.version, napi: Number(process.versions.napi), napiNeeded: NAPI_VERSION })
+    expect(report.onnxruntimeNode).toBe(ortVersion)
+  })
+
+  it('--engine-dir checks that folder', async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'fm-doctor-')), 'engines')
+    const r = await run('doctor', '--engine-dir', dir)
+    expect(r.out).toContain(`${dir} (not created yet, writable)`)
+  })
+
+  it('is listed in the help and has its own', async () => {
+    expect(MAIN_USAGE).toMatch(/^ {2}doctor \[--json\]/m)
+    expect((await run('help', 'doctor')).out).toBe(DOCTOR_USAGE)
+    expect((await run('doctor', '--help')).out).toBe(DOCTOR_USAGE)
+  })
+
+  it('bad arguments exit 2', async () => {
+    const r = await run('doctor', 'extra')
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/doctor: takes no arguments, got extra/)
+    expect((await run('doctor', '--gpu')).code).toBe(2)
+  })
+
+  it('runs as the compiled bin', async () => {
+    const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'doctor'])
+    expect(stdout).toMatch(/tensorrt \(gpu\) +unavailable: /)
+    expect(stdout).toMatch(/onnxruntime \(cpu\) +available/)
+  })
+})

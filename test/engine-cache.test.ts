@@ -1,0 +1,498 @@
+// The TensorRT plan cache without TensorRT: keys, names, atomic writes, the cross-process lock
+// (two real processes racing, stale locks, a builder killed mid-build), AbortSignal, and rebuilds
+// of plans that do not match. The child processes run test/helpers/engine-cache-child.js against
+// the compiled dist/lib/engine-cache.js (the test script runs tsc first).
+import { type ChildProcess, fork, spawnSync } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import {
+  ENGINE_SCHEMA_VERSION,
+  EngineCache,
+  type EngineKeyParts,
+  engineCacheKey,
+  engineFileName,
+  engineKeyParts,
+  hashFile,
+  timingCachePath,
+  writeFileAtomic,
+} from '../lib/engine-cache'
+import type { EngineProgress } from '../lib/types'
+
+const root = mkdtempSync(path.join(tmpdir(), 'fm-engine-cache-'))
+const helper = path.join(__dirname, 'helpers', 'engine-cache-child.js')
+const compiled = path.join(__dirname, '..', 'dist', 'lib', 'engine-cache.js')
+afterAll(() => rmSync(root, { recursive: true, force: true }))
+
+function baseParts(): EngineKeyParts {
+  return {
+    onnxName: 'face_multitask_v28.fp16.onnx',
+    onnxSha256: createHash('sha256').update('model bytes').digest('hex'),
+    tensorrt: { version: '10.14.1', build: '101401-10.14.1.48' },
+    parserVersion: '10.14.1',
+    precision: 'fp16',
+    profile: { minBatch: 1, optBatch: 8, maxBatch: 64 },
+    builder: { optimizationLevel: 3, workspaceMiB: 0 },
+    gpu: { name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', smCount: 132 },
+    cudaMajor: 13,
+    os: 'linux',
+    arch: 'x64',
+    schemaVersion: ENGINE_SCHEMA_VERSION,
+  }
+}
+
+/** A fresh folder and distinct parts for one test. */
+function fresh(name: string): { dir: string; parts: EngineKeyParts } {
+  const dir = path.join(root, name)
+  mkdirSync(dir, { recursive: true })
+  const parts = baseParts()
+  parts.onnxSha256 = createHash('sha256').update(name).digest('hex')
+  return { dir, parts }
+}
+
+/** Same value, keys in reverse order at every level. */
+function reversed<T>(v: T): T {
+  if (typeof v !== 'object' || v === null) return v
+  return Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversed(x)])) as T
+}
+
+function sha(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+/** What a folder holds besides the plan, sidecar and markers: temp files, locks, stale-lock leftovers. */
+function debris(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.includes('.tmp-') || n.endsWith('.lock') || n.includes('.stale-'))
+}
+
+/** A fake build that counts its calls. */
+function counter(ms = 0, tag = 'in-process') {
+  const state = { builds: 0 }
+  const build = async (onProgress: (e: EngineProgress) => void) => {
+    state.builds++
+    onProgress({ type: 'phase-start', phase: 'fake', steps: 1 })
+    await new Promise((r) => setTimeout(r, ms))
+    return Buffer.from(`plan from ${tag} #${state.builds} `.repeat(1000))
+  }
+  return { state, build }
+}
+
+interface ChildMessage {
+  type: 'ready' | 'log' | 'building' | 'done' | 'error'
+  message?: string
+  pid?: number
+  sha256?: string
+  name?: string
+}
+
+interface Child {
+  proc: ChildProcess
+  messages: ChildMessage[]
+  /** Resolves with the first message of this type (or rejects when the child exits without it). */
+  next(type: ChildMessage['type']): Promise<ChildMessage>
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+function startChild(cfg: Record<string, unknown>): Child {
+  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run \`npx tsc -p tsconfig.json\` first (npm test does)`)
+  const proc = fork(helper, [JSON.stringify(cfg)], { silent: true })
+  const messages: ChildMessage[] = []
+  const waiters: [ChildMessage['type'], (m: ChildMessage) => void][] = []
+  proc.on('message', (m: ChildMessage) => {
+    messages.push(m)
+    for (const w of waiters.filter(([t]) => t === m.type)) w[1](m)
+  })
+  let stderr = ''
+  proc.stderr!.on('data', (d) => { stderr += d })
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })))
+  return {
+    proc,
+    messages,
+    exit,
+    next(type) {
+      const seen = messages.find((m) => m.type === type)
+      if (seen) return Promise.resolve(seen)
+      return new Promise((resolve, reject) => {
+        waiters.push([type, resolve])
+        void exit.then(({ code, signal }) => {
+          const got = messages.find((m) => m.type === type)
+          if (got) resolve(got)
+          else reject(new Error(`child exited (${code ?? signal}) before "${type}"; messages ${JSON.stringify(messages)}; stderr ${stderr}`))
+        })
+      })
+    },
+  }
+}
+
+function markers(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir) : []
+}
+
+/** A pid that surely runs no process: one that just exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+  return Number(r.stdout)
+}
+
+describe('cache key', () => {
+  const leaves: [string, (p: EngineKeyParts) => void][] = [
+    ['onnxSha256', (p) => { p.onnxSha256 = createHash('sha256').update('other model').digest('hex') }],
+    ['tensorrt.version', (p) => { p.tensorrt.version = '10.14.2' }],
+    ['tensorrt.build', (p) => { p.tensorrt.build = '101401-10.14.1.49' }],
+    ['parserVersion', (p) => { p.parserVersion = '10.14.2' }],
+    ['precision', (p) => { p.precision = 'bf16' }],
+    ['profile.minBatch', (p) => { p.profile.minBatch = 2 }],
+    ['profile.optBatch', (p) => { p.profile.optBatch = 16 }],
+    ['profile.maxBatch', (p) => { p.profile.maxBatch = 128 }],
+    ['builder.optimizationLevel', (p) => { p.builder.optimizationLevel = 4 }],
+    ['builder.workspaceMiB', (p) => { p.builder.workspaceMiB = 4096 }],
+    ['gpu.name', (p) => { p.gpu.name = 'NVIDIA H200' }],
+    ['gpu.computeCapability', (p) => { p.gpu.computeCapability = '8.9' }],
+    ['gpu.smCount', (p) => { p.gpu.smCount = 114 }],
+    ['cudaMajor', (p) => { p.cudaMajor = 12 }],
+    ['os', (p) => { p.os = 'win32' }],
+    ['arch', (p) => { p.arch = 'arm64' }],
+    ['schemaVersion', (p) => { p.schemaVersion = ENGINE_SCHEMA_VERSION + 1 }],
+  ]
+
+  it('is a stable SHA-256: same parts (in any key order) give the same key', () => {
+    const key = engineCacheKey(baseParts())
+    expect(key).toMatch(/^[0-9a-f]{64}$/)
+    expect(engineCacheKey(baseParts())).toBe(key)
+    expect(engineCacheKey(reversed(baseParts()))).toBe(key)
+  })
+
+  it.each(leaves)('changes when %s changes', (_name, edit) => {
+    const p = baseParts()
+    edit(p)
+    expect(engineCacheKey(p)).not.toBe(engineCacheKey(baseParts()))
+  })
+
+  it('gives every variant its own key', () => {
+    const keys = leaves.map(([, edit]) => { const p = baseParts(); edit(p); return engineCacheKey(p) })
+    expect(new Set([...keys, engineCacheKey(baseParts())]).size).toBe(leaves.length + 1)
+  })
+
+  it('ignores the ONNX file name (same bytes, same engine), which only names the file', () => {
+    const p = { ...baseParts(), onnxName: 'renamed.onnx' }
+    expect(engineCacheKey(p)).toBe(engineCacheKey(baseParts()))
+    expect(engineFileName(p)).not.toBe(engineFileName(baseParts()))
+  })
+
+  it('names the plan readably', () => {
+    const key = engineCacheKey(baseParts())
+    expect(engineFileName(baseParts())).toBe(`face_multitask_v28.fp16.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+  })
+
+  it('rejects malformed parts, naming the field', () => {
+    expect(() => engineCacheKey({ ...baseParts(), gpu: { ...baseParts().gpu, smCount: 0 } })).toThrow(/engine key: gpu\.smCount must be an integer >= 1/)
+    expect(() => engineCacheKey({ ...baseParts(), onnxSha256: 'abc' })).toThrow(/onnxSha256 must be a hex SHA-256/)
+    expect(() => engineCacheKey({ ...baseParts(), profile: { minBatch: 8, optBatch: 4, maxBatch: 64 } })).toThrow(/profile must be minBatch <= optBatch <= maxBatch/)
+    expect(() => engineCacheKey({ ...baseParts(), precision: 'int8' as never })).toThrow(/precision must be one of fp16, bf16, fp32/)
+  })
+
+  it('puts the timing cache beside the plans, keyed by TensorRT build and GPU only', () => {
+    const dir = '/some/engines'
+    const t = timingCachePath(dir, baseParts())
+    expect(path.dirname(t)).toBe(dir)
+    expect(path.basename(t)).toMatch(/^timing\.nvidia-h100-80gb-hbm3-sm90\.trt10\.14\.1\.[0-9a-f]{8}\.cache$/)
+    expect(timingCachePath(dir, { ...baseParts(), precision: 'fp32', profile: { minBatch: 1, optBatch: 1, maxBatch: 1 } })).toBe(t)
+    expect(timingCachePath(dir, { ...baseParts(), tensorrt: { version: '10.14.1', build: 'other' } })).not.toBe(t)
+    expect(timingCachePath(dir, { ...baseParts(), gpu: { ...baseParts().gpu, name: 'NVIDIA A100' } })).not.toBe(t)
+    expect(new EngineCache({ engineDir: dir, log: () => {} }).timingCachePath(baseParts())).toBe(t)
+  })
+})
+
+describe('hashing the ONNX', () => {
+  it('streams the file and gets what hashing all its bytes at once gets', async () => {
+    const file = path.join(root, 'big.onnx')
+    const bytes = randomBytes(5 * 1024 * 1024 + 12345) // several 1 MiB chunks and a ragged end
+    writeFileSync(file, bytes)
+    expect(await hashFile(file)).toBe(sha(bytes))
+    const empty = path.join(root, 'empty.onnx')
+    writeFileSync(empty, '')
+    expect(await hashFile(empty)).toBe(sha(Buffer.alloc(0)))
+  })
+
+  it('engineKeyParts hashes the file and fills OS, arch and schema', async () => {
+    const file = path.join(root, 'm.onnx')
+    writeFileSync(file, 'onnx!')
+    const { onnxName: _n, onnxSha256: _h, os: _o, arch: _a, schemaVersion: _s, ...rest } = baseParts()
+    const parts = await engineKeyParts({ ...rest, onnx: file })
+    expect(parts).toMatchObject({ onnxName: 'm.onnx', onnxSha256: sha(Buffer.from('onnx!')), os: process.platform, arch: process.arch, schemaVersion: ENGINE_SCHEMA_VERSION })
+  })
+})
+
+describe('atomic writes', () => {
+  it('a write that fails mid-way leaves the old file whole and no temp file', async () => {
+    const dir = path.join(root, 'atomic')
+    mkdirSync(dir)
+    const file = path.join(dir, 'timing.cache')
+    await writeFileAtomic(file, Buffer.from('old contents'))
+    async function* crashing() {
+      yield Buffer.alloc(1 << 20, 1)
+      yield Buffer.alloc(1 << 20, 2)
+      throw new Error('simulated crash mid-write')
+    }
+    await expect(writeFileAtomic(file, crashing())).rejects.toThrow(/simulated crash/)
+    expect(readFileSync(file, 'utf8')).toBe('old contents')
+    expect(readdirSync(dir)).toEqual(['timing.cache'])
+    await writeFileAtomic(path.join(dir, 'new.cache'), crashing()).catch(() => {})
+    expect(readdirSync(dir)).toEqual(['timing.cache'])
+  })
+
+  it('a build that throws mid-way leaves no plan, no temp file, and releases the lock', async () => {
+    const { dir, parts } = fresh('crash')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const progress: EngineProgress[] = []
+    const failing = async (onProgress: (e: EngineProgress) => void) => {
+      onProgress({ type: 'phase-start', phase: 'Building engine', steps: 10 })
+      onProgress({ type: 'step', phase: 'Building engine', step: 4 })
+      await new Promise((r) => setTimeout(r, 50))
+      throw new Error('builder ran out of memory at step 5')
+    }
+    await expect(cache.getOrBuild(parts, failing, { onProgress: (e) => progress.push(e) })).rejects.toThrow(/out of memory at step 5/)
+    expect(readdirSync(dir)).toEqual([])
+    expect(progress.filter((e) => e.type !== 'message')).toHaveLength(2)
+    expect(progress.some((e) => e.type === 'message' && /building the TensorRT engine/.test(e.message))).toBe(true)
+    // The lock is free: the next call builds at once.
+    const { state, build } = counter()
+    const bytes = await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+    expect(readFileSync(cache.files(parts).plan)).toEqual(Buffer.from(bytes))
+    expect(debris(dir)).toEqual([])
+  })
+
+  it('the builder takes away temp files a crashed writer left behind', async () => {
+    const { dir, parts } = fresh('leftover')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const plan = cache.files(parts).plan
+    const leftover = path.join(dir, `.${path.basename(plan)}.tmp-${deadPid()}-deadbeef`)
+    writeFileSync(leftover, 'half a plan')
+    await cache.getOrBuild(parts, counter().build)
+    expect(existsSync(leftover)).toBe(false)
+    expect(debris(dir)).toEqual([])
+  })
+})
+
+describe('getOrBuild', () => {
+  it('builds once, then reads the cache; the sidecar holds the full key', async () => {
+    const { dir, parts } = fresh('hit')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    const first = await cache.getOrBuild(parts, build)
+    const second = await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+    expect(Buffer.from(second)).toEqual(Buffer.from(first))
+    const files = cache.files(parts)
+    const sidecar = JSON.parse(readFileSync(files.sidecar, 'utf8'))
+    expect(sidecar).toMatchObject({ key: engineCacheKey(parts), parts, planBytes: first.length, planSha256: sha(first) })
+    expect(files.sidecar).toBe(files.plan.replace(/\.plan$/, '.json'))
+    expect(messages.filter((m) => /building the TensorRT engine/.test(m))).toHaveLength(1)
+  })
+
+  it('callers in one process share one build', async () => {
+    const { dir, parts } = fresh('in-process')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const { state, build } = counter(200)
+    const results = await Promise.all([cache.getOrBuild(parts, build), cache.getOrBuild(parts, build), new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, build)])
+    expect(state.builds).toBe(1)
+    expect(new Set(results.map(sha)).size).toBe(1)
+  })
+
+  it('a sidecar that does not match triggers a rebuild, with a message saying what differs', async () => {
+    const { dir, parts } = fresh('mismatch')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    const { sidecar } = cache.files(parts)
+    const s = JSON.parse(readFileSync(sidecar, 'utf8'))
+    s.parts.builder.workspaceMiB = 1234
+    writeFileSync(sidecar, JSON.stringify(s))
+    const progress: EngineProgress[] = []
+    await cache.getOrBuild(parts, build, { onProgress: (e) => progress.push(e) })
+    expect(state.builds).toBe(2)
+    expect(messages.some((m) => /sidecar does not match this engine \(builder differ\): rebuilding/.test(m))).toBe(true)
+    expect(progress.some((e) => e.type === 'message' && /does not match/.test(e.message))).toBe(true)
+    // The rebuilt sidecar matches again.
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(2)
+  })
+
+  it('a plan whose bytes do not match its sidecar (truncated, corrupt) is rebuilt', async () => {
+    const { dir, parts } = fresh('corrupt')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    const good = await cache.getOrBuild(parts, build)
+    writeFileSync(cache.files(parts).plan, Buffer.from(good).subarray(0, 100))
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(2)
+    expect(messages.some((m) => /plan's bytes do not match its sidecar/.test(m))).toBe(true)
+  })
+
+  it('invalidate() (the plan failed to deserialize) says why and the next call rebuilds', async () => {
+    const { dir, parts } = fresh('invalidate')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    await cache.invalidate(parts, 'deserializeCudaEngine failed: version tag mismatch')
+    expect(existsSync(cache.files(parts).plan)).toBe(false)
+    expect(messages.some((m) => /version tag mismatch; removing it, it will be rebuilt/.test(m))).toBe(true)
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(2)
+    await cache.invalidate(engineCacheKey(parts), 'again, by key')
+    expect(existsSync(cache.files(parts).sidecar)).toBe(false)
+  })
+
+  it('an AbortSignal aborts a build: AbortError at once, no plan, lock released', async () => {
+    const { dir, parts } = fresh('abort-build')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const ac = new AbortController()
+    let sawSignal: AbortSignal | undefined
+    const slow = async (_p: unknown, signal?: AbortSignal) => {
+      sawSignal = signal
+      await new Promise((r) => setTimeout(r, 2000)) // ignores the signal: the cache must not wait for it
+      return Buffer.from('late')
+    }
+    setTimeout(() => ac.abort(), 100)
+    const t0 = Date.now()
+    const err = await cache.getOrBuild(parts, slow, { signal: ac.signal }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(sawSignal).toBe(ac.signal)
+    expect(readdirSync(dir)).toEqual([])
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+  })
+
+  it.skipIf(process.platform === 'win32' || process.getuid?.() === 0)('a folder it cannot write to is named, with the option to change it', async () => {
+    const { dir, parts } = fresh('read-only')
+    chmodSync(dir, 0o555)
+    try {
+      const err = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)
+      expect(err.message).toMatch(/the engine cache folder ".*read-only" is not writable .*set options\.engineDir to a writable folder/)
+    } finally {
+      chmodSync(dir, 0o755)
+    }
+  })
+
+  it('an already aborted signal rejects before anything happens', async () => {
+    const { dir, parts } = fresh('pre-aborted')
+    const { state, build } = counter()
+    const err = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, build, { signal: AbortSignal.abort() }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(state.builds).toBe(0)
+  })
+})
+
+describe('across processes', () => {
+  it('two processes racing on one key: exactly one builds, both get identical bytes', async () => {
+    const { dir, parts } = fresh('race')
+    const markerDir = path.join(dir, 'markers')
+    mkdirSync(markerDir)
+    // A short stale timeout with a faster refresh: the lock must stay fresh through the 1.5 s build.
+    const cfg = { dir, parts, buildMs: 1500, markerDir, staleMs: 1000, refreshMs: 100, waitForGo: true }
+    const a = startChild(cfg)
+    const b = startChild(cfg)
+    await Promise.all([a.next('ready'), b.next('ready')])
+    a.proc.send('go')
+    b.proc.send('go')
+    const [da, db] = await Promise.all([a.next('done'), b.next('done')])
+    await Promise.all([a.exit, b.exit])
+    expect(markers(markerDir)).toHaveLength(1)
+    expect(da.sha256).toBe(db.sha256)
+    const builder = Number(markers(markerDir)[0].replace('built-by-', ''))
+    const waiter = builder === a.proc.pid ? b : a
+    const waiterLog = waiter.messages.filter((m) => m.type === 'log').map((m) => m.message).join('\n')
+    expect(waiterLog).toMatch(/waiting for pid \d+ on this host, which is building|built by another process/)
+    expect(waiterLog).not.toMatch(/stale/)
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    expect(sha(readFileSync(cache.files(parts).plan))).toBe(da.sha256)
+    expect(readFileSync(cache.files(parts).plan, 'utf8')).toContain(`built by pid ${builder} `)
+    expect(debris(dir)).toEqual([])
+  }, 20_000)
+
+  it('a waiting caller aborted by its signal gets an AbortError; the builder goes on unaffected', async () => {
+    const { dir, parts } = fresh('abort-wait')
+    const markerDir = path.join(dir, 'markers')
+    mkdirSync(markerDir)
+    const child = startChild({ dir, parts, buildMs: 1500, markerDir })
+    await child.next('building')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    const ac = new AbortController()
+    setTimeout(() => ac.abort(), 200)
+    const err = await cache.getOrBuild(parts, build, { signal: ac.signal }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(err.message).toMatch(/aborted waiting for pid \d+ on this host/)
+    expect(messages.some((m) => /waiting for pid \d+ on this host/.test(m))).toBe(true)
+    expect(state.builds).toBe(0)
+    const done = await child.next('done')
+    expect((await child.exit).code).toBe(0)
+    const bytes = await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(0)
+    expect(sha(bytes)).toBe(done.sha256)
+    expect(markers(markerDir)).toHaveLength(1)
+  }, 20_000)
+
+  it('a lock left by a dead pid on this host is recovered at once', async () => {
+    const { dir, parts } = fresh('stale-pid')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} }) // default stale timeout: 10 minutes
+    const pid = deadPid()
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid, hostname: hostname(), createdAt: new Date().toISOString(), token: 'x' }))
+    const messages: string[] = []
+    const { state, build } = counter()
+    const t0 = Date.now()
+    await new EngineCache({ engineDir: dir, log: (m) => messages.push(m) }).getOrBuild(parts, build)
+    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(state.builds).toBe(1)
+    expect(messages.some((m) => new RegExp(`took over the stale lock .*pid ${pid} on this host, is no longer running`).test(m))).toBe(true)
+    expect(debris(dir)).toEqual([])
+  })
+
+  it('a lock from another host is taken over only once it has not been refreshed for staleMs', async () => {
+    const { dir, parts } = fresh('stale-age')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, staleMs: 60_000, log: (m) => messages.push(m) })
+    const lock = cache.files(parts).lock
+    writeFileSync(lock, JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: new Date().toISOString(), token: 'y' }))
+    // Fresh: waited on (then aborted).
+    const { state, build } = counter()
+    const err = await cache.getOrBuild(parts, build, { signal: AbortSignal.timeout(300) }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(messages.some((m) => /waiting for pid 1 on host some-other-host/.test(m))).toBe(true)
+    expect(state.builds).toBe(0)
+    // Not refreshed for 2 minutes: taken over.
+    const old = new Date(Date.now() - 120_000)
+    utimesSync(lock, old, old)
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+    expect(messages.some((m) => /took over the stale lock .*pid 1 on host some-other-host has not refreshed it for 1[12]\d s/.test(m))).toBe(true)
+  })
+
+  it('a builder killed mid-build leaves a lock that the next caller recovers', async () => {
+    const { dir, parts } = fresh('killed')
+    const markerDir = path.join(dir, 'markers')
+    mkdirSync(markerDir)
+    const child = startChild({ dir, parts, buildMs: 1500, markerDir, mode: 'die-while-building' })
+    const { signal } = await child.exit
+    expect(signal).toBe('SIGKILL')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    expect(existsSync(cache.files(parts).lock)).toBe(true)
+    expect(existsSync(cache.files(parts).plan)).toBe(false)
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+    expect(statSync(cache.files(parts).plan).size).toBeGreaterThan(0)
+    expect(debris(dir)).toEqual([])
+  }, 20_000)
+})
