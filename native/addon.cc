@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "preprocess/preprocess.h"
+#include "tensorrt/loader.h"
 
 namespace {
 
@@ -154,10 +155,42 @@ Napi::Value PreprocessSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// tensorrtStatus(): whether the TensorRT backend can run here, and if not, why (the first
+// reason that applies: see native/tensorrt/loader.h). Probes once per process (dlopen of the
+// TensorRT libraries and libcuda.so.1, cuInit) and never throws.
+Napi::Value TensorrtStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const fm::trt::Status& s = fm::trt::status();
+  auto text = [&](const std::string& v) -> Napi::Value {
+    return v.empty() ? env.Null() : Napi::String::New(env, v);
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", Napi::Boolean::New(env, s.available));
+  o.Set("reason", text(s.reason));
+  o.Set("detail", text(s.detail));
+  o.Set("builtFor", text(s.built_for));
+  o.Set("tensorrtVersion", text(s.tensorrt_version));
+  o.Set("parserVersion", text(s.parser_version));
+  o.Set("libraryPath", text(s.library_path));
+  o.Set("parser", Napi::Boolean::New(env, s.parser));
+  o.Set("plugins", Napi::Boolean::New(env, s.plugins));
+  o.Set("gpuName", text(s.gpu_name));
+  o.Set("computeCapability", text(s.compute_capability));
+  o.Set("smCount", Napi::Number::New(env, s.sm_count));
+  o.Set("gpuCount", Napi::Number::New(env, s.gpu_count));
+  o.Set("gpuMemory", Napi::Number::New(env, static_cast<double>(s.gpu_memory)));
+  o.Set("cudaDriverVersion", text(s.cuda_driver_version));
+  Napi::Array searched = Napi::Array::New(env, s.searched.size());
+  for (size_t i = 0; i < s.searched.size(); ++i) searched.Set(static_cast<uint32_t>(i), Napi::String::New(env, s.searched[i]));
+  o.Set("searched", searched);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocess", Napi::Function::New(env, Preprocess, "preprocess"));
   exports.Set("preprocessSync", Napi::Function::New(env, PreprocessSync, "preprocessSync"));
   exports.Set("inputFloats", Napi::Number::New(env, fm::kInputFloats));
+  exports.Set("tensorrtStatus", Napi::Function::New(env, TensorrtStatus, "tensorrtStatus"));
   return exports;
 }
 

@@ -1,0 +1,272 @@
+// ONNX -> TensorRT plan (see builder.h). NOT YET RUN ON A GPU.
+#include "tensorrt/builder.h"
+
+#include <NvInfer.h>
+#include <NvOnnxParser.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <mutex>
+
+#include "tensorrt/cuda_driver.h"
+#include "tensorrt/loader.h"
+#include "tensorrt/trt_logger.h"
+
+namespace fm::trt {
+namespace {
+
+using nvinfer1::Dims;
+
+// Forwards IProgressMonitor's reports; cancels (stepComplete -> false) when the callback says
+// so or the cancel flag is set. Serialised by a mutex in case TensorRT reports from several
+// threads.
+class ProgressMonitor : public nvinfer1::IProgressMonitor {
+ public:
+  ProgressMonitor(const std::function<bool(const BuildProgress&)>& cb, const std::atomic<bool>* cancel)
+      : cb_(cb), cancel_(cancel) {}
+
+  void phaseStart(char const* phaseName, char const* parentPhase, int32_t nbSteps) noexcept override {
+    BuildProgress p{BuildProgress::Kind::PhaseStart, phaseName ? phaseName : "", parentPhase ? parentPhase : "", nbSteps, 0};
+    report(p);
+  }
+  bool stepComplete(char const* phaseName, int32_t step) noexcept override {
+    BuildProgress p{BuildProgress::Kind::StepComplete, phaseName ? phaseName : "", "", 0, step};
+    const bool go_on = report(p) && !(cancel_ != nullptr && cancel_->load(std::memory_order_relaxed));
+    if (!go_on) cancelled_ = true;
+    return go_on;
+  }
+  void phaseFinish(char const* phaseName) noexcept override {
+    BuildProgress p{BuildProgress::Kind::PhaseFinish, phaseName ? phaseName : "", "", 0, 0};
+    report(p);
+  }
+  bool cancelled() const { return cancelled_ || (cancel_ != nullptr && cancel_->load()); }
+
+ private:
+  bool report(const BuildProgress& p) noexcept {
+    if (!cb_) return true;
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      return cb_(p);
+    } catch (...) {
+      return true;  // a throwing callback does not stop the build
+    }
+  }
+  const std::function<bool(const BuildProgress&)>& cb_;
+  const std::atomic<bool>* cancel_;
+  std::mutex mutex_;
+  std::atomic<bool> cancelled_{false};
+};
+
+bool read_file(const std::string& path, std::vector<char>* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  out->assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return !f.bad();
+}
+
+// Writes `path` through a temp file in the same folder and a rename: readers never see half a
+// file, and two processes writing the same cache leave one complete copy.
+bool write_atomically(const std::string& path, const void* data, size_t size, std::string* error) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    *error = "cannot write " + tmp;
+    return false;
+  }
+  const bool ok = std::fwrite(data, 1, size, f) == size && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    *error = "cannot write " + path;
+    return false;
+  }
+  return true;
+}
+
+std::string dims_text(const Dims& d) {
+  std::string s = "[";
+  for (int32_t i = 0; i < d.nbDims; ++i) s += (i ? ", " : "") + std::to_string(d.d[i]);
+  return s + "]";
+}
+
+std::string version_text(int32_t v) {
+  return std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
+}
+
+// The network flags: strongly typed. TensorRT 11 networks are always strongly typed and its
+// kSTRONGLY_TYPED (now bit 0, deprecated and ignored) must not be passed; in 10.x it is bit 1.
+nvinfer1::NetworkDefinitionCreationFlags network_flags() {
+#if NV_TENSORRT_MAJOR >= 11
+  return 0U;
+#else
+  return 1U << static_cast<uint32_t>(nvinfer1::NetworkDefinitionCreationFlag::kSTRONGLY_TYPED);
+#endif
+}
+
+BuildResult fail(BuildResult r, const std::string& error, const CollectingLogger* logger = nullptr) {
+  r.ok = false;
+  r.error = error;
+  if (logger != nullptr) {
+    r.messages = logger->messages();
+    const std::string last = logger->last_error();
+    if (!last.empty() && error.find(last) == std::string::npos) r.error += " (TensorRT: " + last + ")";
+  }
+  return r;
+}
+
+}  // namespace
+
+BuildResult build_engine(const BuildOptions& o) {
+  BuildResult r;
+  std::string why;
+  const Library* L = library(&why);
+  if (L == nullptr) return fail(r, "TensorRT is not available: " + why);
+  if (!status().available) return fail(r, "TensorRT is not available: " + status().reason);
+  if (L->createNvOnnxParser == nullptr) return fail(r, "the TensorRT ONNX parser library is not loaded");
+  r.tensorrt_version = status().tensorrt_version;
+  if (!(o.min_batch >= 1 && o.min_batch <= o.opt_batch && o.opt_batch <= o.max_batch))
+    return fail(r, "batch sizes must satisfy 1 <= min (" + std::to_string(o.min_batch) + ") <= opt (" +
+                       std::to_string(o.opt_batch) + ") <= max (" + std::to_string(o.max_batch) + ")");
+
+  std::vector<char> onnx;
+  if (!read_file(o.onnx_path, &onnx) || onnx.empty()) return fail(r, "cannot read the ONNX file " + o.onnx_path);
+  char abs[PATH_MAX];
+  const std::string model_path = realpath(o.onnx_path.c_str(), abs) ? std::string(abs) : o.onnx_path;
+
+  cu::PrimaryContext cuda;
+  std::string error;
+  if (!cuda.open(o.device, &error) || !cuda.bind(&error)) return fail(r, error);
+
+  CollectingLogger logger(o.log);
+  // As trtexec: the standard plugins registered before parsing (the parser maps RoiAlign to
+  // the ROIAlign_TRT plugin), and the builder resources findable before creating a builder.
+  const bool plugins = init_plugins(&process_logger());
+  preload_builder_resources();
+
+  std::unique_ptr<nvinfer1::IBuilder> builder{
+      static_cast<nvinfer1::IBuilder*>(L->createInferBuilder(&logger, NV_TENSORRT_VERSION))};
+  if (!builder) return fail(r, "createInferBuilder failed", &logger);
+  std::unique_ptr<nvinfer1::INetworkDefinition> network{builder->createNetworkV2(network_flags())};
+  if (!network) return fail(r, "createNetworkV2 failed", &logger);
+  // The parser owns the weights the network points to: it lives until the build is done.
+  std::unique_ptr<nvonnxparser::IParser> parser{
+      static_cast<nvonnxparser::IParser*>(L->createNvOnnxParser(network.get(), &logger, NV_ONNX_PARSER_VERSION))};
+  if (!parser) return fail(r, "createNvOnnxParser failed", &logger);
+
+  if (!parser->parse(onnx.data(), onnx.size(), model_path.c_str())) {
+    bool roialign = false;
+    for (int i = 0; i < parser->getNbErrors(); ++i) {
+      const nvonnxparser::IParserError* e = parser->getError(i);
+      if (e == nullptr) continue;
+      ParserError pe;
+      pe.code = static_cast<int>(e->code());
+      pe.desc = e->desc() ? e->desc() : "";
+      pe.node = e->node();
+      pe.node_name = e->nodeName() ? e->nodeName() : "";
+      pe.node_operator = e->nodeOperator() ? e->nodeOperator() : "";
+      if (pe.node_operator == "RoiAlign" || pe.desc.find("ROIAlign") != std::string::npos) roialign = true;
+      r.parser_errors.push_back(std::move(pe));
+    }
+    std::string msg = "TensorRT's ONNX parser rejected " + o.onnx_path;
+    for (const auto& pe : r.parser_errors) {
+      msg += "; ";
+      if (pe.node >= 0) msg += "node " + std::to_string(pe.node) + " (" + pe.node_name + ", " + pe.node_operator + "): ";
+      msg += pe.desc;
+    }
+    if (roialign && !plugins)
+      msg += "; the model uses RoiAlign, which needs libnvinfer_plugin.so." + std::to_string(NV_TENSORRT_MAJOR) +
+             " (not loaded)";
+    return fail(r, msg, &logger);
+  }
+
+  // The input and its profile: dimension 0 is the batch, every other one must be fixed.
+  nvinfer1::ITensor* input = nullptr;
+  std::string inputs;
+  for (int32_t i = 0; i < network->getNbInputs(); ++i) {
+    nvinfer1::ITensor* t = network->getInput(i);
+    const std::string name = t->getName();
+    inputs += (i ? ", " : "") + name + " " + dims_text(t->getDimensions());
+    if (name == o.input_name) {
+      input = t;
+    } else {
+      const Dims d = t->getDimensions();
+      for (int32_t k = 0; k < d.nbDims; ++k)
+        if (d.d[k] < 0) return fail(r, "the model has a second dynamic input, " + name + " " + dims_text(d) + ": not supported");
+    }
+  }
+  if (input == nullptr) return fail(r, "the model has no input named '" + o.input_name + "' (inputs: " + inputs + ")");
+  const Dims dims = input->getDimensions();
+  if (dims.nbDims < 1) return fail(r, "input '" + o.input_name + "' is a scalar");
+  for (int32_t k = 1; k < dims.nbDims; ++k)
+    if (dims.d[k] < 0)
+      return fail(r, "input '" + o.input_name + "' " + dims_text(dims) + " has a dynamic dimension other than the batch");
+  if (dims.d[0] >= 0 && !(o.min_batch == dims.d[0] && o.max_batch == dims.d[0]))
+    return fail(r, "input '" + o.input_name + "' has a fixed batch of " + std::to_string(dims.d[0]) +
+                       "; export the model with a dynamic batch dimension");
+
+  std::unique_ptr<nvinfer1::IBuilderConfig> config{builder->createBuilderConfig()};
+  if (!config) return fail(r, "createBuilderConfig failed", &logger);
+  nvinfer1::IOptimizationProfile* profile = builder->createOptimizationProfile();  // owned by the builder
+  Dims d = dims;
+  bool ok = profile != nullptr;
+  const std::pair<nvinfer1::OptProfileSelector, int64_t> sel[] = {{nvinfer1::OptProfileSelector::kMIN, o.min_batch},
+                                                                   {nvinfer1::OptProfileSelector::kOPT, o.opt_batch},
+                                                                   {nvinfer1::OptProfileSelector::kMAX, o.max_batch}};
+  for (const auto& [which, batch] : sel) {
+    if (!ok) break;
+    d.d[0] = batch;
+    ok = profile->setDimensions(o.input_name.c_str(), which, d);
+  }
+  if (!ok || config->addOptimizationProfile(profile) < 0) return fail(r, "the optimization profile was refused", &logger);
+
+  if (o.optimization_level >= 0) config->setBuilderOptimizationLevel(o.optimization_level);
+  if (o.workspace_bytes > 0) config->setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE, o.workspace_bytes);
+
+  // Timing cache: from the file if it is one of this TensorRT build and device, else empty.
+  std::unique_ptr<nvinfer1::ITimingCache> cache;
+  if (!o.timing_cache_path.empty()) {
+    std::vector<char> blob;
+    if (read_file(o.timing_cache_path, &blob) && !blob.empty()) {
+      cache.reset(config->createTimingCache(blob.data(), blob.size()));
+      if (cache && !config->setTimingCache(*cache, false)) cache.reset();
+      if (!cache) logger.log(nvinfer1::ILogger::Severity::kWARNING, ("ignored the timing cache " + o.timing_cache_path +
+                                                                      " (another TensorRT build or device?)").c_str());
+    }
+    if (!cache) {
+      cache.reset(config->createTimingCache(nullptr, 0));
+      if (cache) config->setTimingCache(*cache, false);
+    }
+  }
+
+  ProgressMonitor monitor(o.progress, o.cancel);
+  config->setProgressMonitor(&monitor);
+
+  std::unique_ptr<nvinfer1::IHostMemory> plan{builder->buildSerializedNetwork(*network, *config)};
+  config->setProgressMonitor(nullptr);
+  if (monitor.cancelled()) {
+    r.cancelled = true;
+    return fail(r, "the engine build was cancelled");
+  }
+  if (!plan || plan->size() == 0) return fail(r, "buildSerializedNetwork failed", &logger);
+  const auto* bytes = static_cast<const uint8_t*>(plan->data());
+  r.plan.assign(bytes, bytes + plan->size());
+
+  if (!o.timing_cache_path.empty()) {
+    const nvinfer1::ITimingCache* used = config->getTimingCache();
+    std::unique_ptr<nvinfer1::IHostMemory> blob{used ? used->serialize() : nullptr};
+    std::string werr;
+    if (blob && blob->size() > 0) r.timing_cache_saved = write_atomically(o.timing_cache_path, blob->data(), blob->size(), &werr);
+    if (!r.timing_cache_saved)
+      logger.log(nvinfer1::ILogger::Severity::kWARNING, ("timing cache not saved: " + (werr.empty() ? "empty" : werr)).c_str());
+  }
+  r.ok = true;
+  r.messages = logger.messages();
+  if (r.tensorrt_version.empty() && L->getInferLibVersion) r.tensorrt_version = version_text(L->getInferLibVersion());
+  return r;
+}
+
+}  // namespace fm::trt

@@ -1,0 +1,209 @@
+// Engine deserialization and execution (see runtime.h). NOT YET RUN ON A GPU.
+#include "tensorrt/runtime.h"
+
+#include <NvInferRuntime.h>
+
+#include "tensorrt/loader.h"
+#include "tensorrt/trt_logger.h"
+
+namespace fm::trt {
+
+struct Engine::Impl {
+  // Declaration order = reverse destruction order: the engine before the runtime, both before
+  // the logger they hold.
+  CollectingLogger logger;
+  std::unique_ptr<nvinfer1::IRuntime> runtime;
+  std::unique_ptr<nvinfer1::ICudaEngine> engine;
+};
+
+struct Engine::Slot {
+  std::unique_ptr<nvinfer1::IExecutionContext> context;
+  cu::Stream stream = nullptr;
+  cu::Event input_consumed = nullptr;
+  ~Slot() {
+    context.reset();  // before its stream and event
+    const cu::Api* a = cu::driver();
+    if (a != nullptr && input_consumed != nullptr) a->EventDestroy(input_consumed);
+    if (a != nullptr && stream != nullptr) a->StreamDestroy(stream);
+  }
+};
+
+namespace {
+
+// DataType by value, so that older 10.x headers without the newest enumerators compile too.
+void describe_type(nvinfer1::DataType t, TensorDesc* d) {
+  d->dtype = static_cast<int>(t);
+  switch (d->dtype) {
+    case 0: d->dtype_name = "float32"; d->element_size = 4; break;   // kFLOAT
+    case 1: d->dtype_name = "float16"; d->element_size = 2; break;   // kHALF
+    case 2: d->dtype_name = "int8"; d->element_size = 1; break;      // kINT8
+    case 3: d->dtype_name = "int32"; d->element_size = 4; break;     // kINT32
+    case 4: d->dtype_name = "bool"; d->element_size = 1; break;      // kBOOL
+    case 5: d->dtype_name = "uint8"; d->element_size = 1; break;     // kUINT8
+    case 6: d->dtype_name = "fp8"; d->element_size = 1; break;       // kFP8
+    case 7: d->dtype_name = "bfloat16"; d->element_size = 2; break;  // kBF16
+    case 8: d->dtype_name = "int64"; d->element_size = 8; break;     // kINT64
+    case 9: d->dtype_name = "int4"; d->element_size = 0; break;      // kINT4
+    case 10: d->dtype_name = "fp4"; d->element_size = 0; break;      // kFP4
+    default: d->dtype_name = "type " + std::to_string(d->dtype); d->element_size = 0; break;
+  }
+}
+
+std::string driver_error(const char* what, cu::Result r) { return std::string(what) + ": " + cu::error_text(r); }
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts, int device, std::string* error) {
+  std::string why;
+  const Library* L = library(&why);
+  if (L == nullptr) {
+    *error = "TensorRT is not available: " + why;
+    return nullptr;
+  }
+  if (contexts < 1) {
+    *error = "at least one execution context is needed";
+    return nullptr;
+  }
+  std::unique_ptr<Engine> e(new Engine());
+  if (!e->cuda_.open(device, error) || !e->cuda_.bind(error)) return nullptr;
+  init_plugins(&process_logger());  // plans that use plugins (ROIAlign_TRT) need them registered
+
+  e->impl_ = std::make_unique<Impl>();
+  Impl& I = *e->impl_;
+  I.runtime.reset(static_cast<nvinfer1::IRuntime*>(L->createInferRuntime(&I.logger, NV_TENSORRT_VERSION)));
+  if (!I.runtime) {
+    *error = "createInferRuntime failed: " + I.logger.last_error();
+    return nullptr;
+  }
+  I.engine.reset(I.runtime->deserializeCudaEngine(plan, size));
+  if (!I.engine) {
+    *error = "TensorRT refused the plan (another TensorRT build or GPU, or a damaged file): " + I.logger.last_error();
+    return nullptr;
+  }
+
+  for (int32_t i = 0; i < I.engine->getNbIOTensors(); ++i) {
+    TensorDesc t;
+    t.name = I.engine->getIOTensorName(i);
+    t.input = I.engine->getTensorIOMode(t.name.c_str()) == nvinfer1::TensorIOMode::kINPUT;
+    describe_type(I.engine->getTensorDataType(t.name.c_str()), &t);
+    const nvinfer1::Dims d = I.engine->getTensorShape(t.name.c_str());
+    t.shape.assign(d.d, d.d + d.nbDims);
+    if (t.input && d.nbDims > 0 && d.d[0] < 0) {
+      t.min_batch = I.engine->getProfileShape(t.name.c_str(), 0, nvinfer1::OptProfileSelector::kMIN).d[0];
+      t.opt_batch = I.engine->getProfileShape(t.name.c_str(), 0, nvinfer1::OptProfileSelector::kOPT).d[0];
+      t.max_batch = I.engine->getProfileShape(t.name.c_str(), 0, nvinfer1::OptProfileSelector::kMAX).d[0];
+    }
+    e->tensors_.push_back(std::move(t));
+  }
+
+  const cu::Api* a = cu::driver();
+  for (int k = 0; k < contexts; ++k) {
+    auto slot = std::make_unique<Slot>();
+    slot->context.reset(I.engine->createExecutionContext());
+    if (!slot->context) {
+      *error = "createExecutionContext failed (context " + std::to_string(k) + "): " + I.logger.last_error();
+      return nullptr;
+    }
+    cu::Result r = a->StreamCreate(&slot->stream, cu::kStreamNonBlocking);
+    if (r != cu::kSuccess) {
+      *error = driver_error("cuStreamCreate", r);
+      return nullptr;
+    }
+    r = a->EventCreate(&slot->input_consumed, cu::kEventDisableTiming);
+    if (r != cu::kSuccess) {
+      *error = driver_error("cuEventCreate", r);
+      return nullptr;
+    }
+    // cu::Event is CUevent_st*, i.e. cudaEvent_t.
+    if (!slot->context->setInputConsumedEvent(slot->input_consumed)) {
+      *error = "setInputConsumedEvent failed: " + I.logger.last_error();
+      return nullptr;
+    }
+    e->slots_.push_back(std::move(slot));
+  }
+  return e;
+}
+
+Engine::~Engine() {
+  std::string ignored;
+  if (cuda_.is_open()) cuda_.bind(&ignored);  // TensorRT frees its device memory in this context
+  slots_.clear();
+  impl_.reset();
+}
+
+cu::Stream Engine::stream(int slot) const {
+  return slot >= 0 && slot < contexts() ? slots_[static_cast<size_t>(slot)]->stream : nullptr;
+}
+
+size_t Engine::tensor_bytes(size_t i, int64_t batch) const {
+  if (i >= tensors_.size()) return 0;
+  const TensorDesc& t = tensors_[i];
+  size_t n = t.element_size;
+  for (int64_t v : t.shape) n *= static_cast<size_t>(v < 0 ? batch : v);
+  return n;
+}
+
+bool Engine::enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error) {
+  if (slot < 0 || slot >= contexts()) {
+    *error = "no execution context " + std::to_string(slot);
+    return false;
+  }
+  if (addresses.size() != tensors_.size()) {
+    *error = "expected " + std::to_string(tensors_.size()) + " tensor addresses, got " + std::to_string(addresses.size());
+    return false;
+  }
+  Slot& s = *slots_[static_cast<size_t>(slot)];
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorDesc& t = tensors_[i];
+    if (t.input && !t.shape.empty() && t.shape[0] < 0) {
+      if (batch < t.min_batch || batch > t.max_batch) {
+        *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(t.min_batch) +
+                 ", " + std::to_string(t.max_batch) + "] for " + t.name;
+        return false;
+      }
+      nvinfer1::Dims d{};
+      d.nbDims = static_cast<int32_t>(t.shape.size());
+      for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
+      if (!s.context->setInputShape(t.name.c_str(), d)) {
+        *error = "setInputShape(" + t.name + ") failed: " + impl_->logger.last_error();
+        return false;
+      }
+    }
+    if ((reinterpret_cast<uintptr_t>(addresses[i]) & 255) != 0) {
+      *error = "the address for " + t.name + " is not 256-byte aligned";
+      return false;
+    }
+    if (!s.context->setTensorAddress(t.name.c_str(), addresses[i])) {
+      *error = "setTensorAddress(" + t.name + ") failed: " + impl_->logger.last_error();
+      return false;
+    }
+  }
+  // cu::Stream is CUstream_st*, i.e. cudaStream_t.
+  if (!s.context->enqueueV3(s.stream)) {
+    *error = "enqueueV3 failed: " + impl_->logger.last_error();
+    return false;
+  }
+  return true;
+}
+
+bool Engine::wait_input_consumed(int slot, std::string* error) {
+  if (slot < 0 || slot >= contexts()) {
+    *error = "no execution context " + std::to_string(slot);
+    return false;
+  }
+  const cu::Result r = cu::driver()->EventSynchronize(slots_[static_cast<size_t>(slot)]->input_consumed);
+  if (r != cu::kSuccess) *error = driver_error("cuEventSynchronize", r);
+  return r == cu::kSuccess;
+}
+
+bool Engine::synchronize(int slot, std::string* error) {
+  if (slot < 0 || slot >= contexts()) {
+    *error = "no execution context " + std::to_string(slot);
+    return false;
+  }
+  const cu::Result r = cu::driver()->StreamSynchronize(slots_[static_cast<size_t>(slot)]->stream);
+  if (r != cu::kSuccess) *error = driver_error("cuStreamSynchronize", r);
+  return r == cu::kSuccess;
+}
+
+}  // namespace fm::trt

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Compile check of the TensorRT backend (native/tensorrt) against TensorRT headers, without
+# TensorRT installed and without a GPU (`npm run check:tensorrt`):
+#
+#   TENSORRT_INCLUDE_DIR=/tmp/trt-10/include bash scripts/check-tensorrt.sh
+#   TENSORRT_INCLUDE_DIR=/tmp/trt-10/include:/tmp/trt-11/include bash scripts/check-tensorrt.sh
+#
+# The headers come from NVIDIA/TensorRT's repository (`include/` of release/10.x or main), kept
+# outside this project (nothing of TensorRT is committed). For each header folder:
+#   1. every native/tensorrt header compiles on its own;
+#   2. every native/tensorrt/*.cc compiles to an object (-Wall -Wextra; TensorRT and CUDA headers
+#      as -isystem, so their own deprecation warnings stay quiet and ours show);
+#   3. the objects link into a shared object with -Wl,--no-undefined and nothing but libdl:
+#      no TensorRT or CUDA symbol is needed at link time (they are dlopen'ed);
+#   4. the availability status is checked against stand-in libraries (libnvinfer,
+#      libnvonnxparser, libnvinfer_plugin, libcuda.so.1 built from native/tensorrt/tests/fake_*.c):
+#      search order ($TENSORRT_LIB_DIR, pip tensorrt_libs via $VIRTUAL_ENV / $TENSORRT_PYTHON_SITE /
+#      the project's .venv), wrong major, missing parser, no driver, no GPU, GPU too old, available;
+#      and build_engine / Engine::load run up to TensorRT's factories (NULL from the stand-ins)
+#      and report the refusal as an error.
+# Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
+#
+# Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,
+# /usr/include/x86_64-linux-gnu, /usr/local/tensorrt/include, whichever has NvInfer.h),
+# CUDA_INCLUDE_DIR (default /usr/local/cuda/include: headers only), CXX, CC,
+# CHECK_TENSORRT_WERROR=1 to fail on any compiler warning in our code, KEEP_CHECK_DIR=1 to keep the
+# work folder (objects, stand-ins, status tools).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CXX="${CXX:-c++}"
+CC="${CC:-cc}"
+CUDA_INC="${CUDA_INCLUDE_DIR:-/usr/local/cuda/include}"
+SRC="$ROOT/native/tensorrt"
+FAILS=0
+WARNINGS=0
+
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "  ok: $*"; }
+
+if [ -z "${TENSORRT_INCLUDE_DIR:-}" ]; then
+  for d in "${TENSORRT_ROOT:-/nonexistent}/include" /usr/include/x86_64-linux-gnu /usr/local/tensorrt/include; do
+    if [ -f "$d/NvInfer.h" ]; then TENSORRT_INCLUDE_DIR="$d"; break; fi
+  done
+fi
+if [ -z "${TENSORRT_INCLUDE_DIR:-}" ]; then
+  echo "No TensorRT headers: set TENSORRT_INCLUDE_DIR (e.g. include/ of NVIDIA/TensorRT release/10.14, exported"
+  echo "outside the project: git -C <clone> archive release/10.14 include | tar -x -C /tmp/trt-10)."
+  exit 2
+fi
+if [ ! -f "$CUDA_INC/cuda_runtime_api.h" ] || [ ! -f "$CUDA_INC/cuda.h" ]; then
+  echo "No CUDA headers in $CUDA_INC (set CUDA_INCLUDE_DIR): TensorRT's headers need cuda_runtime_api.h."
+  exit 2
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/check-tensorrt.XXXXXX")"
+if [ -n "${KEEP_CHECK_DIR:-}" ]; then echo "work folder (kept): $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
+CXXFLAGS=(-std=c++17 -O2 -fPIC -Wall -Wextra -ffp-contract=off -I"$ROOT/native")
+
+# compile <log> <args...>: compiles, shows and counts the warnings.
+compile() {
+  local log="$1"; shift
+  if ! "$CXX" "${CXXFLAGS[@]}" "$@" >"$log" 2>&1; then cat "$log"; return 1; fi
+  if grep -q 'warning:' "$log"; then
+    cat "$log"
+    WARNINGS=$((WARNINGS + $(grep -c 'warning:' "$log")))
+  fi
+}
+
+header_number() {  # header_number <include dir> MAJOR|MINOR|PATCH
+  sed -nE "s/^#define (NV_TENSORRT_$2|TRT_$2_ENTERPRISE) +([0-9]+).*/\\2/p" "$1/NvInferVersion.h" | head -n 1
+}
+
+# status <expected line regex> <description> <env assignments...> -- runs the status tool with a
+# clean environment (only what is given), from $WORK/run, and checks one line of its output.
+STATUS_TOOL=""
+status_case() {
+  local want="$1" what="$2"; shift 2
+  local out
+  out="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" "$@" "$STATUS_TOOL" 2>&1)" || {
+    fail "$what: the status tool exited $?"; echo "$out"; return; }
+  if grep -qE -- "$want" <<<"$out"; then
+    pass "$what"
+  else
+    fail "$what: no line matching /$want/ in:"
+    sed 's/^/        /' <<<"$out"
+  fi
+}
+
+# fake_trt <dir> <major> <getInferLibVersion value> [parser] [plugin]: stand-in TensorRT libraries.
+fake_trt() {
+  local dir="$1" major="$2" version="$3"; shift 3
+  mkdir -p "$dir"
+  "$CC" -shared -fPIC -o "$dir/libnvinfer.so.$major" -Wl,-soname,"libnvinfer.so.$major" \
+    -DFAKE_NVINFER -DFAKE_VERSION="$version" "$SRC/tests/fake_tensorrt.c"
+  for extra in "$@"; do
+    local name flag
+    case "$extra" in
+      parser) name="libnvonnxparser.so.$major"; flag=-DFAKE_PARSER ;;
+      plugin) name="libnvinfer_plugin.so.$major"; flag=-DFAKE_PLUGIN ;;
+    esac
+    # Linked against libnvinfer by soname (no rpath), like the real ones: the loader must have
+    # loaded libnvinfer first for these to load.
+    "$CC" -shared -fPIC -o "$dir/$name" -Wl,-soname,"$name" "$flag" "$SRC/tests/fake_tensorrt.c" \
+      -L"$dir" -l:"libnvinfer.so.$major"
+  done
+}
+
+HAVE_REAL_DRIVER=0
+if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then HAVE_REAL_DRIVER=1; fi
+mkdir -p "$WORK/run" "$WORK/home" "$WORK/cuda"
+"$CC" -shared -fPIC -o "$WORK/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/fake_cuda.c"
+
+IFS=':' read -r -a DIRS <<<"$TENSORRT_INCLUDE_DIR"
+for INC in "${DIRS[@]}"; do
+  if [ ! -f "$INC/NvInfer.h" ] || [ ! -f "$INC/NvOnnxParser.h" ]; then
+    fail "$INC has no NvInfer.h / NvOnnxParser.h"
+    continue
+  fi
+  MAJOR="$(header_number "$INC" MAJOR)"; MINOR="$(header_number "$INC" MINOR)"; PATCH="$(header_number "$INC" PATCH)"
+  echo
+  echo "== TensorRT $MAJOR.$MINOR.$PATCH headers: $INC (CUDA headers: $CUDA_INC)"
+  OBJ="$WORK/obj-$MAJOR.$MINOR"
+  mkdir -p "$OBJ"
+  DEFS=(-DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$INC" -isystem "$CUDA_INC")
+
+  ok=1
+  for h in "$SRC"/*.h; do
+    printf '#include "tensorrt/%s"\n' "$(basename "$h")" >"$OBJ/h.cc"
+    compile "$OBJ/h.log" "${DEFS[@]}" -fsyntax-only "$OBJ/h.cc" || { fail "header $(basename "$h") does not compile on its own"; ok=0; }
+  done
+  [ "$ok" = 1 ] && pass "each header compiles on its own"
+
+  ok=1
+  for cc in "$SRC"/*.cc; do
+    compile "$OBJ/$(basename "$cc").log" "${DEFS[@]}" -c "$cc" -o "$OBJ/$(basename "$cc" .cc).o" ||
+      { fail "$(basename "$cc") does not compile"; ok=0; }
+  done
+  [ "$ok" = 1 ] && pass "compiled: $(cd "$SRC" && echo *.cc)"
+  [ "$ok" = 1 ] || continue
+
+  if "$CXX" -shared -o "$OBJ/libfm_tensorrt_check.so" "$OBJ"/*.o -Wl,--no-undefined -ldl >"$OBJ/link.log" 2>&1; then
+    NEEDED="$(readelf -d "$OBJ/libfm_tensorrt_check.so" | sed -nE 's/.*Shared library: \[(.*)\]/\1/p' | tr '\n' ' ')"
+    if grep -qE 'nvinfer|nvonnx|cuda' <<<"$NEEDED"; then
+      fail "the objects need TensorRT or CUDA at link time: $NEEDED"
+    else
+      pass "links with --no-undefined against libdl only (needs: $NEEDED)"
+    fi
+    UNDEF="$(nm -D --undefined-only "$OBJ/libfm_tensorrt_check.so" | grep -E ' (cu[A-Z]|cuda|create[A-Za-z]*_INTERNAL|getInferLibVersion|initLibNvInferPlugins|getNvOnnxParserVersion)' || true)"
+    [ -z "$UNDEF" ] && pass "no undefined TensorRT / CUDA symbol" || fail "undefined TensorRT / CUDA symbols: $UNDEF"
+  else
+    cat "$OBJ/link.log"; fail "link with --no-undefined"
+  fi
+
+  # The status tool sits two folders below $WORK, as the addon sits in <project>/build/Release:
+  # its "project .venv" is $WORK/.venv.
+  STATUS_TOOL="$WORK/tool-$MAJOR/bin/tensorrt_status"
+  mkdir -p "$(dirname "$STATUS_TOOL")"
+  compile "$OBJ/tool.log" "${DEFS[@]}" -o "$STATUS_TOOL" "$SRC/tests/status_main.cc" "$OBJ/loader.o" "$OBJ/cuda_driver.o" -ldl ||
+    { fail "status tool"; continue; }
+
+  OTHER=$((MAJOR == 10 ? 11 : 10))
+  GOOD=$((MAJOR * 10000 + MINOR * 100 + PATCH))
+  F="$WORK/fakes-$MAJOR"
+  rm -rf "$F" "$WORK/.venv"
+  fake_trt "$F/full" "$MAJOR" "$GOOD" parser plugin
+  fake_trt "$F/old" "$MAJOR" $((MAJOR * 10000)) plugin
+  fake_trt "$F/other" "$OTHER" $((OTHER * 10000 + 100)) parser
+  fake_trt "$F/venv/lib/python3.12/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin
+  fake_trt "$F/site/tensorrt_libs" "$MAJOR" "$GOOD" parser
+  fake_trt "$F/split" "$MAJOR" "$GOOD"
+  fake_trt "$WORK/.venv/lib/python3.11/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin
+  mv "$WORK/.venv" "$WORK/.venv-off"
+  CUDA=(LD_LIBRARY_PATH="$WORK/cuda")
+  V="$MAJOR.$MINOR.$PATCH"
+
+  echo "-- status against stand-in libraries"
+  if ldconfig -p 2>/dev/null | grep -q "libnvinfer\\.so\\.$MAJOR " ||
+     compgen -G "/usr/local/lib/python3*/*-packages/tensorrt_libs" >/dev/null || compgen -G "/usr/lib/python3*/*-packages/tensorrt_libs" >/dev/null; then
+    echo "  (skipped 'no library': this machine has TensorRT installed)"
+  else
+    status_case "^reason: no TensorRT library \\(searched: libnvinfer\\.so\\.$MAJOR in \\\$TENSORRT_LIB_DIR \\(unset\\), the default library path" \
+      "nothing installed -> no TensorRT library (searched: ...)"
+  fi
+  status_case "^reason: wrong TensorRT major \\(library $OTHER\\.1, built for $MAJOR\\)\$" \
+    "only libnvinfer.so.$OTHER -> wrong TensorRT major" TENSORRT_LIB_DIR="$F/other"
+  status_case "^reason: no TensorRT library \\(searched: libnvonnxparser\\.so\\.$MAJOR in $F/old" \
+    "libnvinfer without the parser -> no TensorRT library (parser)" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
+  status_case "^detail: .*library $MAJOR\\.0\\.0 is older than the $V headers" \
+    "an older minor than the headers -> a warning in detail" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
+  if [ "$HAVE_REAL_DRIVER" = 0 ]; then
+    status_case "^reason: no CUDA driver\$" "TensorRT but no libcuda.so.1 -> no CUDA driver" TENSORRT_LIB_DIR="$F/full"
+  fi
+  status_case "^reason: no CUDA driver\$" "cuInit fails (driver mismatch) -> no CUDA driver" \
+    TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=mismatch
+  status_case "^detail: .*CUDA_ERROR_SYSTEM_DRIVER_MISMATCH" "... with cuInit's error in detail" \
+    TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=mismatch
+  status_case "^reason: no GPU\$" "cuInit says no device -> no GPU" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=nodevice
+  status_case "^reason: GPU too old \\(sm_61; TensorRT $MAJOR needs ≥ sm_75\\)\$" "sm_61 -> GPU too old" \
+    TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=6.1
+  status_case "^computeCapability: 6\\.1\$" "... and its compute capability reported" \
+    TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=6.1
+  status_case "^available: true\$" "\$TENSORRT_LIB_DIR + sm_89 -> available" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=8.9
+  status_case "^tensorrtVersion: $V\$" "... library version $V" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}"
+  status_case "^libraryPath: $F/full/libnvinfer\\.so\\.$MAJOR\$" "... library path" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}"
+  status_case "^plugins: true\$" "... plugins loaded" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}"
+  status_case "^gpuName: Fake GPU sm_89\$" "... GPU name" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}"
+  status_case "^smCount: 42\$" "... SM count" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}"
+  status_case "^libraryPath: $F/venv/lib/python3\\.12/site-packages/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
+    "pip tensorrt_libs in \$VIRTUAL_ENV" VIRTUAL_ENV="$F/venv" "${CUDA[@]}"
+  status_case "^available: true\$" "... available" VIRTUAL_ENV="$F/venv" "${CUDA[@]}"
+  status_case "^libraryPath: $F/site/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
+    "\$TENSORRT_PYTHON_SITE naming the tensorrt_libs folder itself" TENSORRT_PYTHON_SITE="$F/site/tensorrt_libs" "${CUDA[@]}"
+  status_case "^plugins: false\$" "... no plugin library there -> plugins false" TENSORRT_PYTHON_SITE="$F/site/tensorrt_libs" "${CUDA[@]}"
+  status_case "^available: true\$" "... still available (plugins are optional)" TENSORRT_PYTHON_SITE="$F/site/tensorrt_libs" "${CUDA[@]}"
+  status_case "^available: true\$" "libnvinfer in \$TENSORRT_LIB_DIR, the parser only in pip's folder -> available" \
+    TENSORRT_LIB_DIR="$F/split" TENSORRT_PYTHON_SITE="$F/site" "${CUDA[@]}"
+  status_case "^libraryPath: $F/full/" "\$TENSORRT_LIB_DIR wins over pip" TENSORRT_LIB_DIR="$F/full" VIRTUAL_ENV="$F/venv" "${CUDA[@]}"
+
+  SMOKE="$WORK/tool-$MAJOR/bin/tensorrt_smoke"
+  if compile "$OBJ/smoke.log" "${DEFS[@]}" -o "$SMOKE" "$SRC/tests/smoke_main.cc" "$OBJ"/*.o -ldl; then
+    echo "fake onnx" >"$WORK/model.onnx"
+    SM="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" "$SMOKE" "$WORK/model.onnx" 2>&1)" ||
+      fail "builder/runtime smoke run crashed: $SM"
+    grep -q '^build: createInferBuilder failed' <<<"$SM" && pass "build_engine reaches createInferBuilder and reports its refusal" ||
+      fail "build_engine against the stand-in: $SM"
+    grep -q '^build with min > opt: batch sizes must satisfy' <<<"$SM" && pass "build_engine checks the profile's batch sizes" ||
+      fail "build_engine batch check: $SM"
+    grep -q '^load: createInferRuntime failed' <<<"$SM" && pass "Engine::load reaches createInferRuntime and reports its refusal" ||
+      fail "Engine::load against the stand-in: $SM"
+  else
+    fail "builder/runtime smoke tool"
+  fi
+  mv "$WORK/.venv-off" "$WORK/.venv"
+  status_case "^libraryPath: $WORK/\\.venv/lib/python3\\.11/site-packages/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
+    "the project's .venv (beside the addon) -> found" "${CUDA[@]}"
+  rm -rf "$WORK/.venv"
+done
+
+echo
+echo "== stub build (no TensorRT headers)"
+STUB="$WORK/stub"
+mkdir -p "$STUB"
+if compile "$STUB/a.log" -c "$SRC/loader.cc" -o "$STUB/loader.o" && compile "$STUB/b.log" -c "$SRC/cuda_driver.cc" -o "$STUB/cuda_driver.o" &&
+   compile "$STUB/c.log" -o "$STUB/tensorrt_status" "$SRC/tests/status_main.cc" "$STUB/loader.o" "$STUB/cuda_driver.o" -ldl; then
+  pass "loader.cc and cuda_driver.cc compile without any TensorRT or CUDA header"
+  STATUS_TOOL="$STUB/tensorrt_status"
+  status_case "^reason: headers absent at build time\$" "status: headers absent at build time" LD_LIBRARY_PATH="$WORK/cuda" FAKE_CUDA=8.9
+  status_case "^gpuName: Fake GPU sm_89\$" "... the GPU still reported" LD_LIBRARY_PATH="$WORK/cuda" FAKE_CUDA=8.9
+else
+  fail "stub build"
+fi
+
+echo
+if [ "$WARNINGS" != 0 ]; then
+  echo "$WARNINGS compiler warning(s) in native/tensorrt (shown above)"
+  if [ "${CHECK_TENSORRT_WERROR:-0}" = 1 ]; then FAILS=$((FAILS + 1)); fi
+fi
+if [ "$FAILS" != 0 ]; then
+  echo "RESULT: FAIL ($FAILS)"
+  exit 1
+fi
+echo "RESULT: PASS (headers: $TENSORRT_INCLUDE_DIR)"
