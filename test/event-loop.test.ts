@@ -26,9 +26,11 @@ it('a timer keeps firing during a large batch', async () => {
   expect(faces).toHaveLength(256)
   const gaps = ticks.slice(1).map((t, i) => t - ticks[i])
   const longest = Math.max(ticks[0] - start, ...gaps)
-  // The batch takes well over 100 ms; the loop is never held for more than a small part of it
-  // (decoding 256 faces on the main thread is the longest stretch).
+  // The batch takes well over 100 ms, most of it preprocessing (256 crops of a 1920x1080 frame)
+  // and inference; had either run on the event loop, one gap would span most of the batch. The
+  // longest stretch is decoding 256 faces on the main thread: a small part of the whole (the
+  // bound scales with the run so a loaded machine does not fail it).
   expect(elapsed).toBeGreaterThan(100)
   expect(ticks.length).toBeGreaterThan(elapsed / 10)
-  expect(longest).toBeLessThan(40)
+  expect(longest).toBeLessThan(Math.max(40, elapsed * 0.2))
 }, 60_000)

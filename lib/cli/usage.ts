@@ -58,7 +58,7 @@ them. It shows that everything works; the numbers it prints are meaningless.
 ${REAL_WEIGHTS_HINT.join('\n')}`
 
 export const EXPORT_USAGE = `usage: face-multitask export <checkpoint> [--out DIR] [--generation G] [--no-fp16]
-       face-multitask export --random-weights --generation ${GENERATIONS.join('|')} [--seed N] [--out DIR]
+       face-multitask export --random-weights --generation ${GENERATIONS.join('|')} [--seed N] [--out DIR] [--no-fp16]
 
 Exports py-feat's face_multitask_v2 checkpoint (face_multitask_v2.pt, face_multitask_v2.safetensors,
 face_multitask_v27.safetensors, face_multitask_v28.safetensors) to the ONNX file the runtime loads,
@@ -72,6 +72,7 @@ scripts/export_onnx.py in the project's Python environment: set that up once wit
   --random-weights    make a checkpoint of that generation's architecture with seeded random
                       weights and export it (for tests and benchmarks: its numbers mean nothing)
   --seed N            seed for --random-weights (default 0)
+  --no-fp16           write only the FP32 file (default: FP32 and the FP16 file for TensorRT)
   -h, --help          this help`
 
 export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetensors|model.onnx>
