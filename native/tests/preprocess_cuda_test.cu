@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "face_crop.h"
 #include "preprocess/preprocess.h"
 #include "preprocess/preprocess_cuda.h"
 #include "preprocess/taps.h"
@@ -99,23 +100,7 @@ TestFrame make_frame(const std::string& name, int width, int height, PixelFormat
   return f;
 }
 
-// lib/crop.ts faceCrop's window, in float32 steps (built with -ffp-contract=off).
-CropWindow face_crop(CropMode mode, float x1, float y1, float x2, float y2, int width, int height) {
-  const float expand = 1.2f;
-  const float cx = (x1 + x2) / 2.0f;
-  const float cy = (y1 + y2) / 2.0f;
-  if (mode == CropMode::Square) {
-    const float side = std::max(std::max(x2 - x1, y2 - y1) * expand, 1.0f);
-    return CropWindow{cx - side / 2.0f, cy - side / 2.0f, side, side};
-  }
-  const float w = (x2 - x1) * expand;
-  const float h = (y2 - y1) * expand;
-  const float nx1 = std::max(cx - w / 2.0f, 0.0f);
-  const float ny1 = std::max(cy - h / 2.0f, 0.0f);
-  const float nx2 = std::min(cx + w / 2.0f, static_cast<float>(width));
-  const float ny2 = std::min(cy + h / 2.0f, static_cast<float>(height));
-  return CropWindow{nx1, ny1, nx2 - nx1, ny2 - ny1};
-}
+using fm_test::face_crop;
 
 // One face: a frame and a box (or a raw window, or none: the frame is the chip).
 struct Face {
