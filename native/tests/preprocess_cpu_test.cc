@@ -10,23 +10,16 @@
 #include <string>
 #include <vector>
 
-#include "face_crop.h"
+#include "test_support.h"
 #include "preprocess/preprocess.h"
 
 using namespace fm;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& name, const std::string& detail = "") {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    std::printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-  }
-}
+using fm_test::check;
+using fm_test::g_failed;
+using fm_test::g_passed;
 
 const double kMeanD[3] = {0.485, 0.456, 0.406};
 const double kStdD[3] = {0.229, 0.224, 0.225};

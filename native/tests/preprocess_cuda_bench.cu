@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "test_support.h"
 #include "preprocess/preprocess.h"
 #include "preprocess/preprocess_cuda.h"
 
@@ -34,14 +35,7 @@ namespace {
 constexpr int kW = 1920, kH = 1080, kBatches[] = {1, 8, 32, 128};
 constexpr int kMaxFaces = 128;
 
-uint32_t lowbias32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
+using fm_test::lowbias32;
 
 // lib/crop.ts faceCrop's window (float32 steps).
 CropWindow face_crop(CropMode mode, float x1, float y1, float x2, float y2) {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "face_crop.h"
+#include "test_support.h"
 #include "preprocess/preprocess.h"
 #include "preprocess/preprocess_cuda.h"
 #include "preprocess/taps.h"
@@ -28,16 +28,9 @@ using namespace fm;
 namespace {
 
 constexpr int kSkip = 77;
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& name, const std::string& detail = "") {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    std::printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-  }
-}
+using fm_test::check;
+using fm_test::g_failed;
+using fm_test::g_passed;
 
 #define CUDA_OK(call)                                                                             \
   do {                                                                                            \
@@ -53,14 +46,7 @@ const char* kFormatNames[5] = {"rgb", "rgba", "bgr", "bgra", "gray"};
 const char* kCropNames[2] = {"stretch", "square"};
 const char* kResizeNames[2] = {"center_crop", "antialias_bilinear"};
 
-uint32_t lowbias32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
+using fm_test::lowbias32;
 
 // A frame in host memory and its copy in device memory (same bytes, same offset and stride).
 struct TestFrame {
