@@ -132,12 +132,23 @@ for INC in "${DIRS[@]}"; do
   [ "$ok" = 1 ] && pass "each header compiles on its own"
 
   ok=1
-  for cc in "$SRC"/*.cc; do
+  # The pipeline's CPU-preprocessing fallback links the CPU path (as fm_tensorrt links fm_preprocess).
+  for cc in "$SRC"/*.cc "$ROOT/native/preprocess/preprocess_cpu.cc"; do
     compile "$OBJ/$(basename "$cc").log" "${DEFS[@]}" -c "$cc" -o "$OBJ/$(basename "$cc" .cc).o" ||
       { fail "$(basename "$cc") does not compile"; ok=0; }
   done
-  [ "$ok" = 1 ] && pass "compiled: $(cd "$SRC" && echo *.cc)"
+  [ "$ok" = 1 ] && pass "compiled: $(cd "$SRC" && echo *.cc) preprocess_cpu.cc"
   [ "$ok" = 1 ] || continue
+  # The N-API binding (native/tensorrt_binding.cc), where node-addon-api is installed.
+  NAPI_INC="$ROOT/node_modules/node-addon-api"
+  NODE_INC="$ROOT/node_modules/node-api-headers/include"
+  if [ -f "$NAPI_INC/napi.h" ] && [ -f "$NODE_INC/node_api.h" ]; then
+    compile "$OBJ/binding.log" "${DEFS[@]}" -I"$NAPI_INC" -I"$NODE_INC" -DNAPI_VERSION=9 -DNAPI_CPP_EXCEPTIONS \
+      -DNODE_ADDON_API_DISABLE_DEPRECATED -fsyntax-only "$ROOT/native/tensorrt_binding.cc" &&
+      pass "tensorrt_binding.cc compiles (node-addon-api)" || fail "tensorrt_binding.cc does not compile"
+  else
+    echo "  skip: tensorrt_binding.cc (node-addon-api not installed: run npm ci)"
+  fi
 
   if "$CXX" -shared -o "$OBJ/libfm_tensorrt_check.so" "$OBJ"/*.o -Wl,--no-undefined -ldl >"$OBJ/link.log" 2>&1; then
     NEEDED="$(readelf -d "$OBJ/libfm_tensorrt_check.so" | sed -nE 's/.*Shared library: \[(.*)\]/\1/p' | tr '\n' ' ')"

@@ -32,9 +32,9 @@
 namespace fm {
 namespace {
 
-constexpr int kThreads = kChip;  // one thread per chip column
-constexpr int kBand = 8;         // output rows per block
-constexpr int kBands = kInput / kBand;
+constexpr int kThreads = kKernelThreads;  // one thread per chip column
+constexpr int kBand = kKernelBand;        // output rows per block
+constexpr int kBands = kKernelBands;
 constexpr int kMaxBandRows = 16;  // chip rows one band reads: <= 12 for the resize (checked by the
                                   // CUDA test), kBand for the centre crop
 constexpr int kCropOffset = (kChip - kInput) / 2;
@@ -92,8 +92,7 @@ __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
 
 template <typename Out, ResizeMode kResize>
-__global__ void __launch_bounds__(kThreads) preprocess_kernel(const FaceDesc* __restrict__ faces, CropMode crop,
-                                                               Out* __restrict__ out) {
+__device__ __forceinline__ void preprocess_body(const FaceDesc* __restrict__ faces, CropMode crop, Out* __restrict__ out) {
   __shared__ RowTap s_rows[kMaxBandRows];
   __shared__ float s_wr[kMaxBandRows][kBand];  // resize: weight of band chip row rr in output row y0 + yy
   __shared__ float s_v[kBand][3][kChip];       // resize: vertical pass, per output row, channel, chip column
@@ -203,13 +202,42 @@ __global__ void __launch_bounds__(kThreads) preprocess_kernel(const FaceDesc* __
   }
 }
 
+}  // namespace
+}  // namespace fm
+
+// The kernels, by the names kernel_name() gives: extern "C" so that the addon finds them in the
+// embedded fatbin with cuModuleGetFunction.
+#define FM_KERNEL(name, Out, resize)                                                                        \
+  extern "C" __global__ void __launch_bounds__(fm::kKernelThreads)                                          \
+      name(const fm::FaceDesc* __restrict__ faces, fm::CropMode crop, Out* __restrict__ out) {              \
+    fm::preprocess_body<Out, resize>(faces, crop, out);                                                      \
+  }
+FM_KERNEL(fm_preprocess_f32_aa, float, fm::ResizeMode::AntialiasBilinear)
+FM_KERNEL(fm_preprocess_f32_cc, float, fm::ResizeMode::CenterCrop)
+FM_KERNEL(fm_preprocess_f16_aa, __half, fm::ResizeMode::AntialiasBilinear)
+FM_KERNEL(fm_preprocess_f16_cc, __half, fm::ResizeMode::CenterCrop)
+#undef FM_KERNEL
+
+namespace fm {
+namespace {
+
+template <typename Out> struct Kernels;
+template <> struct Kernels<float> {
+  static constexpr auto aa = fm_preprocess_f32_aa;
+  static constexpr auto cc = fm_preprocess_f32_cc;
+};
+template <> struct Kernels<__half> {
+  static constexpr auto aa = fm_preprocess_f16_aa;
+  static constexpr auto cc = fm_preprocess_f16_cc;
+};
+
 template <typename Out>
 cudaError_t launch_typed(const FaceDesc* d_faces, int n, CropMode crop, ResizeMode resize, Out* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(n) * kBands);
   if (resize == ResizeMode::AntialiasBilinear)
-    preprocess_kernel<Out, ResizeMode::AntialiasBilinear><<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
+    Kernels<Out>::aa<<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
   else
-    preprocess_kernel<Out, ResizeMode::CenterCrop><<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
+    Kernels<Out>::cc<<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
   return cudaGetLastError();
 }
 

@@ -12,23 +12,10 @@
 #include <cstdint>
 
 #include "preprocess.h"
+#include "preprocess_kernel.h"
 
 namespace fm {
 
-// The engine input's element type: float32, or IEEE half (__half) for FP16 engines.
-enum class OutDtype : int { Float32 = 0, Float16 = 1 };
-
-// One face of a batch, in device memory (an array of these is the kernel's argument).
-struct FaceDesc {
-  const uint8_t* data;   // device pointer to the frame's first row (the frame may be shared by faces)
-  int64_t stride;        // bytes per row, >= width * channels(format)
-  int32_t width;
-  int32_t height;
-  PixelFormat format;
-  int32_t has_window;    // 0: the frame itself is the 256x256 chip (window ignored; width, height >= 256)
-  CropWindow window;     // as for preprocess_face: float32 origin and extent from lib/crop.ts
-};
-static_assert(sizeof(FaceDesc) == 48, "FaceDesc: 48 bytes, one layout for host and device code");
 
 // Writes n faces' model inputs, face i at element offset i * kInputFloats of d_out (NCHW,
 // 3 x 224 x 224 per face, in `dtype`), exactly what preprocess_face writes on the CPU.

@@ -51,10 +51,15 @@ FM_CHECK(MemHostAlloc, "cuMemHostAlloc")
 FM_CHECK(MemFreeHost, "cuMemFreeHost")
 FM_CHECK(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")
 FM_CHECK(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")
+FM_CHECK(ModuleLoadData, "cuModuleLoadData")
+FM_CHECK(ModuleUnload, "cuModuleUnload")
+FM_CHECK(ModuleGetFunction, "cuModuleGetFunction")
+FM_CHECK(LaunchKernel, "cuLaunchKernel")
 #undef FM_CHECK
 static_assert(std::is_same_v<CUcontext, fm::cu::Context> && std::is_same_v<CUstream, fm::cu::Stream> &&
               std::is_same_v<CUevent, fm::cu::Event> && std::is_same_v<CUdevice, fm::cu::Device> &&
-              std::is_same_v<CUdeviceptr, fm::cu::DevicePtr>);
+              std::is_same_v<CUdeviceptr, fm::cu::DevicePtr> && std::is_same_v<CUmodule, fm::cu::Module> &&
+              std::is_same_v<CUfunction, fm::cu::Function>);
 static_assert(CUDA_SUCCESS == fm::cu::kSuccess && CUDA_ERROR_NO_DEVICE == fm::cu::kErrorNoDevice &&
               CUDA_ERROR_NOT_READY == fm::cu::kErrorNotReady);
 static_assert(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT == fm::cu::kAttrMultiprocessorCount &&
@@ -117,7 +122,10 @@ Loaded load() {
          resolve(h, "cuMemFree_v2", &a.MemFree, w) && resolve(h, "cuMemHostAlloc", &a.MemHostAlloc, w) &&
          resolve(h, "cuMemFreeHost", &a.MemFreeHost, w) &&
          resolve(h, "cuMemcpyHtoDAsync_v2", &a.MemcpyHtoDAsync, w) &&
-         resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w);
+         resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w) &&
+         resolve(h, "cuModuleLoadData", &a.ModuleLoadData, w) && resolve(h, "cuModuleUnload", &a.ModuleUnload, w) &&
+         resolve(h, "cuModuleGetFunction", &a.ModuleGetFunction, w) &&
+         resolve(h, "cuLaunchKernel", &a.LaunchKernel, w);
   return l;
 }
 

@@ -22,6 +22,8 @@
 struct CUctx_st;
 struct CUstream_st;
 struct CUevent_st;
+struct CUmod_st;
+struct CUfunc_st;
 
 namespace fm::cu {
 
@@ -30,6 +32,8 @@ using Device = int;            // CUdevice
 using Context = CUctx_st*;     // CUcontext
 using Stream = CUstream_st*;   // CUstream == cudaStream_t
 using Event = CUevent_st*;     // CUevent == cudaEvent_t
+using Module = CUmod_st*;      // CUmodule
+using Function = CUfunc_st*;   // CUfunction
 using DevicePtr = unsigned long long;  // CUdeviceptr (64-bit builds)
 
 constexpr Result kSuccess = 0;              // CUDA_SUCCESS
@@ -72,6 +76,12 @@ struct Api {
   Result (*MemFreeHost)(void*);
   Result (*MemcpyHtoDAsync)(DevicePtr, const void*, size_t, Stream);  // cuMemcpyHtoDAsync_v2
   Result (*MemcpyDtoHAsync)(void*, DevicePtr, size_t, Stream);        // cuMemcpyDtoHAsync_v2
+  // The preprocessing kernels: an embedded fatbin loaded into the context, launched by name.
+  Result (*ModuleLoadData)(Module*, const void*);
+  Result (*ModuleUnload)(Module);
+  Result (*ModuleGetFunction)(Function*, Module, const char*);
+  Result (*LaunchKernel)(Function, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, Stream, void**,
+                         void**);
 };
 
 // libcuda.so.1 opened and every entry point resolved, or nullptr (then *why says which step

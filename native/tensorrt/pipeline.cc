@@ -1,0 +1,454 @@
+// Batches on a TensorRT engine: staging, GPU preprocessing, enqueue, outputs (see pipeline.h).
+// NOT YET RUN ON A GPU.
+#include "tensorrt/pipeline.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "preprocess/preprocess_kernel.h"
+#include "tensorrt/kernels.h"
+
+namespace fm::trt {
+namespace {
+
+constexpr size_t kAlign = 256;  // TensorRT's and the kernel's address alignment
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::string cuda_error(const char* what, cu::Result r) { return std::string(what) + ": " + cu::error_text(r); }
+
+// Errors after which the context is unusable (CUDA: "the process must be terminated and
+// relaunched"): the device is lost for this model.
+bool sticky(cu::Result r) {
+  switch (r) {
+    case 214: case 700: case 702: case 714: case 715: case 716: case 717: case 718: case 719: case 999: return true;
+    default: return false;
+  }
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);  // inf, nan
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    exp = 113;
+    while ((man & 0x400u) == 0) { man <<= 1; --exp; }
+    bits = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Round to nearest even, as __float2half_rn (the CPU-preprocessing fallback for FP16 inputs).
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
+  if (ax < 0x38800000u) {                         // below the smallest normal half: subnormal or 0
+    if (ax < 0x33000000u) return sign;
+    const uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14..24
+    uint32_t r = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (r & 1u))) ++r;
+    return sign | static_cast<uint16_t>(r);
+  }
+  uint32_t r = ((ax >> 13) - (112u << 10));
+  const uint32_t rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+  return sign | static_cast<uint16_t>(r);
+}
+
+struct Job {
+  std::vector<FrameIn> frames;
+  std::vector<FaceIn> faces;
+  Pipeline::Done done;
+};
+
+// One execution context's buffers, owned by its thread.
+struct SlotBuffers {
+  cu::DeviceBuffer input, descs, frames;
+  std::vector<cu::DeviceBuffer> tensors;  // per engine tensor (the input's entry unused)
+  cu::PinnedBuffer staging, host_descs, host_outputs, host_input;
+};
+
+}  // namespace
+
+struct Pipeline::Shared {
+  Engine* engine = nullptr;
+  PipelineOptions options;
+  const PreprocessKernels* kernels = nullptr;
+  size_t input_index = 0;
+  OutDtype input_dtype = OutDtype::Float32;
+  std::vector<size_t> output_index;  // engine tensor index of each output
+  cu::PrimaryContext context;        // retained while any pinned frame or the pipeline lives
+
+  std::mutex m;
+  std::condition_variable cv;       // work, frees or stop for the threads
+  std::condition_variable started;  // start(): every thread has its buffers (or failed)
+  std::deque<Job> queue;
+  std::vector<void*> to_free;
+  std::map<const uint8_t*, size_t> pinned;  // alloc_pinned() blocks: base -> bytes
+  std::vector<std::thread> threads;
+  int ready = 0;
+  std::string start_error;
+  bool stop = false;
+  bool joined = false;
+  std::string lost;
+
+  bool is_pinned(const uint8_t* p, size_t n) {
+    std::lock_guard<std::mutex> lock(m);
+    auto it = pinned.upper_bound(p);
+    if (it == pinned.begin()) return false;
+    --it;
+    return p >= it->first && p + n <= it->first + it->second;
+  }
+  void free_now(void* p) {
+    const cu::Api* a = cu::driver();
+    if (a != nullptr) a->MemFreeHost(p);
+  }
+  void drain_frees(std::unique_lock<std::mutex>& lock) {
+    std::vector<void*> list;
+    list.swap(to_free);
+    lock.unlock();
+    for (void* p : list) free_now(p);
+    lock.lock();
+  }
+
+  bool allocate(SlotBuffers& b, std::string* error);
+  BatchResult run(int slot, SlotBuffers& b, const Job& job);
+  void thread_main(int slot);
+};
+
+bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
+  const int64_t n = options.max_batch;
+  const size_t elem = input_dtype == OutDtype::Float16 ? 2 : 4;
+  if (!b.input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
+  if (!b.descs.allocate(sizeof(FaceDesc) * static_cast<size_t>(n), error)) return false;
+  if (!b.host_descs.allocate(sizeof(FaceDesc) * static_cast<size_t>(n), error)) return false;
+  b.tensors.resize(engine->tensors().size());
+  size_t host_bytes = 0;
+  for (size_t i : output_index) {
+    const size_t bytes = engine->tensor_bytes(i, n);
+    if (!b.tensors[i].allocate(std::max<size_t>(bytes, 1), error)) return false;
+    host_bytes += align_up(bytes);
+  }
+  if (!b.host_outputs.allocate(std::max<size_t>(host_bytes, 1), error)) return false;
+  if (kernels == nullptr && !b.host_input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
+  return true;
+}
+
+BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
+  BatchResult out;
+  const cu::Api* a = cu::driver();
+  const cu::Stream stream = engine->stream(slot);
+  const int n = static_cast<int>(job.faces.size());
+  cu::Result r = cu::kSuccess;
+  auto fail = [&](std::string message, cu::Result code) {
+    if (sticky(code)) {
+      std::lock_guard<std::mutex> lock(m);
+      if (lost.empty()) lost = message;
+    } else {
+      a->StreamSynchronize(stream);  // nothing queued may still use the buffers
+    }
+    out.ok = false;
+    out.error = std::move(message);
+    return std::move(out);
+  };
+  if (n < 1 || n > options.max_batch) return fail("a batch of " + std::to_string(n) + " faces (1.." + std::to_string(options.max_batch) + ")", 0);
+
+  if (kernels != nullptr) {
+    const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop);
+    const size_t total = plan.total;
+    std::string error;
+    if (b.frames.size() < total) {
+      b.frames.reset();
+      if (!b.frames.allocate(total + total / 4, &error)) return fail("device memory for the frames: " + error, 0);
+    }
+    for (size_t i = 0; i < job.frames.size(); ++i) {
+      const size_t span = plan.span[i], offset = plan.offset[i];
+      if (span == 0) continue;
+      const uint8_t* src = job.frames[i].data + static_cast<size_t>(plan.lo[i]) * job.frames[i].stride;
+      if (!is_pinned(src, span)) {  // through this context's pinned staging
+        if (b.staging.size() < total) {
+          b.staging.reset();
+          if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
+        }
+        uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
+        std::memcpy(stage, src, span);
+        src = stage;
+      }
+      r = a->MemcpyHtoDAsync(b.frames.address() + offset, src, span, stream);
+      if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
+    }
+    auto* descs = static_cast<FaceDesc*>(b.host_descs.get());
+    for (int k = 0; k < n; ++k) {
+      const FaceIn& f = job.faces[static_cast<size_t>(k)];
+      const FrameIn& fr = job.frames[static_cast<size_t>(f.frame)];
+      // Row i of the frame is at base + i * stride, for the rows uploaded (lo..hi) only.
+      const size_t i = static_cast<size_t>(f.frame);
+      const cu::DevicePtr base = b.frames.address() + plan.offset[i] - static_cast<cu::DevicePtr>(plan.lo[i]) * fr.stride;
+      descs[k] = FaceDesc{reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(base)), static_cast<int64_t>(fr.stride),
+                          fr.width, fr.height, fr.format, f.has_window ? 1 : 0, f.window};
+    }
+    r = a->MemcpyHtoDAsync(b.descs.address(), descs, sizeof(FaceDesc) * static_cast<size_t>(n), stream);
+    if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (faces)", r), r);
+    const FaceDesc* d_descs = reinterpret_cast<const FaceDesc*>(static_cast<uintptr_t>(b.descs.address()));
+    r = kernels->launch(d_descs, n, options.crop, options.resize, input_dtype, b.input.get(), stream);
+    if (r != cu::kSuccess) return fail(cuda_error("cuLaunchKernel (preprocessing)", r), r);
+  } else {
+    // CPU preprocessing into pinned memory, then one upload.
+    std::vector<float> face(input_dtype == OutDtype::Float16 ? kInputFloats : 0);
+    for (int k = 0; k < n; ++k) {
+      const FaceIn& f = job.faces[static_cast<size_t>(k)];
+      const FrameIn& fr = job.frames[static_cast<size_t>(f.frame)];
+      const Frame frame{fr.data, fr.width, fr.height, fr.stride, fr.format};
+      if (input_dtype == OutDtype::Float32) {
+        preprocess_face(frame, f.has_window ? &f.window : nullptr, options.crop, options.resize,
+                        static_cast<float*>(b.host_input.get()) + static_cast<size_t>(k) * kInputFloats);
+      } else {
+        preprocess_face(frame, f.has_window ? &f.window : nullptr, options.crop, options.resize, face.data());
+        uint16_t* dst = static_cast<uint16_t*>(b.host_input.get()) + static_cast<size_t>(k) * kInputFloats;
+        for (int j = 0; j < kInputFloats; ++j) dst[j] = float_to_half(face[static_cast<size_t>(j)]);
+      }
+    }
+    const size_t bytes = static_cast<size_t>(n) * kInputFloats * (input_dtype == OutDtype::Float16 ? 2 : 4);
+    r = a->MemcpyHtoDAsync(b.input.address(), b.host_input.get(), bytes, stream);
+    if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (input)", r), r);
+  }
+
+  std::vector<void*> addresses(engine->tensors().size(), nullptr);
+  addresses[input_index] = b.input.get();
+  for (size_t i : output_index) addresses[i] = b.tensors[i].get();
+  std::string error;
+  if (!engine->enqueue(slot, n, addresses, &error)) return fail(error, 0);
+  size_t host_offset = 0;
+  std::vector<size_t> host_at;
+  for (size_t i : output_index) {
+    const size_t bytes = engine->tensor_bytes(i, n);
+    r = a->MemcpyDtoHAsync(static_cast<uint8_t*>(b.host_outputs.get()) + host_offset, b.tensors[i].address(), bytes, stream);
+    if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyDtoHAsync (outputs)", r), r);
+    host_at.push_back(host_offset);
+    host_offset += align_up(bytes);
+  }
+  r = a->StreamSynchronize(stream);
+  if (r != cu::kSuccess) return fail(cuda_error("cuStreamSynchronize", r), r);
+
+  out.outputs.resize(output_index.size());
+  for (size_t o = 0; o < output_index.size(); ++o) {
+    const TensorDesc& t = engine->tensors()[output_index[o]];
+    const size_t count = engine->tensor_bytes(output_index[o], n) / t.element_size;
+    const uint8_t* src = static_cast<const uint8_t*>(b.host_outputs.get()) + host_at[o];
+    std::vector<float>& v = out.outputs[o];
+    v.resize(count);
+    if (t.dtype == 0) {
+      std::memcpy(v.data(), src, count * 4);
+    } else if (t.dtype == 1) {
+      for (size_t j = 0; j < count; ++j) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * j, 2);
+        v[j] = half_to_float(h);
+      }
+    } else {  // bfloat16 (start() admits nothing else)
+      for (size_t j = 0; j < count; ++j) {
+        uint32_t u = 0;
+        std::memcpy(reinterpret_cast<uint8_t*>(&u) + 2, src + 2 * j, 2);  // little-endian: the high half
+        std::memcpy(&v[j], &u, 4);
+      }
+    }
+  }
+  out.ok = true;
+  return out;
+}
+
+void Pipeline::Shared::thread_main(int slot) {
+  SlotBuffers b;
+  std::string error;
+  const bool ok = context.bind(&error) && allocate(b, &error);
+  {
+    std::lock_guard<std::mutex> lock(m);
+    if (!ok && start_error.empty()) start_error = "execution context " + std::to_string(slot) + ": " + error;
+    ++ready;
+  }
+  started.notify_all();
+  std::unique_lock<std::mutex> lock(m);
+  for (;;) {
+    cv.wait(lock, [&] { return stop || !queue.empty() || !to_free.empty(); });
+    if (!to_free.empty()) drain_frees(lock);
+    if (queue.empty()) {
+      if (stop) break;
+      continue;
+    }
+    if (!ok) break;  // start() fails and stops everyone
+    Job job = std::move(queue.front());
+    queue.pop_front();
+    const std::string gone = lost;
+    lock.unlock();
+    BatchResult result;
+    if (!gone.empty()) {
+      result.error = "the GPU is lost for this model: " + gone;
+    } else {
+      result = run(slot, b, job);
+    }
+    job.done(std::move(result));
+    lock.lock();
+  }
+  lock.unlock();
+  b = SlotBuffers();  // device and pinned memory freed here, on this thread, context bound
+}
+
+std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const PipelineOptions& o, std::string* error) {
+  if (o.streams < 1 || o.streams > engine->contexts()) {
+    *error = "streams must be 1.." + std::to_string(engine->contexts()) + " (the engine's execution contexts)";
+    return nullptr;
+  }
+  std::shared_ptr<Pipeline> p(new Pipeline());
+  p->shared_ = std::make_unique<Shared>();
+  Shared& s = *p->shared_;
+  s.options = o;
+  bool found = false;
+  for (size_t i = 0; i < engine->tensors().size(); ++i) {
+    const TensorDesc& t = engine->tensors()[i];
+    if (t.input) {
+      const bool shape = t.shape.size() == 4 && t.shape[1] == 3 && t.shape[2] == kInput && t.shape[3] == kInput;
+      if (t.name != "input" || !shape || (t.dtype != 0 && t.dtype != 1)) {
+        *error = "the engine's input " + t.name + " is not input: float32 or float16 [N,3,224,224] (" + t.dtype_name + ")";
+        return nullptr;
+      }
+      if (o.max_batch < 1 || o.max_batch > t.max_batch) {
+        *error = "maxBatch " + std::to_string(o.max_batch) + " is outside the engine's profile (at most " + std::to_string(t.max_batch) + ")";
+        return nullptr;
+      }
+      found = true;
+      s.input_index = i;
+      s.input_dtype = t.dtype == 1 ? OutDtype::Float16 : OutDtype::Float32;
+    } else {
+      if (t.dtype != 0 && t.dtype != 1 && t.dtype != 7) {
+        *error = "the engine's output " + t.name + " is " + t.dtype_name + ", not a float type";
+        return nullptr;
+      }
+      s.output_index.push_back(i);
+      p->output_names_.push_back(t.name);
+    }
+  }
+  if (!found) {
+    *error = "the engine has no input named input";
+    return nullptr;
+  }
+  if (!s.context.open(o.device, error) || !s.context.bind(error)) return nullptr;
+  if (PreprocessKernels::embedded()) {
+    auto k = std::make_unique<PreprocessKernels>();
+    if (!k->load(error)) return nullptr;
+    p->kernels_ = std::move(k);
+  }
+  s.kernels = p->kernels_.get();
+  p->options_ = o;
+  s.engine = engine.get();
+  p->engine_ = std::move(engine);
+  for (int k = 0; k < o.streams; ++k) s.threads.emplace_back([&s, k] { s.thread_main(k); });
+  std::string failed;
+  {
+    std::unique_lock<std::mutex> lock(s.m);
+    s.started.wait(lock, [&] { return s.ready == o.streams; });
+    failed = s.start_error;
+  }
+  if (!failed.empty()) {
+    p->close();
+    *error = failed;
+    return nullptr;
+  }
+  return p;
+}
+
+Pipeline::~Pipeline() { close(); }
+
+void Pipeline::submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Done done) {
+  std::string refused;
+  {
+    std::lock_guard<std::mutex> lock(shared_->m);
+    if (shared_->stop) refused = "the model is closed";
+    else if (!shared_->lost.empty()) refused = "the GPU is lost for this model: " + shared_->lost;
+    else shared_->queue.push_back(Job{std::move(frames), std::move(faces), std::move(done)});
+  }
+  if (!refused.empty()) {
+    BatchResult r;
+    r.error = refused;
+    done(std::move(r));
+    return;
+  }
+  shared_->cv.notify_one();
+}
+
+void* Pipeline::alloc_pinned(size_t bytes, std::string* error) {
+  const cu::Api* a = cu::driver();
+  if (!shared_->context.bind(error)) return nullptr;
+  void* p = nullptr;
+  const cu::Result r = a->MemHostAlloc(&p, std::max<size_t>(bytes, 1), cu::kMemHostAllocPortable);
+  if (r != cu::kSuccess) {
+    *error = cuda_error("cuMemHostAlloc", r);
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(shared_->m);
+  shared_->pinned[static_cast<const uint8_t*>(p)] = std::max<size_t>(bytes, 1);
+  return p;
+}
+
+void Pipeline::free_pinned(void* p) {
+  if (p == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(shared_->m);
+    shared_->pinned.erase(static_cast<const uint8_t*>(p));
+    if (!shared_->joined) {
+      shared_->to_free.push_back(p);
+      shared_->cv.notify_one();
+      return;
+    }
+  }
+  std::string ignored;
+  shared_->context.bind(&ignored);
+  shared_->free_now(p);  // after close(): host memory only, on the caller's thread
+}
+
+void Pipeline::close() {
+  if (!shared_) return;
+  Shared& s = *shared_;
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    if (s.joined) return;
+    s.stop = true;
+  }
+  s.cv.notify_all();
+  for (std::thread& t : s.threads) t.join();
+  std::vector<void*> leftover;
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    s.joined = true;
+    leftover.swap(s.to_free);
+  }
+  std::string ignored;
+  s.context.bind(&ignored);
+  for (void* p : leftover) s.free_now(p);
+  s.kernels = nullptr;
+  kernels_.reset();  // unloads the module, context bound
+  engine_.reset();
+}
+
+std::string Pipeline::lost() const {
+  std::lock_guard<std::mutex> lock(shared_->m);
+  return shared_->lost;
+}
+
+}  // namespace fm::trt

@@ -1,0 +1,93 @@
+// Runs batches of faces on a TensorRT engine: one thread per execution context (its own CUDA
+// stream, device buffers and pinned host buffers), so batches on different contexts overlap
+// copies and compute. Per batch: upload the frame rows the crops need (straight from pinned
+// memory when the frame is an alloc_pinned() one, else through the context's pinned staging),
+// one launch of the preprocessing kernel for every face (written into the engine's input in its
+// dtype), enqueueV3, outputs copied into pinned memory, then `done` on the context's thread.
+// Device memory is allocated and freed only on these threads, never on the caller's.
+//
+// Without the embedded CUDA kernels (the addon built where nvcc was absent) the faces are
+// preprocessed on the context's thread by the CPU path (preprocess_cpu.cc) into pinned memory
+// and uploaded: same values, more bytes over PCIe.
+//
+// Plain C++ interface (no TensorRT or CUDA header). Compiled with FM_HAVE_TENSORRT only.
+// NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+#include "tensorrt/kernels.h"
+#include "tensorrt/runtime.h"
+#include "tensorrt/upload_plan.h"
+
+namespace fm::trt {
+
+struct PipelineOptions {
+  int streams = 2;           // execution contexts, each with a thread, a stream and its buffers
+  int device = 0;            // CUDA ordinal
+  CropMode crop = CropMode::Square;
+  ResizeMode resize = ResizeMode::AntialiasBilinear;
+  int64_t max_batch = 64;    // buffers are sized for it; at most the engine profile's kMAX
+};
+
+// One float32 array per engine output (outputs() order), batch-major; or an error.
+struct BatchResult {
+  bool ok = false;
+  std::string error;
+  std::vector<std::vector<float>> outputs;
+};
+
+class Pipeline {
+ public:
+  using Done = std::function<void(BatchResult&&)>;
+
+  // Starts the threads, each allocating its buffers for max_batch; fails (nullptr, *error) if
+  // any cannot, or if the engine has no float input "input" of shape [N,3,224,224].
+  static std::shared_ptr<Pipeline> start(std::unique_ptr<Engine> engine, const PipelineOptions& options,
+                                         std::string* error);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // The engine's outputs, in BatchResult::outputs order.
+  const std::vector<std::string>& outputs() const { return output_names_; }
+  const Engine& engine() const { return *engine_; }
+  // "cuda": the embedded kernels preprocess on the GPU; "cpu": the CPU path fills pinned memory.
+  const char* preprocessing() const { return kernels_ ? "cuda" : "cpu"; }
+  int64_t max_batch() const { return options_.max_batch; }
+
+  // Queues one batch (1..max_batch faces); `done` runs on a pipeline thread, exactly once. The
+  // frames' memory must stay valid and unchanged until then. After close() or a lost device,
+  // `done` runs at once (on the calling thread) with the error.
+  void submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Done done);
+
+  // Page-locked host memory for a frame the caller fills (a camera decoder): the GPU copies from
+  // it directly. Freed by free_pinned (on a pipeline thread while they run).
+  void* alloc_pinned(size_t bytes, std::string* error);
+  void free_pinned(void* p);
+
+  // Finishes what is queued, stops the threads (each frees its device memory), releases the
+  // engine. Blocks; idempotent; safe to call from any thread but a pipeline thread.
+  void close();
+
+  // Why the model cannot run any more (a sticky CUDA error: the device or context is lost), or "".
+  std::string lost() const;
+
+  struct Shared;  // queue, threads, pinned registry (pipeline.cc)
+
+ private:
+  Pipeline() = default;
+  std::unique_ptr<Engine> engine_;
+  PipelineOptions options_;
+  std::vector<std::string> output_names_;
+  std::unique_ptr<PreprocessKernels> kernels_;  // null: CPU preprocessing
+  std::unique_ptr<Shared> shared_;
+};
+
+}  // namespace fm::trt

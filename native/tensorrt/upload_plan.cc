@@ -1,0 +1,41 @@
+// The rows a batch's crops read (see upload_plan.h).
+#include "tensorrt/upload_plan.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "preprocess/taps.h"
+
+namespace fm::trt {
+
+UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop) {
+  UploadPlan p;
+  const size_t n = frames.size();
+  p.lo.assign(n, INT_MAX);
+  p.hi.assign(n, -1);
+  p.span.assign(n, 0);
+  p.offset.assign(n, 0);
+  for (const FaceIn& f : faces) {
+    const size_t i = static_cast<size_t>(f.frame);
+    if (!f.has_window) {  // a chip: the kernel reads its rows 0..255
+      p.lo[i] = 0;
+      p.hi[i] = std::max(p.hi[i], kChip - 1);
+      continue;
+    }
+    for (int k = 0; k < kChip; ++k) {
+      const taps::Tap t = taps::axis_tap(f.window.y, f.window.height, frames[i].height, crop, k);
+      p.lo[i] = std::min(p.lo[i], std::min(t.i0, t.i1));
+      p.hi[i] = std::max(p.hi[i], std::max(t.i0, t.i1));
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (p.hi[i] < 0) continue;
+    const FrameIn& fr = frames[i];
+    p.span[i] = static_cast<size_t>(p.hi[i] - p.lo[i]) * fr.stride + static_cast<size_t>(fr.width) * static_cast<size_t>(channels(fr.format));
+    p.offset[i] = p.total;
+    p.total += (p.span[i] + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+  }
+  return p;
+}
+
+}  // namespace fm::trt
