@@ -3,12 +3,15 @@
 // Float32Array; the async form runs on libuv's pool so the event loop stays free.
 #include <napi.h>
 
-#include <cmath>
 #include <string>
 #include <vector>
 
+#include "napi_args.h"
 #include "preprocess/preprocess.h"
 #include "tensorrt/loader.h"
+#if defined(FM_HAVE_TENSORRT)
+#include "tensorrt_binding.h"
+#endif
 
 namespace {
 
@@ -24,29 +27,6 @@ struct Batch {
   fm::ResizeMode resize;
   float* out;
 };
-
-// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength.
-bool bytes_of(const Napi::Value& v, const uint8_t** data, size_t* length) {
-  if (v.IsTypedArray()) {
-    auto t = v.As<Napi::TypedArray>();
-    *data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-    *length = t.ByteLength();
-    return true;
-  }
-  if (v.IsDataView()) {
-    auto d = v.As<Napi::DataView>();
-    *data = static_cast<const uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset();
-    *length = d.ByteLength();
-    return true;
-  }
-  return false;
-}
-
-double number_field(const Napi::Object& o, const char* key, const std::string& where) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), where + "." + key + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
 
 // Parses (faces, crop, resize, out). The JS layer validates first; these checks only keep a
 // wrong call from reading or writing out of bounds.
@@ -75,42 +55,10 @@ Batch parse_batch(const Napi::CallbackInfo& info, std::vector<Napi::Value>* keep
     if (!fv.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
     auto f = fv.As<Napi::Object>();
     FaceJob job{};
-    size_t length = 0;
-    Napi::Value data = f.Get("data");
-    if (!bytes_of(data, &job.frame.data, &length)) throw Napi::TypeError::New(env, where + ".data must be a TypedArray");
+    Napi::Value data;
+    job.frame = fm::napi::frame_field(f, where, &data);
     keep->push_back(data);
-    const double w = number_field(f, "width", where), h = number_field(f, "height", where);
-    const double stride = number_field(f, "stride", where), format = number_field(f, "format", where);
-    if (!(format >= 0 && format <= 4) || format != static_cast<int>(format))
-      throw Napi::RangeError::New(env, where + ".format is not a known pixel format");
-    job.frame.format = static_cast<fm::PixelFormat>(static_cast<int>(format));
-    const int nc = fm::channels(job.frame.format);
-    if (!(w >= 1 && h >= 1 && w <= 1 << 20 && h <= 1 << 20) || w != static_cast<int>(w) || h != static_cast<int>(h))
-      throw Napi::RangeError::New(env, where + " has an invalid width or height");
-    if (!(stride >= w * nc) || stride != static_cast<double>(static_cast<size_t>(stride)))
-      throw Napi::RangeError::New(env, where + ".stride is smaller than width * channels");
-    if (static_cast<double>(length) < stride * h) throw Napi::RangeError::New(env, where + ".data is shorter than stride * height");
-    job.frame.width = static_cast<int>(w);
-    job.frame.height = static_cast<int>(h);
-    job.frame.stride = static_cast<size_t>(stride);
-    Napi::Value win = f.Get("window");
-    if (win.IsArray()) {
-      auto a = win.As<Napi::Array>();
-      double v[4];
-      for (uint32_t k = 0; k < 4; ++k) {
-        Napi::Value e = a.Get(k);
-        if (!e.IsNumber()) throw Napi::TypeError::New(env, where + ".window must hold 4 numbers");
-        v[k] = e.As<Napi::Number>().DoubleValue();
-        if (!std::isfinite(v[k])) throw Napi::RangeError::New(env, where + ".window must be finite");
-      }
-      if (!(v[2] > 0 && v[3] > 0)) throw Napi::RangeError::New(env, where + ".window must have a positive size");
-      job.has_window = true;
-      job.window = {static_cast<float>(v[0]), static_cast<float>(v[1]), static_cast<float>(v[2]), static_cast<float>(v[3])};
-    } else {
-      if (job.frame.width != fm::kChip || job.frame.height != fm::kChip)
-        throw Napi::RangeError::New(env, where + " has no window and is not a 256x256 chip");
-      job.has_window = false;
-    }
+    job.has_window = fm::napi::window_field(f, job.frame, where, &job.window);
     b.faces.push_back(job);
   }
   return b;
@@ -191,6 +139,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocessSync", Napi::Function::New(env, PreprocessSync, "preprocessSync"));
   exports.Set("inputFloats", Napi::Number::New(env, fm::kInputFloats));
   exports.Set("tensorrtStatus", Napi::Function::New(env, TensorrtStatus, "tensorrtStatus"));
+#if defined(FM_HAVE_TENSORRT)
+  fm::trt::init_tensorrt(env, exports);  // tensorrtBuild, tensorrtLoad
+#endif
   return exports;
 }
 

@@ -1,0 +1,432 @@
+// The TensorRT backend's N-API surface (compiled with FM_HAVE_TENSORRT only):
+//   tensorrtBuild(options, onProgress) -> { promise, cancel }   an engine build on a thread of its own
+//   tensorrtLoad(plan, options) -> Promise<TensorRtEngine>      deserialize + start the pipeline
+//   engine.run(frames, faces) -> Promise<{ [output]: Float32Array }>
+//   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
+//   engine.close() -> Promise<void>
+// Long work never runs on the JS thread: builds on their own thread, loads and close() on
+// libuv's pool, batches on the pipeline's threads; results come back through thread-safe
+// functions. lib/backends/tensorrt.ts is the only caller. NOT YET RUN ON A GPU.
+#include "tensorrt_binding.h"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "napi_args.h"
+#include "tensorrt/builder.h"
+#include "tensorrt/pipeline.h"
+#include "tensorrt/runtime.h"
+
+namespace fm::trt {
+namespace {
+
+int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("options.") + key + " must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+std::string string_option(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return "";
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("options.") + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds
+
+struct BuildEvent {
+  bool final = false;
+  BuildProgress progress;
+  BuildResult result;
+};
+
+// Owned by the build's thread-safe function: deleted by its finalizer, on the JS thread, after
+// the final call ran (the deferred and the listener are JS-thread objects).
+struct BuildTask {
+  BuildOptions options;
+  std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Promise::Deferred deferred;
+  Napi::FunctionReference on_progress;
+  explicit BuildTask(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+Napi::Object progress_object(Napi::Env env, const BuildProgress& p) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (p.kind) {
+    case BuildProgress::Kind::PhaseStart:
+      o.Set("type", "phase-start");
+      if (!p.parent.empty()) o.Set("parent", p.parent);
+      o.Set("steps", p.steps);
+      break;
+    case BuildProgress::Kind::StepComplete:
+      o.Set("type", "step");
+      o.Set("step", p.step);
+      break;
+    case BuildProgress::Kind::PhaseFinish: o.Set("type", "phase-end"); break;
+  }
+  o.Set("phase", p.phase);
+  return o;
+}
+
+void build_call_js(Napi::Env env, Napi::Function, BuildTask* task, BuildEvent* event) {
+  std::unique_ptr<BuildEvent> e(event);
+  if (env == nullptr || task == nullptr) return;
+  Napi::HandleScope scope(env);
+  if (!e->final) {
+    if (task->on_progress.IsEmpty()) return;
+    try {
+      task->on_progress.Call({progress_object(env, e->progress)});
+    } catch (const Napi::Error&) {
+      // a progress listener's bug must not break the build (the JS side guards it as well)
+    }
+    return;
+  }
+  BuildResult& r = e->result;
+  Napi::Array messages = Napi::Array::New(env, r.messages.size());
+  for (size_t i = 0; i < r.messages.size(); ++i) messages.Set(static_cast<uint32_t>(i), r.messages[i]);
+  if (!r.ok) {
+    std::string text = r.error;
+    for (const ParserError& p : r.parser_errors) {
+      text += "\n  " + p.desc;
+      if (!p.node_name.empty() || p.node >= 0)
+        text += " (node " + (p.node_name.empty() ? std::to_string(p.node) : p.node_name) +
+                (p.node_operator.empty() ? "" : ", " + p.node_operator) + ")";
+    }
+    Napi::Error err = Napi::Error::New(env, text);
+    err.Set("name", r.cancelled ? "AbortError" : "Error");
+    err.Set("messages", messages);
+    task->deferred.Reject(err.Value());
+    return;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("plan", Napi::Buffer<uint8_t>::Copy(env, r.plan.data(), r.plan.size()));
+  out.Set("messages", messages);
+  out.Set("tensorrtVersion", r.tensorrt_version);
+  out.Set("timingCacheSaved", r.timing_cache_saved);
+  task->deferred.Resolve(out);
+}
+
+using BuildTsfn = Napi::TypedThreadSafeFunction<BuildTask, BuildEvent, build_call_js>;
+
+Napi::Value Build(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tensorrtBuild(options, onProgress?) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  auto owned = std::make_unique<BuildTask>(env);
+  BuildOptions& b = owned->options;
+  b.onnx_path = string_option(o, "onnx");
+  if (b.onnx_path.empty()) throw Napi::TypeError::New(env, "options.onnx must be the ONNX file's path");
+  b.min_batch = int_option(o, "minBatch", 1);
+  b.opt_batch = int_option(o, "optBatch", 8);
+  b.max_batch = int_option(o, "maxBatch", 64);
+  b.optimization_level = static_cast<int>(int_option(o, "optimizationLevel", -1));
+  b.workspace_bytes = static_cast<size_t>(int_option(o, "workspaceBytes", 0));
+  b.timing_cache_path = string_option(o, "timingCache");
+  b.device = static_cast<int>(int_option(o, "device", 0));
+  if (info.Length() > 1 && info[1].IsFunction()) owned->on_progress = Napi::Persistent(info[1].As<Napi::Function>());
+  std::shared_ptr<std::atomic<bool>> cancel = owned->cancel;
+  b.cancel = cancel.get();
+  Napi::Promise promise = owned->deferred.Promise();
+
+  BuildTask* task = owned.release();
+  BuildTsfn tsfn = BuildTsfn::New(env, "face-multitask:tensorrt-build", 0, 1, task,
+                                  [](Napi::Env, void*, BuildTask* t) { delete t; });
+  task->options.progress = [tsfn](const BuildProgress& p) mutable {
+    auto* e = new BuildEvent();
+    e->progress = p;
+    if (tsfn.NonBlockingCall(e) != napi_ok) delete e;
+    return true;  // cancellation goes through the flag
+  };
+  std::thread([task, tsfn, cancel]() mutable {
+    auto* e = new BuildEvent();
+    e->final = true;
+    e->result = build_engine(task->options);
+    if (tsfn.BlockingCall(e) != napi_ok) delete e;
+    tsfn.Release();  // the finalizer deletes the task once the final call has run
+  }).detach();
+
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("promise", promise);
+  handle.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { *cancel = true; }, "cancel"));
+  return handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engines
+
+class EngineWrap;
+
+struct Completion {
+  Napi::Promise::Deferred deferred;
+  std::vector<Napi::Reference<Napi::Value>> keep;  // the frames' memory, until the GPU is done with it
+  Napi::ObjectReference engine;                     // the engine object, while the batch runs
+  BatchResult result;
+  explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c);
+using RunTsfn = Napi::TypedThreadSafeFunction<EngineWrap, Completion, run_call_js>;
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TensorRtEngine",
+                       {InstanceMethod("run", &EngineWrap::Run), InstanceMethod("allocFrame", &EngineWrap::AllocFrame),
+                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("info", &EngineWrap::Info)});
+  }
+
+  // Made by tensorrtLoad only: the JS constructor takes an External holding the pipeline.
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "TensorRtEngine is made by tensorrtLoad(), not constructed directly");
+    auto* p = info[0].As<Napi::External<std::shared_ptr<Pipeline>>>().Data();
+    pipeline_ = *p;
+    tsfn_ = RunTsfn::New(info.Env(), "face-multitask:tensorrt-run", 0, 1, this);
+    tsfn_.Unref(info.Env());  // an idle model does not keep the process alive
+  }
+
+  ~EngineWrap() override {
+    // Collected without close(): stop the pipeline off the JS thread (device memory is freed by
+    // its threads and the closing thread, never here).
+    if (!closed_ && pipeline_) std::thread([p = pipeline_]() { p->close(); }).detach();
+    tsfn_.Release();
+  }
+
+  void finished(Napi::Env env) {
+    if (--inflight_ == 0) tsfn_.Unref(env);
+  }
+  const std::vector<std::string>& outputs() const { return pipeline_->outputs(); }
+
+ private:
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, "the TensorRT engine is closed");
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray())
+      throw Napi::TypeError::New(env, "run(frames, faces) expects two arrays");
+    auto* c = new Completion(env);
+    std::unique_ptr<Completion> guard(c);
+    auto frames_js = info[0].As<Napi::Array>();
+    auto faces_js = info[1].As<Napi::Array>();
+    std::vector<FrameIn> frames;
+    for (uint32_t i = 0; i < frames_js.Length(); ++i) {
+      const std::string where = "frames[" + std::to_string(i) + "]";
+      Napi::Value v = frames_js.Get(i);
+      if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+      Napi::Value data;
+      const Frame f = napi::frame_field(v.As<Napi::Object>(), where, &data);
+      c->keep.push_back(Napi::Persistent(data));
+      frames.push_back(FrameIn{f.data, f.width, f.height, f.stride, f.format});
+    }
+    std::vector<FaceIn> faces;
+    for (uint32_t i = 0; i < faces_js.Length(); ++i) {
+      const std::string where = "faces[" + std::to_string(i) + "]";
+      Napi::Value v = faces_js.Get(i);
+      if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+      auto o = v.As<Napi::Object>();
+      const double k = napi::number_field(o, "frame", where);
+      if (!(k >= 0 && k < frames.size()) || k != static_cast<uint32_t>(k))
+        throw Napi::RangeError::New(env, where + ".frame is not an index into frames");
+      FaceIn face;
+      face.frame = static_cast<int>(k);
+      const FrameIn& fr = frames[face.frame];
+      const Frame frame{fr.data, fr.width, fr.height, fr.stride, fr.format};
+      face.has_window = napi::window_field(o, frame, where, &face.window);
+      faces.push_back(face);
+    }
+    if (faces.empty() || static_cast<int64_t>(faces.size()) > pipeline_->max_batch())
+      throw Napi::RangeError::New(env, "a batch holds 1.." + std::to_string(pipeline_->max_batch()) + " faces, got " + std::to_string(faces.size()));
+    c->engine = Napi::Persistent(Value());
+    Napi::Promise promise = c->deferred.Promise();
+    if (inflight_++ == 0) tsfn_.Ref(env);
+    RunTsfn tsfn = tsfn_;
+    guard.release();
+    pipeline_->submit(std::move(frames), std::move(faces), [tsfn, c](BatchResult&& r) mutable {
+      c->result = std::move(r);
+      // Refused only while the environment shuts down: the completion's JS references then die
+      // with it (never released off the JS thread).
+      tsfn.NonBlockingCall(c);
+    });
+    return promise;
+  }
+
+  Napi::Value AllocFrame(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, "the TensorRT engine is closed");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "allocFrame(bytes) expects a number");
+    const double bytes = info[0].As<Napi::Number>().DoubleValue();
+    if (!(bytes >= 1 && bytes <= 4294967296.0) || bytes != static_cast<double>(static_cast<size_t>(bytes)))
+      throw Napi::RangeError::New(env, "allocFrame: bytes must be an integer from 1 to 2^32");
+    std::string error;
+    void* p = pipeline_->alloc_pinned(static_cast<size_t>(bytes), &error);
+    if (p == nullptr) throw Napi::Error::New(env, "pinned memory for the frame: " + error);
+    std::memset(p, 0, static_cast<size_t>(bytes));
+    auto* owner = new std::shared_ptr<Pipeline>(pipeline_);
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+        env, p, static_cast<size_t>(bytes),
+        [](Napi::Env, void* data, std::shared_ptr<Pipeline>* hint) {
+          (*hint)->free_pinned(data);  // queued to a pipeline thread while it runs
+          delete hint;
+        },
+        owner);
+    return Napi::Uint8Array::New(env, static_cast<size_t>(bytes), buffer, 0);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    class Closer : public Napi::AsyncWorker {
+     public:
+      Closer(Napi::Env env, std::shared_ptr<Pipeline> p)
+          : Napi::AsyncWorker(env, "face-multitask:tensorrt-close"), deferred_(Napi::Promise::Deferred::New(env)), p_(std::move(p)) {}
+      Napi::Promise Promise() { return deferred_.Promise(); }
+      void Execute() override { p_->close(); }  // waits for queued batches; their completions follow
+      void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+     private:
+      Napi::Promise::Deferred deferred_;
+      std::shared_ptr<Pipeline> p_;
+    };
+    if (closed_) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    closed_ = true;
+    auto* w = new Closer(env, pipeline_);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("preprocessing", pipeline_->preprocessing());
+    o.Set("maxBatch", static_cast<double>(pipeline_->max_batch()));
+    o.Set("lost", pipeline_->lost());
+    Napi::Array tensors = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (const TensorDesc& t : pipeline_->engine().tensors()) {
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("name", t.name);
+      d.Set("input", t.input);
+      d.Set("dtype", t.dtype_name);
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (size_t i = 0; i < t.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), static_cast<double>(t.shape[i]));
+      d.Set("shape", shape);
+      if (t.input) {
+        d.Set("minBatch", static_cast<double>(t.min_batch));
+        d.Set("optBatch", static_cast<double>(t.opt_batch));
+        d.Set("maxBatch", static_cast<double>(t.max_batch));
+      }
+      tensors.Set(k++, d);
+    }
+    o.Set("tensors", tensors);
+    return o;
+  }
+
+  std::shared_ptr<Pipeline> pipeline_;
+  RunTsfn tsfn_;
+  int inflight_ = 0;
+  bool closed_ = false;
+};
+
+void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c) {
+  std::unique_ptr<Completion> done(c);
+  if (env == nullptr) return;
+  Napi::HandleScope scope(env);
+  wrap->finished(env);
+  BatchResult& r = c->result;
+  if (!r.ok) {
+    c->deferred.Reject(Napi::Error::New(env, "TensorRT: " + r.error).Value());
+    return;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  const std::vector<std::string>& names = wrap->outputs();
+  for (size_t i = 0; i < names.size() && i < r.outputs.size(); ++i) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, r.outputs[i].size());
+    std::memcpy(a.Data(), r.outputs[i].data(), r.outputs[i].size() * sizeof(float));
+    out.Set(names[i], a);
+  }
+  c->deferred.Resolve(out);
+}
+
+// tensorrtLoad(plan, options): deserializes on libuv's pool and starts the pipeline.
+class Loader : public Napi::AsyncWorker {
+ public:
+  Loader(Napi::Env env, std::vector<uint8_t> plan, PipelineOptions options)
+      : Napi::AsyncWorker(env, "face-multitask:tensorrt-load"), deferred_(Napi::Promise::Deferred::New(env)),
+        plan_(std::move(plan)), options_(options) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::unique_ptr<Engine> engine = Engine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_);
+    plan_.clear();
+    plan_.shrink_to_fit();
+    if (!engine) {
+      refused_ = error_.find("refused the plan") != std::string::npos;
+      return;
+    }
+    pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!pipeline_) {
+      Napi::Error e = Napi::Error::New(env, error_);
+      // The JS side rebuilds a cached plan that TensorRT refuses, instead of trusting it.
+      if (refused_) e.Set("code", "FM_PLAN_REFUSED");
+      deferred_.Reject(e.Value());
+      return;
+    }
+    auto holder = std::make_unique<std::shared_ptr<Pipeline>>(pipeline_);
+    Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
+    deferred_.Resolve(ctor->New({Napi::External<std::shared_ptr<Pipeline>>::New(env, holder.get())}));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint8_t> plan_;
+  PipelineOptions options_;
+  std::shared_ptr<Pipeline> pipeline_;
+  std::string error_;
+  bool refused_ = false;
+};
+
+Napi::Value Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "tensorrtLoad(plan, options) expects a plan and an options object");
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  if (!napi::bytes_of(info[0], &data, &size) || size == 0) throw Napi::TypeError::New(env, "plan must be a non-empty Uint8Array");
+  auto o = info[1].As<Napi::Object>();
+  PipelineOptions p;
+  p.streams = static_cast<int>(int_option(o, "streams", 2));
+  p.device = static_cast<int>(int_option(o, "device", 0));
+  p.max_batch = int_option(o, "maxBatch", 64);
+  const int64_t crop = int_option(o, "crop", 1), resize = int_option(o, "resize", 1);
+  if (crop < 0 || crop > 1 || resize < 0 || resize > 1) throw Napi::RangeError::New(env, "options.crop and options.resize must be 0 or 1");
+  p.crop = static_cast<CropMode>(crop);
+  p.resize = static_cast<ResizeMode>(resize);
+  if (p.streams < 1 || p.streams > 16) throw Napi::RangeError::New(env, "options.streams must be 1..16");
+  auto* w = new Loader(env, std::vector<uint8_t>(data, data + size), p);
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+}  // namespace
+
+void init_tensorrt(Napi::Env env, Napi::Object exports) {
+  Napi::Function engine = EngineWrap::Define(env);
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(engine)));
+  exports.Set("tensorrtBuild", Napi::Function::New(env, Build, "tensorrtBuild"));
+  exports.Set("tensorrtLoad", Napi::Function::New(env, Load, "tensorrtLoad"));
+}
+
+}  // namespace fm::trt
