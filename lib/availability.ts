@@ -1,21 +1,36 @@
 // Which backends can run here, and if not, exactly why. Nothing here throws: an addon that does
 // not load, a missing onnxruntime-node or an absent TensorRT each become a reason.
+//
+// The TensorRT probe (dlopen of TensorRT, cuInit) runs in a child process: a broken driver or
+// library that crashes there becomes a reason instead of taking the caller's process down. The
+// answer is cached for the life of the process.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { loadNative, packageRoot } from './native'
+import { loadNative, nativeAddonPath, packageRoot } from './native'
 
 /** The reason when the addon has no tensorrtStatus() export (built without TensorRT's headers). */
 export const NO_TENSORRT_BACKEND = 'this build has no TensorRT backend (headers absent at build time)'
 
-/** What the addon's tensorrtStatus() reports. */
+/** What the addon's tensorrtStatus() reports (native/addon.cc). */
 export interface TensorRtStatus {
   available: boolean
   reason?: string
+  detail?: string
+  /** The TensorRT headers the addon was compiled against, e.g. "10.14.1". */
+  builtFor?: string
   tensorrtVersion?: string
+  parserVersion?: string
   gpuName?: string
   computeCapability?: string
+  smCount?: number
+  /** The newest CUDA the driver supports, e.g. "13.0". */
+  cudaDriverVersion?: string
 }
+
+/** How long the TensorRT probe may take (cuInit on a machine with many GPUs takes seconds). */
+export const PROBE_TIMEOUT_MS = 60_000
 
 export type OnnxRuntimeAvailability =
   | { available: true; device: 'cpu'; version?: string }
@@ -81,29 +96,73 @@ export function onnxruntimeAvailability(): OnnxRuntimeAvailability {
   return version ? { available: true, device: 'cpu', version } : { available: true, device: 'cpu' }
 }
 
-/** The GPU backend, as the addon reports it (dlopen of TensorRT, CUDA driver, a GPU). */
-export function tensorrtAvailability(): TensorRtAvailability {
-  let addon: unknown
+/**
+ * Runs `addonFile`'s tensorrtStatus() in a child Node.js process and returns what it printed, or
+ * a reason: the addon lacks the export, the child crashed or did not answer in time.
+ */
+export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): TensorRtStatus | { reason: string; noBackend?: boolean } {
+  const script = [
+    'const a = require(process.argv[1]);',
+    "if (typeof a.tensorrtStatus !== 'function') { process.stdout.write('null'); process.exit(0) }",
+    'process.stdout.write(JSON.stringify(a.tensorrtStatus()))',
+  ].join('\n')
+  const r = spawnSync(process.execPath, ['-e', script, addonFile], { encoding: 'utf8', timeout: timeoutMs, windowsHide: true, maxBuffer: 1 << 20 })
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { reason: `the TensorRT probe did not answer within ${timeoutMs / 1000} s (a hung CUDA driver?)` }
+  if (r.error) return { reason: `the TensorRT probe could not run: ${r.error.message}` }
+  if (r.signal) return { reason: `the TensorRT probe crashed (${r.signal}) while loading TensorRT or the CUDA driver${firstStderrLine(r.stderr)}` }
+  if (r.status !== 0) return { reason: `the TensorRT probe failed (exit code ${r.status})${firstStderrLine(r.stderr)}` }
+  let raw: unknown
   try {
-    addon = loadNative()
-  } catch (e) {
-    return { available: false, reason: `the native addon does not load: ${firstLine(e)}` }
+    raw = JSON.parse(r.stdout)
+  } catch {
+    return { reason: `the TensorRT probe printed no status: ${JSON.stringify(r.stdout.slice(0, 200))}` }
   }
-  const status = (addon as { tensorrtStatus?: unknown }).tensorrtStatus
-  if (typeof status !== 'function') return { available: false, reason: NO_TENSORRT_BACKEND }
-  let raw: TensorRtStatus
-  try {
-    raw = status.call(addon) as TensorRtStatus
-  } catch (e) {
-    return { available: false, reason: `the addon's tensorrtStatus() failed: ${firstLine(e)}` }
-  }
-  if (typeof raw !== 'object' || raw === null) return { available: false, reason: "the addon's tensorrtStatus() returned no status" }
+  if (raw === null) return { reason: NO_TENSORRT_BACKEND, noBackend: true }
+  if (typeof raw !== 'object') return { reason: "the addon's tensorrtStatus() returned no status" }
+  return raw as TensorRtStatus
+}
+
+/** The child's error line (the one naming an Error, else the first): Node prints the source line first. */
+function firstStderrLine(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => l.trim())
+  const line = lines.find((l) => /^\s*\w*Error:/.test(l)) ?? lines[0]
+  return line ? `: ${line.trim().slice(0, 300)}` : ''
+}
+
+/** The public description of a probe's answer. */
+export function describeTensorrtStatus(raw: TensorRtStatus | { reason: string }): TensorRtAvailability {
+  if (!('available' in raw)) return { available: false, reason: raw.reason }
   const out: TensorRtAvailability = { available: raw.available === true }
   if (typeof raw.tensorrtVersion === 'string' && raw.tensorrtVersion) out.version = raw.tensorrtVersion
   if (typeof raw.gpuName === 'string' && raw.gpuName) out.gpu = raw.gpuName
   if (typeof raw.computeCapability === 'string' && raw.computeCapability) out.computeCapability = raw.computeCapability
   if (!out.available) out.reason = typeof raw.reason === 'string' && raw.reason.trim() ? raw.reason.trim() : 'the native addon reports TensorRT unavailable and gives no reason'
   return out
+}
+
+let probed: { availability: TensorRtAvailability; status?: TensorRtStatus } | undefined
+
+/** The GPU backend's availability and, when the addon answered, its full status (cached). */
+export function tensorrtProbe(): { availability: TensorRtAvailability; status?: TensorRtStatus } {
+  if (probed) return probed
+  let addon: unknown
+  try {
+    addon = loadNative()
+  } catch (e) {
+    return { availability: { available: false, reason: `the native addon does not load: ${firstLine(e)}` } }
+  }
+  // An addon built without TensorRT headers has nothing to probe: no child process needed.
+  if (typeof (addon as { tensorrtStatus?: unknown }).tensorrtStatus !== 'function') return (probed = { availability: { available: false, reason: NO_TENSORRT_BACKEND } })
+  const file = nativeAddonPath()
+  if (!file) return { availability: { available: false, reason: 'the native addon was loaded from an unknown file' } }
+  const raw = probeTensorrtStatus(file)
+  probed = { availability: describeTensorrtStatus(raw), ...('available' in raw ? { status: raw } : {}) }
+  return probed
+}
+
+/** The GPU backend, as the addon reports it from a child process (dlopen of TensorRT, CUDA driver, a GPU). */
+export function tensorrtAvailability(): TensorRtAvailability {
+  return tensorrtProbe().availability
 }
 
 /** Every backend: available, or the exact reason it is not. */

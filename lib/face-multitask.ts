@@ -1,15 +1,16 @@
 // The public model object: load once, detect() many times from anywhere, close() at the end.
-import { type Availability, available, tensorrtAvailability } from './availability'
+import { type Availability, available, tensorrtProbe } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
+import { TensorRtBackend } from './backends/tensorrt'
 import { decodeFace } from './decode'
 import { AbortError } from './engine-cache'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
-import { type FaceJob, facesToRun } from './image-input'
+import { type FaceJob, facesToRun, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
-import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo } from './types'
+import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
 
@@ -50,25 +51,55 @@ export class FaceMultitask {
     if (!(BACKENDS as readonly string[]).includes(backend)) {
       throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`)
     }
-    const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     const workers = positiveInt(options.workers, 'options.workers', 1, 64)
     const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, 256)
     // Checked on every machine, so mistakes show before the code meets a GPU.
     const gpu = gpuOptions(options)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     let fallbackReason: string | undefined
-    if (backend === 'tensorrt' || backend === 'auto') {
-      const trt = tensorrtAvailability()
-      // The TensorRT backend's TypeScript side is not in this release: where the addon has
-      // TensorRT, it is reported (available()) but not yet run. Wire it here, with gpu's settings.
-      const found = [trt.version && `TensorRT ${trt.version}`, trt.gpu && `on ${trt.gpu}`].filter(Boolean).join(' ')
-      const reason = trt.available ? `${found || 'TensorRT'} is present, but this release cannot run it yet (no TensorRT backend in the JavaScript layer)` : trt.reason!
-      if (backend === 'tensorrt') throw new Error(`options.backend: 'tensorrt' is not available: ${reason}; use 'auto' or 'cpu'`)
-      fallbackReason = `TensorRT is not available: ${reason}`
+    let useTensorRt = false
+    const probe = backend === 'tensorrt' || backend === 'auto' ? tensorrtProbe() : undefined
+    if (probe) {
+      const trt = probe.availability
+      if (trt.available) useTensorRt = true
+      else if (backend === 'tensorrt') throw new Error(`options.backend: 'tensorrt' is not available: ${trt.reason}; use 'auto' or 'cpu'`)
+      else fallbackReason = `TensorRT is not available: ${trt.reason}`
     }
     const spec = readModelSpec(options.model, await readOnnxModel(options.model))
+    if (useTensorRt) {
+      try {
+        const engine = await TensorRtBackend.create({ model: options.model, spec, gpu, status: probe!.status!, precisionGiven: options.precision !== undefined })
+        return new FaceMultitask(options.model, spec, engine, gpu.maxBatch)
+      } catch (e) {
+        // 'auto' still serves on the CPU when the engine cannot be built or loaded; info() says why.
+        if (backend === 'tensorrt' || (e as Error)?.name === 'AbortError') throw e
+        fallbackReason = `TensorRT could not be used: ${(e as Error).message}`
+        process.stderr.write(`face-multitask: ${fallbackReason}; running on the CPU\n`)
+      }
+    }
+    const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads })
     return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
+  }
+
+  /**
+   * A frame buffer to fill and pass to detect(). On TensorRT its `data` is pinned (page-locked)
+   * memory the GPU copies from directly, with no staging copy: decode camera frames straight into
+   * it and reuse it (allocation is slow; the memory is freed when the frame is garbage-collected).
+   * On the CPU backend it is ordinary memory, so code written for either runs on both.
+   */
+  allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
+    if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
+    for (const [name, v] of [['width', width], ['height', height]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > 1 << 16) throw new RangeError(`${name} must be an integer from 1 to 65536, got ${String(v)}`)
+    }
+    if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
+      throw new TypeError(`format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${JSON.stringify(format)}`)
+    }
+    const stride = width * PIXEL_FORMATS[format].channels
+    const bytes = stride * height
+    const data = this.engine instanceof TensorRtBackend ? this.engine.allocFrame(bytes) : new Uint8Array(bytes)
+    return { data, width, height, format, stride }
   }
 
   get backend(): Backend['name'] {
@@ -86,6 +117,7 @@ export class FaceMultitask {
       device: this.engine.device,
       precision: this.engine.precision,
       maxBatch: this.maxBatch,
+      ...(this.engine.enginePath !== undefined ? { engine: this.engine.enginePath } : {}),
       ...(this.fallbackReason !== undefined ? { fallbackReason: this.fallbackReason } : {}),
     }
   }

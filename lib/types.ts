@@ -119,6 +119,8 @@ export interface ModelInfo {
   device: string
   precision: string
   maxBatch: number
+  /** TensorRT: the engine (plan) file in the cache. */
+  engine?: string
   /** Set when backend 'auto' did not take TensorRT: why (e.g. no GPU, no TensorRT library). */
   fallbackReason?: string
 }

@@ -139,49 +139,98 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
   })
 })
 
-describe('what the addon reports (mocked)', () => {
-  afterEach(() => {
-    vi.doUnmock('../lib/native')
-    vi.resetModules()
-  })
-
-  async function withAddon(addon: () => unknown) {
-    vi.resetModules()
-    vi.doMock('../lib/native', async () => {
-      const actual = await vi.importActual<typeof import('../lib/native')>('../lib/native')
-      return { ...actual, loadNative: addon }
-    })
-    return {
-      availability: await import('../lib/availability'),
-      FM: (await import('../lib/face-multitask')).FaceMultitask,
-    }
+describe('the TensorRT probe runs in a child process', () => {
+  // Stand-in addons: plain modules the child requires in place of the .node file.
+  function addon(name: string, body: string): string {
+    const f = path.join(dir, `${name}.js`)
+    writeFileSync(f, body)
+    return f
   }
 
-  it('an addon without tensorrtStatus(): built without TensorRT', async () => {
-    const { availability } = await withAddon(() => ({ preprocess() {}, preprocessSync() {}, inputFloats: 150528 }))
-    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: availability.NO_TENSORRT_BACKEND })
-    expect(availability.NO_TENSORRT_BACKEND).toBe('this build has no TensorRT backend (headers absent at build time)')
+  it("passes the addon's status on word for word", async () => {
+    const { probeTensorrtStatus, describeTensorrtStatus } = await import('../lib/availability')
+    const reason = 'no TensorRT library (searched: libnvinfer.so.10 in the default library path)'
+    const f = addon('says-no', `exports.tensorrtStatus = () => (${JSON.stringify({ available: false, reason, tensorrtVersion: '', smCount: 0 })})`)
+    const raw = probeTensorrtStatus(f)
+    expect(raw).toEqual({ available: false, reason, tensorrtVersion: '', smCount: 0 })
+    expect(describeTensorrtStatus(raw)).toEqual({ available: false, reason })
   })
 
-  it("the addon's reason is passed on word for word", async () => {
+  it('describes an available TensorRT', async () => {
+    const { probeTensorrtStatus, describeTensorrtStatus } = await import('../lib/availability')
+    const status = { available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', smCount: 132 }
+    const f = addon('says-yes', `exports.tensorrtStatus = () => (${JSON.stringify(status)})`)
+    const raw = probeTensorrtStatus(f)
+    expect(raw).toEqual(status)
+    expect(describeTensorrtStatus(raw)).toEqual({ available: true, version: '10.14.1', gpu: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' })
+  })
+
+  it('a crash in the probe (a broken driver) becomes a reason; this process keeps running', async () => {
+    const { probeTensorrtStatus } = await import('../lib/availability')
+    const f = addon('crashes', "exports.tensorrtStatus = () => { process.kill(process.pid, 'SIGSEGV') }")
+    expect(probeTensorrtStatus(f)).toEqual({ reason: 'the TensorRT probe crashed (SIGSEGV) while loading TensorRT or the CUDA driver' })
+  })
+
+  it('a hung probe times out; a throwing one gives its first error line', async () => {
+    const { probeTensorrtStatus } = await import('../lib/availability')
+    const hang = addon('hangs', 'exports.tensorrtStatus = () => { for (;;) {} }')
+    expect(probeTensorrtStatus(hang, 1500)).toEqual({ reason: 'the TensorRT probe did not answer within 1.5 s (a hung CUDA driver?)' })
+    const throws = addon('throws', "exports.tensorrtStatus = () => { throw new Error('cuInit failed: 100') }")
+    expect((probeTensorrtStatus(throws) as { reason: string }).reason).toBe('the TensorRT probe failed (exit code 1): Error: cuInit failed: 100')
+    const silent = addon('no-export', 'exports.other = 1')
+    const { NO_TENSORRT_BACKEND } = await import('../lib/availability')
+    expect(probeTensorrtStatus(silent)).toEqual({ reason: NO_TENSORRT_BACKEND, noBackend: true })
+  })
+
+  it("this machine's real addon answers through the probe, with the same reason as available()", async () => {
+    const { tensorrtProbe } = await import('../lib/availability')
+    const p = tensorrtProbe()
+    expect(p.availability.available).toBe(false)
+    expect(p.availability.reason).toBe((await FaceMultitask.available()).tensorrt.reason)
+    if (p.status) expect(p.status.reason).toBe(p.availability.reason)
+  })
+
+  it('describes a status without a reason, and a missing status', async () => {
+    const { describeTensorrtStatus } = await import('../lib/availability')
+    expect(describeTensorrtStatus({ available: false }).reason).toMatch(/gives no reason/)
+    expect(describeTensorrtStatus({ reason: 'the TensorRT probe crashed (SIGBUS)' })).toEqual({ available: false, reason: 'the TensorRT probe crashed (SIGBUS)' })
+  })
+})
+
+describe('backend choice when TensorRT reports itself available (mocked probe)', () => {
+  afterEach(() => {
+    vi.doUnmock('../lib/availability')
+    vi.resetModules()
+  })
+
+  async function withProbe(probe: unknown) {
+    vi.resetModules()
+    vi.doMock('../lib/availability', async () => {
+      const actual = await vi.importActual<typeof import('../lib/availability')>('../lib/availability')
+      return { ...actual, tensorrtProbe: () => probe }
+    })
+    return (await import('../lib/face-multitask')).FaceMultitask
+  }
+
+  it("a reason from the probe reaches backend 'tensorrt' word for word", async () => {
     const reason = 'libnvinfer.so.10: cannot open shared object file: No such file or directory'
-    const { availability, FM } = await withAddon(() => ({ tensorrtStatus: () => ({ available: false, reason }) }))
-    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason })
+    const FM = await withProbe({ availability: { available: false, reason } })
     await expect(FM.load({ model: file, backend: 'tensorrt' })).rejects.toThrow(`options.backend: 'tensorrt' is not available: ${reason}; use 'auto' or 'cpu'`)
   })
 
-  it('an available TensorRT is described', async () => {
-    const { availability } = await withAddon(() => ({ tensorrtStatus: () => ({ available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' }) }))
-    expect(availability.tensorrtAvailability()).toEqual({ available: true, version: '10.14.1', gpu: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' })
-  })
-
-  it('an addon that does not load, or a status call that throws, becomes a reason', async () => {
-    let { availability } = await withAddon(() => { throw new Error('face-multitask: could not load the native addon for linux-x64\n  more lines') })
-    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: 'the native addon does not load: could not load the native addon for linux-x64' })
-    expect(availability.onnxruntimeAvailability()).toEqual({ available: false, device: 'cpu', reason: 'the native addon does not load: could not load the native addon for linux-x64' })
-    ;({ availability } = await withAddon(() => ({ tensorrtStatus: () => { throw new Error('cuInit failed: 100') } })))
-    expect(availability.tensorrtAvailability()).toEqual({ available: false, reason: "the addon's tensorrtStatus() failed: cuInit failed: 100" })
-    ;({ availability } = await withAddon(() => ({ tensorrtStatus: () => ({ available: false }) })))
-    expect(availability.tensorrtAvailability().reason).toMatch(/gives no reason/)
+  it("an engine that cannot be made: 'tensorrt' rejects, 'auto' serves on the CPU and says why", async () => {
+    // This addon has no TensorRT backend compiled in (CI has no headers), so making the engine fails.
+    const status = { available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100', computeCapability: '9.0', smCount: 132, parserVersion: '10.14.1', cudaDriverVersion: '13.0' }
+    const FM = await withProbe({ availability: { available: true, version: '10.14.1', gpu: 'NVIDIA H100', computeCapability: '9.0' }, status })
+    const err = await FM.load({ model: file, backend: 'tensorrt', engineDir: dir }).catch((e) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect(err.message).toMatch(/this build of the addon has no TensorRT backend|TensorRT/)
+    const model = await FM.load({ model: file, backend: 'auto', engineDir: dir })
+    try {
+      expect(model.backend).toBe('onnxruntime')
+      expect(model.info().fallbackReason).toBe(`TensorRT could not be used: ${err.message}`)
+    } finally {
+      await model.close()
+    }
   })
 })

@@ -10,6 +10,8 @@ export interface Backend {
   readonly slots: number
   readonly device: string
   readonly precision: string
+  /** TensorRT: the engine file in the cache. */
+  readonly enginePath?: string
   run(faces: FaceJob[]): Promise<BatchOutputs>
   /** Frees everything; called once no batch is running. */
   close(): Promise<void>

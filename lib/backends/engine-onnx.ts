@@ -1,0 +1,55 @@
+// Which ONNX a TensorRT engine is built from. TensorRT 10 and 11 take the precision from the
+// network itself (a strongly typed build), so options.precision chooses a file: the model when
+// its face_multitask.precision says so, else the sibling `face-multitask export` writes beside it
+// (<stem>.fp16.onnx next to <stem>.fp32.onnx).
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { META_PREFIX } from '../contract'
+import { PRECISIONS } from '../gpu-options'
+import { readOnnxModel } from '../onnx-model'
+import type { Precision } from '../types'
+
+/** The precision an ONNX file declares (face_multitask.precision); files without the key are FP32. */
+export async function onnxPrecision(file: string): Promise<Precision> {
+  const declared = (await readOnnxModel(file)).metadata[`${META_PREFIX}precision`]
+  if (declared === undefined) return 'fp32'
+  if (!(PRECISIONS as readonly string[]).includes(declared)) {
+    throw new Error(`${file}: metadata ${META_PREFIX}precision is ${JSON.stringify(declared)}, not one of ${PRECISIONS.join(', ')}`)
+  }
+  return declared as Precision
+}
+
+/** `<stem>.<precision>.onnx` beside `model` (its .fp32/.fp16/.bf16 suffix replaced, or added). */
+export function siblingFor(model: string, precision: Precision): string {
+  const base = path.basename(model)
+  const stem = base.replace(/(\.(fp32|fp16|bf16))?\.onnx$/i, '')
+  return path.join(path.dirname(model), `${stem}.${precision}.onnx`)
+}
+
+export interface EngineOnnx {
+  path: string
+  precision: Precision
+}
+
+/**
+ * The file to build for `wanted`. When the model is not in that precision and no sibling is: an
+ * Error if the caller asked for the precision (`explicit`), else the model as it is, said on
+ * stderr (the default fp16 with an FP32-only export).
+ */
+export async function engineOnnx(model: string, wanted: Precision, explicit: boolean, log = (m: string) => process.stderr.write(`face-multitask: ${m}\n`)): Promise<EngineOnnx> {
+  const own = await onnxPrecision(model)
+  if (own === wanted) return { path: model, precision: own }
+  const sibling = siblingFor(model, wanted)
+  const exists = await fs.stat(sibling).then((s) => s.isFile(), () => false)
+  if (exists) {
+    const theirs = await onnxPrecision(sibling)
+    if (theirs === wanted) return { path: sibling, precision: wanted }
+    if (explicit) throw new Error(`options.precision is '${wanted}': ${sibling} is beside the model but declares ${theirs}`)
+  }
+  const why = `${model} is a ${own} export and there is no ${wanted} export beside it (${path.basename(sibling)})`
+  if (explicit) {
+    throw new Error(`options.precision is '${wanted}', but ${why}: run \`face-multitask export\` (it writes the .fp16.onnx), or pass precision: '${own}'`)
+  }
+  log(`${why}: the TensorRT engine is built in ${own}; \`face-multitask export\` writes the .fp16.onnx`)
+  return { path: model, precision: own }
+}

@@ -1,0 +1,185 @@
+// TensorRT backend: the engine comes from the cache (engine-cache.ts) or is built from the ONNX
+// on a native thread with progress and cancellation; batches run in the addon's pipeline
+// (native/tensorrt/pipeline.h): frames uploaded from pinned memory, one CUDA kernel launch
+// preprocesses every face, enqueueV3, outputs back through a thread-safe function. Everything
+// around it — scheduling, batch splitting, decoding — is shared with the CPU backend.
+// NOT YET RUN ON A GPU: the JS side is tested on the CPU up to the addon's calls.
+import path from 'node:path'
+import type { TensorRtStatus } from '../availability'
+import type { ModelSpec } from '../contract'
+import type { BatchOutputs } from '../decode'
+import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
+import type { GpuOptions } from '../gpu-options'
+import type { FaceJob } from '../image-input'
+import { loadNative } from '../native'
+import type { EngineProgress, Precision } from '../types'
+import type { Backend } from './backend'
+import { engineOnnx } from './engine-onnx'
+
+/** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
+export interface NativeTensorRt {
+  tensorrtBuild(
+    options: { onnx: string; minBatch: number; optBatch: number; maxBatch: number; optimizationLevel: number; workspaceBytes: number; timingCache: string },
+    onProgress: (event: EngineProgress) => void,
+  ): { promise: Promise<{ plan: Uint8Array; messages: string[]; tensorrtVersion: string; timingCacheSaved: boolean }>; cancel(): void }
+  tensorrtLoad(plan: Uint8Array, options: { streams: number; maxBatch: number; crop: 0 | 1; resize: 0 | 1 }): Promise<NativeEngine>
+}
+
+interface NativeFrame {
+  data: Uint8Array
+  width: number
+  height: number
+  stride: number
+  format: number
+}
+
+export interface NativeEngine {
+  run(frames: NativeFrame[], faces: { frame: number; window: [number, number, number, number] | null }[]): Promise<BatchOutputs>
+  allocFrame(bytes: number): Uint8Array
+  close(): Promise<void>
+  info(): { preprocessing: 'cuda' | 'cpu'; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[] }
+}
+
+/** The addon's TensorRT functions, or an Error saying why there are none. */
+export function nativeTensorRt(): NativeTensorRt {
+  const addon = loadNative() as unknown as Partial<NativeTensorRt>
+  if (typeof addon.tensorrtBuild !== 'function' || typeof addon.tensorrtLoad !== 'function') {
+    throw new Error('this build of the addon has no TensorRT backend (TensorRT headers absent at build time)')
+  }
+  return addon as NativeTensorRt
+}
+
+/**
+ * Groups a batch's faces by frame (same bytes, same geometry) so a frame shared by several
+ * faces is uploaded once.
+ */
+export function framesOf(faces: readonly FaceJob[]): { frames: NativeFrame[]; refs: { frame: number; window: [number, number, number, number] | null }[] } {
+  const frames: NativeFrame[] = []
+  const index = new Map<Uint8Array, number[]>()
+  const refs = faces.map((f) => {
+    const same = index.get(f.data) ?? []
+    let k = same.find((i) => frames[i].width === f.width && frames[i].height === f.height && frames[i].stride === f.stride && frames[i].format === f.format)
+    if (k === undefined) {
+      k = frames.push({ data: f.data, width: f.width, height: f.height, stride: f.stride, format: f.format }) - 1
+      same.push(k)
+      index.set(f.data, same)
+    }
+    return { frame: k, window: f.window }
+  })
+  return { frames, refs }
+}
+
+export interface TensorRtLoad {
+  model: string
+  spec: ModelSpec
+  gpu: GpuOptions
+  /** From the availability probe: versions and the GPU, for the engine's cache key. */
+  status: TensorRtStatus & { builtFor?: string; parserVersion?: string; smCount?: number; cudaDriverVersion?: string }
+  /** Whether options.precision was given (else the model's own precision is accepted). */
+  precisionGiven: boolean
+}
+
+/** The engine's cache key parts for this ONNX, TensorRT, GPU and options. */
+export async function keyParts(onnx: string, precision: Precision, load: TensorRtLoad): Promise<EngineKeyParts> {
+  const s = load.status
+  const g = load.gpu
+  return engineKeyParts({
+    onnx,
+    signal: g.signal,
+    tensorrt: { version: s.tensorrtVersion ?? 'unknown', build: `library ${s.tensorrtVersion ?? '?'}, headers ${s.builtFor ?? '?'}` },
+    parserVersion: s.parserVersion || 'unknown',
+    precision,
+    profile: { minBatch: g.minBatch, optBatch: g.optBatch, maxBatch: g.maxBatch },
+    builder: { optimizationLevel: g.builderOptimizationLevel, workspaceMiB: g.workspaceMiB ?? 0 },
+    gpu: { name: s.gpuName ?? 'unknown GPU', computeCapability: s.computeCapability ?? '0.0', smCount: s.smCount && s.smCount > 0 ? s.smCount : 1 },
+    cudaMajor: Number.parseInt(s.cudaDriverVersion ?? '0', 10) || 0,
+  })
+}
+
+export class TensorRtBackend implements Backend {
+  readonly name = 'tensorrt' as const
+
+  private constructor(
+    private readonly engine: NativeEngine,
+    readonly device: string,
+    readonly precision: string,
+    readonly slots: number,
+    readonly enginePath: string,
+  ) {}
+
+  static async create(load: TensorRtLoad): Promise<TensorRtBackend> {
+    const trt = nativeTensorRt()
+    const { gpu, spec } = load
+    const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven)
+    const cache = new EngineCache({ engineDir: gpu.engineDir })
+    const parts = await keyParts(onnx.path, onnx.precision, load)
+    const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
+    const options = { streams: gpu.streams, maxBatch: gpu.maxBatch, crop: spec.crop === 'square' ? 1 : 0, resize: spec.resize === 'antialias_bilinear' ? 1 : 0 } as const
+    let engine: NativeEngine
+    for (let attempt = 0; ; attempt++) {
+      const plan = await cache.getOrBuild(parts, build, { signal: gpu.signal, onProgress: gpu.onProgress })
+      try {
+        engine = await trt.tensorrtLoad(plan, options)
+        break
+      } catch (e) {
+        // A plan TensorRT refuses (another build of the library, a damaged file) is rebuilt once.
+        if ((e as { code?: string }).code !== 'FM_PLAN_REFUSED' || attempt > 0) throw new Error(`TensorRT could not load the engine for ${path.basename(onnx.path)}: ${(e as Error).message}`, { cause: e })
+        await cache.invalidate(parts, (e as Error).message)
+      }
+    }
+    const info = engine.info()
+    const gpuName = load.status.gpuName ?? 'GPU'
+    const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${info.preprocessing === 'cuda' ? 'CUDA' : 'CPU'} preprocessing)`
+    // One batch more than there are streams: the next is queued in the addon while the GPU works.
+    return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, cache.files(parts).plan)
+  }
+
+  run(faces: FaceJob[]): Promise<BatchOutputs> {
+    const { frames, refs } = framesOf(faces)
+    return this.engine.run(frames, refs)
+  }
+
+  /** Pinned host memory the GPU copies from directly (zero-copy frames). */
+  allocFrame(bytes: number): Uint8Array {
+    return this.engine.allocFrame(bytes)
+  }
+
+  close(): Promise<void> {
+    return this.engine.close()
+  }
+}
+
+async function buildPlan(
+  trt: NativeTensorRt,
+  onnx: string,
+  parts: EngineKeyParts,
+  cache: EngineCache,
+  gpu: GpuOptions,
+  onProgress: (e: EngineProgress) => void,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const handle = trt.tensorrtBuild(
+    {
+      onnx,
+      minBatch: gpu.minBatch,
+      optBatch: gpu.optBatch,
+      maxBatch: gpu.maxBatch,
+      optimizationLevel: gpu.builderOptimizationLevel,
+      workspaceBytes: (gpu.workspaceMiB ?? 0) * 1024 * 1024,
+      timingCache: cache.timingCachePath(parts),
+    },
+    onProgress,
+  )
+  const cancel = () => handle.cancel()
+  signal?.addEventListener('abort', cancel, { once: true })
+  try {
+    const result = await handle.promise
+    for (const m of result.messages) onProgress({ type: 'message', message: `TensorRT: ${m}` })
+    return result.plan
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw new AbortError(`the engine build for ${path.basename(onnx)} was cancelled`, { cause: e })
+    throw new Error(`the TensorRT engine build for ${path.basename(onnx)} failed: ${(e as Error).message}`, { cause: e })
+  } finally {
+    signal?.removeEventListener('abort', cancel)
+  }
+}

@@ -1,0 +1,160 @@
+// The TensorRT backend's JavaScript side, on a machine without TensorRT: which ONNX an engine is
+// built from (options.precision against the file's own), how a batch's faces are grouped into
+// frames for upload, allocFrame() on both backends, and the addon without TensorRT compiled in.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
+import { framesOf, nativeTensorRt } from '../lib/backends/tensorrt'
+import { FaceMultitask } from '../lib/face-multitask'
+import { facesToRun } from '../lib/image-input'
+import { loadNative } from '../lib/native'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-trt-backend-'))
+
+function varint(n: number): number[] {
+  const out: number[] = []
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80)
+    n >>>= 7
+  }
+  out.push(n)
+  return out
+}
+
+// A ModelProto with one more metadata_props entry (field 14): protobuf messages may be extended
+// by appending fields, so the fixture's bytes plus this entry are a valid model.
+function withMetadata(model: Uint8Array, key: string, value: string): Uint8Array {
+  const k = Buffer.from(key)
+  const v = Buffer.from(value)
+  const entry = [0x0a, ...varint(k.length), ...k, 0x12, ...varint(v.length), ...v]
+  return Buffer.concat([model, Buffer.from([0x72, ...varint(entry.length), ...entry])])
+}
+
+function write(name: string, bytes: Uint8Array): string {
+  const f = path.join(dir, name)
+  writeFileSync(f, bytes)
+  return f
+}
+
+const fixture = makeFixtureModel({ generation: 'v2.5' })
+
+describe('which ONNX the engine is built from', () => {
+  const messages: string[] = []
+  const log = (m: string) => messages.push(m)
+
+  it('reads face_multitask.precision; a file without it is FP32', async () => {
+    expect(await onnxPrecision(write('plain.onnx', fixture))).toBe('fp32')
+    expect(await onnxPrecision(write('half.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16')))).toBe('fp16')
+    await expect(onnxPrecision(write('odd.onnx', withMetadata(fixture, 'face_multitask.precision', 'int8')))).rejects.toThrow(/face_multitask\.precision is "int8", not one of fp16, bf16, fp32/)
+  })
+
+  it('names the export sibling of each precision', () => {
+    expect(siblingFor('/m/face_multitask_v2.8.fp32.onnx', 'fp16')).toBe(path.join('/m', 'face_multitask_v2.8.fp16.onnx'))
+    expect(siblingFor('/m/face_multitask_v2.8.FP16.onnx', 'fp32')).toBe(path.join('/m', 'face_multitask_v2.8.fp32.onnx'))
+    expect(siblingFor('/m/model.onnx', 'bf16')).toBe(path.join('/m', 'model.bf16.onnx'))
+  })
+
+  it('takes the model itself when its precision is the one asked for', async () => {
+    const f = write('a.fp32.onnx', fixture)
+    expect(await engineOnnx(f, 'fp32', true, log)).toEqual({ path: f, precision: 'fp32' })
+  })
+
+  it('takes the FP16 sibling `face-multitask export` wrote beside the FP32 model', async () => {
+    const f32 = write('b.fp32.onnx', fixture)
+    const f16 = write('b.fp16.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16'))
+    expect(await engineOnnx(f32, 'fp16', false, log)).toEqual({ path: f16, precision: 'fp16' })
+    expect(await engineOnnx(f32, 'fp16', true, log)).toEqual({ path: f16, precision: 'fp16' })
+    expect(await engineOnnx(f16, 'fp32', true, log)).toEqual({ path: f32, precision: 'fp32' })
+  })
+
+  it('an FP32-only model: the default builds it as it is and says so; an explicit fp16 is refused', async () => {
+    const f = write('c.fp32.onnx', fixture)
+    messages.length = 0
+    expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
+    expect(messages).toEqual([`${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): the TensorRT engine is built in fp32; \`face-multitask export\` writes the .fp16.onnx`])
+    await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16', but ${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): run \`face-multitask export\` (it writes the .fp16.onnx), or pass precision: 'fp32'`)
+  })
+
+  it('a sibling that declares another precision is not taken', async () => {
+    const f = write('d.fp32.onnx', fixture)
+    const wrong = write('d.fp16.onnx', fixture) // named fp16, but FP32 inside
+    await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16': ${wrong} is beside the model but declares fp32`)
+    expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
+  })
+})
+
+describe('faces grouped into frames for upload', () => {
+  const frameA = { data: new Uint8Array(64 * 48 * 3), width: 64, height: 48 }
+  const frameB = { data: new Uint8Array(64 * 48 * 4), width: 64, height: 48, format: 'rgba' as const }
+
+  it('a frame shared by several faces is uploaded once; faces keep their order and windows', () => {
+    const { perImage } = facesToRun([frameA, frameB], { boxes: [[[1, 1, 20, 20], [30, 10, 60, 40]], [[5, 5, 25, 25]]] }, 'square')
+    const jobs = perImage.flat()
+    const { frames, refs } = framesOf(jobs)
+    expect(frames).toHaveLength(2)
+    expect(frames[0]).toEqual({ data: frameA.data, width: 64, height: 48, stride: 192, format: 0 })
+    expect(frames[1]).toEqual({ data: frameB.data, width: 64, height: 48, stride: 256, format: 1 })
+    expect(refs.map((r) => r.frame)).toEqual([0, 0, 1])
+    expect(refs.map((r) => r.window)).toEqual(jobs.map((j) => j.window))
+  })
+
+  it('the same bytes seen with another geometry are another frame', () => {
+    const data = new Uint8Array(256 * 256 * 3)
+    const { perImage } = facesToRun(
+      [{ data, width: 256, height: 256 }, { data, width: 128, height: 128, stride: 768 }],
+      { boxes: [[[0, 0, 50, 50]], [[0, 0, 50, 50]]] },
+      'stretch',
+    )
+    const { frames, refs } = framesOf(perImage.flat())
+    expect(frames.map((f) => [f.width, f.stride])).toEqual([[256, 768], [128, 768]])
+    expect(refs.map((r) => r.frame)).toEqual([0, 1])
+  })
+
+  it('chips go without a window', () => {
+    const { perImage } = facesToRun({ data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 }, undefined, 'square')
+    expect(framesOf(perImage.flat()).refs).toEqual([{ frame: 0, window: null }])
+  })
+})
+
+describe('allocFrame()', () => {
+  it('on the CPU backend: an ordinary, zeroed frame that detect() takes as it is', async () => {
+    const model = await FaceMultitask.load({ model: write('e.onnx', fixture), backend: 'cpu' })
+    try {
+      const frame = model.allocFrame(320, 240, 'bgra')
+      expect(frame).toMatchObject({ width: 320, height: 240, format: 'bgra', stride: 1280 })
+      expect(frame.data).toBeInstanceOf(Uint8Array)
+      expect(frame.data.byteLength).toBe(320 * 240 * 4)
+      expect(frame.data.every((v) => v === 0)).toBe(true)
+      frame.data.fill(128)
+      const [face] = await model.detect(frame, { boxes: [[100, 60, 220, 180]] })
+      expect(face.mesh).toHaveLength(478 * 3)
+      expect(model.allocFrame(8, 8).format).toBe('rgb')
+    } finally {
+      await model.close()
+    }
+  })
+
+  it('checks its arguments, and refuses after close()', async () => {
+    const model = await FaceMultitask.load({ model: write('f.onnx', fixture), backend: 'cpu' })
+    expect(() => model.allocFrame(0, 10)).toThrow(new RangeError('width must be an integer from 1 to 65536, got 0'))
+    expect(() => model.allocFrame(10, 1.5)).toThrow(new RangeError('height must be an integer from 1 to 65536, got 1.5'))
+    expect(() => model.allocFrame(10, 10, 'yuv' as never)).toThrow(new TypeError('format must be one of rgb, rgba, bgr, bgra, gray, got "yuv"'))
+    await model.close()
+    expect(() => model.allocFrame(10, 10)).toThrow('allocFrame() called after close(): the model is closed')
+  })
+})
+
+describe('the addon without TensorRT compiled in', () => {
+  it('says so instead of failing later (a build with the headers exports the functions)', () => {
+    const addon = loadNative() as unknown as Record<string, unknown>
+    if (typeof addon.tensorrtBuild === 'function') {
+      expect(nativeTensorRt()).toBe(addon)
+      expect(typeof addon.tensorrtLoad).toBe('function')
+    } else {
+      expect(() => nativeTensorRt()).toThrow(new Error('this build of the addon has no TensorRT backend (TensorRT headers absent at build time)'))
+    }
+  })
+})
