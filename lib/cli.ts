@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The face-multitask command line: `detect` runs a model on an image's faces, `demo` runs the
 // whole pipeline on a synthetic model and a drawn image, `export` and `inspect` make and read
-// model files. Each command lives in lib/cli/.
+// model files, `build` makes a TensorRT engine ahead of time, `doctor` says what runs here.
+// Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments.
 import fs from 'node:fs'
 import path from 'node:path'
 import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
-import { DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
+import { BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 import { packageRoot } from './native'
 
 export type { Io } from './cli/common'
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   export: { usage: EXPORT_USAGE, run: async (argv, io) => (await import('./cli/export')).exportCommand(argv, io) },
   inspect: { usage: INSPECT_USAGE, run: async (argv, io) => (await import('./cli/inspect')).inspectCommand(argv, io) },
   doctor: { usage: DOCTOR_USAGE, run: async (argv, io) => (await import('./cli/doctor')).doctorCommand(argv, io) },
+  build: { usage: BUILD_USAGE, run: async (argv, io) => (await import('./cli/build')).buildCommand(argv, io) },
 }
 
 function version(): string {

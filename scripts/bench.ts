@@ -4,6 +4,7 @@
 //
 //   npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
 //   npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--batches 1,16] [--seconds N] [--threads N]
+//   npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]   (scripts/bench-tensorrt.ts)
 //
 // --pyfeat instead compares the pipeline with py-feat's own PyTorch FP32 pipeline
 // (scripts/bench_pyfeat.py) on the same photographs, face boxes, checkpoint and thread count:
@@ -50,6 +51,8 @@ const OURS_CHILD = '--internal-pyfeat-ours-child'
 const USAGE = `usage: npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
        npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--images <dir|files>]
                         [--batches 1,16] [--seconds N] [--threads N] [--json]
+       npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]
+                        (a GPU with TensorRT; --backend tensorrt --help says what it measures)
 
 Benchmarks the CPU backend (onnxruntime-node) in this process: faces/s through
 FaceMultitask.detect() on a 1920x1080 RGB frame with N ~300 px boxes, against a bare
@@ -171,7 +174,7 @@ function machineInfo(): MachineInfo {
 }
 
 /** A deterministic 1920x1080 RGB frame; its content does not change the cost of any stage. */
-function makeFrame(): ImageInput {
+export function makeFrame(): ImageInput & { data: Uint8Array } {
   const data = new Uint8Array(FRAME_WIDTH * FRAME_HEIGHT * 3)
   for (let i = 0; i < data.length; i++) data[i] = (Math.imul(i, 2654435761) >>> 24) & 0xff
   return { data, width: FRAME_WIDTH, height: FRAME_HEIGHT, format: 'rgb' }
@@ -181,7 +184,7 @@ function makeFrame(): ImageInput {
  * n face boxes of about 300 px on a grid over the frame. The margin keeps the 1.2x square crop
  * (360 px) inside the frame, so the timing is for ordinary faces rather than padded edge ones.
  */
-function makeBoxes(n: number): Box[] {
+export function makeBoxes(n: number): Box[] {
   const margin = (FACE_SIDE * 1.2) / 2
   const cols = Math.ceil(Math.sqrt((n * FRAME_WIDTH) / FRAME_HEIGHT))
   const rows = Math.ceil(n / cols)
@@ -836,6 +839,17 @@ export async function main(argv: string[]): Promise<number> {
       return 1
     }
   }
+  const backendAt = argv.findIndex((a) => a === '--backend' || a.startsWith('--backend='))
+  if (backendAt >= 0) {
+    const backend = argv[backendAt].includes('=') ? argv[backendAt].split('=')[1] : argv[backendAt + 1]
+    const rest = argv.filter((_, i) => i !== backendAt && (argv[backendAt].includes('=') || i !== backendAt + 1))
+    if (backend === 'tensorrt') return tensorrtMain(rest)
+    if (backend !== 'cpu' && backend !== 'onnxruntime') {
+      process.stderr.write(`bench: --backend must be cpu, onnxruntime or tensorrt, got ${JSON.stringify(backend)}\n`)
+      return 2
+    }
+    argv = rest
+  }
   let opts: BenchOptions | 'help'
   try {
     opts = parseArgs(argv)
@@ -851,6 +865,42 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await (opts.pyfeat ? runPyfeat(opts) : run(opts))
     return 0
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n`)
+    return 1
+  }
+}
+
+/** `--backend tensorrt`: --model (required), --seconds, --streams, --json. */
+async function tensorrtMain(argv: string[]): Promise<number> {
+  const { TENSORRT_USAGE, benchTensorrt } = await import('./bench-tensorrt')
+  const opts = { model: '', seconds: DEFAULT_SECONDS, streams: 2, json: false }
+  try {
+    for (let i = 0; i < argv.length; i++) {
+      const arg = argv[i]
+      if (arg === '--help' || arg === '-h') {
+        process.stdout.write(`${TENSORRT_USAGE}\n`)
+        return 0
+      }
+      if (arg === '--json') {
+        opts.json = true
+        continue
+      }
+      const value = argv[++i]
+      if (value === undefined) throw new UsageError(`${arg}: missing value`)
+      if (arg === '--model') opts.model = value
+      else if (arg === '--seconds') opts.seconds = positiveInt(arg, value, 3600)
+      else if (arg === '--streams') opts.streams = positiveInt(arg, value, 16)
+      else throw new UsageError(`unknown argument "${arg}" (with --backend tensorrt: --model, --seconds, --streams, --json)`)
+    }
+    if (!opts.model) throw new UsageError('--backend tensorrt needs --model <onnx> (an export; `face-multitask export` writes the .fp16.onnx)')
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e
+    process.stderr.write(`bench: ${e.message}\n(run with --backend tensorrt --help for usage)\n`)
+    return 2
+  }
+  try {
+    return await benchTensorrt(opts)
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n`)
     return 1

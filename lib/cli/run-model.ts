@@ -4,7 +4,7 @@ import { FaceMultitask } from '../face-multitask'
 import type { Box, Face, ImageInput, ModelInfo } from '../types'
 import { CliError, messageOf } from './common'
 
-export const CLI_BACKENDS = ['auto', 'cpu'] as const
+export const CLI_BACKENDS = ['auto', 'cpu', 'tensorrt'] as const
 export type CliBackend = (typeof CLI_BACKENDS)[number]
 
 export interface RunRequest {

@@ -8,7 +8,7 @@ py-feat's face_multitask_v2 facial-behaviour model: action units, emotions, vale
 gaze, head pose, a 478-point face mesh and blendshapes for each face box of an image.
 
 commands:
-  detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu]
+  detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
              run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
   demo [--generation ${GENERATIONS.join('|')}] [--json]
              the whole pipeline on a generated image and a synthetic model: no weights needed
@@ -18,6 +18,8 @@ commands:
              generation, heads, config and conventions of a checkpoint or an exported model
   doctor [--json]
              which backends can run here (or exactly why not), the addon, Node, onnxruntime
+  build <onnx> [--precision fp16|bf16|fp32] [--max-batch N] [...]
+             make the TensorRT engine for this GPU ahead of time, with a progress bar
   help [command]
              this help, or a command's
 
@@ -27,7 +29,7 @@ options:
 
 exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments`
 
-export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu]
+export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
 
 Runs the model on the faces of one image and prints, per face: the box py-feat reports, the top
 emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees and radians).
@@ -39,7 +41,7 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
                      --boxes "120,80,330,330;400,90,560,300". Use --boxes=... when the first
                      number is negative. Without --boxes the image must be a 256x256 face chip.
   --json             print a JSON array of faces (every field, mesh and landmarks included)
-  --backend <name>   auto (default: the best available) or cpu
+  --backend <name>   auto (default: TensorRT when available, else the CPU), cpu or tensorrt
   -h, --help         this help
 
 Face detection is not built in yet: boxes come from your own detector.`
@@ -93,3 +95,25 @@ N-API versions, the onnxruntime-node version and the engine cache folder.
   -h, --help         this help
 
 Exit code 0 when the CPU backend runs (TensorRT's absence is not a failure), 1 when it does not.`
+
+export const BUILD_USAGE = `usage: face-multitask build <onnx> [--precision fp16|bf16|fp32] [--min-batch N] [--opt-batch N]
+                            [--max-batch N] [--opt-level 0-5] [--workspace-mib N] [--engine-dir DIR] [--json]
+
+Builds the TensorRT engine for <onnx> on this GPU and stores it in the engine cache, showing
+TensorRT's progress (a first build takes minutes; Ctrl-C cancels it). FaceMultitask.load() with
+the same options then loads it in seconds. An engine already in the cache is reused, not rebuilt.
+
+  --precision <p>      fp16 (default), bf16 (Ampere and newer) or fp32. TensorRT takes the precision
+                       from the ONNX: fp16 builds the .fp16.onnx that \`face-multitask export\` writes
+                       beside the .fp32.onnx; without --precision an FP32-only model builds in fp32
+  --min-batch N        the engine profile's smallest batch (default 1)
+  --opt-batch N        the batch the kernels are tuned for (default 8)
+  --max-batch N        the largest batch (default 64); larger requests are split
+  --opt-level N        builder optimization level 0-5 (default 3)
+  --workspace-mib N    builder workspace limit (default: TensorRT's)
+  --engine-dir DIR     the engine cache folder (default engines/ in the package)
+  --json               print the loaded engine's description as JSON
+  -h, --help           this help
+
+Needs an NVIDIA GPU and TensorRT 10 or 11 (\`face-multitask doctor\` says whether they are found).
+Exit code 0 when the engine is ready, 1 when it cannot be built here, 2 for bad arguments.`

@@ -1,0 +1,90 @@
+// `face-multitask build <onnx> [options]`: builds (or finds in the cache) the TensorRT engine for a
+// model ahead of time, with a progress bar, so that the first FaceMultitask.load() on this GPU
+// does not take minutes. Ctrl-C cancels the build.
+import { parseArgs } from 'node:util'
+import { tensorrtAvailability } from '../availability'
+import { FaceMultitask } from '../face-multitask'
+import { gpuOptions, PRECISIONS } from '../gpu-options'
+import type { LoadOptions, Precision } from '../types'
+import { CliError, type Io, messageOf, parseCommandArgs, UsageError } from './common'
+import { BuildProgressView } from './progress'
+
+function intArg(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`)
+  return Number(value)
+}
+
+export function buildOptions(argv: string[]): LoadOptions & { json: boolean } {
+  const { values, positionals } = parseCommandArgs(() => parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      precision: { type: 'string' },
+      'min-batch': { type: 'string' },
+      'opt-batch': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'opt-level': { type: 'string' },
+      'workspace-mib': { type: 'string' },
+      'engine-dir': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  }))
+  if (positionals.length !== 1) throw new UsageError(`<onnx>: give one model file, got ${positionals.length}`)
+  if (values.precision !== undefined && !(PRECISIONS as readonly string[]).includes(values.precision)) {
+    throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got "${values.precision}"`)
+  }
+  return {
+    model: positionals[0],
+    backend: 'tensorrt',
+    precision: values.precision as Precision | undefined,
+    minBatch: intArg(values['min-batch'], 'min-batch'),
+    optBatch: intArg(values['opt-batch'], 'opt-batch'),
+    maxBatch: intArg(values['max-batch'], 'max-batch'),
+    builderOptimizationLevel: intArg(values['opt-level'], 'opt-level'),
+    workspaceMiB: intArg(values['workspace-mib'], 'workspace-mib'),
+    engineDir: values['engine-dir'],
+    json: values.json ?? false,
+  }
+}
+
+/** The library names its options (options.minBatch); on the command line they are flags (--min-batch). */
+const FLAGS: Record<string, string> = { model: '<onnx>', builderOptimizationLevel: '--opt-level', workspaceMiB: '--workspace-mib' }
+
+function cliMessage(e: unknown): string {
+  return messageOf(e).replace(/options\.(\w+)/g, (_, name: string) => FLAGS[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
+}
+
+export async function buildCommand(argv: string[], io: Io): Promise<number> {
+  const { json, ...options } = buildOptions(argv)
+  try {
+    gpuOptions(options) // the flags' ranges, checked before anything else
+  } catch (e) {
+    throw new UsageError(cliMessage(e))
+  }
+  const trt = tensorrtAvailability()
+  if (!trt.available) throw new CliError(`cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
+  // Options left undefined keep their defaults (gpuOptions treats a present undefined as absent).
+  const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY) && !json)
+  const abort = new AbortController()
+  const onSigint = () => abort.abort(new Error('interrupted (Ctrl-C)'))
+  process.once('SIGINT', onSigint)
+  let model: FaceMultitask
+  try {
+    model = await FaceMultitask.load({ ...options, onProgress: (e) => view.on(e), signal: abort.signal })
+  } catch (e) {
+    view.clear()
+    if ((e as Error).name === 'AbortError') throw new CliError('the engine build was cancelled')
+    if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(cliMessage(e))
+    throw new CliError(cliMessage(e))
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+  view.clear()
+  const info = model.info()
+  await model.close()
+  if (json) io.out(JSON.stringify(info, null, 2))
+  else io.out(`engine ready: ${info.engine ?? '(in the cache)'}\n  ${info.device}, ${info.precision}, batches up to ${info.maxBatch}`)
+  return 0
+}

@@ -1,0 +1,101 @@
+// `face-multitask build`: arguments, the refusal where TensorRT is absent (CI), and the progress
+// view that renders TensorRT's IProgressMonitor events.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tensorrtAvailability } from '../lib/availability'
+import { main } from '../lib/cli'
+import { BuildProgressView } from '../lib/cli/progress'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-build-'))
+const model = path.join(dir, 'fixture.onnx')
+writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
+
+async function run(...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+describe('face-multitask build', () => {
+  it('--help works without a GPU, and the main help lists the command', async () => {
+    const r = await run('build', '--help')
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/^usage: face-multitask build <onnx>/)
+    expect(r.out).toMatch(/--max-batch N/)
+    expect((await run('--help')).out).toMatch(/build <onnx>/)
+  })
+
+  it('bad arguments exit 2 naming the flag', async () => {
+    const cases: [string[], string][] = [
+      [[], '<onnx>: give one model file, got 0'],
+      [[model, '--precision', 'int8'], '--precision must be one of fp16, bf16, fp32, got "int8"'],
+      [[model, '--max-batch', '1.5'], '--max-batch must be a whole number, got "1.5"'],
+      [[model, '--max-batch', '0'], '--max-batch must be an integer from 1 to 4096, got 0'],
+      [[model, '--min-batch', '100'], '--min-batch (100) must not exceed --max-batch (64, the TensorRT default)'],
+      [[model, '--opt-level', '9'], '--opt-level must be an integer from 0 to 5, got 9'],
+      [[model, '--streams', '2'], "Unknown option '--streams'"],
+    ]
+    for (const [argv, message] of cases) {
+      const r = await run('build', ...argv)
+      expect(r.code, argv.join(' ')).toBe(2)
+      expect(r.err).toContain(message)
+    }
+  })
+
+  it('where TensorRT is not available: exit 1 with the exact reason', async () => {
+    const trt = tensorrtAvailability()
+    expect(trt.available).toBe(false)
+    const r = await run('build', model, '--engine-dir', dir)
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
+    expect(r.out).toBe('')
+  })
+})
+
+describe('the build progress view', () => {
+  const events = [
+    { type: 'message', message: 'building the TensorRT engine m.plan' },
+    { type: 'phase-start', phase: 'Building engine', steps: 3 },
+    { type: 'phase-start', phase: 'Tactic search', parent: 'Building engine', steps: 4 },
+    { type: 'step', phase: 'Tactic search', step: 0 },
+    { type: 'step', phase: 'Tactic search', step: 1 },
+    { type: 'phase-end', phase: 'Tactic search' },
+    { type: 'step', phase: 'Building engine', step: 0 },
+    { type: 'phase-end', phase: 'Building engine' },
+  ] as const
+
+  it('on a terminal: one line redrawn in place, the innermost phase with steps as the bar', () => {
+    let screen = ''
+    const lines: string[] = []
+    const view = new BuildProgressView((t) => { screen += t }, true)
+    for (const e of events) {
+      view.on(e)
+      lines.push(view.line())
+    }
+    expect(lines).toEqual([
+      '',
+      'Building engine [------------------------] 0/3',
+      'Building engine > Tactic search [------------------------] 0/4',
+      'Building engine > Tactic search [######------------------] 1/4',
+      'Building engine > Tactic search [############------------] 2/4',
+      'Building engine [------------------------] 0/3',
+      'Building engine [########----------------] 1/3',
+      '',
+    ])
+    expect(screen.startsWith('building the TensorRT engine m.plan\n')).toBe(true)
+    expect(screen.split('\n')).toHaveLength(2) // the message; every bar after it redraws with \r
+    expect(screen).toContain('\r\x1b[2KBuilding engine > Tactic search [######------------------] 1/4')
+  })
+
+  it('elsewhere (a log, CI): a line per top-level phase and per message, none per step', () => {
+    const written: string[] = []
+    const view = new BuildProgressView((t) => written.push(t), false)
+    for (const e of events) view.on(e)
+    view.clear()
+    expect(written).toEqual(['building the TensorRT engine m.plan\n', 'Building engine...\n'])
+  })
+})
