@@ -118,6 +118,7 @@ export class FaceMultitask {
       precision: this.engine.precision,
       maxBatch: this.maxBatch,
       ...(this.engine.enginePath !== undefined ? { engine: this.engine.enginePath } : {}),
+      ...(this.engine.stages ? { gpuStages: this.engine.stages() } : {}),
       ...(this.fallbackReason !== undefined ? { fallbackReason: this.fallbackReason } : {}),
     }
   }

@@ -20,6 +20,7 @@ export interface GpuOptions {
   builderOptimizationLevel: number
   /** undefined: TensorRT's default. */
   workspaceMiB?: number
+  cudaGraphs: boolean
   onProgress?: (event: EngineProgress) => void
   signal?: AbortSignal
 }
@@ -44,7 +45,8 @@ function intOption(value: unknown, name: string, fallback: number, min: number, 
 
 /**
  * Checks options.precision, minBatch, optBatch, maxBatch (against the batch limits), streams,
- * engineDir, builderOptimizationLevel, workspaceMiB, onProgress and signal, and fills defaults.
+ * engineDir, builderOptimizationLevel, workspaceMiB, cudaGraphs, onProgress and signal, and fills
+ * defaults.
  * Each wrong value is a TypeError (wrong type) or RangeError (out of range) naming options.<name>.
  */
 export function gpuOptions(options: LoadOptions): GpuOptions {
@@ -73,6 +75,9 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
   }
   const builderOptimizationLevel = intOption(o.builderOptimizationLevel, 'builderOptimizationLevel', 3, 0, 5)
   const workspaceMiB = o.workspaceMiB === undefined ? undefined : intOption(o.workspaceMiB, 'workspaceMiB', 0, 1, 1 << 22)
+  if (o.cudaGraphs !== undefined && typeof o.cudaGraphs !== 'boolean') {
+    throw new TypeError(`options.cudaGraphs must be true or false, got ${describe(o.cudaGraphs)}`)
+  }
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
     throw new TypeError(`options.onProgress must be a function (event) => void, got ${describe(o.onProgress)}`)
   }
@@ -88,6 +93,7 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
     engineDir: o.engineDir as string | undefined,
     builderOptimizationLevel,
     workspaceMiB,
+    cudaGraphs: (o.cudaGraphs as boolean | undefined) ?? true,
     onProgress: o.onProgress as GpuOptions['onProgress'],
     signal: o.signal as AbortSignal | undefined,
   }

@@ -103,10 +103,35 @@ export interface LoadOptions {
   builderOptimizationLevel?: number
   /** TensorRT: builder workspace limit in MiB (default: TensorRT's, the device's memory). */
   workspaceMiB?: number
+  /**
+   * TensorRT: replay each batch size's inference as a CUDA graph after its first run (default
+   * true); a size whose capture fails runs plain enqueueV3.
+   */
+  cudaGraphs?: boolean
   /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
   onProgress?: (event: EngineProgress) => void
   /** Cancels load(): waiting for another process's engine build, or building one. */
   signal?: AbortSignal
+}
+
+export interface GpuStages {
+  batches: number
+  faces: number
+  /** Frames (only the rows the crops read) to the GPU. */
+  uploadMs: number
+  /** The preprocessing kernel. */
+  preprocessMs: number
+  /** TensorRT's enqueueV3, or its CUDA graph. */
+  inferMs: number
+  /** Outputs to pinned memory. */
+  downloadMs: number
+  /** Staging copies (frames not from allocFrame) and CPU preprocessing on the native threads. */
+  hostMs: number
+  /** Each batch from its start on a native thread to its outputs in host memory. */
+  wallMs: number
+  /** (stream, batch size) pairs replaying a CUDA graph, and those that fell back to plain enqueues. */
+  cudaGraphs: number
+  cudaGraphFallbacks: number
 }
 
 export interface ModelInfo {
@@ -121,6 +146,8 @@ export interface ModelInfo {
   maxBatch: number
   /** TensorRT: the engine (plan) file in the cache. */
   engine?: string
+  /** TensorRT: what the batches so far cost, per stage (CUDA events on each stream), summed. */
+  gpuStages?: GpuStages
   /** Set when backend 'auto' did not take TensorRT: why (e.g. no GPU, no TensorRT library). */
   fallbackReason?: string
 }

@@ -328,6 +328,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       tensors.Set(k++, d);
     }
     o.Set("tensors", tensors);
+    const PipelineStats st = pipeline_->stats();
+    Napi::Object stages = Napi::Object::New(env);
+    stages.Set("batches", static_cast<double>(st.batches));
+    stages.Set("faces", static_cast<double>(st.faces));
+    stages.Set("uploadMs", st.upload_ms);
+    stages.Set("preprocessMs", st.preprocess_ms);
+    stages.Set("inferMs", st.infer_ms);
+    stages.Set("downloadMs", st.download_ms);
+    stages.Set("hostMs", st.host_ms);
+    stages.Set("wallMs", st.wall_ms);
+    stages.Set("cudaGraphs", st.graphs_ready);
+    stages.Set("cudaGraphFallbacks", st.graphs_failed);
+    o.Set("stages", stages);
     return o;
   }
 
@@ -360,12 +373,13 @@ void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c)
 // tensorrtLoad(plan, options): deserializes on libuv's pool and starts the pipeline.
 class Loader : public Napi::AsyncWorker {
  public:
-  Loader(Napi::Env env, std::vector<uint8_t> plan, PipelineOptions options)
+  Loader(Napi::Env env, std::vector<uint8_t> plan, PipelineOptions options, bool cuda_graphs)
       : Napi::AsyncWorker(env, "face-multitask:tensorrt-load"), deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)), options_(options) {}
+        plan_(std::move(plan)), options_(options), cuda_graphs_(cuda_graphs) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
-    std::unique_ptr<Engine> engine = Engine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_);
+    std::unique_ptr<Engine> engine =
+        Engine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_, cuda_graphs_);
     plan_.clear();
     plan_.shrink_to_fit();
     if (!engine) {
@@ -393,6 +407,7 @@ class Loader : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::vector<uint8_t> plan_;
   PipelineOptions options_;
+  bool cuda_graphs_;
   std::shared_ptr<Pipeline> pipeline_;
   std::string error_;
   bool refused_ = false;
@@ -414,7 +429,9 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   p.crop = static_cast<CropMode>(crop);
   p.resize = static_cast<ResizeMode>(resize);
   if (p.streams < 1 || p.streams > 16) throw Napi::RangeError::New(env, "options.streams must be 1..16");
-  auto* w = new Loader(env, std::vector<uint8_t>(data, data + size), p);
+  Napi::Value graphs = o.Get("cudaGraphs");
+  const bool cuda_graphs = graphs.IsBoolean() ? graphs.As<Napi::Boolean>().Value() : true;
+  auto* w = new Loader(env, std::vector<uint8_t>(data, data + size), p, cuda_graphs);
   Napi::Promise promise = w->Promise();
   w->Queue();
   return promise;

@@ -94,6 +94,7 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
     ['builderOptimizationLevel -1', { builderOptimizationLevel: -1 }, /options\.builderOptimizationLevel must be an integer from 0 to 5, got -1/, RangeError],
     ['workspaceMiB zero', { workspaceMiB: 0 }, /options\.workspaceMiB must be an integer from 1 to 4194304, got 0/, RangeError],
     ['workspaceMiB fractional', { workspaceMiB: 10.5 }, /options\.workspaceMiB must be an integer .*got 10\.5/, RangeError],
+    ['cudaGraphs not a boolean', { cudaGraphs: 'yes' as never }, /options\.cudaGraphs must be true or false, got "yes"/, TypeError],
     ['onProgress not a function', { onProgress: 'log' as never }, /options\.onProgress must be a function \(event\) => void, got "log"/, TypeError],
     ['signal not an AbortSignal', { signal: {} as never }, /options\.signal must be an AbortSignal \(from an AbortController\), got an object \(Object\)/, TypeError],
   ]
@@ -119,6 +120,7 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
       engineDir: dir,
       builderOptimizationLevel: 0,
       workspaceMiB: 2048,
+      cudaGraphs: false,
       onProgress: () => {},
       signal: new AbortController().signal,
     })

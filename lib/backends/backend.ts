@@ -2,7 +2,7 @@
 // backend can preprocess on the device) and return the raw outputs, batch-major.
 import type { BatchOutputs } from '../decode'
 import type { FaceJob } from '../image-input'
-import type { BackendName } from '../types'
+import type { BackendName, GpuStages } from '../types'
 
 export interface Backend {
   readonly name: BackendName
@@ -12,6 +12,8 @@ export interface Backend {
   readonly precision: string
   /** TensorRT: the engine file in the cache. */
   readonly enginePath?: string
+  /** TensorRT: the batches' cost per stage so far. */
+  stages?(): GpuStages
   run(faces: FaceJob[]): Promise<BatchOutputs>
   /** Frees everything; called once no batch is running. */
   close(): Promise<void>

@@ -12,7 +12,7 @@ import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '..
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
 import { loadNative } from '../native'
-import type { EngineProgress, Precision } from '../types'
+import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
 import { engineOnnx } from './engine-onnx'
 
@@ -22,7 +22,7 @@ export interface NativeTensorRt {
     options: { onnx: string; minBatch: number; optBatch: number; maxBatch: number; optimizationLevel: number; workspaceBytes: number; timingCache: string },
     onProgress: (event: EngineProgress) => void,
   ): { promise: Promise<{ plan: Uint8Array; messages: string[]; tensorrtVersion: string; timingCacheSaved: boolean }>; cancel(): void }
-  tensorrtLoad(plan: Uint8Array, options: { streams: number; maxBatch: number; crop: 0 | 1; resize: 0 | 1 }): Promise<NativeEngine>
+  tensorrtLoad(plan: Uint8Array, options: { streams: number; maxBatch: number; crop: 0 | 1; resize: 0 | 1; cudaGraphs: boolean }): Promise<NativeEngine>
 }
 
 interface NativeFrame {
@@ -37,7 +37,7 @@ export interface NativeEngine {
   run(frames: NativeFrame[], faces: { frame: number; window: [number, number, number, number] | null }[]): Promise<BatchOutputs>
   allocFrame(bytes: number): Uint8Array
   close(): Promise<void>
-  info(): { preprocessing: 'cuda' | 'cpu'; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[] }
+  info(): { preprocessing: 'cuda' | 'cpu'; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[]; stages: GpuStages }
 }
 
 /** The addon's TensorRT functions, or an Error saying why there are none. */
@@ -114,7 +114,13 @@ export class TensorRtBackend implements Backend {
     const cache = new EngineCache({ engineDir: gpu.engineDir })
     const parts = await keyParts(onnx.path, onnx.precision, load)
     const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
-    const options = { streams: gpu.streams, maxBatch: gpu.maxBatch, crop: spec.crop === 'square' ? 1 : 0, resize: spec.resize === 'antialias_bilinear' ? 1 : 0 } as const
+    const options = {
+      streams: gpu.streams,
+      maxBatch: gpu.maxBatch,
+      crop: spec.crop === 'square' ? 1 : 0,
+      resize: spec.resize === 'antialias_bilinear' ? 1 : 0,
+      cudaGraphs: gpu.cudaGraphs,
+    } as const
     let engine: NativeEngine
     for (let attempt = 0; ; attempt++) {
       const plan = await cache.getOrBuild(parts, build, { signal: gpu.signal, onProgress: gpu.onProgress })
@@ -137,6 +143,10 @@ export class TensorRtBackend implements Backend {
   run(faces: FaceJob[]): Promise<BatchOutputs> {
     const { frames, refs } = framesOf(faces)
     return this.engine.run(frames, refs)
+  }
+
+  stages(): GpuStages {
+    return this.engine.info().stages
   }
 
   /** Pinned host memory the GPU copies from directly (zero-copy frames). */

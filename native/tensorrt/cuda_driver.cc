@@ -16,6 +16,7 @@ namespace {
 template <class T> struct Abi { using type = T; };
 template <> struct Abi<CUresult> { using type = int; };
 template <> struct Abi<CUdevice_attribute> { using type = int; };
+template <> struct Abi<CUstreamCaptureMode> { using type = int; };
 template <class R, class... A> struct Abi<R (*)(A...)> {
   using type = typename Abi<R>::type (*)(typename Abi<A>::type...);
 };
@@ -55,11 +56,25 @@ FM_CHECK(ModuleLoadData, "cuModuleLoadData")
 FM_CHECK(ModuleUnload, "cuModuleUnload")
 FM_CHECK(ModuleGetFunction, "cuModuleGetFunction")
 FM_CHECK(LaunchKernel, "cuLaunchKernel")
+FM_CHECK(EventRecord, "cuEventRecord")
+FM_CHECK(StreamBeginCapture, "cuStreamBeginCapture_v2")
+FM_CHECK(StreamEndCapture, "cuStreamEndCapture")
+FM_CHECK(GraphInstantiate, "cuGraphInstantiateWithFlags")
+FM_CHECK(GraphLaunch, "cuGraphLaunch")
+FM_CHECK(GraphExecDestroy, "cuGraphExecDestroy")
+FM_CHECK(GraphDestroy, "cuGraphDestroy")
+// CUDA 12.8+ maps cuEventElapsedTime to a _v2 with the same signature; the original symbol is
+// resolved so that older drivers load too.
+static_assert(std::is_same_v<Abi<decltype(&::cuEventElapsedTime)>::type, decltype(fm::cu::Api::EventElapsedTime)>,
+              "cuEventElapsedTime: type");
 #undef FM_CHECK
 static_assert(std::is_same_v<CUcontext, fm::cu::Context> && std::is_same_v<CUstream, fm::cu::Stream> &&
               std::is_same_v<CUevent, fm::cu::Event> && std::is_same_v<CUdevice, fm::cu::Device> &&
               std::is_same_v<CUdeviceptr, fm::cu::DevicePtr> && std::is_same_v<CUmodule, fm::cu::Module> &&
-              std::is_same_v<CUfunction, fm::cu::Function>);
+              std::is_same_v<CUfunction, fm::cu::Function> && std::is_same_v<CUgraph, fm::cu::Graph> &&
+              std::is_same_v<CUgraphExec, fm::cu::GraphExec>);
+static_assert(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL == fm::cu::kStreamCaptureModeThreadLocal &&
+              CU_EVENT_DEFAULT == fm::cu::kEventDefault);
 static_assert(CUDA_SUCCESS == fm::cu::kSuccess && CUDA_ERROR_NO_DEVICE == fm::cu::kErrorNoDevice &&
               CUDA_ERROR_NOT_READY == fm::cu::kErrorNotReady);
 static_assert(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT == fm::cu::kAttrMultiprocessorCount &&
@@ -125,7 +140,13 @@ Loaded load() {
          resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w) &&
          resolve(h, "cuModuleLoadData", &a.ModuleLoadData, w) && resolve(h, "cuModuleUnload", &a.ModuleUnload, w) &&
          resolve(h, "cuModuleGetFunction", &a.ModuleGetFunction, w) &&
-         resolve(h, "cuLaunchKernel", &a.LaunchKernel, w);
+         resolve(h, "cuLaunchKernel", &a.LaunchKernel, w) && resolve(h, "cuEventRecord", &a.EventRecord, w) &&
+         resolve(h, "cuEventElapsedTime", &a.EventElapsedTime, w) &&
+         resolve(h, "cuStreamBeginCapture_v2", &a.StreamBeginCapture, w) &&
+         resolve(h, "cuStreamEndCapture", &a.StreamEndCapture, w) &&
+         resolve(h, "cuGraphInstantiateWithFlags", &a.GraphInstantiate, w) &&
+         resolve(h, "cuGraphLaunch", &a.GraphLaunch, w) && resolve(h, "cuGraphExecDestroy", &a.GraphExecDestroy, w) &&
+         resolve(h, "cuGraphDestroy", &a.GraphDestroy, w);
   return l;
 }
 

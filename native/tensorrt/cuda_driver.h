@@ -24,6 +24,8 @@ struct CUstream_st;
 struct CUevent_st;
 struct CUmod_st;
 struct CUfunc_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
 
 namespace fm::cu {
 
@@ -34,6 +36,8 @@ using Stream = CUstream_st*;   // CUstream == cudaStream_t
 using Event = CUevent_st*;     // CUevent == cudaEvent_t
 using Module = CUmod_st*;      // CUmodule
 using Function = CUfunc_st*;   // CUfunction
+using Graph = CUgraph_st*;     // CUgraph
+using GraphExec = CUgraphExec_st*;  // CUgraphExec
 using DevicePtr = unsigned long long;  // CUdeviceptr (64-bit builds)
 
 constexpr Result kSuccess = 0;              // CUDA_SUCCESS
@@ -45,6 +49,8 @@ constexpr int kAttrComputeCapabilityMinor = 76;
 constexpr unsigned kStreamNonBlocking = 0x1;  // CU_STREAM_NON_BLOCKING
 constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING
 constexpr unsigned kMemHostAllocPortable = 0x1;  // CU_MEMHOSTALLOC_PORTABLE
+constexpr int kStreamCaptureModeThreadLocal = 1;  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+constexpr unsigned kEventDefault = 0x0;          // CU_EVENT_DEFAULT (timing enabled)
 
 // The entry points used, resolved once by driver(): field X is the driver's cuX, resolved under
 // the versioned symbol cuda.h maps cuX to (cuMemAlloc -> cuMemAlloc_v2; cuda_driver.cc checks the
@@ -82,6 +88,16 @@ struct Api {
   Result (*ModuleGetFunction)(Function*, Module, const char*);
   Result (*LaunchKernel)(Function, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, Stream, void**,
                          void**);
+  // Per-stage timing of a batch.
+  Result (*EventRecord)(Event, Stream);
+  Result (*EventElapsedTime)(float*, Event, Event);  // the original cuEventElapsedTime: every driver has it
+  // CUDA graphs of enqueueV3, one per batch size (trtexec's --useCudaGraph).
+  Result (*StreamBeginCapture)(Stream, int);                          // cuStreamBeginCapture_v2
+  Result (*StreamEndCapture)(Stream, Graph*);
+  Result (*GraphInstantiate)(GraphExec*, Graph, unsigned long long);  // cuGraphInstantiateWithFlags
+  Result (*GraphLaunch)(GraphExec, Stream);
+  Result (*GraphExecDestroy)(GraphExec);
+  Result (*GraphDestroy)(Graph);
 };
 
 // libcuda.so.1 opened and every entry point resolved, or nullptr (then *why says which step

@@ -3,6 +3,7 @@
 #include "tensorrt/pipeline.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -83,6 +84,16 @@ struct SlotBuffers {
   cu::DeviceBuffer input, descs, frames;
   std::vector<cu::DeviceBuffer> tensors;  // per engine tensor (the input's entry unused)
   cu::PinnedBuffer staging, host_descs, host_outputs, host_input;
+  // Timing marks of a batch: start, frames uploaded, preprocessed, inferred, outputs copied.
+  cu::Event marks[5] = {};
+  SlotBuffers() = default;
+  SlotBuffers(const SlotBuffers&) = delete;
+  SlotBuffers& operator=(const SlotBuffers&) = delete;
+  ~SlotBuffers() {
+    const cu::Api* a = cu::driver();
+    for (cu::Event e : marks)
+      if (e != nullptr && a != nullptr) a->EventDestroy(e);
+  }
 };
 
 }  // namespace
@@ -128,6 +139,9 @@ struct Pipeline::Shared {
     lock.lock();
   }
 
+  PipelineStats stats;  // under m
+  std::vector<std::pair<int, int>> graph_counts;  // per slot: graphs replaying, sizes without one
+
   bool allocate(SlotBuffers& b, std::string* error);
   BatchResult run(int slot, SlotBuffers& b, const Job& job);
   void thread_main(int slot);
@@ -148,6 +162,13 @@ bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
   }
   if (!b.host_outputs.allocate(std::max<size_t>(host_bytes, 1), error)) return false;
   if (kernels == nullptr && !b.host_input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
+  for (cu::Event& e : b.marks) {
+    const cu::Result r = cu::driver()->EventCreate(&e, cu::kEventDefault);
+    if (r != cu::kSuccess) {
+      *error = cuda_error("cuEventCreate", r);
+      return false;
+    }
+  }
   return true;
 }
 
@@ -169,6 +190,9 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
     return std::move(out);
   };
   if (n < 1 || n > options.max_batch) return fail("a batch of " + std::to_string(n) + " faces (1.." + std::to_string(options.max_batch) + ")", 0);
+  const auto host_start = std::chrono::steady_clock::now();
+  double host_ms = 0;  // staging copies and CPU preprocessing, on this thread
+  a->EventRecord(b.marks[0], stream);
 
   if (kernels != nullptr) {
     const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop);
@@ -188,7 +212,9 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
           if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
         }
         uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
+        const auto t = std::chrono::steady_clock::now();
         std::memcpy(stage, src, span);
+        host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
         src = stage;
       }
       r = a->MemcpyHtoDAsync(b.frames.address() + offset, src, span, stream);
@@ -206,11 +232,14 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
     }
     r = a->MemcpyHtoDAsync(b.descs.address(), descs, sizeof(FaceDesc) * static_cast<size_t>(n), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (faces)", r), r);
+    a->EventRecord(b.marks[1], stream);
     const FaceDesc* d_descs = reinterpret_cast<const FaceDesc*>(static_cast<uintptr_t>(b.descs.address()));
     r = kernels->launch(d_descs, n, options.crop, options.resize, input_dtype, b.input.get(), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuLaunchKernel (preprocessing)", r), r);
+    a->EventRecord(b.marks[2], stream);
   } else {
-    // CPU preprocessing into pinned memory, then one upload.
+    // CPU preprocessing into pinned memory, then one upload (counted as the upload stage).
+    const auto t = std::chrono::steady_clock::now();
     std::vector<float> face(input_dtype == OutDtype::Float16 ? kInputFloats : 0);
     for (int k = 0; k < n; ++k) {
       const FaceIn& f = job.faces[static_cast<size_t>(k)];
@@ -225,9 +254,12 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
         for (int j = 0; j < kInputFloats; ++j) dst[j] = float_to_half(face[static_cast<size_t>(j)]);
       }
     }
+    host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     const size_t bytes = static_cast<size_t>(n) * kInputFloats * (input_dtype == OutDtype::Float16 ? 2 : 4);
     r = a->MemcpyHtoDAsync(b.input.address(), b.host_input.get(), bytes, stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (input)", r), r);
+    a->EventRecord(b.marks[1], stream);
+    a->EventRecord(b.marks[2], stream);
   }
 
   std::vector<void*> addresses(engine->tensors().size(), nullptr);
@@ -235,6 +267,7 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
   for (size_t i : output_index) addresses[i] = b.tensors[i].get();
   std::string error;
   if (!engine->enqueue(slot, n, addresses, &error)) return fail(error, 0);
+  a->EventRecord(b.marks[3], stream);
   size_t host_offset = 0;
   std::vector<size_t> host_at;
   for (size_t i : output_index) {
@@ -244,8 +277,24 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
     host_at.push_back(host_offset);
     host_offset += align_up(bytes);
   }
+  a->EventRecord(b.marks[4], stream);
   r = a->StreamSynchronize(stream);
   if (r != cu::kSuccess) return fail(cuda_error("cuStreamSynchronize", r), r);
+  {
+    float ms[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; ++k) a->EventElapsedTime(&ms[k], b.marks[k], b.marks[k + 1]);
+    const int ready = engine->graphs_ready(slot), failed = engine->graphs_failed(slot);
+    std::lock_guard<std::mutex> lock(m);
+    stats.batches += 1;
+    stats.faces += static_cast<uint64_t>(n);
+    stats.upload_ms += ms[0];
+    stats.preprocess_ms += ms[1];
+    stats.infer_ms += ms[2];
+    stats.download_ms += ms[3];
+    stats.host_ms += host_ms;
+    stats.wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start).count();
+    if (slot < static_cast<int>(graph_counts.size())) graph_counts[static_cast<size_t>(slot)] = {ready, failed};
+  }
 
   out.outputs.resize(output_index.size());
   for (size_t o = 0; o < output_index.size(); ++o) {
@@ -275,7 +324,8 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
 }
 
 void Pipeline::Shared::thread_main(int slot) {
-  SlotBuffers b;
+  auto owned = std::make_unique<SlotBuffers>();
+  SlotBuffers& b = *owned;
   std::string error;
   const bool ok = context.bind(&error) && allocate(b, &error);
   {
@@ -307,7 +357,7 @@ void Pipeline::Shared::thread_main(int slot) {
     lock.lock();
   }
   lock.unlock();
-  b = SlotBuffers();  // device and pinned memory freed here, on this thread, context bound
+  owned.reset();  // device and pinned memory freed here, on this thread, context bound
 }
 
 std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const PipelineOptions& o, std::string* error) {
@@ -358,6 +408,7 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
   p->options_ = o;
   s.engine = engine.get();
   p->engine_ = std::move(engine);
+  s.graph_counts.assign(static_cast<size_t>(o.streams), {0, 0});
   for (int k = 0; k < o.streams; ++k) s.threads.emplace_back([&s, k] { s.thread_main(k); });
   std::string failed;
   {
@@ -444,6 +495,16 @@ void Pipeline::close() {
   s.kernels = nullptr;
   kernels_.reset();  // unloads the module, context bound
   engine_.reset();
+}
+
+PipelineStats Pipeline::stats() const {
+  std::lock_guard<std::mutex> lock(shared_->m);
+  PipelineStats st = shared_->stats;
+  for (const auto& g : shared_->graph_counts) {
+    st.graphs_ready += g.first;
+    st.graphs_failed += g.second;
+  }
+  return st;
 }
 
 std::string Pipeline::lost() const {

@@ -43,6 +43,20 @@ struct BatchResult {
   std::vector<std::vector<float>> outputs;
 };
 
+// What the batches cost so far (sums over every batch and context). GPU stages are measured
+// with CUDA events on each context's stream.
+struct PipelineStats {
+  uint64_t batches = 0, faces = 0;
+  double upload_ms = 0;      // frames (or, without the kernels, the CPU-made input) to the GPU
+  double preprocess_ms = 0;  // the preprocessing kernel
+  double infer_ms = 0;       // enqueueV3 (a CUDA graph where one was captured)
+  double download_ms = 0;    // outputs to pinned memory
+  double host_ms = 0;        // staging copies and CPU preprocessing on the contexts' threads
+  double wall_ms = 0;        // each batch from its start on a context's thread to its outputs
+  int graphs_ready = 0;      // (context, batch size) pairs replaying a CUDA graph
+  int graphs_failed = 0;     // ... that fell back to plain enqueueV3
+};
+
 class Pipeline {
  public:
   using Done = std::function<void(BatchResult&&)>;
@@ -75,6 +89,8 @@ class Pipeline {
   // Finishes what is queued, stops the threads (each frees its device memory), releases the
   // engine. Blocks; idempotent; safe to call from any thread but a pipeline thread.
   void close();
+
+  PipelineStats stats() const;
 
   // Why the model cannot run any more (a sticky CUDA error: the device or context is lost), or "".
   std::string lost() const;

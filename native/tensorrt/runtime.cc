@@ -3,6 +3,8 @@
 
 #include <NvInferRuntime.h>
 
+#include <map>
+
 #include "tensorrt/loader.h"
 #include "tensorrt/trt_logger.h"
 
@@ -16,13 +18,24 @@ struct Engine::Impl {
   std::unique_ptr<nvinfer1::ICudaEngine> engine;
 };
 
+// One batch size's CUDA graph on one context.
+struct GraphState {
+  int plain_runs = 0;               // enqueues before capture (the first is TensorRT's warm-up)
+  bool failed = false;              // capture or instantiation failed: plain enqueueV3 from now on
+  cu::GraphExec exec = nullptr;
+  std::vector<void*> addresses;     // what the graph was captured with
+};
+
 struct Engine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
   cu::Stream stream = nullptr;
   cu::Event input_consumed = nullptr;
+  std::map<int64_t, GraphState> graphs;
   ~Slot() {
-    context.reset();  // before its stream and event
     const cu::Api* a = cu::driver();
+    for (auto& g : graphs)
+      if (a != nullptr && g.second.exec != nullptr) a->GraphExecDestroy(g.second.exec);
+    context.reset();  // before its stream and event
     if (a != nullptr && input_consumed != nullptr) a->EventDestroy(input_consumed);
     if (a != nullptr && stream != nullptr) a->StreamDestroy(stream);
   }
@@ -53,7 +66,8 @@ std::string driver_error(const char* what, cu::Result r) { return std::string(wh
 
 }  // namespace
 
-std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts, int device, std::string* error) {
+std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts, int device, std::string* error,
+                                     bool cuda_graphs) {
   std::string why;
   const Library* L = library(&why);
   if (L == nullptr) {
@@ -65,6 +79,7 @@ std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts
     return nullptr;
   }
   std::unique_ptr<Engine> e(new Engine());
+  e->cuda_graphs_ = cuda_graphs;
   if (!e->cuda_.open(device, error) || !e->cuda_.bind(error)) return nullptr;
   init_plugins(&process_logger());  // plans that use plugins (ROIAlign_TRT) need them registered
 
@@ -179,11 +194,63 @@ bool Engine::enqueue(int slot, int64_t batch, const std::vector<void*>& addresse
     }
   }
   // cu::Stream is CUstream_st*, i.e. cudaStream_t.
-  if (!s.context->enqueueV3(s.stream)) {
+  auto plain = [&] {
+    if (s.context->enqueueV3(s.stream)) return true;
     *error = "enqueueV3 failed: " + impl_->logger.last_error();
+    return false;
+  };
+  if (!cuda_graphs_) return plain();
+  GraphState& g = s.graphs[batch];
+  const cu::Api* a = cu::driver();
+  if (g.exec != nullptr && g.addresses != addresses) {  // buffers moved: capture again
+    a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+    g.plain_runs = 1;
+  }
+  if (g.failed || g.plain_runs == 0) {
+    ++g.plain_runs;
+    return plain();
+  }
+  if (g.exec == nullptr) {
+    cu::Result r = a->StreamBeginCapture(s.stream, cu::kStreamCaptureModeThreadLocal);
+    if (r != cu::kSuccess) {
+      g.failed = true;
+      return plain();
+    }
+    const bool captured = s.context->enqueueV3(s.stream);
+    cu::Graph graph = nullptr;
+    r = a->StreamEndCapture(s.stream, &graph);  // always: the stream leaves capture mode
+    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&g.exec, graph, 0);
+    if (graph != nullptr) a->GraphDestroy(graph);
+    if (!captured || r != cu::kSuccess || g.exec == nullptr) {
+      // Nothing captured ran: enqueue this batch plainly, and keep this size on plain enqueues.
+      if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
+      g.exec = nullptr;
+      g.failed = true;
+      return plain();
+    }
+    g.addresses = addresses;
+  }
+  const cu::Result r = a->GraphLaunch(g.exec, s.stream);
+  if (r != cu::kSuccess) {
+    *error = driver_error("cuGraphLaunch", r);
     return false;
   }
   return true;
+}
+
+int Engine::graphs_ready(int slot) const {
+  int n = 0;
+  if (slot >= 0 && slot < contexts())
+    for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.exec != nullptr;
+  return n;
+}
+
+int Engine::graphs_failed(int slot) const {
+  int n = 0;
+  if (slot >= 0 && slot < contexts())
+    for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.failed;
+  return n;
 }
 
 bool Engine::wait_input_consumed(int slot, std::string* error) {

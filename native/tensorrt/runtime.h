@@ -6,10 +6,14 @@
 // dlopen (cuda_driver.h explains why the driver API rather than libcudart.so.<12|13>); the
 // engine's own CUDA runtime shares the device's primary context, made current by bind().
 //
+// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, the first enqueue runs
+// plainly (TensorRT's warm-up), the second is captured (thread-local capture mode) and
+// instantiated, later ones replay the graph. A capture or instantiation that fails is cleaned up,
+// that batch size stays on plain enqueueV3, and the work is enqueued plainly: never lost.
+//
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
-// with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: minimal, compile-checked against the 10.14 and
-// 11.x headers only. CUDA graphs (one per batch size) and user-managed activation memory are
-// for later.
+// with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers
+// only. User-managed activation memory is for later.
 #pragma once
 
 #include <cstddef>
@@ -38,7 +42,8 @@ class Engine {
   // contexts, each with its own non-blocking stream. nullptr and *error when TensorRT refuses
   // the plan (another TensorRT build, another GPU, a damaged file): the caller rebuilds it,
   // never trusts it. Binds the calling thread to the device's primary context.
-  static std::unique_ptr<Engine> load(const void* plan, size_t size, int contexts, int device, std::string* error);
+  static std::unique_ptr<Engine> load(const void* plan, size_t size, int contexts, int device, std::string* error,
+                                      bool cuda_graphs = true);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -57,6 +62,9 @@ class Engine {
   // the slot's stream. Asynchronous: the results are there after synchronize(slot). A slot is
   // used by one thread at a time; different slots run concurrently.
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error);
+  // Batch sizes of a slot that replay a CUDA graph, and those that fell back to plain enqueueV3.
+  int graphs_ready(int slot) const;
+  int graphs_failed(int slot) const;
   // Blocks until the slot's last enqueue no longer reads its inputs.
   bool wait_input_consumed(int slot, std::string* error);
   // Blocks until the slot's stream is idle.
@@ -71,6 +79,7 @@ class Engine {
   std::unique_ptr<Impl> impl_;  // TensorRT objects (logger, runtime, engine)
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<TensorDesc> tensors_;
+  bool cuda_graphs_ = true;
 };
 
 }  // namespace fm::trt
