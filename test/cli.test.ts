@@ -191,8 +191,15 @@ describe('face-multitask CLI', () => {
     expect(r.err).toMatch(/--model is required/)
   })
 
+  it('--backend tensorrt where TensorRT is absent: exit 1 with the exact reason', async () => {
+    const { tensorrt } = await FaceMultitask.available()
+    const r = await run('detect', png, '--model', model, '--boxes', boxesArg, '--backend', 'tensorrt')
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: --backend tensorrt is not available: ${tensorrt.reason}; use --backend auto or cpu`)
+  })
+
   it('other bad arguments: exit 2', async () => {
-    expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu/)
+    expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu, tensorrt, got "gpu"/)
     expect((await run('detect', png, '--model', model, '--frob')).code).toBe(2)
     expect((await run('detect', '--model', model)).code).toBe(2)
     expect((await run('frobnicate')).code).toBe(2)

@@ -26,7 +26,10 @@ export interface RunResult {
 
 /** The library speaks of its options (options.model); on the command line that is --model. */
 function cliMessage(e: unknown): string {
-  return messageOf(e).replace(/^options\.model\b/, '--model')
+  return messageOf(e)
+    .replace(/^options\.model\b/, '--model')
+    .replace(/^options\.backend: '(\w+)'/, '--backend $1')
+    .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu')
 }
 
 /** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
