@@ -5,7 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
+import { checkSameModel, engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
+import { readModelSpec } from '../lib/contract'
+import { readOnnxModel } from '../lib/onnx-model'
 import { framesOf, nativeTensorRt } from '../lib/backends/tensorrt'
 import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
@@ -83,6 +85,18 @@ describe('which ONNX the engine is built from', () => {
     const wrong = write('d.fp16.onnx', fixture) // named fp16, but FP32 inside
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16': ${wrong} is beside the model but declares fp32`)
     expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
+  })
+})
+
+describe('the engine is built from the same model', () => {
+  it('accepts a sibling with the same contract, refuses one of another generation', async () => {
+    const f32 = write('g.fp32.onnx', fixture)
+    const spec = readModelSpec(f32, await readOnnxModel(f32))
+    const same = write('g.fp16.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16'))
+    await expect(checkSameModel(f32, spec, same)).resolves.toBeUndefined()
+    const other = write('h.fp16.onnx', withMetadata(makeFixtureModel({ generation: 'v2.4' }), 'face_multitask.precision', 'fp16'))
+    // v2.4 vs v2.5: another crop (stretch), resize (centre crop) and mesh mapping, among others.
+    await expect(checkSameModel(f32, spec, other)).rejects.toThrow(`${other} (the engine's source beside g.fp32.onnx) is not the same model: its generation, crop, resize, meshSpace`)
   })
 })
 

@@ -4,7 +4,7 @@
 // (<stem>.fp16.onnx next to <stem>.fp32.onnx).
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { META_PREFIX } from '../contract'
+import { META_PREFIX, type ModelSpec, readModelSpec } from '../contract'
 import { PRECISIONS } from '../gpu-options'
 import { readOnnxModel } from '../onnx-model'
 import type { Precision } from '../types'
@@ -52,4 +52,19 @@ export async function engineOnnx(model: string, wanted: Precision, explicit: boo
   }
   log(`${why}: the TensorRT engine is built in ${own}; \`face-multitask export\` writes the .fp16.onnx`)
   return { path: model, precision: own }
+}
+
+/**
+ * Checks that the file an engine is built from (a precision sibling) is the same model as the one
+ * loaded: its contract holds and every field that decides decoding matches, so the engine's
+ * outputs are decoded as the loaded model's.
+ */
+export async function checkSameModel(model: string, spec: ModelSpec, other: string): Promise<void> {
+  if (other === model) return
+  const theirs = readModelSpec(other, await readOnnxModel(other))
+  const fields: (keyof ModelSpec)[] = ['generation', 'crop', 'resize', 'meshSpace', 'pose', 'gaze', 'conventionRelease', 'heads']
+  const differ = fields.filter((k) => JSON.stringify(theirs[k]) !== JSON.stringify(spec[k]))
+  if (differ.length > 0) {
+    throw new Error(`${other} (the engine's source beside ${path.basename(model)}) is not the same model: its ${differ.join(', ')} differ`)
+  }
 }

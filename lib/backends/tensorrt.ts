@@ -14,7 +14,7 @@ import type { FaceJob } from '../image-input'
 import { loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
-import { engineOnnx } from './engine-onnx'
+import { checkSameModel, engineOnnx } from './engine-onnx'
 
 /** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
 export interface NativeTensorRt {
@@ -111,6 +111,7 @@ export class TensorRtBackend implements Backend {
     const trt = nativeTensorRt()
     const { gpu, spec } = load
     const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven)
+    await checkSameModel(load.model, spec, onnx.path)
     const cache = new EngineCache({ engineDir: gpu.engineDir })
     const parts = await keyParts(onnx.path, onnx.precision, load)
     const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
