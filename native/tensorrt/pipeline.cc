@@ -202,22 +202,33 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
       b.frames.reset();
       if (!b.frames.allocate(total + total / 4, &error)) return fail("device memory for the frames: " + error, 0);
     }
+    // Frames from alloc_pinned() go straight to the GPU; the others through this context's pinned
+    // staging, grown before the first copy (an async copy may still read it once issued).
+    std::vector<const uint8_t*> src(job.frames.size(), nullptr);
+    std::vector<bool> pinned_frame(job.frames.size(), false);
+    bool staged = false;
+    for (size_t i = 0; i < job.frames.size(); ++i) {
+      if (plan.span[i] == 0) continue;
+      src[i] = job.frames[i].data + static_cast<size_t>(plan.lo[i]) * job.frames[i].stride;
+      pinned_frame[i] = is_pinned(src[i], plan.span[i]);
+      staged = staged || !pinned_frame[i];
+    }
+    if (staged && b.staging.size() < total) {
+      b.staging.reset();
+      if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
+    }
     for (size_t i = 0; i < job.frames.size(); ++i) {
       const size_t span = plan.span[i], offset = plan.offset[i];
       if (span == 0) continue;
-      const uint8_t* src = job.frames[i].data + static_cast<size_t>(plan.lo[i]) * job.frames[i].stride;
-      if (!is_pinned(src, span)) {  // through this context's pinned staging
-        if (b.staging.size() < total) {
-          b.staging.reset();
-          if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
-        }
+      const uint8_t* from = src[i];
+      if (!pinned_frame[i]) {
         uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
         const auto t = std::chrono::steady_clock::now();
-        std::memcpy(stage, src, span);
+        std::memcpy(stage, from, span);
         host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-        src = stage;
+        from = stage;
       }
-      r = a->MemcpyHtoDAsync(b.frames.address() + offset, src, span, stream);
+      r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
       if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
     }
     auto* descs = static_cast<FaceDesc*>(b.host_descs.get());
