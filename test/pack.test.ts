@@ -141,7 +141,7 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
 
   it('packs dist/lib, dist/scripts and the prebuild, but no build/, node_modules/ or test/', () => {
     const files = pack.files.map((f) => f.path)
-    for (const need of ['package.json', 'dist/lib/native.js', 'dist/lib/native.d.ts', 'dist/scripts/prebuild.js', 'CMakeLists.txt', 'native/addon.cc']) {
+    for (const need of ['package.json', 'dist/lib/native.js', 'dist/lib/native.d.ts', 'dist/scripts/prebuild.js', 'CMakeLists.txt', 'cmake/embed.cmake', 'native/addon.cc']) {
       expect(files).toContain(need)
     }
     const prebuilds = files.filter((f) => f.startsWith(`prebuilds/${TUPLE}/`))
