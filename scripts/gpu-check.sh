@@ -65,7 +65,7 @@ if ! timeout 240 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; the
   result 1 "FAIL: build (log: $BUILD/build.log)"
 fi
 grep -iE 'warning|error' "$BUILD/build.log" | head -n 20
-echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test upload_plan_test 2>/dev/null | tr '\n' ' ')"
+echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
 HAVE_CUDA_TARGETS=0
 if [ -x "$BUILD/preprocess_cuda_test" ]; then HAVE_CUDA_TARGETS=1; fi
 

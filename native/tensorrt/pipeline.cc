@@ -13,6 +13,7 @@
 
 #include "preprocess/preprocess_kernel.h"
 #include "tensorrt/kernels.h"
+#include "tensorrt/slot_loop.h"
 
 namespace fm::trt {
 namespace {
@@ -79,22 +80,39 @@ struct Job {
   Pipeline::Done done;
 };
 
-// One execution context's buffers, owned by its thread.
+// A batch issued on a context's stream whose outputs are not collected yet.
+struct InFlight {
+  Job job;
+  int set = 0;                 // which of the slot's two output buffers and mark sets it uses
+  int n = 0;
+  std::vector<size_t> host_at;  // each output's offset in host_outputs[set]
+  double host_ms = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+// One execution context's buffers, owned by its thread. Device buffers are single: everything on
+// the context's stream is ordered. Host outputs and timing marks come in two sets, so that one
+// batch can be issued while the previous one still runs.
 struct SlotBuffers {
   cu::DeviceBuffer input, descs, frames;
   std::vector<cu::DeviceBuffer> tensors;  // per engine tensor (the input's entry unused)
-  cu::PinnedBuffer staging, host_descs, host_outputs, host_input;
-  // Timing marks of a batch: start, frames uploaded, preprocessed, inferred, outputs copied.
-  cu::Event marks[5] = {};
+  cu::PinnedBuffer staging, host_descs, host_input;
+  cu::PinnedBuffer host_outputs[2];
+  // Timing marks of a batch: start, frames uploaded, preprocessed (the host-side inputs are
+  // consumed from here on), inferred, outputs copied (the batch is complete).
+  cu::Event marks[2][5] = {};
   SlotBuffers() = default;
   SlotBuffers(const SlotBuffers&) = delete;
   SlotBuffers& operator=(const SlotBuffers&) = delete;
   ~SlotBuffers() {
     const cu::Api* a = cu::driver();
-    for (cu::Event e : marks)
-      if (e != nullptr && a != nullptr) a->EventDestroy(e);
+    for (auto& set : marks)
+      for (cu::Event e : set)
+        if (e != nullptr && a != nullptr) a->EventDestroy(e);
   }
 };
+constexpr int kMarkConsumed = 2;  // staging, descriptors and host input may be refilled
+constexpr int kMarkDone = 4;
 
 }  // namespace
 
@@ -143,7 +161,12 @@ struct Pipeline::Shared {
   std::vector<std::pair<int, int>> graph_counts;  // per slot: graphs replaying, sizes without one
 
   bool allocate(SlotBuffers& b, std::string* error);
-  BatchResult run(int slot, SlotBuffers& b, const Job& job);
+  // Issues a batch on the slot's stream (uploads, preprocessing, enqueue, output copies) into
+  // `flight`; false with *failed set when it could not (the stream is then idle).
+  bool issue(int slot, SlotBuffers& b, InFlight& flight, BatchResult* failed);
+  // Waits for an issued batch and returns its outputs.
+  BatchResult collect(int slot, SlotBuffers& b, InFlight& flight);
+  BatchResult failure(int slot, std::string message, cu::Result code);
   void thread_main(int slot);
 };
 
@@ -160,39 +183,49 @@ bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
     if (!b.tensors[i].allocate(std::max<size_t>(bytes, 1), error)) return false;
     host_bytes += align_up(bytes);
   }
-  if (!b.host_outputs.allocate(std::max<size_t>(host_bytes, 1), error)) return false;
+  for (cu::PinnedBuffer& h : b.host_outputs)
+    if (!h.allocate(std::max<size_t>(host_bytes, 1), error)) return false;
   if (kernels == nullptr && !b.host_input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
-  for (cu::Event& e : b.marks) {
-    const cu::Result r = cu::driver()->EventCreate(&e, cu::kEventDefault);
-    if (r != cu::kSuccess) {
-      *error = cuda_error("cuEventCreate", r);
-      return false;
+  for (auto& set : b.marks) {
+    for (cu::Event& e : set) {
+      const cu::Result r = cu::driver()->EventCreate(&e, cu::kEventDefault);
+      if (r != cu::kSuccess) {
+        *error = cuda_error("cuEventCreate", r);
+        return false;
+      }
     }
   }
   return true;
 }
 
-BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
+BatchResult Pipeline::Shared::failure(int slot, std::string message, cu::Result code) {
+  if (sticky(code)) {
+    std::lock_guard<std::mutex> lock(m);
+    if (lost.empty()) lost = message;
+  } else {
+    cu::driver()->StreamSynchronize(engine->stream(slot));  // nothing queued may still use the buffers
+  }
   BatchResult out;
+  out.error = std::move(message);
+  return out;
+}
+
+bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult* failed) {
   const cu::Api* a = cu::driver();
   const cu::Stream stream = engine->stream(slot);
+  const Job& job = f.job;
   const int n = static_cast<int>(job.faces.size());
-  cu::Result r = cu::kSuccess;
+  cu::Event* marks = b.marks[f.set];
   auto fail = [&](std::string message, cu::Result code) {
-    if (sticky(code)) {
-      std::lock_guard<std::mutex> lock(m);
-      if (lost.empty()) lost = message;
-    } else {
-      a->StreamSynchronize(stream);  // nothing queued may still use the buffers
-    }
-    out.ok = false;
-    out.error = std::move(message);
-    return std::move(out);
+    *failed = failure(slot, std::move(message), code);
+    return false;
   };
   if (n < 1 || n > options.max_batch) return fail("a batch of " + std::to_string(n) + " faces (1.." + std::to_string(options.max_batch) + ")", 0);
-  const auto host_start = std::chrono::steady_clock::now();
-  double host_ms = 0;  // staging copies and CPU preprocessing, on this thread
-  a->EventRecord(b.marks[0], stream);
+  f.n = n;
+  f.start = std::chrono::steady_clock::now();
+  f.host_ms = 0;  // staging copies and CPU preprocessing, on this thread
+  cu::Result r = a->EventRecord(marks[0], stream);
+  if (r != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
 
   if (kernels != nullptr) {
     const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop);
@@ -225,7 +258,7 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
         uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
         const auto t = std::chrono::steady_clock::now();
         std::memcpy(stage, from, span);
-        host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+        f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
         from = stage;
       }
       r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
@@ -233,85 +266,92 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
     }
     auto* descs = static_cast<FaceDesc*>(b.host_descs.get());
     for (int k = 0; k < n; ++k) {
-      const FaceIn& f = job.faces[static_cast<size_t>(k)];
-      const FrameIn& fr = job.frames[static_cast<size_t>(f.frame)];
+      const FaceIn& face = job.faces[static_cast<size_t>(k)];
+      const FrameIn& fr = job.frames[static_cast<size_t>(face.frame)];
       // Row i of the frame is at base + i * stride, for the rows uploaded (lo..hi) only.
-      const size_t i = static_cast<size_t>(f.frame);
+      const size_t i = static_cast<size_t>(face.frame);
       const cu::DevicePtr base = b.frames.address() + plan.offset[i] - static_cast<cu::DevicePtr>(plan.lo[i]) * fr.stride;
       descs[k] = FaceDesc{reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(base)), static_cast<int64_t>(fr.stride),
-                          fr.width, fr.height, fr.format, f.has_window ? 1 : 0, f.window};
+                          fr.width, fr.height, fr.format, face.has_window ? 1 : 0, face.window};
     }
     r = a->MemcpyHtoDAsync(b.descs.address(), descs, sizeof(FaceDesc) * static_cast<size_t>(n), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (faces)", r), r);
-    a->EventRecord(b.marks[1], stream);
+    a->EventRecord(marks[1], stream);
     const FaceDesc* d_descs = reinterpret_cast<const FaceDesc*>(static_cast<uintptr_t>(b.descs.address()));
     r = kernels->launch(d_descs, n, options.crop, options.resize, input_dtype, b.input.get(), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuLaunchKernel (preprocessing)", r), r);
-    a->EventRecord(b.marks[2], stream);
   } else {
     // CPU preprocessing into pinned memory, then one upload (counted as the upload stage).
     const auto t = std::chrono::steady_clock::now();
     std::vector<float> face(input_dtype == OutDtype::Float16 ? kInputFloats : 0);
     for (int k = 0; k < n; ++k) {
-      const FaceIn& f = job.faces[static_cast<size_t>(k)];
-      const FrameIn& fr = job.frames[static_cast<size_t>(f.frame)];
+      const FaceIn& fi = job.faces[static_cast<size_t>(k)];
+      const FrameIn& fr = job.frames[static_cast<size_t>(fi.frame)];
       const Frame frame{fr.data, fr.width, fr.height, fr.stride, fr.format};
       if (input_dtype == OutDtype::Float32) {
-        preprocess_face(frame, f.has_window ? &f.window : nullptr, options.crop, options.resize,
+        preprocess_face(frame, fi.has_window ? &fi.window : nullptr, options.crop, options.resize,
                         static_cast<float*>(b.host_input.get()) + static_cast<size_t>(k) * kInputFloats);
       } else {
-        preprocess_face(frame, f.has_window ? &f.window : nullptr, options.crop, options.resize, face.data());
+        preprocess_face(frame, fi.has_window ? &fi.window : nullptr, options.crop, options.resize, face.data());
         uint16_t* dst = static_cast<uint16_t*>(b.host_input.get()) + static_cast<size_t>(k) * kInputFloats;
         for (int j = 0; j < kInputFloats; ++j) dst[j] = float_to_half(face[static_cast<size_t>(j)]);
       }
     }
-    host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+    f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     const size_t bytes = static_cast<size_t>(n) * kInputFloats * (input_dtype == OutDtype::Float16 ? 2 : 4);
     r = a->MemcpyHtoDAsync(b.input.address(), b.host_input.get(), bytes, stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (input)", r), r);
-    a->EventRecord(b.marks[1], stream);
-    a->EventRecord(b.marks[2], stream);
+    a->EventRecord(marks[1], stream);
   }
+  a->EventRecord(marks[kMarkConsumed], stream);
 
   std::vector<void*> addresses(engine->tensors().size(), nullptr);
   addresses[input_index] = b.input.get();
   for (size_t i : output_index) addresses[i] = b.tensors[i].get();
   std::string error;
   if (!engine->enqueue(slot, n, addresses, &error)) return fail(error, 0);
-  a->EventRecord(b.marks[3], stream);
+  a->EventRecord(marks[3], stream);
   size_t host_offset = 0;
-  std::vector<size_t> host_at;
+  f.host_at.clear();
   for (size_t i : output_index) {
     const size_t bytes = engine->tensor_bytes(i, n);
-    r = a->MemcpyDtoHAsync(static_cast<uint8_t*>(b.host_outputs.get()) + host_offset, b.tensors[i].address(), bytes, stream);
+    r = a->MemcpyDtoHAsync(static_cast<uint8_t*>(b.host_outputs[f.set].get()) + host_offset, b.tensors[i].address(), bytes, stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyDtoHAsync (outputs)", r), r);
-    host_at.push_back(host_offset);
+    f.host_at.push_back(host_offset);
     host_offset += align_up(bytes);
   }
-  a->EventRecord(b.marks[4], stream);
-  r = a->StreamSynchronize(stream);
-  if (r != cu::kSuccess) return fail(cuda_error("cuStreamSynchronize", r), r);
+  r = a->EventRecord(marks[kMarkDone], stream);
+  if (r != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
+  return true;
+}
+
+BatchResult Pipeline::Shared::collect(int slot, SlotBuffers& b, InFlight& f) {
+  const cu::Api* a = cu::driver();
+  cu::Event* marks = b.marks[f.set];
+  const cu::Result r = a->EventSynchronize(marks[kMarkDone]);
+  if (r != cu::kSuccess) return failure(slot, cuda_error("cuEventSynchronize (batch)", r), r);
   {
     float ms[4] = {0, 0, 0, 0};
-    for (int k = 0; k < 4; ++k) a->EventElapsedTime(&ms[k], b.marks[k], b.marks[k + 1]);
+    for (int k = 0; k < 4; ++k) a->EventElapsedTime(&ms[k], marks[k], marks[k + 1]);
     const int ready = engine->graphs_ready(slot), failed = engine->graphs_failed(slot);
     std::lock_guard<std::mutex> lock(m);
     stats.batches += 1;
-    stats.faces += static_cast<uint64_t>(n);
+    stats.faces += static_cast<uint64_t>(f.n);
     stats.upload_ms += ms[0];
     stats.preprocess_ms += ms[1];
     stats.infer_ms += ms[2];
     stats.download_ms += ms[3];
-    stats.host_ms += host_ms;
-    stats.wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start).count();
+    stats.host_ms += f.host_ms;
+    stats.wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - f.start).count();
     if (slot < static_cast<int>(graph_counts.size())) graph_counts[static_cast<size_t>(slot)] = {ready, failed};
   }
 
+  BatchResult out;
   out.outputs.resize(output_index.size());
   for (size_t o = 0; o < output_index.size(); ++o) {
     const TensorDesc& t = engine->tensors()[output_index[o]];
-    const size_t count = engine->tensor_bytes(output_index[o], n) / t.element_size;
-    const uint8_t* src = static_cast<const uint8_t*>(b.host_outputs.get()) + host_at[o];
+    const size_t count = engine->tensor_bytes(output_index[o], f.n) / t.element_size;
+    const uint8_t* src = static_cast<const uint8_t*>(b.host_outputs[f.set].get()) + f.host_at[o];
     std::vector<float>& v = out.outputs[o];
     v.resize(count);
     if (t.dtype == 0) {
@@ -334,6 +374,44 @@ BatchResult Pipeline::Shared::run(int slot, SlotBuffers& b, const Job& job) {
   return out;
 }
 
+namespace {
+
+// The GPU side of slot_loop for one context (see slot_loop.h).
+struct SlotOps {
+  Pipeline::Shared& s;
+  int slot;
+  SlotBuffers& b;
+
+  bool chores() const { return !s.to_free.empty(); }
+  void do_chores(std::unique_lock<std::mutex>& lock) { s.drain_frees(lock); }
+
+  std::unique_ptr<InFlight> issue(Job&& job, int set, const InFlight* running) {
+    std::string gone;
+    {
+      std::lock_guard<std::mutex> lock(s.m);
+      gone = s.lost;
+    }
+    auto f = std::make_unique<InFlight>();
+    f->job = std::move(job);
+    f->set = set;
+    BatchResult refused;
+    if (!gone.empty()) {
+      refused.error = "the GPU is lost for this model: " + gone;
+    } else {
+      // The running batch must have consumed the staging, descriptors and host input first.
+      const cu::Result r = running ? cu::driver()->EventSynchronize(b.marks[running->set][kMarkConsumed]) : cu::kSuccess;
+      if (r != cu::kSuccess) refused = s.failure(slot, cuda_error("cuEventSynchronize (inputs consumed)", r), r);
+      else if (s.issue(slot, b, *f, &refused)) return f;
+    }
+    f->job.done(std::move(refused));
+    return nullptr;
+  }
+
+  void collect(std::unique_ptr<InFlight> f) { f->job.done(s.collect(slot, b, *f)); }
+};
+
+}  // namespace
+
 void Pipeline::Shared::thread_main(int slot) {
   auto owned = std::make_unique<SlotBuffers>();
   SlotBuffers& b = *owned;
@@ -345,29 +423,8 @@ void Pipeline::Shared::thread_main(int slot) {
     ++ready;
   }
   started.notify_all();
-  std::unique_lock<std::mutex> lock(m);
-  for (;;) {
-    cv.wait(lock, [&] { return stop || !queue.empty() || !to_free.empty(); });
-    if (!to_free.empty()) drain_frees(lock);
-    if (queue.empty()) {
-      if (stop) break;
-      continue;
-    }
-    if (!ok) break;  // start() fails and stops everyone
-    Job job = std::move(queue.front());
-    queue.pop_front();
-    const std::string gone = lost;
-    lock.unlock();
-    BatchResult result;
-    if (!gone.empty()) {
-      result.error = "the GPU is lost for this model: " + gone;
-    } else {
-      result = run(slot, b, job);
-    }
-    job.done(std::move(result));
-    lock.lock();
-  }
-  lock.unlock();
+  SlotOps ops{*this, slot, b};
+  slot_loop<Job, InFlight>(m, cv, queue, stop, ok, ops);
   owned.reset();  // device and pinned memory freed here, on this thread, context bound
 }
 

@@ -4,6 +4,9 @@
 // memory when the frame is an alloc_pinned() one, else through the context's pinned staging),
 // one launch of the preprocessing kernel for every face (written into the engine's input in its
 // dtype), enqueueV3, outputs copied into pinned memory, then `done` on the context's thread.
+// Each context keeps two batches going: as soon as the running one's inputs are consumed (an
+// event recorded after its preprocessing), the next one's staging copies and launches are made,
+// so its uploads queue behind the running batch instead of waiting for the host.
 // Device memory is allocated and freed only on these threads, never on the caller's.
 //
 // Without the embedded CUDA kernels (the addon built where nvcc was absent) the faces are
