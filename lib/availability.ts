@@ -4,7 +4,7 @@
 // The TensorRT probe (dlopen of TensorRT, cuInit) runs in a child process: a broken driver or
 // library that crashes there becomes a reason instead of taking the caller's process down. The
 // answer is cached for the life of the process.
-import { spawnSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -97,29 +97,34 @@ export function onnxruntimeAvailability(): OnnxRuntimeAvailability {
 }
 
 /**
- * Runs `addonFile`'s tensorrtStatus() in a child Node.js process and returns what it printed, or
- * a reason: the addon lacks the export, the child crashed or did not answer in time.
+ * Runs `addonFile`'s tensorrtStatus() in a child Node.js process and resolves with what it printed,
+ * or a reason: the addon lacks the export, the child crashed or did not answer in time. The
+ * caller's event loop keeps running meanwhile (cuInit can take seconds on a machine with many GPUs).
  */
-export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): TensorRtStatus | { reason: string; noBackend?: boolean } {
+export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<TensorRtStatus | { reason: string; noBackend?: boolean }> {
   const script = [
     'const a = require(process.argv[1]);',
     "if (typeof a.tensorrtStatus !== 'function') { process.stdout.write('null'); process.exit(0) }",
     'process.stdout.write(JSON.stringify(a.tensorrtStatus()))',
   ].join('\n')
-  const r = spawnSync(process.execPath, ['-e', script, addonFile], { encoding: 'utf8', timeout: timeoutMs, windowsHide: true, maxBuffer: 1 << 20 })
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { reason: `the TensorRT probe did not answer within ${timeoutMs / 1000} s (a hung CUDA driver?)` }
-  if (r.error) return { reason: `the TensorRT probe could not run: ${r.error.message}` }
-  if (r.signal) return { reason: `the TensorRT probe crashed (${r.signal}) while loading TensorRT or the CUDA driver${firstStderrLine(r.stderr)}` }
-  if (r.status !== 0) return { reason: `the TensorRT probe failed (exit code ${r.status})${firstStderrLine(r.stderr)}` }
-  let raw: unknown
-  try {
-    raw = JSON.parse(r.stdout)
-  } catch {
-    return { reason: `the TensorRT probe printed no status: ${JSON.stringify(r.stdout.slice(0, 200))}` }
-  }
-  if (raw === null) return { reason: NO_TENSORRT_BACKEND, noBackend: true }
-  if (typeof raw !== 'object') return { reason: "the addon's tensorrtStatus() returned no status" }
-  return raw as TensorRtStatus
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['-e', script, addonFile], { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', windowsHide: true, maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      const e = error as (NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null; code?: number | string | null }) | null
+      if (e?.killed) return resolve({ reason: `the TensorRT probe did not answer within ${timeoutMs / 1000} s (a hung CUDA driver?)` })
+      if (e?.signal) return resolve({ reason: `the TensorRT probe crashed (${e.signal}) while loading TensorRT or the CUDA driver${firstStderrLine(stderr)}` })
+      if (e && typeof e.code === 'number') return resolve({ reason: `the TensorRT probe failed (exit code ${e.code})${firstStderrLine(stderr)}` })
+      if (e) return resolve({ reason: `the TensorRT probe could not run: ${e.message}` })
+      let raw: unknown
+      try {
+        raw = JSON.parse(stdout)
+      } catch {
+        return resolve({ reason: `the TensorRT probe printed no status: ${JSON.stringify(stdout.slice(0, 200))}` })
+      }
+      if (raw === null) return resolve({ reason: NO_TENSORRT_BACKEND, noBackend: true })
+      if (typeof raw !== 'object') return resolve({ reason: "the addon's tensorrtStatus() returned no status" })
+      resolve(raw as TensorRtStatus)
+    })
+  })
 }
 
 /** The child's error line (the one naming an Error, else the first): Node prints the source line first. */
@@ -140,11 +145,21 @@ export function describeTensorrtStatus(raw: TensorRtStatus | { reason: string })
   return out
 }
 
-let probed: { availability: TensorRtAvailability; status?: TensorRtStatus } | undefined
+export interface TensorRtProbe {
+  availability: TensorRtAvailability
+  /** The addon's full status, when it answered. */
+  status?: TensorRtStatus
+}
 
-/** The GPU backend's availability and, when the addon answered, its full status (cached). */
-export function tensorrtProbe(): { availability: TensorRtAvailability; status?: TensorRtStatus } {
-  if (probed) return probed
+let probed: Promise<TensorRtProbe> | undefined
+
+/** The GPU backend's availability and, when the addon answered, its full status (probed once per process). */
+export function tensorrtProbe(): Promise<TensorRtProbe> {
+  probed ??= probeOnce()
+  return probed
+}
+
+async function probeOnce(): Promise<TensorRtProbe> {
   let addon: unknown
   try {
     addon = loadNative()
@@ -152,20 +167,19 @@ export function tensorrtProbe(): { availability: TensorRtAvailability; status?: 
     return { availability: { available: false, reason: `the native addon does not load: ${firstLine(e)}` } }
   }
   // An addon built without TensorRT headers has nothing to probe: no child process needed.
-  if (typeof (addon as { tensorrtStatus?: unknown }).tensorrtStatus !== 'function') return (probed = { availability: { available: false, reason: NO_TENSORRT_BACKEND } })
+  if (typeof (addon as { tensorrtStatus?: unknown }).tensorrtStatus !== 'function') return { availability: { available: false, reason: NO_TENSORRT_BACKEND } }
   const file = nativeAddonPath()
   if (!file) return { availability: { available: false, reason: 'the native addon was loaded from an unknown file' } }
-  const raw = probeTensorrtStatus(file)
-  probed = { availability: describeTensorrtStatus(raw), ...('available' in raw ? { status: raw } : {}) }
-  return probed
+  const raw = await probeTensorrtStatus(file)
+  return { availability: describeTensorrtStatus(raw), ...('available' in raw ? { status: raw } : {}) }
 }
 
 /** The GPU backend, as the addon reports it from a child process (dlopen of TensorRT, CUDA driver, a GPU). */
-export function tensorrtAvailability(): TensorRtAvailability {
-  return tensorrtProbe().availability
+export async function tensorrtAvailability(): Promise<TensorRtAvailability> {
+  return (await tensorrtProbe()).availability
 }
 
 /** Every backend: available, or the exact reason it is not. */
 export async function available(): Promise<Availability> {
-  return { onnxruntime: onnxruntimeAvailability(), tensorrt: tensorrtAvailability() }
+  return { onnxruntime: onnxruntimeAvailability(), tensorrt: await tensorrtAvailability() }
 }

@@ -65,7 +65,7 @@ async function ortProvider(model: string, provider: 'tensorrt' | 'cuda'): Promis
 }
 
 export async function benchTensorrt(opts: { model: string; seconds: number; streams: number; json: boolean }): Promise<number> {
-  const trt = tensorrtAvailability()
+  const trt = await tensorrtAvailability()
   if (!trt.available) {
     process.stderr.write(`bench: TensorRT is not available here: ${trt.reason}\n`)
     return 1

@@ -153,7 +153,7 @@ describe('the TensorRT probe runs in a child process', () => {
     const { probeTensorrtStatus, describeTensorrtStatus } = await import('../lib/availability')
     const reason = 'no TensorRT library (searched: libnvinfer.so.10 in the default library path)'
     const f = addon('says-no', `exports.tensorrtStatus = () => (${JSON.stringify({ available: false, reason, tensorrtVersion: '', smCount: 0 })})`)
-    const raw = probeTensorrtStatus(f)
+    const raw = await probeTensorrtStatus(f)
     expect(raw).toEqual({ available: false, reason, tensorrtVersion: '', smCount: 0 })
     expect(describeTensorrtStatus(raw)).toEqual({ available: false, reason })
   })
@@ -162,7 +162,7 @@ describe('the TensorRT probe runs in a child process', () => {
     const { probeTensorrtStatus, describeTensorrtStatus } = await import('../lib/availability')
     const status = { available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', smCount: 132 }
     const f = addon('says-yes', `exports.tensorrtStatus = () => (${JSON.stringify(status)})`)
-    const raw = probeTensorrtStatus(f)
+    const raw = await probeTensorrtStatus(f)
     expect(raw).toEqual(status)
     expect(describeTensorrtStatus(raw)).toEqual({ available: true, version: '10.14.1', gpu: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' })
   })
@@ -170,23 +170,30 @@ describe('the TensorRT probe runs in a child process', () => {
   it('a crash in the probe (a broken driver) becomes a reason; this process keeps running', async () => {
     const { probeTensorrtStatus } = await import('../lib/availability')
     const f = addon('crashes', "exports.tensorrtStatus = () => { process.kill(process.pid, 'SIGSEGV') }")
-    expect(probeTensorrtStatus(f)).toEqual({ reason: 'the TensorRT probe crashed (SIGSEGV) while loading TensorRT or the CUDA driver' })
+    expect(await probeTensorrtStatus(f)).toEqual({ reason: 'the TensorRT probe crashed (SIGSEGV) while loading TensorRT or the CUDA driver' })
   })
 
-  it('a hung probe times out; a throwing one gives its first error line', async () => {
+  it('a hung probe times out without blocking the event loop; a throwing one gives its error line', async () => {
     const { probeTensorrtStatus } = await import('../lib/availability')
     const hang = addon('hangs', 'exports.tensorrtStatus = () => { for (;;) {} }')
-    expect(probeTensorrtStatus(hang, 1500)).toEqual({ reason: 'the TensorRT probe did not answer within 1.5 s (a hung CUDA driver?)' })
+    let ticks = 0
+    const timer = setInterval(() => ticks++, 100)
+    try {
+      expect(await probeTensorrtStatus(hang, 1500)).toEqual({ reason: 'the TensorRT probe did not answer within 1.5 s (a hung CUDA driver?)' })
+    } finally {
+      clearInterval(timer)
+    }
+    expect(ticks).toBeGreaterThanOrEqual(8) // the caller's event loop ran while the probe hung
     const throws = addon('throws', "exports.tensorrtStatus = () => { throw new Error('cuInit failed: 100') }")
-    expect((probeTensorrtStatus(throws) as { reason: string }).reason).toBe('the TensorRT probe failed (exit code 1): Error: cuInit failed: 100')
+    expect(((await probeTensorrtStatus(throws)) as { reason: string }).reason).toBe('the TensorRT probe failed (exit code 1): Error: cuInit failed: 100')
     const silent = addon('no-export', 'exports.other = 1')
     const { NO_TENSORRT_BACKEND } = await import('../lib/availability')
-    expect(probeTensorrtStatus(silent)).toEqual({ reason: NO_TENSORRT_BACKEND, noBackend: true })
+    expect(await probeTensorrtStatus(silent)).toEqual({ reason: NO_TENSORRT_BACKEND, noBackend: true })
   })
 
   it("this machine's real addon answers through the probe, with the same reason as available()", async () => {
     const { tensorrtProbe } = await import('../lib/availability')
-    const p = tensorrtProbe()
+    const p = await tensorrtProbe()
     expect(p.availability.available).toBe(false)
     expect(p.availability.reason).toBe((await FaceMultitask.available()).tensorrt.reason)
     if (p.status) expect(p.status.reason).toBe(p.availability.reason)
@@ -209,7 +216,7 @@ describe('backend choice when TensorRT reports itself available (mocked probe)',
     vi.resetModules()
     vi.doMock('../lib/availability', async () => {
       const actual = await vi.importActual<typeof import('../lib/availability')>('../lib/availability')
-      return { ...actual, tensorrtProbe: () => probe }
+      return { ...actual, tensorrtProbe: async () => probe }
     })
     return (await import('../lib/face-multitask')).FaceMultitask
   }

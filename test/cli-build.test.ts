@@ -47,7 +47,7 @@ describe('face-multitask build', () => {
   })
 
   it('where TensorRT is not available: exit 1 with the exact reason', async () => {
-    const trt = tensorrtAvailability()
+    const trt = await tensorrtAvailability()
     expect(trt.available).toBe(false)
     const r = await run('build', model, '--engine-dir', dir)
     expect(r.code).toBe(1)

@@ -63,7 +63,7 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     throw new UsageError(cliMessage(e))
   }
-  const trt = tensorrtAvailability()
+  const trt = await tensorrtAvailability()
   if (!trt.available) throw new CliError(`cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
   // Options left undefined keep their defaults (gpuOptions treats a present undefined as absent).
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY) && !json)
