@@ -308,6 +308,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("preprocessing", pipeline_->preprocessing());
+    o.Set("preprocessingNote", pipeline_->preprocessing_note());
     o.Set("maxBatch", static_cast<double>(pipeline_->max_batch()));
     o.Set("lost", pipeline_->lost());
     Napi::Array tensors = Napi::Array::New(env);
@@ -379,7 +380,7 @@ class Loader : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     std::unique_ptr<Engine> engine =
-        Engine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_, cuda_graphs_);
+        TrtEngine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_, cuda_graphs_);
     plan_.clear();
     plan_.shrink_to_fit();
     if (!engine) {

@@ -3,7 +3,8 @@
 # the Node-free tests (-DFM_BUILD_TESTS=ON; the addon target is skipped without cmake-js) in
 # build/gpu-check, builds, runs ctest (CPU preprocessing vs a double-precision reference, CUDA
 # preprocessing vs the CPU, the embedded kernel fatbin launched through the driver API as the addon
-# does, the upload plan) and the kernel benchmark. Under 5 minutes; every step has a timeout.
+# does, the TensorRT pipeline's whole data path with a stand-in engine, the upload plan) and the
+# kernel benchmark. Under 5 minutes; every step has a timeout.
 #
 #   bash scripts/gpu-check.sh             # exit 0: everything that could run passed
 #   FM_REQUIRE_GPU=1 bash scripts/...     # and fail (exit 2) when there is no GPU to run on
@@ -65,7 +66,7 @@ if ! timeout 240 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; the
   result 1 "FAIL: build (log: $BUILD/build.log)"
 fi
 grep -iE 'warning|error' "$BUILD/build.log" | head -n 20
-echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
+echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test pipeline_gpu_test upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
 HAVE_CUDA_TARGETS=0
 if [ -x "$BUILD/preprocess_cuda_test" ]; then HAVE_CUDA_TARGETS=1; fi
 
@@ -74,7 +75,7 @@ say "ctest"
 (cd "$BUILD" && timeout 150 ctest --output-on-failure) 2>&1 | tee "$BUILD/ctest.log"
 CTEST_RC=${PIPESTATUS[0]}
 CUDA_SKIPPED=0
-if grep -qE '(preprocess_cuda|kernel_module) .*Skipped|SKIPPED: no CUDA device' "$BUILD/ctest.log"; then CUDA_SKIPPED=1; fi
+if grep -qE '(preprocess_cuda|kernel_module|pipeline_gpu) .*Skipped|SKIPPED: no CUDA device' "$BUILD/ctest.log"; then CUDA_SKIPPED=1; fi
 
 say "benchmark"
 BENCH="not built"

@@ -37,7 +37,7 @@ export interface NativeEngine {
   run(frames: NativeFrame[], faces: { frame: number; window: [number, number, number, number] | null }[]): Promise<BatchOutputs>
   allocFrame(bytes: number): Uint8Array
   close(): Promise<void>
-  info(): { preprocessing: 'cuda' | 'cpu'; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[]; stages: GpuStages }
+  info(): { preprocessing: 'cuda' | 'cpu'; preprocessingNote: string; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[]; stages: GpuStages }
 }
 
 /** The addon's TensorRT functions, or an Error saying why there are none. */
@@ -136,7 +136,8 @@ export class TensorRtBackend implements Backend {
     }
     const info = engine.info()
     const gpuName = load.status.gpuName ?? 'GPU'
-    const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${info.preprocessing === 'cuda' ? 'CUDA' : 'CPU'} preprocessing)`
+    const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
+    const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${preprocessing})`
     // One batch more than there are streams: the next is queued in the addon while the GPU works.
     return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, cache.files(parts).plan)
   }

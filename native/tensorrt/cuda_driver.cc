@@ -52,6 +52,7 @@ FM_CHECK(MemHostAlloc, "cuMemHostAlloc")
 FM_CHECK(MemFreeHost, "cuMemFreeHost")
 FM_CHECK(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")
 FM_CHECK(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")
+FM_CHECK(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")
 FM_CHECK(ModuleLoadData, "cuModuleLoadData")
 FM_CHECK(ModuleUnload, "cuModuleUnload")
 FM_CHECK(ModuleGetFunction, "cuModuleGetFunction")
@@ -138,6 +139,7 @@ Loaded load() {
          resolve(h, "cuMemFreeHost", &a.MemFreeHost, w) &&
          resolve(h, "cuMemcpyHtoDAsync_v2", &a.MemcpyHtoDAsync, w) &&
          resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w) &&
+         resolve(h, "cuMemcpyDtoDAsync_v2", &a.MemcpyDtoDAsync, w) &&
          resolve(h, "cuModuleLoadData", &a.ModuleLoadData, w) && resolve(h, "cuModuleUnload", &a.ModuleUnload, w) &&
          resolve(h, "cuModuleGetFunction", &a.ModuleGetFunction, w) &&
          resolve(h, "cuLaunchKernel", &a.LaunchKernel, w) && resolve(h, "cuEventRecord", &a.EventRecord, w) &&

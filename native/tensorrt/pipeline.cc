@@ -468,9 +468,14 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
   }
   if (!s.context.open(o.device, error) || !s.context.bind(error)) return nullptr;
   if (PreprocessKernels::embedded()) {
+    // Kernels that do not load (a GPU newer than every cubin with a driver older than the PTX)
+    // leave the CPU preprocessing: slower, same values, and said in preprocessing_note().
     auto k = std::make_unique<PreprocessKernels>();
-    if (!k->load(error)) return nullptr;
-    p->kernels_ = std::move(k);
+    std::string why;
+    if (k->load(&why)) p->kernels_ = std::move(k);
+    else p->preprocessing_note_ = why;
+  } else {
+    p->preprocessing_note_ = "this build has no CUDA kernels (nvcc was not found when it was built)";
   }
   s.kernels = p->kernels_.get();
   p->options_ = o;

@@ -13,8 +13,8 @@
 // preprocessed on the context's thread by the CPU path (preprocess_cpu.cc) into pinned memory
 // and uploaded: same values, more bytes over PCIe.
 //
-// Plain C++ interface (no TensorRT or CUDA header). Compiled with FM_HAVE_TENSORRT only.
-// NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers.
+// Plain C++ (no TensorRT or CUDA header): it drives an Engine (engine.h), TrtEngine in the addon
+// and a TensorRT-free stand-in in pipeline_gpu_test. NOT YET RUN ON A GPU.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,7 @@
 
 #include "preprocess/preprocess.h"
 #include "tensorrt/kernels.h"
-#include "tensorrt/runtime.h"
+#include "tensorrt/engine.h"
 #include "tensorrt/upload_plan.h"
 
 namespace fm::trt {
@@ -75,8 +75,11 @@ class Pipeline {
   // The engine's outputs, in BatchResult::outputs order.
   const std::vector<std::string>& outputs() const { return output_names_; }
   const Engine& engine() const { return *engine_; }
-  // "cuda": the embedded kernels preprocess on the GPU; "cpu": the CPU path fills pinned memory.
+  // "cuda": the embedded kernels preprocess on the GPU; "cpu": the CPU path fills pinned memory
+  // (a build without nvcc, or kernels that do not load on this GPU and driver: preprocessing_note()
+  // then says why).
   const char* preprocessing() const { return kernels_ ? "cuda" : "cpu"; }
+  const std::string& preprocessing_note() const { return preprocessing_note_; }
   int64_t max_batch() const { return options_.max_batch; }
 
   // Queues one batch (1..max_batch faces); `done` runs on a pipeline thread, exactly once. The
@@ -106,6 +109,7 @@ class Pipeline {
   PipelineOptions options_;
   std::vector<std::string> output_names_;
   std::unique_ptr<PreprocessKernels> kernels_;  // null: CPU preprocessing
+  std::string preprocessing_note_;
   std::unique_ptr<Shared> shared_;
 };
 

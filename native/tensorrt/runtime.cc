@@ -10,7 +10,7 @@
 
 namespace fm::trt {
 
-struct Engine::Impl {
+struct TrtEngine::Impl {
   // Declaration order = reverse destruction order: the engine before the runtime, both before
   // the logger they hold.
   CollectingLogger logger;
@@ -26,7 +26,7 @@ struct GraphState {
   std::vector<void*> addresses;     // what the graph was captured with
 };
 
-struct Engine::Slot {
+struct TrtEngine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
   cu::Stream stream = nullptr;
   cu::Event input_consumed = nullptr;
@@ -66,7 +66,7 @@ std::string driver_error(const char* what, cu::Result r) { return std::string(wh
 
 }  // namespace
 
-std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts, int device, std::string* error,
+std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int contexts, int device, std::string* error,
                                      bool cuda_graphs) {
   std::string why;
   const Library* L = library(&why);
@@ -78,7 +78,7 @@ std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts
     *error = "at least one execution context is needed";
     return nullptr;
   }
-  std::unique_ptr<Engine> e(new Engine());
+  std::unique_ptr<TrtEngine> e(new TrtEngine());
   e->cuda_graphs_ = cuda_graphs;
   if (!e->cuda_.open(device, error) || !e->cuda_.bind(error)) return nullptr;
   init_plugins(&process_logger());  // plans that use plugins (ROIAlign_TRT) need them registered
@@ -139,26 +139,18 @@ std::unique_ptr<Engine> Engine::load(const void* plan, size_t size, int contexts
   return e;
 }
 
-Engine::~Engine() {
+TrtEngine::~TrtEngine() {
   std::string ignored;
   if (cuda_.is_open()) cuda_.bind(&ignored);  // TensorRT frees its device memory in this context
   slots_.clear();
   impl_.reset();
 }
 
-cu::Stream Engine::stream(int slot) const {
+cu::Stream TrtEngine::stream(int slot) const {
   return slot >= 0 && slot < contexts() ? slots_[static_cast<size_t>(slot)]->stream : nullptr;
 }
 
-size_t Engine::tensor_bytes(size_t i, int64_t batch) const {
-  if (i >= tensors_.size()) return 0;
-  const TensorDesc& t = tensors_[i];
-  size_t n = t.element_size;
-  for (int64_t v : t.shape) n *= static_cast<size_t>(v < 0 ? batch : v);
-  return n;
-}
-
-bool Engine::enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error) {
+bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error) {
   if (slot < 0 || slot >= contexts()) {
     *error = "no execution context " + std::to_string(slot);
     return false;
@@ -239,21 +231,21 @@ bool Engine::enqueue(int slot, int64_t batch, const std::vector<void*>& addresse
   return true;
 }
 
-int Engine::graphs_ready(int slot) const {
+int TrtEngine::graphs_ready(int slot) const {
   int n = 0;
   if (slot >= 0 && slot < contexts())
     for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.exec != nullptr;
   return n;
 }
 
-int Engine::graphs_failed(int slot) const {
+int TrtEngine::graphs_failed(int slot) const {
   int n = 0;
   if (slot >= 0 && slot < contexts())
     for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.failed;
   return n;
 }
 
-bool Engine::wait_input_consumed(int slot, std::string* error) {
+bool TrtEngine::wait_input_consumed(int slot, std::string* error) {
   if (slot < 0 || slot >= contexts()) {
     *error = "no execution context " + std::to_string(slot);
     return false;
@@ -263,7 +255,7 @@ bool Engine::wait_input_consumed(int slot, std::string* error) {
   return r == cu::kSuccess;
 }
 
-bool Engine::synchronize(int slot, std::string* error) {
+bool TrtEngine::synchronize(int slot, std::string* error) {
   if (slot < 0 || slot >= contexts()) {
     *error = "no execution context " + std::to_string(slot);
     return false;

@@ -23,48 +23,34 @@
 #include <vector>
 
 #include "tensorrt/cuda_driver.h"
+#include "tensorrt/engine.h"
 
 namespace fm::trt {
 
-struct TensorDesc {
-  std::string name;
-  bool input = false;
-  int dtype = 0;               // nvinfer1::DataType's value (0 float32, 1 float16, 7 bfloat16, ...)
-  std::string dtype_name;      // "float32", "float16", "bfloat16", "int32", ...
-  size_t element_size = 0;     // bytes; 0 for sub-byte types
-  std::vector<int64_t> shape;  // as the engine has it; -1 where dynamic (the batch)
-  int64_t min_batch = 0, opt_batch = 0, max_batch = 0;  // inputs with a dynamic batch: profile 0
-};
-
-class Engine {
+class TrtEngine final : public Engine {
  public:
   // Deserializes `plan` on CUDA device `device` and creates `contexts` (>= 1) execution
   // contexts, each with its own non-blocking stream. nullptr and *error when TensorRT refuses
   // the plan (another TensorRT build, another GPU, a damaged file): the caller rebuilds it,
   // never trusts it. Binds the calling thread to the device's primary context.
-  static std::unique_ptr<Engine> load(const void* plan, size_t size, int contexts, int device, std::string* error,
-                                      bool cuda_graphs = true);
-  ~Engine();
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
+  static std::unique_ptr<TrtEngine> load(const void* plan, size_t size, int contexts, int device, std::string* error,
+                                         bool cuda_graphs = true);
+  ~TrtEngine() override;
+  TrtEngine(const TrtEngine&) = delete;
+  TrtEngine& operator=(const TrtEngine&) = delete;
 
-  const std::vector<TensorDesc>& tensors() const { return tensors_; }
-  int contexts() const { return static_cast<int>(slots_.size()); }
-  cu::Stream stream(int slot) const;
+  int contexts() const override { return static_cast<int>(slots_.size()); }
+  cu::Stream stream(int slot) const override;
   // Makes the engine's CUDA context current on the calling thread (needed once per thread
   // before enqueue or cu:: buffer work there).
   bool bind(std::string* error) const { return cuda_.bind(error); }
-  // Bytes of tensors()[i] with the dynamic dimension(s) set to `batch` (0 for sub-byte types).
-  size_t tensor_bytes(size_t i, int64_t batch) const;
-
   // Sets every dynamic input's batch, binds `addresses` (one device pointer per tensors()
   // entry, same order, 256-byte aligned, each at least tensor_bytes(i, batch)) and enqueues on
   // the slot's stream. Asynchronous: the results are there after synchronize(slot). A slot is
   // used by one thread at a time; different slots run concurrently.
-  bool enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error);
-  // Batch sizes of a slot that replay a CUDA graph, and those that fell back to plain enqueueV3.
-  int graphs_ready(int slot) const;
-  int graphs_failed(int slot) const;
+  bool enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error) override;
+  int graphs_ready(int slot) const override;
+  int graphs_failed(int slot) const override;
   // Blocks until the slot's last enqueue no longer reads its inputs.
   bool wait_input_consumed(int slot, std::string* error);
   // Blocks until the slot's stream is idle.
@@ -73,12 +59,11 @@ class Engine {
   struct Impl;
 
  private:
-  Engine() = default;
+  TrtEngine() = default;
   struct Slot;
   cu::PrimaryContext cuda_;
   std::unique_ptr<Impl> impl_;  // TensorRT objects (logger, runtime, engine)
   std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<TensorDesc> tensors_;
   bool cuda_graphs_ = true;
 };
 

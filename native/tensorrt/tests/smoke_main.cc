@@ -1,4 +1,4 @@
-// For scripts/check-tensorrt.sh: drives build_engine() and Engine::load() against the stand-in
+// For scripts/check-tensorrt.sh: drives build_engine() and TrtEngine::load() against the stand-in
 // TensorRT (whose factories return NULL) and prints their errors: the call sequence up to
 // TensorRT's factories runs, and a refusal comes back as an error, not a crash.
 #include <cstdio>
@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   std::printf("build with min > opt: %s\n", r.ok ? "ok" : r.error.c_str());
   const char plan[64] = {0};
   std::string error;
-  auto engine = fm::trt::Engine::load(plan, sizeof plan, 2, 0, &error);
+  auto engine = fm::trt::TrtEngine::load(plan, sizeof plan, 2, 0, &error);
   std::printf("load: %s\n", engine ? "ok" : error.c_str());
   return 0;
 }

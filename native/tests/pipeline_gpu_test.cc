@@ -1,0 +1,215 @@
+// The TensorRT pipeline (tensorrt/pipeline.h) on a GPU, without TensorRT (and, as ctest
+// pipeline_host, against a host-memory stand-in libcuda.so.1 on any machine): a stand-in engine whose
+// "inference" copies two 16-float slices of each face's preprocessed input into its two outputs.
+// So every batch goes through the real data path (the upload plan, pinned staging and
+// alloc_pinned frames, the embedded kernels through the driver API, two batches issued per
+// context, output copies into pinned memory, the stage timings) and the slices are compared with
+// the CPU preprocessing of the same faces (max abs <= 1e-5). Batches from several frames at once,
+// more batches than contexts, an oversized batch refused alone, both crops and resizes.
+// Without a CUDA device: 'SKIPPED: ...' and exit code 77.
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+#include "tensorrt/cuda_driver.h"
+#include "tensorrt/engine.h"
+#include "tensorrt/kernels.h"
+#include "tensorrt/pipeline.h"
+#include "test_support.h"
+
+using namespace fm;
+using fm::trt::FaceIn;
+using fm::trt::FrameIn;
+using fm_test::check;
+using fm_test::face_crop;
+using fm_test::lowbias32;
+
+namespace {
+
+constexpr int kSkip = 77;
+constexpr int kSlice = 16;
+constexpr int kMid = kInputFloats / 2 + 1000;  // a slice in the green plane
+
+// An engine without TensorRT: outputs "head" and "mid", [N,16] float32 each.
+class CopyEngine final : public trt::Engine {
+ public:
+  CopyEngine(int contexts, int64_t max_batch) {
+    const cu::Api* a = cu::driver();
+    streams_.resize(static_cast<size_t>(contexts), nullptr);
+    for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
+    trt::TensorDesc in{"input", true, 0, "float32", 4, {-1, 3, kInput, kInput}, 1, 8, max_batch};
+    trt::TensorDesc head{"head", false, 0, "float32", 4, {-1, kSlice}, 0, 0, 0};
+    trt::TensorDesc mid{"mid", false, 0, "float32", 4, {-1, kSlice}, 0, 0, 0};
+    tensors_ = {in, head, mid};
+  }
+  ~CopyEngine() override {
+    for (cu::Stream s : streams_)
+      if (s != nullptr) cu::driver()->StreamDestroy(s);
+  }
+  int contexts() const override { return static_cast<int>(streams_.size()); }
+  cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
+  bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
+    const cu::Api* a = cu::driver();
+    const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
+    for (int64_t k = 0; k < batch; ++k) {
+      const cu::DevicePtr face = in + static_cast<cu::DevicePtr>(k) * kInputFloats * 4;
+      const cu::Result r1 = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[1]) + k * kSlice * 4, face, kSlice * 4, stream(slot));
+      const cu::Result r2 = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[2]) + k * kSlice * 4, face + kMid * 4, kSlice * 4, stream(slot));
+      if (r1 != cu::kSuccess || r2 != cu::kSuccess) {
+        *error = "cuMemcpyDtoDAsync: " + cu::error_text(r1 != cu::kSuccess ? r1 : r2);
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<cu::Stream> streams_;
+};
+
+struct Frames {
+  std::vector<uint8_t> hd, gray, chip;
+  uint8_t* pinned = nullptr;
+  std::vector<FrameIn> in;
+};
+
+void fill(uint8_t* p, size_t n, uint32_t seed) {
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(lowbias32(seed * 7919u + static_cast<uint32_t>(i)) >> 24);
+}
+
+void run_pipeline(CropMode crop, ResizeMode resize) {
+  const std::string name = std::string(crop == CropMode::Square ? "square" : "stretch") + (resize == ResizeMode::CenterCrop ? "/centre crop" : "/antialias");
+  constexpr int64_t kMax = 16;
+  std::string error;
+  trt::PipelineOptions o;
+  o.streams = 2;
+  o.crop = crop;
+  o.resize = resize;
+  o.max_batch = kMax;
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax), o, &error);
+  if (!p) {
+    check(false, name + ": pipeline starts", error);
+    return;
+  }
+  // On a GPU the embedded kernels run; the host stand-in driver cannot load them: CPU, with the reason.
+  const bool stand_in = cu::gpu_info().name == "Host stand-in";
+  const bool cuda = trt::PreprocessKernels::embedded() && !stand_in;
+  check(std::string(p->preprocessing()) == (cuda ? "cuda" : "cpu"), name + ": preprocessing where expected",
+        std::string(p->preprocessing()) + " " + p->preprocessing_note());
+  check(cuda == p->preprocessing_note().empty(), name + ": CPU preprocessing says why");
+  Frames f;
+  f.hd.resize(1920 * 1080 * 3);
+  fill(f.hd.data(), f.hd.size(), 1);
+  f.gray.resize(333 * 211 + 211 * 5);
+  fill(f.gray.data(), f.gray.size(), 2);
+  f.chip.resize(256 * 256 * 3);
+  fill(f.chip.data(), f.chip.size(), 3);
+  const size_t pinned_bytes = 640 * 4 * 360;
+  f.pinned = static_cast<uint8_t*>(p->alloc_pinned(pinned_bytes, &error));
+  check(f.pinned != nullptr, name + ": alloc_pinned", error);
+  if (!f.pinned) return;
+  fill(f.pinned, pinned_bytes, 4);
+  f.in = {FrameIn{f.hd.data(), 1920, 1080, 1920 * 3, PixelFormat::RGB}, FrameIn{f.gray.data(), 333, 211, 338, PixelFormat::GRAY},
+          FrameIn{f.chip.data(), 256, 256, 768, PixelFormat::BGR}, FrameIn{f.pinned, 640, 360, 2560, PixelFormat::BGRA}};
+
+  std::mt19937 rng(11);
+  struct Expect {
+    std::vector<float> head, mid;
+  };
+  std::mutex m;
+  std::condition_variable cv;
+  int pending = 0, worst_batch = -1;
+  double worst = 0;
+  int refused_ok = 0;
+  constexpr int kBatches = 40;
+  for (int bi = 0; bi <= kBatches; ++bi) {
+    const bool oversized = bi == kBatches / 2;
+    const int n = oversized ? static_cast<int>(kMax) + 1 : 1 + static_cast<int>(rng() % kMax);
+    std::vector<FaceIn> faces;
+    auto want = std::make_shared<std::vector<Expect>>();
+    for (int k = 0; k < n; ++k) {
+      FaceIn face;
+      face.frame = static_cast<int>(rng() % 4);
+      const FrameIn& fr = f.in[static_cast<size_t>(face.frame)];
+      if (face.frame == 2) {
+        face.has_window = false;
+      } else {
+        const float side = 20.0f + static_cast<float>(rng() % 400);
+        const float x = -60.0f + static_cast<float>(rng() % static_cast<unsigned>(fr.width + 60));
+        const float y = -60.0f + static_cast<float>(rng() % static_cast<unsigned>(fr.height + 60));
+        face.has_window = true;
+        face.window = face_crop(crop, x, y, x + side, y + side * 1.1f, fr.width, fr.height);
+      }
+      std::vector<float> full(kInputFloats);
+      preprocess_face(Frame{fr.data, fr.width, fr.height, fr.stride, fr.format}, face.has_window ? &face.window : nullptr, crop, resize, full.data());
+      want->push_back(Expect{std::vector<float>(full.begin(), full.begin() + kSlice), std::vector<float>(full.begin() + kMid, full.begin() + kMid + kSlice)});
+      faces.push_back(face);
+    }
+    {
+      std::lock_guard<std::mutex> l(m);
+      ++pending;
+    }
+    p->submit(f.in, faces, [&, want, n, bi, oversized](trt::BatchResult&& r) {
+      std::lock_guard<std::mutex> l(m);
+      if (oversized) {
+        refused_ok += !r.ok && r.error.find("a batch of " + std::to_string(n)) != std::string::npos;
+      } else if (!r.ok || r.outputs.size() != 2 || r.outputs[0].size() != static_cast<size_t>(n) * kSlice) {
+        worst = INFINITY;
+        worst_batch = bi;
+        std::printf("  batch %d: %s\n", bi, r.ok ? "wrong output sizes" : r.error.c_str());
+      } else {
+        for (int k = 0; k < n; ++k)
+          for (int j = 0; j < kSlice; ++j) {
+            const double d0 = std::fabs(r.outputs[0][static_cast<size_t>(k * kSlice + j)] - (*want)[static_cast<size_t>(k)].head[static_cast<size_t>(j)]);
+            const double d1 = std::fabs(r.outputs[1][static_cast<size_t>(k * kSlice + j)] - (*want)[static_cast<size_t>(k)].mid[static_cast<size_t>(j)]);
+            const double d = std::isnan(d0) || std::isnan(d1) ? INFINITY : std::max(d0, d1);
+            if (d > worst) {
+              worst = d;
+              worst_batch = bi;
+            }
+          }
+      }
+      --pending;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return pending == 0; });
+  }
+  check(worst <= 1e-5, name + ": every face's slices equal the CPU path's", "max |GPU - CPU| = " + std::to_string(worst) + " (batch " + std::to_string(worst_batch) + ")");
+  check(refused_ok == 1, name + ": an oversized batch is refused alone");
+  const trt::PipelineStats st = p->stats();
+  check(st.batches == kBatches, name + ": stats count the batches", std::to_string(st.batches));
+  check(st.upload_ms > 0 && st.infer_ms > 0, name + ": stage times recorded");
+  p->close();
+  p->free_pinned(f.pinned);
+}
+
+}  // namespace
+
+int main() {
+  const cu::GpuInfo& g = cu::gpu_info();
+  if (!g.initialized || g.device_count < 1) {
+    std::printf("SKIPPED: no CUDA device (%s)\n", g.driver_error.empty() ? "cuInit failed" : g.driver_error.c_str());
+    return kSkip;
+  }
+  cu::PrimaryContext ctx;
+  std::string why;
+  if (!ctx.open(0, &why) || !ctx.bind(&why)) {
+    std::printf("FAIL: %s\n", why.c_str());
+    return 1;
+  }
+  std::printf("pipeline on %s (sm_%d%d), CUDA kernels %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
+              trt::PreprocessKernels::embedded() ? "embedded" : "not built");
+  for (CropMode crop : {CropMode::Square, CropMode::Stretch})
+    for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) run_pipeline(crop, resize);
+  std::printf("pipeline: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
+  return fm_test::g_failed == 0 ? 0 : 1;
+}
