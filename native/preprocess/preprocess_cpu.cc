@@ -16,7 +16,10 @@
 // produce identical bits:
 //  - AVX2 (x86 CPUs that have it, chosen at run time): the blended row is deinterleaved into one
 //    plane per channel, and the gathers (2 and 4) are vectorised with in-register permutes: a run
-//    of neighbouring outputs reads at most 8 neighbouring inputs per tap, one 8-float load;
+//    of neighbouring outputs reads at most 8 neighbouring inputs per tap, one 8-float load. For
+//    windows over ~1.5x the chip's width, where the chip reads only some of the source columns,
+//    passes 1 and 2 are fused instead: each chip column's two source pixels are loaded as one
+//    word per source row and blended and gathered in registers, eight chip columns at a time;
 //  - portable (everything else, any compiler): the blended row stays interleaved, the gather is
 //    scalar, and the resize makes four output rows at once, one per lane, which compilers
 //    vectorise.
@@ -25,6 +28,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -70,6 +74,11 @@ constexpr int kAaBlocks = kInput / kAaBlock;  // 32
 constexpr int kPad = kLanes;                  // spare floats after each plane of a row
 constexpr int kPlane = kChip + kPad;          // distance between the planes of a chip row
 constexpr int kRowFloats = 3 * kPlane;        // one chip row: R, G and B planes
+// The AVX2 code fuses blend and gather (pairs_planar) when the blend would cover more than this
+// many source columns per chip column: past it, the chip reads few of the columns blended
+// (measured: the fused path is the slower at 1.4, 300 px faces' 360 px windows, the faster from
+// 1.6).
+constexpr float kPairRatio = 1.5f;
 static_assert(kInput % kAaBlock == 0, "the horizontal resize is whole blocks");
 
 // torch's antialiased 256 -> 224 weights for every output index (taps.h, shared with CUDA), and
@@ -109,6 +118,11 @@ const AaWeights kAa;
 struct ColumnTaps {
   int32_t i0[kChip], i1[kChip];  // source column - the first blended column
   float w0[kChip], w1[kChip];
+  // For the AVX2 pair path: byte offset in a frame row of each chip column's lower source pixel,
+  // and per group of 8 chip columns whether all of them read two adjacent pixels whose 8 bytes
+  // from there lie inside the row (read straight from the frame) or not (copied first).
+  int32_t pb[kChip];
+  bool direct[kChip / kLanes];
   struct Run {
     int x, n, base0, base1;
     bool last;
@@ -286,6 +300,76 @@ FM_AVX2 void gather_planar(const ColumnTaps& t, const float* m, int stride, int,
   }
 }
 
+// Four 8-byte words, at base + off[i] for i = j0..j3, as the 64-bit lanes of a vector.
+FM_AVX2 inline __m256i load_words(const uint8_t* base, const int32_t* off, int j0, int j1, int j2, int j3) {
+  int64_t a, b, c, d;
+  std::memcpy(&a, base + off[j0], 8);
+  std::memcpy(&b, base + off[j1], 8);
+  std::memcpy(&c, base + off[j2], 8);
+  std::memcpy(&d, base + off[j3], 8);
+  return _mm256_set_epi64x(d, c, b, a);
+}
+
+// Passes 1 and 2 fused, for chips that read few of the window's source columns (a window over
+// ~1.5x the chip's width or more): each chip column's two source pixels, in both source rows,
+// are loaded as one 8-byte word (the lower pixel's bytes, then the upper's), eight chip columns
+// at a time, and blended and gathered in registers: only the pixels the chip reads are touched,
+// and the blended values, the same expressions as blend_planar's, are never stored.
+template <int NC, int R, int G, int B>
+FM_AVX2 void pairs_planar(const uint8_t* r0, const uint8_t* r1, float a, float b, const ColumnTaps& t, int x0, int x1,
+                          float* row) {
+  constexpr int nplanes = NC == 1 ? 1 : 3;
+  constexpr int at[3] = {R, G, B};  // plane c takes byte at[c] of a pixel
+  static constexpr int32_t kTmpOff[kLanes] = {0, 8, 16, 24, 32, 40, 48, 56};
+  const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+  const __m256i low = _mm256_set1_epi32(0xff);
+  alignas(32) uint8_t tmp[2][kLanes * 8];  // a group's words, copied where they can't be loaded
+  for (int x = x0; x < x1; x += kLanes) {
+    const uint8_t* base[2] = {r0, r1};
+    const int32_t* off = t.pb + x;
+    if (!t.direct[x / kLanes]) {
+      for (int l = 0; l < kLanes; ++l) {
+        const int o0 = t.pb[x + l];
+        const int o1 = o0 + (t.i1[x + l] - t.i0[x + l]) * NC;
+        for (int s = 0; s < 2; ++s) {
+          std::memset(tmp[s] + 8 * l, 0, 8);
+          std::memcpy(tmp[s] + 8 * l, base[s] + o0, NC);
+          std::memcpy(tmp[s] + 8 * l + NC, base[s] + o1, NC);
+        }
+      }
+      base[0] = tmp[0];
+      base[1] = tmp[1];
+      off = kTmpOff;
+    }
+    // Per source row: lo / hi, the lower / upper pixel's bytes in the low bytes of each 32-bit lane,
+    // lane l for chip column x + l (the words in the order that shuffle_ps puts back in order).
+    __m256i lo[2], hi[2];
+    for (int s = 0; s < 2; ++s) {
+      const __m256i u = load_words(base[s], off, 0, 1, 4, 5);
+      const __m256i v = load_words(base[s], off, 2, 3, 6, 7);
+      lo[s] = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(u), _mm256_castsi256_ps(v), 0x88));
+      hi[s] = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(_mm256_srli_epi64(u, 8 * NC)),
+                                                    _mm256_castsi256_ps(_mm256_srli_epi64(v, 8 * NC)), 0x88));
+    }
+    const __m256 w0 = _mm256_loadu_ps(t.w0 + x), w1 = _mm256_loadu_ps(t.w1 + x);
+    for (int c = 0; c < nplanes; ++c) {
+      const int k = at[c];
+      const __m256 s00 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(lo[0], 8 * k), low));
+      const __m256 s01 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(lo[1], 8 * k), low));
+      const __m256 s10 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(hi[0], 8 * k), low));
+      const __m256 s11 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(hi[1], 8 * k), low));
+      const __m256 m0 = _mm256_add_ps(_mm256_mul_ps(va, s00), _mm256_mul_ps(vb, s01));  // blended, lower pixel
+      const __m256 m1 = _mm256_add_ps(_mm256_mul_ps(va, s10), _mm256_mul_ps(vb, s11));  // blended, upper pixel
+      const __m256 y = _mm256_add_ps(_mm256_mul_ps(w0, m0), _mm256_mul_ps(w1, m1));
+      if (NC == 1) {
+        for (int q = 0; q < 3; ++q) _mm256_storeu_ps(row + q * kPlane + x, y);
+      } else {
+        _mm256_storeu_ps(row + c * kPlane + x, y);
+      }
+    }
+  }
+}
+
 // Pass 3, one output row: v = (c0 * w0 + c1 * w1) + c2 * w2 over the planes of three chip rows.
 FM_AVX2 void resize_v_avx2(const float* c0, const float* c1, const float* c2, const float* w, float* v) {
   const __m256 w0 = _mm256_set1_ps(w[0]), w1 = _mm256_set1_ps(w[1]), w2 = _mm256_set1_ps(w[2]);
@@ -374,10 +458,13 @@ bool avx2_usable() {
 // layout of m: interleaved (portable) or planes `stride` floats apart (AVX2).
 using BlendFn = void (*)(const uint8_t*, const uint8_t*, float, float, int, int, float*, int);
 using GatherFn = void (*)(const ColumnTaps&, const float*, int, int, int, float*);
+// pairs(row0, row1, a, b, taps, x0, x1, row): blend and gather fused (AVX2 only).
+using PairsFn = void (*)(const uint8_t*, const uint8_t*, float, float, const ColumnTaps&, int, int, float*);
 
 struct Kernels {
   BlendFn blend[5];  // by PixelFormat
   GatherFn gather[5];
+  PairsFn pairs[5];
   bool avx2;  // planar blend, and the AVX2 resize and centre crop
 };
 
@@ -385,6 +472,7 @@ const Kernels kPortable = {
     {blend_interleaved<3>, blend_interleaved<4>, blend_interleaved<3>, blend_interleaved<4>, blend_interleaved<1>},
     {gather_interleaved<3, 0, 1, 2>, gather_interleaved<4, 0, 1, 2>, gather_interleaved<3, 2, 1, 0>,
      gather_interleaved<4, 2, 1, 0>, gather_interleaved<1, 0, 0, 0>},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
     false};
 
 #if FM_HAVE_AVX2_KERNELS
@@ -392,6 +480,8 @@ const Kernels kAvx2 = {
     {blend_planar<3, 0, 1, 2>, blend_planar<4, 0, 1, 2>, blend_planar<3, 2, 1, 0>, blend_planar<4, 2, 1, 0>,
      blend_planar<1, 0, 0, 0>},
     {gather_planar, gather_planar, gather_planar, gather_planar, gather_planar},
+    {pairs_planar<3, 0, 1, 2>, pairs_planar<4, 0, 1, 2>, pairs_planar<3, 2, 1, 0>, pairs_planar<4, 2, 1, 0>,
+     pairs_planar<1, 0, 0, 0>},
     true};
 #endif
 
@@ -436,7 +526,19 @@ class ChipRows {
       cols_->w0[x] = tx[x].w0;
       cols_->w1[x] = tx[x].w1;
     }
-    if (k_.avx2) {
+    if (k_.avx2 && n_ > kPairRatio * (x1 - x0) && (x1 - x0) % kLanes == 0 && x0 % kLanes == 0) {
+      // Sparse: blend and gather fused, pixel pair by pixel pair, straight from the frame where
+      // a pair's 8 bytes lie in the row.
+      pairs_ = true;
+      const int row_bytes = frame.width * nc_;
+      for (int x = x0; x < x1; ++x) cols_->pb[x] = tx[x].i0 * nc_;
+      for (int g = x0 / kLanes; g < x1 / kLanes; ++g) {
+        bool direct = true;
+        for (int x = g * kLanes; x < (g + 1) * kLanes; ++x)
+          direct = direct && tx[x].i1 == tx[x].i0 + 1 && cols_->pb[x] + 8 <= row_bytes;
+        cols_->direct[g] = direct;
+      }
+    } else if (k_.avx2) {
       // One plane per channel (GRAY: one for all three), kPad readable floats past each's end.
       cols_->make_runs(x0, x1);
       stride_ = nc_ == 1 ? 0 : n_ + kPad;
@@ -458,6 +560,11 @@ class ChipRows {
     const Tap& t = ty_[y];
     const float a = t.w0 / 255.0f, b = t.w1 / 255.0f;
     const int f = static_cast<int>(frame_.format);
+    if (pairs_) {
+      k_.pairs[f](frame_.data + static_cast<size_t>(t.i0) * frame_.stride, frame_.data + static_cast<size_t>(t.i1) * frame_.stride,
+                  a, b, *cols_, x0_, x1_, row);
+      return;
+    }
     k_.blend[f](frame_.data + static_cast<size_t>(t.i0) * frame_.stride, frame_.data + static_cast<size_t>(t.i1) * frame_.stride,
                 a, b, lo_, n_, blend_.data(), stride_);
     k_.gather[f](*cols_, blend_.data(), stride_, x0_, x1_, row);
@@ -475,6 +582,7 @@ class ChipRows {
   Tap ty_[kChip];
   std::unique_ptr<ColumnTaps> cols_;  // ~40 KB: on the heap, not on a pool thread's stack
   int lo_ = 0, n_ = 0, stride_ = 0;
+  bool pairs_ = false;  // the fused AVX2 path (pairs_planar)
   std::vector<float> blend_;  // one blended source row
 };
 
