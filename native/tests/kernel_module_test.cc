@@ -14,12 +14,13 @@
 #include "tensorrt/cuda_driver.h"
 #include "tensorrt/kernels.h"
 #include "tensorrt/upload_plan.h"
-#include "test_support.h"
+#include "frame_support.h"
 
 using namespace fm;
 using fm_test::check;
-using fm_test::face_crop;
-using fm_test::lowbias32;
+using fm_test::box_face;
+using fm_test::noise_frame;
+using Owned = fm_test::NoiseFrame;
 
 namespace {
 
@@ -39,28 +40,6 @@ float half_to_float(uint16_t h) {
       return false;                                                                                          \
     }                                                                                                        \
   } while (0)
-
-struct Owned {
-  std::vector<uint8_t> bytes;
-  trt::FrameIn in;
-};
-
-Owned make(int w, int h, PixelFormat f, int pad, uint32_t seed) {
-  Owned o;
-  o.in = trt::FrameIn{nullptr, w, h, static_cast<size_t>(w) * channels(f) + pad, f};
-  o.bytes.resize(o.in.stride * h);
-  for (size_t i = 0; i < o.bytes.size(); ++i) o.bytes[i] = static_cast<uint8_t>(lowbias32(seed * 7919u + static_cast<uint32_t>(i)) >> 24);
-  o.in.data = o.bytes.data();
-  return o;
-}
-
-trt::FaceIn box(const Owned& o, int frame, CropMode crop, float x1, float y1, float x2, float y2) {
-  trt::FaceIn f;
-  f.frame = frame;
-  f.has_window = true;
-  f.window = face_crop(crop, x1, y1, x2, y2, o.in.width, o.in.height);
-  return f;
-}
 
 bool run(const std::string& name, const trt::PreprocessKernels& k, const std::vector<const Owned*>& frames,
          const std::vector<trt::FaceIn>& faces, CropMode crop, ResizeMode resize) {
@@ -143,18 +122,18 @@ int main() {
       return 1;
     }
     std::printf("kernels loaded on %s (sm_%d%d)\n", g.name.c_str(), g.cc_major, g.cc_minor);
-    const Owned hd = make(1920, 1080, PixelFormat::RGB, 0, 1);
-    const Owned bgra = make(640, 360, PixelFormat::BGRA, 8, 2);
-    const Owned gray = make(321, 203, PixelFormat::GRAY, 1, 3);
-    const Owned chip = make(256, 256, PixelFormat::BGR, 0, 4);
+    const Owned hd = noise_frame(1920, 1080, PixelFormat::RGB, 0, 1);
+    const Owned bgra = noise_frame(640, 360, PixelFormat::BGRA, 8, 2);
+    const Owned gray = noise_frame(321, 203, PixelFormat::GRAY, 1, 3);
+    const Owned chip = noise_frame(256, 256, PixelFormat::BGR, 0, 4);
     for (CropMode crop : {CropMode::Square, CropMode::Stretch}) {
       for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) {
         const std::string name = std::string(crop == CropMode::Square ? "square" : "stretch") + (resize == ResizeMode::CenterCrop ? "/centre crop" : "/antialias");
         trt::FaceIn c;
         c.frame = 3;
         ok = run(name, k, {&hd, &bgra, &gray, &chip},
-                 {box(hd, 0, crop, 800, 400, 1100, 700), box(hd, 0, crop, -50, 900, 250, 1200), box(bgra, 1, crop, 100, 50, 300, 290),
-                  box(gray, 2, crop, -100, -80, 60, 40), box(gray, 2, crop, 150, 100, 151, 102), c},
+                 {box_face(hd, 0, crop, 800, 400, 1100, 700), box_face(hd, 0, crop, -50, 900, 250, 1200), box_face(bgra, 1, crop, 100, 50, 300, 290),
+                  box_face(gray, 2, crop, -100, -80, 60, 40), box_face(gray, 2, crop, 150, 100, 151, 102), c},
                  crop, resize) && ok;
       }
     }

@@ -21,14 +21,14 @@
 #include "tensorrt/engine.h"
 #include "tensorrt/kernels.h"
 #include "tensorrt/pipeline.h"
-#include "test_support.h"
+#include "frame_support.h"
 
 using namespace fm;
 using fm::trt::FaceIn;
 using fm::trt::FrameIn;
 using fm_test::check;
 using fm_test::face_crop;
-using fm_test::lowbias32;
+using fm_test::fill_noise;
 
 namespace {
 
@@ -79,10 +79,6 @@ struct Frames {
   std::vector<FrameIn> in;
 };
 
-void fill(uint8_t* p, size_t n, uint32_t seed) {
-  for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(lowbias32(seed * 7919u + static_cast<uint32_t>(i)) >> 24);
-}
-
 void run_pipeline(CropMode crop, ResizeMode resize) {
   const std::string name = std::string(crop == CropMode::Square ? "square" : "stretch") + (resize == ResizeMode::CenterCrop ? "/centre crop" : "/antialias");
   constexpr int64_t kMax = 16;
@@ -105,16 +101,16 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
   check(cuda == p->preprocessing_note().empty(), name + ": CPU preprocessing says why");
   Frames f;
   f.hd.resize(1920 * 1080 * 3);
-  fill(f.hd.data(), f.hd.size(), 1);
+  fill_noise(f.hd.data(), f.hd.size(), 1);
   f.gray.resize(333 * 211 + 211 * 5);
-  fill(f.gray.data(), f.gray.size(), 2);
+  fill_noise(f.gray.data(), f.gray.size(), 2);
   f.chip.resize(256 * 256 * 3);
-  fill(f.chip.data(), f.chip.size(), 3);
+  fill_noise(f.chip.data(), f.chip.size(), 3);
   const size_t pinned_bytes = 640 * 4 * 360;
   f.pinned = static_cast<uint8_t*>(p->alloc_pinned(pinned_bytes, &error));
   check(f.pinned != nullptr, name + ": alloc_pinned", error);
   if (!f.pinned) return;
-  fill(f.pinned, pinned_bytes, 4);
+  fill_noise(f.pinned, pinned_bytes, 4);
   f.in = {FrameIn{f.hd.data(), 1920, 1080, 1920 * 3, PixelFormat::RGB}, FrameIn{f.gray.data(), 333, 211, 338, PixelFormat::GRAY},
           FrameIn{f.chip.data(), 256, 256, 768, PixelFormat::BGR}, FrameIn{f.pinned, 640, 360, 2560, PixelFormat::BGRA}};
 

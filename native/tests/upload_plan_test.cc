@@ -11,33 +11,17 @@
 
 #include "preprocess/preprocess.h"
 #include "tensorrt/upload_plan.h"
-#include "test_support.h"
+#include "frame_support.h"
 
 using namespace fm;
 using fm::trt::FaceIn;
 using fm::trt::FrameIn;
 using fm_test::check;
-using fm_test::face_crop;
-using fm_test::lowbias32;
+using fm_test::box_face;
+using fm_test::noise_frame;
+using Owned = fm_test::NoiseFrame;
 
 namespace {
-
-struct Owned {
-  std::vector<uint8_t> bytes;
-  FrameIn in;
-};
-
-Owned make(int w, int h, PixelFormat f, int pad, uint32_t seed) {
-  Owned o;
-  o.in.width = w;
-  o.in.height = h;
-  o.in.format = f;
-  o.in.stride = static_cast<size_t>(w) * channels(f) + pad;
-  o.bytes.resize(o.in.stride * h);
-  for (size_t i = 0; i < o.bytes.size(); ++i) o.bytes[i] = static_cast<uint8_t>(lowbias32(seed * 7919u + static_cast<uint32_t>(i)) >> 24);
-  o.in.data = o.bytes.data();
-  return o;
-}
 
 void run(const std::string& name, const std::vector<const Owned*>& frames, const std::vector<FaceIn>& faces, CropMode crop) {
   std::vector<FrameIn> in;
@@ -75,36 +59,28 @@ void run(const std::string& name, const std::vector<const Owned*>& frames, const
   }
 }
 
-FaceIn box(const Owned& o, int frame, CropMode crop, float x1, float y1, float x2, float y2) {
-  FaceIn f;
-  f.frame = frame;
-  f.has_window = true;
-  f.window = face_crop(crop, x1, y1, x2, y2, o.in.width, o.in.height);
-  return f;
-}
-
 }  // namespace
 
 int main() {
-  const Owned hd = make(1920, 1080, PixelFormat::RGB, 0, 1);
-  const Owned small = make(97, 61, PixelFormat::BGRA, 12, 2);
-  const Owned gray = make(640, 480, PixelFormat::GRAY, 3, 3);
-  const Owned chip = make(256, 256, PixelFormat::RGBA, 0, 4);
-  const Owned unused = make(300, 200, PixelFormat::RGB, 0, 5);
+  const Owned hd = noise_frame(1920, 1080, PixelFormat::RGB, 0, 1);
+  const Owned small = noise_frame(97, 61, PixelFormat::BGRA, 12, 2);
+  const Owned gray = noise_frame(640, 480, PixelFormat::GRAY, 3, 3);
+  const Owned chip = noise_frame(256, 256, PixelFormat::RGBA, 0, 4);
+  const Owned unused = noise_frame(300, 200, PixelFormat::RGB, 0, 5);
   for (CropMode crop : {CropMode::Square, CropMode::Stretch}) {
     const std::string c = crop == CropMode::Square ? "square" : "stretch";
-    run(c + ": faces inside a 1080p frame", {&hd}, {box(hd, 0, crop, 800, 400, 1100, 700), box(hd, 0, crop, 100, 90, 380, 350)}, crop);
-    run(c + ": over the top and bottom edges", {&hd}, {box(hd, 0, crop, 900, -120, 1200, 150), box(hd, 0, crop, 10, 950, 300, 1250)}, crop);
-    run(c + ": tiny and huge boxes", {&hd, &small}, {box(hd, 0, crop, 500, 500, 501.5f, 502), box(small, 1, crop, -200, -300, 400, 500)}, crop);
-    run(c + ": mostly off the frame", {&gray}, {box(gray, 0, crop, -300, -250, 20, 10), box(gray, 0, crop, 630, 470, 900, 800)}, crop);
+    run(c + ": faces inside a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700), box_face(hd, 0, crop, 100, 90, 380, 350)}, crop);
+    run(c + ": over the top and bottom edges", {&hd}, {box_face(hd, 0, crop, 900, -120, 1200, 150), box_face(hd, 0, crop, 10, 950, 300, 1250)}, crop);
+    run(c + ": tiny and huge boxes", {&hd, &small}, {box_face(hd, 0, crop, 500, 500, 501.5f, 502), box_face(small, 1, crop, -200, -300, 400, 500)}, crop);
+    run(c + ": mostly off the frame", {&gray}, {box_face(gray, 0, crop, -300, -250, 20, 10), box_face(gray, 0, crop, 630, 470, 900, 800)}, crop);
     FaceIn chip_face;
     chip_face.frame = 1;
     run(c + ": a chip beside a frame, and a frame no face reads", {&gray, &chip, &unused},
-        {box(gray, 0, crop, 200, 100, 330, 260), chip_face}, crop);
+        {box_face(gray, 0, crop, 200, 100, 330, 260), chip_face}, crop);
   }
   // A frame no face reads is not uploaded.
   std::vector<FrameIn> in{hd.in, unused.in};
-  FaceIn one = box(hd, 0, CropMode::Square, 800, 400, 1100, 700);
+  FaceIn one = box_face(hd, 0, CropMode::Square, 800, 400, 1100, 700);
   const trt::UploadPlan p = trt::plan_uploads(in, {one}, CropMode::Square);
   check(p.hi[1] < 0 && p.span[1] == 0, "an unread frame has no span");
   check(p.span[0] < hd.bytes.size() / 2, "a face uploads a band of the 1080p frame, not all of it",
