@@ -29,14 +29,12 @@ struct GraphState {
 struct TrtEngine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
   cu::Stream stream = nullptr;
-  cu::Event input_consumed = nullptr;
   std::map<int64_t, GraphState> graphs;
   ~Slot() {
     const cu::Api* a = cu::driver();
     for (auto& g : graphs)
       if (a != nullptr && g.second.exec != nullptr) a->GraphExecDestroy(g.second.exec);
-    context.reset();  // before its stream and event
-    if (a != nullptr && input_consumed != nullptr) a->EventDestroy(input_consumed);
+    context.reset();  // before its stream
     if (a != nullptr && stream != nullptr) a->StreamDestroy(stream);
   }
 };
@@ -119,19 +117,9 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
       *error = "createExecutionContext failed (context " + std::to_string(k) + "): " + I.logger.last_error();
       return nullptr;
     }
-    cu::Result r = a->StreamCreate(&slot->stream, cu::kStreamNonBlocking);
+    const cu::Result r = a->StreamCreate(&slot->stream, cu::kStreamNonBlocking);
     if (r != cu::kSuccess) {
       *error = driver_error("cuStreamCreate", r);
-      return nullptr;
-    }
-    r = a->EventCreate(&slot->input_consumed, cu::kEventDisableTiming);
-    if (r != cu::kSuccess) {
-      *error = driver_error("cuEventCreate", r);
-      return nullptr;
-    }
-    // cu::Event is CUevent_st*, i.e. cudaEvent_t.
-    if (!slot->context->setInputConsumedEvent(slot->input_consumed)) {
-      *error = "setInputConsumedEvent failed: " + I.logger.last_error();
       return nullptr;
     }
     e->slots_.push_back(std::move(slot));
@@ -243,26 +231,6 @@ int TrtEngine::graphs_failed(int slot) const {
   if (slot >= 0 && slot < contexts())
     for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.failed;
   return n;
-}
-
-bool TrtEngine::wait_input_consumed(int slot, std::string* error) {
-  if (slot < 0 || slot >= contexts()) {
-    *error = "no execution context " + std::to_string(slot);
-    return false;
-  }
-  const cu::Result r = cu::driver()->EventSynchronize(slots_[static_cast<size_t>(slot)]->input_consumed);
-  if (r != cu::kSuccess) *error = driver_error("cuEventSynchronize", r);
-  return r == cu::kSuccess;
-}
-
-bool TrtEngine::synchronize(int slot, std::string* error) {
-  if (slot < 0 || slot >= contexts()) {
-    *error = "no execution context " + std::to_string(slot);
-    return false;
-  }
-  const cu::Result r = cu::driver()->StreamSynchronize(slots_[static_cast<size_t>(slot)]->stream);
-  if (r != cu::kSuccess) *error = driver_error("cuStreamSynchronize", r);
-  return r == cu::kSuccess;
 }
 
 }  // namespace fm::trt

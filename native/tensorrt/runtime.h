@@ -1,10 +1,11 @@
 // A deserialized TensorRT engine and its execution contexts: one IExecutionContext per CUDA
-// stream (Triton's pattern), each stream created once and reused, an input-consumed event per
-// context so the caller knows when the input buffer may be refilled.
+// stream (Triton's pattern), each stream created once and reused. (When a batch's inputs may be
+// refilled, the pipeline knows from its own event after preprocessing: pipeline.cc.)
 //
 // CUDA without linking it: streams, events and memory come from the driver API opened with
 // dlopen (cuda_driver.h explains why the driver API rather than libcudart.so.<12|13>); the
-// engine's own CUDA runtime shares the device's primary context, made current by bind().
+// engine's own CUDA runtime shares the device's primary context, which each thread that enqueues
+// makes current (cu::PrimaryContext::bind).
 //
 // CUDA graphs (trtexec's --useCudaGraph): per context and batch size, the first enqueue runs
 // plainly (TensorRT's warm-up), the second is captured (thread-local capture mode) and
@@ -41,20 +42,13 @@ class TrtEngine final : public Engine {
 
   int contexts() const override { return static_cast<int>(slots_.size()); }
   cu::Stream stream(int slot) const override;
-  // Makes the engine's CUDA context current on the calling thread (needed once per thread
-  // before enqueue or cu:: buffer work there).
-  bool bind(std::string* error) const { return cuda_.bind(error); }
   // Sets every dynamic input's batch, binds `addresses` (one device pointer per tensors()
   // entry, same order, 256-byte aligned, each at least tensor_bytes(i, batch)) and enqueues on
-  // the slot's stream. Asynchronous: the results are there after synchronize(slot). A slot is
+  // the slot's stream. Asynchronous: the results are there once the stream has run. A slot is
   // used by one thread at a time; different slots run concurrently.
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addresses, std::string* error) override;
   int graphs_ready(int slot) const override;
   int graphs_failed(int slot) const override;
-  // Blocks until the slot's last enqueue no longer reads its inputs.
-  bool wait_input_consumed(int slot, std::string* error);
-  // Blocks until the slot's stream is idle.
-  bool synchronize(int slot, std::string* error);
 
   struct Impl;
 
