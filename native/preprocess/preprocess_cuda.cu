@@ -21,6 +21,9 @@
 // load instruction touches one or two 128-byte lines (through the read-only cache); 4-byte pixels
 // (RGBA/BGRA) are read as one 32-bit word when the frame and stride are 4-byte aligned. The frame
 // region a band reads is small and shared by neighbouring bands through L2.
+//
+// The kernels also compile as host code under native/tests/cuda_emu.h, which runs them on the CPU
+// for the native tests without a GPU (the launcher at the end is left out there).
 #include "preprocess_cuda.h"
 
 #include <cuda_fp16.h>
@@ -218,6 +221,7 @@ FM_KERNEL(fm_preprocess_f16_aa, __half, fm::ResizeMode::AntialiasBilinear)
 FM_KERNEL(fm_preprocess_f16_cc, __half, fm::ResizeMode::CenterCrop)
 #undef FM_KERNEL
 
+#if !defined(FM_CUDA_HOST_EMULATION)  // the runtime-API launcher (the host emulation has its own)
 namespace fm {
 namespace {
 
@@ -259,3 +263,4 @@ cudaError_t launch_preprocess(const FaceDesc* d_faces, int n, CropMode crop, Res
 }
 
 }  // namespace fm
+#endif  // !FM_CUDA_HOST_EMULATION

@@ -3,6 +3,8 @@
 // (tensorrt/kernels.h), from frames uploaded the way the TensorRT pipeline uploads them (only the
 // rows the crops read, tensorrt/upload_plan.h). Compared with the CPU path: max abs <= 1e-5 with
 // float32 output, <= 1e-3 with half. Without a CUDA device: 'SKIPPED: ...' and exit code 77.
+// As ctest kernel_module_host it runs against the host stand-in libcuda.so.1, which executes the
+// kernels' source on the CPU (native/tests/cuda_emu.h): everything but the device itself.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -36,7 +38,7 @@ float half_to_float(uint16_t h) {
   do {                                                                                                       \
     const cu::Result r_ = (call);                                                                            \
     if (r_ != cu::kSuccess) {                                                                                \
-      std::printf("FAIL %s:%d %s: %s\n", __FILE__, __LINE__, #call, cu::error_text(r_).c_str());             \
+      check(false, name + ": " #call, cu::error_text(r_));                                                 \
       return false;                                                                                          \
     }                                                                                                        \
   } while (0)
@@ -52,7 +54,7 @@ bool run(const std::string& name, const trt::PreprocessKernels& k, const std::ve
   const int n = static_cast<int>(faces.size());
   if (!d_frames.allocate(p.total, &error) || !d_desc.allocate(sizeof(FaceDesc) * n, &error) ||
       !d_out.allocate(sizeof(float) * kInputFloats * n, &error)) {
-    std::printf("FAIL %s: %s\n", name.c_str(), error.c_str());
+    check(false, name + ": device buffers", error);
     return false;
   }
   for (size_t i = 0; i < in.size(); ++i)

@@ -1,5 +1,6 @@
 // The TensorRT pipeline (tensorrt/pipeline.h) on a GPU, without TensorRT (and, as ctest
-// pipeline_host, against a host-memory stand-in libcuda.so.1 on any machine): a stand-in engine whose
+// pipeline_host and pipeline_host_cpu, against a host-memory stand-in libcuda.so.1 on any machine,
+// which runs the kernels' source on the CPU or refuses them): a stand-in engine whose
 // "inference" copies two 16-float slices of each face's preprocessed input into its two outputs.
 // So every batch goes through the real data path (the upload plan, pinned staging and
 // alloc_pinned frames, the embedded kernels through the driver API, two batches issued per
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -34,9 +36,12 @@ namespace {
 
 constexpr int kSkip = 77;
 constexpr int kSlice = 16;
-constexpr int kMid = kInputFloats / 2 + 1000;  // a slice in the green plane
+// Where each output's slice starts in a face's input: its first values (red plane, first row), in
+// the green plane, and its last values (blue plane, last row: the grid's last block writes them).
+constexpr int kSliceAt[] = {0, kInputFloats / 2 + 1000, kInputFloats - kSlice};
+constexpr int kOutputs = 3;
 
-// An engine without TensorRT: outputs "head" and "mid", [N,16] float32 each.
+// An engine without TensorRT: outputs "head", "mid" and "tail", [N,16] float32 each.
 class CopyEngine final : public trt::Engine {
  public:
   CopyEngine(int contexts, int64_t max_batch) {
@@ -44,9 +49,8 @@ class CopyEngine final : public trt::Engine {
     streams_.resize(static_cast<size_t>(contexts), nullptr);
     for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
     trt::TensorDesc in{"input", true, 0, "float32", 4, {-1, 3, kInput, kInput}, 1, 8, max_batch};
-    trt::TensorDesc head{"head", false, 0, "float32", 4, {-1, kSlice}, 0, 0, 0};
-    trt::TensorDesc mid{"mid", false, 0, "float32", 4, {-1, kSlice}, 0, 0, 0};
-    tensors_ = {in, head, mid};
+    tensors_ = {in};
+    for (const char* name : {"head", "mid", "tail"}) tensors_.push_back(trt::TensorDesc{name, false, 0, "float32", 4, {-1, kSlice}, 0, 0, 0});
   }
   ~CopyEngine() override {
     for (cu::Stream s : streams_)
@@ -59,11 +63,12 @@ class CopyEngine final : public trt::Engine {
     const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
     for (int64_t k = 0; k < batch; ++k) {
       const cu::DevicePtr face = in + static_cast<cu::DevicePtr>(k) * kInputFloats * 4;
-      const cu::Result r1 = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[1]) + k * kSlice * 4, face, kSlice * 4, stream(slot));
-      const cu::Result r2 = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[2]) + k * kSlice * 4, face + kMid * 4, kSlice * 4, stream(slot));
-      if (r1 != cu::kSuccess || r2 != cu::kSuccess) {
-        *error = "cuMemcpyDtoDAsync: " + cu::error_text(r1 != cu::kSuccess ? r1 : r2);
-        return false;
+      for (int o = 0; o < kOutputs; ++o) {
+        const cu::Result r = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[o + 1]) + k * kSlice * 4, face + kSliceAt[o] * 4, kSlice * 4, stream(slot));
+        if (r != cu::kSuccess) {
+          *error = "cuMemcpyDtoDAsync: " + cu::error_text(r);
+          return false;
+        }
       }
     }
     return true;
@@ -93,9 +98,11 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
     check(false, name + ": pipeline starts", error);
     return;
   }
-  // On a GPU the embedded kernels run; the host stand-in driver cannot load them: CPU, with the reason.
-  const bool stand_in = cu::gpu_info().name == "Host stand-in";
-  const bool cuda = trt::PreprocessKernels::embedded() && !stand_in;
+  // The embedded kernels run (on the host stand-in: their source on the CPU) unless the stand-in
+  // is told to refuse them: then CPU preprocessing, with the reason.
+  const char* refuse = std::getenv("FM_HOST_CUDA_NO_KERNELS");
+  const bool refused = cu::gpu_info().name == "Host stand-in" && refuse != nullptr && *refuse != '\0' && std::strcmp(refuse, "0") != 0;
+  const bool cuda = trt::PreprocessKernels::embedded() && !refused;
   check(std::string(p->preprocessing()) == (cuda ? "cuda" : "cpu"), name + ": preprocessing where expected",
         std::string(p->preprocessing()) + " " + p->preprocessing_note());
   check(cuda == p->preprocessing_note().empty(), name + ": CPU preprocessing says why");
@@ -116,7 +123,7 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
 
   std::mt19937 rng(11);
   struct Expect {
-    std::vector<float> head, mid;
+    std::vector<float> slice[kOutputs];
   };
   std::mutex m;
   std::condition_variable cv;
@@ -144,7 +151,9 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
       }
       std::vector<float> full(kInputFloats);
       preprocess_face(Frame{fr.data, fr.width, fr.height, fr.stride, fr.format}, face.has_window ? &face.window : nullptr, crop, resize, full.data());
-      want->push_back(Expect{std::vector<float>(full.begin(), full.begin() + kSlice), std::vector<float>(full.begin() + kMid, full.begin() + kMid + kSlice)});
+      Expect e;
+      for (int o = 0; o < kOutputs; ++o) e.slice[o].assign(full.begin() + kSliceAt[o], full.begin() + kSliceAt[o] + kSlice);
+      want->push_back(std::move(e));
       faces.push_back(face);
     }
     {
@@ -155,21 +164,20 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
       std::lock_guard<std::mutex> l(m);
       if (oversized) {
         refused_ok += !r.ok && r.error.find("a batch of " + std::to_string(n)) != std::string::npos;
-      } else if (!r.ok || r.outputs.size() != 2 || r.outputs[0].size() != static_cast<size_t>(n) * kSlice) {
+      } else if (!r.ok || r.outputs.size() != kOutputs || r.outputs[0].size() != static_cast<size_t>(n) * kSlice) {
         worst = INFINITY;
         worst_batch = bi;
         std::printf("  batch %d: %s\n", bi, r.ok ? "wrong output sizes" : r.error.c_str());
       } else {
         for (int k = 0; k < n; ++k)
-          for (int j = 0; j < kSlice; ++j) {
-            const double d0 = std::fabs(r.outputs[0][static_cast<size_t>(k * kSlice + j)] - (*want)[static_cast<size_t>(k)].head[static_cast<size_t>(j)]);
-            const double d1 = std::fabs(r.outputs[1][static_cast<size_t>(k * kSlice + j)] - (*want)[static_cast<size_t>(k)].mid[static_cast<size_t>(j)]);
-            const double d = std::isnan(d0) || std::isnan(d1) ? INFINITY : std::max(d0, d1);
-            if (d > worst) {
-              worst = d;
-              worst_batch = bi;
+          for (int o = 0; o < kOutputs; ++o)
+            for (int j = 0; j < kSlice; ++j) {
+              const double d = std::fabs(r.outputs[o][static_cast<size_t>(k * kSlice + j)] - (*want)[static_cast<size_t>(k)].slice[o][static_cast<size_t>(j)]);
+              if (std::isnan(d) || d > worst) {
+                worst = std::isnan(d) ? INFINITY : d;
+                worst_batch = bi;
+              }
             }
-          }
       }
       --pending;
       cv.notify_all();

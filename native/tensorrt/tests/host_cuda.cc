@@ -1,0 +1,135 @@
+/* A stand-in libcuda.so.1 whose "device" is host memory, for running the TensorRT pipeline and
+ * the preprocessing kernels on a machine without a GPU (ctest kernel_module_host, pipeline_host,
+ * pipeline_host_cpu). Memory is malloc'ed, every copy is a synchronous memcpy (so stream ordering
+ * is trivially kept and not what this checks), streams and events are tokens, elapsed times
+ * 0.01 ms. Built with the CUDA headers (FM_HOST_CUDA_KERNELS), cuModuleLoadData takes the
+ * addon's embedded fatbin (its magic number is checked) and cuLaunchKernel runs the kernels'
+ * own source (preprocess_cuda.cu) on the CPU through native/tests/cuda_emu.h, synchronously;
+ * FM_HOST_CUDA_NO_KERNELS=1 (or a build without the headers) refuses the module
+ * (CUDA_ERROR_INVALID_IMAGE), so the pipeline preprocesses on the CPU. Graph capture is not
+ * supported. One "GPU": "Host stand-in", sm_90. */
+#if defined(FM_HOST_CUDA_KERNELS)
+#include "cuda_emu.h"  // before any CUDA header
+#include "preprocess/preprocess_cuda.cu"
+#endif
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+static int token;
+
+CUresult cuInit(unsigned flags) { (void)flags; return 0; }
+CUresult cuDriverGetVersion(int* v) { *v = 13000; return 0; }
+static const struct {
+  CUresult code;
+  const char* name;
+  const char* text;
+} kErrors[] = {{1, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+               {200, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+               {400, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+               {500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+               {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+               {801, "CUDA_ERROR_NOT_SUPPORTED", "not supported by the host stand-in"}};
+CUresult cuGetErrorName(CUresult r, const char** s) {
+  for (const auto& e : kErrors)
+    if (e.code == r) return *s = e.name, 0;
+  return 1;
+}
+CUresult cuGetErrorString(CUresult r, const char** s) {
+  for (const auto& e : kErrors)
+    if (e.code == r) return *s = e.text, 0;
+  return 1;
+}
+CUresult cuDeviceGetCount(int* n) { *n = 1; return 0; }
+CUresult cuDeviceGet(int* d, int i) { *d = i; return 0; }
+CUresult cuDeviceGetName(char* name, int len, int d) { (void)d; strncpy(name, "Host stand-in", (size_t)len); return 0; }
+CUresult cuDeviceGetAttribute(int* v, int attr, int d) {
+  (void)d;
+  *v = attr == 75 ? 9 : attr == 76 ? 0 : attr == 16 ? 1 : 0;
+  return 0;
+}
+CUresult cuDeviceTotalMem_v2(size_t* b, int d) { (void)d; *b = (size_t)1 << 30; return 0; }
+CUresult cuDevicePrimaryCtxRetain(void** c, int d) { (void)d; *c = &token; return 0; }
+CUresult cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return 0; }
+CUresult cuCtxSetCurrent(void* c) { (void)c; return 0; }
+CUresult cuStreamCreate(void** s, unsigned f) { (void)f; *s = &token; return 0; }
+CUresult cuStreamDestroy_v2(void* s) { (void)s; return 0; }
+CUresult cuStreamSynchronize(void* s) { (void)s; return 0; }
+CUresult cuStreamQuery(void* s) { (void)s; return 0; }
+CUresult cuEventCreate(void** e, unsigned f) { (void)f; *e = &token; return 0; }
+CUresult cuEventDestroy_v2(void* e) { (void)e; return 0; }
+CUresult cuEventSynchronize(void* e) { (void)e; return 0; }
+CUresult cuEventRecord(void* e, void* s) { (void)e; (void)s; return 0; }
+CUresult cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.01f; return 0; }
+static CUresult alloc(void** p, size_t n) { return posix_memalign(p, 256, n ? n : 1) == 0 ? 0 : 2; }
+CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* q; CUresult r = alloc(&q, n); *p = (CUdeviceptr)(uintptr_t)q; return r; }
+CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)(uintptr_t)p); return 0; }
+CUresult cuMemHostAlloc(void** p, size_t n, unsigned f) { (void)f; return alloc(p, n); }
+CUresult cuMemFreeHost(void* p) { free(p); return 0; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void* st) { (void)st; memcpy((void*)(uintptr_t)d, s, n); return 0; }
+CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) { (void)st; memcpy(d, (const void*)(uintptr_t)s, n); return 0; }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) { (void)st; memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n); return 0; }
+#define UNSUPPORTED(name) CUresult name(void) { return 801; }
+#if defined(FM_HOST_CUDA_KERNELS)
+// A "function" of the module: the kernel and how to call it with cuLaunchKernel's parameters.
+typedef void (*Kernel)(const fm::FaceDesc*, fm::CropMode, void*);
+struct Function {
+  const char* name;
+  Kernel kernel;
+};
+#define FM_FN(name, Out) {#name, [](const fm::FaceDesc* f, fm::CropMode c, void* o) { name(f, c, static_cast<Out*>(o)); }}
+static const Function kFunctions[] = {FM_FN(fm_preprocess_f32_aa, float), FM_FN(fm_preprocess_f32_cc, float),
+                                      FM_FN(fm_preprocess_f16_aa, __half), FM_FN(fm_preprocess_f16_cc, __half)};
+#undef FM_FN
+CUresult cuModuleLoadData(void** m, const void* image) {
+  uint32_t magic;
+  memcpy(&magic, image, sizeof magic);
+  const char* off = getenv("FM_HOST_CUDA_NO_KERNELS");
+  if (magic != 0xBA55ED50u || (off != nullptr && *off != '\0' && strcmp(off, "0") != 0)) return 200;  // not a fatbin, or refused
+  *m = &token;
+  return 0;
+}
+CUresult cuModuleUnload(void* m) { return m == &token ? 0 : 400; }
+CUresult cuModuleGetFunction(void** f, void* m, const char* name) {
+  if (m != &token) return 400;  // CUDA_ERROR_INVALID_HANDLE
+  for (const Function& fn : kFunctions)
+    if (strcmp(fn.name, name) == 0) {
+      *f = const_cast<Function*>(&fn);
+      return 0;
+    }
+  return 500;  // CUDA_ERROR_NOT_FOUND
+}
+// Every kernel takes (const FaceDesc*, CropMode, Out*), passed by address as the driver API does.
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, void* stream, void** params, void** extra) {
+  (void)stream;  // synchronous, like every copy here
+  if (f == nullptr || params == nullptr || extra != nullptr || shared_bytes != 0) return 1;  // CUDA_ERROR_INVALID_VALUE
+  const Function* fn = static_cast<const Function*>(f);
+  const fm::FaceDesc* faces = *static_cast<const fm::FaceDesc* const*>(params[0]);
+  const fm::CropMode crop = *static_cast<const fm::CropMode*>(params[1]);
+  void* out = *static_cast<void* const*>(params[2]);
+  const char* error = nullptr;
+  const bool ok = fm_emu::launch(fm_emu::Dim3{gx, gy, gz}, fm_emu::Dim3{bx, by, bz}, [&] { fn->kernel(faces, crop, out); }, &error);
+  if (!ok) fprintf(stderr, "host stand-in: %s: %s\n", fn->name, error);
+  return ok ? 0 : 719;  // CUDA_ERROR_LAUNCH_FAILED
+}
+#else
+CUresult cuModuleLoadData(void** m, const void* image) { (void)m; (void)image; return 200; }
+UNSUPPORTED(cuModuleUnload)
+UNSUPPORTED(cuModuleGetFunction)
+UNSUPPORTED(cuLaunchKernel)
+#endif
+UNSUPPORTED(cuStreamBeginCapture_v2)
+UNSUPPORTED(cuStreamEndCapture)
+UNSUPPORTED(cuGraphInstantiateWithFlags)
+UNSUPPORTED(cuGraphLaunch)
+UNSUPPORTED(cuGraphExecDestroy)
+UNSUPPORTED(cuGraphDestroy)
+
+}  // extern "C"
