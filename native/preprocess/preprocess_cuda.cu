@@ -22,8 +22,8 @@
 // (RGBA/BGRA) are read as one 32-bit word when the frame and stride are 4-byte aligned. The frame
 // region a band reads is small and shared by neighbouring bands through L2.
 //
-// The kernels also compile as host code under native/tests/cuda_emu.h, which runs them on the CPU
-// for the native tests without a GPU (the launcher at the end is left out there).
+// The file also compiles as host code under native/tests/cuda_emu.h, which runs the kernels on the
+// CPU for the native tests without a GPU (FM_LAUNCH is the one place that differs).
 #include "preprocess_cuda.h"
 
 #include <cuda_fp16.h>
@@ -31,6 +31,13 @@
 #include <climits>
 
 #include "taps.h"
+
+// kernel<<<grid, block, 0, stream>>>(args...), or the same launch in the host emulation.
+#if defined(FM_CUDA_HOST_EMULATION)
+#define FM_LAUNCH(kernel, grid, block, stream) fm_emu::launch_kernel(kernel, grid, block, stream)
+#else
+#define FM_LAUNCH(kernel, grid, block, stream) kernel<<<grid, block, 0, stream>>>
+#endif
 
 namespace fm {
 namespace {
@@ -221,7 +228,6 @@ FM_KERNEL(fm_preprocess_f16_aa, __half, fm::ResizeMode::AntialiasBilinear)
 FM_KERNEL(fm_preprocess_f16_cc, __half, fm::ResizeMode::CenterCrop)
 #undef FM_KERNEL
 
-#if !defined(FM_CUDA_HOST_EMULATION)  // the runtime-API launcher (the host emulation has its own)
 namespace fm {
 namespace {
 
@@ -239,9 +245,9 @@ template <typename Out>
 cudaError_t launch_typed(const FaceDesc* d_faces, int n, CropMode crop, ResizeMode resize, Out* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(n) * kBands);
   if (resize == ResizeMode::AntialiasBilinear)
-    Kernels<Out>::aa<<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
+    FM_LAUNCH(Kernels<Out>::aa, grid, kThreads, stream)(d_faces, crop, out);
   else
-    Kernels<Out>::cc<<<grid, kThreads, 0, stream>>>(d_faces, crop, out);
+    FM_LAUNCH(Kernels<Out>::cc, grid, kThreads, stream)(d_faces, crop, out);
   return cudaGetLastError();
 }
 
@@ -263,4 +269,3 @@ cudaError_t launch_preprocess(const FaceDesc* d_faces, int n, CropMode crop, Res
 }
 
 }  // namespace fm
-#endif  // !FM_CUDA_HOST_EMULATION

@@ -5,6 +5,9 @@
 // kernel's taps.h arithmetic compiles to its host form here, as the CPU path's does), warp
 // scheduling and memory-model effects; preprocess_cuda_test and kernel_module_test on a GPU do.
 //
+// Also a small part of the CUDA runtime over host memory (cuda_emu_runtime.cc: allocation, copies,
+// memset, streams, device properties, errors), so the runtime-API kernel test builds for the host.
+//
 // A block's threads are fibers (ucontext) on one worker thread, each run until it reaches
 // __syncthreads() or returns; a round of them is one barrier phase. So __shared__ is
 // `static thread_local` (one block per worker at a time) and blocks run on several workers.
@@ -35,6 +38,27 @@ struct Dim3 {
 // with *error, for a launch CUDA would refuse (more than 1024 threads per block, an empty grid)
 // or a barrier reached by some of a block's threads while others returned.
 bool launch(Dim3 grid, Dim3 block, const std::function<void()>& kernel, const char** error);
+
+// What cudaGetLastError() returns next (cuda_emu_runtime.cc): a launch error, or none.
+void record_launch(bool ok, const char* error);
+
+template <typename D>
+Dim3 dim(const D& d) {
+  return Dim3{static_cast<unsigned>(d.x), static_cast<unsigned>(d.y), static_cast<unsigned>(d.z)};
+}
+inline Dim3 dim(int n) { return Dim3{static_cast<unsigned>(n), 1, 1}; }
+inline Dim3 dim(unsigned n) { return Dim3{n, 1, 1}; }
+
+// kernel<<<grid, block, 0, stream>>>(args...) as launch_kernel(kernel, grid, block, stream)(args...):
+// runs to completion before it returns (every stream is synchronous here).
+template <typename Kernel, typename Grid, typename Block, typename Stream>
+auto launch_kernel(Kernel kernel, const Grid& grid, const Block& block, Stream) {
+  return [kernel, g = dim(grid), b = dim(block)](auto... args) {
+    const char* error = nullptr;
+    const bool ok = launch(g, b, [&] { kernel(args...); }, &error);
+    record_launch(ok, error);
+  };
+}
 
 }  // namespace fm_emu
 

@@ -4,13 +4,14 @@
  * is trivially kept and not what this checks), streams and events are tokens, elapsed times
  * 0.01 ms. Built with the CUDA headers (FM_HOST_CUDA_KERNELS), cuModuleLoadData takes the
  * addon's embedded fatbin (its magic number is checked) and cuLaunchKernel runs the kernels'
- * own source (preprocess_cuda.cu) on the CPU through native/tests/cuda_emu.h, synchronously;
+ * own source (preprocess_cuda.cu) on the CPU through native/tests/cuda_emu.h (preprocess_cuda_host.h),
+ * synchronously;
  * FM_HOST_CUDA_NO_KERNELS=1 (or a build without the headers) refuses the module
  * (CUDA_ERROR_INVALID_IMAGE), so the pipeline preprocesses on the CPU. Graph capture is not
  * supported. One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
-#include "cuda_emu.h"  // before any CUDA header
-#include "preprocess/preprocess_cuda.cu"
+#include "cuda_emu.h"
+#include "preprocess_cuda_host.h"
 #endif
 
 #include <stdint.h>
@@ -77,16 +78,6 @@ CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) { (voi
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) { (void)st; memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n); return 0; }
 #define UNSUPPORTED(name) CUresult name(void) { return 801; }
 #if defined(FM_HOST_CUDA_KERNELS)
-// A "function" of the module: the kernel and how to call it with cuLaunchKernel's parameters.
-typedef void (*Kernel)(const fm::FaceDesc*, fm::CropMode, void*);
-struct Function {
-  const char* name;
-  Kernel kernel;
-};
-#define FM_FN(name, Out) {#name, [](const fm::FaceDesc* f, fm::CropMode c, void* o) { name(f, c, static_cast<Out*>(o)); }}
-static const Function kFunctions[] = {FM_FN(fm_preprocess_f32_aa, float), FM_FN(fm_preprocess_f32_cc, float),
-                                      FM_FN(fm_preprocess_f16_aa, __half), FM_FN(fm_preprocess_f16_cc, __half)};
-#undef FM_FN
 CUresult cuModuleLoadData(void** m, const void* image) {
   uint32_t magic;
   memcpy(&magic, image, sizeof magic);
@@ -98,25 +89,23 @@ CUresult cuModuleLoadData(void** m, const void* image) {
 CUresult cuModuleUnload(void* m) { return m == &token ? 0 : 400; }
 CUresult cuModuleGetFunction(void** f, void* m, const char* name) {
   if (m != &token) return 400;  // CUDA_ERROR_INVALID_HANDLE
-  for (const Function& fn : kFunctions)
-    if (strcmp(fn.name, name) == 0) {
-      *f = const_cast<Function*>(&fn);
-      return 0;
-    }
-  return 500;  // CUDA_ERROR_NOT_FOUND
+  fm_emu::PreprocessKernel k = fm_emu::preprocess_kernel(name);
+  if (k == nullptr) return 500;  // CUDA_ERROR_NOT_FOUND
+  *f = reinterpret_cast<void*>(k);
+  return 0;
 }
 // Every kernel takes (const FaceDesc*, CropMode, Out*), passed by address as the driver API does.
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shared_bytes, void* stream, void** params, void** extra) {
   (void)stream;  // synchronous, like every copy here
   if (f == nullptr || params == nullptr || extra != nullptr || shared_bytes != 0) return 1;  // CUDA_ERROR_INVALID_VALUE
-  const Function* fn = static_cast<const Function*>(f);
+  const fm_emu::PreprocessKernel kernel = reinterpret_cast<fm_emu::PreprocessKernel>(f);
   const fm::FaceDesc* faces = *static_cast<const fm::FaceDesc* const*>(params[0]);
   const fm::CropMode crop = *static_cast<const fm::CropMode*>(params[1]);
   void* out = *static_cast<void* const*>(params[2]);
   const char* error = nullptr;
-  const bool ok = fm_emu::launch(fm_emu::Dim3{gx, gy, gz}, fm_emu::Dim3{bx, by, bz}, [&] { fn->kernel(faces, crop, out); }, &error);
-  if (!ok) fprintf(stderr, "host stand-in: %s: %s\n", fn->name, error);
+  const bool ok = fm_emu::launch(fm_emu::Dim3{gx, gy, gz}, fm_emu::Dim3{bx, by, bz}, [&] { kernel(faces, crop, out); }, &error);
+  if (!ok) fprintf(stderr, "host stand-in: cuLaunchKernel: %s\n", error);
   return ok ? 0 : 719;  // CUDA_ERROR_LAUNCH_FAILED
 }
 #else
