@@ -129,7 +129,7 @@ export interface GpuStages {
   hostMs: number
   /** Each batch from its start on a native thread to its outputs in host memory. */
   wallMs: number
-  /** (stream, batch size) pairs replaying a CUDA graph, and those that fell back to plain enqueues. */
+  /** (stream, batch size) pairs replaying a CUDA graph, and captures that failed (one turns graphs off for the model). */
   cudaGraphs: number
   cudaGraphFallbacks: number
 }

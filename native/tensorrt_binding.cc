@@ -190,13 +190,25 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     pipeline_ = *p;
     tsfn_ = RunTsfn::New(info.Env(), "face-multitask:tensorrt-run", 0, 1, this);
     tsfn_.Unref(info.Env());  // an idle model does not keep the process alive
+    env_ = info.Env();
+    napi_add_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
   }
 
   ~EngineWrap() override {
+    napi_remove_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
     // Collected without close(): stop the pipeline off the JS thread (device memory is freed by
     // its threads and the closing thread, never here).
     if (!closed_ && pipeline_) std::thread([p = pipeline_]() { p->close(); }).detach();
     tsfn_.Release();
+  }
+
+  // The environment is going away (process exit, a worker thread ending) with the model open:
+  // close it here, before the process's static destructors and the driver's teardown run,
+  // rather than on a thread that could outlive them. Waits for a close() already under way.
+  static void AtExit(void* arg) {
+    auto* w = static_cast<EngineWrap*>(arg);
+    w->closed_ = true;
+    if (w->pipeline_) w->pipeline_->close();
   }
 
   void finished(Napi::Env env) {
@@ -313,7 +325,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("lost", pipeline_->lost());
     Napi::Array tensors = Napi::Array::New(env);
     uint32_t k = 0;
-    for (const TensorDesc& t : pipeline_->engine().tensors()) {
+    for (const TensorDesc& t : pipeline_->tensors()) {
       Napi::Object d = Napi::Object::New(env);
       d.Set("name", t.name);
       d.Set("input", t.input);
@@ -347,6 +359,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   std::shared_ptr<Pipeline> pipeline_;
   RunTsfn tsfn_;
+  napi_env env_ = nullptr;
   int inflight_ = 0;
   bool closed_ = false;
 };

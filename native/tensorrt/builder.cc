@@ -240,6 +240,7 @@ BuildResult build_engine(const BuildOptions& o) {
       cache.reset(config->createTimingCache(nullptr, 0));
       if (cache) config->setTimingCache(*cache, false);
     }
+    logger.clear_last_error();  // a refused cache file is handled: not the reason for a later failure
   }
 
   ProgressMonitor monitor(o.progress, o.cancel);

@@ -75,7 +75,21 @@ static_assert(std::is_same_v<CUcontext, fm::cu::Context> && std::is_same_v<CUstr
               std::is_same_v<CUfunction, fm::cu::Function> && std::is_same_v<CUgraph, fm::cu::Graph> &&
               std::is_same_v<CUgraphExec, fm::cu::GraphExec>);
 static_assert(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL == fm::cu::kStreamCaptureModeThreadLocal &&
-              CU_EVENT_DEFAULT == fm::cu::kEventDefault);
+              CU_EVENT_BLOCKING_SYNC == fm::cu::kEventBlockingSync);
+constexpr fm::cu::Result kFatalFromHeader[] = {
+    CUDA_ERROR_DEINITIALIZED,        CUDA_ERROR_ECC_UNCORRECTABLE,   CUDA_ERROR_NVLINK_UNCORRECTABLE,
+    CUDA_ERROR_CONTAINED,            CUDA_ERROR_ILLEGAL_ADDRESS,     CUDA_ERROR_LAUNCH_TIMEOUT,
+    CUDA_ERROR_CONTEXT_IS_DESTROYED, CUDA_ERROR_ASSERT,              CUDA_ERROR_HARDWARE_STACK_ERROR,
+    CUDA_ERROR_ILLEGAL_INSTRUCTION,  CUDA_ERROR_MISALIGNED_ADDRESS,  CUDA_ERROR_INVALID_ADDRESS_SPACE,
+    CUDA_ERROR_INVALID_PC,           CUDA_ERROR_LAUNCH_FAILED,       CUDA_ERROR_TENSOR_MEMORY_LEAK,
+    CUDA_ERROR_MPS_CLIENT_TERMINATED, CUDA_ERROR_EXTERNAL_DEVICE,    CUDA_ERROR_UNKNOWN};
+constexpr bool same_fatal_list() {
+  if (sizeof(kFatalFromHeader) != sizeof(fm::cu::kFatalErrors)) return false;
+  for (size_t i = 0; i < sizeof(kFatalFromHeader) / sizeof(kFatalFromHeader[0]); ++i)
+    if (kFatalFromHeader[i] != fm::cu::kFatalErrors[i]) return false;
+  return true;
+}
+static_assert(same_fatal_list(), "kFatalErrors: the values cuda.h gives these errors");
 static_assert(CUDA_SUCCESS == fm::cu::kSuccess && CUDA_ERROR_NO_DEVICE == fm::cu::kErrorNoDevice &&
               CUDA_ERROR_NOT_READY == fm::cu::kErrorNotReady);
 static_assert(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT == fm::cu::kAttrMultiprocessorCount &&

@@ -50,7 +50,20 @@ constexpr unsigned kStreamNonBlocking = 0x1;  // CU_STREAM_NON_BLOCKING
 constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING
 constexpr unsigned kMemHostAllocPortable = 0x1;  // CU_MEMHOSTALLOC_PORTABLE
 constexpr int kStreamCaptureModeThreadLocal = 1;  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
-constexpr unsigned kEventDefault = 0x0;          // CU_EVENT_DEFAULT (timing enabled)
+constexpr unsigned kEventBlockingSync = 0x1;     // CU_EVENT_BLOCKING_SYNC: waiting threads sleep, not spin
+
+// Errors after which the context cannot be used again (cuda.h: "the process must be terminated
+// and relaunched"): deinitialized, uncorrectable ECC / NVLink, contained (Hopper's error
+// containment), illegal address, launch timeout, context destroyed, device assert, hardware
+// stack, illegal instruction, misaligned address, invalid address space / PC, launch failed,
+// tensor memory leak, MPS client terminated, external device, unknown. cuda_driver.cc checks
+// the values against cuda.h.
+inline constexpr Result kFatalErrors[] = {4, 214, 220, 226, 700, 702, 709, 710, 714, 715, 716, 717, 718, 719, 721, 810, 911, 999};
+constexpr bool fatal(Result r) {
+  for (Result f : kFatalErrors)
+    if (f == r) return true;
+  return false;
+}
 
 // The entry points used, resolved once by driver(): field X is the driver's cuX, resolved under
 // the versioned symbol cuda.h maps cuX to (cuMemAlloc -> cuMemAlloc_v2; cuda_driver.cc checks the

@@ -23,15 +23,6 @@ size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 std::string cuda_error(const char* what, cu::Result r) { return std::string(what) + ": " + cu::error_text(r); }
 
-// Errors after which the context is unusable (CUDA: "the process must be terminated and
-// relaunched"): the device is lost for this model.
-bool sticky(cu::Result r) {
-  switch (r) {
-    case 214: case 700: case 702: case 714: case 715: case 716: case 717: case 718: case 719: case 999: return true;
-    default: return false;
-  }
-}
-
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -188,7 +179,9 @@ bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
   if (kernels == nullptr && !b.host_input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
   for (auto& set : b.marks) {
     for (cu::Event& e : set) {
-      const cu::Result r = cu::driver()->EventCreate(&e, cu::kEventDefault);
+      // Timing events that the slot's thread also waits on: blocking sync, so a thread waiting
+      // for the GPU sleeps instead of spinning a core (the primary context's default is to spin).
+      const cu::Result r = cu::driver()->EventCreate(&e, cu::kEventBlockingSync);
       if (r != cu::kSuccess) {
         *error = cuda_error("cuEventCreate", r);
         return false;
@@ -199,11 +192,18 @@ bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
 }
 
 BatchResult Pipeline::Shared::failure(int slot, std::string message, cu::Result code) {
-  if (sticky(code)) {
+  // Nothing queued may still use the buffers; and an error that is not the call's own (an
+  // enqueue that failed, code 0) may be the context's: the wait reports it.
+  if (!cu::fatal(code)) {
+    const cu::Result r = cu::driver()->StreamSynchronize(engine->stream(slot));
+    if (cu::fatal(r)) {
+      message += " (then " + cuda_error("cuStreamSynchronize", r) + ")";
+      code = r;
+    }
+  }
+  if (cu::fatal(code)) {  // the context is unusable: the device is lost for this model
     std::lock_guard<std::mutex> lock(m);
     if (lost.empty()) lost = message;
-  } else {
-    cu::driver()->StreamSynchronize(engine->stream(slot));  // nothing queued may still use the buffers
   }
   BatchResult out;
   out.error = std::move(message);
@@ -446,6 +446,11 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
         *error = "the engine's input " + t.name + " is not input: float32 or float16 [N,3,224,224] (" + t.dtype_name + ")";
         return nullptr;
       }
+      if (t.shape[0] >= 0) {
+        *error = "the engine's input has a fixed batch of " + std::to_string(t.shape[0]) +
+                 ": build it from an ONNX whose batch axis is dynamic (face-multitask export writes one)";
+        return nullptr;
+      }
       if (o.max_batch < 1 || o.max_batch > t.max_batch) {
         *error = "maxBatch " + std::to_string(o.max_batch) + " is outside the engine's profile (at most " + std::to_string(t.max_batch) + ")";
         return nullptr;
@@ -456,6 +461,16 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
     } else {
       if (t.dtype != 0 && t.dtype != 1 && t.dtype != 7) {
         *error = "the engine's output " + t.name + " is " + t.dtype_name + ", not a float type";
+        return nullptr;
+      }
+      // Output buffers are sized as [batch, fixed...]: anything else (a flattened or
+      // data-dependent dimension, which the engine also shows as -1) would be sized wrong.
+      bool per_face = !t.shape.empty() && t.shape[0] == -1;
+      for (size_t k = 1; k < t.shape.size(); ++k) per_face = per_face && t.shape[k] >= 0;
+      if (!per_face) {
+        std::string dims;
+        for (int64_t v : t.shape) dims += (dims.empty() ? "" : ",") + std::to_string(v);
+        *error = "the engine's output " + t.name + " has shape [" + dims + "], not [batch, fixed dimensions...]";
         return nullptr;
       }
       s.output_index.push_back(i);
@@ -478,6 +493,8 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
     p->preprocessing_note_ = "this build has no CUDA kernels (nvcc was not found when it was built)";
   }
   s.kernels = p->kernels_.get();
+  p->cuda_preprocessing_ = p->kernels_ != nullptr;
+  p->tensors_ = engine->tensors();
   p->options_ = o;
   s.engine = engine.get();
   p->engine_ = std::move(engine);
@@ -548,6 +565,7 @@ void Pipeline::free_pinned(void* p) {
 
 void Pipeline::close() {
   if (!shared_) return;
+  std::lock_guard<std::mutex> closing(close_m_);
   Shared& s = *shared_;
   {
     std::lock_guard<std::mutex> lock(s.m);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -74,11 +75,12 @@ class Pipeline {
 
   // The engine's outputs, in BatchResult::outputs order.
   const std::vector<std::string>& outputs() const { return output_names_; }
-  const Engine& engine() const { return *engine_; }
+  // The engine's I/O tensors (kept after close(), which releases the engine).
+  const std::vector<TensorDesc>& tensors() const { return tensors_; }
   // "cuda": the embedded kernels preprocess on the GPU; "cpu": the CPU path fills pinned memory
   // (a build without nvcc, or kernels that do not load on this GPU and driver: preprocessing_note()
   // then says why).
-  const char* preprocessing() const { return kernels_ ? "cuda" : "cpu"; }
+  const char* preprocessing() const { return cuda_preprocessing_ ? "cuda" : "cpu"; }
   const std::string& preprocessing_note() const { return preprocessing_note_; }
   int64_t max_batch() const { return options_.max_batch; }
 
@@ -93,7 +95,8 @@ class Pipeline {
   void free_pinned(void* p);
 
   // Finishes what is queued, stops the threads (each frees its device memory), releases the
-  // engine. Blocks; idempotent; safe to call from any thread but a pipeline thread.
+  // engine. Blocks; idempotent; safe to call from any thread but a pipeline thread, and from
+  // several at once (a second call returns once the first has finished).
   void close();
 
   PipelineStats stats() const;
@@ -108,6 +111,9 @@ class Pipeline {
   std::unique_ptr<Engine> engine_;
   PipelineOptions options_;
   std::vector<std::string> output_names_;
+  std::vector<TensorDesc> tensors_;
+  bool cuda_preprocessing_ = false;
+  std::mutex close_m_;
   std::unique_ptr<PreprocessKernels> kernels_;  // null: CPU preprocessing
   std::string preprocessing_note_;
   std::unique_ptr<Shared> shared_;

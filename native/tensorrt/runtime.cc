@@ -20,8 +20,7 @@ struct TrtEngine::Impl {
 
 // One batch size's CUDA graph on one context.
 struct GraphState {
-  int plain_runs = 0;               // enqueues before capture (the first is TensorRT's warm-up)
-  bool failed = false;              // capture or instantiation failed: plain enqueueV3 from now on
+  bool failed = false;              // its capture or instantiation failed
   cu::GraphExec exec = nullptr;
   std::vector<void*> addresses;     // what the graph was captured with
 };
@@ -30,6 +29,7 @@ struct TrtEngine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
   cu::Stream stream = nullptr;
   std::map<int64_t, GraphState> graphs;
+  bool after_failed_capture = false;  // the next plain enqueue may see the failed capture's error
   ~Slot() {
     const cu::Api* a = cu::driver();
     for (auto& g : graphs)
@@ -124,7 +124,45 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
     }
     e->slots_.push_back(std::move(slot));
   }
+  // The pipeline sizes each output as [batch, the engine's other dimensions]. An output whose
+  // first dimension is not the batch (a flattened [N*K] also shows as -1 in the engine) would be
+  // sized wrong: check what TensorRT infers at the profile's smallest and largest batch.
+  if (!e->check_output_shapes(error)) return nullptr;
   return e;
+}
+
+bool TrtEngine::check_output_shapes(std::string* error) {
+  nvinfer1::IExecutionContext& c = *slots_[0]->context;
+  for (const TensorDesc& in : tensors_) {
+    if (!in.input || in.shape.empty() || in.shape[0] >= 0) continue;
+    for (int64_t batch : {in.min_batch, in.max_batch}) {
+      for (const TensorDesc& t : tensors_) {
+        if (!t.input || t.shape.empty() || t.shape[0] >= 0) continue;
+        nvinfer1::Dims d{};
+        d.nbDims = static_cast<int32_t>(t.shape.size());
+        for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
+        if (!c.setInputShape(t.name.c_str(), d)) {
+          *error = "setInputShape(" + t.name + ", batch " + std::to_string(batch) + ") failed: " + impl_->logger.last_error();
+          return false;
+        }
+      }
+      for (const TensorDesc& t : tensors_) {
+        if (t.input) continue;
+        const nvinfer1::Dims d = c.getTensorShape(t.name.c_str());
+        bool per_face = d.nbDims >= 1 && d.d[0] == batch;
+        for (int32_t k = 1; k < d.nbDims; ++k) per_face = per_face && d.d[k] >= 0 && d.d[k] == t.shape[static_cast<size_t>(k)];
+        if (!per_face) {
+          std::string dims;
+          for (int32_t k = 0; k < d.nbDims; ++k) dims += (k ? "," : "") + std::to_string(d.d[k]);
+          *error = "the engine's output " + t.name + " has shape [" + dims + "] at batch " + std::to_string(batch) +
+                   ", not [batch, fixed dimensions...]";
+          return false;
+        }
+      }
+    }
+    break;  // one batch axis: every dynamic input takes the same batch
+  }
+  return true;
 }
 
 TrtEngine::~TrtEngine() {
@@ -175,47 +213,58 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
   }
   // cu::Stream is CUstream_st*, i.e. cudaStream_t.
   auto plain = [&] {
+    const bool retry = s.after_failed_capture;
+    s.after_failed_capture = false;
     if (s.context->enqueueV3(s.stream)) return true;
+    // A failed capture can leave an error in TensorRT's own CUDA runtime that its next call
+    // reports once (trtexec and Triton clear it with cudaGetLastError, which is not reachable
+    // from here): enqueue once more rather than lose the batch.
+    if (retry && s.context->enqueueV3(s.stream)) return true;
     *error = "enqueueV3 failed: " + impl_->logger.last_error();
     return false;
   };
-  if (!cuda_graphs_) return plain();
+  if (!cuda_graphs_ || graphs_off_) return plain();
   GraphState& g = s.graphs[batch];
   const cu::Api* a = cu::driver();
-  if (g.exec != nullptr && g.addresses != addresses) {  // buffers moved: capture again
+  if (g.exec != nullptr && g.addresses == addresses) {
+    const cu::Result r = a->GraphLaunch(g.exec, s.stream);
+    if (r != cu::kSuccess) {
+      *error = driver_error("cuGraphLaunch", r);
+      return false;
+    }
+    return true;
+  }
+  if (g.exec != nullptr) {  // the buffers moved: capture again
     a->GraphExecDestroy(g.exec);
     g.exec = nullptr;
-    g.plain_runs = 1;
   }
-  if (g.failed || g.plain_runs == 0) {
-    ++g.plain_runs;
-    return plain();
-  }
-  if (g.exec == nullptr) {
-    cu::Result r = a->StreamBeginCapture(s.stream, cu::kStreamCaptureModeThreadLocal);
-    if (r != cu::kSuccess) {
-      g.failed = true;
-      return plain();
-    }
-    const bool captured = s.context->enqueueV3(s.stream);
+  // This batch runs plainly. Then, as trtexec and Triton do, the same enqueue (this shape, these
+  // addresses) is captured once that plain run has finished, so that none of TensorRT's set-up
+  // work for a new shape lands in the graph; later batches of this size replay it.
+  if (!plain()) return false;
+  if (g.failed) return true;
+  cu::Result r = a->StreamSynchronize(s.stream);
+  if (r != cu::kSuccess) return true;  // the batch's own error: its collection reports it
+  r = a->StreamBeginCapture(s.stream, cu::kStreamCaptureModeThreadLocal);
+  bool captured = false;
+  if (r == cu::kSuccess) {
+    captured = s.context->enqueueV3(s.stream);
     cu::Graph graph = nullptr;
     r = a->StreamEndCapture(s.stream, &graph);  // always: the stream leaves capture mode
     if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&g.exec, graph, 0);
     if (graph != nullptr) a->GraphDestroy(graph);
-    if (!captured || r != cu::kSuccess || g.exec == nullptr) {
-      // Nothing captured ran: enqueue this batch plainly, and keep this size on plain enqueues.
-      if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
-      g.exec = nullptr;
-      g.failed = true;
-      return plain();
-    }
-    g.addresses = addresses;
   }
-  const cu::Result r = a->GraphLaunch(g.exec, s.stream);
-  if (r != cu::kSuccess) {
-    *error = driver_error("cuGraphLaunch", r);
-    return false;
+  if (!captured || r != cu::kSuccess || g.exec == nullptr) {
+    // Nothing captured ever runs; the batch already has. Whether an engine's enqueue can be
+    // captured does not depend on the batch size: plain enqueueV3 for every size from now on.
+    if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+    g.failed = true;
+    graphs_off_ = true;
+    s.after_failed_capture = true;
+    return true;
   }
+  g.addresses = addresses;
   return true;
 }
 

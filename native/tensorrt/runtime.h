@@ -7,16 +7,19 @@
 // engine's own CUDA runtime shares the device's primary context, which each thread that enqueues
 // makes current (cu::PrimaryContext::bind).
 //
-// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, the first enqueue runs
-// plainly (TensorRT's warm-up), the second is captured (thread-local capture mode) and
-// instantiated, later ones replay the graph. A capture or instantiation that fails is cleaned up,
-// that batch size stays on plain enqueueV3, and the work is enqueued plainly: never lost.
+// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, the first batch runs
+// plainly (it is also TensorRT's warm-up for that shape and those addresses); once it has
+// finished, the same enqueue is captured (thread-local capture mode) and instantiated, and later
+// batches of that size replay the graph. A capture or instantiation that fails is cleaned up and
+// turns graphs off for the engine (plain enqueueV3 from then on); the batch had already run
+// plainly, so nothing is lost.
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
 // with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers
 // only. User-managed activation memory is for later.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -54,11 +57,13 @@ class TrtEngine final : public Engine {
 
  private:
   TrtEngine() = default;
+  bool check_output_shapes(std::string* error);
   struct Slot;
   cu::PrimaryContext cuda_;
   std::unique_ptr<Impl> impl_;  // TensorRT objects (logger, runtime, engine)
   std::vector<std::unique_ptr<Slot>> slots_;
   bool cuda_graphs_ = true;
+  std::atomic<bool> graphs_off_{false};  // a capture failed on some context
 };
 
 }  // namespace fm::trt

@@ -5,6 +5,7 @@
 #include <NvInferRuntime.h>
 
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -25,7 +26,8 @@ class CollectingLogger : public nvinfer1::ILogger {
     std::lock_guard<std::mutex> lock(mutex_);
     std::string line = std::string(tag) + msg;
     if (severity != Severity::kWARNING) last_error_ = msg;
-    if (messages_.size() < keep_) messages_.push_back(line);
+    messages_.push_back(line);  // the last keep_: what explains a failure comes late
+    if (messages_.size() > keep_) messages_.pop_front();
     if (forward_) {
       try {
         forward_(static_cast<int>(severity), msg);
@@ -36,18 +38,24 @@ class CollectingLogger : public nvinfer1::ILogger {
 
   std::vector<std::string> messages() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return messages_;
+    return std::vector<std::string>(messages_.begin(), messages_.end());
   }
   std::string last_error() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_error_;
+  }
+  // After an error that was handled (a refused timing cache), so that a later failure's
+  // message is not blamed on it.
+  void clear_last_error() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_error_.clear();
   }
 
  private:
   std::function<void(int, const std::string&)> forward_;
   size_t keep_;
   mutable std::mutex mutex_;
-  std::vector<std::string> messages_;
+  std::deque<std::string> messages_;
   std::string last_error_;
 };
 

@@ -42,7 +42,7 @@ constexpr int kSliceAt[] = {0, kInputFloats / 2 + 1000, kInputFloats - kSlice};
 constexpr int kOutputs = 3;
 
 // An engine without TensorRT: outputs "head", "mid" and "tail", [N,16] float32 each.
-class CopyEngine final : public trt::Engine {
+class CopyEngine : public trt::Engine {
  public:
   CopyEngine(int contexts, int64_t max_batch) {
     const cu::Api* a = cu::driver();
@@ -56,6 +56,7 @@ class CopyEngine final : public trt::Engine {
     for (cu::Stream s : streams_)
       if (s != nullptr) cu::driver()->StreamDestroy(s);
   }
+  void reshape(size_t tensor, std::vector<int64_t> shape) { tensors_[tensor].shape = std::move(shape); }
   int contexts() const override { return static_cast<int>(streams_.size()); }
   cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
@@ -196,6 +197,75 @@ void run_pipeline(CropMode crop, ResizeMode resize) {
   p->free_pinned(f.pinned);
 }
 
+// Engines whose tensors the pipeline cannot size are refused at start, with the reason.
+void refuses_unservable_engines() {
+  struct Case {
+    const char* what;
+    size_t tensor;
+    std::vector<int64_t> shape;
+    const char* says;
+  };
+  const Case cases[] = {{"a fixed batch", 0, {4, 3, kInput, kInput}, "fixed batch of 4"},
+                        {"an output without the batch axis", 1, {16, kSlice}, "has shape [16,16], not [batch"},
+                        {"a data-dependent output dimension", 2, {-1, -1}, "has shape [-1,-1], not [batch"}};
+  for (const Case& c : cases) {
+    auto e = std::make_unique<CopyEngine>(1, 8);
+    e->reshape(c.tensor, c.shape);
+    trt::PipelineOptions o;
+    o.streams = 1;
+    o.max_batch = 8;
+    std::string error;
+    auto p = trt::Pipeline::start(std::move(e), o, &error);
+    check(!p && error.find(c.says) != std::string::npos, std::string("an engine with ") + c.what + " is refused", error);
+  }
+}
+
+// A context-fatal error surfacing in an enqueue (the host stand-in's FM_HOST_CUDA_CONTAIN_AT=37:
+// the 4th batch's first "inference" copy fails with CUDA_ERROR_CONTAINED; batches of 4 faces make
+// 12 copies each). Batches go one at a time, so only the failed batch's own clean-up can find the
+// context unusable: it must say why, the model must say it is lost, and later batches are refused
+// at once. Every batch is answered exactly once.
+void loses_the_device() {
+  trt::PipelineOptions o;
+  o.streams = 2;
+  o.max_batch = 8;
+  std::string error;
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, 8), o, &error);
+  if (!p) {
+    check(false, "lost device: pipeline starts", error);
+    return;
+  }
+  std::vector<uint8_t> chip(256 * 256 * 3);
+  fill_noise(chip.data(), chip.size(), 5);
+  const std::vector<FrameIn> frames = {FrameIn{chip.data(), 256, 256, 768, PixelFormat::RGB}};
+  std::vector<std::string> outcome;
+  int answers = 0;
+  for (int bi = 0; bi < 6; ++bi) {
+    std::mutex m;
+    std::condition_variable cv;
+    int calls = 0;
+    std::string got;
+    p->submit(frames, std::vector<FaceIn>(4), [&](trt::BatchResult&& r) {
+      std::lock_guard<std::mutex> l(m);
+      got = r.ok ? "ok" : r.error;
+      ++calls;
+      cv.notify_all();
+    });
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return calls > 0; });
+    answers += calls;
+    outcome.push_back(got);
+  }
+  check(answers == 6, "lost device: every batch answered once");
+  check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[2] == "ok", "lost device: the batches before the error succeed");
+  check(outcome[3].find("CUDA_ERROR_CONTAINED") != std::string::npos, "lost device: the failing batch says why", outcome[3]);
+  check(p->lost().find("CUDA_ERROR_CONTAINED") != std::string::npos, "lost device: the model says it is lost", p->lost());
+  check(outcome[4].find("the GPU is lost for this model") != std::string::npos && outcome[5] == outcome[4],
+        "lost device: later batches are refused at once", outcome[4]);
+  p->close();
+  check(p->tensors().size() == 4 && std::string(p->preprocessing()) == "cpu", "after close(): tensors and preprocessing still described");
+}
+
 }  // namespace
 
 int main() {
@@ -212,8 +282,13 @@ int main() {
   }
   std::printf("pipeline on %s (sm_%d%d), CUDA kernels %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
               trt::PreprocessKernels::embedded() ? "embedded" : "not built");
-  for (CropMode crop : {CropMode::Square, CropMode::Stretch})
-    for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) run_pipeline(crop, resize);
+  if (std::getenv("FM_HOST_CUDA_CONTAIN_AT") != nullptr) {  // ctest pipeline_host_lost (host stand-in only)
+    loses_the_device();
+  } else {
+    refuses_unservable_engines();
+    for (CropMode crop : {CropMode::Square, CropMode::Stretch})
+      for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) run_pipeline(crop, resize);
+  }
   std::printf("pipeline: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;
 }

@@ -8,7 +8,8 @@
  * synchronously;
  * FM_HOST_CUDA_NO_KERNELS=1 (or a build without the headers) refuses the module
  * (CUDA_ERROR_INVALID_IMAGE), so the pipeline preprocesses on the CPU. Graph capture is not
- * supported. One "GPU": "Host stand-in", sm_90. */
+ * supported. FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. One "GPU": "Host
+ * stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
 #include "preprocess_cuda_host.h"
@@ -19,11 +20,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+
 extern "C" {
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 static int token;
+
+// FM_HOST_CUDA_CONTAIN_AT=n: the n-th cuMemcpyDtoDAsync (the test engine's "inference") fails with
+// CUDA_ERROR_CONTAINED, and so does every stream, event, copy and launch call after it, as on a
+// GPU whose context a contained error has made unusable.
+static std::atomic<int> g_sticky{0};
+static std::atomic<long> g_dtod_calls{0};
+static CUresult sticky(void) { return g_sticky.load(); }
+static CUresult dtod_fault(void) {
+  const char* v = getenv("FM_HOST_CUDA_CONTAIN_AT");
+  if (v != nullptr && ++g_dtod_calls == atol(v)) g_sticky = 226;
+  return sticky();
+}
 
 CUresult cuInit(unsigned flags) { (void)flags; return 0; }
 CUresult cuDriverGetVersion(int* v) { *v = 13000; return 0; }
@@ -33,6 +48,7 @@ static const struct {
   const char* text;
 } kErrors[] = {{1, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
                {200, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+               {226, "CUDA_ERROR_CONTAINED", "a contained error made the context unusable (host stand-in)"},
                {400, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
                {500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
                {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
@@ -61,21 +77,36 @@ CUresult cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return 0; }
 CUresult cuCtxSetCurrent(void* c) { (void)c; return 0; }
 CUresult cuStreamCreate(void** s, unsigned f) { (void)f; *s = &token; return 0; }
 CUresult cuStreamDestroy_v2(void* s) { (void)s; return 0; }
-CUresult cuStreamSynchronize(void* s) { (void)s; return 0; }
-CUresult cuStreamQuery(void* s) { (void)s; return 0; }
+CUresult cuStreamSynchronize(void* s) { (void)s; return sticky(); }
+CUresult cuStreamQuery(void* s) { (void)s; return sticky(); }
 CUresult cuEventCreate(void** e, unsigned f) { (void)f; *e = &token; return 0; }
 CUresult cuEventDestroy_v2(void* e) { (void)e; return 0; }
-CUresult cuEventSynchronize(void* e) { (void)e; return 0; }
-CUresult cuEventRecord(void* e, void* s) { (void)e; (void)s; return 0; }
-CUresult cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.01f; return 0; }
+CUresult cuEventSynchronize(void* e) { (void)e; return sticky(); }
+CUresult cuEventRecord(void* e, void* s) { (void)e; (void)s; return sticky(); }
+CUresult cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.01f; return sticky(); }
 static CUresult alloc(void** p, size_t n) { return posix_memalign(p, 256, n ? n : 1) == 0 ? 0 : 2; }
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* q; CUresult r = alloc(&q, n); *p = (CUdeviceptr)(uintptr_t)q; return r; }
 CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)(uintptr_t)p); return 0; }
 CUresult cuMemHostAlloc(void** p, size_t n, unsigned f) { (void)f; return alloc(p, n); }
 CUresult cuMemFreeHost(void* p) { free(p); return 0; }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void* st) { (void)st; memcpy((void*)(uintptr_t)d, s, n); return 0; }
-CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) { (void)st; memcpy(d, (const void*)(uintptr_t)s, n); return 0; }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) { (void)st; memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n); return 0; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void* st) {
+  (void)st;
+  if (sticky()) return sticky();
+  memcpy((void*)(uintptr_t)d, s, n);
+  return 0;
+}
+CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) {
+  (void)st;
+  if (sticky()) return sticky();
+  memcpy(d, (const void*)(uintptr_t)s, n);
+  return 0;
+}
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) {
+  (void)st;
+  if (dtod_fault()) return sticky();
+  memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n);
+  return 0;
+}
 #define UNSUPPORTED(name) CUresult name(void) { return 801; }
 #if defined(FM_HOST_CUDA_KERNELS)
 CUresult cuModuleLoadData(void** m, const void* image) {
@@ -98,6 +129,7 @@ CUresult cuModuleGetFunction(void** f, void* m, const char* name) {
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shared_bytes, void* stream, void** params, void** extra) {
   (void)stream;  // synchronous, like every copy here
+  if (sticky()) return sticky();
   if (f == nullptr || params == nullptr || extra != nullptr || shared_bytes != 0) return 1;  // CUDA_ERROR_INVALID_VALUE
   const fm_emu::PreprocessKernel kernel = reinterpret_cast<fm_emu::PreprocessKernel>(f);
   const fm::FaceDesc* faces = *static_cast<const fm::FaceDesc* const*>(params[0]);
