@@ -125,7 +125,9 @@ export class FaceMultitask {
 
   /**
    * Runs the model on the faces of one image (boxes in options.boxes, or the image is a 256x256
-   * chip) or of many images (one box list per image). Faces come back in box order.
+   * chip) or of many images (one box list per image). Faces come back in box order. The frames'
+   * memory is read while the call runs: keep it unchanged until the promise settles (which, even
+   * on failure, happens only once nothing of this call is still running).
    */
   detect(image: ImageInput, options?: DetectOptions): Promise<Face[]>
   detect(images: ImageInput[], options?: DetectOptions): Promise<Face[][]>

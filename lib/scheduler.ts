@@ -1,11 +1,15 @@
 // Many requests meet here: the moment an execution slot is free, whatever is waiting (up to
 // maxBatch items, across requests) goes as one batch. No added delay when idle, large batches
-// under load, and a request larger than maxBatch is split, never rejected.
+// under load, and a request larger than maxBatch is split, never rejected. A request settles
+// only once none of its batches is still running: until then a backend may still read its
+// frames, so a caller that reuses a frame buffer once detect() settles never races one.
 
 interface Request<R> {
   results: R[]
   remaining: number
+  running: number  // batches with an item of this request, started and not yet finished
   failed: boolean
+  error?: unknown
   resolve: (r: R[]) => void
   reject: (e: unknown) => void
 }
@@ -30,7 +34,7 @@ export class Scheduler<J, R> {
   submit(jobs: J[]): Promise<R[]> {
     if (jobs.length === 0) return Promise.resolve([])
     return new Promise<R[]>((resolve, reject) => {
-      const request: Request<R> = { results: new Array(jobs.length), remaining: jobs.length, failed: false, resolve, reject }
+      const request: Request<R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
       jobs.forEach((job, index) => this.queue.push({ job, request, index }))
       this.pump()
     })
@@ -60,27 +64,36 @@ export class Scheduler<J, R> {
   }
 
   private async runOne(batch: Item<J, R>[]): Promise<void> {
-    let results: R[]
+    const items = new Map<Request<R>, number>()  // each request in the batch, with its item count
+    for (const it of batch) items.set(it.request, (items.get(it.request) ?? 0) + 1)
+    for (const r of items.keys()) r.running++
+    let results: R[] | undefined
     try {
       results = await this.runBatch(batch.map((it) => it.job))
       if (results.length !== batch.length) throw new Error(`internal: a batch of ${batch.length} gave ${results.length} results`)
     } catch (err) {
-      // Every request with a face in this batch fails; its other faces leave the queue.
-      const failed = new Set(batch.map((it) => it.request))
-      for (const r of failed) {
+      // Every request with a face in this batch fails (with the first error it met); its faces
+      // still queued leave the queue.
+      results = undefined
+      for (const r of items.keys()) {
         if (!r.failed) {
           r.failed = true
-          r.reject(err)
+          r.error = err
         }
       }
-      this.queue = this.queue.filter((it) => !failed.has(it.request))
-      return
+      this.queue = this.queue.filter((it) => !items.has(it.request))
     }
     batch.forEach((it, k) => {
-      const r = it.request
-      if (r.failed) return
-      r.results[it.index] = results[k]
-      if (--r.remaining === 0) r.resolve(r.results)
+      if (results !== undefined && !it.request.failed) it.request.results[it.index] = results[k]
     })
+    for (const [r, count] of items) {
+      r.running--
+      if (!r.failed) {
+        r.remaining -= count
+        if (r.remaining === 0) r.resolve(r.results)
+      } else if (r.running === 0) {
+        r.reject(r.error)
+      }
+    }
   }
 }

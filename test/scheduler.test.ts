@@ -72,4 +72,45 @@ describe('Scheduler', () => {
     await s.idle()
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
+
+  it('a failed request settles only after its other running batches finish (its frames are free then)', async () => {
+    const slow = deferred<number[]>()
+    let slowDone = false
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(1)) throw new Error('bad batch')
+      const out = await slow.promise
+      slowDone = true
+      return out
+    }, 2, 2)
+    // Two batches of one request at once: [1, 2] fails at once, [3, 4] is still running.
+    const settled = s.submit([1, 2, 3, 4]).then(
+      () => 'resolved',
+      (e: Error) => `rejected after the slow batch: ${slowDone} (${e.message})`,
+    )
+    await new Promise((r) => setTimeout(r, 20))
+    let early = true
+    void settled.then(() => { early = false })
+    await Promise.resolve()
+    expect(early).toBe(true)  // not settled while [3, 4] still runs
+    slow.resolve([3, 4])
+    expect(await settled).toBe('rejected after the slow batch: true (bad batch)')
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
+  it('a request in two failing batches rejects once, with the first error', async () => {
+    const second = deferred<number[]>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(1)) throw new Error('first')
+      await second.promise.catch(() => undefined)
+      throw new Error('second')
+    }, 2, 2)
+    const rejections: string[] = []
+    const p = s.submit([1, 2, 3, 4]).catch((e: Error) => { rejections.push(e.message) })
+    await new Promise((r) => setTimeout(r, 10))
+    second.resolve([])
+    await p
+    await s.idle()
+    expect(rejections).toEqual(['first'])
+  })
 })
