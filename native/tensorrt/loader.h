@@ -41,7 +41,8 @@ struct Status {
   std::string detail;            // the finer print: dlerror text, cuInit's error, a version warning
   std::string built_for;         // "10.14.1": headers compiled against; empty without headers
   std::string tensorrt_version;  // "10.14.1": getInferLibVersion() of the library found; empty if none
-  std::string parser_version;    // getNvOnnxParserVersion() of the parser library ("10.14.1"), or empty
+  std::string parser_version;    // getNvOnnxParserVersion() of the parser library, or empty: the parser's
+                                 // own API version ("0.1.0" throughout TensorRT 10 and 11), not TensorRT's
   std::string library_path;      // where libnvinfer was loaded from
   bool parser = false;           // libnvonnxparser loaded (needed to build engines)
   bool plugins = false;          // libnvinfer_plugin loaded (needed for RoiAlign models: v2.6+)
