@@ -1,19 +1,40 @@
 // `npm install`: keep the addon that loads (a local build, or the prebuild shipped for this
-// platform); build it from source with cmake-js only when none loads or --build-from-source is
-// set. Plain JavaScript: it runs before the TypeScript is compiled.
+// platform); build it from source with cmake-js when none loads, when --build-from-source is
+// set, or when the addon that loads has no TensorRT backend but this machine has the TensorRT
+// and CUDA headers to compile one (the prebuild is made without them). That last build may fail
+// (no compiler, say): the prebuilt addon then stays and the install still succeeds.
+// FACE_MULTITASK_PREBUILT_ONLY=1 keeps the prebuild. Plain JavaScript: it runs before the
+// TypeScript is compiled.
 'use strict'
 const { spawnSync } = require('node:child_process')
 const path = require('node:path')
+const { findTensorrtHeaders } = require('./tensorrt-headers')
 
 const root = path.join(__dirname, '..')
+const compile = () =>
+  spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--log-level', 'warn'], { cwd: root, stdio: 'inherit' })
+
 if (process.env.npm_config_build_from_source !== 'true') {
+  let addon = null
   try {
-    require('node-gyp-build')(root)
-    process.exit(0)
+    addon = require('node-gyp-build')(root)
   } catch {
     console.log('face-multitask: no prebuilt addon for this platform; building it with cmake-js')
   }
+  if (addon) {
+    const headers = findTensorrtHeaders()
+    if (typeof addon.tensorrtLoad === 'function' || !headers.include || process.env.FACE_MULTITASK_PREBUILT_ONLY === '1') process.exit(0)
+    console.log(`face-multitask: TensorRT ${headers.major} headers at ${headers.include}: building the addon with its TensorRT backend ` +
+      '(the prebuilt one has none; FACE_MULTITASK_PREBUILT_ONLY=1 skips this)')
+    const r = compile()
+    if (r.status !== 0) {
+      console.log('face-multitask: that build failed (see above); keeping the prebuilt addon, which runs on the CPU only. ' +
+        'Once the build works (CMake >= 3.18, a C++17 compiler), `npm rebuild face-multitask` makes it again.')
+    } else if (typeof require('node-gyp-build')(root).tensorrtLoad !== 'function') {
+      console.log('face-multitask: the addon was built, but without its TensorRT backend: see CMake\'s message above')
+    }
+    process.exit(0)
+  }
 }
-const cmakeJs = require.resolve('cmake-js/bin/cmake-js')
-const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--log-level', 'warn'], { cwd: root, stdio: 'inherit' })
+const r = compile()
 process.exit(r.status ?? 1)

@@ -141,7 +141,8 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
 
   it('packs dist/lib, dist/scripts and the prebuild, but no build/, node_modules/ or test/', () => {
     const files = pack.files.map((f) => f.path)
-    for (const need of ['package.json', 'dist/lib/native.js', 'dist/lib/native.d.ts', 'dist/scripts/prebuild.js', 'CMakeLists.txt', 'cmake/embed.cmake', 'native/addon.cc']) {
+    for (const need of ['package.json', 'dist/lib/native.js', 'dist/lib/native.d.ts', 'dist/scripts/prebuild.js', 'CMakeLists.txt', 'cmake/embed.cmake', 'native/addon.cc',
+      'scripts/install.js', 'scripts/tensorrt-headers.js']) {
       expect(files).toContain(need)
     }
     const prebuilds = files.filter((f) => f.startsWith(`prebuilds/${TUPLE}/`))
@@ -199,5 +200,29 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     expect(r.n).toBe(1)
     expect(Number.isFinite(r.valence)).toBe(true)
     expect(r.backend).toBe('onnxruntime')
+  })
+
+  it('on a machine with TensorRT headers, tries to build the TensorRT backend and keeps the prebuild when it cannot', () => {
+    // Headers made for the test (TensorRT 10, CUDA); no compiler on PATH, so that build fails.
+    const headers = path.join(work, 'trt-headers')
+    fs.mkdirSync(headers)
+    for (const f of ['NvInfer.h', 'NvOnnxParser.h', 'cuda.h', 'cuda_runtime_api.h']) fs.writeFileSync(path.join(headers, f), '')
+    fs.writeFileSync(path.join(headers, 'NvInferVersion.h'), '#define NV_TENSORRT_MAJOR 10\n')
+    const install = (extra: NodeJS.ProcessEnv) =>
+      spawnSync(process.execPath, [path.join(installed, 'scripts', 'install.js')], {
+        cwd: installed, env: { ...env, TENSORRT_INCLUDE_DIR: headers, CUDA_INCLUDE_DIR: headers, ...extra }, encoding: 'utf8', timeout: 120_000,
+      })
+    const r = install({})
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain(`TensorRT 10 headers at ${headers}: building the addon with its TensorRT backend`)
+    expect(r.stdout).toContain('that build failed (see above); keeping the prebuilt addon')
+    const resolved = run(process.execPath, ['-e', "console.log(require('node-gyp-build').resolve(require('path').dirname(require.resolve('face-multitask/package.json'))))"],
+      { cwd: appDir, env, timeout: 60_000 })
+    expect(path.relative(installed, fs.realpathSync(resolved.trim()))).toMatch(new RegExp(`^prebuilds/${TUPLE}/`))
+    // FACE_MULTITASK_PREBUILT_ONLY=1: no attempt at all.
+    const skipped = install({ FACE_MULTITASK_PREBUILT_ONLY: '1' })
+    expect(skipped.status).toBe(0)
+    expect(skipped.stdout).toBe('')
+    fs.rmSync(path.join(installed, 'build'), { recursive: true, force: true })
   })
 })

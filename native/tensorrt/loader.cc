@@ -273,8 +273,9 @@ Probe probe() {
 #if !defined(FM_HAVE_TENSORRT)
   s.reason = "headers absent at build time";
   s.detail =
-      "this build of the addon has no TensorRT backend: rebuild it with the TensorRT headers "
-      "(TENSORRT_INCLUDE_DIR or TENSORRT_ROOT) and the CUDA headers (/usr/local/cuda/include) present";
+      "this build of the addon has no TensorRT backend: with the TensorRT headers (TENSORRT_INCLUDE_DIR or "
+      "TENSORRT_ROOT) and the CUDA headers (/usr/local/cuda/include) present, `npm rebuild face-multitask` "
+      "builds it with one";
   probe_gpu(&s, 10);
 #else
   constexpr int kMajor = NV_TENSORRT_MAJOR;
