@@ -3,6 +3,7 @@
 
 #include <NvInferRuntime.h>
 
+#include <algorithm>
 #include <map>
 
 #include "tensorrt/loader.h"
@@ -131,36 +132,46 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   return e;
 }
 
+bool TrtEngine::set_batch(nvinfer1::IExecutionContext& c, int64_t batch, std::string* error) const {
+  for (const TensorDesc& t : tensors_) {
+    if (!t.input || t.shape.empty() || t.shape[0] >= 0) continue;
+    if (batch < t.min_batch || batch > t.max_batch) {
+      *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(t.min_batch) +
+               ", " + std::to_string(t.max_batch) + "] for " + t.name;
+      return false;
+    }
+    nvinfer1::Dims d{};
+    d.nbDims = static_cast<int32_t>(t.shape.size());
+    for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
+    if (!c.setInputShape(t.name.c_str(), d)) {
+      *error = "setInputShape(" + t.name + ", batch " + std::to_string(batch) + ") failed: " + impl_->logger.last_error();
+      return false;
+    }
+  }
+  return true;
+}
+
 bool TrtEngine::check_output_shapes(std::string* error) {
+  // Every dynamic input takes the same batch: the first one's profile gives the range.
+  const auto in = std::find_if(tensors_.begin(), tensors_.end(),
+                               [](const TensorDesc& t) { return t.input && !t.shape.empty() && t.shape[0] < 0; });
+  if (in == tensors_.end()) return true;
   nvinfer1::IExecutionContext& c = *slots_[0]->context;
-  for (const TensorDesc& in : tensors_) {
-    if (!in.input || in.shape.empty() || in.shape[0] >= 0) continue;
-    for (int64_t batch : {in.min_batch, in.max_batch}) {
-      for (const TensorDesc& t : tensors_) {
-        if (!t.input || t.shape.empty() || t.shape[0] >= 0) continue;
-        nvinfer1::Dims d{};
-        d.nbDims = static_cast<int32_t>(t.shape.size());
-        for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
-        if (!c.setInputShape(t.name.c_str(), d)) {
-          *error = "setInputShape(" + t.name + ", batch " + std::to_string(batch) + ") failed: " + impl_->logger.last_error();
-          return false;
-        }
-      }
-      for (const TensorDesc& t : tensors_) {
-        if (t.input) continue;
-        const nvinfer1::Dims d = c.getTensorShape(t.name.c_str());
-        bool per_face = d.nbDims >= 1 && d.d[0] == batch;
-        for (int32_t k = 1; k < d.nbDims; ++k) per_face = per_face && d.d[k] >= 0 && d.d[k] == t.shape[static_cast<size_t>(k)];
-        if (!per_face) {
-          std::string dims;
-          for (int32_t k = 0; k < d.nbDims; ++k) dims += (k ? "," : "") + std::to_string(d.d[k]);
-          *error = "the engine's output " + t.name + " has shape [" + dims + "] at batch " + std::to_string(batch) +
-                   ", not [batch, fixed dimensions...]";
-          return false;
-        }
+  for (int64_t batch : {in->min_batch, in->max_batch}) {
+    if (!set_batch(c, batch, error)) return false;
+    for (const TensorDesc& t : tensors_) {
+      if (t.input) continue;
+      const nvinfer1::Dims d = c.getTensorShape(t.name.c_str());
+      bool per_face = d.nbDims >= 1 && d.d[0] == batch;
+      for (int32_t k = 1; k < d.nbDims; ++k) per_face = per_face && d.d[k] >= 0 && d.d[k] == t.shape[static_cast<size_t>(k)];
+      if (!per_face) {
+        std::string dims;
+        for (int32_t k = 0; k < d.nbDims; ++k) dims += (k ? "," : "") + std::to_string(d.d[k]);
+        *error = "the engine's output " + t.name + " has shape [" + dims + "] at batch " + std::to_string(batch) +
+                 ", not [batch, fixed dimensions...]";
+        return false;
       }
     }
-    break;  // one batch axis: every dynamic input takes the same batch
   }
   return true;
 }
@@ -186,22 +197,9 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     return false;
   }
   Slot& s = *slots_[static_cast<size_t>(slot)];
+  if (!set_batch(*s.context, batch, error)) return false;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TensorDesc& t = tensors_[i];
-    if (t.input && !t.shape.empty() && t.shape[0] < 0) {
-      if (batch < t.min_batch || batch > t.max_batch) {
-        *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(t.min_batch) +
-                 ", " + std::to_string(t.max_batch) + "] for " + t.name;
-        return false;
-      }
-      nvinfer1::Dims d{};
-      d.nbDims = static_cast<int32_t>(t.shape.size());
-      for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
-      if (!s.context->setInputShape(t.name.c_str(), d)) {
-        *error = "setInputShape(" + t.name + ") failed: " + impl_->logger.last_error();
-        return false;
-      }
-    }
     if ((reinterpret_cast<uintptr_t>(addresses[i]) & 255) != 0) {
       *error = "the address for " + t.name + " is not 256-byte aligned";
       return false;

@@ -29,6 +29,10 @@
 #include "tensorrt/cuda_driver.h"
 #include "tensorrt/engine.h"
 
+namespace nvinfer1 {
+class IExecutionContext;
+}
+
 namespace fm::trt {
 
 class TrtEngine final : public Engine {
@@ -57,6 +61,8 @@ class TrtEngine final : public Engine {
 
  private:
   TrtEngine() = default;
+  // Sets every dynamic input's batch on context c (within profile 0), or says why not.
+  bool set_batch(nvinfer1::IExecutionContext& c, int64_t batch, std::string* error) const;
   bool check_output_shapes(std::string* error);
   struct Slot;
   cu::PrimaryContext cuda_;
