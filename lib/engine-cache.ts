@@ -565,17 +565,6 @@ export class EngineCache {
     return timingCachePath(this.dir, parts)
   }
 
-  /** The timing cache's bytes, or undefined when there is none yet. */
-  async readTimingCache(parts: Pick<EngineKeyParts, 'tensorrt' | 'gpu'> & Partial<EngineKeyParts>): Promise<Uint8Array | undefined> {
-    return fs.readFile(this.timingCachePath(parts)).catch(() => undefined)
-  }
-
-  /** Writes the timing cache atomically (concurrent builders of other engines: the last one wins, whole). */
-  async writeTimingCache(parts: Pick<EngineKeyParts, 'tensorrt' | 'gpu'> & Partial<EngineKeyParts>, bytes: Uint8Array): Promise<void> {
-    await this.ensureDir()
-    await writeFileAtomic(this.timingCachePath(parts), bytes)
-  }
-
   /**
    * The plan for `parts`: read from the cache when its sidecar matches and its bytes are whole,
    * else built by `build` (once across processes: others wait, then read it) and stored atomically.

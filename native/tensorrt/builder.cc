@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "tensorrt/cuda_driver.h"
+#include "tensorrt/file_lock.h"
 #include "tensorrt/loader.h"
 #include "tensorrt/trt_logger.h"
 
@@ -85,6 +86,30 @@ bool write_atomically(const std::string& path, const void* data, size_t size, st
     return false;
   }
   return true;
+}
+
+// Adds this build's timings to the cache file, as trtexec's updateTimingCacheFile: the file as it
+// is now, combined with what this build used, written back. Under the file's lock from reading
+// to writing, so builders of other engines running at the same time (threads or processes) each
+// add their entries instead of the last one overwriting the others'. A file TensorRT cannot
+// combine with (another TensorRT build or device) is replaced.
+bool save_timing_cache(const std::string& path, nvinfer1::IBuilderConfig& config, const nvinfer1::ITimingCache& used,
+                       std::string* error) {
+  FileLock lock(path);
+  if (!lock.held()) {
+    *error = lock.error();
+    return false;
+  }
+  std::vector<char> blob;
+  std::unique_ptr<nvinfer1::ITimingCache> now;
+  if (read_file(path, &blob) && !blob.empty()) now.reset(config.createTimingCache(blob.data(), blob.size()));
+  const nvinfer1::ITimingCache* out = now && now->combine(used, false) ? now.get() : &used;
+  std::unique_ptr<nvinfer1::IHostMemory> bytes{out->serialize()};
+  if (!bytes || bytes->size() == 0) {
+    *error = "TensorRT serialized an empty timing cache";
+    return false;
+  }
+  return write_atomically(path, bytes->data(), bytes->size(), error);
 }
 
 std::string dims_text(const Dims& d) {
@@ -258,11 +283,9 @@ BuildResult build_engine(const BuildOptions& o) {
 
   if (!o.timing_cache_path.empty()) {
     const nvinfer1::ITimingCache* used = config->getTimingCache();
-    std::unique_ptr<nvinfer1::IHostMemory> blob{used ? used->serialize() : nullptr};
-    std::string werr;
-    if (blob && blob->size() > 0) r.timing_cache_saved = write_atomically(o.timing_cache_path, blob->data(), blob->size(), &werr);
-    if (!r.timing_cache_saved)
-      logger.log(nvinfer1::ILogger::Severity::kWARNING, ("timing cache not saved: " + (werr.empty() ? "empty" : werr)).c_str());
+    std::string werr = used ? "" : "the builder has no timing cache";
+    if (used) r.timing_cache_saved = save_timing_cache(o.timing_cache_path, *config, *used, &werr);
+    if (!r.timing_cache_saved) logger.log(nvinfer1::ILogger::Severity::kWARNING, ("timing cache not saved: " + werr).c_str());
   }
   r.ok = true;
   r.messages = logger.messages();

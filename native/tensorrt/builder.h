@@ -39,8 +39,9 @@ struct BuildOptions {
   int optimization_level = -1;      // 0..5; < 0 keeps TensorRT's default (3)
   size_t workspace_bytes = 0;       // MemoryPoolType::kWORKSPACE limit; 0 keeps TensorRT's default
   // Timing cache file: loaded if it exists and is readable (a cache from another TensorRT
-  // build or device is ignored, with a warning), and written back atomically (temp + rename)
-  // after a successful build. Empty: no timing cache file.
+  // build or device is ignored, with a warning). After a successful build, this build's timings
+  // are combined with the file as it is then and written back atomically (temp + rename), under
+  // a lock on <path>.lock. Empty: no timing cache file.
   std::string timing_cache_path;
   int device = 0;                   // CUDA device ordinal
   // Called from the building thread for every phase start / step / finish. Return false to
