@@ -731,6 +731,7 @@ export class EngineCache {
       onStale: say,
       onLost: say,
     })
+    let handedOff = false
     try {
       // Whoever held the lock may just have written it.
       const ready = await this.tryLoad(files, parts, key)
@@ -742,24 +743,56 @@ export class EngineCache {
       say(`building the TensorRT engine ${name} in ${this.dir}: this takes minutes the first time; later loads read it from the cache`)
       const started = Date.now()
       const building = Promise.resolve().then(() => build(emit, signal))
-      building.catch(() => {}) // when abandoned on abort, its later failure is nobody's concern
-      const bytes = await abortable(building, signal, `building ${name}`)
-      throwIfAborted(signal, `building ${name}`)
-      if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new TypeError(`the engine build for ${name} returned no bytes`)
-      await writeFileAtomic(files.plan, bytes)
-      const sidecar: EngineSidecar = {
-        key,
-        parts,
-        planBytes: bytes.length,
-        planSha256: createHash('sha256').update(bytes).digest('hex'),
-        createdAt: new Date().toISOString(),
-        builtBy: { pid: process.pid, hostname: os.hostname() },
+      building.catch(() => {}) // when abandoned on abort, its failure is handled by finishAbandoned
+      let bytes: Uint8Array
+      try {
+        bytes = await abortable(building, signal, `building ${name}`)
+        throwIfAborted(signal, `building ${name}`)
+      } catch (e) {
+        if (signal?.aborted) {
+          handedOff = true
+          void this.finishAbandoned(building, files, parts, key, lock)
+        }
+        throw e
       }
-      await writeFileAtomic(files.sidecar, `${JSON.stringify(sidecar, null, 2)}\n`)
+      await this.store(files, parts, key, bytes)
       say(`built ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
       return bytes
     } finally {
-      await lock.release()
+      if (!handedOff) await lock.release()
     }
+  }
+
+  /**
+   * An aborted build goes on until the builder notices (TensorRT at its next progress step). Until
+   * then the lock stays held, so no second build starts beside it on the same GPU; and a plan it
+   * finished anyway is kept, not thrown away.
+   */
+  private async finishAbandoned(building: Promise<Uint8Array>, files: PlanFiles, parts: EngineKeyParts, key: string, lock: FileLock): Promise<void> {
+    try {
+      const bytes = await building
+      await this.store(files, parts, key, bytes)
+      this.log(`${path.basename(files.plan)}: the cancelled build had already finished; kept it in the cache`)
+    } catch {
+      // cancelled, as asked, or failed: nothing to keep
+    } finally {
+      await lock.release().catch(() => {})
+    }
+  }
+
+  /** Writes a built plan and then its sidecar (which makes the plan count), each atomically. */
+  private async store(files: PlanFiles, parts: EngineKeyParts, key: string, bytes: Uint8Array): Promise<void> {
+    const name = path.basename(files.plan)
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new TypeError(`the engine build for ${name} returned no bytes`)
+    await writeFileAtomic(files.plan, bytes)
+    const sidecar: EngineSidecar = {
+      key,
+      parts,
+      planBytes: bytes.length,
+      planSha256: createHash('sha256').update(bytes).digest('hex'),
+      createdAt: new Date().toISOString(),
+      builtBy: { pid: process.pid, hostname: os.hostname() },
+    }
+    await writeFileAtomic(files.sidecar, `${JSON.stringify(sidecar, null, 2)}\n`)
   }
 }

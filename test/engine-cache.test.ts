@@ -9,6 +9,7 @@ import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
+  AbortError,
   ENGINE_SCHEMA_VERSION,
   EngineCache,
   type EngineKeyParts,
@@ -351,22 +352,56 @@ describe('getOrBuild', () => {
     expect(existsSync(cache.files(parts).sidecar)).toBe(false)
   })
 
-  it('an AbortSignal aborts a build: AbortError at once, no plan, lock released', async () => {
+  it('an AbortSignal aborts a build: AbortError at once; the lock is held until the builder stops; a plan it finished anyway is kept', async () => {
     const { dir, parts } = fresh('abort-build')
-    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const logs: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => logs.push(m) })
     const ac = new AbortController()
     let sawSignal: AbortSignal | undefined
+    let finished = false
     const slow = async (_p: unknown, signal?: AbortSignal) => {
       sawSignal = signal
-      await new Promise((r) => setTimeout(r, 2000)) // ignores the signal: the cache must not wait for it
+      await new Promise((r) => setTimeout(r, 1500)) // ignores the signal, as a TensorRT step that is past its last check
+      finished = true
       return Buffer.from('late')
     }
     setTimeout(() => ac.abort(), 100)
     const t0 = Date.now()
     const err = await cache.getOrBuild(parts, slow, { signal: ac.signal }).catch((e) => e)
     expect(err.name).toBe('AbortError')
-    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(Date.now() - t0).toBeLessThan(1000)
     expect(sawSignal).toBe(ac.signal)
+    // The builder still runs: its lock stays, so no second build starts beside it.
+    expect(finished).toBe(false)
+    expect(existsSync(cache.files(parts).lock)).toBe(true)
+    expect(existsSync(cache.files(parts).plan)).toBe(false)
+    // The next caller waits for it and loads what it finished, without building.
+    const { state, build } = counter()
+    const plan = await cache.getOrBuild(parts, build)
+    expect(finished).toBe(true)
+    expect(state.builds).toBe(0)
+    expect(Buffer.from(plan).toString()).toBe('late')
+    expect(logs.some((m) => /the cancelled build had already finished; kept it/.test(m))).toBe(true)
+    expect(readdirSync(dir).sort()).toEqual([path.basename(cache.files(parts).sidecar), path.basename(cache.files(parts).plan)].sort())
+  })
+
+  it('a builder that honours the abort leaves no plan and releases the lock once it has stopped', async () => {
+    const { dir, parts } = fresh('abort-honoured')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const ac = new AbortController()
+    let stopped = false
+    const honours = (_p: unknown, signal?: AbortSignal) =>
+      new Promise<Uint8Array>((_resolve, reject) => {
+        // Stops a little after the abort, as TensorRT does at its next step.
+        signal?.addEventListener('abort', () => setTimeout(() => { stopped = true; reject(new AbortError('cancelled')) }, 300), { once: true })
+      })
+    setTimeout(() => ac.abort(), 50)
+    const err = await cache.getOrBuild(parts, honours, { signal: ac.signal }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(stopped).toBe(false)
+    expect(existsSync(cache.files(parts).lock)).toBe(true)
+    await new Promise((r) => setTimeout(r, 600))
+    expect(stopped).toBe(true)
     expect(readdirSync(dir)).toEqual([])
     const { state, build } = counter()
     await cache.getOrBuild(parts, build)

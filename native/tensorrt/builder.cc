@@ -273,11 +273,13 @@ BuildResult build_engine(const BuildOptions& o) {
 
   std::unique_ptr<nvinfer1::IHostMemory> plan{builder->buildSerializedNetwork(*network, *config)};
   config->setProgressMonitor(nullptr);
-  if (monitor.cancelled()) {
+  if (!plan || plan->size() == 0) {
+    if (!monitor.cancelled()) return fail(r, "buildSerializedNetwork failed", &logger);
     r.cancelled = true;
     return fail(r, "the engine build was cancelled");
   }
-  if (!plan || plan->size() == 0) return fail(r, "buildSerializedNetwork failed", &logger);
+  // A cancel that came after TensorRT's last step finds the plan finished: it is returned (the
+  // caller keeps it in the cache), not thrown away.
   const auto* bytes = static_cast<const uint8_t*>(plan->data());
   r.plan.assign(bytes, bytes + plan->size());
 

@@ -47,7 +47,8 @@ struct BuildOptions {
   // Called from the building thread for every phase start / step / finish. Return false to
   // cancel: TensorRT stops at its next step (stepComplete returns false). May be empty.
   std::function<bool(const BuildProgress&)> progress;
-  // Cancellation from another thread, checked at every step. May be null.
+  // Cancellation from another thread, checked at every step. May be null. A cancel that comes
+  // after TensorRT's last step still returns the finished plan (ok, not cancelled).
   const std::atomic<bool>* cancel = nullptr;
   // TensorRT's log lines at kWARNING and above (severity: 0 internal error, 1 error,
   // 2 warning), from whichever thread TensorRT logs on. May be empty.
