@@ -1,6 +1,6 @@
-// Raw model outputs of a batch -> Face results, shared by every backend. Per-face arrays are
-// views into the batch's output buffers (no copies); the mesh and emotion channels are
-// rewritten in place (frame coordinates, probabilities), so one batch's buffers are used once.
+// Raw model outputs of a batch -> Face results, shared by every backend. A batch mixes faces of
+// several detect() calls, so each face's arrays are copied out into one small buffer of its own
+// (under 7 KB): a caller that changes or transfers its results touches no other caller's.
 import { type ModelSpec, HEAD_OUTPUTS } from './contract'
 import type { Rect } from './crop'
 import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, MESH_POINTS } from './labels'
@@ -52,8 +52,17 @@ function row(outputs: BatchOutputs, name: string, i: number, size: number): Floa
 
 export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, box: Rect): Face {
   const size = (h: keyof typeof HEAD_OUTPUTS) => HEAD_OUTPUTS[h].dims.reduce((a, b) => a * b, 1)
-  const auValues = row(outputs, HEAD_OUTPUTS.au.name, i, size('au'))
-  const emotionValues = row(outputs, HEAD_OUTPUTS.emotion.name, i, size('emotion'))
+  const blendshapes = spec.heads.includes('blendshapes')
+  const own = new Float32Array(size('au') + size('emotion') + size('mesh') + 2 * LANDMARK68_MESH_INDEX.length + (blendshapes ? size('blendshapes') : 0))
+  let at = 0
+  const take = (n: number, from?: Float32Array) => {
+    const v = own.subarray(at, at + n)
+    if (from) v.set(from)
+    at += n
+    return v
+  }
+  const auValues = take(size('au'), row(outputs, HEAD_OUTPUTS.au.name, i, size('au')))
+  const emotionValues = take(size('emotion'), row(outputs, HEAD_OUTPUTS.emotion.name, i, size('emotion')))
   softmaxInPlace(emotionValues)
   let top = 0
   for (let k = 1; k < emotionValues.length; k++) if (emotionValues[k] > emotionValues[top]) top = k
@@ -62,9 +71,9 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
   const gazePitch = spec.gaze.pitch.sign * g[spec.gaze.pitch.index]
   const gazeYaw = spec.gaze.yaw.sign * g[spec.gaze.yaw.index]
   const p = row(outputs, HEAD_OUTPUTS.pose.name, i, 6)
-  const mesh = row(outputs, HEAD_OUTPUTS.mesh.name, i, size('mesh'))
+  const mesh = take(size('mesh'), row(outputs, HEAD_OUTPUTS.mesh.name, i, size('mesh')))
   meshToFrame(spec, mesh, box)
-  const landmarks68 = new Float32Array(2 * LANDMARK68_MESH_INDEX.length)
+  const landmarks68 = take(2 * LANDMARK68_MESH_INDEX.length)
   LANDMARK68_MESH_INDEX.forEach((m, k) => {
     landmarks68[2 * k] = mesh[3 * m]
     landmarks68[2 * k + 1] = mesh[3 * m + 1]
@@ -94,8 +103,8 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
     mesh,
     landmarks68,
   }
-  if (spec.heads.includes('blendshapes')) {
-    const values = row(outputs, HEAD_OUTPUTS.blendshapes.name, i, size('blendshapes'))
+  if (blendshapes) {
+    const values = take(size('blendshapes'), row(outputs, HEAD_OUTPUTS.blendshapes.name, i, size('blendshapes')))
     face.blendshapes = byName(BLENDSHAPE_NAMES, values)
     face.blendshapeValues = values
   }

@@ -98,7 +98,12 @@ export class FaceMultitask {
     }
     const stride = width * PIXEL_FORMATS[format].channels
     const bytes = stride * height
-    const data = this.engine instanceof TensorRtBackend ? this.engine.allocFrame(bytes) : new Uint8Array(bytes)
+    let data: Uint8Array
+    try {
+      data = this.engine instanceof TensorRtBackend ? this.engine.allocFrame(bytes) : new Uint8Array(bytes)
+    } catch (e) {
+      throw new RangeError(`allocFrame(${width}, ${height}, '${format}'): cannot allocate ${bytes} bytes (${(e as Error).message})`, { cause: e })
+    }
     return { data, width, height, format, stride }
   }
 

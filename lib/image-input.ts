@@ -49,8 +49,11 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (!Number.isInteger(rowStride) || rowStride < rowBytes) {
     throw new RangeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${String(stride)}`)
   }
-  if (data.byteLength < rowStride * height) {
-    throw new RangeError(`${name}.data holds ${data.byteLength} bytes; stride * height is ${rowStride * height} (${width}x${height} ${format}, stride ${rowStride})`)
+  // The last row needs only its pixels, not the padding after them: a view cut tightly out of a
+  // padded frame is whole.
+  const needed = rowStride * (height - 1) + rowBytes
+  if (data.byteLength < needed) {
+    throw new RangeError(`${name}.data holds ${data.byteLength} bytes; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
   }
   const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   return { data: bytes, width, height, stride: rowStride, format: fmt.code }
@@ -73,12 +76,26 @@ function checkBox(box: unknown, name: string, width: number, height: number): Bo
   return [x1, y1, x2, y2]
 }
 
+// The crop is computed in float32, as py-feat's torch code does: a box that is finite and
+// non-empty in float64 can still overflow (1e39) or collapse (x2 - x1 below float32's resolution
+// at x1) there. Refused here, naming the box, rather than failing in native code with the batch
+// it was sent with.
+function checkCrop(box: Box, name: string, crop: CropMode, width: number, height: number): ReturnType<typeof faceCrop> {
+  const c = faceCrop(crop, box, width, height)
+  const [, , w, h] = c.window
+  if (!(c.window.every(Number.isFinite) && c.box.every(Number.isFinite) && w > 0 && h > 0)) {
+    throw new RangeError(`${name} = [${box.join(', ')}] has no usable crop in float32 (py-feat's precision): its coordinates are too large or its size too small`)
+  }
+  return c
+}
+
 function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode): FaceJob[] {
   if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes`)
-  if (list.length === 0) {
-    throw new RangeError(`${name} is empty: pass at least one box (or omit boxes when the images are 256x256 chips)`)
-  }
-  return list.map((b, i) => ({ ...image, ...faceCrop(crop, checkBox(b, `${name}[${i}]`, image.width, image.height), image.width, image.height) }))
+  // Array.from visits holes (as undefined), which map() would skip and so drop a face.
+  return Array.from(list, (b: unknown, i) => {
+    const where = `${name}[${i}]`
+    return { ...image, ...checkCrop(checkBox(b, where, image.width, image.height), where, crop, image.width, image.height) }
+  })
 }
 
 function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob {
@@ -93,15 +110,19 @@ function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob 
  * the caller passed one image (and so expects Face[] back rather than Face[][]).
  */
 export function facesToRun(input: unknown, options: DetectOptions | undefined, crop: CropMode): { single: boolean; perImage: FaceJob[][] } {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError('options must be an object { boxes? }')
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    const got = Array.isArray(options) ? 'an array (pass the boxes as { boxes: [...] })' : options === null ? 'null' : typeof options
+    throw new TypeError(`options must be an object { boxes? }, got ${got}`)
   }
+  // An unknown key (a typo such as `box`) would otherwise be ignored and a 256x256 frame run as a chip.
+  const unknown = options === undefined ? [] : Object.keys(options).filter((k) => k !== 'boxes')
+  if (unknown.length > 0) throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the only option is boxes`)
   const boxes = options?.boxes
   if (Array.isArray(input)) {
     if (input.length === 0) throw new RangeError('images is an empty array')
-    const images = input.map((im, i) => checkImage(im, `images[${i}]`))
+    const images = Array.from(input, (im: unknown, i) => checkImage(im, `images[${i}]`))
     if (boxes === undefined) return { single: false, perImage: images.map((im, i) => [chipJob(im, `images[${i}]`)]) }
-    if (!Array.isArray(boxes) || boxes.length !== images.length || !boxes.every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {
+    if (!Array.isArray(boxes) || boxes.length !== images.length || !Array.from(boxes as unknown[]).every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {
       throw new TypeError(`options.boxes must hold one box list per image (${images.length} lists of [x1, y1, x2, y2])`)
     }
     return { single: false, perImage: images.map((im, i) => checkBoxList(boxes[i], `options.boxes[${i}]`, im, crop)) }

@@ -64,36 +64,55 @@ export class Scheduler<J, R> {
   }
 
   private async runOne(batch: Item<J, R>[]): Promise<void> {
-    const items = new Map<Request<R>, number>()  // each request in the batch, with its item count
-    for (const it of batch) items.set(it.request, (items.get(it.request) ?? 0) + 1)
-    for (const r of items.keys()) r.running++
-    let results: R[] | undefined
-    try {
-      results = await this.runBatch(batch.map((it) => it.job))
-      if (results.length !== batch.length) throw new Error(`internal: a batch of ${batch.length} gave ${results.length} results`)
-    } catch (err) {
-      // Every request with a face in this batch fails (with the first error it met); its faces
-      // still queued leave the queue.
-      results = undefined
-      for (const r of items.keys()) {
-        if (!r.failed) {
-          r.failed = true
-          r.error = err
-        }
-      }
-      this.queue = this.queue.filter((it) => !items.has(it.request))
+    const requests = new Map<Request<R>, Item<J, R>[]>()  // each request in the batch, with its items
+    for (const it of batch) {
+      const list = requests.get(it.request)
+      if (list) list.push(it)
+      else requests.set(it.request, [it])
     }
-    batch.forEach((it, k) => {
-      if (results !== undefined && !it.request.failed) it.request.results[it.index] = results[k]
-    })
-    for (const [r, count] of items) {
+    for (const r of requests.keys()) r.running++
+    const failure = await this.attempt(batch)
+    if (failure && requests.size > 1) {
+      // The failure may be one request's own (something in its input that got past the checks):
+      // each request's items run again on their own, so it fails that request only.
+      for (const [r, items] of requests) {
+        const own = await this.attempt(items)
+        if (own) this.fail(r, own.error)
+      }
+    } else if (failure) {
+      this.fail(batch[0].request, failure.error)
+    }
+    for (const [r, items] of requests) {
       r.running--
       if (!r.failed) {
-        r.remaining -= count
+        r.remaining -= items.length
         if (r.remaining === 0) r.resolve(r.results)
       } else if (r.running === 0) {
         r.reject(r.error)
       }
     }
+  }
+
+  /** Runs items as one batch and stores their results; says what went wrong, if anything. */
+  private async attempt(items: Item<J, R>[]): Promise<{ error: unknown } | undefined> {
+    try {
+      const results = await this.runBatch(items.map((it) => it.job))
+      if (results.length !== items.length) throw new Error(`internal: a batch of ${items.length} gave ${results.length} results`)
+      items.forEach((it, k) => {
+        if (!it.request.failed) it.request.results[it.index] = results[k]
+      })
+      return undefined
+    } catch (error) {
+      return { error }
+    }
+  }
+
+  /** A request fails with the first error it met; its items still queued leave the queue. */
+  private fail(r: Request<R>, error: unknown): void {
+    if (!r.failed) {
+      r.failed = true
+      r.error = error
+    }
+    this.queue = this.queue.filter((it) => it.request !== r)
   }
 }

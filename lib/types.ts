@@ -20,7 +20,8 @@ export type Box = readonly [number, number, number, number]
 export interface DetectOptions {
   /**
    * Face boxes. For one image: Box[]. For an array of images: Box[][], one list per image.
-   * Omit them when the images are already-made 256x256 chips.
+   * An empty list gives no faces for its image. Omit them when the images are already-made
+   * 256x256 chips.
    */
   boxes?: readonly Box[] | readonly (readonly Box[])[]
 }

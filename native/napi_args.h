@@ -55,7 +55,9 @@ inline Frame frame_field(const Napi::Object& f, const std::string& where, Napi::
     throw Napi::RangeError::New(env, where + " has an invalid width or height");
   if (!(stride >= w * nc) || stride != static_cast<double>(static_cast<size_t>(stride)))
     throw Napi::RangeError::New(env, where + ".stride is smaller than width * channels");
-  if (static_cast<double>(length) < stride * h) throw Napi::RangeError::New(env, where + ".data is shorter than stride * height");
+  // The last row needs its pixels only (every reader stops at width * channels in a row).
+  if (static_cast<double>(length) < stride * (h - 1) + w * nc)
+    throw Napi::RangeError::New(env, where + ".data is shorter than stride * (height - 1) + width * channels");
   frame.width = static_cast<int>(w);
   frame.height = static_cast<int>(h);
   frame.stride = static_cast<size_t>(stride);

@@ -34,7 +34,7 @@ describe('errors', () => {
 
   const badCalls: [string, () => Promise<unknown>, RegExp, ErrorConstructor][] = [
     ['unknown format', () => model.detect({ ...frame, format: 'yuv' as never }, { boxes: [box] }), /image\.format must be one of rgb, rgba, bgr, bgra, gray/, TypeError],
-    ['data shorter than stride x height', () => model.detect({ ...frame, stride: W * 3 + 4 }, { boxes: [box] }), /image\.data holds 9216 bytes; stride \* height is 9408/, RangeError],
+    ['data shorter than the frame', () => model.detect({ ...frame, stride: W * 3 + 4 }, { boxes: [box] }), /image\.data holds 9216 bytes; a 64x48 rgb frame with stride 196 needs 9404 \(stride \* \(height - 1\) \+ width \* channels\)/, RangeError],
     ['stride below width x channels', () => model.detect({ ...frame, stride: 10 }, { boxes: [box] }), /image\.stride must be/, RangeError],
     ['data not bytes', () => model.detect({ ...frame, data: new Float32Array(10) as never }, { boxes: [box] }), /image\.data must be a Buffer/, TypeError],
     ['zero-size box', () => model.detect(frame, { boxes: [[10, 10, 10, 30]] }), /options\.boxes\[0\] = \[10, 10, 10, 30\] has zero or negative size/, RangeError],
@@ -42,7 +42,11 @@ describe('errors', () => {
     ['NaN in a box', () => model.detect(frame, { boxes: [[NaN, 1, 2, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
     ['infinite box', () => model.detect(frame, { boxes: [[0, 0, Infinity, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
     ['box entirely outside', () => model.detect(frame, { boxes: [[100, 100, 120, 130]] }), /options\.boxes\[0\].*lies entirely outside the 64x48 frame/, RangeError],
-    ['empty box list', () => model.detect(frame, { boxes: [] }), /options\.boxes is empty/, RangeError],
+    ['a box too large for float32', () => model.detect(frame, { boxes: [box, [0, 0, 1e39, 40]] }), /options\.boxes\[1\] = \[0, 0, 1e\+39, 40\] has no usable crop in float32/, RangeError],
+    ['boxes passed as options', () => model.detect(frame, [box] as never), /options must be an object \{ boxes\? \}, got an array \(pass the boxes as \{ boxes: \[\.\.\.\] \}\)/, TypeError],
+    ['an unknown option', () => model.detect(frame, { box: [box] } as never), /options has unknown key "box"; the only option is boxes/, TypeError],
+    ['a hole in the images', () => model.detect([frame, , frame] as never), /images\[1\] must be an object/, TypeError],
+    ['a hole in a box list', () => model.detect(frame, { boxes: [box, , box] as never }), /options\.boxes\[1\] must be \[x1, y1, x2, y2\], got undefined/, TypeError],
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box list for two images', () => model.detect([frame, frame], { boxes: [box] as never }), /options\.boxes must hold one box list per image/, TypeError],
@@ -54,6 +58,54 @@ describe('errors', () => {
     const err = await call().catch((e) => e)
     expect(err).toBeInstanceOf(type)
     expect(err.message).toMatch(message)
+  })
+
+  it('a box that collapses in float32 (v2.4\'s stretched crop) is refused, naming it', async () => {
+    const v24 = path.join(dir, 'v24.onnx')
+    writeFileSync(v24, makeFixtureModel({ generation: 'v2.4' }))
+    const m = await FaceMultitask.load({ model: v24 })
+    try {
+      const err = await m.detect(frame, { boxes: [box, [10, 10, 10 + 1e-9, 30]] }).catch((e) => e)
+      expect(err).toBeInstanceOf(RangeError)
+      expect(err.message).toMatch(/options\.boxes\[1\] = \[10, 10, 10\.000000001, 30\] has no usable crop in float32/)
+      expect(await m.detect(frame, { boxes: [box] })).toHaveLength(1)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('an empty box list gives no faces for its image', async () => {
+    expect(await model.detect(frame, { boxes: [] })).toEqual([])
+    const perFrame = await model.detect([frame, frame, frame], { boxes: [[box], [], [box, box]] })
+    expect(perFrame.map((f) => f.length)).toEqual([1, 0, 2])
+    const alone = await model.detect(frame, { boxes: [box] })
+    expect(perFrame[2][1].auValues).toEqual(alone[0].auValues)
+  })
+
+  it('a view cut tightly out of a padded frame (no padding after its last row) is whole', async () => {
+    const stride = W * 3 + 5
+    const padded = new Uint8Array(stride * H)
+    for (let y = 0; y < H; y++) for (let x = 0; x < W * 3; x++) padded[y * stride + x] = (x * 7 + y * 13) & 255
+    const full = await model.detect({ data: padded, width: W, height: H, stride }, { boxes: [[30, 20, 64, 48]] })
+    const tight = padded.subarray(0, stride * (H - 1) + W * 3)
+    const cut = await model.detect({ data: tight, width: W, height: H, stride }, { boxes: [[30, 20, 64, 48]] })
+    expect(cut[0].mesh).toEqual(full[0].mesh)
+    const short = await model.detect({ data: tight.subarray(1), width: W, height: H, stride }, { boxes: [box] }).catch((e) => e)
+    expect(short).toBeInstanceOf(RangeError)
+  })
+
+  it('a caller that changes or transfers its results touches no other caller\'s', async () => {
+    const alone = await model.detect(frame, { boxes: [box] })
+    // Queued behind a busy slot, the three requests run as one batch.
+    const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
+    const [a, b, c] = await Promise.all([model.detect(frame, { boxes: [box] }), model.detect(frame, { boxes: [box] }), model.detect(frame, { boxes: [box] }), ...busy])
+    a[0].mesh.fill(0)
+    a[0].auValues.fill(0)
+    structuredClone(b[0].mesh, { transfer: [b[0].mesh.buffer as ArrayBuffer] })
+    expect(b[0].mesh.length).toBe(0)  // b's own arrays, detached
+    expect(c[0].mesh).toEqual(alone[0].mesh)
+    expect(c[0].auValues).toEqual(alone[0].auValues)
+    expect(c[0].emotionValues).toEqual(alone[0].emotionValues)
   })
 
   it('requests in flight still resolve correctly while bad ones are rejected', async () => {

@@ -1,5 +1,6 @@
 // Inference never blocks the event loop: preprocessing runs on libuv's pool and onnxruntime in a
 // worker thread, so a 1 ms timer keeps firing while a large batch runs.
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -34,3 +35,22 @@ it('a timer keeps firing during a large batch', async () => {
   expect(ticks.length).toBeGreaterThan(elapsed / 10)
   expect(longest).toBeLessThan(Math.max(40, elapsed * 0.2))
 }, 60_000)
+
+it('a model never closed does not keep the process alive once idle', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'fm-exit-')), 'fixture.onnx')
+  writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
+  const script = `
+    const { FaceMultitask } = require(${JSON.stringify(path.resolve('dist/lib/index.js'))})
+    FaceMultitask.load({ model: ${JSON.stringify(file)}, workers: 2 }).then(async (m) => {
+      const chip = { data: new Uint8Array(256 * 256 * 3).fill(80), width: 256, height: 256 }
+      const faces = await m.detect([chip, chip])
+      process.stdout.write('faces ' + faces.length)
+    })`
+  const t0 = Date.now()
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+  expect(r.error).toBeUndefined()  // not killed by the timeout
+  expect(r.stderr).toBe('')
+  expect(r.status).toBe(0)
+  expect(r.stdout).toBe('faces 2') // the work was done first: a pending detect() holds the process
+  expect(Date.now() - t0).toBeLessThan(30_000)
+}, 40_000)

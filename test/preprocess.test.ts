@@ -102,7 +102,11 @@ describe('native preprocessing equals the reference formula', () => {
   it('rejects a call that would read out of bounds instead of crashing', () => {
     const out = new Float32Array(150528)
     const face = { data: new Uint8Array(10), width: 100, height: 100, stride: 300, format: 0, window: [0, 0, 10, 10] as [number, number, number, number] }
-    expect(() => loadNative().preprocessSync([face], 1, 1, out)).toThrow(/shorter than stride \* height/)
+    expect(() => loadNative().preprocessSync([face], 1, 1, out)).toThrow(/shorter than stride \* \(height - 1\) \+ width \* channels/)
+    // The last row needs its 300 pixel bytes only; one byte fewer is refused.
+    const tight = { ...face, stride: 320, data: new Uint8Array(320 * 99 + 300) }
+    expect(() => loadNative().preprocessSync([tight], 1, 1, out)).not.toThrow()
+    expect(() => loadNative().preprocessSync([{ ...tight, data: tight.data.subarray(1) }], 1, 1, out)).toThrow(/shorter than/)
     expect(() => loadNative().preprocessSync([face, face], 1, 1, out)).toThrow(/out holds/)
   })
 })

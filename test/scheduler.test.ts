@@ -73,6 +73,47 @@ describe('Scheduler', () => {
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
 
+  it('a batch shared by several requests that fails is rerun per request: only the request with the bad item fails', async () => {
+    const batches: number[][] = []
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      if (jobs.includes(0)) await gate.promise  // holds the slot so that the next three requests meet in one batch
+      if (jobs.includes(13)) throw new Error('item 13 is bad')
+      return jobs.map((j) => j * 10)
+    }, 1, 8)
+    const first = s.submit([0])
+    const results = Promise.allSettled([s.submit([1, 2]), s.submit([13]), s.submit([3])])
+    gate.resolve()
+    expect(await first).toEqual([0])
+    const [a, bad, c] = await results
+    expect(a).toEqual({ status: 'fulfilled', value: [10, 20] })
+    expect(bad).toMatchObject({ status: 'rejected', reason: { message: 'item 13 is bad' } })
+    expect(c).toEqual({ status: 'fulfilled', value: [30] })
+    expect(batches).toEqual([[0], [1, 2, 13, 3], [1, 2], [13], [3]])
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
+  it('a failure of the backend itself still rejects every request in the batch, each once', async () => {
+    let calls = 0
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      calls++
+      if (jobs.includes(0)) {
+        await gate.promise
+        return jobs
+      }
+      throw new Error('the GPU is lost')
+    }, 1, 8)
+    const first = s.submit([0])
+    const results = Promise.allSettled([s.submit([1]), s.submit([2, 3])])
+    gate.resolve()
+    await first
+    expect((await results).map((r) => (r as PromiseRejectedResult).reason.message)).toEqual(['the GPU is lost', 'the GPU is lost'])
+    expect(calls).toBe(4)  // the shared batch, then once per request
+  })
+
   it('a failed request settles only after its other running batches finish (its frames are free then)', async () => {
     const slow = deferred<number[]>()
     let slowDone = false

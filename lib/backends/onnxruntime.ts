@@ -28,6 +28,7 @@ class SessionWorker {
       if (m.type === 'result' || (m.type === 'error' && m.id !== undefined)) {
         const p = this.pending.get(m.id!)
         this.pending.delete(m.id!)
+        if (this.pending.size === 0) worker.unref()
         if (!p) return
         if (m.type === 'error') p.reject(new Error(`onnxruntime: ${m.message}`))
         else {
@@ -44,6 +45,10 @@ class SessionWorker {
     }
     worker.on('error', (e) => fail(new Error(`the inference worker failed: ${e.message}`)))
     worker.on('exit', (code) => fail(new Error(`the inference worker exited (code ${code})`)))
+    // An idle model does not keep the process alive (as the TensorRT backend's native threads):
+    // the worker holds the event loop only while a batch is on it. After the listeners: adding a
+    // 'message' listener refs the worker's port again.
+    worker.unref()
   }
 
   static async start(model: string, threads: number): Promise<SessionWorker> {
@@ -65,6 +70,7 @@ class SessionWorker {
     if (this.failure) return Promise.reject(this.failure)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref()
       this.pending.set(id, { resolve, reject })
       const msg: WorkerRequest = { type: 'run', id, input: input.buffer as ArrayBuffer, batch }
       this.worker.postMessage(msg, [input.buffer as ArrayBuffer])
@@ -109,7 +115,13 @@ export class OnnxRuntimeBackend implements Backend {
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
     const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
-    const workers = await Promise.all(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads)))
+    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads)))
+    const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) {
+      await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
+      throw failed.reason
+    }
     return new OnnxRuntimeBackend(workers, spec, threads)
   }
 

@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "test_support.h"
 #include "preprocess/preprocess.h"
 
@@ -61,6 +64,28 @@ Image smooth_image(int width, int height, PixelFormat format, int pad = 0, int o
 }
 
 using fm_test::face_crop;
+
+// A copy of `src` whose last row ends exactly at an inaccessible page, with no padding after it
+// (the rows before keep their padded stride): a read past the last row's pixels faults.
+struct GuardedImage {
+  Image im;
+  void* map = nullptr;
+  size_t map_bytes = 0;
+  explicit GuardedImage(const Image& src) : im(src) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = src.stride * (src.height - 1) + static_cast<size_t>(src.width) * src.nc;
+    const size_t pages = (bytes + page - 1) / page;
+    map_bytes = (pages + 1) * page;
+    map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t* base = static_cast<uint8_t*>(map);
+    mprotect(base + pages * page, page, PROT_NONE);
+    uint8_t* d = base + pages * page - bytes;
+    std::copy(src.data, src.data + bytes, d);
+    im.buf.clear();
+    im.data = d;
+  }
+  ~GuardedImage() { munmap(map, map_bytes); }
+};
 
 // ---- the reference, double precision, pixel by pixel ----
 
@@ -246,6 +271,26 @@ int main() {
                         crop_name[static_cast<int>(crop)] + ", " + resize_name[static_cast<int>(resize)],
                     im, &win, crop, resize);
     }
+  }
+
+  // The last row without its padding, ending at an inaccessible page: every format, both crops
+  // and resizes, boxes over the bottom-right corner and covering the frame, and a chip. A read
+  // past the last pixel crashes the test; the values are checked as everywhere else.
+  for (int f = 0; f < 5; ++f) {
+    const GuardedImage g(smooth_image(150, 110, static_cast<PixelFormat>(f), 7));
+    const float boxes[3][4] = {{120, 90, 160, 125}, {141, 101, 148, 108}, {-10, -10, 160, 120}};
+    for (const auto& b : boxes)
+      for (CropMode crop : crops) {
+        const CropWindow win = face_crop(crop, b[0], b[1], b[2], b[3], 150, 110);
+        for (ResizeMode resize : resizes)
+          check_input(std::string("short last row at a guard page, ") + kFormatNames[f] + ", " + crop_name[static_cast<int>(crop)] +
+                          ", " + resize_name[static_cast<int>(resize)] + " " + window_name(win),
+                      g.im, &win, crop, resize);
+      }
+    const GuardedImage chip(smooth_image(256, 256, static_cast<PixelFormat>(f), 5));
+    for (ResizeMode resize : resizes)
+      check_input(std::string("chip with a short last row at a guard page, ") + kFormatNames[f], chip.im, nullptr,
+                  CropMode::Square, resize);
   }
 
   // A 256x256 chip given directly (and a larger frame read as a chip: its top-left 256x256).
