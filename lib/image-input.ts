@@ -55,7 +55,10 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (data.byteLength < needed) {
     throw new RangeError(`${name}.data holds ${data.byteLength} bytes; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
   }
-  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  let bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  // Frames are read in place while the call runs; memory that can shrink under it (a resizable
+  // ArrayBuffer) is copied once instead, so a resize cannot pull it from under the reader.
+  if ((bytes.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) bytes = bytes.slice(0, needed)
   return { data: bytes, width, height, stride: rowStride, format: fmt.code }
 }
 
@@ -89,8 +92,12 @@ function checkCrop(box: Box, name: string, crop: CropMode, width: number, height
   return c
 }
 
-function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode): FaceJob[] {
+function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode, imageName: string): FaceJob[] {
   if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes`)
+  // The stretched crop's sampling grid spans (size - 1) pixels: a frame 1 pixel wide or high has none.
+  if (crop === 'stretch' && list.length > 0 && (image.width < 2 || image.height < 2)) {
+    throw new RangeError(`${imageName} is ${image.width}x${image.height}: this model's stretched crop (py-feat v2.4) needs a frame of at least 2x2 pixels`)
+  }
   // Array.from visits holes (as undefined), which map() would skip and so drop a face.
   return Array.from(list, (b: unknown, i) => {
     const where = `${name}[${i}]`
@@ -125,9 +132,9 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
     if (!Array.isArray(boxes) || boxes.length !== images.length || !Array.from(boxes as unknown[]).every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {
       throw new TypeError(`options.boxes must hold one box list per image (${images.length} lists of [x1, y1, x2, y2])`)
     }
-    return { single: false, perImage: images.map((im, i) => checkBoxList(boxes[i], `options.boxes[${i}]`, im, crop)) }
+    return { single: false, perImage: images.map((im, i) => checkBoxList(boxes[i], `options.boxes[${i}]`, im, crop, `images[${i}]`)) }
   }
   const image = checkImage(input, 'image')
   if (boxes === undefined) return { single: true, perImage: [[chipJob(image, 'image')]] }
-  return { single: true, perImage: [checkBoxList(boxes, 'options.boxes', image, crop)] }
+  return { single: true, perImage: [checkBoxList(boxes, 'options.boxes', image, crop, 'image')] }
 }

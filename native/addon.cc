@@ -35,10 +35,11 @@ Batch parse_batch(const Napi::CallbackInfo& info, std::vector<Napi::Value>* keep
   if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray())
     throw Napi::TypeError::New(env, "preprocess(faces, crop, resize, out) expects an array, two numbers and a Float32Array");
   Batch b;
-  const int crop = info[1].As<Napi::Number>().Int32Value();
-  const int resize = info[2].As<Napi::Number>().Int32Value();
-  if (crop < 0 || crop > 1) throw Napi::RangeError::New(env, "crop must be 0 (stretch) or 1 (square)");
-  if (resize < 0 || resize > 1) throw Napi::RangeError::New(env, "resize must be 0 (center crop) or 1 (antialiased bilinear)");
+  // Exactly 0 or 1: Int32Value() would turn NaN, 1.9 or 2^32 + 1 into a valid mode.
+  const double crop = info[1].As<Napi::Number>().DoubleValue();
+  const double resize = info[2].As<Napi::Number>().DoubleValue();
+  if (crop != 0 && crop != 1) throw Napi::RangeError::New(env, "crop must be 0 (stretch) or 1 (square)");
+  if (resize != 0 && resize != 1) throw Napi::RangeError::New(env, "resize must be 0 (center crop) or 1 (antialiased bilinear)");
   b.crop = static_cast<fm::CropMode>(crop);
   b.resize = static_cast<fm::ResizeMode>(resize);
   auto out = info[3].As<Napi::TypedArray>();

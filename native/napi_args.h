@@ -14,12 +14,17 @@
 
 namespace fm::napi {
 
-// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength.
+// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength. A typed array
+// through napi_get_typedarray_info's data pointer, which (unlike ArrayBuffer().Data()) also
+// serves one over a SharedArrayBuffer.
 inline bool bytes_of(const Napi::Value& v, const uint8_t** data, size_t* length) {
   if (v.IsTypedArray()) {
-    auto t = v.As<Napi::TypedArray>();
-    *data = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-    *length = t.ByteLength();
+    napi_typedarray_type type;
+    size_t count = 0, offset = 0;
+    void* base = nullptr;
+    if (napi_get_typedarray_info(v.Env(), v, &type, &count, &base, nullptr, &offset) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(base);
+    *length = v.As<Napi::TypedArray>().ByteLength();
     return true;
   }
   if (v.IsDataView()) {
@@ -53,7 +58,7 @@ inline Frame frame_field(const Napi::Object& f, const std::string& where, Napi::
   const int nc = channels(frame.format);
   if (!(w >= 1 && h >= 1 && w <= 1 << 20 && h <= 1 << 20) || w != static_cast<int>(w) || h != static_cast<int>(h))
     throw Napi::RangeError::New(env, where + " has an invalid width or height");
-  if (!(stride >= w * nc) || stride != static_cast<double>(static_cast<size_t>(stride)))
+  if (!(stride >= w * nc && stride <= 9007199254740992.0) || stride != std::floor(stride))
     throw Napi::RangeError::New(env, where + ".stride is smaller than width * channels");
   // The last row needs its pixels only (every reader stops at width * channels in a row).
   if (static_cast<double>(length) < stride * (h - 1) + w * nc)
@@ -82,8 +87,12 @@ inline bool window_field(const Napi::Object& o, const Frame& frame, const std::s
     v[k] = e.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(v[k])) throw Napi::RangeError::New(env, where + ".window must be finite");
   }
-  if (!(v[2] > 0 && v[3] > 0)) throw Napi::RangeError::New(env, where + ".window must have a positive size");
   *window = {static_cast<float>(v[0]), static_cast<float>(v[1]), static_cast<float>(v[2]), static_cast<float>(v[3])};
+  // Checked as the kernels get it, in float32: 1e39 is finite as a double only, 1e-50 positive.
+  const float fv[4] = {window->x, window->y, window->width, window->height};
+  for (int k = 0; k < 4; ++k)
+    if (!std::isfinite(fv[k])) throw Napi::RangeError::New(env, where + ".window must be finite in float32");
+  if (!(window->width > 0 && window->height > 0)) throw Napi::RangeError::New(env, where + ".window must have a positive size in float32");
   return true;
 }
 

@@ -10,6 +10,7 @@
 #include "tensorrt_binding.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -24,11 +25,20 @@
 namespace fm::trt {
 namespace {
 
-int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback) {
+constexpr int64_t kMaxBatchOption = int64_t{1} << 20;
+
+// An integer option in [lo, hi] (the JS layer validates first; this keeps a wrong call from
+// narrowing or wrapping).
+int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback, int64_t lo, int64_t hi) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
   if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("options.") + key + " must be a number");
-  return v.As<Napi::Number>().Int64Value();
+  // A safe integer, not Int64Value()'s coercion (NaN to 0, fractions truncated).
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d))
+    throw Napi::RangeError::New(o.Env(), std::string("options.") + key + " must be an integer from " + std::to_string(lo) +
+                                             " to " + std::to_string(hi));
+  return static_cast<int64_t>(d);
 }
 
 std::string string_option(const Napi::Object& o, const char* key) {
@@ -123,13 +133,13 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   BuildOptions& b = owned->options;
   b.onnx_path = string_option(o, "onnx");
   if (b.onnx_path.empty()) throw Napi::TypeError::New(env, "options.onnx must be the ONNX file's path");
-  b.min_batch = int_option(o, "minBatch", 1);
-  b.opt_batch = int_option(o, "optBatch", 8);
-  b.max_batch = int_option(o, "maxBatch", 64);
-  b.optimization_level = static_cast<int>(int_option(o, "optimizationLevel", -1));
-  b.workspace_bytes = static_cast<size_t>(int_option(o, "workspaceBytes", 0));
+  b.min_batch = int_option(o, "minBatch", 1, 1, kMaxBatchOption);
+  b.opt_batch = int_option(o, "optBatch", 8, 1, kMaxBatchOption);
+  b.max_batch = int_option(o, "maxBatch", 64, 1, kMaxBatchOption);
+  b.optimization_level = static_cast<int>(int_option(o, "optimizationLevel", -1, -1, 5));
+  b.workspace_bytes = static_cast<size_t>(int_option(o, "workspaceBytes", 0, 0, int64_t{1} << 53));
   b.timing_cache_path = string_option(o, "timingCache");
-  b.device = static_cast<int>(int_option(o, "device", 0));
+  b.device = static_cast<int>(int_option(o, "device", 0, 0, 1023));
   if (info.Length() > 1 && info[1].IsFunction()) owned->on_progress = Napi::Persistent(info[1].As<Napi::Function>());
   std::shared_ptr<std::atomic<bool>> cancel = owned->cancel;
   b.cancel = cancel.get();
@@ -435,10 +445,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   if (!napi::bytes_of(info[0], &data, &size) || size == 0) throw Napi::TypeError::New(env, "plan must be a non-empty Uint8Array");
   auto o = info[1].As<Napi::Object>();
   PipelineOptions p;
-  p.streams = static_cast<int>(int_option(o, "streams", 2));
-  p.device = static_cast<int>(int_option(o, "device", 0));
-  p.max_batch = int_option(o, "maxBatch", 64);
-  const int64_t crop = int_option(o, "crop", 1), resize = int_option(o, "resize", 1);
+  p.streams = static_cast<int>(int_option(o, "streams", 2, 1, 1024));
+  p.device = static_cast<int>(int_option(o, "device", 0, 0, 1023));
+  p.max_batch = int_option(o, "maxBatch", 64, 1, kMaxBatchOption);
+  const int64_t crop = int_option(o, "crop", 1, 0, 1), resize = int_option(o, "resize", 1, 0, 1);
   if (crop < 0 || crop > 1 || resize < 0 || resize > 1) throw Napi::RangeError::New(env, "options.crop and options.resize must be 0 or 1");
   p.crop = static_cast<CropMode>(crop);
   p.resize = static_cast<ResizeMode>(resize);

@@ -74,6 +74,34 @@ describe('errors', () => {
     }
   })
 
+  it('a frame narrower than 2 pixels is refused for v2.4\'s stretched crop, naming the image', async () => {
+    const v24 = path.join(dir, 'v24-thin.onnx')
+    writeFileSync(v24, makeFixtureModel({ generation: 'v2.4' }))
+    const m = await FaceMultitask.load({ model: v24 })
+    try {
+      const thin = { data: new Uint8Array(1 * 40 * 3), width: 1, height: 40 }
+      const err = await m.detect([frame, thin], { boxes: [[box], [[0, 0, 1, 20]]] }).catch((e) => e)
+      expect(err).toBeInstanceOf(RangeError)
+      expect(err.message).toMatch(/images\[1\] is 1x40: this model's stretched crop \(py-feat v2\.4\) needs a frame of at least 2x2 pixels/)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('frames in shared or resizable memory: read as any other; a resize during the call cannot pull memory from under it', async () => {
+    const want = await model.detect(frame, { boxes: [box] })
+    const sab = new SharedArrayBuffer(frame.data.length)
+    new Uint8Array(sab).set(frame.data)
+    const shared = await model.detect({ ...frame, data: new Uint8Array(sab) }, { boxes: [box] })
+    expect(shared[0].mesh).toEqual(want[0].mesh)
+    const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void })(frame.data.length, { maxByteLength: frame.data.length })
+    new Uint8Array(rab).set(frame.data)
+    const pending = model.detect({ ...frame, data: new Uint8Array(rab) }, { boxes: [box, box] })
+    rab.resize(0)
+    const resized = await pending
+    expect(resized[1].mesh).toEqual(want[0].mesh)
+  })
+
   it('an empty box list gives no faces for its image', async () => {
     expect(await model.detect(frame, { boxes: [] })).toEqual([])
     const perFrame = await model.detect([frame, frame, frame], { boxes: [[box], [], [box, box]] })

@@ -108,5 +108,20 @@ describe('native preprocessing equals the reference formula', () => {
     expect(() => loadNative().preprocessSync([tight], 1, 1, out)).not.toThrow()
     expect(() => loadNative().preprocessSync([{ ...tight, data: tight.data.subarray(1) }], 1, 1, out)).toThrow(/shorter than/)
     expect(() => loadNative().preprocessSync([face, face], 1, 1, out)).toThrow(/out holds/)
+    // Modes are exactly 0 or 1 (not coerced), windows finite and non-empty in float32, strides exact.
+    const ok = { ...face, data: new Uint8Array(300 * 100) }
+    for (const [crop, resize] of [[NaN, 1], [1.5, 1], [2 ** 32 + 1, 1], [1, -0.5], [1, Infinity]]) {
+      expect(() => loadNative().preprocessSync([ok], crop, resize, out)).toThrow(/must be 0 .* or 1/)
+    }
+    expect(() => loadNative().preprocessSync([{ ...ok, window: [0, 0, 1e39, 10] }], 1, 1, out)).toThrow(/finite in float32/)
+    expect(() => loadNative().preprocessSync([{ ...ok, window: [0, 0, 1e-50, 10] }], 1, 1, out)).toThrow(/positive size in float32/)
+    expect(() => loadNative().preprocessSync([{ ...ok, stride: 2 ** 64 }], 1, 1, out)).toThrow(/stride/)
+    // A frame in a SharedArrayBuffer is read like any other.
+    const sab = new Uint8Array(new SharedArrayBuffer(300 * 100))
+    sab.set(ok.data.map((_, i) => i * 7))
+    const a = new Float32Array(150528)
+    loadNative().preprocessSync([{ ...ok, data: sab }], 1, 1, a)
+    loadNative().preprocessSync([{ ...ok, data: Uint8Array.from(sab) }], 1, 1, out)
+    expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(out.buffer))).toBe(0)
   })
 })
