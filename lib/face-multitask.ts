@@ -2,6 +2,7 @@
 import { type Availability, available, tensorrtProbe } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
+import { declaredPrecision } from './backends/engine-onnx'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { decodeFace } from './decode'
@@ -65,7 +66,8 @@ export class FaceMultitask {
       else if (backend === 'tensorrt') throw new Error(`options.backend: 'tensorrt' is not available: ${trt.reason}; use 'auto' or 'cpu'`)
       else fallbackReason = `TensorRT is not available: ${trt.reason}`
     }
-    const spec = readModelSpec(options.model, await readOnnxModel(options.model))
+    const onnx = await readOnnxModel(options.model)
+    const spec = readModelSpec(options.model, onnx)
     if (useTensorRt) {
       try {
         const engine = await TensorRtBackend.create({ model: options.model, spec, gpu, status: probe!.status!, precisionGiven: options.precision !== undefined })
@@ -78,7 +80,7 @@ export class FaceMultitask {
       }
     }
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
-    const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads })
+    const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads, precision: declaredPrecision(options.model, onnx.metadata) })
     return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
   }
 

@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { onnx } from 'onnx-proto'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { FaceMultitask } from '../lib/face-multitask'
 import { available } from '../lib/index'
@@ -40,6 +41,18 @@ describe('backend choice', () => {
       expect(info.fallbackReason).toBe(`TensorRT is not available: ${tensorrt.reason}`)
       expect(info.maxBatch).toBe(32) // the CPU's default; TensorRT's is 64
     } finally {
+      await model.close()
+    }
+  })
+
+  it('info().precision on the CPU is what the model declares (FP32 when it says nothing)', async () => {
+    const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
+    m.metadataProps.push(onnx.StringStringEntryProto.create({ key: 'face_multitask.precision', value: 'fp16' }))
+    const labelled = path.join(dir, 'labelled.fp16.onnx')
+    writeFileSync(labelled, onnx.ModelProto.encode(m).finish())
+    for (const [f, want] of [[file, 'fp32'], [labelled, 'fp16']]) {
+      const model = await FaceMultitask.load({ model: f, backend: 'cpu' })
+      expect(model.info().precision).toBe(want)
       await model.close()
     }
   })

@@ -11,7 +11,12 @@ import type { Precision } from '../types'
 
 /** The precision an ONNX file declares (face_multitask.precision); files without the key are FP32. */
 export async function onnxPrecision(file: string): Promise<Precision> {
-  const declared = (await readOnnxModel(file)).metadata[`${META_PREFIX}precision`]
+  return declaredPrecision(file, (await readOnnxModel(file)).metadata)
+}
+
+/** declaredPrecision from metadata already read. */
+export function declaredPrecision(file: string, metadata: Record<string, string>): Precision {
+  const declared = metadata[`${META_PREFIX}precision`]
   if (declared === undefined) return 'fp32'
   if (!(PRECISIONS as readonly string[]).includes(declared)) {
     throw new Error(`${file}: metadata ${META_PREFIX}precision is ${JSON.stringify(declared)}, not one of ${PRECISIONS.join(', ')}`)

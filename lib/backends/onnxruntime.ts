@@ -86,16 +86,17 @@ class SessionWorker {
 export interface OnnxRuntimeOptions {
   workers: number
   threads?: number
+  /** What the model declares: ONNX Runtime runs the graph in its own types (FP16 weights stay FP16). */
+  precision?: string
 }
 
 export class OnnxRuntimeBackend implements Backend {
   readonly name = 'onnxruntime' as const
-  readonly precision = 'fp32'
   readonly device: string
   private readonly crop: 0 | 1
   private readonly resize: 0 | 1
 
-  private constructor(private readonly workers: SessionWorker[], spec: ModelSpec, threads: number) {
+  private constructor(private readonly workers: SessionWorker[], spec: ModelSpec, threads: number, readonly precision: string) {
     this.crop = spec.crop === 'square' ? 1 : 0
     this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
     this.idle = [...workers]
@@ -122,7 +123,7 @@ export class OnnxRuntimeBackend implements Backend {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, threads)
+    return new OnnxRuntimeBackend(workers, spec, threads, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
