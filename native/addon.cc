@@ -9,7 +9,7 @@
 #include "napi_args.h"
 #include "preprocess/preprocess.h"
 #include "tensorrt/loader.h"
-#if defined(FM_HAVE_TENSORRT)
+#if defined(FM_HAVE_TENSORRT) || defined(FM_ENGINE_STANDIN)
 #include "tensorrt_binding.h"
 #endif
 
@@ -140,8 +140,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocessSync", Napi::Function::New(env, PreprocessSync, "preprocessSync"));
   exports.Set("inputFloats", Napi::Number::New(env, fm::kInputFloats));
   exports.Set("tensorrtStatus", Napi::Function::New(env, TensorrtStatus, "tensorrtStatus"));
-#if defined(FM_HAVE_TENSORRT)
-  fm::trt::init_tensorrt(env, exports);  // tensorrtBuild, tensorrtLoad
+#if defined(FM_HAVE_TENSORRT) || defined(FM_ENGINE_STANDIN)
+  fm::trt::init_tensorrt(env, exports);  // tensorrtBuild, tensorrtLoad (tensorrtLoadStandIn)
 #endif
   return exports;
 }

@@ -1,6 +1,8 @@
-// The TensorRT backend's N-API surface (compiled with FM_HAVE_TENSORRT only):
+// The TensorRT backend's N-API surface (compiled with FM_HAVE_TENSORRT, or FM_ENGINE_STANDIN):
 //   tensorrtBuild(options, onProgress) -> { promise, cancel }   an engine build on a thread of its own
 //   tensorrtLoad(plan, options) -> Promise<TensorRtEngine>      deserialize + start the pipeline
+//   tensorrtLoadStandIn(options) -> Promise<TensorRtEngine>     stand-in builds only (FM_ENGINE_STANDIN):
+//                                                                the same over CopyEngine, no TensorRT
 //   engine.run(frames, faces) -> Promise<{ [output]: Float32Array }>
 //   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
 //   engine.close() -> Promise<void>
@@ -11,6 +13,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -18,9 +21,14 @@
 #include <vector>
 
 #include "napi_args.h"
-#include "tensorrt/builder.h"
 #include "tensorrt/pipeline.h"
+#if defined(FM_HAVE_TENSORRT)
+#include "tensorrt/builder.h"
 #include "tensorrt/runtime.h"
+#endif
+#if defined(FM_ENGINE_STANDIN)
+#include "copy_engine.h"
+#endif
 
 namespace fm::trt {
 namespace {
@@ -41,6 +49,7 @@ int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback, int
   return static_cast<int64_t>(d);
 }
 
+#if defined(FM_HAVE_TENSORRT)
 std::string string_option(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return "";
@@ -167,6 +176,8 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   handle.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { *cancel = true; }, "cancel"));
   return handle;
 }
+
+#endif  // FM_HAVE_TENSORRT
 
 // ---------------------------------------------------------------------------------------------
 // Engines
@@ -394,23 +405,20 @@ void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c)
   c->deferred.Resolve(out);
 }
 
-// tensorrtLoad(plan, options): deserializes on libuv's pool and starts the pipeline.
+// Makes the engine on libuv's pool and starts the pipeline on it: TensorRT's (tensorrtLoad) or,
+// in the stand-in build, CopyEngine (tensorrtLoadStandIn).
 class Loader : public Napi::AsyncWorker {
  public:
-  Loader(Napi::Env env, std::vector<uint8_t> plan, PipelineOptions options, bool cuda_graphs)
+  // Returns the engine, or nullptr with *error (and *refused when a cached plan must be rebuilt).
+  using Factory = std::function<std::unique_ptr<Engine>(std::string* error, bool* refused)>;
+  Loader(Napi::Env env, Factory factory, PipelineOptions options)
       : Napi::AsyncWorker(env, "face-multitask:tensorrt-load"), deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)), options_(options), cuda_graphs_(cuda_graphs) {}
+        factory_(std::move(factory)), options_(options) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
-    std::unique_ptr<Engine> engine =
-        TrtEngine::load(plan_.data(), plan_.size(), options_.streams, options_.device, &error_, cuda_graphs_);
-    plan_.clear();
-    plan_.shrink_to_fit();
-    if (!engine) {
-      refused_ = error_.find("refused the plan") != std::string::npos;
-      return;
-    }
-    pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
+    std::unique_ptr<Engine> engine = factory_(&error_, &refused_);
+    factory_ = nullptr;  // frees the plan it holds
+    if (engine) pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -429,14 +437,26 @@ class Loader : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::vector<uint8_t> plan_;
+  Factory factory_;
   PipelineOptions options_;
-  bool cuda_graphs_;
   std::shared_ptr<Pipeline> pipeline_;
   std::string error_;
   bool refused_ = false;
 };
 
+// The pipeline's options: streams, device, maxBatch, crop, resize.
+PipelineOptions pipeline_options(const Napi::Object& o) {
+  PipelineOptions p;
+  p.streams = static_cast<int>(int_option(o, "streams", 2, 1, 16));
+  p.device = static_cast<int>(int_option(o, "device", 0, 0, 1023));
+  p.max_batch = int_option(o, "maxBatch", 64, 1, kMaxBatchOption);
+  p.crop = static_cast<CropMode>(int_option(o, "crop", 1, 0, 1));
+  p.resize = static_cast<ResizeMode>(int_option(o, "resize", 1, 0, 1));
+  return p;
+}
+
+#if defined(FM_HAVE_TENSORRT)
+// tensorrtLoad(plan, options): deserializes on libuv's pool and starts the pipeline.
 Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "tensorrtLoad(plan, options) expects a plan and an options object");
@@ -444,30 +464,55 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   size_t size = 0;
   if (!napi::bytes_of(info[0], &data, &size) || size == 0) throw Napi::TypeError::New(env, "plan must be a non-empty Uint8Array");
   auto o = info[1].As<Napi::Object>();
-  PipelineOptions p;
-  p.streams = static_cast<int>(int_option(o, "streams", 2, 1, 1024));
-  p.device = static_cast<int>(int_option(o, "device", 0, 0, 1023));
-  p.max_batch = int_option(o, "maxBatch", 64, 1, kMaxBatchOption);
-  const int64_t crop = int_option(o, "crop", 1, 0, 1), resize = int_option(o, "resize", 1, 0, 1);
-  if (crop < 0 || crop > 1 || resize < 0 || resize > 1) throw Napi::RangeError::New(env, "options.crop and options.resize must be 0 or 1");
-  p.crop = static_cast<CropMode>(crop);
-  p.resize = static_cast<ResizeMode>(resize);
-  if (p.streams < 1 || p.streams > 16) throw Napi::RangeError::New(env, "options.streams must be 1..16");
+  const PipelineOptions p = pipeline_options(o);
   Napi::Value graphs = o.Get("cudaGraphs");
   const bool cuda_graphs = graphs.IsBoolean() ? graphs.As<Napi::Boolean>().Value() : true;
-  auto* w = new Loader(env, std::vector<uint8_t>(data, data + size), p, cuda_graphs);
+  auto plan = std::make_shared<std::vector<uint8_t>>(data, data + size);
+  auto factory = [plan, p, cuda_graphs](std::string* error, bool* refused) -> std::unique_ptr<Engine> {
+    std::unique_ptr<Engine> engine = TrtEngine::load(plan->data(), plan->size(), p.streams, p.device, error, cuda_graphs);
+    *refused = !engine && error->find("refused the plan") != std::string::npos;
+    return engine;
+  };
+  auto* w = new Loader(env, factory, p);
   Napi::Promise promise = w->Promise();
   w->Queue();
   return promise;
 }
+#endif
+
+#if defined(FM_ENGINE_STANDIN)
+// tensorrtLoadStandIn(options): the pipeline and this binding over CopyEngine (no TensorRT);
+// options.half makes it a float16 engine. Test builds only.
+Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tensorrtLoadStandIn(options) expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const PipelineOptions p = pipeline_options(o);
+  const bool half = o.Get("half").ToBoolean().Value();
+  auto factory = [p, half](std::string* error, bool*) -> std::unique_ptr<Engine> {
+    cu::PrimaryContext context;  // bound for the streams' creation; the pipeline retains its own
+    if (!context.open(p.device, error) || !context.bind(error)) return nullptr;
+    return std::make_unique<fm_test::CopyEngine>(p.streams, p.max_batch, half);
+  };
+  auto* w = new Loader(env, factory, p);
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+#endif
 
 }  // namespace
 
 void init_tensorrt(Napi::Env env, Napi::Object exports) {
   Napi::Function engine = EngineWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(engine)));
+#if defined(FM_HAVE_TENSORRT)
   exports.Set("tensorrtBuild", Napi::Function::New(env, Build, "tensorrtBuild"));
   exports.Set("tensorrtLoad", Napi::Function::New(env, Load, "tensorrtLoad"));
+#endif
+#if defined(FM_ENGINE_STANDIN)
+  exports.Set("tensorrtLoadStandIn", Napi::Function::New(env, LoadStandIn, "tensorrtLoadStandIn"));
+#endif
 }
 
 }  // namespace fm::trt

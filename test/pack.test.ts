@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { npmCli } from './helpers/npm'
 
 const ROOT = path.resolve(__dirname, '..')
 const TUPLE = `${process.platform}-${process.arch}`
@@ -29,21 +30,6 @@ function run(cmd: string, args: string[], opts: SpawnSyncOptions & { timeout: nu
   }
   console.log(`[pack.test] ${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return String(r.stdout)
-}
-
-/** npm's own CLI script, so npm runs as `node npm-cli.js` under a PATH that has no npm on it. */
-function npmCli(): string {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const file = path.join(dir, 'npm')
-    if (!dir || !fs.existsSync(file)) continue
-    const real = fs.realpathSync(file)
-    if (real.endsWith('.js')) return real
-    const cli = path.join(path.dirname(real), 'npm-cli.js')
-    if (fs.existsSync(cli)) return cli
-  }
-  const fallback = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')
-  if (fs.existsSync(fallback)) return fallback
-  throw new Error('cannot find npm-cli.js')
 }
 
 function newest(dir: string, ext: string): number {

@@ -23,66 +23,23 @@
 #include "tensorrt/engine.h"
 #include "tensorrt/kernels.h"
 #include "tensorrt/pipeline.h"
+#include "copy_engine.h"
 #include "frame_support.h"
 
 using namespace fm;
 using fm::trt::FaceIn;
 using fm::trt::FrameIn;
 using fm_test::check;
+using fm_test::CopyEngine;
+using fm_test::kOutputs;
+using fm_test::kSlice;
+using fm_test::kSliceAt;
 using fm_test::face_crop;
 using fm_test::fill_noise;
 
 namespace {
 
 constexpr int kSkip = 77;
-constexpr int kSlice = 16;
-// Where each output's slice starts in a face's input: its first values (red plane, first row), in
-// the green plane, and its last values (blue plane, last row: the grid's last block writes them).
-constexpr int kSliceAt[] = {0, kInputFloats / 2 + 1000, kInputFloats - kSlice};
-constexpr int kOutputs = 3;
-
-// An engine without TensorRT: outputs "head", "mid" and "tail", [N,16] each, of the input's type:
-// float32, or float16 (the pipeline then writes a half input and converts half outputs).
-class CopyEngine : public trt::Engine {
- public:
-  CopyEngine(int contexts, int64_t max_batch, bool half = false) : elem_(half ? 2 : 4) {
-    const cu::Api* a = cu::driver();
-    streams_.resize(static_cast<size_t>(contexts), nullptr);
-    for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
-    const int dtype = half ? 1 : 0;
-    const char* type = half ? "float16" : "float32";
-    tensors_ = {trt::TensorDesc{"input", true, dtype, type, elem_, {-1, 3, kInput, kInput}, 1, 8, max_batch}};
-    for (const char* name : {"head", "mid", "tail"}) tensors_.push_back(trt::TensorDesc{name, false, dtype, type, elem_, {-1, kSlice}, 0, 0, 0});
-  }
-  ~CopyEngine() override {
-    for (cu::Stream s : streams_)
-      if (s != nullptr) cu::driver()->StreamDestroy(s);
-  }
-  void reshape(size_t tensor, std::vector<int64_t> shape) { tensors_[tensor].shape = std::move(shape); }
-  int contexts() const override { return static_cast<int>(streams_.size()); }
-  cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
-  bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
-    const cu::Api* a = cu::driver();
-    const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
-    for (int64_t k = 0; k < batch; ++k) {
-      const cu::DevicePtr face = in + static_cast<cu::DevicePtr>(k) * kInputFloats * elem_;
-      for (int o = 0; o < kOutputs; ++o) {
-        const cu::Result r = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[o + 1]) + k * kSlice * elem_,
-                                                face + kSliceAt[o] * elem_, kSlice * elem_, stream(slot));
-        if (r != cu::kSuccess) {
-          *error = "cuMemcpyDtoDAsync: " + cu::error_text(r);
-          return false;
-        }
-      }
-    }
-    return true;
-  }
-
- private:
-  size_t elem_;
-  std::vector<cu::Stream> streams_;
-};
-
 struct Frames {
   std::vector<uint8_t> hd, gray, chip;
   uint8_t* pinned = nullptr;

@@ -1,0 +1,69 @@
+// A stand-in for a TensorRT engine (tensorrt/engine.h) that needs no TensorRT: its "inference"
+// copies three 16-float slices of each face's preprocessed input into its outputs "head", "mid"
+// and "tail" ([N,16] each, of the input's type: float32, or float16, for which the pipeline
+// writes a half input and converts half outputs). The slices are then compared with the CPU
+// preprocessing of the same faces. Used by pipeline_gpu_test and by the addon's stand-in build
+// (FM_ENGINE_STANDIN: test/tensorrt-binding.test.ts). The device's primary context must be bound
+// when it is made and destroyed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+#include "tensorrt/cuda_driver.h"
+#include "tensorrt/engine.h"
+
+namespace fm_test {
+
+constexpr int kSlice = 16;
+// Where each output's slice starts in a face's input: its first values (red plane, first row), in
+// the green plane, and its last values (blue plane, last row: the grid's last block writes them).
+constexpr int kSliceAt[] = {0, fm::kInputFloats / 2 + 1000, fm::kInputFloats - kSlice};
+constexpr int kOutputs = 3;
+
+class CopyEngine : public fm::trt::Engine {
+ public:
+  CopyEngine(int contexts, int64_t max_batch, bool half = false) : elem_(half ? 2 : 4) {
+    namespace cu = fm::cu;
+    const cu::Api* a = cu::driver();
+    streams_.resize(static_cast<size_t>(contexts), nullptr);
+    for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
+    const int dtype = half ? 1 : 0;
+    const char* type = half ? "float16" : "float32";
+    tensors_ = {fm::trt::TensorDesc{"input", true, dtype, type, elem_, {-1, 3, fm::kInput, fm::kInput}, 1, 8, max_batch}};
+    for (const char* name : {"head", "mid", "tail"})
+      tensors_.push_back(fm::trt::TensorDesc{name, false, dtype, type, elem_, {-1, kSlice}, 0, 0, 0});
+  }
+  ~CopyEngine() override {
+    for (fm::cu::Stream s : streams_)
+      if (s != nullptr) fm::cu::driver()->StreamDestroy(s);
+  }
+  void reshape(size_t tensor, std::vector<int64_t> shape) { tensors_[tensor].shape = std::move(shape); }
+  int contexts() const override { return static_cast<int>(streams_.size()); }
+  fm::cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
+  bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
+    namespace cu = fm::cu;
+    const cu::Api* a = cu::driver();
+    const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
+    for (int64_t k = 0; k < batch; ++k) {
+      const cu::DevicePtr face = in + static_cast<cu::DevicePtr>(k) * fm::kInputFloats * elem_;
+      for (int o = 0; o < kOutputs; ++o) {
+        const cu::Result r = a->MemcpyDtoDAsync(reinterpret_cast<cu::DevicePtr>(addr[o + 1]) + k * kSlice * elem_,
+                                                face + kSliceAt[o] * elem_, kSlice * elem_, stream(slot));
+        if (r != cu::kSuccess) {
+          *error = "cuMemcpyDtoDAsync: " + cu::error_text(r);
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+ private:
+  size_t elem_;
+  std::vector<fm::cu::Stream> streams_;
+};
+
+}  // namespace fm_test

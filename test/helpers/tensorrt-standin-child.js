@@ -1,0 +1,170 @@
+// Runs one scenario of test/tensorrt-binding.test.ts in its own process: the stand-in build of the
+// addon (FM_ENGINE_STANDIN) with the host stand-in libcuda.so.1 on LD_LIBRARY_PATH, so the
+// TensorRT binding, its pipeline and the CUDA kernels' source run without a GPU or TensorRT.
+// Prints one JSON line with what it measured; the parent asserts.
+//   node tensorrt-standin-child.js <addon.node> <scenario>
+'use strict'
+const addonPath = process.argv[2]
+const scenario = process.argv[3]
+const addon = require(addonPath)
+
+const INPUT = 3 * 224 * 224
+const SLICE = 16
+const SLICE_AT = { head: 0, mid: INPUT / 2 + 1000, tail: INPUT - SLICE }
+const FORMATS = { rgb: [0, 3], rgba: [1, 4], bgr: [2, 3], bgra: [3, 4], gray: [4, 1] }
+
+function noise(n, seed) {
+  const a = new Uint8Array(n)
+  let x = seed >>> 0
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0
+    a[i] = x >>> 24
+  }
+  return a
+}
+
+function frame(width, height, format, seed, pad = 0, data) {
+  const [code, nc] = FORMATS[format]
+  const stride = width * nc + pad
+  return { data: data ?? noise(stride * height, seed), width, height, stride, format: code }
+}
+
+/** Largest |got - want| over every face's three slices; the reference is the CPU path (preprocessSync). */
+function compare(out, frames, faces, crop, resize, half) {
+  const ref = new Float32Array(faces.length * INPUT)
+  addon.preprocessSync(faces.map((f) => ({ ...frames[f.frame], window: f.window })), crop, resize, ref)
+  let worst = 0
+  for (let k = 0; k < faces.length; k++) {
+    for (const [name, at] of Object.entries(SLICE_AT)) {
+      for (let j = 0; j < SLICE; j++) {
+        const want = ref[k * INPUT + at + j]
+        const got = out[name][k * SLICE + j]
+        // float16 engines: within half's rounding of the value (2^-11 relative, and its subnormal step).
+        const d = Math.abs(got - want) / (half ? Math.abs(want) * 2 ** -11 + 2 ** -24 : 1)
+        worst = Math.max(worst, Number.isNaN(d) ? Infinity : d)
+      }
+    }
+  }
+  return worst
+}
+
+async function batches(crop, resize, half) {
+  const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 8, crop, resize, half })
+  const info = engine.info()
+  const pinned = engine.allocFrame(640 * 360 * 4)
+  pinned.set(noise(pinned.length, 9))
+  const frames = [
+    frame(1920, 1080, 'rgb', 1),
+    frame(333, 211, 'gray', 2, 5),
+    frame(256, 256, 'bgr', 3),
+    frame(640, 360, 'bgra', 0, 0, pinned), // pinned: the GPU copies from it directly
+  ]
+  // Faces over every frame: inside, over the edges, tiny, a chip given directly.
+  const all = [
+    { frame: 0, window: [800, 300, 420, 420] },
+    { frame: 0, window: [-100, 900, 300, 300] },
+    { frame: 1, window: [10.5, 20.25, 60, 80] },
+    { frame: 1, window: [300, 190, 50, 40] },
+    { frame: 2, window: null },
+    { frame: 3, window: [500, 200, 200, 200] },
+    { frame: 3, window: [100.75, 50.5, 3.5, 3.5] },
+    { frame: 0, window: [0, 0, 1920, 1080] },
+  ]
+  // Twelve batches at once (more than the two streams), each a different mix of faces and frames.
+  const runs = []
+  for (let b = 0; b < 12; b++) {
+    const faces = all.filter((_, i) => (i + b) % 3 !== 0).slice(0, 1 + (b % 8))
+    runs.push(engine.run(frames, faces).then((out) => ({ out, faces })))
+  }
+  const results = await Promise.all(runs)
+  let worst = 0
+  let outputs = []
+  for (const { out, faces } of results) {
+    worst = Math.max(worst, compare(out, frames, faces, crop, resize, half))
+    outputs = Object.keys(out)
+    for (const name of outputs) if (out[name].length !== faces.length * SLICE) worst = Infinity
+  }
+  const stages = engine.info().stages
+  await engine.close()
+  return {
+    preprocessing: info.preprocessing,
+    note: info.preprocessingNote,
+    tensors: info.tensors.map((t) => `${t.name}:${t.dtype}:${t.shape.join('x')}`),
+    outputs,
+    worst,
+    batches: stages.batches,
+    faces: stages.faces,
+    expectedFaces: results.reduce((n, r) => n + r.faces.length, 0),
+  }
+}
+
+async function errors() {
+  const engine = await addon.tensorrtLoadStandIn({ streams: 1, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(64, 48, 'rgb', 5)
+  const thrown = (fn) => {
+    try {
+      fn()
+      return 'no error'
+    } catch (e) {
+      return `${e.constructor.name}: ${e.message}`
+    }
+  }
+  const out = {
+    oversized: thrown(() => engine.run([f], Array.from({ length: 5 }, () => ({ frame: 0, window: [0, 0, 10, 10] })))),
+    empty: thrown(() => engine.run([f], [])),
+    badFrameIndex: thrown(() => engine.run([f], [{ frame: 1, window: [0, 0, 10, 10] }])),
+    shortData: thrown(() => engine.run([{ ...f, data: f.data.subarray(0, 100) }], [{ frame: 0, window: [0, 0, 10, 10] }])),
+    notAChip: thrown(() => engine.run([f], [{ frame: 0, window: null }])),
+    hugeAlloc: thrown(() => engine.allocFrame(2 ** 40)),
+  }
+  // Still usable after the refusals.
+  const ok = await engine.run([f], [{ frame: 0, window: [5, 5, 30, 30] }])
+  out.afterRefusals = compare(ok, [f], [{ frame: 0, window: [5, 5, 30, 30] }], 1, 1, false)
+  await engine.close()
+  out.afterClose = thrown(() => engine.run([f], [{ frame: 0, window: [0, 0, 10, 10] }]))
+  await engine.close() // twice: fine
+  out.closedTwice = true
+  return out
+}
+
+// FM_HOST_CUDA_CONTAIN_AT makes the stand-in driver fail a copy with a context-fatal error.
+async function lost() {
+  const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(320, 240, 'rgb', 6)
+  const settled = await Promise.allSettled(Array.from({ length: 10 }, () => engine.run([f], [{ frame: 0, window: [20, 20, 100, 100] }])))
+  const later = await engine.run([f], [{ frame: 0, window: [20, 20, 100, 100] }]).then(() => 'resolved', (e) => e.message)
+  const lostWhy = engine.info().lost
+  await engine.close()
+  return {
+    statuses: settled.map((s) => s.status),
+    firstError: settled.find((s) => s.status === 'rejected')?.reason.message ?? '',
+    later,
+    lost: lostWhy,
+  }
+}
+
+// Never closed: once idle, the engine must not keep the process alive.
+async function idle() {
+  const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(128, 128, 'rgb', 7)
+  const out = await engine.run([f], [{ frame: 0, window: [10, 10, 60, 60] }])
+  engine.allocFrame(4096) // a pinned frame dropped unfreed: freed by the collector or at exit
+  return { worst: compare(out, [f], [{ frame: 0, window: [10, 10, 60, 60] }], 1, 1, false) }
+}
+
+const scenarios = {
+  square: () => batches(1, 1, false),
+  stretch: () => batches(0, 0, false),
+  half: () => batches(1, 1, true),
+  errors,
+  lost,
+  idle,
+}
+
+scenarios[scenario]().then(
+  (r) => process.stdout.write(`${JSON.stringify({ gpu: addon.tensorrtStatus().gpuName, ...r })}\n`),
+  (e) => {
+    process.stdout.write(`${JSON.stringify({ failed: String(e && e.stack ? e.stack : e) })}\n`)
+    process.exitCode = 1
+  },
+)

@@ -1,0 +1,102 @@
+// The TensorRT backend's N-API binding (native/tensorrt_binding.cc) run from Node without a GPU or
+// TensorRT: `npm run build:standin` builds the addon with FM_ENGINE_STANDIN, whose
+// tensorrtLoadStandIn starts the real pipeline and binding over a stand-in engine (CopyEngine:
+// its outputs are three 16-float slices of each face's preprocessed input), and the host
+// stand-in libcuda.so.1 runs the CUDA kernels' source on the CPU. Each scenario runs in a child
+// process (test/helpers/tensorrt-standin-child.js) with that driver on LD_LIBRARY_PATH; the
+// slices are compared with the CPU preprocessing (preprocessSync) of the same faces. This covers
+// what lib/backends/tensorrt.ts relies on: run(frames, faces) with frames shared by faces,
+// pinned allocFrame frames, more batches than streams, outputs by name through the thread-safe
+// function, info() and its stage counts, argument refusals, close(), a context-fatal CUDA error,
+// and an idle engine letting the process exit. TensorRT itself is not involved.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { npmCli } from './helpers/npm'
+
+const ROOT = path.join(__dirname, '..')
+const OUT = path.join(ROOT, 'build', 'standin')
+const ADDON = path.join(OUT, 'Release', 'face_multitask.node')
+const CHILD = path.join(__dirname, 'helpers', 'tensorrt-standin-child.js')
+
+/** One scenario in a child process: its JSON line (fields as the child writes them). */
+function scenario(name: string, env: NodeJS.ProcessEnv = {}): any {
+  const r = spawnSync(process.execPath, [CHILD, ADDON, name], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), ...env },
+  })
+  expect(r.error, `${name}: ${r.error?.message}`).toBeUndefined()
+  const line = r.stdout.trim().split('\n').pop() ?? ''
+  expect(r.status, `${name} exited ${r.status} (signal ${r.signal}):\n${r.stdout}\n${r.stderr}`).toBe(0)
+  const out = JSON.parse(line)
+  expect(out.gpu).toBe('Host stand-in') // the stand-in driver, never a real one
+  return out
+}
+
+describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand-in engine and driver', () => {
+  let kernels = false
+  beforeAll(() => {
+    const r = spawnSync(process.execPath, [npmCli(), 'run', '-s', 'build:standin'], { cwd: ROOT, encoding: 'utf8', timeout: 600_000 })
+    if (r.status !== 0) throw new Error(`npm run build:standin failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}\n${r.stderr}`)
+    expect(fs.existsSync(ADDON)).toBe(true)
+    // With nvcc at build time the kernels are embedded and run (their source, on the CPU); without
+    // it the pipeline preprocesses on the CPU and says so. Both are compared with the CPU path.
+    kernels = fs.existsSync(path.join(OUT, 'preprocess_kernels.fatbin'))
+  }, 660_000)
+
+  const preprocessing = (out: { preprocessing: string; note: string }) => {
+    expect(out.preprocessing).toBe(kernels ? 'cuda' : 'cpu')
+    expect(out.note === '').toBe(kernels)
+  }
+
+  it.each([
+    ['square', 'square crop, antialiased resize'],
+    ['stretch', 'stretched crop, centre crop'],
+  ])('%s (%s): every face of twelve concurrent batches equals the CPU preprocessing exactly', (name) => {
+    const out = scenario(name)
+    preprocessing(out)
+    expect(out.tensors).toEqual(['input:float32:-1x3x224x224', 'head:float32:-1x16', 'mid:float32:-1x16', 'tail:float32:-1x16'])
+    expect(out.outputs).toEqual(['head', 'mid', 'tail'])
+    expect(out.worst).toBe(0) // float32: bit for bit
+    expect(out.batches).toBe(12)
+    expect(out.faces).toBe(out.expectedFaces)
+  })
+
+  it('a float16 engine: half input written, half outputs converted, within half\'s rounding', () => {
+    const out = scenario('half')
+    preprocessing(out)
+    expect(out.tensors[0]).toBe('input:float16:-1x3x224x224')
+    expect(out.worst).toBeLessThanOrEqual(1) // in units of half's rounding of each value
+    expect(out.faces).toBe(out.expectedFaces)
+  })
+
+  it('bad calls are refused with the argument named; the engine stays usable; close() twice is fine', () => {
+    const out = scenario('errors')
+    expect(out.oversized).toBe('RangeError: a batch holds 1..4 faces, got 5')
+    expect(out.empty).toBe('RangeError: a batch holds 1..4 faces, got 0')
+    expect(out.badFrameIndex).toBe('RangeError: faces[0].frame is not an index into frames')
+    expect(out.shortData).toMatch(/^RangeError: frames\[0\]\.data is shorter than/)
+    expect(out.notAChip).toBe('RangeError: faces[0] has no window and is not a 256x256 chip')
+    expect(out.hugeAlloc).toMatch(/^RangeError: allocFrame: bytes must be/)
+    expect(out.afterRefusals).toBe(0)
+    expect(out.afterClose).toBe('Error: the TensorRT engine is closed')
+    expect(out.closedTwice).toBe(true)
+  })
+
+  it('a context-fatal CUDA error: the batches it hits reject, nothing hangs, and every later call says the GPU is lost', () => {
+    // The stand-in driver fails its 20th device-to-device copy with CUDA_ERROR_CONTAINED, and
+    // everything after it (a sticky error, as on a GPU).
+    const out = scenario('lost', { FM_HOST_CUDA_CONTAIN_AT: '20' })
+    expect(out.statuses).toContain('fulfilled')
+    expect(out.statuses).toContain('rejected')
+    expect(out.firstError).toMatch(/^TensorRT: .*CUDA_ERROR_CONTAINED/)
+    expect(out.later).toMatch(/^TensorRT: the GPU is lost for this model: .*CUDA_ERROR_CONTAINED/)
+    expect(out.lost).toMatch(/CUDA_ERROR_CONTAINED/)
+  })
+
+  it('an idle engine never closed lets the process exit', () => {
+    expect(scenario('idle').worst).toBe(0)
+  })
+})
