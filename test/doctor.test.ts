@@ -1,7 +1,7 @@
 // `face-multitask doctor`: each backend available or the exact reason, the addon path, Node and
 // N-API, onnxruntime-node; in-process through main() and once as the compiled bin.
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -12,6 +12,8 @@ import { DOCTOR_USAGE, MAIN_USAGE } from '../lib/cli/usage'
 import { NAPI_VERSION, nativeAddonPath } from '../lib/native'
 
 const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 async function run(...argv: string[]) {
   const out: string[] = []
@@ -52,6 +54,35 @@ describe('face-multitask doctor', () => {
     expect(r.out).toContain(`${dir} (not created yet, writable)`)
   })
 
+  it('--engine-dir several missing folders deep: creatable, so writable (the cache makes it with its parents)', async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'fm-doctor-')), 'a', 'b', 'engines')
+    const r = await run('doctor', '--engine-dir', dir)
+    expect(r.code).toBe(0)
+    expect(r.out).toContain(`${dir} (not created yet, writable)`)
+    expect(JSON.parse((await run('doctor', '--json', '--engine-dir', dir)).out).engineCache).toEqual({ dir, exists: false, writable: true, plans: 0 })
+  })
+
+  it('--engine-dir that is a file, or under a file: not usable, with where to choose another', async () => {
+    const base = mkdtempSync(path.join(tmpdir(), 'fm-doctor-'))
+    const file = path.join(base, 'plain-file')
+    writeFileSync(file, 'x')
+    const hint = 'choose another folder: --engine-dir DIR on the command line (build, doctor), engineDir in FaceMultitask.load'
+    const r = await run('doctor', '--engine-dir', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(new RegExp(`^engine cache +${esc(file)} \\(NOT usable: it is a file, not a folder; ${esc(hint)}\\)$`, 'm'))
+    const under = path.join(file, 'sub', 'engines')
+    expect((await run('doctor', '--engine-dir', under)).out).toContain(`${under} (NOT usable: ${file} is a file, not a folder; ${hint})`)
+    const json = JSON.parse((await run('doctor', '--json', '--engine-dir', under)).out)
+    expect(json.engineCache).toEqual({ dir: under, exists: false, writable: false, plans: 0, problem: `${file} is a file, not a folder` })
+  })
+
+  it('--engine-dir= (empty) is a usage error, as for build', async () => {
+    const r = await run('doctor', '--engine-dir=')
+    expect(r.code).toBe(2)
+    expect(r.err).toContain('doctor: --engine-dir must be the path of a folder (a non-empty string), got ""')
+    expect(r.out).toBe('')
+  })
+
   it('is listed in the help and has its own', async () => {
     expect(MAIN_USAGE).toMatch(/^ {2}doctor \[--json\]/m)
     expect((await run('help', 'doctor')).out).toBe(DOCTOR_USAGE)
@@ -63,6 +94,9 @@ describe('face-multitask doctor', () => {
     expect(r.code).toBe(2)
     expect(r.err).toMatch(/doctor: takes no arguments, got extra/)
     expect((await run('doctor', '--gpu')).code).toBe(2)
+    const twice = await run('doctor', '--engine-dir', 'a', '--engine-dir', 'b')
+    expect(twice.code).toBe(2)
+    expect(twice.err).toMatch(/doctor: --engine-dir given more than once \("a", then "b"\): give it once/)
   })
 
   it('runs as the compiled bin', async () => {

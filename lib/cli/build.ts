@@ -1,12 +1,11 @@
 // `face-multitask build <onnx> [options]`: builds (or finds in the cache) the TensorRT engine for a
 // model ahead of time, with a progress bar, so that the first FaceMultitask.load() on this GPU
 // does not take minutes. Ctrl-C cancels the build.
-import { parseArgs } from 'node:util'
 import { tensorrtAvailability } from '../availability'
 import { FaceMultitask } from '../face-multitask'
-import { gpuOptions, PRECISIONS } from '../gpu-options'
+import { gpuOptions, MAX_BATCH_LIMIT, PRECISIONS, TENSORRT_MAX_BATCH } from '../gpu-options'
 import type { LoadOptions, Precision } from '../types'
-import { CliError, type Io, messageOf, parseCommandArgs, UsageError } from './common'
+import { checkReadableFile, CliError, type Io, messageOf, parseCommand, UsageError } from './common'
 import { BuildProgressView } from './progress'
 
 function intArg(value: string | undefined, name: string): number | undefined {
@@ -16,21 +15,16 @@ function intArg(value: string | undefined, name: string): number | undefined {
 }
 
 export function buildOptions(argv: string[]): LoadOptions & { json: boolean } {
-  const { values, positionals } = parseCommandArgs(() => parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      precision: { type: 'string' },
-      'min-batch': { type: 'string' },
-      'opt-batch': { type: 'string' },
-      'max-batch': { type: 'string' },
-      'opt-level': { type: 'string' },
-      'workspace-mib': { type: 'string' },
-      'engine-dir': { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  }))
+  const { values, positionals } = parseCommand(argv, {
+    precision: { type: 'string' },
+    'min-batch': { type: 'string' },
+    'opt-batch': { type: 'string' },
+    'max-batch': { type: 'string' },
+    'opt-level': { type: 'string' },
+    'workspace-mib': { type: 'string' },
+    'engine-dir': { type: 'string' },
+    json: { type: 'boolean' },
+  })
   if (positionals.length !== 1) throw new UsageError(`<onnx>: give one model file, got ${positionals.length}`)
   if (values.precision !== undefined && !(PRECISIONS as readonly string[]).includes(values.precision)) {
     throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got "${values.precision}"`)
@@ -56,13 +50,35 @@ function cliMessage(e: unknown): string {
   return messageOf(e).replace(/options\.(\w+)/g, (_, name: string) => FLAGS[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
 }
 
+/**
+ * --min-batch <= --opt-batch <= --max-batch, said with the flags' names (the library's own check
+ * speaks of options.minBatch). Values out of range are left to gpuOptions, which names the flag.
+ * The defaults are the library's: --max-batch 64, --min-batch 1, --opt-batch 8 moved into range.
+ */
+function checkBatchOrder(o: LoadOptions): void {
+  const given = [o.minBatch, o.optBatch, o.maxBatch].filter((v) => v !== undefined)
+  if (given.some((v) => v < 1 || v > MAX_BATCH_LIMIT)) return
+  const maxBatch = o.maxBatch ?? TENSORRT_MAX_BATCH
+  const minBatch = o.minBatch ?? 1
+  const maxNote = o.maxBatch === undefined ? ', the TensorRT default' : ''
+  const order = 'the batches must be --min-batch <= --opt-batch <= --max-batch'
+  if (minBatch > maxBatch) throw new UsageError(`--min-batch (${minBatch}) must not exceed --max-batch (${maxBatch}${maxNote}): ${order}`)
+  if (o.optBatch === undefined) return // its default moves into [--min-batch, --max-batch]
+  if (minBatch > o.optBatch) throw new UsageError(`--min-batch (${minBatch}${o.minBatch === undefined ? ', the default' : ''}) must not exceed --opt-batch (${o.optBatch}): ${order}`)
+  if (o.optBatch > maxBatch) throw new UsageError(`--opt-batch (${o.optBatch}) must not exceed --max-batch (${maxBatch}${maxNote}): ${order}`)
+}
+
 export async function buildCommand(argv: string[], io: Io): Promise<number> {
   const { json, ...options } = buildOptions(argv)
+  checkBatchOrder(options)
   try {
     gpuOptions(options) // the flags' ranges, checked before anything else
   } catch (e) {
     throw new UsageError(cliMessage(e))
   }
+  // The model file before TensorRT: a typo in the path is the likelier mistake, and it is the
+  // same message on a machine with a GPU and without one.
+  await checkReadableFile(options.model, '<onnx>')
   const trt = await tensorrtAvailability()
   if (!trt.available) throw new CliError(`cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
   // Options left undefined keep their defaults (gpuOptions treats a present undefined as absent).

@@ -1,5 +1,9 @@
-// What every CLI command shares: the output sink, the errors that carry an exit code, and a
-// wrapper for node:util parseArgs whose complaints become usage errors (exit 2).
+// What every CLI command shares: the output sink, the errors that carry an exit code, a
+// wrapper for node:util parseArgs whose complaints become usage errors (exit 2), and the check
+// that a file given on the command line can be read.
+import { stat, access, constants } from 'node:fs/promises'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+
 /** Where the CLI writes: one call per line (no trailing newline). Tests pass their own. */
 export interface Io {
   out: (line: string) => void
@@ -51,6 +55,57 @@ export function parseCommandArgs<T>(parse: () => T): T {
     }
     throw e
   }
+}
+
+/** The `options` of a parseArgs config. */
+export type OptionsConfig = NonNullable<ParseArgsConfig['options']>
+
+/** What parseCommand returns for these options: parseArgs' own typing of values and positionals. */
+export type ParsedCommand<O extends OptionsConfig> = Pick<
+  ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>,
+  'values' | 'positionals'
+>
+
+/**
+ * parseArgs, strict, with positionals, its complaints as UsageErrors; and a single-value option
+ * given twice (--model a --model b) is a UsageError naming it, not "the last one wins". Options
+ * declared `multiple: true` may repeat; a repeated boolean flag is harmless and allowed.
+ */
+export function parseCommand<O extends OptionsConfig>(args: string[], options: O): ParsedCommand<O> {
+  const parsed = parseCommandArgs(() => parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true }))
+  const seen = new Map<string, string | undefined>()
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option') continue
+    const o = options[t.name]
+    if (o?.type !== 'string' || o.multiple) continue
+    if (seen.has(t.name)) {
+      throw new UsageError(`${t.rawName} given more than once ("${seen.get(t.name)}", then "${t.value}"): give it once`)
+    }
+    seen.set(t.name, t.value)
+  }
+  return { values: parsed.values, positionals: parsed.positionals }
+}
+
+/**
+ * That a file named on the command line exists, is a file and can be read; else a CliError
+ * (exit 1) in the library's words for a model file: `[<label>: ]cannot read "<file>": <why>`
+ * (detect's `--model: cannot read ".../x.onnx": no such file`).
+ */
+export async function checkReadableFile(file: string, label?: string): Promise<void> {
+  const fail = (why: string): never => { throw new CliError(`${label ? `${label}: ` : ''}cannot read "${file}": ${why}`) }
+  const why = (e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code
+    return code === 'ENOENT' ? 'no such file' : code === 'ENOTDIR' ? 'no such file (a folder on its path is a file)' : code === 'EACCES' ? 'permission denied' : messageOf(e)
+  }
+  let stats
+  try {
+    stats = await stat(file)
+  } catch (e) {
+    return fail(why(e))
+  }
+  if (stats.isDirectory()) fail('it is a directory')
+  if (!stats.isFile()) fail('not a regular file')
+  await access(file, constants.R_OK).catch((e) => fail(why(e)))
 }
 
 /** The message of anything thrown, for one line of output. */

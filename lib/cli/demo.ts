@@ -3,12 +3,11 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { parseArgs } from 'node:util'
 import { makeFixtureModel } from '../../scripts/make-fixture'
 import { GENERATIONS, type Generation } from '../contract'
 import { packageRoot } from '../native'
 import { boxText } from './boxes'
-import { CliError, type Io, UsageError, messageOf, parseCommandArgs } from './common'
+import { CliError, type Io, UsageError, messageOf, parseCommand } from './common'
 import { DEMO_BOXES, makeDemoImage } from './demo-image'
 import { detectFile } from './detect'
 import { faceTable, faceToJson } from './format'
@@ -21,16 +20,11 @@ interface DemoArgs {
 }
 
 function demoArgs(argv: string[]): DemoArgs {
-  const { values, positionals } = parseCommandArgs(() => parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      generation: { type: 'string' },
-      json: { type: 'boolean' },
-      'out-dir': { type: 'string' },
-    },
-  }))
+  const { values, positionals } = parseCommand(argv, {
+    generation: { type: 'string' },
+    json: { type: 'boolean' },
+    'out-dir': { type: 'string' },
+  })
   if (positionals.length > 0) throw new UsageError(`demo takes no arguments, got ${positionals.map((p) => `"${p}"`).join(', ')}`)
   const generation = values.generation ?? 'v2.5'
   if (!(GENERATIONS as readonly string[]).includes(generation)) {

@@ -1,9 +1,8 @@
-// `face-multitask detect <image> --model <onnx> [--boxes ...] [--json] [--backend auto|cpu]`
-import { parseArgs } from 'node:util'
+// `face-multitask detect <image> --model <onnx> [--boxes ...]... [--json] [--backend auto|cpu|tensorrt]`
 import { CHIP_SIZE } from '../contract'
 import type { Box, ModelInfo } from '../types'
 import { checkBoxesInImage, parseBoxes } from './boxes'
-import { type Io, UsageError, parseCommandArgs } from './common'
+import { type Io, UsageError, parseCommand } from './common'
 import { faceTable, facesJson, runLine } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
@@ -19,18 +18,24 @@ interface DetectArgs {
   backend: CliBackend
 }
 
+/**
+ * --boxes given more than once: all the boxes, in order, as one list (so an error counts the
+ * boxes across all of them). Each --boxes must hold at least one box.
+ */
+function joinBoxes(texts: string[]): string {
+  if (texts.length === 1) return texts[0]
+  for (const t of texts) if (/^\s*;?\s*$/.test(t)) parseBoxes('') // throws "--boxes is empty"
+  // parseBoxes allows one trailing ';': drop it before joining, so it does not make an empty box.
+  return texts.map((t, i) => (i < texts.length - 1 ? t.trim().replace(/;$/, '') : t)).join(';')
+}
+
 function detectArgs(argv: string[]): DetectArgs {
-  const { values, positionals } = parseCommandArgs(() => parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      model: { type: 'string' },
-      boxes: { type: 'string' },
-      json: { type: 'boolean' },
-      backend: { type: 'string' },
-    },
-  }))
+  const { values, positionals } = parseCommand(argv, {
+    model: { type: 'string' },
+    boxes: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+    backend: { type: 'string' },
+  })
   if (positionals.length === 0) throw new UsageError('<image>: missing image path')
   if (positionals.length > 1) throw new UsageError(`<image>: one image at a time, got ${positionals.length} (${positionals.join(', ')})`)
   if (values.model === undefined || values.model === '') {
@@ -43,7 +48,7 @@ function detectArgs(argv: string[]): DetectArgs {
   return {
     image: positionals[0],
     model: values.model,
-    boxes: values.boxes === undefined ? undefined : parseBoxes(values.boxes),
+    boxes: values.boxes === undefined ? undefined : parseBoxes(joinBoxes(values.boxes)),
     json: values.json ?? false,
     backend: backend as CliBackend,
   }

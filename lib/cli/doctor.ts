@@ -2,10 +2,9 @@
 // exactly why — the backends, the native addon, Node and N-API, onnxruntime-node, the engine cache.
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { parseArgs } from 'node:util'
 import { type Availability, available } from '../availability'
 import { NAPI_VERSION, nativeAddonPath, packageRoot } from '../native'
-import { type Io, UsageError, parseCommandArgs } from './common'
+import { type Io, UsageError, parseCommand } from './common'
 
 export interface DoctorReport {
   package: { name: string; version: string; root: string }
@@ -13,7 +12,8 @@ export interface DoctorReport {
   addon: { path?: string; loaded: boolean }
   onnxruntimeNode: string | undefined
   backends: Availability
-  engineCache: { dir: string; exists: boolean; writable: boolean; plans: number }
+  /** problem: why the folder cannot be used at all (a file in the way), when that is so. */
+  engineCache: { dir: string; exists: boolean; writable: boolean; plans: number; problem?: string }
 }
 
 async function packageVersion(root: string): Promise<string> {
@@ -24,18 +24,37 @@ async function packageVersion(root: string): Promise<string> {
   }
 }
 
-async function engineCacheState(dir: string): Promise<DoctorReport['engineCache']> {
-  let names: string[]
-  try {
-    names = await fs.readdir(dir)
-  } catch {
-    // Missing: is its parent writable (the cache would be created there)?
-    const parent = path.dirname(dir)
-    const writable = await fs.access(parent, fs.constants.W_OK).then(() => true, () => false)
-    return { dir, exists: false, writable, plans: 0 }
+/** The nearest folder on dir's path that exists (or the file that stops the path), with its stats. */
+async function nearestExisting(dir: string): Promise<{ at: string; isDir: boolean }> {
+  for (let at = path.dirname(dir); ; at = path.dirname(at)) {
+    const st = await fs.stat(at).catch(() => undefined)
+    if (st) return { at, isDir: st.isDirectory() }
+    if (path.dirname(at) === at) return { at, isDir: false }
   }
-  const writable = await fs.access(dir, fs.constants.W_OK).then(() => true, () => false)
-  return { dir, exists: true, writable, plans: names.filter((n) => n.endsWith('.plan')).length }
+}
+
+const canWrite = (p: string) => fs.access(p, fs.constants.W_OK | fs.constants.X_OK).then(() => true, () => false)
+
+/**
+ * The engine cache folder as the cache (lib/engine-cache.ts) will use it: an existing folder is
+ * writable or not; a missing one is created with its missing parents (mkdir recursive) on first
+ * use, so it is writable when its nearest existing ancestor is a writable folder; a file on the
+ * path makes it unusable.
+ */
+async function engineCacheState(dir: string): Promise<DoctorReport['engineCache']> {
+  const st = await fs.stat(dir).catch((e: NodeJS.ErrnoException) => e)
+  if (!(st instanceof Error)) {
+    if (!st.isDirectory()) return { dir, exists: false, writable: false, plans: 0, problem: 'it is a file, not a folder' }
+    const names = await fs.readdir(dir).catch(() => undefined)
+    if (!names) return { dir, exists: true, writable: false, plans: 0, problem: 'the folder cannot be read' }
+    return { dir, exists: true, writable: await canWrite(dir), plans: names.filter((n) => n.endsWith('.plan')).length }
+  }
+  if (st.code !== 'ENOENT' && st.code !== 'ENOTDIR') {
+    return { dir, exists: false, writable: false, plans: 0, problem: st.message }
+  }
+  const { at, isDir } = await nearestExisting(dir)
+  if (!isDir) return { dir, exists: false, writable: false, plans: 0, problem: `${at} is a file, not a folder` }
+  return { dir, exists: false, writable: await canWrite(at), plans: 0 }
 }
 
 /** Everything the doctor checks, as data (the --json output). */
@@ -53,6 +72,14 @@ export async function doctorReport(engineDir?: string): Promise<DoctorReport> {
   }
 }
 
+const OTHER_FOLDER = 'choose another folder: --engine-dir DIR on the command line (build, doctor), engineDir in FaceMultitask.load'
+
+function engineCacheText(cache: DoctorReport['engineCache']): string {
+  if (cache.problem) return `NOT usable: ${cache.problem}; ${OTHER_FOLDER}`
+  const what = cache.exists ? `${cache.plans} plan${cache.plans === 1 ? '' : 's'}` : 'not created yet'
+  return `${what}, ${cache.writable ? 'writable' : `NOT writable: ${OTHER_FOLDER}`}`
+}
+
 export function doctorLines(r: DoctorReport): string[] {
   const { onnxruntime: ort, tensorrt: trt } = r.backends
   const pad = (s: string) => s.padEnd(20)
@@ -68,22 +95,19 @@ export function doctorLines(r: DoctorReport): string[] {
     `${pad('native addon')}${r.addon.path ?? 'not loaded (see the onnxruntime line)'}`,
     `${pad('node')}${r.node.version} on ${r.node.platform}, N-API ${r.node.napi ?? 'unknown'} (the addon needs ${r.node.napiNeeded})`,
     `${pad('onnxruntime-node')}${r.onnxruntimeNode ?? 'not found'}`,
-    `${pad('engine cache')}${cache.dir} (${cache.exists ? `${cache.plans} plan${cache.plans === 1 ? '' : 's'}` : 'not created yet'}, ${cache.writable ? 'writable' : 'NOT writable: pass engineDir to FaceMultitask.load'})`,
+    `${pad('engine cache')}${cache.dir} (${engineCacheText(cache)})`,
   ]
 }
 
 /** Exit code 0 when the CPU backend runs (TensorRT's absence is information), 1 when it does not. */
 export async function doctorCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseCommandArgs(() => parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean' },
-      'engine-dir': { type: 'string' },
-    },
-  }))
+  const { values, positionals } = parseCommand(argv, {
+    json: { type: 'boolean' },
+    'engine-dir': { type: 'string' },
+  })
   if (positionals.length > 0) throw new UsageError(`takes no arguments, got ${positionals.join(' ')}`)
+  // As build (and FaceMultitask.load's engineDir) refuses it.
+  if (values['engine-dir'] === '') throw new UsageError('--engine-dir must be the path of a folder (a non-empty string), got ""')
   const report = await doctorReport(values['engine-dir'])
   if (values.json) io.out(JSON.stringify(report, null, 2))
   else for (const line of doctorLines(report)) io.out(line)

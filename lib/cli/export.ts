@@ -20,15 +20,29 @@ export function exportPython(): string {
   return python
 }
 
+/** A path relative to the current directory when it lies inside it, else absolute (no ../../). */
+function shownPath(file: string): string {
+  const rel = path.relative(process.cwd(), file)
+  return rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel) ? file : rel
+}
+
+/**
+ * The CLI's exit code for the script's: export_onnx.py exits 0 when done, 2 for bad arguments
+ * (argparse) and 1 when the export fails; anything else (a crash, a signal) is a failure too.
+ */
+export function exportExitCode(code: number | null): 0 | 1 | 2 {
+  return code === 0 || code === 2 ? code : 1
+}
+
 export async function exportCommand(argv: string[], io: Io): Promise<number> {
   if (argv.length === 0) throw new UsageError('give a checkpoint file, or --random-weights --generation G')
   const python = exportPython()
   const script = path.join(packageRoot(), 'scripts', 'export_onnx.py')
-  io.err(`face-multitask: running ${path.relative(process.cwd(), script) || script} with ${python}`)
+  io.err(`face-multitask: running ${shownPath(script)} with ${python}`)
   // Progress lines stream straight through: an export takes seconds to minutes.
   const child = spawn(python, [script, ...argv], { stdio: 'inherit' })
   return new Promise((resolve, reject) => {
     child.on('error', (e) => reject(new CliError(`could not start ${python}: ${e.message}`)))
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)))
+    child.on('exit', (code) => resolve(exportExitCode(code)))
   })
 }

@@ -2,44 +2,177 @@
 // generation, config, heads, conventions — read in Node, without Python.
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { ContractError, META_PREFIX, readModelSpec } from '../contract'
+import { ContractError, type Generation, HEADS, type Head, META_PREFIX, readModelSpec } from '../contract'
 import { GENERATION_CONVENTIONS } from '../generations'
 import { readOnnxModel } from '../onnx-model'
-import { CliError, type Io, UsageError } from './common'
+import { CliError, checkReadableFile, type Io, parseCommand, UsageError } from './common'
 
 interface SafetensorsHeader {
   metadata: Record<string, string>
   tensors: Record<string, { dtype: string; shape: number[] }>
 }
 
-/** The JSON header of a safetensors file: 8-byte little-endian length, then the JSON. */
+/** A safetensors file that cannot be read as one: exit 1, one line naming the file. */
+function notSafetensors(file: string, why: string): CliError {
+  return new CliError(`"${file}" is not a readable safetensors checkpoint: ${why}`)
+}
+
+const MAX_HEADER = 100 * 2 ** 20
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function jsonKind(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`
+}
+
+/**
+ * The JSON header of a safetensors file: 8-byte little-endian length, then the JSON: an object
+ * of tensor name -> { dtype, shape, data_offsets } and an optional "__metadata__" of strings.
+ * Anything else is a CliError `"<file>" is not a readable safetensors checkpoint: <why>`.
+ */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
   const fh = await fs.open(file, 'r')
+  let json: Buffer
   try {
+    const { size } = await fh.stat()
+    if (size < 8) throw notSafetensors(file, `it is ${size} bytes long, too short for the 8-byte header length`)
     const len = Buffer.alloc(8)
     await fh.read(len, 0, 8, 0)
-    const n = Number(len.readBigUInt64LE())
-    const { size } = await fh.stat()
-    if (n < 2 || n > 100 * 2 ** 20 || n + 8 > size) throw new Error('no safetensors header')
-    const json = Buffer.alloc(n)
-    await fh.read(json, 0, n, 8)
-    const parsed = JSON.parse(json.toString('utf8')) as Record<string, unknown>
-    const { __metadata__: metadata = {}, ...tensors } = parsed
-    return { metadata: metadata as Record<string, string>, tensors: tensors as SafetensorsHeader['tensors'] }
+    const n = len.readBigUInt64LE()
+    if (n < 2n || n > BigInt(MAX_HEADER) || n + 8n > BigInt(size)) {
+      throw notSafetensors(file, `its header length (${n} bytes) ${n > BigInt(MAX_HEADER) || n + 8n > BigInt(size) ? `does not fit the file (${size} bytes)` : 'is too small'}`)
+    }
+    json = Buffer.alloc(Number(n))
+    await fh.read(json, 0, json.length, 8)
   } finally {
     await fh.close()
   }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(json.toString('utf8'))
+  } catch (e) {
+    throw notSafetensors(file, `the header is not JSON (${(e as Error).message})`)
+  }
+  if (!isPlainObject(parsed)) throw notSafetensors(file, `the header is ${jsonKind(parsed)}, not a JSON object`)
+  const { __metadata__: metadata = {}, ...entries } = parsed
+  if (!isPlainObject(metadata) || !Object.values(metadata).every((v) => typeof v === 'string')) {
+    throw notSafetensors(file, '"__metadata__" is not an object of strings')
+  }
+  const tensors: SafetensorsHeader['tensors'] = {}
+  for (const [name, t] of Object.entries(entries)) {
+    if (!isPlainObject(t)) throw notSafetensors(file, `tensor "${name}" is ${jsonKind(t)}, not an object with a dtype and a shape`)
+    if (typeof t.dtype !== 'string') throw notSafetensors(file, `tensor "${name}" has no dtype string`)
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw notSafetensors(file, `tensor "${name}" has no shape array of sizes (got ${JSON.stringify(t.shape) ?? 'none'})`)
+    }
+    tensors[name] = { dtype: t.dtype, shape: t.shape as number[] }
+  }
+  return { metadata: metadata as Record<string, string>, tensors }
 }
 
-/** The generation a checkpoint's file name and tensors point to (scripts/export_onnx.py decides for real). */
-export function checkpointGeneration(file: string, h: SafetensorsHeader): string {
-  const base = path.basename(file)
-  if (/face_multitask_v28/.test(base)) return 'v2.8'
-  if (/face_multitask_v27/.test(base)) return 'v2.7'
-  const names = Object.keys(h.tensors)
-  if (names.some((n) => n.startsWith('gaze_eye_enc.'))) return 'v2.7 or v2.8 (same structure: the file name or --generation decides)'
-  if (names.some((n) => n.startsWith('blendshape.'))) return 'v2.5'
-  return 'unknown (no blendshape head: v2.4 ships as a .pt file)'
+/** The tensor-name prefix of each head in py-feat's MEGraphAUv2 (feat/multitask/model_v2.py). */
+const HEAD_PREFIXES: Record<Head, string> = {
+  au: 'sc.', // SCHead: p_au = self.sc(h)
+  emotion: 'emotion.cls_head.',
+  va: 'emotion.va_head.',
+  gaze: 'gaze.',
+  mesh: 'lmk.', // LandmarkHead: mesh = self.lmk(X)
+  pose: 'pose.',
+  blendshapes: 'blendshape.',
+}
+
+/** The heads whose tensors the checkpoint holds, in the contract's order. */
+export function checkpointHeads(names: readonly string[]): Head[] {
+  return HEADS.filter((h) => names.some((n) => n.startsWith(HEAD_PREFIXES[h])))
+}
+
+/** py-feat's file name for each generation's checkpoint (scripts/export_onnx.py GENERATIONS). */
+const FILE_NAME_GENERATION: Record<string, Generation> = {
+  'face_multitask_v2.pt': 'v2.4',
+  'face_multitask_v2.safetensors': 'v2.5',
+  'face_multitask_v27.safetensors': 'v2.7',
+  'face_multitask_v28.safetensors': 'v2.8',
+}
+
+export interface CheckpointGeneration {
+  /** The one generation it is, when that can be told (as the export would tell it). */
+  generation?: Generation
+  /** What to print: the generation and where it comes from, or why it cannot be told. */
+  text: string
+  /** Set when the export would refuse the file (or need --generation): a warning to print. */
+  warning?: string
+}
+
+/**
+ * The generation as scripts/export_onnx.py tells it (structural_candidates, then the file name
+ * and the config; tell_generation without --generation), in Node: the tensors decide the
+ * architecture; v2.7 and v2.8 share one, so there the exact file name or the config decides.
+ */
+export function checkpointGeneration(file: string, h: SafetensorsHeader): CheckpointGeneration {
+  const names = new Set(Object.keys(h.tensors))
+  const hasBs = [...names].some((n) => n.startsWith('blendshape.'))
+  const legacyGaze = names.has('gaze.left_yaw.weight')
+  const eye = names.has('gaze_eye_enc.enc.0.weight')
+  const binned = names.has('gaze.left.weight') || names.has('gaze.left.0.weight')
+  const emo = h.tensors['emotion.cls_head.weight']
+  let cands: Generation[] = []
+  if ([...names].some((n) => n.startsWith('backbone.')) && emo) {
+    if (legacyGaze && !eye && !binned) cands = [hasBs ? 'v2.5' : 'v2.4']
+    else if (hasBs && eye && binned) cands = ['v2.7', 'v2.8']
+  }
+  if (cands.length === 0) {
+    const evidence = `backbone: ${[...names].some((n) => n.startsWith('backbone.')) ? 'yes' : 'no'}; blendshape head: ${hasBs ? 'yes' : 'no'}; ` +
+      `gaze head: ${eye && binned ? 'binned eye-ROI (v2.6+)' : legacyGaze ? 'four scalar FCs (v2.3-v2.5)' : 'unknown'}; emotion input width: ${emo?.shape[1] ?? 'none'}`
+    return {
+      text: `unknown: the tensors fit no known generation (${evidence})`,
+      warning: `the tensors of "${file}" fit no known face_multitask_v2 generation: \`face-multitask export\` would refuse it`,
+    }
+  }
+  const byName = FILE_NAME_GENERATION[path.basename(file)]
+  const byConfig = configGeneration(h.metadata.config)
+  const fits = cands.join(' and ')
+  for (const [what, g] of [['file name', byName], ['config', byConfig]] as const) {
+    if (g && !cands.includes(g)) {
+      return {
+        text: `${cands.join(' or ')} by the tensors, but the ${what} says ${g}`,
+        warning: `the ${what} of "${file}" says ${g}, but its tensors are a ${cands.join('/')} architecture: \`face-multitask export\` needs --generation`,
+      }
+    }
+  }
+  if (byName && byConfig && byName !== byConfig) {
+    return {
+      text: `${cands.join(' or ')} (the file name says ${byName}, the config ${byConfig})`,
+      warning: `the file name of "${file}" says ${byName} but its config says ${byConfig}: \`face-multitask export\` needs --generation`,
+    }
+  }
+  if (cands.length === 1) return { generation: cands[0], text: `${cands[0]} (from the tensors)` }
+  const decided = byName ?? byConfig
+  if (decided) return { generation: decided, text: `${decided} (from the ${byName ? 'file name' : 'config'}: the tensors fit ${fits}, the same architecture)` }
+  return {
+    text: `${cands.join(' or ')} (the same architecture: neither the file name nor the config tells them apart)`,
+    warning: `"${file}" may be ${cands.join(' or ')}: \`face-multitask export\` needs --generation ${cands.join('|')}`,
+  }
+}
+
+/** A generation the config names ("generation", "model_version" or "version"), as export_onnx.py reads it. */
+function configGeneration(config: string | undefined): Generation | undefined {
+  if (config === undefined) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(config)
+  } catch {
+    return undefined
+  }
+  if (!isPlainObject(parsed)) return undefined
+  for (const key of ['generation', 'model_version', 'version']) {
+    const v = parsed[key]
+    if (typeof v !== 'string') continue
+    const m = /^v?(2\.[4578])[a-z]?$/.exec(v.trim())
+    if (m) return `v${m[1]}` as Generation
+  }
+  return undefined
 }
 
 async function inspectSafetensors(file: string, io: Io): Promise<void> {
@@ -49,19 +182,22 @@ async function inspectSafetensors(file: string, io: Io): Promise<void> {
   const gen = checkpointGeneration(file, h)
   const shape = (name: string) => h.tensors[name]?.shape
   io.out(`${file}: safetensors checkpoint`)
-  io.out(`  generation     ${gen}`)
+  io.out(`  generation     ${gen.text}`)
   io.out(`  tensors        ${tensors.length}, ${params.toLocaleString('en-US')} values`)
-  const heads = ['au', 'emotion', 'va', 'gaze', 'mesh', 'pose']
-  if (tensors.some(([n]) => n.startsWith('blendshape.'))) heads.push('blendshapes')
-  io.out(`  heads          ${heads.join(', ')}`)
+  const heads = checkpointHeads(Object.keys(h.tensors))
+  const missing = (gen.generation ? GENERATION_CONVENTIONS[gen.generation].heads : HEADS.filter((x) => x !== 'blendshapes')).filter((x) => !heads.includes(x))
+  io.out(`  heads          ${heads.length ? heads.join(', ') : '(none)'}${missing.length ? ` (no tensors for: ${missing.join(', ')})` : ''}`)
   const gazeLeft = shape('gaze.left.weight')
-  if (gazeLeft) io.out(`  gaze head      eye-window RoIAlign head, ${gazeLeft[0] / 2} bins per angle`)
+  if (gazeLeft && gazeLeft.length >= 1) io.out(`  gaze head      eye-window RoIAlign head, ${gazeLeft[0] / 2} bins per angle`)
   const emo = shape('emotion.cls_head.weight')
-  if (emo) io.out(`  emotion input  ${emo[1]} features (${emo[1] % 1024 === 20 ? 'reads the AU probabilities' : 'no AU input'})`)
-  const conv = GENERATION_CONVENTIONS[gen as keyof typeof GENERATION_CONVENTIONS]
-  if (conv) io.out(`  conventions    ${conv.conventionRelease}: crop ${conv.crop}, resize ${conv.resize}, pose ${conv.poseConvention}, gaze ${conv.gazeConvention}`)
+  if (emo && emo.length >= 2) io.out(`  emotion input  ${emo[1]} features (${emo[1] % 1024 === 20 ? 'reads the AU probabilities' : 'no AU input'})`)
+  if (gen.generation) {
+    const conv = GENERATION_CONVENTIONS[gen.generation]
+    io.out(`  conventions    ${conv.conventionRelease}: crop ${conv.crop}, resize ${conv.resize}, pose ${conv.poseConvention}, gaze ${conv.gazeConvention}`)
+  }
   const config = h.metadata.config
   io.out(`  config         ${config ?? '(none in the metadata)'}`)
+  if (gen.warning) io.err(`face-multitask: warning: ${gen.warning}`)
 }
 
 async function inspectOnnx(file: string, io: Io): Promise<void> {
@@ -84,16 +220,15 @@ async function inspectOnnx(file: string, io: Io): Promise<void> {
 }
 
 export async function inspectCommand(argv: string[], io: Io): Promise<number> {
-  if (argv.length !== 1) throw new UsageError('give exactly one file: a .safetensors checkpoint or an .onnx model')
-  const file = argv[0]
-  const head = Buffer.alloc(2)
-  try {
-    const fh = await fs.open(file, 'r')
-    await fh.read(head, 0, 2, 0).finally(() => fh.close())
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException
-    throw new CliError(`cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`)
+  const { positionals } = parseCommand(argv, {})
+  if (positionals.length !== 1) {
+    throw new UsageError(`give exactly one file: a .safetensors checkpoint or an .onnx model${positionals.length ? `, got ${positionals.length}` : ''}`)
   }
+  const file = positionals[0]
+  await checkReadableFile(file)
+  const head = Buffer.alloc(2)
+  const fh = await fs.open(file, 'r')
+  await fh.read(head, 0, 2, 0).finally(() => fh.close())
   if (file.endsWith('.safetensors')) await inspectSafetensors(file, io)
   else if (file.endsWith('.pt') || (head[0] === 0x50 && head[1] === 0x4b)) {
     throw new CliError(`${file} is a torch pickle (the v2.4 checkpoint): Node cannot read it; export it and inspect the .onnx`)

@@ -10,13 +10,14 @@ gaze, head pose, a 478-point face mesh and blendshapes for each face box of an i
 commands:
   detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
              run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
-  demo [--generation ${GENERATIONS.join('|')}] [--json]
+  demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir DIR]
              the whole pipeline on a generated image and a synthetic model: no weights needed
-  export <checkpoint> [--out DIR] | --random-weights --generation G [--seed N] [--out DIR]
+  export <checkpoint> [--out DIR] [--generation G] [--no-fp16]
+  export --random-weights --generation G [--seed N] [--out DIR] [--no-fp16]
              py-feat checkpoint -> ONNX (needs \`npm run setup:python\` once)
   inspect <checkpoint.safetensors|model.onnx>
              generation, heads, config and conventions of a checkpoint or an exported model
-  doctor [--json]
+  doctor [--json] [--engine-dir DIR]
              which backends can run here (or exactly why not), the addon, Node, onnxruntime
   build <onnx> [--precision fp16|bf16|fp32] [--max-batch N] [...]
              make the TensorRT engine for this GPU ahead of time, with a progress bar
@@ -25,7 +26,7 @@ commands:
 
 options:
   -h, --help     help (also after a command: face-multitask detect --help)
-  --version      the package version
+  -v, --version  the package version
 
 exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments`
 
@@ -36,10 +37,12 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
 
   <image>            a JPEG, PNG or anything else sharp decodes. EXIF orientation is NOT applied
                      (py-feat does not apply it either): boxes are in the stored pixel grid.
-  --model <onnx>     the model file (made by \`face-multitask export\`); required
+  --model <onnx>     the model file (made by \`face-multitask export\`); required, once
   --boxes <list>     face boxes in pixels, "x1,y1,x2,y2" separated by ";", e.g.
-                     --boxes "120,80,330,330;400,90,560,300". Use --boxes=... when the first
-                     number is negative. Without --boxes the image must be a 256x256 face chip.
+                     --boxes "120,80,330,330;400,90,560,300". May be given more than once: the
+                     boxes of all of them, in order (--boxes A --boxes B is --boxes "A;B"). Use
+                     --boxes=... when the first number is negative. Without --boxes the image
+                     must be a 256x256 face chip.
   --json             print a JSON array of faces (every field, mesh and landmarks included)
   --backend <name>   auto (default: TensorRT when available, else the CPU), cpu or tensorrt
   -h, --help         this help
@@ -69,7 +72,8 @@ scripts/export_onnx.py in the project's Python environment: set that up once wit
 \`npm run setup:python\` (or point FACE_MULTITASK_PYTHON at a Python that has requirements-python.txt).
 
   <checkpoint>        the weights file; its generation is read from the file itself
-  --out DIR           where to write (default: the current directory)
+  --out DIR           where to write (default: the checkpoint's own folder; with --random-weights,
+                      the current directory, and the checkpoint it makes goes in DIR/random-seed<N>/)
   --generation G      only to tell v2.7 from v2.8 when the file name does not
   --random-weights    make a checkpoint of that generation's architecture with seeded random
                       weights and export it (for tests and benchmarks: its numbers mean nothing)
@@ -82,7 +86,14 @@ export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetens
 Prints what a file holds, read in Node without Python: for a checkpoint its generation, tensors,
 heads and config; for an ONNX model its face_multitask metadata (generation, crop, resize, mesh
 space, pose and gaze conventions and the py-feat release they follow), its tensors, and whether
-the runtime accepts it.`
+the runtime accepts it.
+
+A checkpoint's generation is told as \`face-multitask export\` tells it: from the tensors, and
+where they fit both v2.7 and v2.8 (the same architecture), from the file name or the config,
+which the output then names. Its heads are those whose tensors the file holds.
+
+Exit code 0 when the file was read (and an ONNX model follows the contract), 1 when not, 2 for
+bad arguments.`
 
 export const DOCTOR_USAGE = `usage: face-multitask doctor [--json] [--engine-dir DIR]
 
