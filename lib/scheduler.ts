@@ -1,6 +1,7 @@
 // Many requests meet here: the moment an execution slot is free, whatever is waiting (up to
 // maxBatch items, across requests) goes as one batch. No added delay when idle, large batches
-// under load, and a request larger than maxBatch is split, never rejected. A request settles
+// under load, and a request larger than maxBatch is split, never rejected. A failing batch
+// shared by several requests is rerun per request, so one request's failure is its own. A request settles
 // only once none of its batches is still running: until then a backend may still read its
 // frames, so a caller that reuses a frame buffer once detect() settles never races one.
 
@@ -76,6 +77,7 @@ export class Scheduler<J, R> {
       // The failure may be one request's own (something in its input that got past the checks):
       // each request's items run again on their own, so it fails that request only.
       for (const [r, items] of requests) {
+        if (r.failed) continue // failed in another batch meanwhile: nothing of it is wanted
         const own = await this.attempt(items)
         if (own) this.fail(r, own.error)
       }
