@@ -46,22 +46,33 @@ Batch parse_batch(const Napi::CallbackInfo& info, std::vector<Napi::Value>* keep
   if (out.TypedArrayType() != napi_float32_array) throw Napi::TypeError::New(env, "out must be a Float32Array");
   auto faces = info[0].As<Napi::Array>();
   const uint32_t n = faces.Length();
-  if (out.ElementLength() < static_cast<size_t>(n) * fm::kInputFloats)
-    throw Napi::RangeError::New(env, "out holds " + std::to_string(out.ElementLength()) + " floats; " + std::to_string(n) + " faces need " + std::to_string(static_cast<size_t>(n) * fm::kInputFloats));
-  b.out = reinterpret_cast<float*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
-  keep->push_back(out);
+  const auto out_too_small = [&](size_t floats) {
+    return Napi::RangeError::New(env, "out holds " + std::to_string(floats) + " floats; " + std::to_string(n) + " faces need " +
+                                          std::to_string(static_cast<size_t>(n) * fm::kInputFloats));
+  };
+  if (out.ElementLength() < static_cast<size_t>(n) * fm::kInputFloats) throw out_too_small(out.ElementLength());
+  // Every property first (getters may run JS), then the addresses (napi_args.h, read_frame).
+  std::vector<fm::napi::FrameArgs> frames;
   for (uint32_t i = 0; i < n; ++i) {
     const std::string where = "faces[" + std::to_string(i) + "]";
     Napi::Value fv = faces.Get(i);
     if (!fv.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
     auto f = fv.As<Napi::Object>();
     FaceJob job{};
-    Napi::Value data;
-    job.frame = fm::napi::frame_field(f, where, &data);
-    keep->push_back(data);
-    job.has_window = fm::napi::window_field(f, job.frame, where, &job.window);
+    frames.push_back(fm::napi::read_frame(f, where));
+    job.has_window = fm::napi::window_field(f, frames.back().frame, where, &job.window);
     b.faces.push_back(job);
   }
+  for (uint32_t i = 0; i < n; ++i) {
+    b.faces[i].frame = fm::napi::resolve_frame(env, frames[i]);
+    keep->push_back(frames[i].data);
+  }
+  const uint8_t* out_bytes = nullptr;
+  size_t out_length = 0;
+  if (!fm::napi::bytes_of(out, &out_bytes, &out_length) || out_length / sizeof(float) < static_cast<size_t>(n) * fm::kInputFloats)
+    throw out_too_small(out_length / sizeof(float));  // again: a getter may have detached it meanwhile
+  b.out = reinterpret_cast<float*>(const_cast<uint8_t*>(out_bytes));
+  keep->push_back(out);
   return b;
 }
 

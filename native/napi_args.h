@@ -42,36 +42,51 @@ inline double number_field(const Napi::Object& o, const char* key, const std::st
   return v.As<Napi::Number>().DoubleValue();
 }
 
-// An 8-bit frame {data, width, height, stride, format} read in place; *data gets the JS value of
-// its bytes (the caller keeps it referenced while the frame is in use).
-inline Frame frame_field(const Napi::Object& f, const std::string& where, Napi::Value* data) {
+// An 8-bit frame {data, width, height, stride, format} read in place, in two steps. First every
+// property is read (a getter may run JS there) and the numbers checked; then, once the caller has
+// read everything it needs and no JS can run any more before the bytes are used, resolve_frame
+// takes the data's address and checks its length: a getter run in between cannot leave a pointer
+// into a buffer it detached or shrank.
+struct FrameArgs {
+  Napi::Value data;  // the caller keeps it referenced while the frame is in use
+  Frame frame;       // everything but the data pointer
+  std::string where;
+};
+
+inline FrameArgs read_frame(const Napi::Object& f, const std::string& where) {
   Napi::Env env = f.Env();
-  Frame frame{};
-  size_t length = 0;
-  *data = f.Get("data");
-  if (!bytes_of(*data, &frame.data, &length)) throw Napi::TypeError::New(env, where + ".data must be a TypedArray");
+  FrameArgs a{f.Get("data"), Frame{}, where};
   const double w = number_field(f, "width", where), h = number_field(f, "height", where);
   const double stride = number_field(f, "stride", where), format = number_field(f, "format", where);
   if (!(format >= 0 && format <= 4) || format != static_cast<int>(format))
     throw Napi::RangeError::New(env, where + ".format is not a known pixel format");
-  frame.format = static_cast<PixelFormat>(static_cast<int>(format));
-  const int nc = channels(frame.format);
+  a.frame.format = static_cast<PixelFormat>(static_cast<int>(format));
+  const int nc = channels(a.frame.format);
   if (!(w >= 1 && h >= 1 && w <= 1 << 20 && h <= 1 << 20) || w != static_cast<int>(w) || h != static_cast<int>(h))
     throw Napi::RangeError::New(env, where + " has an invalid width or height");
   if (!(stride >= w * nc && stride <= 9007199254740992.0) || stride != std::floor(stride))
     throw Napi::RangeError::New(env, where + ".stride is smaller than width * channels");
+  a.frame.width = static_cast<int>(w);
+  a.frame.height = static_cast<int>(h);
+  a.frame.stride = static_cast<size_t>(stride);
+  return a;
+}
+
+inline Frame resolve_frame(Napi::Env env, const FrameArgs& a) {
+  Frame frame = a.frame;
+  size_t length = 0;
+  if (!bytes_of(a.data, &frame.data, &length)) throw Napi::TypeError::New(env, a.where + ".data must be a TypedArray");
   // The last row needs its pixels only (every reader stops at width * channels in a row).
-  if (static_cast<double>(length) < stride * (h - 1) + w * nc)
-    throw Napi::RangeError::New(env, where + ".data is shorter than stride * (height - 1) + width * channels");
-  frame.width = static_cast<int>(w);
-  frame.height = static_cast<int>(h);
-  frame.stride = static_cast<size_t>(stride);
+  const size_t needed = frame.stride * static_cast<size_t>(frame.height - 1) + static_cast<size_t>(frame.width) * channels(frame.format);
+  if (length < needed)
+    throw Napi::RangeError::New(env, a.where + ".data is shorter than stride * (height - 1) + width * channels");
   return frame;
 }
 
 // o.window: [x, y, width, height] (true, *window set), or anything else for a 256x256 chip
 // (false; the frame must then be 256x256).
 inline bool window_field(const Napi::Object& o, const Frame& frame, const std::string& where, CropWindow* window) {
+  // frame: its size only (read_frame's; the data need not be resolved yet).
   Napi::Env env = o.Env();
   Napi::Value win = o.Get("window");
   if (!win.IsArray()) {

@@ -247,15 +247,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::unique_ptr<Completion> guard(c);
     auto frames_js = info[0].As<Napi::Array>();
     auto faces_js = info[1].As<Napi::Array>();
-    std::vector<FrameIn> frames;
+    // Every property first (getters may run JS), then the frames' addresses (napi_args.h).
+    std::vector<napi::FrameArgs> args;
     for (uint32_t i = 0; i < frames_js.Length(); ++i) {
       const std::string where = "frames[" + std::to_string(i) + "]";
       Napi::Value v = frames_js.Get(i);
       if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
-      Napi::Value data;
-      const Frame f = napi::frame_field(v.As<Napi::Object>(), where, &data);
-      c->keep.push_back(Napi::Persistent(data));
-      frames.push_back(FrameIn{f.data, f.width, f.height, f.stride, f.format});
+      args.push_back(napi::read_frame(v.As<Napi::Object>(), where));
     }
     std::vector<FaceIn> faces;
     for (uint32_t i = 0; i < faces_js.Length(); ++i) {
@@ -264,14 +262,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
       auto o = v.As<Napi::Object>();
       const double k = napi::number_field(o, "frame", where);
-      if (!(k >= 0 && k < frames.size()) || k != static_cast<uint32_t>(k))
+      if (!(k >= 0 && k < args.size()) || k != static_cast<uint32_t>(k))
         throw Napi::RangeError::New(env, where + ".frame is not an index into frames");
       FaceIn face;
       face.frame = static_cast<int>(k);
-      const FrameIn& fr = frames[face.frame];
-      const Frame frame{fr.data, fr.width, fr.height, fr.stride, fr.format};
-      face.has_window = napi::window_field(o, frame, where, &face.window);
+      face.has_window = napi::window_field(o, args[static_cast<size_t>(k)].frame, where, &face.window);
       faces.push_back(face);
+    }
+    std::vector<FrameIn> frames;
+    for (const napi::FrameArgs& a : args) {
+      const Frame f = napi::resolve_frame(env, a);
+      c->keep.push_back(Napi::Persistent(a.data));
+      frames.push_back(FrameIn{f.data, f.width, f.height, f.stride, f.format});
     }
     if (faces.empty() || static_cast<int64_t>(faces.size()) > pipeline_->max_batch())
       throw Napi::RangeError::New(env, "a batch holds 1.." + std::to_string(pipeline_->max_batch()) + " faces, got " + std::to_string(faces.size()));

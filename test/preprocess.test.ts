@@ -1,10 +1,11 @@
 // Native preprocessing against the naive double-precision reference (test/reference), on smooth
 // images where float32 coordinate rounding cannot matter: max abs difference <= 1e-5 in [0,1]
 // pixel units. Exact float32 agreement with torch itself is test/preprocess-torch.test.ts.
+import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { faceCrop } from '../lib/crop'
 import { PIXEL_FORMATS } from '../lib/image-input'
-import { loadNative } from '../lib/native'
+import { loadNative, nativeAddonPath } from '../lib/native'
 import type { PixelFormat } from '../lib/types'
 import { refChip, refInput, type RefImage } from './reference/preprocess'
 
@@ -123,5 +124,31 @@ describe('native preprocessing equals the reference formula', () => {
     loadNative().preprocessSync([{ ...ok, data: sab }], 1, 1, a)
     loadNative().preprocessSync([{ ...ok, data: Uint8Array.from(sab) }], 1, 1, out)
     expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(out.buffer))).toBe(0)
+  })
+
+  it('a getter that detaches a buffer while the arguments are read is an error, not a read of freed memory', () => {
+    // In a child process: before, the addon kept the address of a buffer read earlier and crashed.
+    const script = `
+      const addon = require(${JSON.stringify(nativeAddonPath())})
+      const detach = (buf) => { structuredClone(buf, { transfer: [buf] }) }
+      const results = []
+      for (const victim of ['data', 'out']) {
+        const data = new Uint8Array(256 * 256 * 3).fill(7)
+        const out = new Float32Array(150528)
+        const face = { data, width: 256, height: 256, stride: 768, format: 0, get window() { detach(victim === 'data' ? data.buffer : out.buffer); return null } }
+        try {
+          addon.preprocessSync([face], 1, 1, out)
+          results.push(victim + ': no error')
+        } catch (e) {
+          results.push(victim + ': ' + e.constructor.name + ': ' + e.message)
+        }
+      }
+      process.stdout.write(JSON.stringify(results))`
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(r.status, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual([
+      'data: RangeError: faces[0].data is shorter than stride * (height - 1) + width * channels',
+      'out: RangeError: out holds 0 floats; 1 faces need 150528',
+    ])
   })
 })

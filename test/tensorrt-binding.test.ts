@@ -80,6 +80,7 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(out.shortData).toMatch(/^RangeError: frames\[0\]\.data is shorter than/)
     expect(out.notAChip).toBe('RangeError: faces[0] has no window and is not a 256x256 chip')
     expect(out.hugeAlloc).toMatch(/^RangeError: allocFrame: bytes must be/)
+    expect(out.detachedByGetter).toMatch(/^RangeError: frames\[0\]\.data is shorter than/)
     expect(out.afterRefusals).toBe(0)
     expect(out.afterClose).toBe('Error: the TensorRT engine is closed')
     expect(out.closedTwice).toBe(true)

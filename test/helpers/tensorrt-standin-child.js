@@ -117,6 +117,10 @@ async function errors() {
     notAChip: thrown(() => engine.run([f], [{ frame: 0, window: null }])),
     hugeAlloc: thrown(() => engine.allocFrame(2 ** 40)),
   }
+  // A getter that detaches an earlier frame's buffer while the arguments are read.
+  const g = frame(64, 48, 'rgb', 8)
+  const sly = { data: f.data, width: 64, height: 48, stride: 192, get format() { structuredClone(g.data.buffer, { transfer: [g.data.buffer] }); return 0 } }
+  out.detachedByGetter = thrown(() => engine.run([g, sly], [{ frame: 0, window: [0, 0, 10, 10] }]))
   // Still usable after the refusals.
   const ok = await engine.run([f], [{ frame: 0, window: [5, 5, 30, 30] }])
   out.afterRefusals = compare(ok, [f], [{ frame: 0, window: [5, 5, 30, 30] }], 1, 1, false)
