@@ -7,6 +7,7 @@ import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { decodeFace } from './decode'
 import { AbortError } from './engine-cache'
+import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
 import { type FaceJob, facesToRun, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
@@ -17,7 +18,8 @@ const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
 
 function positiveInt(value: unknown, name: string, fallback: number, max = 4096): number {
   if (value === undefined) return fallback
-  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max) {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be an integer from 1 to ${max}, got ${describeValue(value)}`)
+  if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new RangeError(`${name} must be an integer from 1 to ${max}, got ${String(value)}`)
   }
   return value as number
@@ -93,6 +95,7 @@ export class FaceMultitask {
   allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
     if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
     for (const [name, v] of [['width', width], ['height', height]] as const) {
+      if (typeof v !== 'number') throw new TypeError(`${name} must be an integer from 1 to 65536, got ${describeValue(v)}`)
       if (!Number.isInteger(v) || v < 1 || v > 1 << 16) throw new RangeError(`${name} must be an integer from 1 to 65536, got ${String(v)}`)
     }
     if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {

@@ -1,5 +1,6 @@
 // The TensorRT backend's load options, checked on every machine (CPU-only ones included) so a
 // mistake shows at once, not the day the code first meets a GPU.
+import { describeValue } from './describe'
 import type { EngineProgress, LoadOptions, Precision } from './types'
 
 export const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
@@ -25,20 +26,12 @@ export interface GpuOptions {
   signal?: AbortSignal
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return 'a function'
-  if (value === null) return 'null'
-  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : `an object (${Object.prototype.toString.call(value).slice(8, -1)})`
-  return String(value)
-}
-
 /** An integer option in [min, max]: TypeError when not a number, RangeError when out of range or fractional. */
 function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback
-  if (typeof value !== 'number') throw new TypeError(`options.${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+  if (typeof value !== 'number') throw new TypeError(`options.${name} must be an integer from ${min} to ${max}, got ${describeValue(value)}`)
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`options.${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+    throw new RangeError(`options.${name} must be an integer from ${min} to ${max}, got ${describeValue(value)}`)
   }
   return value
 }
@@ -53,7 +46,7 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
   const o = options as unknown as Record<string, unknown>
   const precision = o.precision ?? 'fp16'
   if (!PRECISIONS.includes(precision as Precision)) {
-    throw new TypeError(`options.precision must be one of ${PRECISIONS.join(', ')}, got ${describe(o.precision)}`)
+    throw new TypeError(`options.precision must be one of ${PRECISIONS.join(', ')}, got ${describeValue(o.precision)}`)
   }
   const maxBatch = intOption(o.maxBatch, 'maxBatch', TENSORRT_MAX_BATCH, 1, MAX_BATCH_LIMIT)
   const minBatch = intOption(o.minBatch, 'minBatch', 1, 1, MAX_BATCH_LIMIT)
@@ -71,18 +64,18 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
   }
   const streams = intOption(o.streams, 'streams', 2, 1, 16)
   if (o.engineDir !== undefined && (typeof o.engineDir !== 'string' || o.engineDir === '')) {
-    throw new TypeError(`options.engineDir must be the path of a folder (a non-empty string), got ${describe(o.engineDir)}`)
+    throw new TypeError(`options.engineDir must be the path of a folder (a non-empty string), got ${describeValue(o.engineDir)}`)
   }
   const builderOptimizationLevel = intOption(o.builderOptimizationLevel, 'builderOptimizationLevel', 3, 0, 5)
   const workspaceMiB = o.workspaceMiB === undefined ? undefined : intOption(o.workspaceMiB, 'workspaceMiB', 0, 1, 1 << 22)
   if (o.cudaGraphs !== undefined && typeof o.cudaGraphs !== 'boolean') {
-    throw new TypeError(`options.cudaGraphs must be true or false, got ${describe(o.cudaGraphs)}`)
+    throw new TypeError(`options.cudaGraphs must be true or false, got ${describeValue(o.cudaGraphs)}`)
   }
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
-    throw new TypeError(`options.onProgress must be a function (event) => void, got ${describe(o.onProgress)}`)
+    throw new TypeError(`options.onProgress must be a function (event) => void, got ${describeValue(o.onProgress)}`)
   }
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describe(o.signal)}`)
+    throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describeValue(o.signal)}`)
   }
   return {
     precision: precision as Precision,

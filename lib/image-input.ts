@@ -2,6 +2,7 @@
 // argument and what is wrong with it; nothing reaches native code unchecked.
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
+import { describeValue } from './describe'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
 
 export const PIXEL_FORMATS: Record<PixelFormat, { code: number; channels: number }> = {
@@ -34,11 +35,9 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
     throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray`)
   }
-  if (!Number.isInteger(width) || width < 1 || width > MAX_SIDE) {
-    throw new RangeError(`${name}.width must be an integer from 1 to ${MAX_SIDE}, got ${String(width)}`)
-  }
-  if (!Number.isInteger(height) || height < 1 || height > MAX_SIDE) {
-    throw new RangeError(`${name}.height must be an integer from 1 to ${MAX_SIDE}, got ${String(height)}`)
+  for (const [key, v] of [['width', width], ['height', height]] as const) {
+    if (typeof v !== 'number') throw new TypeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${describeValue(v)}`)
+    if (!Number.isInteger(v) || v < 1 || v > MAX_SIDE) throw new RangeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${String(v)}`)
   }
   const fmt = PIXEL_FORMATS[format as PixelFormat]
   if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
@@ -46,6 +45,7 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   const rowBytes = width * fmt.channels
   const rowStride = stride ?? rowBytes
+  if (typeof rowStride !== 'number') throw new TypeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${describeValue(stride)}`)
   if (!Number.isInteger(rowStride) || rowStride < rowBytes) {
     throw new RangeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${String(stride)}`)
   }

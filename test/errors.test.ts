@@ -51,6 +51,8 @@ describe('errors', () => {
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box list for two images', () => model.detect([frame, frame], { boxes: [box] as never }), /options\.boxes must hold one box list per image/, TypeError],
     ['width not an integer', () => model.detect({ ...frame, width: 3.5 }, { boxes: [box] }), /image\.width must be an integer/, RangeError],
+    ['width a string', () => model.detect({ ...frame, width: '64' as never }, { boxes: [box] }), /image\.width must be an integer from 1 to 65536, got "64"/, TypeError],
+    ['stride a string', () => model.detect({ ...frame, stride: '192' as never }, { boxes: [box] }), /image\.stride must be an integer of at least width \* channels \(192\), got "192"/, TypeError],
     ['second image bad', () => model.detect([frame, { ...frame, height: 0 }], { boxes: [[box], [box]] }), /images\[1\]\.height must be an integer/, RangeError],
   ]
 
@@ -183,6 +185,7 @@ describe('errors', () => {
     it('bad options', async () => {
       await expect(FaceMultitask.load({ model: file, backend: 'gpu' as never })).rejects.toThrow(/options\.backend must be one of/)
       await expect(FaceMultitask.load({ model: file, maxBatch: 0 })).rejects.toThrow(/options\.maxBatch must be an integer/)
+      await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
     })
   })
