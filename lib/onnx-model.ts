@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import { onnx } from 'onnx-proto'
 import { Reader } from 'protobufjs/minimal'
+import { fileErrorReason } from './describe'
 
 export interface OnnxValueInfo {
   name: string
@@ -85,9 +86,7 @@ export async function readOnnxModel(file: string): Promise<OnnxModelInfo> {
   try {
     buf = await readFile(file)
   } catch (e) {
-    const err = e as NodeJS.ErrnoException
-    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message
-    throw new Error(`options.model: cannot read "${file}": ${why}`)
+    throw new Error(`options.model: cannot read "${file}": ${fileErrorReason(e)}`)
   }
   try {
     return parseOnnxModel(buf)

@@ -3,6 +3,7 @@
 // that a file given on the command line can be read.
 import { stat, access, constants } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { fileErrorReason } from '../describe'
 
 /** Where the CLI writes: one call per line (no trailing newline). Tests pass their own. */
 export interface Io {
@@ -93,19 +94,15 @@ export function parseCommand<O extends OptionsConfig>(args: string[], options: O
  */
 export async function checkReadableFile(file: string, label?: string): Promise<void> {
   const fail = (why: string): never => { throw new CliError(`${label ? `${label}: ` : ''}cannot read "${file}": ${why}`) }
-  const why = (e: unknown) => {
-    const code = (e as NodeJS.ErrnoException).code
-    return code === 'ENOENT' ? 'no such file' : code === 'ENOTDIR' ? 'no such file (a folder on its path is a file)' : code === 'EACCES' ? 'permission denied' : messageOf(e)
-  }
   let stats
   try {
     stats = await stat(file)
   } catch (e) {
-    return fail(why(e))
+    return fail(fileErrorReason(e))
   }
   if (stats.isDirectory()) fail('it is a directory')
   if (!stats.isFile()) fail('not a regular file')
-  await access(file, constants.R_OK).catch((e) => fail(why(e)))
+  await access(file, constants.R_OK).catch((e) => fail(fileErrorReason(e)))
 }
 
 /** The message of anything thrown, for one line of output. */

@@ -1,6 +1,7 @@
 // Reads an image file into 8-bit pixels with sharp (JPEG, PNG, WebP, TIFF, GIF, AVIF, ...).
 import { stat } from 'node:fs/promises'
 import type { ImageInput } from '../types'
+import { fileErrorReason } from '../describe'
 import { CliError, messageOf } from './common'
 
 export interface DecodedImage extends ImageInput {
@@ -24,9 +25,7 @@ export async function readImage(file: string): Promise<DecodedImage> {
   try {
     stats = await stat(file)
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : messageOf(e)
-    throw new CliError(`"${file}" is not a readable image: ${why}`)
+    throw new CliError(`"${file}" is not a readable image: ${fileErrorReason(e)}`)
   }
   if (stats.isDirectory()) throw new CliError(`"${file}" is not a readable image: it is a directory`)
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
