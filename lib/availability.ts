@@ -46,6 +46,11 @@ export interface TensorRtAvailability {
   gpu?: string
   /** "major.minor", e.g. "9.0". */
   computeCapability?: string
+  /**
+   * More, available or not: a library older than the headers, a candidate that failed to load, a
+   * missing plugin library (models with RoiAlign, v2.6+, then cannot be built), the driver's error.
+   */
+  detail?: string
 }
 
 export interface Availability {
@@ -141,6 +146,7 @@ export function describeTensorrtStatus(raw: TensorRtStatus | { reason: string })
   if (typeof raw.tensorrtVersion === 'string' && raw.tensorrtVersion) out.version = raw.tensorrtVersion
   if (typeof raw.gpuName === 'string' && raw.gpuName) out.gpu = raw.gpuName
   if (typeof raw.computeCapability === 'string' && raw.computeCapability) out.computeCapability = raw.computeCapability
+  if (typeof raw.detail === 'string' && raw.detail.trim()) out.detail = raw.detail.trim()
   if (!out.available) out.reason = typeof raw.reason === 'string' && raw.reason.trim() ? raw.reason.trim() : 'the native addon reports TensorRT unavailable and gives no reason'
   return out
 }

@@ -180,6 +180,14 @@ describe('the TensorRT probe runs in a child process', () => {
     expect(describeTensorrtStatus(raw)).toEqual({ available: true, version: '10.14.1', gpu: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0' })
   })
 
+  it('passes the detail on, available or not (a missing plugin library leaves TensorRT available)', async () => {
+    const { describeTensorrtStatus } = await import('../lib/availability')
+    const plugins = 'libnvinfer_plugin.so.10 not loaded (models with RoiAlign, v2.6+, cannot be built or run)'
+    expect(describeTensorrtStatus({ available: true, tensorrtVersion: '10.14.1', detail: ` ${plugins} ` })).toEqual({ available: true, version: '10.14.1', detail: plugins })
+    expect(describeTensorrtStatus({ available: false, reason: 'no CUDA driver', detail: 'cuInit: 100' })).toEqual({ available: false, reason: 'no CUDA driver', detail: 'cuInit: 100' })
+    expect(describeTensorrtStatus({ available: false, reason: 'no GPU', detail: '' })).toEqual({ available: false, reason: 'no GPU' })
+  })
+
   it('a crash in the probe (a broken driver) becomes a reason; this process keeps running', async () => {
     const { probeTensorrtStatus } = await import('../lib/availability')
     const f = addon('crashes', "exports.tensorrtStatus = () => { process.kill(process.pid, 'SIGSEGV') }")

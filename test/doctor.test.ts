@@ -38,6 +38,19 @@ describe('face-multitask doctor', () => {
     expect(r.out).toMatch(/^engine cache +.*engines \(/m)
   })
 
+  it("prints TensorRT's detail under its line (e.g. a plugin library that is missing while TensorRT is available)", async () => {
+    const { doctorLines, doctorReport } = await import('../lib/cli/doctor')
+    const report = await doctorReport()
+    const detail = 'libnvinfer_plugin.so.10 not loaded (models with RoiAlign, v2.6+, cannot be built or run)'
+    report.backends.tensorrt = { available: true, version: '10.14.1', gpu: 'NVIDIA H100', computeCapability: '9.0', detail }
+    const lines = doctorLines(report)
+    const at = lines.findIndex((l) => /^ {2}tensorrt \(gpu\) +available \(TensorRT 10\.14\.1, NVIDIA H100, compute 9\.0\)$/.test(l))
+    expect(at).toBeGreaterThan(0)
+    expect(lines[at + 1]).toBe(`${' '.repeat(22)}${detail}`)
+    delete report.backends.tensorrt.detail
+    expect(doctorLines(report)[at + 1]).toBe('')
+  })
+
   it('--json gives the same as data', async () => {
     const r = await run('doctor', '--json')
     expect(r.code).toBe(0)

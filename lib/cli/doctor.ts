@@ -91,6 +91,7 @@ export function doctorLines(r: DoctorReport): string[] {
     'backends:',
     `  ${pad('onnxruntime (cpu)')}${ort.available ? 'available' : `unavailable: ${ort.reason}`}`,
     `  ${pad('tensorrt (gpu)')}${trt.available ? `available${trtDetail ? ` (${trtDetail})` : ''}` : `unavailable: ${trt.reason}`}`,
+    ...(trt.detail ? [`  ${pad('')}${trt.detail}`] : []),
     '',
     `${pad('native addon')}${r.addon.path ?? 'not loaded (see the onnxruntime line)'}`,
     `${pad('node')}${r.node.version} on ${r.node.platform}, N-API ${r.node.napi ?? 'unknown'} (the addon needs ${r.node.napiNeeded})`,
