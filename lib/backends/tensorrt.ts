@@ -110,9 +110,11 @@ export class TensorRtBackend implements Backend {
   static async create(load: TensorRtLoad): Promise<TensorRtBackend> {
     const trt = nativeTensorRt()
     const { gpu, spec } = load
-    const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven)
+    // With onProgress, notes go there only (the CLI and bench print them); else to stderr.
+    const note = gpu.onProgress && ((message: string) => gpu.onProgress?.({ type: 'message', message }))
+    const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven, note)
     await checkSameModel(load.model, spec, onnx.path)
-    const cache = new EngineCache({ engineDir: gpu.engineDir })
+    const cache = new EngineCache({ engineDir: gpu.engineDir, log: gpu.onProgress ? () => {} : undefined })
     const parts = await keyParts(onnx.path, onnx.precision, load)
     const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
     const options = {
@@ -131,7 +133,7 @@ export class TensorRtBackend implements Backend {
       } catch (e) {
         // A plan TensorRT refuses (another build of the library, a damaged file) is rebuilt once.
         if ((e as { code?: string }).code !== 'FM_PLAN_REFUSED' || attempt > 0) throw new Error(`TensorRT could not load the engine for ${path.basename(onnx.path)}: ${(e as Error).message}`, { cause: e })
-        await cache.invalidate(parts, (e as Error).message)
+        await cache.invalidate(parts, (e as Error).message, gpu.onProgress)
       }
     }
     const info = engine.info()
@@ -170,6 +172,8 @@ async function buildPlan(
   onProgress: (e: EngineProgress) => void,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
+  // A signal that fired before this point gets no 'abort' event: no build is started for it.
+  if (signal?.aborted) throw new AbortError(`the engine build for ${path.basename(onnx)} was cancelled before it started`, { cause: signal.reason })
   const handle = trt.tensorrtBuild(
     {
       onnx,

@@ -92,7 +92,7 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     view.clear()
     if ((e as Error).name === 'AbortError') throw new CliError('the engine build was cancelled')
-    if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(cliMessage(e))
+    // The flags were checked above: whatever fails now (the model, TensorRT, the cache) is exit 1.
     throw new CliError(cliMessage(e))
   } finally {
     process.off('SIGINT', onSigint)

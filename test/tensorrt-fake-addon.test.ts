@@ -1,0 +1,113 @@
+// The TensorRT backend's JavaScript around the addon's build and load calls, over a fake addon
+// (no TensorRT here): where the engine cache's notes go, a cancel that comes before the build,
+// a plan TensorRT refuses, and the build command's exit codes. The native side of these calls is
+// tested in test/tensorrt-binding.test.ts (stand-in build) and by ctest.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterEach, expect, it, vi } from 'vitest'
+import type { EngineProgress } from '../lib/types'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-trt-fake-addon-'))
+const model = path.join(dir, 'm.onnx')
+writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
+const status = { available: true, tensorrtVersion: '10.14.1', builtFor: '10.14.1', gpuName: 'Fake GPU', computeCapability: '9.0', smCount: 132, parserVersion: '0.1.0', cudaDriverVersion: '13.0' }
+
+afterEach(() => {
+  vi.doUnmock('../lib/availability')
+  vi.doUnmock('../lib/native')
+  vi.resetModules()
+})
+
+interface Fake {
+  builds: number
+  /** What the next build's promise gives. */
+  plan: Uint8Array
+  /** tensorrtLoad refuses the plan this many times, as TensorRT refuses one from another build. */
+  refusals: number
+}
+
+/** FaceMultitask over the real addon with tensorrtBuild / tensorrtLoad replaced. */
+async function fakeAddon(fake: Fake) {
+  vi.resetModules()
+  vi.doMock('../lib/availability', async () => {
+    const actual = await vi.importActual<typeof import('../lib/availability')>('../lib/availability')
+    const availability = { available: true, version: '10.14.1', gpu: 'Fake GPU', computeCapability: '9.0' }
+    return { ...actual, tensorrtProbe: async () => ({ availability, status }), tensorrtAvailability: async () => availability }
+  })
+  vi.doMock('../lib/native', async () => {
+    const actual = await vi.importActual<typeof import('../lib/native')>('../lib/native')
+    const addon = {
+      ...(actual.loadNative() as object),
+      tensorrtBuild: (_o: unknown, onProgress: (e: EngineProgress) => void) => {
+        fake.builds++
+        setImmediate(() => onProgress({ type: 'phase-start', phase: 'Building', steps: 1 }))
+        return { promise: new Promise((r) => setTimeout(() => r({ plan: fake.plan, messages: [], tensorrtVersion: '10.14.1', timingCacheSaved: true }), 20)), cancel() {} }
+      },
+      tensorrtLoad: async () => {
+        if (fake.refusals-- > 0) throw Object.assign(new Error('deserializeCudaEngine failed: version tag mismatch'), { code: 'FM_PLAN_REFUSED' })
+        throw new Error('the fake addon runs no engine')
+      },
+    }
+    return { ...actual, loadNative: () => addon }
+  })
+  return (await import('../lib/face-multitask')).FaceMultitask
+}
+
+function stderrDuring<T>(f: () => Promise<T>): Promise<{ result: T | Error; stderr: string }> {
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+  return f().then((r) => r, (e: Error) => e).then((result) => {
+    const stderr = spy.mock.calls.map((c) => String(c[0])).join('')
+    spy.mockRestore()
+    return { result, stderr }
+  })
+}
+
+it("with onProgress the cache's notes go there once each and not to stderr; without it, to stderr", async () => {
+  const fake = { builds: 0, plan: Buffer.from('plan'), refusals: 1 }
+  const FM = await fakeAddon(fake)
+  const notes: string[] = []
+  const engineDir = path.join(dir, 'notes')
+  const onProgress = (e: EngineProgress) => { if (e.type === 'message') notes.push(e.message) }
+  const { result, stderr } = await stderrDuring(() => FM.load({ model, backend: 'tensorrt', engineDir, onProgress }))
+  expect((result as Error).message).toMatch(/the fake addon runs no engine/)
+  expect(stderr).toBe('')
+  // Built, refused by the fake TensorRT (removed, said why), rebuilt.
+  expect(fake.builds).toBe(2)
+  expect(notes.filter((m) => /^building the TensorRT engine/.test(m))).toHaveLength(2)
+  expect(notes.filter((m) => /version tag mismatch; removing it, it will be rebuilt$/.test(m))).toHaveLength(1)
+  expect(notes.filter((m) => /is a fp32 export and there is no fp16 export beside it/.test(m))).toHaveLength(1)
+
+  fake.refusals = 1
+  const plain = await stderrDuring(() => FM.load({ model, backend: 'tensorrt', engineDir }))
+  expect((plain.result as Error).message).toMatch(/the fake addon runs no engine/)
+  expect(plain.stderr).toMatch(/version tag mismatch; removing it, it will be rebuilt/)
+  expect(plain.stderr).toMatch(/building the TensorRT engine/)
+})
+
+it('a signal that fires before the native build starts: no build is started, the lock is free for the next', async () => {
+  const fake = { builds: 0, plan: Buffer.from('plan'), refusals: 0 }
+  const FM = await fakeAddon(fake)
+  const engineDir = path.join(dir, 'abort')
+  const ac = new AbortController()
+  // The cache's "building" note comes after the lock is taken and before the builder is called.
+  const onProgress = (e: EngineProgress) => { if (e.type === 'message' && e.message.startsWith('building the TensorRT engine')) ac.abort() }
+  const err = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress, signal: ac.signal }).catch((e) => e)
+  expect(err.name).toBe('AbortError')
+  expect(fake.builds).toBe(0)
+  const again = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
+  expect(again.message).toMatch(/the fake addon runs no engine/)
+  expect(fake.builds).toBe(1)
+})
+
+it('face-multitask build: a failure after the flags were checked is exit 1, not a usage error', async () => {
+  const fake = { builds: 0, plan: new Uint8Array(0), refusals: 0 }
+  await fakeAddon(fake)
+  const { main } = await import('../lib/cli')
+  const err: string[] = []
+  const { result: code } = await stderrDuring(() => main(['build', model, '--engine-dir', path.join(dir, 'cli')], { out: () => {}, err: (l) => err.push(l) }))
+  expect(fake.builds).toBe(1)
+  expect(code).toBe(1)
+  expect(err.join('\n')).toMatch(/returned no bytes/)
+})
