@@ -507,7 +507,7 @@ export class FileLock {
 export interface EngineCacheOptions {
   /** Where plans live (default: the package's engines/ folder). */
   engineDir?: string
-  /** Cache notes (hit, build, wait, rebuild and why); default: one line on stderr. Also sent to onProgress. */
+  /** Cache notes (build, wait, rebuild and why); default: one line on stderr. Also sent to onProgress. */
   log?: (message: string) => void
   /** Lock tuning; see LockOptions. */
   staleMs?: number
@@ -601,9 +601,13 @@ export class EngineCache {
     const promise = this.loadOrBuild(parts, key, build, signal, emit)
     const entry: Inflight = { promise, listeners }
     inflight.set(id, entry)
+    // A caller that gave up hears no more of a build that may go on until TensorRT's next step.
+    const deafen = () => { if (onProgress) listeners.delete(onProgress) }
+    signal?.addEventListener('abort', deafen, { once: true })
     try {
       return await promise
     } finally {
+      signal?.removeEventListener('abort', deafen)
       if (inflight.get(id) === entry) inflight.delete(id)
     }
   }
@@ -612,10 +616,10 @@ export class EngineCache {
    * Drops a cached plan the caller could not use (it failed to deserialize): says why, removes the
    * sidecar then the plan; the next getOrBuild() rebuilds it.
    */
-  async invalidate(partsOrKey: EngineKeyParts | string, reason: string): Promise<void> {
+  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void): Promise<void> {
     const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : this.files(partsOrKey)
     if (!found) return
-    this.log(`${path.basename(found.plan)}: ${reason}; removing it, it will be rebuilt`)
+    this.log(`${path.basename(found.plan)}: ${reason}; removing it, it will be rebuilt`, onProgress)
     await fs.rm(found.sidecar, { force: true })
     await fs.rm(found.plan, { force: true })
   }

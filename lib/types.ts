@@ -66,8 +66,8 @@ export type Precision = 'fp16' | 'bf16' | 'fp32'
 
 /**
  * Progress of a TensorRT engine build (its builder's phases and steps, as IProgressMonitor reports
- * them) and the engine cache's notes (cache hit, build started, waiting for another process,
- * rebuilding and why) as { type: 'message' }.
+ * them) and the engine cache's notes (build started, waiting for another process, a plan built
+ * elsewhere loaded, rebuilding and why) as { type: 'message' }.
  */
 export type EngineProgress =
   | { type: 'message'; message: string }

@@ -408,6 +408,34 @@ describe('getOrBuild', () => {
     expect(state.builds).toBe(1)
   })
 
+  it('a caller that aborted hears no more progress; another caller of the same build still gets the plan', async () => {
+    const { dir, parts } = fresh('abort-deafens')
+    const cache = new EngineCache({ engineDir: dir, log: () => {}, maxPollMs: 20 })
+    let builds = 0
+    const steps = async (onProgress: (e: EngineProgress) => void) => {
+      builds++
+      for (let step = 0; step < 8; step++) {
+        await new Promise((r) => setTimeout(r, 40))
+        onProgress({ type: 'step', phase: 'fake', step })
+      }
+      return Buffer.from('plan')
+    }
+    const ac = new AbortController()
+    const owner: EngineProgress[] = []
+    const first = cache.getOrBuild(parts, steps, { signal: ac.signal, onProgress: (e) => owner.push(e) })
+    await new Promise((r) => setTimeout(r, 20))
+    const second = cache.getOrBuild(parts, steps)
+    await new Promise((r) => setTimeout(r, 130))
+    ac.abort()
+    const heard = owner.length
+    expect((await first.catch((e) => e)).name).toBe('AbortError')
+    expect(Buffer.from(await second).toString()).toBe('plan')
+    await new Promise((r) => setTimeout(r, 100))
+    expect(heard).toBeGreaterThan(0)
+    expect(owner).toHaveLength(heard)
+    expect(builds).toBe(1) // the second caller waited for the build the first started, and loaded its plan
+  })
+
   it.skipIf(process.platform === 'win32' || process.getuid?.() === 0)('a folder it cannot write to is named, with the option to change it', async () => {
     const { dir, parts } = fresh('read-only')
     chmodSync(dir, 0o555)
