@@ -9,9 +9,10 @@
 // the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted: users never
 // have to clear the cache by hand.
 //
-// The lock is a file created with O_EXCL ('wx') holding pid, hostname, time and a random token.
-// A lock is stale when its pid no longer runs on this host, or when its mtime (refreshed by the
-// holder while it builds) is older than staleMs: then it is taken over. Waiting polls with
+// The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
+// time and a random token. A lock is stale when its pid no longer runs on this host (or now runs
+// another process: a restarted container reuses pids), or when its mtime (refreshed by the holder
+// while it builds) is older than staleMs: then it is taken over. Waiting polls with
 // backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
 // alone (a crashed builder would block the others for the whole stale timeout, which must be long
 // because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
@@ -288,10 +289,24 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string | 
 export interface LockInfo {
   pid: number
   hostname: string
+  /** When the holder process started, where the OS tells (Linux: /proc/<pid>/stat's starttime): a reused pid is told apart. */
+  pidStart?: string
   createdAt: string
   token: string
   /** What is being built (the plan's file name). */
   what?: string
+}
+
+/** A process's start time in clock ticks since boot (Linux), else undefined. */
+export function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after "(comm)": state is the 3rd field, starttime the 22nd.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    return start && /^\d+$/.test(start) ? start : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** Whether `pid` runs on this host (EPERM: it runs, as another user). */
@@ -338,8 +353,12 @@ function describeHolder(info: LockInfo | undefined): string {
 /** Why a lock is stale, or undefined while its holder may still be at work. */
 function staleReason(state: LockState, staleMs: number, now = Date.now()): string | undefined {
   const { info } = state
-  if (info && info.hostname === os.hostname() && !pidAlive(info.pid)) {
-    return `its holder, pid ${info.pid} on this host, is no longer running`
+  if (info && info.hostname === os.hostname()) {
+    if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
+    // A restarted container often gives the new process the old one's pid, this one's included
+    // (the start time tells them apart; worker threads share their process's).
+    const started = info.pidStart === undefined ? undefined : processStart(info.pid)
+    if (started !== undefined && started !== info.pidStart) return `its holder, pid ${info.pid} on this host, is no longer running (that pid now belongs to another process)`
   }
   const age = now - state.mtimeMs
   if (age > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(age / 1000)} s`
@@ -397,6 +416,7 @@ export class FileLock {
 
   /** Tries once to create `file` with O_EXCL. */
   private static async tryCreate(file: string, refreshMs: number, what: string | undefined, onLost?: (why: string) => void): Promise<FileLock | undefined> {
+    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
     let fh: fs.FileHandle
     try {
       fh = await fs.open(file, 'wx', 0o644)
@@ -404,7 +424,6 @@ export class FileLock {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined
       throw e
     }
-    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
     try {
       await fh.writeFile(JSON.stringify(info))
       const { ino } = await fh.stat()

@@ -17,6 +17,7 @@ import {
   engineFileName,
   engineKeyParts,
   hashFile,
+  processStart,
   timingCachePath,
   writeFileAtomic,
 } from '../lib/engine-cache'
@@ -506,6 +507,28 @@ describe('across processes', () => {
     expect(sha(bytes)).toBe(done.sha256)
     expect(markers(markerDir)).toHaveLength(1)
   }, 20_000)
+
+  it('a lock whose pid now runs another process (a restarted container reuses pids, ours too) is recovered at once', async () => {
+    const { dir, parts } = fresh('reused-pid')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const own = processStart(process.pid)
+    if (own === undefined) throw new Error('no /proc/<pid>/stat here: this check is for Linux')
+    const earlier = String(Number(own) - 100)
+    for (const pid of [process.pid, process.ppid]) {
+      writeFileSync(cache.files(parts).lock, JSON.stringify({ pid, hostname: hostname(), pidStart: earlier, createdAt: new Date().toISOString(), token: 'x' }))
+      const messages: string[] = []
+      const t0 = Date.now()
+      await new EngineCache({ engineDir: dir, log: (m) => messages.push(m) }).getOrBuild(parts, counter().build)
+      expect(Date.now() - t0).toBeLessThan(3000)
+      expect(messages.some((m) => m.includes(`took over the stale lock ${cache.files(parts).lock}: its holder, pid ${pid} on this host, is no longer running (that pid now belongs to another process)`))).toBe(true)
+      await cache.invalidate(parts, 'next case')
+    }
+    // The same pid with its own start time: a live holder (another thread of this process), waited for.
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: process.pid, hostname: hostname(), pidStart: own, createdAt: new Date().toISOString(), token: 'x' }))
+    const waited = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
+    expect(waited.name).toBe('AbortError')
+    expect(existsSync(cache.files(parts).lock)).toBe(true)
+  })
 
   it('a lock left by a dead pid on this host is recovered at once', async () => {
     const { dir, parts } = fresh('stale-pid')

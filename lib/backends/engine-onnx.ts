@@ -41,7 +41,7 @@ export interface EngineOnnx {
  * Error if the caller asked for the precision (`explicit`), else the model as it is, said on
  * stderr (the default fp16 with an FP32-only export).
  */
-export async function engineOnnx(model: string, wanted: Precision, explicit: boolean, log = (m: string) => process.stderr.write(`face-multitask: ${m}\n`)): Promise<EngineOnnx> {
+export async function engineOnnx(model: string, wanted: Precision, explicit: boolean, log: (m: string) => void = (m) => { process.stderr.write(`face-multitask: ${m}\n`) }): Promise<EngineOnnx> {
   const own = await onnxPrecision(model)
   if (own === wanted) return { path: model, precision: own }
   const sibling = siblingFor(model, wanted)
