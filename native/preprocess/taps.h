@@ -105,8 +105,12 @@ FM_HD float reflect(float in, int size) {
   const float span = static_cast<float>(size);
   in = fabsf(fsub(in, min));
   const float extra = fmodf(in, span);  // exact on both sides
-  const int flips = static_cast<int>(floorf(fdiv(in, span)));
-  return (flips % 2 == 0) ? fadd(extra, min) : fadd(fsub(span, extra), min);
+  // torch casts floor(in / span) to int. From 2^24 on every float is an even integer, and past
+  // 2^31 the cast is undefined in C++ while the GPU saturates (to an odd INT_MAX): so the parity
+  // is taken only below 2^24, where the cast is exact on both sides.
+  const float flips = floorf(fdiv(in, span));
+  const bool odd = flips < 16777216.0f && (static_cast<int>(flips) & 1) != 0;
+  return odd ? fadd(fsub(span, extra), min) : fadd(extra, min);
 }
 
 // The tap of chip sample k (0..kChip-1) along one axis of `size` frame pixels, the window
@@ -134,6 +138,11 @@ FM_HD Tap axis_tap(float origin, float extent, int size, CropMode crop, int k) {
   }
   float x = ffma(fadd(g, 1.0f), half, -0.5f);
   if (crop == CropMode::Square) x = fmin_(fmax_(reflect(x, size), 0.0f), fsub(fsize, 1.0f));
+  // Beyond [-1, size] both taps lie outside the frame and weigh 0 whatever x is: clamping there
+  // changes no output and keeps the int conversion below defined (a huge window's x is past
+  // INT_MAX, where host and GPU would convert differently and the upload plan would miss rows).
+  if (!(x >= -1.0f)) x = -1.0f;  // NaN too
+  if (x > fsize) x = fsize;
   const float xf = floorf(x);
   const int i0 = static_cast<int>(xf);
   const float w = fsub(x, xf);

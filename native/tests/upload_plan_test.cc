@@ -73,6 +73,13 @@ int main() {
     run(c + ": over the top and bottom edges", {&hd}, {box_face(hd, 0, crop, 900, -120, 1200, 150), box_face(hd, 0, crop, 10, 950, 300, 1250)}, crop);
     run(c + ": tiny and huge boxes", {&hd, &small}, {box_face(hd, 0, crop, 500, 500, 501.5f, 502), box_face(small, 1, crop, -200, -300, 400, 500)}, crop);
     run(c + ": mostly off the frame", {&gray}, {box_face(gray, 0, crop, -300, -250, 20, 10), box_face(gray, 0, crop, 630, 470, 900, 800)}, crop);
+    // Coordinates past INT_MAX: the int conversions must stay defined (the UBSan build of this
+    // test, upload_plan_ubsan, fails otherwise) so that host and GPU pick the same rows.
+    run(c + ": a box reaching past INT_MAX", {&gray}, {box_face(gray, 0, crop, 100, 100, 1e13f, 1e13f)}, crop);
+    FaceIn vast;
+    vast.has_window = true;
+    vast.window = CropWindow{-3e12f, -5e12f, 9e12f, 7e12f};
+    run(c + ": a window trillions of pixels wide", {&small}, {vast}, crop);
     FaceIn chip_face;
     chip_face.frame = 1;
     run(c + ": a chip beside a frame, and a frame no face reads", {&gray, &chip, &unused},
