@@ -92,7 +92,7 @@ export interface LoadOptions {
   // The TensorRT options below are checked on every machine, so mistakes show before a GPU does.
   /** TensorRT: engine precision, 'fp16' (default), 'bf16' (Ampere and newer) or 'fp32'. */
   precision?: Precision
-  /** TensorRT: smallest batch of the engine's profile (default 1). minBatch <= optBatch <= maxBatch. */
+  /** TensorRT: smallest batch of the engine's profile (default 1; fewer faces run padded to it). minBatch <= optBatch <= maxBatch. */
   minBatch?: number
   /** TensorRT: the batch the kernels are tuned for (default 8, moved into [minBatch, maxBatch] when outside it). */
   optBatch?: number

@@ -117,8 +117,8 @@ the same options then loads it in seconds. An engine already in the cache is reu
   --precision <p>      fp16 (default), bf16 (Ampere and newer) or fp32. TensorRT takes the precision
                        from the ONNX: fp16 builds the .fp16.onnx that \`face-multitask export\` writes
                        beside the .fp32.onnx; without --precision an FP32-only model builds in fp32
-  --min-batch N        the engine profile's smallest batch (default 1)
-  --opt-batch N        the batch the kernels are tuned for (default 8)
+  --min-batch N        the engine profile's smallest batch (default 1; fewer faces run padded to it)
+  --opt-batch N        the batch the kernels are tuned for (default 8, moved into [min, max])
   --max-batch N        the largest batch (default 64); larger requests are split
   --opt-level N        builder optimization level 0-5 (default 3)
   --workspace-mib N    builder workspace limit (default: TensorRT's)

@@ -113,6 +113,9 @@ struct Pipeline::Shared {
   const PreprocessKernels* kernels = nullptr;
   size_t input_index = 0;
   OutDtype input_dtype = OutDtype::Float32;
+  // The profile's smallest batch: fewer faces run padded to it (rows past them are left as they
+  // are: every layer works per face, and only the faces' own output rows are copied back).
+  int64_t min_batch = 1;
   std::vector<size_t> output_index;  // engine tensor index of each output
   cu::PrimaryContext context;        // retained while any pinned frame or the pipeline lives
 
@@ -309,7 +312,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
   addresses[input_index] = b.input.get();
   for (size_t i : output_index) addresses[i] = b.tensors[i].get();
   std::string error;
-  if (!engine->enqueue(slot, n, addresses, &error)) return fail(error, 0);
+  if (!engine->enqueue(slot, std::max<int64_t>(n, min_batch), addresses, &error)) return fail(error, 0);
   a->EventRecord(marks[3], stream);
   size_t host_offset = 0;
   f.host_at.clear();
@@ -451,10 +454,12 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
                  ": build it from an ONNX whose batch axis is dynamic (face-multitask export writes one)";
         return nullptr;
       }
-      if (o.max_batch < 1 || o.max_batch > t.max_batch) {
-        *error = "maxBatch " + std::to_string(o.max_batch) + " is outside the engine's profile (at most " + std::to_string(t.max_batch) + ")";
+      if (o.max_batch < 1 || o.max_batch > t.max_batch || o.max_batch < t.min_batch) {
+        *error = "maxBatch " + std::to_string(o.max_batch) + " is outside the engine's profile [" + std::to_string(t.min_batch) +
+                 ", " + std::to_string(t.max_batch) + "]";
         return nullptr;
       }
+      s.min_batch = std::max<int64_t>(t.min_batch, 1);
       found = true;
       s.input_index = i;
       s.input_dtype = t.dtype == 1 ? OutDtype::Float16 : OutDtype::Float32;

@@ -25,14 +25,14 @@ constexpr int kOutputs = 3;
 
 class CopyEngine : public fm::trt::Engine {
  public:
-  CopyEngine(int contexts, int64_t max_batch, bool half = false) : elem_(half ? 2 : 4) {
+  CopyEngine(int contexts, int64_t max_batch, bool half = false, int64_t min_batch = 1) : elem_(half ? 2 : 4) {
     namespace cu = fm::cu;
     const cu::Api* a = cu::driver();
     streams_.resize(static_cast<size_t>(contexts), nullptr);
     for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
     const int dtype = half ? 1 : 0;
     const char* type = half ? "float16" : "float32";
-    tensors_ = {fm::trt::TensorDesc{"input", true, dtype, type, elem_, {-1, 3, fm::kInput, fm::kInput}, 1, 8, max_batch}};
+    tensors_ = {fm::trt::TensorDesc{"input", true, dtype, type, elem_, {-1, 3, fm::kInput, fm::kInput}, min_batch, 8, max_batch}};
     for (const char* name : {"head", "mid", "tail"})
       tensors_.push_back(fm::trt::TensorDesc{name, false, dtype, type, elem_, {-1, kSlice}, 0, 0, 0});
   }
@@ -45,6 +45,12 @@ class CopyEngine : public fm::trt::Engine {
   fm::cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
     namespace cu = fm::cu;
+    const fm::trt::TensorDesc& input = tensors_[0];
+    if (batch < input.min_batch || batch > input.max_batch) {  // as TrtEngine (setInputShape) refuses it
+      *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(input.min_batch) + ", " +
+               std::to_string(input.max_batch) + "]";
+      return false;
+    }
     const cu::Api* a = cu::driver();
     const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
     for (int64_t k = 0; k < batch; ++k) {

@@ -6,7 +6,8 @@
 // alloc_pinned frames, the embedded kernels through the driver API, two batches issued per
 // context, output copies into pinned memory, the stage timings) and the slices are compared with
 // the CPU preprocessing of the same faces (max abs <= 1e-5). Batches from several frames at once,
-// more batches than contexts, an oversized batch refused alone, both crops and resizes.
+// more batches than contexts, an oversized batch refused alone, both crops and resizes, batches
+// below the profile's smallest padded to it.
 // Without a CUDA device: 'SKIPPED: ...' and exit code 77.
 #include <cmath>
 #include <condition_variable>
@@ -46,9 +47,10 @@ struct Frames {
   std::vector<FrameIn> in;
 };
 
-void run_pipeline(CropMode crop, ResizeMode resize, bool half) {
+// min_batch > 1: an engine whose profile starts above 1; smaller batches run padded to it.
+void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch = 1) {
   const std::string name = std::string(crop == CropMode::Square ? "square" : "stretch") + (resize == ResizeMode::CenterCrop ? "/centre crop" : "/antialias") +
-                           (half ? " (float16 engine)" : "");
+                           (half ? " (float16 engine)" : "") + (min_batch > 1 ? " (minBatch " + std::to_string(min_batch) + ")" : "");
   constexpr int64_t kMax = 16;
   std::string error;
   trt::PipelineOptions o;
@@ -56,7 +58,7 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half) {
   o.crop = crop;
   o.resize = resize;
   o.max_batch = kMax;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax, half), o, &error);
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax, half, min_batch), o, &error);
   if (!p) {
     check(false, name + ": pipeline starts", error);
     return;
@@ -181,6 +183,13 @@ void refuses_unservable_engines() {
     auto p = trt::Pipeline::start(std::move(e), o, &error);
     check(!p && error.find(c.says) != std::string::npos, std::string("an engine with ") + c.what + " is refused", error);
   }
+  // A maxBatch below the profile's smallest batch could not be padded within its buffers.
+  trt::PipelineOptions o;
+  o.streams = 1;
+  o.max_batch = 2;
+  std::string error;
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(1, 8, false, 4), o, &error);
+  check(!p && error.find("maxBatch 2 is outside the engine's profile [4, 8]") != std::string::npos, "a maxBatch below the profile's minimum is refused", error);
 }
 
 // A context-fatal error surfacing in an enqueue (the host stand-in's FM_HOST_CUDA_CONTAIN_AT=37:
@@ -253,6 +262,7 @@ int main() {
       for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) run_pipeline(crop, resize, false);
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, true);
     run_pipeline(CropMode::Stretch, ResizeMode::CenterCrop, true);
+    run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 5);
   }
   std::printf("pipeline: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;
