@@ -172,6 +172,9 @@ BuildResult build_engine(const BuildOptions& o) {
   const bool plugins = init_plugins(&process_logger());
   preload_builder_resources();
 
+  // Declared before the builder and its config, so destroyed after them: "the lifetime of the
+  // ITimingCache must exceed the lifetime of all builders that use it" (NvInfer.h).
+  std::unique_ptr<nvinfer1::ITimingCache> cache;
   std::unique_ptr<nvinfer1::IBuilder> builder{
       static_cast<nvinfer1::IBuilder*>(L->createInferBuilder(&logger, NV_TENSORRT_VERSION))};
   if (!builder) return fail(r, "createInferBuilder failed", &logger);
@@ -252,7 +255,6 @@ BuildResult build_engine(const BuildOptions& o) {
   if (o.workspace_bytes > 0) config->setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE, o.workspace_bytes);
 
   // Timing cache: from the file if it is one of this TensorRT build and device, else empty.
-  std::unique_ptr<nvinfer1::ITimingCache> cache;
   if (!o.timing_cache_path.empty()) {
     std::vector<char> blob;
     if (read_file(o.timing_cache_path, &blob) && !blob.empty()) {

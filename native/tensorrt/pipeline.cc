@@ -279,7 +279,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
     }
     r = a->MemcpyHtoDAsync(b.descs.address(), descs, sizeof(FaceDesc) * static_cast<size_t>(n), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (faces)", r), r);
-    a->EventRecord(marks[1], stream);
+    if ((r = a->EventRecord(marks[1], stream)) != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
     const FaceDesc* d_descs = reinterpret_cast<const FaceDesc*>(static_cast<uintptr_t>(b.descs.address()));
     r = kernels->launch(d_descs, n, options.crop, options.resize, input_dtype, b.input.get(), stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuLaunchKernel (preprocessing)", r), r);
@@ -304,16 +304,18 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
     const size_t bytes = static_cast<size_t>(n) * kInputFloats * (input_dtype == OutDtype::Float16 ? 2 : 4);
     r = a->MemcpyHtoDAsync(b.input.address(), b.host_input.get(), bytes, stream);
     if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (input)", r), r);
-    a->EventRecord(marks[1], stream);
+    if ((r = a->EventRecord(marks[1], stream)) != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
   }
-  a->EventRecord(marks[kMarkConsumed], stream);
+  // The next batch refills staging and the descriptors once this one has passed: unrecorded, a
+  // wait on it would return on an older record.
+  if ((r = a->EventRecord(marks[kMarkConsumed], stream)) != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
 
   std::vector<void*> addresses(engine->tensors().size(), nullptr);
   addresses[input_index] = b.input.get();
   for (size_t i : output_index) addresses[i] = b.tensors[i].get();
   std::string error;
   if (!engine->enqueue(slot, std::max<int64_t>(n, min_batch), addresses, &error)) return fail(error, 0);
-  a->EventRecord(marks[3], stream);
+  if ((r = a->EventRecord(marks[3], stream)) != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
   size_t host_offset = 0;
   f.host_at.clear();
   for (size_t i : output_index) {

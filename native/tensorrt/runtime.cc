@@ -226,11 +226,16 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
   const cu::Api* a = cu::driver();
   if (g.exec != nullptr && g.addresses == addresses) {
     const cu::Result r = a->GraphLaunch(g.exec, s.stream);
-    if (r != cu::kSuccess) {
+    if (r == cu::kSuccess) return true;
+    if (cu::fatal(r)) {  // the context is gone: the pipeline reports the device lost
       *error = driver_error("cuGraphLaunch", r);
       return false;
     }
-    return true;
+    // Anything else: this size runs plainly from now on, this batch included.
+    a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+    g.failed = true;
+    return plain();
   }
   if (g.exec != nullptr) {  // the buffers moved: capture again
     a->GraphExecDestroy(g.exec);
@@ -249,7 +254,9 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     captured = s.context->enqueueV3(s.stream);
     cu::Graph graph = nullptr;
     r = a->StreamEndCapture(s.stream, &graph);  // always: the stream leaves capture mode
-    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&g.exec, graph, 0);
+    cu::GraphExec exec = nullptr;  // assigned only on success: a failed call may leave garbage
+    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&exec, graph, 0);
+    if (r == cu::kSuccess) g.exec = exec;
     if (graph != nullptr) a->GraphDestroy(graph);
   }
   if (!captured || r != cu::kSuccess || g.exec == nullptr) {

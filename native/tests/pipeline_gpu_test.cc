@@ -197,6 +197,32 @@ void refuses_unservable_engines() {
 // 12 copies each). Batches go one at a time, so only the failed batch's own clean-up can find the
 // context unusable: it must say why, the model must say it is lost, and later batches are refused
 // at once. Every batch is answered exactly once.
+// `count` batches of 4 chips, each submitted once the one before it is answered: each one's
+// outcome ("ok" or its error), and the number of answers.
+std::vector<std::string> one_at_a_time(trt::Pipeline& p, int count, int* answers) {
+  std::vector<uint8_t> chip(256 * 256 * 3);
+  fill_noise(chip.data(), chip.size(), 5);
+  const std::vector<FrameIn> frames = {FrameIn{chip.data(), 256, 256, 768, PixelFormat::RGB}};
+  std::vector<std::string> outcome;
+  for (int bi = 0; bi < count; ++bi) {
+    std::mutex m;
+    std::condition_variable cv;
+    int calls = 0;
+    std::string got;
+    p.submit(frames, std::vector<FaceIn>(4), [&](trt::BatchResult&& r) {
+      std::lock_guard<std::mutex> l(m);
+      got = r.ok ? "ok" : r.error;
+      ++calls;
+      cv.notify_all();
+    });
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return calls > 0; });
+    *answers += calls;
+    outcome.push_back(got);
+  }
+  return outcome;
+}
+
 void loses_the_device() {
   trt::PipelineOptions o;
   o.streams = 2;
@@ -207,27 +233,8 @@ void loses_the_device() {
     check(false, "lost device: pipeline starts", error);
     return;
   }
-  std::vector<uint8_t> chip(256 * 256 * 3);
-  fill_noise(chip.data(), chip.size(), 5);
-  const std::vector<FrameIn> frames = {FrameIn{chip.data(), 256, 256, 768, PixelFormat::RGB}};
-  std::vector<std::string> outcome;
   int answers = 0;
-  for (int bi = 0; bi < 6; ++bi) {
-    std::mutex m;
-    std::condition_variable cv;
-    int calls = 0;
-    std::string got;
-    p->submit(frames, std::vector<FaceIn>(4), [&](trt::BatchResult&& r) {
-      std::lock_guard<std::mutex> l(m);
-      got = r.ok ? "ok" : r.error;
-      ++calls;
-      cv.notify_all();
-    });
-    std::unique_lock<std::mutex> l(m);
-    cv.wait(l, [&] { return calls > 0; });
-    answers += calls;
-    outcome.push_back(got);
-  }
+  const std::vector<std::string> outcome = one_at_a_time(*p, 6, &answers);
   check(answers == 6, "lost device: every batch answered once");
   check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[2] == "ok", "lost device: the batches before the error succeed");
   check(outcome[3].find("CUDA_ERROR_CONTAINED") != std::string::npos, "lost device: the failing batch says why", outcome[3]);
@@ -236,6 +243,30 @@ void loses_the_device() {
         "lost device: later batches are refused at once", outcome[4]);
   p->close();
   check(p->tensors().size() == 4 && std::string(p->preprocessing()) == "cpu", "after close(): tensors and preprocessing still described");
+}
+
+// An event that cannot be recorded (the host stand-in's FM_HOST_CUDA_EVENT_FAIL_AT=13: with CPU
+// preprocessing a batch records 5 events, so the 3rd batch's 3rd, the one after its uploads,
+// which says when staging may be refilled) fails that batch alone; the model stays usable.
+void an_event_fails() {
+  trt::PipelineOptions o;
+  o.streams = 1;
+  o.max_batch = 8;
+  std::string error;
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(1, 8), o, &error);
+  if (!p) {
+    check(false, "failed event: pipeline starts", error);
+    return;
+  }
+  int answers = 0;
+  const std::vector<std::string> outcome = one_at_a_time(*p, 5, &answers);
+  check(answers == 5, "failed event: every batch answered once");
+  check(outcome[2].find("cuEventRecord") != std::string::npos && outcome[2].find("CUDA_ERROR_INVALID_VALUE") != std::string::npos,
+        "failed event: the batch whose event failed says why", outcome[2]);
+  check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[3] == "ok" && outcome[4] == "ok", "failed event: the other batches succeed",
+        outcome[3]);
+  check(p->lost().empty(), "failed event: the model is not lost", p->lost());
+  p->close();
 }
 
 }  // namespace
@@ -256,6 +287,8 @@ int main() {
               trt::PreprocessKernels::embedded() ? "embedded" : "not built");
   if (std::getenv("FM_HOST_CUDA_CONTAIN_AT") != nullptr) {  // ctest pipeline_host_lost (host stand-in only)
     loses_the_device();
+  } else if (std::getenv("FM_HOST_CUDA_EVENT_FAIL_AT") != nullptr) {  // ctest pipeline_host_event (the same)
+    an_event_fails();
   } else {
     refuses_unservable_engines();
     for (CropMode crop : {CropMode::Square, CropMode::Stretch})

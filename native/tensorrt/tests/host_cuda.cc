@@ -82,7 +82,16 @@ CUresult cuStreamQuery(void* s) { (void)s; return sticky(); }
 CUresult cuEventCreate(void** e, unsigned f) { (void)f; *e = &token; return 0; }
 CUresult cuEventDestroy_v2(void* e) { (void)e; return 0; }
 CUresult cuEventSynchronize(void* e) { (void)e; return sticky(); }
-CUresult cuEventRecord(void* e, void* s) { (void)e; (void)s; return sticky(); }
+// FM_HOST_CUDA_EVENT_FAIL_AT=n: the n-th cuEventRecord fails with CUDA_ERROR_INVALID_VALUE, once
+// (an error that leaves the context usable).
+static std::atomic<long> g_event_records{0};
+CUresult cuEventRecord(void* e, void* s) {
+  (void)e;
+  (void)s;
+  const char* v = getenv("FM_HOST_CUDA_EVENT_FAIL_AT");
+  if (v != nullptr && ++g_event_records == atol(v)) return 1;
+  return sticky();
+}
 CUresult cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.01f; return sticky(); }
 static CUresult alloc(void** p, size_t n) { return posix_memalign(p, 256, n ? n : 1) == 0 ? 0 : 2; }
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* q; CUresult r = alloc(&q, n); *p = (CUdeviceptr)(uintptr_t)q; return r; }
