@@ -21,6 +21,8 @@ export interface TensorRtStatus {
   /** The TensorRT headers the addon was compiled against, e.g. "10.14.1". */
   builtFor?: string
   tensorrtVersion?: string
+  /** The library's build number (getInferLibBuildVersion), e.g. "48". */
+  tensorrtBuild?: string
   parserVersion?: string
   gpuName?: string
   computeCapability?: string

@@ -34,7 +34,7 @@ export interface EngineKeyParts {
   onnxName: string
   /** SHA-256 (hex) of the ONNX file's bytes: hashFile(). */
   onnxSha256: string
-  /** `version`: e.g. "10.14.1"; `build`: the library's exact build (getInferLibVersion() and NV_TENSORRT_BUILD). */
+  /** `version`: e.g. "10.14.1"; `build`: the library's exact build, e.g. "10.14.1 build 48" (getInferLibBuildVersion()). */
   tensorrt: { version: string; build: string }
   /** The ONNX parser's version (nvonnxparser's getNvOnnxParserVersion / onnx-tensorrt). */
   parserVersion: string
@@ -45,6 +45,7 @@ export interface EngineKeyParts {
   builder: { optimizationLevel: number; workspaceMiB: number }
   /** computeCapability as "major.minor", e.g. "9.0". */
   gpu: { name: string; computeCapability: string; smCount: number }
+  /** The major of the newest CUDA the driver supports (a driver of another major rebuilds: conservative). */
   cudaMajor: number
   /** process.platform and process.arch. */
   os: string

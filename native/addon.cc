@@ -130,6 +130,7 @@ Napi::Value TensorrtStatus(const Napi::CallbackInfo& info) {
   o.Set("detail", text(s.detail));
   o.Set("builtFor", text(s.built_for));
   o.Set("tensorrtVersion", text(s.tensorrt_version));
+  o.Set("tensorrtBuild", text(s.tensorrt_build));
   o.Set("parserVersion", text(s.parser_version));
   o.Set("libraryPath", text(s.library_path));
   o.Set("parser", Napi::Boolean::New(env, s.parser));

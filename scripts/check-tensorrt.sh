@@ -94,15 +94,23 @@ fake_trt() {
   "$CC" -shared -fPIC -o "$dir/libnvinfer.so.$major" -Wl,-soname,"libnvinfer.so.$major" \
     -DFAKE_NVINFER -DFAKE_VERSION="$version" "$SRC/tests/fake_tensorrt.c"
   for extra in "$@"; do
-    local name flag
+    local name flag deps=()
     case "$extra" in
       parser) name="libnvonnxparser.so.$major"; flag=-DFAKE_PARSER ;;
       plugin) name="libnvinfer_plugin.so.$major"; flag=-DFAKE_PLUGIN ;;
+      plugin-cudart)
+        # A plugin library that needs pip's CUDA runtime (site-packages/nvidia/cuda_runtime/lib),
+        # which is on no library path: it loads only if the loader preloads it, as the pip
+        # package's own tensorrt_libs/__init__.py does.
+        local rt="$dir/../nvidia/cuda_runtime/lib"
+        mkdir -p "$rt"
+        "$CC" -shared -fPIC -o "$rt/libcudart.so.12" -Wl,-soname,libcudart.so.12 -DFAKE_CUDART "$SRC/tests/fake_tensorrt.c"
+        name="libnvinfer_plugin.so.$major"; flag=-DFAKE_PLUGIN; deps=(-L"$rt" -Wl,--no-as-needed -l:libcudart.so.12) ;;
     esac
     # Linked against libnvinfer by soname (no rpath), like the real ones: the loader must have
     # loaded libnvinfer first for these to load.
     "$CC" -shared -fPIC -o "$dir/$name" -Wl,-soname,"$name" "$flag" "$SRC/tests/fake_tensorrt.c" \
-      -L"$dir" -l:"libnvinfer.so.$major"
+      -L"$dir" -l:"libnvinfer.so.$major" "${deps[@]}"
   done
 }
 
@@ -179,6 +187,7 @@ for INC in "${DIRS[@]}"; do
   fake_trt "$F/other" "$OTHER" $((OTHER * 10000 + 100)) parser
   fake_trt "$F/venv/lib/python3.12/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin
   fake_trt "$F/site/tensorrt_libs" "$MAJOR" "$GOOD" parser
+  fake_trt "$F/deps/lib/python3.12/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin-cudart
   fake_trt "$F/split" "$MAJOR" "$GOOD"
   fake_trt "$WORK/.venv/lib/python3.11/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin
   mv "$WORK/.venv" "$WORK/.venv-off"
@@ -227,6 +236,9 @@ for INC in "${DIRS[@]}"; do
   status_case "^available: true\$" "libnvinfer in \$TENSORRT_LIB_DIR, the parser only in pip's folder -> available" \
     TENSORRT_LIB_DIR="$F/split" TENSORRT_PYTHON_SITE="$F/site" "${CUDA[@]}"
   status_case "^libraryPath: $F/full/" "\$TENSORRT_LIB_DIR wins over pip" TENSORRT_LIB_DIR="$F/full" VIRTUAL_ENV="$F/venv" "${CUDA[@]}"
+  status_case "^plugins: true\$" "pip's plugin library needing pip's CUDA runtime beside it -> loaded (preloaded)" \
+    VIRTUAL_ENV="$F/deps" "${CUDA[@]}"
+  status_case "^tensorrtBuild: 48\$" "... the library's build number" VIRTUAL_ENV="$F/deps" "${CUDA[@]}"
 
   SMOKE="$WORK/tool-$MAJOR/bin/tensorrt_smoke"
   if compile "$OBJ/smoke.log" "${DEFS[@]}" -o "$SMOKE" "$SRC/tests/smoke_main.cc" "$OBJ"/*.o -ldl; then

@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest'
 import { checkSameModel, engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
 import { readModelSpec } from '../lib/contract'
 import { readOnnxModel } from '../lib/onnx-model'
-import { framesOf, nativeTensorRt } from '../lib/backends/tensorrt'
+import { framesOf, keyParts, nativeTensorRt } from '../lib/backends/tensorrt'
+import { engineCacheKey } from '../lib/engine-cache'
+import { gpuOptions } from '../lib/gpu-options'
 import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
 import { loadNative } from '../lib/native'
@@ -97,6 +99,21 @@ describe('the engine is built from the same model', () => {
     const other = write('h.fp16.onnx', withMetadata(makeFixtureModel({ generation: 'v2.4' }), 'face_multitask.precision', 'fp16'))
     // v2.4 vs v2.5: another crop (stretch), resize (centre crop) and mesh mapping, among others.
     await expect(checkSameModel(f32, spec, other)).rejects.toThrow(`${other} (the engine's source beside g.fp32.onnx) is not the same model: its generation, crop, resize, meshSpace`)
+  })
+})
+
+describe('the engine cache key from the probe', () => {
+  it("takes the library's version and build number, not the headers the addon was compiled against", async () => {
+    const f = write('key.onnx', fixture)
+    const spec = readModelSpec(f, await readOnnxModel(f))
+    const status = { available: true, tensorrtVersion: '10.14.1', tensorrtBuild: '48', builtFor: '10.14.1', gpuName: 'NVIDIA H100', computeCapability: '9.0', smCount: 132, parserVersion: '0.1.0', cudaDriverVersion: '13.0' }
+    const load = (s: Partial<typeof status>) => ({ model: f, spec, gpu: gpuOptions({}), status: { ...status, ...s }, precisionGiven: false })
+    const key = async (s: Partial<typeof status>) => engineCacheKey(await keyParts(f, 'fp32', load(s)))
+    const base = await key({})
+    expect((await keyParts(f, 'fp32', load({}))).tensorrt).toEqual({ version: '10.14.1', build: '10.14.1 build 48' })
+    expect(await key({ builtFor: '10.16.0' })).toBe(base)
+    expect(await key({ tensorrtBuild: '49' })).not.toBe(base)
+    expect(await key({ tensorrtVersion: '10.14.2' })).not.toBe(base)
   })
 })
 

@@ -86,7 +86,9 @@ export async function keyParts(onnx: string, precision: Precision, load: TensorR
   return engineKeyParts({
     onnx,
     signal: g.signal,
-    tensorrt: { version: s.tensorrtVersion ?? 'unknown', build: `library ${s.tensorrtVersion ?? '?'}, headers ${s.builtFor ?? '?'}` },
+    // The library's own version and build: the headers the addon was compiled against do not
+    // change the plan (the addon's schema version covers the addon).
+    tensorrt: { version: s.tensorrtVersion ?? 'unknown', build: `${s.tensorrtVersion ?? '?'} build ${s.tensorrtBuild || '?'}` },
     parserVersion: s.parserVersion || 'unknown',
     precision,
     profile: { minBatch: g.minBatch, optBatch: g.optBatch, maxBatch: g.maxBatch },

@@ -30,6 +30,7 @@ template <class A, class B> constexpr bool kSameAbi = std::is_same_v<typename Pl
 static_assert(kSameAbi<decltype(&::createInferBuilder_INTERNAL), decltype(fm::trt::Library::createInferBuilder)>);
 static_assert(kSameAbi<decltype(&::createInferRuntime_INTERNAL), decltype(fm::trt::Library::createInferRuntime)>);
 static_assert(kSameAbi<decltype(&::getInferLibVersion), decltype(fm::trt::Library::getInferLibVersion)>);
+static_assert(kSameAbi<decltype(&::getInferLibBuildVersion), decltype(fm::trt::Library::getInferLibBuildVersion)>);
 static_assert(kSameAbi<decltype(&::createNvOnnxParser_INTERNAL), decltype(fm::trt::Library::createNvOnnxParser)>);
 static_assert(kSameAbi<decltype(&::getNvOnnxParserVersion), decltype(fm::trt::Library::getNvOnnxParserVersion)>);
 static_assert(kSameAbi<decltype(&::initLibNvInferPlugins), decltype(fm::trt::Library::initLibNvInferPlugins)>);
@@ -189,6 +190,26 @@ struct Opened {
   std::string problem;  // a candidate that exists but failed to load (missing dependency, ...)
 };
 
+// TensorRT 10's pip package (tensorrt_libs/__init__.py) loads the CUDA runtime and NVRTC of the
+// nvidia-* wheels beside it before its own libraries: they are not on the library path, and the
+// plugin library and kernels compiled at run time need them. Kept loaded; once per folder.
+void preload_pip_cuda(const std::string& libs_dir) {
+  static std::mutex mutex;
+  static std::set<std::string> done;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!done.insert(libs_dir).second) return;
+  for (const char* dep : {"/../nvidia/cuda_runtime/lib/*.so*", "/../nvidia/cuda_nvrtc/lib/*.so*"}) {
+    glob_t g;
+    if (glob((libs_dir + dep).c_str(), 0, nullptr, &g) == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) {
+        std::string error;
+        open_lib(g.gl_pathv[i], &error);  // a library that does not load is left to its users' errors
+      }
+    }
+    globfree(&g);
+  }
+}
+
 // Tries `soname` in `first` (if any), the explicit folders, the default path, then pip's.
 Opened open_first(const SearchPlan& plan, const std::string& soname, const std::string& first = "") {
   Opened o;
@@ -209,10 +230,17 @@ Opened open_first(const SearchPlan& plan, const std::string& soname, const std::
       if (o.problem.empty()) o.problem = error;
     }
   };
-  if (!first.empty()) try_path(first + "/" + soname, true);
+  const auto pip = [&](const std::string& d) { return std::find(plan.pip_dirs.begin(), plan.pip_dirs.end(), d) != plan.pip_dirs.end(); };
+  if (!first.empty()) {
+    if (o.handle == nullptr && pip(first) && is_file(first + "/" + soname)) preload_pip_cuda(first);
+    try_path(first + "/" + soname, true);
+  }
   for (const auto& d : plan.explicit_dirs) try_path(d + "/" + soname, true);
   try_path(soname, false);
-  for (const auto& d : plan.pip_dirs) try_path(d + "/" + soname, true);
+  for (const auto& d : plan.pip_dirs) {
+    if (o.handle == nullptr && is_file(d + "/" + soname)) preload_pip_cuda(d);
+    try_path(d + "/" + soname, true);
+  }
   return o;
 }
 
@@ -329,6 +357,7 @@ Probe probe() {
   }
   const long v = L.getInferLibVersion();
   s.tensorrt_version = version_text(v);
+  if (sym(o.handle, "getInferLibBuildVersion", &L.getInferLibBuildVersion)) s.tensorrt_build = std::to_string(L.getInferLibBuildVersion());
   if (major_of(v) != kMajor) {
     s.reason = "wrong TensorRT major (library " + major_minor(s.tensorrt_version) + ", built for " +
                std::to_string(kMajor) + ")";

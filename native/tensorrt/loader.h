@@ -42,6 +42,7 @@ struct Status {
   std::string built_for;         // "10.14.1": headers compiled against; empty without headers
   std::string tensorrt_version;  // "10.14.1": getInferLibVersion() of the library found; empty if none
   std::string parser_version;    // getNvOnnxParserVersion() of the parser library, or empty: the parser's
+  std::string tensorrt_build;     // getInferLibBuildVersion(): the library's build number ("48"), empty if absent
                                  // own API version ("0.1.0" throughout TensorRT 10 and 11), not TensorRT's
   std::string library_path;      // where libnvinfer was loaded from
   bool parser = false;           // libnvonnxparser loaded (needed to build engines)
@@ -67,6 +68,7 @@ struct Library {
   void* (*createInferBuilder)(void* logger, int32_t version) noexcept = nullptr;  // createInferBuilder_INTERNAL
   void* (*createInferRuntime)(void* logger, int32_t version) noexcept = nullptr;  // createInferRuntime_INTERNAL
   int32_t (*getInferLibVersion)() noexcept = nullptr;
+  int32_t (*getInferLibBuildVersion)() noexcept = nullptr;  // may be null
   void* (*createNvOnnxParser)(void* network, void* logger, int version) noexcept = nullptr;  // may be null
   int (*getNvOnnxParserVersion)() noexcept = nullptr;                                   // may be null
   bool (*initLibNvInferPlugins)(void* logger, const char* libNamespace) = nullptr;      // may be null

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   std::printf("detail: %s\n", s.detail.c_str());
   std::printf("builtFor: %s\n", s.built_for.c_str());
   std::printf("tensorrtVersion: %s\n", s.tensorrt_version.c_str());
+  std::printf("tensorrtBuild: %s\n", s.tensorrt_build.c_str());
   std::printf("parserVersion: %s\n", s.parser_version.c_str());
   std::printf("libraryPath: %s\n", s.library_path.c_str());
   std::printf("parser: %s\n", s.parser ? "true" : "false");
