@@ -573,11 +573,30 @@ export class EngineCache {
     this.lockOptions = { staleMs: options.staleMs, refreshMs: options.refreshMs, maxPollMs: options.maxPollMs }
   }
 
-  /** The plan, sidecar and lock files for a key. */
+  /**
+   * The plan, sidecar and lock files for a key, named after this ONNX file. The lock is named by
+   * the key alone: the same bytes under another file name are the same engine, built once.
+   */
   files(parts: EngineKeyParts, key = engineCacheKey(parts)): PlanFiles {
     const plan = path.join(this.dir, engineFileName(parts, key))
     const stem = plan.slice(0, -'.plan'.length)
-    return { plan, sidecar: `${stem}.json`, lock: `${stem}.lock` }
+    return { plan, sidecar: `${stem}.json`, lock: this.lockFile(key) }
+  }
+
+  private lockFile(key: string): string {
+    return path.join(this.dir, `engine-${key.slice(0, 16)}.lock`)
+  }
+
+  /** The plan file the cache holds for `parts`: the one named after this ONNX, else one built under another name. */
+  async planFile(parts: EngineKeyParts): Promise<string> {
+    return (await this.locate(parts, engineCacheKey(parts))).plan
+  }
+
+  /** This name's files when its sidecar exists, else those of the same key under another name, else this name's. */
+  private async locate(parts: EngineKeyParts, key: string): Promise<PlanFiles> {
+    const own = this.files(parts, key)
+    if (await fs.stat(own.sidecar).then(() => true, () => false)) return own
+    return (await this.findByKey(key)) ?? own
   }
 
   /** The timing cache for this TensorRT build and GPU, beside the plans. */
@@ -637,7 +656,7 @@ export class EngineCache {
    * sidecar then the plan; the next getOrBuild() rebuilds it.
    */
   async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void): Promise<void> {
-    const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : this.files(partsOrKey)
+    const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : await this.locate(partsOrKey, engineCacheKey(partsOrKey))
     if (!found) return
     this.log(`${path.basename(found.plan)}: ${reason}; removing it, it will be rebuilt`, onProgress)
     await fs.rm(found.sidecar, { force: true })
@@ -658,7 +677,7 @@ export class EngineCache {
         const s = JSON.parse(await fs.readFile(sidecar, 'utf8')) as EngineSidecar
         if (s.key === key) {
           const stem = sidecar.slice(0, -'.json'.length)
-          return { plan: `${stem}.plan`, sidecar, lock: `${stem}.lock` }
+          return { plan: `${stem}.plan`, sidecar, lock: this.lockFile(key) }
         }
       } catch {
         // unreadable sidecar: not this one
@@ -744,7 +763,7 @@ export class EngineCache {
     const name = path.basename(files.plan)
     const say = (m: string) => this.log(m, emit)
     await this.ensureDir()
-    const cached = await this.tryLoad(files, parts, key, say)
+    const cached = await this.tryLoad(await this.locate(parts, key), parts, key, say)
     if (cached) return cached
 
     const lock = await FileLock.acquire(files.lock, {
@@ -757,8 +776,8 @@ export class EngineCache {
     })
     let handedOff = false
     try {
-      // Whoever held the lock may just have written it.
-      const ready = await this.tryLoad(files, parts, key)
+      // Whoever held the lock may just have written it (under its own ONNX file's name, maybe).
+      const ready = await this.tryLoad(await this.locate(parts, key), parts, key)
       if (ready) {
         say(`${name}: built by another process; loaded it`)
         return ready

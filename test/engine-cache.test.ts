@@ -484,6 +484,31 @@ describe('across processes', () => {
     expect(debris(dir)).toEqual([])
   }, 20_000)
 
+  it('the same ONNX bytes under another file name: one build across processes, the other name loads it', async () => {
+    const { dir, parts } = fresh('renamed')
+    const markerDir = path.join(dir, 'markers')
+    mkdirSync(markerDir)
+    const child = startChild({ dir, parts, buildMs: 1500, markerDir })
+    await child.next('building')
+    const renamed = { ...parts, onnxName: 'copy-of-the-model.onnx' }
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const { state, build } = counter()
+    const bytes = await cache.getOrBuild(renamed, build)
+    const done = await child.next('done')
+    expect(state.builds).toBe(0) // waited for the other process's build of the same key
+    expect(sha(bytes)).toBe(done.sha256)
+    expect(await cache.planFile(renamed)).toBe(cache.files(parts).plan)
+    expect(existsSync(cache.files(renamed).plan)).toBe(false)
+    // And later, in a process that never saw the first name.
+    const again = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(renamed, build)
+    expect(state.builds).toBe(0)
+    expect(sha(again)).toBe(done.sha256)
+    expect((await child.exit).code).toBe(0)
+    // invalidate() by the other name removes the plan that was loaded.
+    await cache.invalidate(renamed, 'refused')
+    expect(existsSync(cache.files(parts).plan)).toBe(false)
+  }, 20_000)
+
   it('a waiting caller aborted by its signal gets an AbortError; the builder goes on unaffected', async () => {
     const { dir, parts } = fresh('abort-wait')
     const markerDir = path.join(dir, 'markers')

@@ -143,7 +143,7 @@ export class TensorRtBackend implements Backend {
     const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
     const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${preprocessing})`
     // One batch more than there are streams: the next is queued in the addon while the GPU works.
-    return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, cache.files(parts).plan)
+    return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, await cache.planFile(parts))
   }
 
   run(faces: FaceJob[]): Promise<BatchOutputs> {
