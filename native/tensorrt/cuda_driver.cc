@@ -90,7 +90,7 @@ constexpr bool same_fatal_list() {
   return true;
 }
 static_assert(same_fatal_list(), "kFatalErrors: the values cuda.h gives these errors");
-static_assert(CUDA_SUCCESS == fm::cu::kSuccess && CUDA_ERROR_NO_DEVICE == fm::cu::kErrorNoDevice &&
+static_assert(CUDA_SUCCESS == fm::cu::kSuccess && CUDA_ERROR_NO_DEVICE == fm::cu::kErrorNoDevice && CUDA_ERROR_OUT_OF_MEMORY == fm::cu::kErrorOutOfMemory &&
               CUDA_ERROR_NOT_READY == fm::cu::kErrorNotReady);
 static_assert(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT == fm::cu::kAttrMultiprocessorCount &&
               CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR == fm::cu::kAttrComputeCapabilityMajor &&

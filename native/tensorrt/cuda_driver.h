@@ -41,6 +41,7 @@ using GraphExec = CUgraphExec_st*;  // CUgraphExec
 using DevicePtr = unsigned long long;  // CUdeviceptr (64-bit builds)
 
 constexpr Result kSuccess = 0;              // CUDA_SUCCESS
+constexpr Result kErrorOutOfMemory = 2;     // CUDA_ERROR_OUT_OF_MEMORY
 constexpr Result kErrorNoDevice = 100;      // CUDA_ERROR_NO_DEVICE
 constexpr Result kErrorNotReady = 600;      // CUDA_ERROR_NOT_READY
 constexpr int kAttrMultiprocessorCount = 16;  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT

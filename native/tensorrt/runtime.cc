@@ -91,7 +91,21 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   }
   I.engine.reset(I.runtime->deserializeCudaEngine(plan, size));
   if (!I.engine) {
-    *error = "TensorRT refused the plan (another TensorRT build or GPU, or a damaged file): " + I.logger.last_error();
+    // "refused the plan" makes the cache delete it and build it again (minutes): not when the
+    // plan is fine and the GPU is the problem. A small allocation tells a lost context (or a
+    // full GPU) from a plan of another TensorRT build or GPU, or a damaged file.
+    const cu::Api* a = cu::driver();
+    cu::DevicePtr probe = 0;
+    const cu::Result r = a->MemAlloc(&probe, 1 << 20);
+    if (r == cu::kSuccess) a->MemFree(probe);
+    const std::string trt = I.logger.last_error();
+    if (cu::fatal(r)) {
+      *error = "the GPU is lost (" + driver_error("cuMemAlloc", r) + "); TensorRT could not load the plan: " + trt;
+    } else if (r == cu::kErrorOutOfMemory || trt.find("out of memory") != std::string::npos) {
+      *error = "out of GPU memory while loading the plan: " + trt;
+    } else {
+      *error = "TensorRT refused the plan (another TensorRT build or GPU, or a damaged file): " + trt;
+    }
     return nullptr;
   }
 
