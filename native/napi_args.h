@@ -76,8 +76,12 @@ inline Frame resolve_frame(Napi::Env env, const FrameArgs& a) {
   Frame frame = a.frame;
   size_t length = 0;
   if (!bytes_of(a.data, &frame.data, &length)) throw Napi::TypeError::New(env, a.where + ".data must be a TypedArray");
-  // The last row needs its pixels only (every reader stops at width * channels in a row).
-  const size_t needed = frame.stride * static_cast<size_t>(frame.height - 1) + static_cast<size_t>(frame.width) * channels(frame.format);
+  // The last row needs its pixels only (every reader stops at width * channels in a row). A
+  // stride * (height - 1) past size_t (stride may reach 2^53) would wrap to a small number.
+  const size_t row = static_cast<size_t>(frame.width) * channels(frame.format);
+  const size_t rows = static_cast<size_t>(frame.height - 1);
+  const bool overflows = rows > 0 && frame.stride > (SIZE_MAX - row) / rows;
+  const size_t needed = overflows ? SIZE_MAX : frame.stride * rows + row;
   if (length < needed)
     throw Napi::RangeError::New(env, a.where + ".data is shorter than stride * (height - 1) + width * channels");
   return frame;

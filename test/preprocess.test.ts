@@ -108,6 +108,9 @@ describe('native preprocessing equals the reference formula', () => {
     const tight = { ...face, stride: 320, data: new Uint8Array(320 * 99 + 300) }
     expect(() => loadNative().preprocessSync([tight], 1, 1, out)).not.toThrow()
     expect(() => loadNative().preprocessSync([{ ...tight, data: tight.data.subarray(1) }], 1, 1, out)).toThrow(/shorter than/)
+    // stride * (height - 1) = 2^45 * 2^19 = 2^64: past size_t, it must not wrap to 0.
+    const wraps = { ...face, height: 2 ** 19 + 1, stride: 2 ** 45, data: new Uint8Array(300) }
+    expect(() => loadNative().preprocessSync([wraps], 1, 1, out)).toThrow(/shorter than stride \* \(height - 1\) \+ width \* channels/)
     expect(() => loadNative().preprocessSync([face, face], 1, 1, out)).toThrow(/out holds/)
     // Modes are exactly 0 or 1 (not coerced), windows finite and non-empty in float32, strides exact.
     const ok = { ...face, data: new Uint8Array(300 * 100) }
