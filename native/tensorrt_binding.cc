@@ -303,13 +303,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (p == nullptr) throw Napi::Error::New(env, "pinned memory for the frame: " + error);
     std::memset(p, 0, static_cast<size_t>(bytes));
     auto* owner = new std::shared_ptr<Pipeline>(pipeline_);
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-        env, p, static_cast<size_t>(bytes),
-        [](Napi::Env, void* data, std::shared_ptr<Pipeline>* hint) {
-          (*hint)->free_pinned(data);  // queued to a pipeline thread while it runs
-          delete hint;
-        },
-        owner);
+    Napi::ArrayBuffer buffer;
+    try {
+      buffer = Napi::ArrayBuffer::New(
+          env, p, static_cast<size_t>(bytes),
+          [](Napi::Env, void* data, std::shared_ptr<Pipeline>* hint) {
+            (*hint)->free_pinned(data);  // queued to a pipeline thread while it runs
+            delete hint;
+          },
+          owner);
+    } catch (const Napi::Error& e) {
+      // Runtimes that refuse external buffers (napi_no_external_buffers_allowed: Electron's memory
+      // cage) cannot hand pinned memory to JS: say so, and free the block no one will own.
+      pipeline_->free_pinned(p);
+      delete owner;
+      throw Napi::Error::New(env, std::string("allocFrame: this runtime refuses external buffers (") + e.Message() +
+                                      "); pass ordinary frames instead, which are copied once into pinned staging");
+    }
     return Napi::Uint8Array::New(env, static_cast<size_t>(bytes), buffer, 0);
   }
 
