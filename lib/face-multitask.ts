@@ -130,6 +130,7 @@ export class FaceMultitask {
       ...(this.engine.enginePath !== undefined ? { engine: this.engine.enginePath } : {}),
       ...(this.engine.stages ? { gpuStages: this.engine.stages() } : {}),
       ...(this.fallbackReason !== undefined ? { fallbackReason: this.fallbackReason } : {}),
+      ...(this.engine.lost?.() ? { gpuLost: this.engine.lost() } : {}),
     }
   }
 

@@ -151,4 +151,9 @@ export interface ModelInfo {
   gpuStages?: GpuStages
   /** Set when backend 'auto' did not take TensorRT: why (e.g. no GPU, no TensorRT library). */
   fallbackReason?: string
+  /**
+   * TensorRT: set once a context-fatal CUDA error hit a batch (the CUDA error); every later
+   * detect() rejects with it. The GPU context cannot be recovered in this process: restart it.
+   */
+  gpuLost?: string
 }

@@ -26,6 +26,8 @@ interface Fake {
   plan: Uint8Array
   /** tensorrtLoad refuses the plan this many times, as TensorRT refuses one from another build. */
   refusals: number
+  /** What tensorrtLoad gives once it accepts the plan (else it fails). */
+  engine?: unknown
 }
 
 /** FaceMultitask over the real addon with tensorrtBuild / tensorrtLoad replaced. */
@@ -47,6 +49,7 @@ async function fakeAddon(fake: Fake) {
       },
       tensorrtLoad: async () => {
         if (fake.refusals-- > 0) throw Object.assign(new Error('deserializeCudaEngine failed: version tag mismatch'), { code: 'FM_PLAN_REFUSED' })
+        if (fake.engine) return fake.engine
         throw new Error('the fake addon runs no engine')
       },
     }
@@ -110,4 +113,24 @@ it('face-multitask build: a failure after the flags were checked is exit 1, not 
   expect(fake.builds).toBe(1)
   expect(code).toBe(1)
   expect(err.join('\n')).toMatch(/returned no bytes/)
+})
+
+it('info() says when the GPU is lost (the addon reports a context-fatal error)', async () => {
+  const state = { lost: '' }
+  const engine = {
+    run: async () => { throw new Error(state.lost) },
+    allocFrame: (n: number) => new Uint8Array(n),
+    close: async () => {},
+    info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: state.lost, tensors: [], stages: {} }),
+  }
+  const FM = await fakeAddon({ builds: 0, plan: Buffer.from('plan'), refusals: 0, engine })
+  const m = await FM.load({ model, backend: 'tensorrt', engineDir: path.join(dir, 'lost'), onProgress: () => {} })
+  try {
+    expect(m.info().gpuLost).toBeUndefined()
+    state.lost = 'cuEventSynchronize: CUDA_ERROR_ILLEGAL_ADDRESS'
+    await expect(m.detect({ data: new Uint8Array(256 * 256 * 3), width: 256, height: 256 })).rejects.toThrow(/CUDA_ERROR_ILLEGAL_ADDRESS/)
+    expect(m.info().gpuLost).toBe('cuEventSynchronize: CUDA_ERROR_ILLEGAL_ADDRESS')
+  } finally {
+    await m.close()
+  }
 })

@@ -14,6 +14,8 @@ export interface Backend {
   readonly enginePath?: string
   /** TensorRT: the batches' cost per stage so far. */
   stages?(): GpuStages
+  /** TensorRT: why the GPU is lost (a context-fatal CUDA error), or '' while it is not. */
+  lost?(): string
   run(faces: FaceJob[]): Promise<BatchOutputs>
   /** Frees everything; called once no batch is running. */
   close(): Promise<void>

@@ -155,6 +155,10 @@ export class TensorRtBackend implements Backend {
     return this.engine.info().stages
   }
 
+  lost(): string {
+    return this.engine.info().lost ?? ''
+  }
+
   /** Pinned host memory the GPU copies from directly (zero-copy frames). */
   allocFrame(bytes: number): Uint8Array {
     return this.engine.allocFrame(bytes)
