@@ -1,11 +1,13 @@
 // TensorRT-backend benchmark (`npm run bench -- --backend tensorrt --model <onnx>`), for machines
 // with an NVIDIA GPU and TensorRT: batch-1 latency (p50/p99) from a pinned 1920x1080 frame to a
 // resolved promise, throughput at batch 1, 8, 32, 64 and 128 with the pipeline kept full, and the
-// same model through onnxruntime-node's TensorRT and CUDA execution providers when they are
-// installed (inputs preprocessed by this package on the CPU, outside the timing), as ratios.
+// same ONNX file (the one the engine is built from) through onnxruntime-node's TensorRT and CUDA
+// execution providers when they are installed (inputs preprocessed by this package on the CPU,
+// outside the timing), as ratios.
 import { performance } from 'node:perf_hooks'
 import * as ort from 'onnxruntime-node'
 import { tensorrtAvailability } from '../lib/availability'
+import { engineOnnx } from '../lib/backends/engine-onnx'
 import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
 import { loadNative } from '../lib/native'
@@ -92,7 +94,10 @@ export async function benchTensorrt(opts: { model: string; seconds: number; stre
     const p50 = percentile(times, 50)
     const p99 = percentile(times, 99)
 
-    const sessions = { tensorrt: await ortProvider(opts.model, 'tensorrt'), cuda: await ortProvider(opts.model, 'cuda') }
+    // The providers run the ONNX file the engine was built from (the .fp16.onnx beside an FP32
+    // model, by default), so that both sides compute in the same precision.
+    const built = await engineOnnx(opts.model, 'fp16', false, () => {})
+    const sessions = { tensorrt: await ortProvider(built.path, 'tensorrt'), cuda: await ortProvider(built.path, 'cuda') }
     const spec = model.spec
     const rows: Row[] = []
     for (const batch of BATCHES) {
@@ -123,6 +128,7 @@ export async function benchTensorrt(opts: { model: string; seconds: number; stre
       '|---|---|---|---|---|---|',
       ...rows.map((r) => `| ${r.batch} | ${r.facesPerSecond.toFixed(0)} | ${r.ortTensorrt?.toFixed(0) ?? '-'} | ${r.ortTensorrt ? (r.facesPerSecond / r.ortTensorrt).toFixed(2) + 'x' : '-'} | ${r.ortCuda?.toFixed(0) ?? '-'} | ${r.ortCuda ? (r.facesPerSecond / r.ortCuda).toFixed(2) + 'x' : '-'} |`),
       '',
+      `ORT execution providers' model: ${built.path} (${built.precision}, the ONNX the engine was built from)`,
       `ORT TensorRT EP: ${typeof sessions.tensorrt === 'string' ? sessions.tensorrt : 'measured (its inputs preprocessed outside the timing)'}`,
       `ORT CUDA EP: ${typeof sessions.cuda === 'string' ? sessions.cuda : 'measured (its inputs preprocessed outside the timing)'}`,
       `goals (H100-class GPU): batch-1 <= ${GOALS.latencyMs} ms: ${p50 <= GOALS.latencyMs ? 'met' : 'NOT met'}; >= ${GOALS.facesPerSecond128} faces/s at 128: ${r128.facesPerSecond >= GOALS.facesPerSecond128 ? 'met' : 'NOT met'}; ` +
