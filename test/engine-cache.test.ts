@@ -437,14 +437,32 @@ describe('getOrBuild', () => {
     expect(builds).toBe(1) // the second caller waited for the build the first started, and loaded its plan
   })
 
-  it.skipIf(process.platform === 'win32' || process.getuid?.() === 0)('a folder it cannot write to is named, with the option to change it', async () => {
-    const { dir, parts } = fresh('read-only')
+  it.skipIf(process.platform === 'win32')('a folder it cannot write to is named, with the option to change it', async () => {
+    const { parts } = fresh('read-only')
+    // Root writes anywhere: then the cache runs in a child process as user nobody, from copies
+    // of the compiled modules in a folder every user can read (the checkout may not be).
+    const asRoot = process.getuid?.() === 0
+    const top = mkdtempSync(path.join(tmpdir(), 'fm-read-only-'))
+    chmodSync(top, 0o755)
+    const dir = path.join(top, 'read-only')
+    mkdirSync(dir, { mode: 0o555 })
     chmodSync(dir, 0o555)
     try {
-      const err = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)
-      expect(err.message).toMatch(/the engine cache folder ".*read-only" is not writable .*set options\.engineDir to a writable folder/)
+      let message: string
+      if (asRoot) {
+        for (const f of ['engine-cache.js', 'native.js']) writeFileSync(path.join(top, f), readFileSync(path.join(path.dirname(compiled), f)))
+        const script = `require(${JSON.stringify(path.join(top, 'engine-cache.js'))}).EngineCache.prototype.getOrBuild.call(
+          new (require(${JSON.stringify(path.join(top, 'engine-cache.js'))}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
+          ${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => console.log('built'), (e) => console.log(e.message))`
+        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
+        expect(r.stderr).toBe('')
+        message = r.stdout.trim()
+      } else {
+        message = (await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)).message
+      }
+      expect(message).toMatch(/the engine cache folder ".*read-only" is not writable .*set options\.engineDir to a writable folder/)
     } finally {
-      chmodSync(dir, 0o755)
+      rmSync(top, { recursive: true, force: true })
     }
   })
 
