@@ -18,7 +18,7 @@
 // because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
 // for what is ~200 lines here.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, readFileSync, unlinkSync } from 'node:fs'
+import { createReadStream, readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -292,6 +292,8 @@ export interface LockInfo {
   hostname: string
   /** When the holder process started, where the OS tells (Linux: /proc/<pid>/stat's starttime): a reused pid is told apart. */
   pidStart?: string
+  /** The holder's pid namespace (Linux: /proc/self/ns/pid): containers that share a host name and a cache folder may not. */
+  pidNamespace?: string
   createdAt: string
   token: string
   /** What is being built (the plan's file name). */
@@ -308,6 +310,19 @@ export function processStart(pid: number): string | undefined {
   } catch {
     return undefined
   }
+}
+
+let ownPidNamespace: string | null | undefined
+/** This process's pid namespace (Linux), else undefined. */
+function pidNamespace(): string | undefined {
+  if (ownPidNamespace === undefined) {
+    try {
+      ownPidNamespace = readlinkSync('/proc/self/ns/pid')
+    } catch {
+      ownPidNamespace = null
+    }
+  }
+  return ownPidNamespace ?? undefined
 }
 
 /** Whether `pid` runs on this host (EPERM: it runs, as another user). */
@@ -354,7 +369,9 @@ function describeHolder(info: LockInfo | undefined): string {
 /** Why a lock is stale, or undefined while its holder may still be at work. */
 function staleReason(state: LockState, staleMs: number, now = Date.now()): string | undefined {
   const { info } = state
-  if (info && info.hostname === os.hostname()) {
+  // Pids say something only within one pid namespace: a holder in another container with the
+  // same host name is judged by the lock's age alone.
+  if (info && info.hostname === os.hostname() && (info.pidNamespace === undefined || info.pidNamespace === pidNamespace())) {
     if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
     // A restarted container often gives the new process the old one's pid, this one's included
     // (the start time tells them apart; worker threads share their process's).
@@ -417,7 +434,7 @@ export class FileLock {
 
   /** Tries once to create `file` with O_EXCL. */
   private static async tryCreate(file: string, refreshMs: number, what: string | undefined, onLost?: (why: string) => void): Promise<FileLock | undefined> {
-    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
+    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), pidNamespace: pidNamespace(), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
     let fh: fs.FileHandle
     try {
       fh = await fs.open(file, 'wx', 0o644)

@@ -573,6 +573,18 @@ describe('across processes', () => {
     expect(existsSync(cache.files(parts).lock)).toBe(true)
   })
 
+  it("a lock from another pid namespace with this host's name (containers sharing a host name) is judged by age alone", async () => {
+    const { dir, parts } = fresh('other-namespace')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), pidNamespace: 'pid:[1]', createdAt: new Date().toISOString(), token: 'x' }))
+    const waited = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
+    expect(waited.name).toBe('AbortError') // its pid means nothing here: not taken over
+    utimesSync(cache.files(parts).lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+    const { state, build } = counter()
+    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000 }).getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+  })
+
   it('a lock left by a dead pid on this host is recovered at once', async () => {
     const { dir, parts } = fresh('stale-pid')
     const cache = new EngineCache({ engineDir: dir, log: () => {} }) // default stale timeout: 10 minutes
