@@ -73,7 +73,25 @@ struct BuildTask {
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Promise::Deferred deferred;
   Napi::FunctionReference on_progress;
-  explicit BuildTask(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  std::thread thread;  // the build; it has released the thread-safe function when the finalizer runs
+  napi_env env = nullptr;
+  bool hooked = false;  // AtExit registered
+  explicit BuildTask(Napi::Env e) : deferred(Napi::Promise::Deferred::New(e)), env(e) {}
+  ~BuildTask() {
+    if (hooked) napi_remove_env_cleanup_hook(env, &BuildTask::AtExit, this);
+    *cancel = true;
+    if (thread.joinable()) thread.join();
+  }
+  // The environment is going away mid-build (process.exit(), a worker ending): cancel the build
+  // and wait for TensorRT to stop at its next step, rather than leave a thread running inside
+  // libnvinfer while the process's static destructors and the driver's teardown run. Registered
+  // after the thread-safe function, so it runs before that is torn down.
+  static void AtExit(void* arg) {
+    auto* t = static_cast<BuildTask*>(arg);
+    t->hooked = false;
+    *t->cancel = true;
+    if (t->thread.joinable()) t->thread.join();
+  }
 };
 
 Napi::Object progress_object(Napi::Env env, const BuildProgress& p) {
@@ -163,13 +181,14 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
     if (tsfn.NonBlockingCall(e) != napi_ok) delete e;
     return true;  // cancellation goes through the flag
   };
-  std::thread([task, tsfn, cancel]() mutable {
+  task->thread = std::thread([task, tsfn, cancel]() mutable {
     auto* e = new BuildEvent();
     e->final = true;
     e->result = build_engine(task->options);
     if (tsfn.BlockingCall(e) != napi_ok) delete e;
     tsfn.Release();  // the finalizer deletes the task once the final call has run
-  }).detach();
+  });
+  task->hooked = napi_add_env_cleanup_hook(env, &BuildTask::AtExit, task) == napi_ok;
 
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", promise);
