@@ -90,7 +90,10 @@ export interface LoadOptions {
   /** CPU backend: intra-op threads per worker (default: available cores / workers). */
   threads?: number
   // The TensorRT options below are checked on every machine, so mistakes show before a GPU does.
-  /** TensorRT: engine precision, 'fp16' (default), 'bf16' (Ampere and newer) or 'fp32'. */
+  /**
+   * TensorRT: engine precision, 'fp16' (default), 'bf16' (Ampere and newer; from an ONNX that
+   * declares face_multitask.precision=bf16, which `face-multitask export` does not write) or 'fp32'.
+   */
   precision?: Precision
   /** TensorRT: smallest batch of the engine's profile (default 1; fewer faces run padded to it). minBatch <= optBatch <= maxBatch. */
   minBatch?: number
@@ -106,7 +109,8 @@ export interface LoadOptions {
   workspaceMiB?: number
   /**
    * TensorRT: replay each batch size's inference as a CUDA graph after its first run (default
-   * true); a size whose capture fails runs plain enqueueV3.
+   * true). A capture that fails turns graphs off for the model; a replay that fails without
+   * losing the GPU turns that batch size off; either way plain enqueueV3 runs and no batch is lost.
    */
   cudaGraphs?: boolean
   /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
@@ -130,7 +134,7 @@ export interface GpuStages {
   hostMs: number
   /** Each batch from its start on a native thread to its outputs in host memory. */
   wallMs: number
-  /** (stream, batch size) pairs replaying a CUDA graph, and captures that failed (one turns graphs off for the model). */
+  /** (stream, batch size) pairs replaying a CUDA graph, and those whose capture or replay failed (a failed capture turns graphs off for the model). */
   cudaGraphs: number
   cudaGraphFallbacks: number
 }

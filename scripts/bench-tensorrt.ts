@@ -20,8 +20,8 @@ const GOALS = { latencyMs: 1.5, facesPerSecond128: 8000, vsOrtTensorrt: 1.5 }
 export const TENSORRT_USAGE = `usage: npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]
 
 Batch-1 latency p50/p99 (pinned 1920x1080 frame -> resolved promise), faces/s at batch
-${BATCHES.join(', ')}, and onnxruntime-node's TensorRT / CUDA execution providers on the same model
-when installed. Goals on an H100-class GPU: <= ${GOALS.latencyMs} ms batch-1 end to end, >= ${GOALS.facesPerSecond128} faces/s at
+${BATCHES.join(', ')}, and onnxruntime-node's TensorRT / CUDA execution providers on the ONNX file the
+engine is built from (the .fp16.onnx beside an FP32 model) when installed. Goals on an H100-class GPU: <= ${GOALS.latencyMs} ms batch-1 end to end, >= ${GOALS.facesPerSecond128} faces/s at
 batch 128, >= ${GOALS.vsOrtTensorrt}x onnxruntime-node's TensorRT provider.`
 
 interface Row {

@@ -43,7 +43,7 @@ const OVERHEAD_TARGET_BATCH = 8
 const PREPROCESS_TARGET_MS = 0.3
 
 const PYFEAT_BATCHES = [1, 16]
-/** The target: our faces/s at least this many times py-feat's, at every batch size. */
+/** The target: our faces/s at least this many times py-feat's, at every batch size. */
 const PYFEAT_TARGET_RATIO = 1.5
 /** Hidden first argument: this file run as the child that measures our side of --pyfeat. */
 const OURS_CHILD = '--internal-pyfeat-ours-child'

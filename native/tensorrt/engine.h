@@ -1,6 +1,6 @@
 // What the pipeline (pipeline.h) needs from an engine: its I/O tensors, one CUDA stream per
 // execution context, and enqueueing a batch on one. TrtEngine (runtime.h) is the TensorRT one;
-// the GPU test of the pipeline drives it with a stand-in that needs no TensorRT. Plain C++.
+// CopyEngine (tests/copy_engine.h) is a stand-in that needs no TensorRT. Plain C++.
 #pragma once
 
 #include <cstddef>

@@ -16,7 +16,7 @@
 // The parser and plugin libraries are looked for in the folder libnvinfer came from first.
 //
 // NOT YET RUN against a real TensorRT installation: compile-checked against the 10.14 and 11.x
-// headers (scripts/check-tensorrt.sh) and run here only where no TensorRT library exists.
+// headers (scripts/check-tensorrt.sh) and run against stand-in libraries only.
 #pragma once
 
 #include <cstdint>

@@ -14,7 +14,7 @@
 // and uploaded: same values, more bytes over PCIe.
 //
 // Plain C++ (no TensorRT or CUDA header): it drives an Engine (engine.h), TrtEngine in the addon
-// and a TensorRT-free stand-in in pipeline_gpu_test. NOT YET RUN ON A GPU.
+// and a TensorRT-free stand-in, CopyEngine (tests/copy_engine.h). NOT YET RUN ON A GPU.
 #pragma once
 
 #include <cstddef>

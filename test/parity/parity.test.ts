@@ -6,7 +6,7 @@
 //
 //   model input 1e-4 | AU 5e-4 | emotion probabilities 5e-4 | valence/arousal 5e-4 | gaze 5e-4 rad
 //   mesh x, y (and the 68 landmarks) 0.05 px in frame coordinates | pose 5e-4 | blendshapes 5e-4
-//   plus, beyond the issue's list: the reported box (FaceRect) 1e-3 px, mesh z 5e-4 (raw model units)
+//   plus, beyond the target list: the reported box (FaceRect) 1e-3 px, mesh z 5e-4 (raw model units)
 //
 // Generations and the py-feat code that is the reference (scripts/parity_reference.py):
 //   v2.4  no py-feat release holds it: py-feat 2.0.3's network classes (= dev commit 3128756c's
@@ -61,7 +61,7 @@ const GENERATIONS = [
   { generation: 'v2.8', release: 'py-feat 2.1.5', reference: 'py-feat 2.1.5 (newest release)' },
 ] as const
 
-// The issue's tolerances, max |ours - py-feat| per output; box and mesh z are extra checks.
+// The target tolerances, max |ours - py-feat| per output; box and mesh z are extra checks.
 const TOLERANCE = {
   input: 1e-4,
   au: 5e-4,
