@@ -92,7 +92,9 @@ bool run(const std::string& name, const trt::PreprocessKernels& k, const std::ve
       const double d = std::fabs(static_cast<double>(v) - want[i]);
       worst = std::isnan(d) ? INFINITY : std::max(worst, d);
     }
-    const double limit = half ? 1e-3 : 1e-5;
+    // On the host stand-in the kernels' source runs with the CPU's float arithmetic: bit for bit.
+    const bool host = cu::gpu_info().name == "Host stand-in";
+    const double limit = half ? 1e-3 : (host ? 0.0 : 1e-5);
     check(worst <= limit, name + (half ? " (half)" : " (float32)"), "max |GPU - CPU| = " + std::to_string(worst));
   }
   return true;

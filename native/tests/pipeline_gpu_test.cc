@@ -152,8 +152,10 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
     std::unique_lock<std::mutex> l(m);
     cv.wait(l, [&] { return pending == 0; });
   }
-  // Half: the CPU value rounded to float16 (at most 2^-11 relative, < 1e-3 for |v| < 2.7).
-  check(worst <= (half ? 1e-3 : 1e-5), name + ": every face's slices equal the CPU path's", "max |GPU - CPU| = " + std::to_string(worst) + " (batch " + std::to_string(worst_batch) + ")");
+  // Half: the CPU value rounded to float16 (at most 2^-11 relative, < 1e-3 for |v| < 2.7). Float32
+  // on the host stand-in (the kernels' source, or the CPU path itself): bit for bit.
+  const bool host = cu::gpu_info().name == "Host stand-in";
+  check(worst <= (half ? 1e-3 : (host ? 0.0 : 1e-5)), name + ": every face's slices equal the CPU path's", "max |GPU - CPU| = " + std::to_string(worst) + " (batch " + std::to_string(worst_batch) + ")");
   check(refused_ok == 1, name + ": an oversized batch is refused alone");
   const trt::PipelineStats st = p->stats();
   check(st.batches == kBatches, name + ": stats count the batches", std::to_string(st.batches));
