@@ -9,6 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { FaceMultitask } from '../lib/face-multitask'
 import { available } from '../lib/index'
 import { loadNative } from '../lib/native'
+import { withoutTensorrt } from './helpers/without-tensorrt'
 import type { LoadOptions } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
 
@@ -21,7 +22,8 @@ beforeAll(() => {
 })
 
 describe('available()', () => {
-  it('reports the CPU backend available and TensorRT unavailable with a reason', async () => {
+  it('reports the CPU backend available and TensorRT unavailable with a reason', async (ctx) => {
+    await withoutTensorrt(ctx)
     const a = await FaceMultitask.available()
     expect(a.onnxruntime).toEqual({ available: true, device: 'cpu', version: ortVersion })
     expect(a.tensorrt.available).toBe(false)
@@ -32,7 +34,8 @@ describe('available()', () => {
 })
 
 describe('backend choice', () => {
-  it("'auto' runs on the CPU and info().fallbackReason says why TensorRT was not taken", async () => {
+  it("'auto' runs on the CPU and info().fallbackReason says why TensorRT was not taken", async (ctx) => {
+    await withoutTensorrt(ctx)
     const { tensorrt } = await FaceMultitask.available()
     const model = await FaceMultitask.load({ model: file, backend: 'auto' })
     try {
@@ -213,7 +216,8 @@ describe('the TensorRT probe runs in a child process', () => {
     expect(await probeTensorrtStatus(silent)).toEqual({ reason: NO_TENSORRT_BACKEND, noBackend: true })
   })
 
-  it("this machine's real addon answers through the probe, with the same reason as available()", async () => {
+  it("this machine's real addon answers through the probe, with the same reason as available()", async (ctx) => {
+    await withoutTensorrt(ctx)
     const { tensorrtProbe } = await import('../lib/availability')
     const p = await tensorrtProbe()
     expect(p.availability.available).toBe(false)

@@ -8,6 +8,7 @@ import { tensorrtAvailability } from '../lib/availability'
 import { main } from '../lib/cli'
 import { BuildProgressView } from '../lib/cli/progress'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { withoutTensorrt } from './helpers/without-tensorrt'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-build-'))
 const model = path.join(dir, 'fixture.onnx')
@@ -62,7 +63,8 @@ describe('face-multitask build', () => {
     expect(folder.err).toBe(`face-multitask: <onnx>: cannot read "${dir}": it is a directory`)
   })
 
-  it('where TensorRT is not available: exit 1 with the exact reason', async () => {
+  it('where TensorRT is not available: exit 1 with the exact reason', async (ctx) => {
+    await withoutTensorrt(ctx)
     const trt = await tensorrtAvailability()
     expect(trt.available).toBe(false)
     const r = await run('build', model, '--engine-dir', dir)

@@ -13,6 +13,7 @@ import { faceToJson } from '../lib/cli/format'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import type { Box } from '../lib/types'
+import { withoutTensorrt } from './helpers/without-tensorrt'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-'))
 const model = path.join(dir, 'fixture.onnx')
@@ -235,7 +236,8 @@ describe('face-multitask CLI', () => {
     expect(r.err).toMatch(/--model is required/)
   })
 
-  it('--backend tensorrt where TensorRT is absent: exit 1 with the exact reason', async () => {
+  it('--backend tensorrt where TensorRT is absent: exit 1 with the exact reason', async (ctx) => {
+    await withoutTensorrt(ctx)
     const { tensorrt } = await FaceMultitask.available()
     const r = await run('detect', png, '--model', model, '--boxes', boxesArg, '--backend', 'tensorrt')
     expect(r.code).toBe(1)

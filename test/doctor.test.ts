@@ -10,6 +10,7 @@ import { available } from '../lib/availability'
 import { main } from '../lib/cli'
 import { DOCTOR_USAGE, MAIN_USAGE } from '../lib/cli/usage'
 import { NAPI_VERSION, nativeAddonPath } from '../lib/native'
+import { withoutTensorrt } from './helpers/without-tensorrt'
 
 const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
 
@@ -23,7 +24,8 @@ async function run(...argv: string[]) {
 }
 
 describe('face-multitask doctor', () => {
-  it('prints each backend (available, or exactly why not), the addon, Node, N-API and onnxruntime-node', async () => {
+  it('prints each backend (available, or exactly why not), the addon, Node, N-API and onnxruntime-node', async (ctx) => {
+    await withoutTensorrt(ctx)
     const r = await run('doctor')
     const { tensorrt } = await available()
     expect(r.code).toBe(0)
@@ -112,7 +114,8 @@ describe('face-multitask doctor', () => {
     expect(twice.err).toMatch(/doctor: --engine-dir given more than once \("a", then "b"\): give it once/)
   })
 
-  it('runs as the compiled bin', async () => {
+  it('runs as the compiled bin', async (ctx) => {
+    await withoutTensorrt(ctx)
     const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
     const { stdout } = await promisify(execFile)(process.execPath, [bin, 'doctor'])
     expect(stdout).toMatch(/tensorrt \(gpu\) +unavailable: /)

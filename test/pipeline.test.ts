@@ -106,4 +106,21 @@ describe.each(GENERATIONS)('CPU pipeline, $generation conventions', (g) => {
     expect(many[1][2].mesh).toEqual(one[2].mesh)
     concurrent.forEach((faces, i) => expect(faces[0].emotionValues).toEqual(one[i].emotionValues))
   })
+
+  it('splits a request above maxBatch over two workers and gives the faces of the whole, in order', async () => {
+    const small = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: 2, workers: 2, threads: 1 })
+    try {
+      const image = { data: frame, width, height }
+      const seven: Box[] = Array.from({ length: 7 }, (_, i) => [20 + 70 * i, 30 + 10 * i, 120 + 70 * i, 150 + 10 * i])
+      const [split, whole] = await Promise.all([small.detect(image, { boxes: seven }), model.detect(image, { boxes: seven })])
+      expect(split).toHaveLength(7)
+      split.forEach((f, i) => {
+        expect(f.box).toEqual(whole[i].box)
+        expect(f.auValues).toEqual(whole[i].auValues)
+        expect(f.mesh).toEqual(whole[i].mesh)
+      })
+    } finally {
+      await small.close()
+    }
+  })
 })
