@@ -53,16 +53,21 @@ void start_fiber(Worker& w, Fiber& f, Dim3 idx) {
 }
 
 // Runs one block to completion; false when its threads passed different numbers of barriers.
-bool run_block(Worker& w, Dim3 block_idx, Dim3 block) {
+// Its threads take turns in ascending order in one barrier phase and in descending order in the
+// next, starting the other way round in every other block: so a thread that reads what another
+// wrote in the same phase (a missing __syncthreads()) reads it too early in some blocks, whichever
+// of the two threads comes first.
+bool run_block(Worker& w, Dim3 block_idx, Dim3 block, size_t linear) {
   blockIdx = block_idx;
   size_t t = 0;
   for (unsigned z = 0; z < block.z; ++z)
     for (unsigned y = 0; y < block.y; ++y)
       for (unsigned x = 0; x < block.x; ++x, ++t) start_fiber(w, w.fibers[t], Dim3{x, y, z});
   // One round per barrier phase: every live thread runs to its next __syncthreads() or its end.
-  for (bool live = true; live;) {
-    live = false;
-    for (size_t i = 0; i < t; ++i) {
+  for (size_t phase = linear & 1; ; ++phase) {
+    bool live = false;
+    for (size_t k = 0; k < t; ++k) {
+      const size_t i = (phase & 1) ? t - 1 - k : k;
       Fiber& f = w.fibers[i];
       if (f.done) continue;
       w.current = i;
@@ -70,6 +75,7 @@ bool run_block(Worker& w, Dim3 block_idx, Dim3 block) {
       swapcontext(&w.scheduler, &f.ctx);
       live = live || !f.done;
     }
+    if (!live) break;
   }
   for (size_t i = 1; i < t; ++i)
     if (w.fibers[i].barriers != w.fibers[0].barriers) return false;
@@ -98,7 +104,7 @@ bool launch(Dim3 grid, Dim3 block, const std::function<void()>& kernel, const ch
     for (size_t b = next++; b < blocks; b = next++) {
       const Dim3 idx{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
                      static_cast<unsigned>(b / (static_cast<size_t>(grid.x) * grid.y))};
-      if (!run_block(w, idx, block)) diverged = true;
+      if (!run_block(w, idx, block, b)) diverged = true;
     }
     tl_worker = nullptr;
   };
