@@ -136,6 +136,10 @@ describe('errors', () => {
     expect(c[0].mesh).toEqual(alone[0].mesh)
     expect(c[0].auValues).toEqual(alone[0].auValues)
     expect(c[0].emotionValues).toEqual(alone[0].emotionValues)
+    // A face's typed arrays share one small buffer of its own (README: under 7 KB).
+    const own = c[0].auValues.buffer
+    for (const v of [c[0].emotionValues, c[0].mesh, c[0].landmarks68]) expect(v.buffer).toBe(own)
+    expect(own.byteLength).toBeLessThan(7 * 1024)
   })
 
   it('requests in flight still resolve correctly while bad ones are rejected', async () => {

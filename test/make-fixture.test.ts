@@ -97,7 +97,7 @@ describe.each(GENERATIONS)('fixture %s', (generation) => {
     expect(Buffer.from(makeFixtureModel({ generation, seed: 2 })).equals(Buffer.from(model))).toBe(false)
   })
 
-  it('runs in onnxruntime-node and matches a plain-JS recomputation', async () => {
+  it('runs in onnxruntime-node: valence/arousal match a plain-JS recomputation, the other heads their ranges', async () => {
     const session = await ort.InferenceSession.create(model)
     try {
       const input = randomInput(BATCH, 7)

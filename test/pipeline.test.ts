@@ -107,6 +107,20 @@ describe.each(GENERATIONS)('CPU pipeline, $generation conventions', (g) => {
     concurrent.forEach((faces, i) => expect(faces[0].emotionValues).toEqual(one[i].emotionValues))
   })
 
+  it("takes a Uint8ClampedArray as a Uint8Array, and backend 'onnxruntime' as 'cpu'", async () => {
+    const clamped = new Uint8ClampedArray(frame.buffer, frame.byteOffset, frame.byteLength)
+    const alias = await FaceMultitask.load({ model: file, backend: 'onnxruntime', threads: 1 })
+    try {
+      expect(alias.backend).toBe('onnxruntime')
+      const [a] = await alias.detect({ data: clamped, width, height }, { boxes: [boxes[0]] })
+      const [b] = await model.detect({ data: frame, width, height }, { boxes: [boxes[0]] })
+      expect(a.auValues).toEqual(b.auValues)
+      expect(a.mesh).toEqual(b.mesh)
+    } finally {
+      await alias.close()
+    }
+  })
+
   it('splits a request above maxBatch over two workers and gives the faces of the whole, in order', async () => {
     const small = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: 2, workers: 2, threads: 1 })
     try {
