@@ -156,7 +156,8 @@ export function gpuSlug(gpu: EngineKeyParts['gpu']): string {
 
 /** `<onnx-basename>.<precision>.b<min>-<opt>-<max>.<gpu-slug>.trt<ver>.<key12>.plan` */
 export function engineFileName(parts: EngineKeyParts, key = engineCacheKey(parts)): string {
-  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-') || 'model'
+  // The export's own precision suffix (model.fp16.onnx) is not repeated: the plan's follows.
+  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-') || 'model'
   const { minBatch, optBatch, maxBatch } = parts.profile
   return `${base}.${parts.precision}.b${minBatch}-${optBatch}-${maxBatch}.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${key.slice(0, 12)}.plan`
 }
@@ -670,14 +671,28 @@ export class EngineCache {
 
   /**
    * Drops a cached plan the caller could not use (it failed to deserialize): says why, removes the
-   * sidecar then the plan; the next getOrBuild() rebuilds it.
+   * sidecar then the plan; the next getOrBuild() rebuilds it. With `refused` (the bytes that
+   * failed), a plan rebuilt since by another process is kept rather than removed.
    */
-  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void): Promise<void> {
+  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void, refused?: Uint8Array): Promise<void> {
     const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : await this.locate(partsOrKey, engineCacheKey(partsOrKey))
     if (!found) return
-    this.log(`${path.basename(found.plan)}: ${reason}; removing it, it will be rebuilt`, onProgress)
-    await fs.rm(found.sidecar, { force: true })
-    await fs.rm(found.plan, { force: true })
+    const name = path.basename(found.plan)
+    if (refused) {
+      // Another process may have rebuilt it since these bytes were read: keep what it wrote.
+      const sidecar = await fs.readFile(found.sidecar, 'utf8').then((t) => JSON.parse(t) as EngineSidecar, () => undefined)
+      if (sidecar && sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
+        this.log(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`, onProgress)
+        return
+      }
+    }
+    this.log(`${name}: ${reason}; removing it, it will be rebuilt`, onProgress)
+    try {
+      await fs.rm(found.sidecar, { force: true })
+      await fs.rm(found.plan, { force: true })
+    } catch (e) {
+      throw new Error(`${name}: ${reason}; and it cannot be removed from "${this.dir}" (${(e as Error).message}): set options.engineDir to a writable folder`, { cause: e })
+    }
   }
 
   private log(message: string, emit?: (event: EngineProgress) => void): void {

@@ -185,7 +185,8 @@ describe('cache key', () => {
 
   it('names the plan readably', () => {
     const key = engineCacheKey(baseParts())
-    expect(engineFileName(baseParts())).toBe(`face_multitask_v28.fp16.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+    expect(engineFileName(baseParts())).toBe(`face_multitask_v28.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+    expect(engineFileName({ ...baseParts(), onnxName: 'model.onnx' })).toBe(`model.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
   })
 
   it('rejects malformed parts, naming the field', () => {
@@ -351,6 +352,21 @@ describe('getOrBuild', () => {
     expect(state.builds).toBe(2)
     await cache.invalidate(engineCacheKey(parts), 'again, by key')
     expect(existsSync(cache.files(parts).sidecar)).toBe(false)
+  })
+
+  it('invalidate() with the refused bytes keeps a plan another process rebuilt meanwhile', async () => {
+    const { dir, parts } = fresh('invalidate-rebuilt')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const old = await cache.getOrBuild(parts, counter(0, 'first').build)
+    // Meanwhile another process refused the same plan, removed it and built a new one.
+    await cache.invalidate(parts, 'refused elsewhere')
+    const rebuilt = await cache.getOrBuild(parts, counter(0, 'second').build)
+    await cache.invalidate(parts, 'refused here', undefined, old)
+    expect(readFileSync(cache.files(parts).plan)).toEqual(Buffer.from(rebuilt))
+    expect(messages.at(-1)).toMatch(/refused here; it has been rebuilt since \(another process\?\), so the new one is tried$/)
+    await cache.invalidate(parts, 'refused here too', undefined, rebuilt)
+    expect(existsSync(cache.files(parts).plan)).toBe(false)
   })
 
   it('an AbortSignal aborts a build: AbortError at once; the lock is held until the builder stops; a plan it finished anyway is kept', async () => {
