@@ -12,6 +12,7 @@
 #include "tensorrt_binding.h"
 
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <functional>
 #include <cstring>
@@ -203,6 +204,56 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
 
 class EngineWrap;
 
+// Pipelines of engines collected without close() are closed on threads of their own (device
+// memory is never freed on the JS thread); an environment's teardown waits for those still at
+// it, so none runs on into the process's static destructors and the driver's teardown.
+class Closers {
+ public:
+  static Closers& get() {
+    static Closers* c = new Closers();  // never destroyed: outlives every environment
+    return *c;
+  }
+  void close(std::shared_ptr<Pipeline> p) {
+    std::lock_guard<std::mutex> lock(m_);
+    reap();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back({std::thread([p, done]() {
+                          p->close();
+                          *done = true;
+                        }),
+                        done});
+  }
+  // `token`: one per registration (Node refuses the same hook and argument twice in one environment).
+  static void AtExit(void* token) {
+    delete static_cast<char*>(token);
+    Closers& c = get();
+    std::vector<Entry> all;
+    {
+      std::lock_guard<std::mutex> lock(c.m_);
+      all.swap(c.threads_);
+    }
+    for (Entry& e : all) e.thread.join();
+  }
+
+ private:
+  struct Entry {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  void reap() {  // joins the finished ones (under m_)
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (*it->done) {
+        it->thread.join();
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::mutex m_;
+  std::vector<Entry> threads_;
+};
+
 struct Completion {
   Napi::Promise::Deferred deferred;
   std::vector<Napi::Reference<Napi::Value>> keep;  // the frames' memory, until the GPU is done with it
@@ -238,7 +289,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     napi_remove_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
     // Collected without close(): stop the pipeline off the JS thread (device memory is freed by
     // its threads and the closing thread, never here).
-    if (!closed_ && pipeline_) std::thread([p = pipeline_]() { p->close(); }).detach();
+    if (!closed_ && pipeline_) Closers::get().close(pipeline_);
     tsfn_.Release();
   }
 
@@ -535,6 +586,7 @@ Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_tensorrt(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, &Closers::AtExit, new char(0));
   Napi::Function engine = EngineWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(engine)));
 #if defined(FM_HAVE_TENSORRT)
