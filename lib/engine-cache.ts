@@ -519,7 +519,11 @@ export class FileLock {
     } catch (e) {
       if (this.released) return // released while this refresh ran: nothing was lost
       this.lost = true
-      this.onLost?.(`lost the lock ${this.file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); going on: the write is atomic`)
+      try {
+        this.onLost?.(`lost the lock ${this.file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); going on: the write is atomic`)
+      } catch {
+        // a throwing logger must not become an unhandled rejection of this timer's refresh
+      }
     }
   }
 
