@@ -526,6 +526,12 @@ class Loader : public Napi::AsyncWorker {
   bool refused_ = false;
 };
 
+// options.cudaGraphs: true unless false is given.
+bool cuda_graphs_option(const Napi::Object& o) {
+  Napi::Value graphs = o.Get("cudaGraphs");
+  return graphs.IsBoolean() ? graphs.As<Napi::Boolean>().Value() : true;
+}
+
 // The pipeline's options: streams, device, maxBatch, crop, resize.
 PipelineOptions pipeline_options(const Napi::Object& o) {
   PipelineOptions p;
@@ -547,8 +553,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   if (!napi::bytes_of(info[0], &data, &size) || size == 0) throw Napi::TypeError::New(env, "plan must be a non-empty Uint8Array");
   auto o = info[1].As<Napi::Object>();
   const PipelineOptions p = pipeline_options(o);
-  Napi::Value graphs = o.Get("cudaGraphs");
-  const bool cuda_graphs = graphs.IsBoolean() ? graphs.As<Napi::Boolean>().Value() : true;
+  const bool cuda_graphs = cuda_graphs_option(o);
   auto plan = std::make_shared<std::vector<uint8_t>>(data, data + size);
   auto factory = [plan, p, cuda_graphs](std::string* error, bool* refused) -> std::unique_ptr<Engine> {
     std::unique_ptr<Engine> engine = TrtEngine::load(plan->data(), plan->size(), p.streams, p.device, error, cuda_graphs);
@@ -571,10 +576,11 @@ Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
   auto o = info[0].As<Napi::Object>();
   const PipelineOptions p = pipeline_options(o);
   const bool half = o.Get("half").ToBoolean().Value();
-  auto factory = [p, half](std::string* error, bool*) -> std::unique_ptr<Engine> {
+  const bool graphs = cuda_graphs_option(o);
+  auto factory = [p, half, graphs](std::string* error, bool*) -> std::unique_ptr<Engine> {
     cu::PrimaryContext context;  // bound for the streams' creation; the pipeline retains its own
     if (!context.open(p.device, error) || !context.bind(error)) return nullptr;
-    return std::make_unique<fm_test::CopyEngine>(p.streams, p.max_batch, half);
+    return std::make_unique<fm_test::CopyEngine>(p.streams, p.max_batch, half, 1, graphs);
   };
   auto* w = new Loader(env, factory, p);
   Napi::Promise promise = w->Promise();

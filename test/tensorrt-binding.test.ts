@@ -64,6 +64,9 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(out.outputs).toEqual(['head', 'mid', 'tail'])
     expect(out.worst).toBe(0) // float32: bit for bit
     expect(out.batches).toBe(12)
+    // cudaGraphs (on by default): batch sizes a stream saw before replay a graph of its copies.
+    expect(out.graphs).toBeGreaterThan(0)
+    expect(out.graphFallbacks).toBe(0)
     expect(out.faces).toBe(out.expectedFaces)
   })
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 
+#include "tensorrt/graph_runner.h"
 #include "tensorrt/loader.h"
 #include "tensorrt/trt_logger.h"
 
@@ -19,23 +20,14 @@ struct TrtEngine::Impl {
   std::unique_ptr<nvinfer1::ICudaEngine> engine;
 };
 
-// One batch size's CUDA graph on one context.
-struct GraphState {
-  bool failed = false;              // its capture or instantiation failed
-  cu::GraphExec exec = nullptr;
-  std::vector<void*> addresses;     // what the graph was captured with
-};
-
 struct TrtEngine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
   cu::Stream stream = nullptr;
-  std::map<int64_t, GraphState> graphs;
-  bool after_failed_capture = false;  // the next plain enqueue may see the failed capture's error
+  std::unique_ptr<GraphRunner> graphs;
   ~Slot() {
-    const cu::Api* a = cu::driver();
-    for (auto& g : graphs)
-      if (a != nullptr && g.second.exec != nullptr) a->GraphExecDestroy(g.second.exec);
+    graphs.reset();
     context.reset();  // before its stream
+    const cu::Api* a = cu::driver();
     if (a != nullptr && stream != nullptr) a->StreamDestroy(stream);
   }
 };
@@ -127,6 +119,7 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   const cu::Api* a = cu::driver();
   for (int k = 0; k < contexts; ++k) {
     auto slot = std::make_unique<Slot>();
+    slot->graphs = std::make_unique<GraphRunner>(e->cuda_graphs_, &e->graphs_off_);
     slot->context.reset(I.engine->createExecutionContext());
     if (!slot->context) {
       *error = "createExecutionContext failed (context " + std::to_string(k) + "): " + I.logger.last_error();
@@ -224,81 +217,20 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     }
   }
   // cu::Stream is CUstream_st*, i.e. cudaStream_t.
-  auto plain = [&] {
-    const bool retry = s.after_failed_capture;
-    s.after_failed_capture = false;
+  const auto enqueue = [&](std::string* why) {
     if (s.context->enqueueV3(s.stream)) return true;
-    // A failed capture can leave an error in TensorRT's own CUDA runtime that its next call
-    // reports once (trtexec and Triton clear it with cudaGetLastError, which is not reachable
-    // from here): enqueue once more rather than lose the batch.
-    if (retry && s.context->enqueueV3(s.stream)) return true;
-    *error = "enqueueV3 failed: " + impl_->logger.last_error();
+    *why = "enqueueV3 failed: " + impl_->logger.last_error();
     return false;
   };
-  if (!cuda_graphs_ || graphs_off_) return plain();
-  GraphState& g = s.graphs[batch];
-  const cu::Api* a = cu::driver();
-  if (g.exec != nullptr && g.addresses == addresses) {
-    const cu::Result r = a->GraphLaunch(g.exec, s.stream);
-    if (r == cu::kSuccess) return true;
-    if (cu::fatal(r)) {  // the context is gone: the pipeline reports the device lost
-      *error = driver_error("cuGraphLaunch", r);
-      return false;
-    }
-    // Anything else: this size runs plainly from now on, this batch included.
-    a->GraphExecDestroy(g.exec);
-    g.exec = nullptr;
-    g.failed = true;
-    return plain();
-  }
-  if (g.exec != nullptr) {  // the buffers moved: capture again
-    a->GraphExecDestroy(g.exec);
-    g.exec = nullptr;
-  }
-  // This batch runs plainly. Then, as trtexec and Triton do, the same enqueue (this shape, these
-  // addresses) is captured once that plain run has finished, so that none of TensorRT's set-up
-  // work for a new shape lands in the graph; later batches of this size replay it.
-  if (!plain()) return false;
-  if (g.failed) return true;
-  cu::Result r = a->StreamSynchronize(s.stream);
-  if (r != cu::kSuccess) return true;  // the batch's own error: its collection reports it
-  r = a->StreamBeginCapture(s.stream, cu::kStreamCaptureModeThreadLocal);
-  bool captured = false;
-  if (r == cu::kSuccess) {
-    captured = s.context->enqueueV3(s.stream);
-    cu::Graph graph = nullptr;
-    r = a->StreamEndCapture(s.stream, &graph);  // always: the stream leaves capture mode
-    cu::GraphExec exec = nullptr;  // assigned only on success: a failed call may leave garbage
-    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&exec, graph, 0);
-    if (r == cu::kSuccess) g.exec = exec;
-    if (graph != nullptr) a->GraphDestroy(graph);
-  }
-  if (!captured || r != cu::kSuccess || g.exec == nullptr) {
-    // Nothing captured ever runs; the batch already has. Whether an engine's enqueue can be
-    // captured does not depend on the batch size: plain enqueueV3 for every size from now on.
-    if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
-    g.exec = nullptr;
-    g.failed = true;
-    graphs_off_ = true;
-    s.after_failed_capture = true;
-    return true;
-  }
-  g.addresses = addresses;
-  return true;
+  return s.graphs->run(batch, addresses, s.stream, enqueue, error);
 }
 
 int TrtEngine::graphs_ready(int slot) const {
-  int n = 0;
-  if (slot >= 0 && slot < contexts())
-    for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.exec != nullptr;
-  return n;
+  return slot >= 0 && slot < contexts() ? slots_[static_cast<size_t>(slot)]->graphs->ready() : 0;
 }
 
 int TrtEngine::graphs_failed(int slot) const {
-  int n = 0;
-  if (slot >= 0 && slot < contexts())
-    for (const auto& g : slots_[static_cast<size_t>(slot)]->graphs) n += g.second.failed;
-  return n;
+  return slot >= 0 && slot < contexts() ? slots_[static_cast<size_t>(slot)]->graphs->failed() : 0;
 }
 
 }  // namespace fm::trt

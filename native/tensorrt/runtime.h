@@ -7,12 +7,8 @@
 // engine's own CUDA runtime shares the device's primary context, which each thread that enqueues
 // makes current (cu::PrimaryContext::bind).
 //
-// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, the first batch runs
-// plainly (it is also TensorRT's warm-up for that shape and those addresses); once it has
-// finished, the same enqueue is captured (thread-local capture mode) and instantiated, and later
-// batches of that size replay the graph. A capture or instantiation that fails is cleaned up and
-// turns graphs off for the engine (plain enqueueV3 from then on); the batch had already run
-// plainly, so nothing is lost.
+// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, graph_runner.h (shared
+// with the stand-in engine of the tests, so its bookkeeping runs without TensorRT).
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
 // with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers

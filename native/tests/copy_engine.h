@@ -3,17 +3,21 @@
 // and "tail" ([N,16] each, of the input's type: float32, or float16, for which the pipeline
 // writes a half input and converts half outputs). The slices are then compared with the CPU
 // preprocessing of the same faces. Used by pipeline_gpu_test and by the addon's stand-in build
-// (FM_ENGINE_STANDIN: test/tensorrt-binding.test.ts). The device's primary context must be bound
-// when it is made and destroyed.
+// (FM_ENGINE_STANDIN: test/tensorrt-binding.test.ts). With `graphs`, its enqueues go through
+// the CUDA-graph runner TensorRT's engine uses (tensorrt/graph_runner.h). The device's primary
+// context must be bound when it is made and destroyed.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "preprocess/preprocess.h"
 #include "tensorrt/cuda_driver.h"
 #include "tensorrt/engine.h"
+#include "tensorrt/graph_runner.h"
 
 namespace fm_test {
 
@@ -25,11 +29,13 @@ constexpr int kOutputs = 3;
 
 class CopyEngine : public fm::trt::Engine {
  public:
-  CopyEngine(int contexts, int64_t max_batch, bool half = false, int64_t min_batch = 1) : elem_(half ? 2 : 4) {
+  CopyEngine(int contexts, int64_t max_batch, bool half = false, int64_t min_batch = 1, bool graphs = false)
+      : elem_(half ? 2 : 4) {
     namespace cu = fm::cu;
     const cu::Api* a = cu::driver();
     streams_.resize(static_cast<size_t>(contexts), nullptr);
     for (cu::Stream& s : streams_) a->StreamCreate(&s, cu::kStreamNonBlocking);
+    for (int k = 0; k < contexts; ++k) runners_.push_back(std::make_unique<fm::trt::GraphRunner>(graphs, &graphs_off_));
     const int dtype = half ? 1 : 0;
     const char* type = half ? "float16" : "float32";
     tensors_ = {fm::trt::TensorDesc{"input", true, dtype, type, elem_, {-1, 3, fm::kInput, fm::kInput}, min_batch, 8, max_batch}};
@@ -37,6 +43,7 @@ class CopyEngine : public fm::trt::Engine {
       tensors_.push_back(fm::trt::TensorDesc{name, false, dtype, type, elem_, {-1, kSlice}, 0, 0, 0});
   }
   ~CopyEngine() override {
+    runners_.clear();  // graphs before their streams
     for (fm::cu::Stream s : streams_)
       if (s != nullptr) fm::cu::driver()->StreamDestroy(s);
   }
@@ -44,13 +51,22 @@ class CopyEngine : public fm::trt::Engine {
   int contexts() const override { return static_cast<int>(streams_.size()); }
   fm::cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
-    namespace cu = fm::cu;
     const fm::trt::TensorDesc& input = tensors_[0];
     if (batch < input.min_batch || batch > input.max_batch) {  // as TrtEngine (setInputShape) refuses it
       *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(input.min_batch) + ", " +
                std::to_string(input.max_batch) + "]";
       return false;
     }
+    const auto copy = [&](std::string* why) { return copies(slot, batch, addr, why); };
+    return runners_[static_cast<size_t>(slot)]->run(batch, addr, stream(slot), copy, error);
+  }
+  int graphs_ready(int slot) const override { return runners_[static_cast<size_t>(slot)]->ready(); }
+  int graphs_failed(int slot) const override { return runners_[static_cast<size_t>(slot)]->failed(); }
+
+ private:
+  // The "inference": each face's three slices of its input into the outputs.
+  bool copies(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) {
+    namespace cu = fm::cu;
     const cu::Api* a = cu::driver();
     const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);
     for (int64_t k = 0; k < batch; ++k) {
@@ -67,9 +83,10 @@ class CopyEngine : public fm::trt::Engine {
     return true;
   }
 
- private:
   size_t elem_;
   std::vector<fm::cu::Stream> streams_;
+  std::atomic<bool> graphs_off_{false};
+  std::vector<std::unique_ptr<fm::trt::GraphRunner>> runners_;
 };
 
 }  // namespace fm_test

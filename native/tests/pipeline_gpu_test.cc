@@ -48,9 +48,12 @@ struct Frames {
 };
 
 // min_batch > 1: an engine whose profile starts above 1; smaller batches run padded to it.
-void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch = 1) {
+// graphs: the engine's enqueues go through the CUDA-graph runner (replays after each size's first
+// batch; on the host stand-in, captures of its copies), whose fallbacks the environment can force.
+void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch = 1, bool graphs = false) {
   const std::string name = std::string(crop == CropMode::Square ? "square" : "stretch") + (resize == ResizeMode::CenterCrop ? "/centre crop" : "/antialias") +
-                           (half ? " (float16 engine)" : "") + (min_batch > 1 ? " (minBatch " + std::to_string(min_batch) + ")" : "");
+                           (half ? " (float16 engine)" : "") + (min_batch > 1 ? " (minBatch " + std::to_string(min_batch) + ")" : "") +
+                           (graphs ? " (CUDA graphs)" : "");
   constexpr int64_t kMax = 16;
   std::string error;
   trt::PipelineOptions o;
@@ -58,7 +61,7 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
   o.crop = crop;
   o.resize = resize;
   o.max_batch = kMax;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax, half, min_batch), o, &error);
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax, half, min_batch, graphs), o, &error);
   if (!p) {
     check(false, name + ": pipeline starts", error);
     return;
@@ -160,6 +163,16 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
   const trt::PipelineStats st = p->stats();
   check(st.batches == kBatches, name + ": stats count the batches", std::to_string(st.batches));
   check(st.upload_ms > 0 && st.infer_ms > 0, name + ": stage times recorded");
+  if (graphs) {
+    const std::string counts = std::to_string(st.graphs_ready) + " replaying, " + std::to_string(st.graphs_failed) + " fell back";
+    if (std::getenv("FM_HOST_CUDA_NO_GRAPHS") != nullptr) {
+      check(st.graphs_ready == 0 && st.graphs_failed >= 1, name + ": a refused capture turns graphs off, nothing lost", counts);
+    } else if (std::getenv("FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT") != nullptr) {
+      check(st.graphs_ready >= 1 && st.graphs_failed >= 1, name + ": a failed replay turns its batch size off, nothing lost", counts);
+    } else {
+      check(st.graphs_ready >= 1 && st.graphs_failed == 0, name + ": batch sizes seen twice replay a graph", counts);
+    }
+  }
   p->close();
   p->free_pinned(f.pinned);
 }
@@ -291,6 +304,8 @@ int main() {
     loses_the_device();
   } else if (std::getenv("FM_HOST_CUDA_EVENT_FAIL_AT") != nullptr) {  // ctest pipeline_host_event (the same)
     an_event_fails();
+  } else if (std::getenv("FM_HOST_CUDA_NO_GRAPHS") != nullptr || std::getenv("FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT") != nullptr) {
+    run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);  // ctest pipeline_host_graph_*
   } else {
     refuses_unservable_engines();
     for (CropMode crop : {CropMode::Square, CropMode::Stretch})
@@ -298,6 +313,8 @@ int main() {
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, true);
     run_pipeline(CropMode::Stretch, ResizeMode::CenterCrop, true);
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 5);
+    run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);
+    run_pipeline(CropMode::Stretch, ResizeMode::CenterCrop, true, 3, true);
   }
   std::printf("pipeline: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;

@@ -94,6 +94,8 @@ async function batches(crop, resize, half) {
     worst,
     batches: stages.batches,
     faces: stages.faces,
+    graphs: stages.cudaGraphs,
+    graphFallbacks: stages.cudaGraphFallbacks,
     expectedFaces: results.reduce((n, r) => n + r.faces.length, 0),
   }
 }

@@ -7,9 +7,11 @@
  * own source (preprocess_cuda.cu) on the CPU through native/tests/cuda_emu.h (preprocess_cuda_host.h),
  * synchronously;
  * FM_HOST_CUDA_NO_KERNELS=1 (or a build without the headers) refuses the module
- * (CUDA_ERROR_INVALID_IMAGE), so the pipeline preprocesses on the CPU. Graph capture is not
- * supported. FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. One "GPU": "Host
- * stand-in", sm_90. */
+ * (CUDA_ERROR_INVALID_IMAGE), so the pipeline preprocesses on the CPU. Graph capture records the
+ * device-to-device copies a thread issues while capturing (the stand-in engine's "inference"),
+ * and a launch replays them; anything else issued then fails the capture. FM_HOST_CUDA_NO_GRAPHS=1
+ * refuses capture, FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=n fails the n-th launch (not fatally),
+ * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
 #include "preprocess_cuda_host.h"
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <vector>
 
 extern "C" {
 
@@ -28,7 +31,8 @@ typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 static int token;
 
-// FM_HOST_CUDA_CONTAIN_AT=n: the n-th cuMemcpyDtoDAsync (the test engine's "inference") fails with
+// FM_HOST_CUDA_CONTAIN_AT=n: the n-th cuMemcpyDtoDAsync (the test engine's "inference", run or
+// replayed from a graph) fails with
 // CUDA_ERROR_CONTAINED, and so does every stream, event, copy and launch call after it, as on a
 // GPU whose context a contained error has made unusable.
 static std::atomic<int> g_sticky{0};
@@ -38,6 +42,28 @@ static CUresult dtod_fault(void) {
   const char* v = getenv("FM_HOST_CUDA_CONTAIN_AT");
   if (v != nullptr && ++g_dtod_calls == atol(v)) g_sticky = 226;
   return sticky();
+}
+
+// A captured graph: the device-to-device copies issued while capturing, replayed by a launch.
+struct HostGraph {
+  struct Copy {
+    CUdeviceptr d, s;
+    size_t n;
+  };
+  std::vector<Copy> copies;
+  bool broken = false;  // something not capturable was issued
+};
+static thread_local HostGraph* g_capturing = nullptr;
+static std::atomic<long> g_launches{0};
+static bool env_on(const char* name) {
+  const char* v = getenv(name);
+  return v != nullptr && *v != '\0' && strcmp(v, "0") != 0;
+}
+// Issued while this thread captures: not capturable here, and the capture fails (as on a GPU
+// where an unsupported call invalidates it).
+static CUresult not_capturable(void) {
+  g_capturing->broken = true;
+  return 900;  // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
 }
 
 CUresult cuInit(unsigned flags) { (void)flags; return 0; }
@@ -88,6 +114,7 @@ static std::atomic<long> g_event_records{0};
 CUresult cuEventRecord(void* e, void* s) {
   (void)e;
   (void)s;
+  if (g_capturing != nullptr) return not_capturable();
   const char* v = getenv("FM_HOST_CUDA_EVENT_FAIL_AT");
   if (v != nullptr && ++g_event_records == atol(v)) return 1;
   return sticky();
@@ -100,22 +127,67 @@ CUresult cuMemHostAlloc(void** p, size_t n, unsigned f) { (void)f; return alloc(
 CUresult cuMemFreeHost(void* p) { free(p); return 0; }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void* st) {
   (void)st;
+  if (g_capturing != nullptr) return not_capturable();
   if (sticky()) return sticky();
   memcpy((void*)(uintptr_t)d, s, n);
   return 0;
 }
 CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) {
   (void)st;
+  if (g_capturing != nullptr) return not_capturable();
   if (sticky()) return sticky();
   memcpy(d, (const void*)(uintptr_t)s, n);
   return 0;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) {
   (void)st;
+  if (g_capturing != nullptr) {
+    g_capturing->copies.push_back({d, s, n});
+    return sticky();
+  }
   if (dtod_fault()) return sticky();
   memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n);
   return 0;
 }
+CUresult cuStreamBeginCapture_v2(void* s, int mode) {
+  (void)s;
+  (void)mode;
+  if (env_on("FM_HOST_CUDA_NO_GRAPHS")) return 801;  // CUDA_ERROR_NOT_SUPPORTED
+  if (g_capturing != nullptr) return 900;           // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+  g_capturing = new HostGraph();
+  return sticky();
+}
+CUresult cuStreamEndCapture(void* s, void** graph) {
+  (void)s;
+  HostGraph* g = g_capturing;
+  g_capturing = nullptr;
+  if (g == nullptr) return 901;  // CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+  if (g->broken) {
+    delete g;
+    *graph = nullptr;
+    return 901;
+  }
+  *graph = g;
+  return sticky();
+}
+CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long flags) {
+  (void)flags;
+  *exec = new HostGraph(*static_cast<HostGraph*>(graph));
+  return sticky();
+}
+CUresult cuGraphLaunch(void* exec, void* st) {
+  (void)st;
+  const char* v = getenv("FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT");
+  if (v != nullptr && ++g_launches == atol(v)) return 1;  // CUDA_ERROR_INVALID_VALUE: not fatal
+  if (sticky()) return sticky();
+  for (const HostGraph::Copy& c : static_cast<HostGraph*>(exec)->copies) {
+    if (dtod_fault()) return sticky();  // FM_HOST_CUDA_CONTAIN_AT counts replayed copies too
+    memmove((void*)(uintptr_t)c.d, (const void*)(uintptr_t)c.s, c.n);
+  }
+  return 0;
+}
+CUresult cuGraphExecDestroy(void* exec) { delete static_cast<HostGraph*>(exec); return 0; }
+CUresult cuGraphDestroy(void* graph) { delete static_cast<HostGraph*>(graph); return 0; }
 #define UNSUPPORTED(name) CUresult name(void) { return 801; }
 #if defined(FM_HOST_CUDA_KERNELS)
 CUresult cuModuleLoadData(void** m, const void* image) {
@@ -155,11 +227,5 @@ UNSUPPORTED(cuModuleUnload)
 UNSUPPORTED(cuModuleGetFunction)
 UNSUPPORTED(cuLaunchKernel)
 #endif
-UNSUPPORTED(cuStreamBeginCapture_v2)
-UNSUPPORTED(cuStreamEndCapture)
-UNSUPPORTED(cuGraphInstantiateWithFlags)
-UNSUPPORTED(cuGraphLaunch)
-UNSUPPORTED(cuGraphExecDestroy)
-UNSUPPORTED(cuGraphDestroy)
 
 }  // extern "C"

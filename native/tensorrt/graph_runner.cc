@@ -1,0 +1,89 @@
+// CUDA graphs per batch size over a plain enqueue (see graph_runner.h).
+#include "tensorrt/graph_runner.h"
+
+namespace fm::trt {
+
+GraphRunner::~GraphRunner() {
+  const cu::Api* a = cu::driver();
+  for (auto& g : graphs_)
+    if (a != nullptr && g.second.exec != nullptr) a->GraphExecDestroy(g.second.exec);
+}
+
+bool GraphRunner::plain(const Enqueue& enqueue, std::string* error) {
+  const bool retry = after_failed_capture_;
+  after_failed_capture_ = false;
+  if (enqueue(error)) return true;
+  // A failed capture can leave an error in the engine's own CUDA runtime that its next call
+  // reports once (trtexec and Triton clear it with cudaGetLastError, which is not reachable from
+  // here): enqueue once more rather than lose the batch.
+  return retry && enqueue(error);
+}
+
+bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::Stream stream, const Enqueue& enqueue,
+                      std::string* error) {
+  if (!enabled_ || off_->load()) return plain(enqueue, error);
+  const cu::Api* a = cu::driver();
+  State& g = graphs_[batch];
+  if (g.exec != nullptr && g.addresses == addresses) {
+    const cu::Result r = a->GraphLaunch(g.exec, stream);
+    if (r == cu::kSuccess) return true;
+    if (cu::fatal(r)) {  // the context is gone: the pipeline reports the device lost
+      *error = "cuGraphLaunch: " + cu::error_text(r);
+      return false;
+    }
+    // Anything else: this size runs plainly from now on, this batch included.
+    a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+    g.failed = true;
+    return plain(enqueue, error);
+  }
+  if (g.exec != nullptr) {  // the buffers moved: capture again
+    a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+  }
+  // This batch runs plainly. Then, as trtexec and Triton do, the same enqueue (this shape, these
+  // addresses) is captured once that plain run has finished, so that none of the engine's set-up
+  // work for a new shape lands in the graph; later batches of this size replay it.
+  if (!plain(enqueue, error)) return false;
+  if (g.failed) return true;
+  cu::Result r = a->StreamSynchronize(stream);
+  if (r != cu::kSuccess) return true;  // the batch's own error: its collection reports it
+  r = a->StreamBeginCapture(stream, cu::kStreamCaptureModeThreadLocal);
+  bool captured = false;
+  if (r == cu::kSuccess) {
+    std::string ignored;
+    captured = enqueue(&ignored);
+    cu::Graph graph = nullptr;
+    r = a->StreamEndCapture(stream, &graph);  // always: the stream leaves capture mode
+    cu::GraphExec exec = nullptr;             // assigned only on success: a failed call may leave garbage
+    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&exec, graph, 0);
+    if (captured && r == cu::kSuccess) g.exec = exec;
+    if (graph != nullptr) a->GraphDestroy(graph);
+  }
+  if (!captured || r != cu::kSuccess || g.exec == nullptr) {
+    // Nothing captured ever runs; the batch already has. Whether an engine's enqueue can be
+    // captured does not depend on the batch size: plain enqueues for every size from now on.
+    if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
+    g.exec = nullptr;
+    g.failed = true;
+    off_->store(true);
+    after_failed_capture_ = true;
+    return true;
+  }
+  g.addresses = addresses;
+  return true;
+}
+
+int GraphRunner::ready() const {
+  int n = 0;
+  for (const auto& g : graphs_) n += g.second.exec != nullptr;
+  return n;
+}
+
+int GraphRunner::failed() const {
+  int n = 0;
+  for (const auto& g : graphs_) n += g.second.failed;
+  return n;
+}
+
+}  // namespace fm::trt
