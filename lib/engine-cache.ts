@@ -6,8 +6,9 @@
 // holds the full key), under a cross-process lock file, so two processes asking for the same
 // engine never corrupt or duplicate it: one builds, the other waits and loads what it wrote.
 // A plan whose sidecar does not match, whose bytes do not hash to what the sidecar says, or that
-// the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted: users never
-// have to clear the cache by hand.
+// the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted; and plans of
+// another TensorRT build that no process has loaded for UNUSED_DAYS are removed when a new one is
+// built: users never have to clear the cache by hand.
 //
 // The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
 // time and a random token. A lock is stale when its pid no longer runs on this host (or now runs
@@ -27,6 +28,9 @@ import type { EngineProgress, Precision } from './types'
 
 /** Bump when the addon's engine layout (bindings, plugins, input/output handling) changes. */
 export const ENGINE_SCHEMA_VERSION = 1
+
+/** Plans of another TensorRT build not loaded for this long are removed after a build (removeUnused). */
+export const UNUSED_DAYS = 30
 
 /** Everything a plan depends on. All of it but onnxName goes into the key. */
 export interface EngineKeyParts {
@@ -765,7 +769,34 @@ export class EngineCache {
       why?.(`${name}: the plan's bytes do not match its sidecar (${bytes.length} bytes, expected ${sidecar.planBytes}; corrupt or truncated): rebuilding it`)
       return undefined
     }
+    // The sidecar's time says when the plan was last used: see removeUnused().
+    const now = new Date()
+    await fs.utimes(files.sidecar, now, now).catch(() => {})
     return bytes
+  }
+
+  /**
+   * After a build: removes the plans of another TensorRT build or engine schema (which this
+   * TensorRT cannot load: left by an upgrade, they would pile up) that no process has loaded for
+   * UNUSED_DAYS (their sidecars' times, set at each load; another install sharing the folder keeps
+   * its plans by using them). A plan removed and needed after all is rebuilt.
+   */
+  private async removeUnused(built: EngineKeyParts, keep: PlanFiles, say: (m: string) => void): Promise<void> {
+    const before = Date.now() - UNUSED_DAYS * 86_400_000
+    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.json')) continue
+      const sidecar = path.join(this.dir, name)
+      const plan = `${sidecar.slice(0, -'.json'.length)}.plan`
+      if (sidecar === keep.sidecar) continue
+      const st = await fs.stat(sidecar).catch(() => undefined)
+      if (!st || st.mtimeMs >= before) continue
+      const theirs = await fs.readFile(sidecar, 'utf8').then((t) => (JSON.parse(t) as EngineSidecar).parts, () => undefined)
+      if (!theirs || (canonicalJson(theirs.tensorrt ?? null) === canonicalJson(built.tensorrt) && theirs.schemaVersion === built.schemaVersion)) continue
+      if (!(await fs.stat(plan).then((p) => p.isFile(), () => false))) continue
+      await fs.rm(sidecar, { force: true }).catch(() => {})
+      await fs.rm(plan, { force: true }).catch(() => {})
+      say(`removed ${path.basename(plan)}: made by another TensorRT build (${theirs.tensorrt?.build ?? '?'}) and not loaded for ${UNUSED_DAYS} days`)
+    }
   }
 
   /** Removes temp files a crashed writer left for these files (called with the lock held). */
@@ -836,6 +867,7 @@ export class EngineCache {
       }
       await this.store(files, parts, key, bytes)
       say(`built ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      await this.removeUnused(parts, files, say)
       return bytes
     } finally {
       if (!handedOff) await lock.release()

@@ -19,6 +19,7 @@ import {
   hashFile,
   processStart,
   timingCachePath,
+  UNUSED_DAYS,
   writeFileAtomic,
 } from '../lib/engine-cache'
 import type { EngineProgress } from '../lib/types'
@@ -352,6 +353,27 @@ describe('getOrBuild', () => {
     expect(state.builds).toBe(2)
     await cache.invalidate(engineCacheKey(parts), 'again, by key')
     expect(existsSync(cache.files(parts).sidecar)).toBe(false)
+  })
+
+  it("a build removes other TensorRT builds' plans unused for UNUSED_DAYS, and keeps the rest", async () => {
+    const { dir, parts } = fresh('unused')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const old = Date.now() / 1000 - (UNUSED_DAYS + 1) * 86_400
+    const upgraded = (v: string): EngineKeyParts => ({ ...parts, tensorrt: { version: v, build: `${v} build 1` } })
+    const all = [upgraded('10.13.0'), upgraded('10.12.0'), { ...parts, precision: 'fp32' as const }, upgraded('10.11.0')]
+    for (const p of all) await cache.getOrBuild(p, counter().build)
+    const [stale, inUse, sameTrt, loaded] = all.map((p) => cache.files(p))
+    const usedAgo = (f: { sidecar: string }, seconds: number) => utimesSync(f.sidecar, old, Date.now() / 1000 - seconds)
+    usedAgo(stale, (UNUSED_DAYS + 1) * 86_400) // another TensorRT, unused
+    usedAgo(inUse, 86_400) // another TensorRT, loaded yesterday
+    usedAgo(sameTrt, (UNUSED_DAYS + 1) * 86_400) // this TensorRT, unused
+    usedAgo(loaded, (UNUSED_DAYS + 1) * 86_400)
+    await cache.getOrBuild(all[3], counter().build) // a load marks it used
+    const messages: string[] = []
+    await new EngineCache({ engineDir: dir, log: (m) => messages.push(m) }).getOrBuild(parts, counter().build)
+    expect(existsSync(stale.plan) || existsSync(stale.sidecar)).toBe(false)
+    for (const f of [inUse, sameTrt, loaded]) expect(existsSync(f.plan) && existsSync(f.sidecar)).toBe(true)
+    expect(messages).toContain(`removed ${path.basename(stale.plan)}: made by another TensorRT build (10.13.0 build 1) and not loaded for ${UNUSED_DAYS} days`)
   })
 
   it('invalidate() with the refused bytes keeps a plan another process rebuilt meanwhile', async () => {
