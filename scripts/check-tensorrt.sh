@@ -67,6 +67,28 @@ compile() {
   fi
 }
 
+# compile_many <name> <log> <args...> ... : like compile, for several jobs at once (one per core
+# busy at a time is the compiler's business); call `compiled` to wait and count. A job's status
+# is in <log>.rc.
+JOBS=()
+compile_many() {
+  local name="$1" log="$2"; shift 2
+  ( "$CXX" "${CXXFLAGS[@]}" "$@" >"$log" 2>&1; echo $? >"$log.rc" ) &
+  JOBS+=("$name|$log")
+}
+# compiled: waits for the jobs; prints each failure's or warning's log; echoes the failed names.
+compiled() {
+  wait
+  local job name log failed=()
+  for job in "${JOBS[@]}"; do
+    name="${job%%|*}"; log="${job#*|}"
+    if [ "$(cat "$log.rc")" != 0 ]; then cat "$log" >&2; failed+=("$name"); continue; fi
+    if grep -q 'warning:' "$log"; then cat "$log" >&2; WARNINGS=$((WARNINGS + $(grep -c 'warning:' "$log"))); fi
+  done
+  JOBS=()
+  FAILED=("${failed[@]}")
+}
+
 header_number() {  # header_number <include dir> MAJOR|MINOR|PATCH
   sed -nE "s/^#define (NV_TENSORRT_$2|TRT_$2_ENTERPRISE) +([0-9]+).*/\\2/p" "$1/NvInferVersion.h" | head -n 1
 }
@@ -132,20 +154,20 @@ for INC in "${DIRS[@]}"; do
   mkdir -p "$OBJ"
   DEFS=(-DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$INC" -isystem "$CUDA_INC")
 
-  ok=1
+  # Every header on its own, and every object, compiled side by side.
   for h in "$SRC"/*.h; do
-    printf '#include "tensorrt/%s"\n' "$(basename "$h")" >"$OBJ/h.cc"
-    compile "$OBJ/h.log" "${DEFS[@]}" -fsyntax-only "$OBJ/h.cc" || { fail "header $(basename "$h") does not compile on its own"; ok=0; }
+    b="$(basename "$h")"
+    printf '#include "tensorrt/%s"\n' "$b" >"$OBJ/h-$b.cc"
+    compile_many "header $b" "$OBJ/h-$b.log" "${DEFS[@]}" -fsyntax-only "$OBJ/h-$b.cc"
   done
-  [ "$ok" = 1 ] && pass "each header compiles on its own"
-
-  ok=1
   # The pipeline's CPU-preprocessing fallback links the CPU path (as fm_tensorrt links fm_preprocess).
   for cc in "$SRC"/*.cc "$ROOT/native/preprocess/preprocess_cpu.cc"; do
-    compile "$OBJ/$(basename "$cc").log" "${DEFS[@]}" -c "$cc" -o "$OBJ/$(basename "$cc" .cc).o" ||
-      { fail "$(basename "$cc") does not compile"; ok=0; }
+    compile_many "$(basename "$cc")" "$OBJ/$(basename "$cc").log" "${DEFS[@]}" -c "$cc" -o "$OBJ/$(basename "$cc" .cc).o"
   done
-  [ "$ok" = 1 ] && pass "compiled: $(cd "$SRC" && echo *.cc) preprocess_cpu.cc"
+  compiled
+  ok=1
+  for f in "${FAILED[@]}"; do fail "$f does not compile"; ok=0; done
+  [ "$ok" = 1 ] && pass "each header compiles on its own; compiled: $(cd "$SRC" && echo *.cc) preprocess_cpu.cc"
   [ "$ok" = 1 ] || continue
   # The N-API binding (native/tensorrt_binding.cc), where node-addon-api is installed.
   NAPI_INC="$ROOT/node_modules/node-addon-api"
