@@ -133,6 +133,16 @@ function markers(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : []
 }
 
+/** A child process that has started building a fresh key's plan (1.5 s long) in a fresh folder. */
+async function childBuilding(name: string) {
+  const { dir, parts } = fresh(name)
+  const markerDir = path.join(dir, 'markers')
+  mkdirSync(markerDir)
+  const child = startChild({ dir, parts, buildMs: 1500, markerDir })
+  await child.next('building')
+  return { dir, parts, markerDir, child }
+}
+
 /** A pid that surely runs no process: one that just exited. */
 function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
@@ -542,11 +552,7 @@ describe('across processes', () => {
   }, 20_000)
 
   it('the same ONNX bytes under another file name: one build across processes, the other name loads it', async () => {
-    const { dir, parts } = fresh('renamed')
-    const markerDir = path.join(dir, 'markers')
-    mkdirSync(markerDir)
-    const child = startChild({ dir, parts, buildMs: 1500, markerDir })
-    await child.next('building')
+    const { dir, parts, markerDir, child } = await childBuilding('renamed')
     const renamed = { ...parts, onnxName: 'copy-of-the-model.onnx' }
     const cache = new EngineCache({ engineDir: dir, log: () => {} })
     const { state, build } = counter()
@@ -567,11 +573,7 @@ describe('across processes', () => {
   }, 20_000)
 
   it('a waiting caller aborted by its signal gets an AbortError; the builder goes on unaffected', async () => {
-    const { dir, parts } = fresh('abort-wait')
-    const markerDir = path.join(dir, 'markers')
-    mkdirSync(markerDir)
-    const child = startChild({ dir, parts, buildMs: 1500, markerDir })
-    await child.next('building')
+    const { dir, parts, markerDir, child } = await childBuilding('abort-wait')
     const messages: string[] = []
     const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
     const { state, build } = counter()

@@ -238,16 +238,21 @@ std::vector<std::string> one_at_a_time(trt::Pipeline& p, int count, int* answers
   return outcome;
 }
 
-void loses_the_device() {
+// A pipeline over a float32 CopyEngine of `streams` contexts, batches of up to 8 (null, and a
+// failed check, if it does not start).
+std::shared_ptr<trt::Pipeline> copy_pipeline(int streams, const std::string& what) {
   trt::PipelineOptions o;
-  o.streams = 2;
+  o.streams = streams;
   o.max_batch = 8;
   std::string error;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, 8), o, &error);
-  if (!p) {
-    check(false, "lost device: pipeline starts", error);
-    return;
-  }
+  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(streams, 8), o, &error);
+  if (!p) check(false, what + ": pipeline starts", error);
+  return p;
+}
+
+void loses_the_device() {
+  auto p = copy_pipeline(2, "lost device");
+  if (!p) return;
   int answers = 0;
   const std::vector<std::string> outcome = one_at_a_time(*p, 6, &answers);
   check(answers == 6, "lost device: every batch answered once");
@@ -264,15 +269,8 @@ void loses_the_device() {
 // preprocessing a batch records 5 events, so the 3rd batch's 3rd, the one after its uploads,
 // which says when staging may be refilled) fails that batch alone; the model stays usable.
 void an_event_fails() {
-  trt::PipelineOptions o;
-  o.streams = 1;
-  o.max_batch = 8;
-  std::string error;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(1, 8), o, &error);
-  if (!p) {
-    check(false, "failed event: pipeline starts", error);
-    return;
-  }
+  auto p = copy_pipeline(1, "failed event");
+  if (!p) return;
   int answers = 0;
   const std::vector<std::string> outcome = one_at_a_time(*p, 5, &answers);
   check(answers == 5, "failed event: every batch answered once");
