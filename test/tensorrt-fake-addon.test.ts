@@ -115,6 +115,26 @@ it('face-multitask build: a failure after the flags were checked is exit 1, not 
   expect(err.join('\n')).toMatch(/returned no bytes/)
 })
 
+it('a signal that fires while the engine loads: no model, and the engine is closed', async () => {
+  let closed = 0
+  const ac = new AbortController()
+  const engine = {
+    run: async () => ({}),
+    allocFrame: (n: number) => new Uint8Array(n),
+    close: async () => { closed++ },
+    info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
+  }
+  const slowLoad = { builds: 0, plan: Buffer.from('plan'), refusals: 0, engine }
+  const FM = await fakeAddon(slowLoad)
+  // The cache's build note comes before the load: abort once the plan is built, while it loads.
+  const onProgress = (e: EngineProgress) => { if (e.type === 'message' && e.message.startsWith('built ')) setImmediate(() => ac.abort()) }
+  const loading = FM.load({ model, backend: 'tensorrt', engineDir: path.join(dir, 'abort-load'), onProgress, signal: ac.signal })
+  const err = await loading.catch((e) => e)
+  expect(err.name).toBe('AbortError')
+  expect(err.message).toMatch(/loading the TensorRT engine for .* was cancelled/)
+  expect(closed).toBe(1)
+})
+
 it('info() says when the GPU is lost (the addon reports a context-fatal error)', async () => {
   const state = { lost: '' }
   const engine = {

@@ -138,6 +138,11 @@ export class TensorRtBackend implements Backend {
         await cache.invalidate(parts, (e as Error).message, gpu.onProgress, plan)
       }
     }
+    // Cancelled while the plan was being loaded (seconds): the caller gets no model.
+    if (gpu.signal?.aborted) {
+      await engine.close()
+      throw new AbortError(`loading the TensorRT engine for ${path.basename(onnx.path)} was cancelled`, { cause: gpu.signal.reason })
+    }
     const info = engine.info()
     const gpuName = load.status.gpuName ?? 'GPU'
     const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
