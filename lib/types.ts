@@ -115,7 +115,7 @@ export interface LoadOptions {
   cudaGraphs?: boolean
   /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
   onProgress?: (event: EngineProgress) => void
-  /** Cancels load(): waiting for another process's engine build, or building one. */
+  /** Cancels load(): waiting for another process's engine build, building one, or loading it. */
   signal?: AbortSignal
 }
 
