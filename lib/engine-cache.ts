@@ -70,6 +70,15 @@ export interface EngineSidecar {
 
 const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
 
+/** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
+async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as EngineSidecar
+  } catch {
+    return undefined
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys and names
 
@@ -688,7 +697,7 @@ export class EngineCache {
     const name = path.basename(found.plan)
     if (refused) {
       // Another process may have rebuilt it since these bytes were read: keep what it wrote.
-      const sidecar = await fs.readFile(found.sidecar, 'utf8').then((t) => JSON.parse(t) as EngineSidecar, () => undefined)
+      const sidecar = await readSidecar(found.sidecar)
       if (sidecar && sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
         this.log(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`, onProgress)
         return
@@ -713,14 +722,9 @@ export class EngineCache {
     for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
       if (!name.endsWith(suffix)) continue
       const sidecar = path.join(this.dir, name)
-      try {
-        const s = JSON.parse(await fs.readFile(sidecar, 'utf8')) as EngineSidecar
-        if (s.key === key) {
-          const stem = sidecar.slice(0, -'.json'.length)
-          return { plan: `${stem}.plan`, sidecar, lock: this.lockFile(key) }
-        }
-      } catch {
-        // unreadable sidecar: not this one
+      if ((await readSidecar(sidecar))?.key === key) {
+        const stem = sidecar.slice(0, -'.json'.length)
+        return { plan: `${stem}.plan`, sidecar, lock: this.lockFile(key) }
       }
     }
     return undefined
@@ -790,7 +794,7 @@ export class EngineCache {
       if (sidecar === keep.sidecar) continue
       const st = await fs.stat(sidecar).catch(() => undefined)
       if (!st || st.mtimeMs >= before) continue
-      const theirs = await fs.readFile(sidecar, 'utf8').then((t) => (JSON.parse(t) as EngineSidecar).parts, () => undefined)
+      const theirs = (await readSidecar(sidecar))?.parts
       if (!theirs || (canonicalJson(theirs.tensorrt ?? null) === canonicalJson(built.tensorrt) && theirs.schemaVersion === built.schemaVersion)) continue
       if (!(await fs.stat(plan).then((p) => p.isFile(), () => false))) continue
       await fs.rm(sidecar, { force: true }).catch(() => {})
