@@ -1,10 +1,10 @@
 // The TensorRT plan cache without TensorRT: keys, names, atomic writes, the cross-process lock
 // (two real processes racing, stale locks, a builder killed mid-build), AbortSignal, and rebuilds
 // of plans that do not match. The child processes run test/helpers/engine-cache-child.js against
-// the compiled dist/lib/engine-cache.js (the test script runs tsc first).
+// the compiled dist/lib/engine-cache/ (the test script runs tsc first).
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -26,7 +26,7 @@ import type { EngineProgress } from '../lib/types'
 
 const root = mkdtempSync(path.join(tmpdir(), 'fm-engine-cache-'))
 const helper = path.join(__dirname, 'helpers', 'engine-cache-child.js')
-const compiled = path.join(__dirname, '..', 'dist', 'lib', 'engine-cache.js')
+const compiled = path.join(__dirname, '..', 'dist', 'lib', 'engine-cache', 'index.js')
 afterAll(() => rmSync(root, { recursive: true, force: true }))
 
 function baseParts(): EngineKeyParts {
@@ -499,9 +499,12 @@ describe('getOrBuild', () => {
     try {
       let message: string
       if (asRoot) {
-        for (const f of ['engine-cache.js', 'native.js']) writeFileSync(path.join(top, f), readFileSync(path.join(path.dirname(compiled), f)))
-        const script = `require(${JSON.stringify(path.join(top, 'engine-cache.js'))}).EngineCache.prototype.getOrBuild.call(
-          new (require(${JSON.stringify(path.join(top, 'engine-cache.js'))}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
+        const lib = path.dirname(path.dirname(compiled))
+        cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
+        writeFileSync(path.join(top, 'native.js'), readFileSync(path.join(lib, 'native.js')))
+        const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
+        const script = `require(${cacheModule}).EngineCache.prototype.getOrBuild.call(
+          new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
           ${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => console.log('built'), (e) => console.log(e.message))`
         const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
         expect(r.stderr).toBe('')

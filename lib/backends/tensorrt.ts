@@ -1,4 +1,4 @@
-// TensorRT backend: the engine comes from the cache (engine-cache.ts) or is built from the ONNX
+// TensorRT backend: the engine comes from the cache (engine-cache/) or is built from the ONNX
 // on a native thread with progress and cancellation; batches run in the addon's pipeline
 // (native/tensorrt/pipeline.h): frames uploaded from pinned memory, one CUDA kernel launch
 // preprocesses every face, enqueueV3, outputs back through a thread-safe function. Everything

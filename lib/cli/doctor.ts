@@ -36,7 +36,7 @@ async function nearestExisting(dir: string): Promise<{ at: string; isDir: boolea
 const canWrite = (p: string) => fs.access(p, fs.constants.W_OK | fs.constants.X_OK).then(() => true, () => false)
 
 /**
- * The engine cache folder as the cache (lib/engine-cache.ts) will use it: an existing folder is
+ * The engine cache folder as the cache (lib/engine-cache/) will use it: an existing folder is
  * writable or not; a missing one is created with its missing parents (mkdir recursive) on first
  * use, so it is writable when its nearest existing ancestor is a writable folder; a file on the
  * path makes it unusable.

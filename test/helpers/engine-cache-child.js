@@ -1,11 +1,11 @@
 // A second process for test/engine-cache.test.ts: runs EngineCache.getOrBuild from the compiled
-// dist/lib/engine-cache.js with a slow fake build, and reports over IPC what happened.
+// dist/lib/engine-cache with a slow fake build, and reports over IPC what happened.
 // argv[2]: JSON { dir, parts, buildMs, markerDir, staleMs?, refreshMs?, waitForGo?, mode?: 'build' | 'die-while-building' }
 'use strict'
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const path = require('node:path')
-const { EngineCache } = require('../../dist/lib/engine-cache.js')
+const { EngineCache } = require('../../dist/lib/engine-cache')
 
 const cfg = JSON.parse(process.argv[2])
 const send = (m) => process.send && process.send(m)

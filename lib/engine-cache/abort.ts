@@ -1,0 +1,30 @@
+// Cancellation for the engine cache and the TensorRT backend: an AbortError like Node's own, and
+// helpers that give up on a promise or a wait when an AbortSignal fires.
+
+/** Rejection of a call whose AbortSignal fired (name 'AbortError', code 'ABORT_ERR', like Node's own). */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AbortError'
+  }
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new AbortError(`aborted ${what}`, { cause: signal.reason })
+}
+
+/** Settles like `promise`, or rejects with an AbortError as soon as `signal` fires. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return promise
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new AbortError(`aborted ${what}`, { cause: signal.reason }))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+export function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+  return abortable(new Promise((resolve) => setTimeout(resolve, ms)), signal, what)
+}

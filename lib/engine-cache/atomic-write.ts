@@ -1,0 +1,54 @@
+// Atomic file writes: readers see the old file or the whole new one, never a part.
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { throwIfAborted } from './abort'
+
+async function fsyncDir(dir: string): Promise<void> {
+  // Makes the rename durable on POSIX; Windows cannot open a folder this way (and needs nothing).
+  let fh: fs.FileHandle | undefined
+  try {
+    fh = await fs.open(dir, 'r')
+    await fh.sync()
+  } catch {
+    // EISDIR / EPERM / EINVAL on platforms and filesystems that do not support it.
+  } finally {
+    await fh?.close().catch(() => {})
+  }
+}
+
+export function tempPrefix(file: string): string {
+  return `.${path.basename(file)}.tmp-`
+}
+
+/**
+ * Writes `file` so that readers see either the old file or the whole new one, never a part: the
+ * data goes to a temp file in the same folder, is fsynced, then renamed over `file` (and the folder
+ * fsynced). On any failure, the data source's included, the temp file is removed and `file` is
+ * untouched. `data` may be an (async) iterable of chunks, for data made on the fly.
+ */
+export async function writeFileAtomic(file: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+  const dir = path.dirname(file)
+  const tmp = path.join(dir, `${tempPrefix(file)}${process.pid}-${randomBytes(4).toString('hex')}`)
+  let fh: fs.FileHandle | undefined = await fs.open(tmp, 'wx', 0o644)
+  try {
+    if (typeof data === 'string' || data instanceof Uint8Array) {
+      await fh.writeFile(data)
+    } else {
+      for await (const chunk of data) {
+        throwIfAborted(signal, `writing ${file}`)
+        await fh.writeFile(chunk)
+      }
+    }
+    throwIfAborted(signal, `writing ${file}`)
+    await fh.sync()
+    await fh.close()
+    fh = undefined
+    await fs.rename(tmp, file)
+  } catch (e) {
+    await fh?.close().catch(() => {})
+    await fs.rm(tmp, { force: true }).catch(() => {})
+    throw e
+  }
+  await fsyncDir(dir)
+}

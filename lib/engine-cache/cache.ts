@@ -1,0 +1,397 @@
+// The on-disk cache of built TensorRT plans (serialized engines) and timing caches.
+//
+// A plan is only valid for the exact TensorRT build, the GPU, the ONNX bytes and the build
+// settings it was made with, so its key is a SHA-256 over all of them (EngineKeyParts). Plans are
+// written atomically (temp file in the same folder, fsync, rename, then the sidecar .json that
+// holds the full key), under a cross-process lock file, so two processes asking for the same
+// engine never corrupt or duplicate it: one builds, the other waits and loads what it wrote.
+// A plan whose sidecar does not match, whose bytes do not hash to what the sidecar says, or that
+// the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted; and plans of
+// another TensorRT build that no process has loaded for UNUSED_DAYS are removed when a new one is
+// built: users never have to clear the cache by hand.
+//
+// The key is in key.ts, the lock in file-lock.ts, the atomic writes in atomic-write.ts.
+import { createHash } from 'node:crypto'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { packageRoot } from '../native'
+import type { EngineProgress } from '../types'
+import { abortable, throwIfAborted } from './abort'
+import { tempPrefix, writeFileAtomic } from './atomic-write'
+import { describeHolder, FileLock, type LockOptions, pidAlive } from './file-lock'
+import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, keyedParts, timingCachePath } from './key'
+
+/** Plans of another TensorRT build not loaded for this long are removed after a build (removeUnused). */
+export const UNUSED_DAYS = 30
+
+/** What a plan's sidecar .json holds. */
+export interface EngineSidecar {
+  key: string
+  parts: EngineKeyParts
+  planBytes: number
+  planSha256: string
+  createdAt: string
+  builtBy: { pid: number; hostname: string }
+}
+
+/** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
+async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as EngineSidecar
+  } catch {
+    return undefined
+  }
+}
+export interface EngineCacheOptions {
+  /** Where plans live (default: the package's engines/ folder). */
+  engineDir?: string
+  /** Cache notes (build, wait, rebuild and why); default: one line on stderr. Also sent to onProgress. */
+  log?: (message: string) => void
+  /** Lock tuning; see LockOptions. */
+  staleMs?: number
+  refreshMs?: number
+  maxPollMs?: number
+}
+
+export interface GetOrBuildOptions {
+  signal?: AbortSignal
+  /** Build progress (TensorRT's phases and steps) and the cache's notes ({type: 'message'}). */
+  onProgress?: (event: EngineProgress) => void
+}
+
+/**
+ * Builds the plan. Called at most once per key across processes sharing the folder (while the
+ * others wait); it must not block the event loop (the lock is refreshed from it). `signal` fires
+ * when the caller gives up: stop early if you can (the result is discarded either way).
+ */
+export type EngineBuilder = (onProgress: (event: EngineProgress) => void, signal?: AbortSignal) => Promise<Uint8Array>
+
+interface Inflight {
+  promise: Promise<Uint8Array>
+  listeners: Set<(event: EngineProgress) => void>
+}
+
+/** In-process builds under way, by folder and key: callers in one process share one build. */
+const inflight = new Map<string, Inflight>()
+
+interface PlanFiles {
+  plan: string
+  sidecar: string
+  lock: string
+}
+
+export class EngineCache {
+  readonly dir: string
+  private readonly logSink: (message: string) => void
+  private readonly lockOptions: Pick<LockOptions, 'staleMs' | 'refreshMs' | 'maxPollMs'>
+
+  constructor(options: EngineCacheOptions = {}) {
+    this.dir = path.resolve(options.engineDir ?? path.join(packageRoot(), 'engines'))
+    this.logSink = options.log ?? ((m) => { process.stderr.write(`face-multitask: ${m}\n`) })
+    this.lockOptions = { staleMs: options.staleMs, refreshMs: options.refreshMs, maxPollMs: options.maxPollMs }
+  }
+
+  /**
+   * The plan, sidecar and lock files for a key, named after this ONNX file. The lock is named by
+   * the key alone: the same bytes under another file name are the same engine, built once.
+   */
+  files(parts: EngineKeyParts, key = engineCacheKey(parts)): PlanFiles {
+    const plan = path.join(this.dir, engineFileName(parts, key))
+    const stem = plan.slice(0, -'.plan'.length)
+    return { plan, sidecar: `${stem}.json`, lock: this.lockFile(key) }
+  }
+
+  private lockFile(key: string): string {
+    return path.join(this.dir, `engine-${key.slice(0, 16)}.lock`)
+  }
+
+  /** The plan file the cache holds for `parts`: the one named after this ONNX, else one built under another name. */
+  async planFile(parts: EngineKeyParts): Promise<string> {
+    return (await this.locate(parts, engineCacheKey(parts))).plan
+  }
+
+  /** This name's files when its sidecar exists, else those of the same key under another name, else this name's. */
+  private async locate(parts: EngineKeyParts, key: string): Promise<PlanFiles> {
+    const own = this.files(parts, key)
+    if (await fs.stat(own.sidecar).then(() => true, () => false)) return own
+    return (await this.findByKey(key)) ?? own
+  }
+
+  /** The timing cache for this TensorRT build and GPU, beside the plans. */
+  timingCachePath(parts: Pick<EngineKeyParts, 'tensorrt' | 'gpu'> & Partial<EngineKeyParts>): string {
+    return timingCachePath(this.dir, parts)
+  }
+
+  /**
+   * The plan for `parts`: read from the cache when its sidecar matches and its bytes are whole,
+   * else built by `build` (once across processes: others wait, then read it) and stored atomically.
+   */
+  async getOrBuild(parts: EngineKeyParts, build: EngineBuilder, opts: GetOrBuildOptions = {}): Promise<Uint8Array> {
+    const key = engineCacheKey(parts)
+    const { signal, onProgress } = opts
+    throwIfAborted(signal, 'before looking up the engine cache')
+    const id = `${this.dir}\0${key}`
+    for (;;) {
+      const running = inflight.get(id)
+      if (!running) break
+      if (onProgress) running.listeners.add(onProgress)
+      try {
+        return await abortable(running.promise, signal, 'waiting for this process\'s build of the same engine')
+      } catch (e) {
+        // Our own signal, or a failed build: give up. The builder's signal: take over the build.
+        if (signal?.aborted || (e as Error)?.name !== 'AbortError') throw e
+      } finally {
+        if (onProgress) running.listeners.delete(onProgress)
+      }
+    }
+    const listeners = new Set<(event: EngineProgress) => void>()
+    if (onProgress) listeners.add(onProgress)
+    const emit = (event: EngineProgress) => {
+      for (const l of listeners) {
+        try {
+          l(event)
+        } catch {
+          // a listener's bug must not break the build
+        }
+      }
+    }
+    const promise = this.loadOrBuild(parts, key, build, signal, emit)
+    const entry: Inflight = { promise, listeners }
+    inflight.set(id, entry)
+    // A caller that gave up hears no more of a build that may go on until TensorRT's next step.
+    const deafen = () => { if (onProgress) listeners.delete(onProgress) }
+    signal?.addEventListener('abort', deafen, { once: true })
+    try {
+      return await promise
+    } finally {
+      signal?.removeEventListener('abort', deafen)
+      if (inflight.get(id) === entry) inflight.delete(id)
+    }
+  }
+
+  /**
+   * Drops a cached plan the caller could not use (it failed to deserialize): says why, removes the
+   * sidecar then the plan; the next getOrBuild() rebuilds it. With `refused` (the bytes that
+   * failed), a plan rebuilt since by another process is kept rather than removed.
+   */
+  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void, refused?: Uint8Array): Promise<void> {
+    const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : await this.locate(partsOrKey, engineCacheKey(partsOrKey))
+    if (!found) return
+    const name = path.basename(found.plan)
+    if (refused) {
+      // Another process may have rebuilt it since these bytes were read: keep what it wrote.
+      const sidecar = await readSidecar(found.sidecar)
+      if (sidecar && sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
+        this.log(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`, onProgress)
+        return
+      }
+    }
+    this.log(`${name}: ${reason}; removing it, it will be rebuilt`, onProgress)
+    try {
+      await fs.rm(found.sidecar, { force: true })
+      await fs.rm(found.plan, { force: true })
+    } catch (e) {
+      throw new Error(`${name}: ${reason}; and it cannot be removed from "${this.dir}" (${(e as Error).message}): set options.engineDir to a writable folder`, { cause: e })
+    }
+  }
+
+  private log(message: string, emit?: (event: EngineProgress) => void): void {
+    this.logSink(message)
+    emit?.({ type: 'message', message })
+  }
+
+  private async findByKey(key: string): Promise<PlanFiles | undefined> {
+    const suffix = `.${key.slice(0, 12)}.json`
+    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      if (!name.endsWith(suffix)) continue
+      const sidecar = path.join(this.dir, name)
+      if ((await readSidecar(sidecar))?.key === key) {
+        const stem = sidecar.slice(0, -'.json'.length)
+        return { plan: `${stem}.plan`, sidecar, lock: this.lockFile(key) }
+      }
+    }
+    return undefined
+  }
+
+  private async ensureDir(): Promise<void> {
+    try {
+      await fs.mkdir(this.dir, { recursive: true })
+    } catch (e) {
+      throw new Error(`cannot create the engine cache folder "${this.dir}": ${(e as Error).message} (set options.engineDir to a writable folder)`, { cause: e })
+    }
+  }
+
+  /** The plan's bytes when the sidecar matches and the plan is whole; else undefined (and, with `why`, says why). */
+  private async tryLoad(files: PlanFiles, parts: EngineKeyParts, key: string, why?: (m: string) => void): Promise<Uint8Array | undefined> {
+    const name = path.basename(files.plan)
+    let sidecarText: string
+    try {
+      sidecarText = await fs.readFile(files.sidecar, 'utf8')
+    } catch {
+      if (why && (await fs.stat(files.plan).then(() => true, () => false))) why(`${name} has no sidecar (an interrupted write?): rebuilding it`)
+      return undefined
+    }
+    let sidecar: EngineSidecar
+    try {
+      sidecar = JSON.parse(sidecarText) as EngineSidecar
+    } catch {
+      why?.(`${name}: its sidecar ${path.basename(files.sidecar)} is not valid JSON: rebuilding it`)
+      return undefined
+    }
+    if (sidecar.key !== key || canonicalJson(keyedParts(sidecar.parts ?? ({} as EngineKeyParts))) !== canonicalJson(keyedParts(parts))) {
+      const theirs = (sidecar.parts ?? {}) as unknown as Record<string, unknown>
+      const ours = keyedParts(parts) as unknown as Record<string, unknown>
+      const differ = Object.keys(ours).filter((k) => canonicalJson(ours[k]) !== canonicalJson(theirs[k] ?? null))
+      why?.(`${name}: its sidecar does not match this engine (${differ.length ? `${differ.join(', ')} differ` : 'key differs'}): rebuilding it`)
+      return undefined
+    }
+    let bytes: Buffer
+    try {
+      bytes = await fs.readFile(files.plan)
+    } catch {
+      why?.(`${name}: the sidecar exists but the plan does not: rebuilding it`)
+      return undefined
+    }
+    if (bytes.length !== sidecar.planBytes || createHash('sha256').update(bytes).digest('hex') !== sidecar.planSha256) {
+      why?.(`${name}: the plan's bytes do not match its sidecar (${bytes.length} bytes, expected ${sidecar.planBytes}; corrupt or truncated): rebuilding it`)
+      return undefined
+    }
+    // The sidecar's time says when the plan was last used: see removeUnused().
+    const now = new Date()
+    await fs.utimes(files.sidecar, now, now).catch(() => {})
+    return bytes
+  }
+
+  /**
+   * After a build: removes the plans of another TensorRT build or engine schema (which this
+   * TensorRT cannot load: left by an upgrade, they would pile up) that no process has loaded for
+   * UNUSED_DAYS (their sidecars' times, set at each load; another install sharing the folder keeps
+   * its plans by using them). A plan removed and needed after all is rebuilt.
+   */
+  private async removeUnused(built: EngineKeyParts, keep: PlanFiles, say: (m: string) => void): Promise<void> {
+    const before = Date.now() - UNUSED_DAYS * 86_400_000
+    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.json')) continue
+      const sidecar = path.join(this.dir, name)
+      const plan = `${sidecar.slice(0, -'.json'.length)}.plan`
+      if (sidecar === keep.sidecar) continue
+      const st = await fs.stat(sidecar).catch(() => undefined)
+      if (!st || st.mtimeMs >= before) continue
+      const theirs = (await readSidecar(sidecar))?.parts
+      if (!theirs || (canonicalJson(theirs.tensorrt ?? null) === canonicalJson(built.tensorrt) && theirs.schemaVersion === built.schemaVersion)) continue
+      if (!(await fs.stat(plan).then((p) => p.isFile(), () => false))) continue
+      await fs.rm(sidecar, { force: true }).catch(() => {})
+      await fs.rm(plan, { force: true }).catch(() => {})
+      say(`removed ${path.basename(plan)}: made by another TensorRT build (${theirs.tensorrt?.build ?? '?'}) and not loaded for ${UNUSED_DAYS} days`)
+    }
+  }
+
+  /** Removes temp files a crashed writer left for these files (called with the lock held). */
+  private async removeLeftovers(files: PlanFiles): Promise<void> {
+    const prefixes = [tempPrefix(files.plan), tempPrefix(files.sidecar)]
+    const staleMs = this.lockOptions.staleMs ?? 10 * 60_000
+    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      const prefix = prefixes.find((p) => name.startsWith(p))
+      if (!prefix) continue
+      const file = path.join(this.dir, name)
+      const pid = Number(name.slice(prefix.length).split('-')[0])
+      const st = await fs.stat(file).catch(() => undefined)
+      if (st && (!pidAlive(pid) || Date.now() - st.mtimeMs > staleMs)) await fs.rm(file, { force: true }).catch(() => {})
+    }
+  }
+
+  private async loadOrBuild(parts: EngineKeyParts, key: string, build: EngineBuilder, signal: AbortSignal | undefined, emit: (event: EngineProgress) => void): Promise<Uint8Array> {
+    try {
+      return await this.loadOrBuildIn(parts, key, build, signal, emit)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+        throw new Error(`the engine cache folder "${this.dir}" is not writable (${(e as Error).message}); set options.engineDir to a writable folder`, { cause: e })
+      }
+      throw e
+    }
+  }
+
+  private async loadOrBuildIn(parts: EngineKeyParts, key: string, build: EngineBuilder, signal: AbortSignal | undefined, emit: (event: EngineProgress) => void): Promise<Uint8Array> {
+    const files = this.files(parts, key)
+    const name = path.basename(files.plan)
+    const say = (m: string) => this.log(m, emit)
+    await this.ensureDir()
+    const cached = await this.tryLoad(await this.locate(parts, key), parts, key, say)
+    if (cached) return cached
+
+    const lock = await FileLock.acquire(files.lock, {
+      ...this.lockOptions,
+      signal,
+      what: name,
+      onWait: (holder) => say(`waiting for ${describeHolder(holder)}, which is building ${name}${holder ? ` (since ${holder.createdAt})` : ''}`),
+      onStale: say,
+      onLost: say,
+    })
+    let handedOff = false
+    try {
+      // Whoever held the lock may just have written it (under its own ONNX file's name, maybe).
+      const ready = await this.tryLoad(await this.locate(parts, key), parts, key)
+      if (ready) {
+        say(`${name}: built by another process; loaded it`)
+        return ready
+      }
+      await this.removeLeftovers(files)
+      say(`building the TensorRT engine ${name} in ${this.dir}: this takes minutes the first time; later loads read it from the cache`)
+      const started = Date.now()
+      const building = Promise.resolve().then(() => build(emit, signal))
+      building.catch(() => {}) // when abandoned on abort, its failure is handled by finishAbandoned
+      let bytes: Uint8Array
+      try {
+        bytes = await abortable(building, signal, `building ${name}`)
+        throwIfAborted(signal, `building ${name}`)
+      } catch (e) {
+        if (signal?.aborted) {
+          handedOff = true
+          void this.finishAbandoned(building, files, parts, key, lock)
+        }
+        throw e
+      }
+      await this.store(files, parts, key, bytes)
+      say(`built ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      await this.removeUnused(parts, files, say)
+      return bytes
+    } finally {
+      if (!handedOff) await lock.release()
+    }
+  }
+
+  /**
+   * An aborted build goes on until the builder notices (TensorRT at its next progress step). Until
+   * then the lock stays held, so no second build starts beside it on the same GPU; and a plan it
+   * finished anyway is kept, not thrown away.
+   */
+  private async finishAbandoned(building: Promise<Uint8Array>, files: PlanFiles, parts: EngineKeyParts, key: string, lock: FileLock): Promise<void> {
+    try {
+      const bytes = await building
+      await this.store(files, parts, key, bytes)
+      this.log(`${path.basename(files.plan)}: the cancelled build had already finished; kept it in the cache`)
+    } catch {
+      // cancelled, as asked, or failed: nothing to keep
+    } finally {
+      await lock.release().catch(() => {})
+    }
+  }
+
+  /** Writes a built plan and then its sidecar (which makes the plan count), each atomically. */
+  private async store(files: PlanFiles, parts: EngineKeyParts, key: string, bytes: Uint8Array): Promise<void> {
+    const name = path.basename(files.plan)
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new TypeError(`the engine build for ${name} returned no bytes`)
+    await writeFileAtomic(files.plan, bytes)
+    const sidecar: EngineSidecar = {
+      key,
+      parts,
+      planBytes: bytes.length,
+      planSha256: createHash('sha256').update(bytes).digest('hex'),
+      createdAt: new Date().toISOString(),
+      builtBy: { pid: process.pid, hostname: os.hostname() },
+    }
+    await writeFileAtomic(files.sidecar, `${JSON.stringify(sidecar, null, 2)}\n`)
+  }
+}

@@ -1,0 +1,271 @@
+// The cross-process lock that makes one process build an engine while the others wait.
+//
+// The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
+// time and a random token. A lock is stale when its pid no longer runs on this host (or now runs
+// another process: a restarted container reuses pids), or when its mtime (refreshed by the holder
+// while it builds) is older than staleMs: then it is taken over. Waiting polls with
+// backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
+// alone (a crashed builder would block the others for the whole stale timeout, which must be long
+// because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
+// for what is ~200 lines here.
+import { randomBytes } from 'node:crypto'
+import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import { sleep, throwIfAborted } from './abort'
+
+/** What a lock file holds. */
+export interface LockInfo {
+  pid: number
+  hostname: string
+  /** When the holder process started, where the OS tells (Linux: /proc/<pid>/stat's starttime): a reused pid is told apart. */
+  pidStart?: string
+  /** The holder's pid namespace (Linux: /proc/self/ns/pid): containers that share a host name and a cache folder may not. */
+  pidNamespace?: string
+  createdAt: string
+  token: string
+  /** What is being built (the plan's file name). */
+  what?: string
+}
+
+/** A process's start time in clock ticks since boot (Linux), else undefined. */
+export function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after "(comm)": state is the 3rd field, starttime the 22nd.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    return start && /^\d+$/.test(start) ? start : undefined
+  } catch {
+    return undefined
+  }
+}
+
+let ownPidNamespace: string | null | undefined
+/** This process's pid namespace (Linux), else undefined. */
+function pidNamespace(): string | undefined {
+  if (ownPidNamespace === undefined) {
+    try {
+      ownPidNamespace = readlinkSync('/proc/self/ns/pid')
+    } catch {
+      ownPidNamespace = null
+    }
+  }
+  return ownPidNamespace ?? undefined
+}
+
+/** Whether `pid` runs on this host (EPERM: it runs, as another user). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+interface LockState {
+  raw: string
+  info: LockInfo | undefined
+  ino: number
+  mtimeMs: number
+}
+
+function parseLock(raw: string): LockInfo | undefined {
+  try {
+    const v = JSON.parse(raw) as LockInfo
+    return Number.isInteger(v.pid) && typeof v.hostname === 'string' ? v : undefined
+  } catch {
+    return undefined // being written (created, not yet filled), or garbage: judged by age alone
+  }
+}
+
+async function inspectLock(file: string): Promise<LockState | undefined> {
+  try {
+    const [st, raw] = await Promise.all([fs.stat(file), fs.readFile(file, 'utf8')])
+    return { raw, info: parseLock(raw), ino: st.ino, mtimeMs: st.mtimeMs }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+}
+
+export function describeHolder(info: LockInfo | undefined): string {
+  return info ? `pid ${info.pid} on ${info.hostname === os.hostname() ? 'this host' : `host ${info.hostname}`}` : 'another process'
+}
+
+/** Why a lock is stale, or undefined while its holder may still be at work. */
+function staleReason(state: LockState, staleMs: number, now = Date.now()): string | undefined {
+  const { info } = state
+  // Pids say something only within one pid namespace: a holder in another container with the
+  // same host name is judged by the lock's age alone.
+  if (info && info.hostname === os.hostname() && (info.pidNamespace === undefined || info.pidNamespace === pidNamespace())) {
+    if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
+    // A restarted container often gives the new process the old one's pid, this one's included
+    // (the start time tells them apart; worker threads share their process's).
+    const started = info.pidStart === undefined ? undefined : processStart(info.pid)
+    if (started !== undefined && started !== info.pidStart) return `its holder, pid ${info.pid} on this host, is no longer running (that pid now belongs to another process)`
+  }
+  const age = now - state.mtimeMs
+  if (age > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(age / 1000)} s`
+  return undefined
+}
+
+/** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
+const heldLocks = new Map<string, string>()
+let exitHookInstalled = false
+
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on('exit', () => {
+    for (const [file, token] of heldLocks) {
+      try {
+        if (parseLock(readFileSync(file, 'utf8'))?.token === token) unlinkSync(file)
+      } catch {
+        // gone already
+      }
+    }
+  })
+}
+
+export interface LockOptions {
+  /** A lock not refreshed for this long is taken over (default 10 minutes). */
+  staleMs?: number
+  /** How often the holder refreshes the lock's mtime (default min(10 s, staleMs / 4)). */
+  refreshMs?: number
+  /** The longest pause between two tries while waiting (default 1 s; it starts at 25 ms). */
+  maxPollMs?: number
+  signal?: AbortSignal
+  /** Written into the lock, for messages. */
+  what?: string
+  /** Called once when the lock is held by someone else and this caller starts waiting. */
+  onWait?: (holder: LockInfo | undefined) => void
+  /** Called when a stale lock is taken over. */
+  onStale?: (reason: string) => void
+  /** Called when the held lock was removed or replaced by someone else (the holder goes on). */
+  onLost?: (reason: string) => void
+}
+
+/** A held lock: keeps its mtime fresh until release(). */
+export class FileLock {
+  private timer: NodeJS.Timeout | undefined
+  private lost = false
+  private released = false
+
+  private constructor(readonly file: string, readonly token: string, private readonly ino: number, refreshMs: number, private readonly onLost?: (why: string) => void) {
+    heldLocks.set(file, token)
+    installExitHook()
+    this.timer = setInterval(() => { void this.refresh() }, refreshMs)
+    this.timer.unref()
+  }
+
+  /** Tries once to create `file` with O_EXCL. */
+  private static async tryCreate(file: string, refreshMs: number, what: string | undefined, onLost?: (why: string) => void): Promise<FileLock | undefined> {
+    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), pidNamespace: pidNamespace(), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
+    let fh: fs.FileHandle
+    try {
+      fh = await fs.open(file, 'wx', 0o644)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined
+      throw e
+    }
+    try {
+      await fh.writeFile(JSON.stringify(info))
+      const { ino } = await fh.stat()
+      return new FileLock(file, info.token, ino, refreshMs, onLost)
+    } catch (e) {
+      await fs.rm(file, { force: true }).catch(() => {})
+      throw e
+    } finally {
+      await fh.close().catch(() => {})
+    }
+  }
+
+  /**
+   * Acquires the lock `file`: creates it, or waits (polling with backoff) until its holder
+   * releases it or it turns stale, then takes it. Rejects with an AbortError when `signal` fires.
+   */
+  static async acquire(file: string, options: LockOptions = {}): Promise<FileLock> {
+    const staleMs = options.staleMs ?? 10 * 60_000
+    const refreshMs = options.refreshMs ?? Math.max(10, Math.min(10_000, staleMs / 4))
+    const maxPollMs = options.maxPollMs ?? 1000
+    const { signal } = options
+    let delay = 25
+    let waiting = false
+    for (;;) {
+      throwIfAborted(signal, `waiting for the lock ${file}`)
+      const lock = await FileLock.tryCreate(file, refreshMs, options.what, options.onLost)
+      if (lock) return lock
+      const state = await inspectLock(file)
+      if (!state) continue // released between the two calls: try again at once
+      const stale = staleReason(state, staleMs)
+      if (stale !== undefined) {
+        if (await FileLock.takeOver(file, state)) options.onStale?.(`took over the stale lock ${file}: ${stale}`)
+        continue
+      }
+      if (!waiting) {
+        waiting = true
+        options.onWait?.(state.info)
+      }
+      await sleep(delay * (0.75 + Math.random() / 2), signal, `waiting for ${describeHolder(state.info)} to release ${file}`)
+      delay = Math.min(delay * 1.5, maxPollMs)
+    }
+  }
+
+  /**
+   * Removes a lock judged stale, unless it changed since it was judged (another waiter took it
+   * over and made a fresh one, or its holder refreshed it): it is first renamed aside, which only
+   * one process can do, then checked; a fresh lock moved by mistake is linked back.
+   */
+  private static async takeOver(file: string, judged: LockState): Promise<boolean> {
+    const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`
+    try {
+      await fs.rename(file, aside)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw e
+    }
+    try {
+      const [st, raw] = await Promise.all([fs.stat(aside), fs.readFile(aside, 'utf8')])
+      if (st.ino === judged.ino && st.mtimeMs === judged.mtimeMs && raw === judged.raw) return true
+      await fs.link(aside, file).catch(() => {}) // not the lock we judged: put it back (fails if a newer one exists)
+      return false
+    } finally {
+      await fs.rm(aside, { force: true }).catch(() => {})
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.lost || this.released) return
+    try {
+      const st = await fs.stat(this.file)
+      if (st.ino !== this.ino) throw Object.assign(new Error('replaced'), { code: 'EREPLACED' })
+      const now = new Date()
+      await fs.utimes(this.file, now, now)
+    } catch (e) {
+      if (this.released) return // released while this refresh ran: nothing was lost
+      this.lost = true
+      try {
+        this.onLost?.(`lost the lock ${this.file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); going on: the write is atomic`)
+      } catch {
+        // a throwing logger must not become an unhandled rejection of this timer's refresh
+      }
+    }
+  }
+
+  /** Stops refreshing and removes the lock file if it is still this lock's. */
+  async release(): Promise<void> {
+    this.released = true
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    heldLocks.delete(this.file)
+    try {
+      const st = await fs.stat(this.file)
+      if (st.ino !== this.ino || parseLock(await fs.readFile(this.file, 'utf8'))?.token !== this.token) return
+      await fs.rm(this.file, { force: true })
+    } catch {
+      // gone already
+    }
+  }
+}

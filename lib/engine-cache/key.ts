@@ -1,0 +1,168 @@
+// The engine cache's key: everything a TensorRT plan depends on (EngineKeyParts), hashed
+// (SHA-256 of canonical JSON) into the key, and the readable file names built from it.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import path from 'node:path'
+import type { Precision } from '../types'
+
+/** Bump when the addon's engine layout (bindings, plugins, input/output handling) changes. */
+export const ENGINE_SCHEMA_VERSION = 1
+/** Everything a plan depends on. All of it but onnxName goes into the key. */
+export interface EngineKeyParts {
+  /** The ONNX file's name, for the readable plan file name only (same bytes: same engine). */
+  onnxName: string
+  /** SHA-256 (hex) of the ONNX file's bytes: hashFile(). */
+  onnxSha256: string
+  /** `version`: e.g. "10.14.1"; `build`: the library's exact build, e.g. "10.14.1 build 48" (getInferLibBuildVersion()). */
+  tensorrt: { version: string; build: string }
+  /** The ONNX parser's version (nvonnxparser's getNvOnnxParserVersion / onnx-tensorrt). */
+  parserVersion: string
+  precision: Precision
+  /** The optimization profile of the batch dimension (kMIN / kOPT / kMAX). */
+  profile: { minBatch: number; optBatch: number; maxBatch: number }
+  /** Builder options. workspaceMiB 0: TensorRT's default (the device's memory). */
+  builder: { optimizationLevel: number; workspaceMiB: number }
+  /** computeCapability as "major.minor", e.g. "9.0". */
+  gpu: { name: string; computeCapability: string; smCount: number }
+  /** The major of the newest CUDA the driver supports (a driver of another major rebuilds: conservative). */
+  cudaMajor: number
+  /** process.platform and process.arch. */
+  os: string
+  arch: string
+  /** ENGINE_SCHEMA_VERSION of the addon that builds and reads the plan. */
+  schemaVersion: number
+}
+
+const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
+
+function fail(field: string, what: string, value: unknown): never {
+  throw new TypeError(`engine key: ${field} must be ${what}, got ${JSON.stringify(value)}`)
+}
+
+function str(v: unknown, field: string): void {
+  if (typeof v !== 'string' || v === '') fail(field, 'a non-empty string', v)
+}
+
+function int(v: unknown, field: string, min: number): void {
+  if (!Number.isInteger(v) || (v as number) < min) fail(field, `an integer >= ${min}`, v)
+}
+
+function obj(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(field, 'an object', v)
+  return v as Record<string, unknown>
+}
+
+/** Throws a TypeError naming the first missing or malformed field (catches integration mistakes early). */
+export function checkKeyParts(parts: EngineKeyParts): void {
+  const p = obj(parts, 'parts')
+  str(p.onnxName, 'onnxName')
+  if (typeof p.onnxSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(p.onnxSha256)) fail('onnxSha256', 'a hex SHA-256', p.onnxSha256)
+  const trt = obj(p.tensorrt, 'tensorrt')
+  str(trt.version, 'tensorrt.version')
+  str(trt.build, 'tensorrt.build')
+  str(p.parserVersion, 'parserVersion')
+  if (!PRECISIONS.includes(p.precision as Precision)) fail('precision', `one of ${PRECISIONS.join(', ')}`, p.precision)
+  const prof = obj(p.profile, 'profile')
+  int(prof.minBatch, 'profile.minBatch', 1)
+  int(prof.optBatch, 'profile.optBatch', 1)
+  int(prof.maxBatch, 'profile.maxBatch', 1)
+  if (!((prof.minBatch as number) <= (prof.optBatch as number) && (prof.optBatch as number) <= (prof.maxBatch as number))) {
+    fail('profile', 'minBatch <= optBatch <= maxBatch', prof)
+  }
+  const b = obj(p.builder, 'builder')
+  int(b.optimizationLevel, 'builder.optimizationLevel', 0)
+  int(b.workspaceMiB, 'builder.workspaceMiB', 0)
+  const gpu = obj(p.gpu, 'gpu')
+  str(gpu.name, 'gpu.name')
+  if (typeof gpu.computeCapability !== 'string' || !/^\d+\.\d+$/.test(gpu.computeCapability)) fail('gpu.computeCapability', '"major.minor"', gpu.computeCapability)
+  int(gpu.smCount, 'gpu.smCount', 1)
+  int(p.cudaMajor, 'cudaMajor', 1)
+  str(p.os, 'os')
+  str(p.arch, 'arch')
+  int(p.schemaVersion, 'schemaVersion', 1)
+}
+
+/** JSON with object keys sorted at every level: the same value always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: ${value} has no JSON form`)
+    return JSON.stringify(value)
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined)
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  throw new TypeError(`canonicalJson: a ${typeof value} has no JSON form`)
+}
+
+/** The parts that make the key: all but the ONNX file's name. */
+export function keyedParts(parts: EngineKeyParts): Omit<EngineKeyParts, 'onnxName'> {
+  const { onnxName: _name, ...rest } = parts
+  return rest
+}
+
+/** The cache key: SHA-256 (hex) of the canonical JSON of every part but onnxName. */
+export function engineCacheKey(parts: EngineKeyParts): string {
+  checkKeyParts(parts)
+  return createHash('sha256').update(canonicalJson(keyedParts(parts))).digest('hex')
+}
+
+/** Lower case, runs of anything but [a-z0-9.] as one '-': "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3". */
+function slug(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9.]+/g, '-').replace(/^[-.]+|[-.]+$/g, '') || 'x'
+}
+
+/** "nvidia-h100-80gb-hbm3-sm90": the GPU's name and compute capability. */
+export function gpuSlug(gpu: EngineKeyParts['gpu']): string {
+  return `${slug(gpu.name)}-sm${gpu.computeCapability.replace('.', '')}`
+}
+
+/** `<onnx-basename>.<precision>.b<min>-<opt>-<max>.<gpu-slug>.trt<ver>.<key12>.plan` */
+export function engineFileName(parts: EngineKeyParts, key = engineCacheKey(parts)): string {
+  // The export's own precision suffix (model.fp16.onnx) is not repeated: the plan's follows.
+  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-') || 'model'
+  const { minBatch, optBatch, maxBatch } = parts.profile
+  return `${base}.${parts.precision}.b${minBatch}-${optBatch}-${maxBatch}.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${key.slice(0, 12)}.plan`
+}
+
+/**
+ * The timing cache for one TensorRT build on one GPU model, in `dir` beside the plans:
+ * `timing.<gpu-slug>.trt<ver>.<hash8>.cache`, the hash over TensorRT's version and build, the GPU,
+ * the OS/arch and the schema version (a timing cache is valid for the same TensorRT build and device only).
+ */
+export function timingCachePath(dir: string, parts: Pick<EngineKeyParts, 'tensorrt' | 'gpu'> & Partial<Pick<EngineKeyParts, 'os' | 'arch' | 'schemaVersion'>>): string {
+  const keyed = {
+    tensorrt: parts.tensorrt,
+    gpu: parts.gpu,
+    os: parts.os ?? process.platform,
+    arch: parts.arch ?? process.arch,
+    schemaVersion: parts.schemaVersion ?? ENGINE_SCHEMA_VERSION,
+  }
+  const hash = createHash('sha256').update(canonicalJson(keyed)).digest('hex').slice(0, 8)
+  return path.join(dir, `timing.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${hash}.cache`)
+}
+
+/** SHA-256 (hex) of a file, read as a stream (1 MiB chunks): models of any size, little memory. */
+export async function hashFile(file: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/** The key parts for an ONNX file: hashes it, fills OS, arch and the schema version. */
+export async function engineKeyParts(input: Omit<EngineKeyParts, 'onnxName' | 'onnxSha256' | 'os' | 'arch' | 'schemaVersion'> & { onnx: string; signal?: AbortSignal }): Promise<EngineKeyParts> {
+  const { onnx, signal, ...rest } = input
+  const parts: EngineKeyParts = {
+    ...rest,
+    onnxName: path.basename(onnx),
+    onnxSha256: await hashFile(onnx, signal),
+    os: process.platform,
+    arch: process.arch,
+    schemaVersion: ENGINE_SCHEMA_VERSION,
+  }
+  checkKeyParts(parts)
+  return parts
+}
