@@ -18,6 +18,8 @@ export interface OnnxModelInfo {
   inputs: OnnxValueInfo[]
   outputs: OnnxValueInfo[]
   opset: number
+  /** The files, relative to the model's folder, that hold initializers stored outside it (ONNX external data). */
+  externalData: string[]
 }
 
 const ELEM_TYPES: Record<number, string> = {
@@ -44,7 +46,7 @@ function valueInfo(bytes: Uint8Array): OnnxValueInfo {
 }
 
 export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
-  const info: OnnxModelInfo = { metadata: {}, inputs: [], outputs: [], opset: 0 }
+  const info: OnnxModelInfo = { metadata: {}, inputs: [], outputs: [], opset: 0, externalData: [] }
   const initializers = new Set<string>()
   const graphInputs: OnnxValueInfo[] = []
   let sawGraph = false
@@ -71,6 +73,8 @@ export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
           // Older exporters list initializers as graph inputs too: only their names are needed.
           const t = onnx.TensorProto.decode(g.bytes())
           initializers.add(t.name)
+          const location = t.externalData.find((e) => e.key === 'location')?.value
+          if (location && !info.externalData.includes(location)) info.externalData.push(location)
         } else g.skipType(gtag & 7)
       }
     } else top.skipType(tag & 7)

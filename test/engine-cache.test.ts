@@ -23,6 +23,8 @@ import {
   writeFileAtomic,
 } from '../lib/engine-cache'
 import type { EngineProgress } from '../lib/types'
+import { onnx } from 'onnx-proto'
+import { readOnnxModel } from '../lib/onnx-model'
 
 const root = mkdtempSync(path.join(tmpdir(), 'fm-engine-cache-'))
 const helper = path.join(__dirname, 'helpers', 'engine-cache-child.js')
@@ -230,12 +232,49 @@ describe('hashing the ONNX', () => {
     expect(await hashFile(empty)).toBe(sha(Buffer.alloc(0)))
   })
 
+  /** A one-initializer ONNX graph; with `location`, its weights are kept in that file (external data). */
+  function onnxFile(dir: string, name: string, location?: string): { file: string; bytes: Uint8Array } {
+    const weight = onnx.TensorProto.create({ name: 'w', dims: [4], dataType: onnx.TensorProto.DataType.FLOAT })
+    if (location) {
+      weight.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+      weight.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: location }), onnx.StringStringEntryProto.create({ key: 'length', value: '16' })]
+    } else {
+      weight.rawData = new Uint8Array(16)
+    }
+    const graph = onnx.GraphProto.create({ name: 'g', initializer: [weight] })
+    const bytes = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, graph })).finish()
+    const file = path.join(dir, name)
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(file, bytes)
+    return { file, bytes }
+  }
+
+  const { onnxName: _n, onnxSha256: _h, os: _o, arch: _a, schemaVersion: _s, ...given } = baseParts()
+
   it('engineKeyParts hashes the file and fills OS, arch and schema', async () => {
-    const file = path.join(root, 'm.onnx')
-    writeFileSync(file, 'onnx!')
-    const { onnxName: _n, onnxSha256: _h, os: _o, arch: _a, schemaVersion: _s, ...rest } = baseParts()
-    const parts = await engineKeyParts({ ...rest, onnx: file })
-    expect(parts).toMatchObject({ onnxName: 'm.onnx', onnxSha256: sha(Buffer.from('onnx!')), os: process.platform, arch: process.arch, schemaVersion: ENGINE_SCHEMA_VERSION })
+    const { file, bytes } = onnxFile(path.join(root, 'key-parts'), 'm.onnx')
+    const parts = await engineKeyParts({ ...given, onnx: file, externalData: [] })
+    expect(parts).toMatchObject({ onnxName: 'm.onnx', onnxSha256: sha(bytes), os: process.platform, arch: process.arch, schemaVersion: ENGINE_SCHEMA_VERSION })
+    expect(parts.externalData).toBeUndefined() // the key of a model without external data has no such part
+  })
+
+  it('weights kept outside the .onnx (external data) are part of the key: new weights, another engine', async () => {
+    const dir = path.join(root, 'external-data')
+    const { file } = onnxFile(dir, 'm.onnx', 'm.weights')
+    const { externalData } = await readOnnxModel(file)
+    expect(externalData).toEqual(['m.weights'])
+    writeFileSync(path.join(dir, 'm.weights'), Buffer.alloc(16, 1))
+    const before = await engineKeyParts({ ...given, onnx: file, externalData })
+    expect(before.externalData).toEqual([{ location: 'm.weights', sha256: sha(Buffer.alloc(16, 1)) }])
+    writeFileSync(path.join(dir, 'm.weights'), Buffer.alloc(16, 2)) // same .onnx bytes, new weights
+    const after = await engineKeyParts({ ...given, onnx: file, externalData })
+    expect(after.onnxSha256).toBe(before.onnxSha256)
+    expect(engineCacheKey(after)).not.toBe(engineCacheKey(before))
+  })
+
+  it('a missing external-data file is named, with the model that needs it', async () => {
+    const { file } = onnxFile(path.join(root, 'external-missing'), 'm.onnx', 'gone.bin')
+    await expect(engineKeyParts({ ...given, onnx: file, externalData: (await readOnnxModel(file)).externalData })).rejects.toThrow(/m\.onnx keeps weights in "gone\.bin" \(ONNX external data\), which cannot be read: no such file/)
   })
 })
 
@@ -501,7 +540,7 @@ describe('getOrBuild', () => {
       if (asRoot) {
         const lib = path.dirname(path.dirname(compiled))
         cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
-        writeFileSync(path.join(top, 'native.js'), readFileSync(path.join(lib, 'native.js')))
+        for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
         const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
         const script = `require(${cacheModule}).EngineCache.prototype.getOrBuild.call(
           new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),

@@ -4,6 +4,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { onnx } from 'onnx-proto'
 import { describe, expect, it } from 'vitest'
 import { checkSameModel, engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
 import { readModelSpec } from '../lib/contract'
@@ -115,6 +116,24 @@ describe('the engine cache key from the probe', () => {
     expect(await key({ builtFor: '10.16.0' })).toBe(base)
     expect(await key({ tensorrtBuild: '49' })).not.toBe(base)
     expect(await key({ tensorrtVersion: '10.14.2' })).not.toBe(base)
+  })
+
+  it('covers weights the ONNX keeps in a file beside it (external data)', async () => {
+    // The fixture with its first initializer's bytes moved out to external.weights.
+    const m = onnx.ModelProto.decode(fixture)
+    const t = m.graph!.initializer[0]
+    const weights = t.rawData
+    writeFileSync(path.join(dir, 'external.weights'), weights)
+    t.rawData = new Uint8Array(0)
+    t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+    t.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'external.weights' })]
+    const f = write('external.onnx', onnx.ModelProto.encode(m).finish())
+    const spec = readModelSpec(f, await readOnnxModel(f))
+    const status = { available: true, tensorrtVersion: '10.14.1', tensorrtBuild: '48', gpuName: 'NVIDIA H100', computeCapability: '9.0', smCount: 132, cudaDriverVersion: '13.0' }
+    const key = async () => engineCacheKey(await keyParts(f, 'fp32', { model: f, spec, gpu: gpuOptions({}), status, precisionGiven: false }))
+    const before = await key()
+    writeFileSync(path.join(dir, 'external.weights'), Buffer.alloc(weights.length, 7)) // new weights, same .onnx
+    expect(await key()).not.toBe(before)
   })
 })
 

@@ -11,6 +11,7 @@ import type { BatchOutputs } from '../decode'
 import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
+import { readOnnxModel } from '../onnx-model'
 import { loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
@@ -85,6 +86,7 @@ export async function keyParts(onnx: string, precision: Precision, load: TensorR
   const g = load.gpu
   return engineKeyParts({
     onnx,
+    externalData: (await readOnnxModel(onnx)).externalData,
     signal: g.signal,
     // The library's own version and build: the headers the addon was compiled against do not
     // change the plan (the addon's schema version covers the addon).

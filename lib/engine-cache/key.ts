@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import path from 'node:path'
+import { fileErrorReason } from '../describe'
 import type { Precision } from '../types'
 
 /** Bump when the addon's engine layout (bindings, plugins, input/output handling) changes. */
@@ -13,6 +14,11 @@ export interface EngineKeyParts {
   onnxName: string
   /** SHA-256 (hex) of the ONNX file's bytes: hashFile(). */
   onnxSha256: string
+  /**
+   * The files that hold the model's weights when they are stored outside the .onnx (ONNX external
+   * data), by location relative to it, with their SHA-256; absent when there are none.
+   */
+  externalData?: { location: string; sha256: string }[]
   /** `version`: e.g. "10.14.1"; `build`: the library's exact build, e.g. "10.14.1 build 48" (getInferLibBuildVersion()). */
   tensorrt: { version: string; build: string }
   /** The ONNX parser's version (nvonnxparser's getNvOnnxParserVersion / onnx-tensorrt). */
@@ -57,6 +63,14 @@ export function checkKeyParts(parts: EngineKeyParts): void {
   const p = obj(parts, 'parts')
   str(p.onnxName, 'onnxName')
   if (typeof p.onnxSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(p.onnxSha256)) fail('onnxSha256', 'a hex SHA-256', p.onnxSha256)
+  if (p.externalData !== undefined) {
+    if (!Array.isArray(p.externalData)) fail('externalData', 'an array', p.externalData)
+    for (const [i, e] of (p.externalData as unknown[]).entries()) {
+      const entry = obj(e, `externalData[${i}]`)
+      str(entry.location, `externalData[${i}].location`)
+      if (typeof entry.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(entry.sha256)) fail(`externalData[${i}].sha256`, 'a hex SHA-256', entry.sha256)
+    }
+  }
   const trt = obj(p.tensorrt, 'tensorrt')
   str(trt.version, 'tensorrt.version')
   str(trt.build, 'tensorrt.build')
@@ -152,13 +166,38 @@ export async function hashFile(file: string, signal?: AbortSignal): Promise<stri
   return hash.digest('hex')
 }
 
-/** The key parts for an ONNX file: hashes it, fills OS, arch and the schema version. */
-export async function engineKeyParts(input: Omit<EngineKeyParts, 'onnxName' | 'onnxSha256' | 'os' | 'arch' | 'schemaVersion'> & { onnx: string; signal?: AbortSignal }): Promise<EngineKeyParts> {
-  const { onnx, signal, ...rest } = input
+/**
+ * The weights files an ONNX keeps outside itself (external data, by location relative to it),
+ * hashed. TensorRT's parser reads them from beside the .onnx, so new weights there with the same
+ * .onnx must make another engine.
+ */
+async function hashExternalData(onnx: string, locations: readonly string[], signal?: AbortSignal): Promise<EngineKeyParts['externalData']> {
+  if (locations.length === 0) return undefined
+  const hashed: NonNullable<EngineKeyParts['externalData']> = []
+  for (const location of [...new Set(locations)].sort()) {
+    try {
+      hashed.push({ location, sha256: await hashFile(path.resolve(path.dirname(onnx), location), signal) })
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e
+      throw new Error(`${onnx} keeps weights in "${location}" (ONNX external data), which cannot be read: ${fileErrorReason(e)}`, { cause: e })
+    }
+  }
+  return hashed
+}
+
+/**
+ * The key parts for an ONNX file: hashes it and the external-data files it names (`externalData`:
+ * OnnxModelInfo.externalData), fills OS, arch and the schema version.
+ */
+export async function engineKeyParts(
+  input: Omit<EngineKeyParts, 'onnxName' | 'onnxSha256' | 'externalData' | 'os' | 'arch' | 'schemaVersion'> & { onnx: string; externalData: readonly string[]; signal?: AbortSignal },
+): Promise<EngineKeyParts> {
+  const { onnx, externalData, signal, ...rest } = input
   const parts: EngineKeyParts = {
     ...rest,
     onnxName: path.basename(onnx),
     onnxSha256: await hashFile(onnx, signal),
+    externalData: await hashExternalData(onnx, externalData, signal),
     os: process.platform,
     arch: process.arch,
     schemaVersion: ENGINE_SCHEMA_VERSION,
