@@ -5,9 +5,10 @@
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import fsp from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import {
   AbortError,
   ENGINE_SCHEMA_VERSION,
@@ -22,6 +23,7 @@ import {
   UNUSED_DAYS,
   writeFileAtomic,
 } from '../lib/engine-cache'
+import { renameReplacing } from '../lib/engine-cache/atomic-write'
 import type { EngineProgress } from '../lib/types'
 import { onnx } from 'onnx-proto'
 import { readOnnxModel } from '../lib/onnx-model'
@@ -279,6 +281,38 @@ describe('hashing the ONNX', () => {
 })
 
 describe('atomic writes', () => {
+  it('on Windows, a rename refused while the target is in use is retried; elsewhere it fails at once', async () => {
+    const dir = path.join(root, 'rename-retry')
+    mkdirSync(dir)
+    const from = path.join(dir, 'new')
+    const to = path.join(dir, 'plan')
+    const busy = () => Object.assign(new Error('EBUSY: resource busy or locked'), { code: 'EBUSY' })
+    const real = fsp.rename.bind(fsp)
+    const spy = vi.spyOn(fsp, 'rename')
+    try {
+      writeFileSync(from, 'new plan')
+      writeFileSync(to, 'old plan')
+      spy.mockRejectedValueOnce(busy()).mockRejectedValueOnce(busy()).mockImplementation(real)
+      await renameReplacing(from, to, 'win32')
+      expect(spy).toHaveBeenCalledTimes(3)
+      expect(readFileSync(to, 'utf8')).toBe('new plan')
+
+      spy.mockClear()
+      writeFileSync(from, 'newer plan')
+      spy.mockRejectedValueOnce(busy())
+      await expect(renameReplacing(from, to, 'linux')).rejects.toThrow(/EBUSY/)
+      expect(spy).toHaveBeenCalledTimes(1)
+
+      spy.mockClear()
+      spy.mockRejectedValue(busy()) // never clears: gives up, with the error
+      await expect(renameReplacing(from, to, 'win32')).rejects.toThrow(/EBUSY/)
+      expect(spy).toHaveBeenCalledTimes(9)
+      expect(readFileSync(to, 'utf8')).toBe('new plan')
+    } finally {
+      spy.mockRestore()
+    }
+  })
+
   it('a write that fails mid-way leaves the old file whole and no temp file', async () => {
     const dir = path.join(root, 'atomic')
     mkdirSync(dir)

@@ -17,6 +17,25 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * rename(), retried on Windows while another process holds the target open without sharing
+ * delete access, or a virus scanner has just opened the new file (EPERM / EACCES / EBUSY, which
+ * clear within moments): about 2 s in all, as graceful-fs and write-file-atomic do. Elsewhere
+ * rename over a file in use always succeeds, so an error there is real and not retried.
+ */
+export async function renameReplacing(from: string, to: string, platform: NodeJS.Platform = process.platform): Promise<void> {
+  for (let attempt = 0, delay = 10; ; attempt++, delay = Math.min(delay * 2, 500)) {
+    try {
+      await fs.rename(from, to)
+      return
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (platform !== 'win32' || !(code === 'EPERM' || code === 'EACCES' || code === 'EBUSY') || attempt >= 8) throw e
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+}
+
 export function tempPrefix(file: string): string {
   return `.${path.basename(file)}.tmp-`
 }
@@ -44,7 +63,7 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string | 
     await fh.sync()
     await fh.close()
     fh = undefined
-    await fs.rename(tmp, file)
+    await renameReplacing(tmp, file)
   } catch (e) {
     await fh?.close().catch(() => {})
     await fs.rm(tmp, { force: true }).catch(() => {})
