@@ -737,6 +737,19 @@ describe('across processes', () => {
     expect(messages.some((m) => /took over the stale lock .*pid 1 on host some-other-host has not refreshed it for 1[12]\d s/.test(m))).toBe(true)
   })
 
+  it('a long wait for another process\'s build says, now and then, that it still waits and for whom', async () => {
+    const { dir, parts } = fresh('wait-notes')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, waitNoteMs: 200, maxPollMs: 50, log: (m) => messages.push(m) })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: new Date().toISOString(), token: 'z' }))
+    const err = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(1100) }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(messages.filter((m) => /^waiting for pid 1 on host some-other-host, which is building/.test(m))).toHaveLength(1)
+    const still = messages.filter((m) => /^still waiting for pid 1 on host some-other-host to finish building .*\.plan \(\d s so far; if it dies, this process builds it\)$/.test(m))
+    expect(still.length).toBeGreaterThanOrEqual(3) // ~1 s of waiting, polled every 50 ms: a note each 200 ms
+    expect(still.length).toBeLessThanOrEqual(5)
+  })
+
   it('a builder killed mid-build leaves a lock that the next caller recovers', async () => {
     const { dir, parts } = fresh('killed')
     const markerDir = path.join(dir, 'markers')

@@ -35,6 +35,11 @@ export interface EngineSidecar {
   builtBy: { pid: number; hostname: string }
 }
 
+/** "45 s", "3 min": how long a wait has lasted, for notes. */
+function duration(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`
+}
+
 /** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
 async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
   try {
@@ -52,6 +57,7 @@ export interface EngineCacheOptions {
   staleMs?: number
   refreshMs?: number
   maxPollMs?: number
+  waitNoteMs?: number
 }
 
 export interface GetOrBuildOptions {
@@ -84,12 +90,12 @@ interface PlanFiles {
 export class EngineCache {
   readonly dir: string
   private readonly logSink: (message: string) => void
-  private readonly lockOptions: Pick<LockOptions, 'staleMs' | 'refreshMs' | 'maxPollMs'>
+  private readonly lockOptions: Pick<LockOptions, 'staleMs' | 'refreshMs' | 'maxPollMs' | 'waitNoteMs'>
 
   constructor(options: EngineCacheOptions = {}) {
     this.dir = path.resolve(options.engineDir ?? path.join(packageRoot(), 'engines'))
     this.logSink = options.log ?? ((m) => { process.stderr.write(`face-multitask: ${m}\n`) })
-    this.lockOptions = { staleMs: options.staleMs, refreshMs: options.refreshMs, maxPollMs: options.maxPollMs }
+    this.lockOptions = { staleMs: options.staleMs, refreshMs: options.refreshMs, maxPollMs: options.maxPollMs, waitNoteMs: options.waitNoteMs }
   }
 
   /**
@@ -325,7 +331,9 @@ export class EngineCache {
       ...this.lockOptions,
       signal,
       what: name,
-      onWait: (holder) => say(`waiting for ${describeHolder(holder)}, which is building ${name}${holder ? ` (since ${holder.createdAt})` : ''}`),
+      onWait: (holder, waitedMs) => say(waitedMs === 0
+        ? `waiting for ${describeHolder(holder)}, which is building ${name}${holder ? ` (since ${holder.createdAt})` : ''}`
+        : `still waiting for ${describeHolder(holder)} to finish building ${name} (${duration(waitedMs)} so far; if it dies, this process builds it)`),
       onStale: say,
       onLost: say,
     })

@@ -139,8 +139,13 @@ export interface LockOptions {
   signal?: AbortSignal
   /** Written into the lock, for messages. */
   what?: string
-  /** Called once when the lock is held by someone else and this caller starts waiting. */
-  onWait?: (holder: LockInfo | undefined) => void
+  /**
+   * Called when the lock is held by someone else and this caller starts waiting (waitedMs 0), then
+   * every waitNoteMs while it still waits: a long wait shows it is alive, and for whom it waits.
+   */
+  onWait?: (holder: LockInfo | undefined, waitedMs: number) => void
+  /** How often onWait is called again during a wait (default 60 s). */
+  waitNoteMs?: number
   /** Called when a stale lock is taken over. */
   onStale?: (reason: string) => void
   /** Called when the held lock was removed or replaced by someone else (the holder goes on). */
@@ -191,8 +196,10 @@ export class FileLock {
     const refreshMs = options.refreshMs ?? Math.max(10, Math.min(10_000, staleMs / 4))
     const maxPollMs = options.maxPollMs ?? 1000
     const { signal } = options
+    const waitNoteMs = options.waitNoteMs ?? 60_000
     let delay = 25
-    let waiting = false
+    let waitingSince: number | undefined
+    let noted = 0
     for (;;) {
       throwIfAborted(signal, `waiting for the lock ${file}`)
       const lock = await FileLock.tryCreate(file, refreshMs, options.what, options.onLost)
@@ -204,9 +211,11 @@ export class FileLock {
         if (await FileLock.takeOver(file, state)) options.onStale?.(`took over the stale lock ${file}: ${stale}`)
         continue
       }
-      if (!waiting) {
-        waiting = true
-        options.onWait?.(state.info)
+      const now = Date.now()
+      waitingSince ??= now
+      if (waitingSince === now || now - noted >= waitNoteMs) {
+        noted = now
+        options.onWait?.(state.info, now - waitingSince)
       }
       await sleep(delay * (0.75 + Math.random() / 2), signal, `waiting for ${describeHolder(state.info)} to release ${file}`)
       delay = Math.min(delay * 1.5, maxPollMs)
