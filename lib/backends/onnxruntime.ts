@@ -137,12 +137,21 @@ export class OnnxRuntimeBackend implements Backend {
     }
   }
 
+  // A worker whose thread died rejects a batch at once and so, back first in this last-in-first-out
+  // pool, would take nearly every next batch while a live worker sits idle: it leaves the pool
+  // while another worker lives. Once all have died any serves, so a run still settles, with why.
+  private usable(w: SessionWorker): boolean {
+    return !w.failure || this.workers.every((o) => o.failure)
+  }
+
   private acquire(): Promise<SessionWorker> {
+    this.idle = this.idle.filter((w) => this.usable(w)) // one may have died while idle
     const w = this.idle.pop()
     return w ? Promise.resolve(w) : new Promise((resolve) => this.waiting.push(resolve))
   }
 
   private release(w: SessionWorker): void {
+    if (!this.usable(w)) return
     const next = this.waiting.shift()
     if (next) next(w)
     else this.idle.push(w)
