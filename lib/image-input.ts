@@ -39,15 +39,22 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
     if (typeof v !== 'number') throw new TypeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${describeValue(v)}`)
     if (!Number.isInteger(v) || v < 1 || v > MAX_SIDE) throw new RangeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${String(v)}`)
   }
-  const fmt = PIXEL_FORMATS[format as PixelFormat]
+  // Checked before it is used as a key (an object without toString throws there) and shown by
+  // describeValue (JSON.stringify throws on a bigint and shows a symbol as undefined).
   if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
-    throw new TypeError(`${name}.format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${JSON.stringify(format)}`)
+    throw new TypeError(`${name}.format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${describeValue(format)}`)
   }
+  const fmt = PIXEL_FORMATS[format as PixelFormat]
   const rowBytes = width * fmt.channels
   const rowStride = stride ?? rowBytes
   if (typeof rowStride !== 'number') throw new TypeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${describeValue(stride)}`)
   if (!Number.isInteger(rowStride) || rowStride < rowBytes) {
     throw new RangeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${String(stride)}`)
+  }
+  // The data's length bounds the stride only from the second row on: a one-row frame's stride past
+  // 2^53 would otherwise reach the addon, which refuses it naming its own argument (faces[0].stride).
+  if (rowStride > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`${name}.stride must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${String(stride)}`)
   }
   // The last row needs only its pixels, not the padding after them: a view cut tightly out of a
   // padded frame is whole.
@@ -62,12 +69,29 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   return { data: bytes, width, height, stride: rowStride, format: fmt.code }
 }
 
+// How a box error shows what it was given. JSON.stringify alone throws on a bigint or a cycle,
+// which replaced the message naming the box with its own.
+function showValue(value: unknown): string {
+  if (typeof value === 'bigint') return describeValue(value)
+  try {
+    return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? describeValue(value)
+  } catch {
+    return describeValue(value)
+  }
+}
+
+// A box's coordinates one by one: NaN and Infinity as numbers, a string quoted, a hole as undefined.
+function showCoordinates(box: unknown[]): string {
+  return `[${Array.from(box, (v) => (typeof v === 'number' ? String(v) : showValue(v))).join(', ')}]`
+}
+
 function checkBox(box: unknown, name: string, width: number, height: number): Box {
   if (!Array.isArray(box) || box.length !== 4) {
-    throw new TypeError(`${name} must be [x1, y1, x2, y2], got ${JSON.stringify(box)}`)
+    throw new TypeError(`${name} must be [x1, y1, x2, y2], got ${showValue(box)}`)
   }
-  if (!box.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    throw new RangeError(`${name} must hold 4 finite numbers, got ${JSON.stringify(box.map((v) => (typeof v === 'number' ? String(v) : v)))}`)
+  // Array.from visits holes (as undefined), which every() would skip and so pass.
+  if (!Array.from(box).every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw new RangeError(`${name} must hold 4 finite numbers, got ${showCoordinates(box)}`)
   }
   const [x1, y1, x2, y2] = box as number[]
   if (!(x2 > x1 && y2 > y1)) {

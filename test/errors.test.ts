@@ -34,6 +34,8 @@ describe('errors', () => {
 
   const badCalls: [string, () => Promise<unknown>, RegExp, ErrorConstructor][] = [
     ['unknown format', () => model.detect({ ...frame, format: 'yuv' as never }, { boxes: [box] }), /image\.format must be one of rgb, rgba, bgr, bgra, gray/, TypeError],
+    ['a format that is not a string', () => model.detect({ ...frame, format: Object.create(null) }, { boxes: [box] }), /^image\.format must be one of rgb, rgba, bgr, bgra, gray, got an object \(Object\)$/, TypeError],
+    ['a bigint format', () => model.detect({ ...frame, format: 4n as never }, { boxes: [box] }), /^image\.format must be one of rgb, rgba, bgr, bgra, gray, got 4n$/, TypeError],
     ['data shorter than the frame', () => model.detect({ ...frame, stride: W * 3 + 4 }, { boxes: [box] }), /image\.data holds 9216 bytes; a 64x48 rgb frame with stride 196 needs 9404 \(stride \* \(height - 1\) \+ width \* channels\)/, RangeError],
     ['stride below width x channels', () => model.detect({ ...frame, stride: 10 }, { boxes: [box] }), /image\.stride must be/, RangeError],
     ['data not bytes', () => model.detect({ ...frame, data: new Float32Array(10) as never }, { boxes: [box] }), /image\.data must be a Buffer/, TypeError],
@@ -47,11 +49,16 @@ describe('errors', () => {
     ['an unknown option', () => model.detect(frame, { box: [box] } as never), /options has unknown key "box"; the only option is boxes/, TypeError],
     ['a hole in the images', () => model.detect([frame, , frame] as never), /images\[1\] must be an object/, TypeError],
     ['a hole in a box list', () => model.detect(frame, { boxes: [box, , box] as never }), /options\.boxes\[1\] must be \[x1, y1, x2, y2\], got undefined/, TypeError],
+    ['a hole in a box', () => model.detect(frame, { boxes: [[10, , 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10, undefined, 40, 40\]$/, RangeError],
+    ['a bigint in a box', () => model.detect(frame, { boxes: [[10n, 10, 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10n, 10, 40, 40\]$/, RangeError],
+    ['a bigint as a box', () => model.detect(frame, { boxes: [10n as never] }), /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got 10n$/, TypeError],
+    ['a box that holds itself', () => { const b: unknown[] = [1, 2]; b.push(b); return model.detect(frame, { boxes: [b as never] }) }, /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got an array$/, TypeError],
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box list for two images', () => model.detect([frame, frame], { boxes: [box] as never }), /options\.boxes must hold one box list per image/, TypeError],
     ['width not an integer', () => model.detect({ ...frame, width: 3.5 }, { boxes: [box] }), /image\.width must be an integer/, RangeError],
     ['width a string', () => model.detect({ ...frame, width: '64' as never }, { boxes: [box] }), /image\.width must be an integer from 1 to 65536, got "64"/, TypeError],
+    ['a stride past 2^53 on a one-row frame', () => model.detect({ data: new Uint8Array(W * 3), width: W, height: 1, stride: 2 ** 60 }, { boxes: [[0, 0, 10, 1]] }), /^image\.stride must be at most 2\^53 - 1/, RangeError],
     ['stride a string', () => model.detect({ ...frame, stride: '192' as never }, { boxes: [box] }), /image\.stride must be an integer of at least width \* channels \(192\), got "192"/, TypeError],
     ['second image bad', () => model.detect([frame, { ...frame, height: 0 }], { boxes: [[box], [box]] }), /images\[1\]\.height must be an integer/, RangeError],
   ]
@@ -192,6 +199,24 @@ describe('errors', () => {
       await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
     })
+  })
+
+  it('a model whose inference thread died keeps serving on its other workers; with none left, calls reject with why', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1 })
+    // Fault injection: the threads are internal; ending one is what a crash of it looks like.
+    const threads = (m as unknown as { engine: { workers: { worker: { terminate(): Promise<number> } }[] } }).engine.workers.map((w) => w.worker)
+    try {
+      const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+      await threads[1].terminate()
+      const sequential = []
+      for (let i = 0; i < 4; i++) sequential.push(await m.detect(frame, { boxes: [box] }))
+      const concurrent = await Promise.all(Array.from({ length: 4 }, () => m.detect(frame, { boxes: [box, box] })))
+      for (const faces of [...sequential, ...concurrent]) for (const f of faces) expect(f.auValues).toEqual(want)
+      await threads[0].terminate()
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+    } finally {
+      await m.close()
+    }
   })
 
   it('detect() after close() is refused, close() is idempotent', async () => {
