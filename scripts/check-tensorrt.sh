@@ -273,6 +273,13 @@ for INC in "${DIRS[@]}"; do
       fail "build_engine batch check: $SM"
     grep -q '^load: createInferRuntime failed' <<<"$SM" && pass "Engine::load reaches createInferRuntime and reports its refusal" ||
       fail "Engine::load against the stand-in: $SM"
+    grep -q '^routing: ok$' <<<"$SM" && pass "process_logger() routes each thread's messages to its own sink" || fail "logger routing: $SM"
+    PL="$(sed -n 's/^process logger //p' <<<"$SM")"
+    if [ -n "$PL" ] && [ "$(grep -c "^createInfer\(Builder\|Runtime\) logger $PL\$" <<<"$SM")" = 2 ]; then
+      pass "the builder and the runtime are both given the one process-wide logger"
+    else
+      fail "the loggers given to TensorRT's factories: $SM"
+    fi
   else
     fail "builder/runtime smoke tool"
   fi

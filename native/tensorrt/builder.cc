@@ -167,6 +167,7 @@ BuildResult build_engine(const BuildOptions& o) {
   if (!cuda.open(o.device, &error) || !cuda.bind(&error)) return fail(r, error);
 
   CollectingLogger logger(o.log);
+  const LogScope log_scope(&logger);  // the build runs on this thread: its messages go to `logger`
   // As trtexec: the standard plugins registered before parsing (the parser maps RoiAlign to
   // the ROIAlign_TRT plugin), and the builder resources findable before creating a builder.
   const bool plugins = init_plugins(&process_logger());
@@ -176,13 +177,13 @@ BuildResult build_engine(const BuildOptions& o) {
   // ITimingCache must exceed the lifetime of all builders that use it" (NvInfer.h).
   std::unique_ptr<nvinfer1::ITimingCache> cache;
   std::unique_ptr<nvinfer1::IBuilder> builder{
-      static_cast<nvinfer1::IBuilder*>(L->createInferBuilder(&logger, NV_TENSORRT_VERSION))};
+      static_cast<nvinfer1::IBuilder*>(L->createInferBuilder(&process_logger(), NV_TENSORRT_VERSION))};
   if (!builder) return fail(r, "createInferBuilder failed", &logger);
   std::unique_ptr<nvinfer1::INetworkDefinition> network{builder->createNetworkV2(network_flags())};
   if (!network) return fail(r, "createNetworkV2 failed", &logger);
   // The parser owns the weights the network points to: it lives until the build is done.
   std::unique_ptr<nvonnxparser::IParser> parser{
-      static_cast<nvonnxparser::IParser*>(L->createNvOnnxParser(network.get(), &logger, NV_ONNX_PARSER_VERSION))};
+      static_cast<nvonnxparser::IParser*>(L->createNvOnnxParser(network.get(), &process_logger(), NV_ONNX_PARSER_VERSION))};
   if (!parser) return fail(r, "createNvOnnxParser failed", &logger);
 
   if (!parser->parse(onnx.data(), onnx.size(), model_path.c_str())) {

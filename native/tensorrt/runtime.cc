@@ -13,8 +13,8 @@
 namespace fm::trt {
 
 struct TrtEngine::Impl {
-  // Declaration order = reverse destruction order: the engine before the runtime, both before
-  // the logger they hold.
+  // Declaration order = reverse destruction order: the engine before the runtime. `logger` is
+  // the sink of this engine's TensorRT messages (LogScope): TensorRT holds process_logger().
   CollectingLogger logger;
   std::unique_ptr<nvinfer1::IRuntime> runtime;
   std::unique_ptr<nvinfer1::ICudaEngine> engine;
@@ -76,7 +76,8 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
 
   e->impl_ = std::make_unique<Impl>();
   Impl& I = *e->impl_;
-  I.runtime.reset(static_cast<nvinfer1::IRuntime*>(L->createInferRuntime(&I.logger, NV_TENSORRT_VERSION)));
+  const LogScope log_scope(&I.logger);  // ends before `e` is destroyed on a failure below
+  I.runtime.reset(static_cast<nvinfer1::IRuntime*>(L->createInferRuntime(&process_logger(), NV_TENSORRT_VERSION)));
   if (!I.runtime) {
     *error = "createInferRuntime failed: " + I.logger.last_error();
     return nullptr;
@@ -184,6 +185,8 @@ bool TrtEngine::check_output_shapes(std::string* error) {
 }
 
 TrtEngine::~TrtEngine() {
+  // The runtime and engine, destroyed in impl_.reset(), log before the sink (their Impl's first member) goes.
+  const LogScope log_scope(impl_ ? &impl_->logger : nullptr);
   std::string ignored;
   if (cuda_.is_open()) cuda_.bind(&ignored);  // TensorRT frees its device memory in this context
   slots_.clear();
@@ -204,6 +207,7 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     return false;
   }
   Slot& s = *slots_[static_cast<size_t>(slot)];
+  const LogScope log_scope(&impl_->logger);  // called on the slot's thread
   if (!set_batch(*s.context, batch, error)) return false;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TensorDesc& t = tensors_[i];

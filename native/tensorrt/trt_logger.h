@@ -13,14 +13,25 @@
 
 namespace fm::trt {
 
+// TensorRT keeps a single logger pointer for the whole process: while any builder, runtime or
+// refitter made with one logger lives, a logger given to a new one is ignored ("TensorRT
+// maintains only a single logger pointer at any given time"), and destroying that first logger
+// then leaves TensorRT a dangling pointer (a model closed while another builds). So every
+// TensorRT object gets process_logger(), made once and never destroyed, as trtexec, Triton and
+// onnxruntime do; it hands each message to the sink its calling thread has set with LogScope
+// (the build's or the engine's CollectingLogger), and errors from other threads to stderr.
+
 // Keeps TensorRT's errors and warnings (the last `keep` of them) and forwards them to an
-// optional callback. TensorRT may log from several threads: guarded by a mutex.
-class CollectingLogger : public nvinfer1::ILogger {
+// optional callback: a sink of process_logger(), never given to TensorRT itself. TensorRT may
+// log from several threads: guarded by a mutex.
+class CollectingLogger {
  public:
+  using Severity = nvinfer1::ILogger::Severity;
+
   explicit CollectingLogger(std::function<void(int, const std::string&)> forward = {}, size_t keep = 100)
       : forward_(std::move(forward)), keep_(keep) {}
 
-  void log(Severity severity, nvinfer1::AsciiChar const* msg) noexcept override {
+  void log(Severity severity, nvinfer1::AsciiChar const* msg) noexcept {
     if (severity > Severity::kWARNING || msg == nullptr) return;
     const char* tag = severity == Severity::kWARNING ? "warning: " : "error: ";
     std::lock_guard<std::mutex> lock(mutex_);
@@ -59,15 +70,38 @@ class CollectingLogger : public nvinfer1::ILogger {
   std::string last_error_;
 };
 
-// For the plugin library, which keeps the logger it was initialised with for the rest of the
-// process: errors to stderr, the rest dropped. Never destroyed.
+// The sink TensorRT's messages from this thread go to (null: errors to stderr).
+inline CollectingLogger*& thread_log_sink() {
+  thread_local CollectingLogger* sink = nullptr;
+  return sink;
+}
+
+// Sends this thread's TensorRT messages to `sink` for the scope's lifetime (scopes nest).
+class LogScope {
+ public:
+  explicit LogScope(CollectingLogger* sink) : previous_(thread_log_sink()) { thread_log_sink() = sink; }
+  ~LogScope() { thread_log_sink() = previous_; }
+  LogScope(const LogScope&) = delete;
+  LogScope& operator=(const LogScope&) = delete;
+
+ private:
+  CollectingLogger* previous_;
+};
+
+// The one logger given to TensorRT (builders, runtimes, the ONNX parser, the plugin library):
+// see the top of this file. Never destroyed.
 inline nvinfer1::ILogger& process_logger() {
-  struct StderrLogger : nvinfer1::ILogger {
+  struct RoutingLogger : nvinfer1::ILogger {
     void log(Severity severity, nvinfer1::AsciiChar const* msg) noexcept override {
-      if (severity <= Severity::kERROR && msg != nullptr) std::fprintf(stderr, "face-multitask: TensorRT: %s\n", msg);
+      if (msg == nullptr) return;
+      if (CollectingLogger* sink = thread_log_sink()) {
+        sink->log(severity, msg);
+      } else if (severity <= Severity::kERROR) {
+        std::fprintf(stderr, "face-multitask: TensorRT: %s\n", msg);
+      }
     }
   };
-  static StderrLogger* logger = new StderrLogger();
+  static RoutingLogger* logger = new RoutingLogger();
   return *logger;
 }
 

@@ -3,12 +3,14 @@
  * Built with -DFAKE_NVINFER, -DFAKE_PARSER, -DFAKE_PLUGIN or -DFAKE_CUDART and -DFAKE_VERSION=<getInferLibVersion>. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #if defined(FAKE_NVINFER)
 int32_t getInferLibVersion(void) { return FAKE_VERSION; }
 int32_t getInferLibBuildVersion(void) { return 48; }
-void* createInferBuilder_INTERNAL(void* logger, int32_t version) { (void)logger; (void)version; return NULL; }
-void* createInferRuntime_INTERNAL(void* logger, int32_t version) { (void)logger; (void)version; return NULL; }
+/* The factories say which logger they were given: check-tensorrt.sh checks it is the process's one. */
+void* createInferBuilder_INTERNAL(void* logger, int32_t version) { (void)version; printf("createInferBuilder logger %p\n", logger); return NULL; }
+void* createInferRuntime_INTERNAL(void* logger, int32_t version) { (void)version; printf("createInferRuntime logger %p\n", logger); return NULL; }
 #elif defined(FAKE_PARSER)
 /* Linked against the stand-in libnvinfer (DT_NEEDED libnvinfer.so.<major>), as the real parser is. */
 int32_t getInferLibVersion(void);
