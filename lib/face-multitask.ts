@@ -52,7 +52,7 @@ export class FaceMultitask {
     if (typeof options.model !== 'string' || options.model === '') throw new TypeError('options.model must be the path of an ONNX file')
     const backend = options.backend ?? 'auto'
     if (!(BACKENDS as readonly string[]).includes(backend)) {
-      throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(backend)}`)
+      throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${describeValue(backend)}`)
     }
     const workers = positiveInt(options.workers, 'options.workers', 1, 64)
     const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, 256)
@@ -82,7 +82,13 @@ export class FaceMultitask {
       }
     }
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
+    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads, precision: declaredPrecision(options.model, onnx.metadata) })
+    // Aborted while the sessions were made: the caller, who gave up, gets no model to close.
+    if (gpu.signal?.aborted) {
+      await engine.close()
+      throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
+    }
     return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
   }
 
@@ -99,7 +105,7 @@ export class FaceMultitask {
       if (!Number.isInteger(v) || v < 1 || v > 1 << 16) throw new RangeError(`${name} must be an integer from 1 to 65536, got ${String(v)}`)
     }
     if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
-      throw new TypeError(`format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${JSON.stringify(format)}`)
+      throw new TypeError(`format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${describeValue(format)}`)
     }
     const stride = width * PIXEL_FORMATS[format].channels
     const bytes = stride * height

@@ -156,6 +156,15 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
     const err = await FaceMultitask.load({ model: file, signal: AbortSignal.abort() }).catch((e) => e)
     expect(err.name).toBe('AbortError')
   })
+
+  it.each(['cpu', 'auto'] as const)('a signal that fires while load() runs (backend %s) gives no model', async (backend) => {
+    const ac = new AbortController()
+    const loading = FaceMultitask.load({ model: file, backend, signal: ac.signal })
+    ac.abort()
+    const err = await loading.catch((e) => e)
+    if (err instanceof FaceMultitask) await err.close()
+    expect(err.name).toBe('AbortError')
+  })
 })
 
 describe('the TensorRT probe runs in a child process', () => {
