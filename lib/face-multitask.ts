@@ -9,7 +9,7 @@ import { decodeFace } from './decode'
 import { AbortError } from './engine-cache'
 import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
-import { type FaceJob, facesToRun, PIXEL_FORMATS } from './image-input'
+import { checkStillWhole, type FaceJob, facesToRun, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
 import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
@@ -170,6 +170,7 @@ export class FaceMultitask {
   }
 
   private async runBatch(jobs: FaceJob[]): Promise<Face[]> {
+    checkStillWhole(jobs)
     const outputs = await this.engine.run(jobs)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }

@@ -27,6 +27,23 @@ export interface FaceJob {
 
 const MAX_SIDE = 1 << 16
 
+const CHANNELS_BY_CODE = Object.values(PIXEL_FORMATS).reduce<number[]>((a, f) => { a[f.code] = f.channels; return a }, [])
+
+/**
+ * Throws when a job's frame no longer holds the bytes it held when detect() checked it: its
+ * buffer was detached (transferred) or shrunk (a resizable buffer, WebAssembly memory that grew)
+ * while the call waited for its batch. Said in the caller's terms, not the addon's.
+ */
+export function checkStillWhole(jobs: readonly FaceJob[]): void {
+  for (const job of jobs) {
+    const needed = job.stride * (job.height - 1) + job.width * CHANNELS_BY_CODE[job.format]
+    if (job.data.byteLength < needed) {
+      throw new Error(`a frame's data changed while detect() waited: it now holds ${job.data.byteLength} bytes, ${needed} were checked ` +
+        '(its buffer was detached, transferred or shrunk); keep each frame unchanged until its detect() settles')
+    }
+  }
+}
+
 function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box'> {
   if (typeof image !== 'object' || image === null) {
     throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${image === null ? 'null' : typeof image}`)

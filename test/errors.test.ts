@@ -131,6 +131,19 @@ describe('errors', () => {
     expect(short).toBeInstanceOf(RangeError)
   })
 
+  it('a frame transferred while its call waits for a batch fails that call, saying so; the others run', async () => {
+    const want = (await model.detect(frame, { boxes: [box] }))[0].auValues
+    // Queued behind busy slots, the two calls run as one batch after the transfer.
+    const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
+    const moved = { ...frame, data: new Uint8Array(frame.data) }
+    const waiting = model.detect(moved, { boxes: [box] })
+    const intact = model.detect(frame, { boxes: [box] })
+    structuredClone(moved.data.buffer, { transfer: [moved.data.buffer] })
+    await expect(waiting).rejects.toThrow(/^a frame's data changed while detect\(\) waited: it now holds 0 bytes, 9216 were checked .*keep each frame unchanged until its detect\(\) settles$/)
+    expect((await intact)[0].auValues).toEqual(want)
+    await Promise.all(busy)
+  })
+
   it('a caller that changes or transfers its results touches no other caller\'s', async () => {
     const alone = await model.detect(frame, { boxes: [box] })
     // Queued behind a busy slot, the three requests run as one batch.
