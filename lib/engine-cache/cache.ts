@@ -48,6 +48,7 @@ async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
     return undefined
   }
 }
+
 export interface EngineCacheOptions {
   /** Where plans live (default: the package's engines/ folder). */
   engineDir?: string
