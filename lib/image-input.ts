@@ -167,7 +167,7 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
   if (unknown.length > 0) throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the only option is boxes`)
   const boxes = options?.boxes
   if (Array.isArray(input)) {
-    if (input.length === 0) throw new RangeError('images is an empty array')
+    // No images, no faces (a batch job's last, empty chunk): [] like an image with no boxes.
     const images = Array.from(input, (im: unknown, i) => checkImage(im, `images[${i}]`))
     if (boxes === undefined) return { single: false, perImage: images.map((im, i) => [chipJob(im, `images[${i}]`)]) }
     if (!Array.isArray(boxes) || boxes.length !== images.length || !Array.from(boxes as unknown[]).every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {

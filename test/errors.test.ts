@@ -113,6 +113,9 @@ describe('errors', () => {
 
   it('an empty box list gives no faces for its image', async () => {
     expect(await model.detect(frame, { boxes: [] })).toEqual([])
+    expect(await model.detect([])).toEqual([]) // no images: nothing per image
+    expect(await model.detect([], { boxes: [] })).toEqual([])
+    await expect(model.detect([], { boxes: [[box]] })).rejects.toThrow(/options\.boxes must hold one box list per image \(0 lists/)
     const perFrame = await model.detect([frame, frame, frame], { boxes: [[box], [], [box, box]] })
     expect(perFrame.map((f) => f.length)).toEqual([1, 0, 2])
     const alone = await model.detect(frame, { boxes: [box] })
