@@ -2,10 +2,11 @@
 // compiled bin as a child process (the test script builds dist with tsc first).
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { crc32, deflateSync } from 'node:zlib'
 import sharp from 'sharp'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
@@ -49,6 +50,18 @@ function squareBox([x1, y1, x2, y2]: Box) {
   return { x: (x1 + x2) / 2 - side / 2, y: (y1 + y2) / 2 - side / 2, width: side, height: side }
 }
 
+/** The same PNG with an iCCP chunk (an embedded ICC colour profile) right after its IHDR. */
+function withIccChunk(file: Buffer, profile: Buffer): Buffer {
+  const type = Buffer.from('iCCP', 'latin1')
+  const body = Buffer.concat([Buffer.from('Display P3\0\0', 'latin1'), deflateSync(profile)]) // name, NUL, method 0
+  const len = Buffer.alloc(4)
+  len.writeUInt32BE(body.length)
+  const crc = Buffer.alloc(4)
+  crc.writeUInt32BE(crc32(Buffer.concat([type, body])))
+  const afterIhdr = 8 + 4 + 4 + 13 + 4 // signature, then IHDR's length, type, data and CRC
+  return Buffer.concat([file.subarray(0, afterIhdr), len, type, body, crc, file.subarray(afterIhdr)])
+}
+
 const png = path.join(dir, 'frame.png')
 const jpg = path.join(dir, 'frame.jpg')
 const chip = path.join(dir, 'chip.png')
@@ -90,7 +103,8 @@ describe('face-multitask CLI', () => {
     const detect = await run('detect', '--help')
     expect(detect.code).toBe(0)
     expect(detect.out).toMatch(/--boxes/)
-    expect(detect.out).toMatch(/EXIF orientation is NOT applied/)
+    expect(detect.out).toMatch(/EXIF orientation is NOT applied, nor is an embedded colour\s+profile/)
+    expect(detect.out).toMatch(/of an animated GIF or WebP, the\s+first frame/)
     const demo = await run('demo', '-h')
     expect(demo.code).toBe(0)
     expect(demo.out).toMatch(/--generation/)
@@ -183,6 +197,33 @@ describe('face-multitask CLI', () => {
     expect(missing.err).toMatch(/nope\.png" is not a readable image: no such file/)
     // Still alive and working.
     expect((await run('detect', chip, '--model', model, '--json')).code).toBe(0)
+  })
+
+  it('an embedded colour profile is not applied (py-feat reads the stored values): the same faces as without it', async () => {
+    // A Display P3 profile, taken from a file sharp tags with it, then put into a copy of frame.png
+    // as an iCCP chunk: the stored pixels stay exactly those of frame.png.
+    const { icc } = await sharp(await sharp(pixels(8, 8), { raw: { width: 8, height: 8, channels: 3 } }).withIccProfile('p3').png().toBuffer()).metadata()
+    const tagged = path.join(dir, 'frame-p3.png')
+    writeFileSync(tagged, withIccChunk(readFileSync(png), icc!))
+    expect((await sharp(tagged).metadata()).icc).toBeDefined()
+    // The profile matters: converted to sRGB, the pixels would differ from the stored ones.
+    const converted = await sharp(tagged).removeAlpha().raw().toBuffer()
+    expect(converted.equals(await sharp(png).removeAlpha().raw().toBuffer())).toBe(false)
+    const plain = await run('detect', png, '--model', model, '--boxes', boxesArg, '--json')
+    const r = await run('detect', tagged, '--model', model, '--boxes', boxesArg, '--json')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out)).toEqual(JSON.parse(plain.out))
+  })
+
+  it('an animated image: its first frame, as --help says', async () => {
+    const frames = Buffer.concat([pixels(W, H), Buffer.alloc(W * H * 3, 255)])
+    const anim = path.join(dir, 'anim.webp')
+    await sharp(frames, { raw: { width: W, height: 2 * H, channels: 3, pageHeight: H } }).webp({ lossless: true }).toFile(anim)
+    expect((await sharp(anim).metadata()).pages).toBe(2)
+    const first = await run('detect', png, '--model', model, '--boxes', boxesArg, '--json')
+    const r = await run('detect', anim, '--model', model, '--boxes', boxesArg, '--json')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out)).toEqual(JSON.parse(first.out))
   })
 
   it.each([

@@ -12,11 +12,15 @@ export interface DecodedImage extends ImageInput {
 }
 
 /**
- * The image's pixels as stored, alpha dropped, 8 bits per channel (sharp converts 16-bit, CMYK
- * and palette images to 8-bit sRGB; greyscale stays one channel and runs as 'gray').
+ * The image's pixels as stored, alpha dropped, 8 bits per channel, as 3 channels (sharp scales
+ * 16-bit images to 8 bits, expands palette and greyscale images to RGB and converts CMYK to
+ * sRGB). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
  *
  * No .rotate(): py-feat does NOT apply the EXIF orientation tag (it reads the stored pixel grid),
  * so neither do we; boxes are in the same unrotated pixel coordinates py-feat would use.
+ * .keepIccProfile(): nor does py-feat (torchvision's read_image) apply an embedded colour profile
+ * (Display P3 from phones, Adobe RGB from cameras); without it sharp would convert such pixels to
+ * sRGB, and the model would see other values than py-feat's.
  */
 export async function readImage(file: string): Promise<DecodedImage> {
   // Loaded here rather than at the top so `--help` works even where sharp's binary does not.
@@ -30,7 +34,7 @@ export async function readImage(file: string): Promise<DecodedImage> {
   if (stats.isDirectory()) throw new CliError(`"${file}" is not a readable image: it is a directory`)
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
   try {
-    decoded = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true })
+    decoded = await sharp(file).keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   } catch (e) {
     throw new CliError(`"${file}" is not a readable image: ${messageOf(e)}`)
   }
