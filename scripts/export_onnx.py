@@ -36,8 +36,10 @@ What it does, step by step (each step prints a progress line):
 Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-fp16, .fp16.onnx
 (<out>: --out, else the checkpoint's folder; with --random-weights, the current directory).
 
-Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, a failed check,
-a missing environment), 2 bad arguments (argparse's usage errors), as the face-multitask CLI.
+Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, an output folder
+that cannot be written, a failed check, a missing environment), 2 bad arguments (argparse's usage
+errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C), which the CLI reports as 1.
+Failures are reported as one line `[export] error: ...` on stderr.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
 (BatchNorm running statistics, norm affines and ConvNeXt V2's GRN randomised too, so that they
@@ -280,6 +282,17 @@ def sniff_format(path: Path) -> str:
                       f"nor a safetensors file{hint}; first bytes {head[:8]!r}")
 
 
+def random_marker(path: Path, value) -> int | None:
+    """The seed a --random-weights checkpoint records (RANDOM_MARKER), or None when there is none."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ExportError(f"{path}: {RANDOM_MARKER} is {value!r}, not the integer seed this exporter "
+                          f"writes") from None
+
+
 def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
     import torch
     fmt = sniff_format(path)
@@ -300,8 +313,11 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
             config = json.loads(meta["config"])
         except json.JSONDecodeError as e:
             raise ExportError(f"{path}: safetensors metadata 'config' is not JSON: {e}") from e
-        if RANDOM_MARKER in meta:
-            random_seed = int(meta[RANDOM_MARKER])
+        if not isinstance(config, dict):
+            kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+            raise ExportError(f"{path}: safetensors metadata 'config' is {kind.get(type(config), 'null')}, "
+                              f"not a JSON object of the model's settings")
+        random_seed = random_marker(path, meta.get(RANDOM_MARKER))
     else:
         try:
             ckpt = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
@@ -323,8 +339,7 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
             config = dict(vars(config))
         if not isinstance(config, dict):
             raise ExportError(f"{path}: checkpoint 'config' is a {type(config).__name__}, not a dict")
-        if RANDOM_MARKER in ckpt:
-            random_seed = int(ckpt[RANDOM_MARKER])
+        random_seed = random_marker(path, ckpt.get(RANDOM_MARKER))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{path}: the weights are not a flat name -> tensor state dict")
     return Checkpoint(path, fmt, config, state, random_seed)
@@ -944,7 +959,7 @@ def parse_args(argv):
     p.add_argument("checkpoint", nargs="?", type=Path,
                    help="face_multitask_v2.pt (v2.4), face_multitask_v2.safetensors (v2.5), "
                         "face_multitask_v27.safetensors (v2.7) or face_multitask_v28.safetensors (v2.8)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", default=None,
                    help="output folder (default: the checkpoint's folder; with --random-weights: .)")
     p.add_argument("--generation", choices=list(GENERATIONS),
                    help="the checkpoint's generation, when the file name and config do not tell v2.7 from v2.8 "
@@ -953,7 +968,7 @@ def parse_args(argv):
                    help="do not make the FP16 file (FP16 with FP32 islands, for TensorRT strongly typed builds)")
     p.add_argument("--random-weights", action="store_true",
                    help="make a checkpoint of --generation's architecture with seeded random weights, then export it")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --random-weights (default 0)")
     # torch 2.14's dynamo exporter cannot write opset 17 for this model (its down-conversion
     # fails), so the TorchScript exporter is the default; auto tries dynamo first.
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="torchscript",
@@ -978,6 +993,19 @@ def parse_args(argv):
                 p.error("--random-weights needs --generation v2.4|v2.5|v2.7|v2.8")
         elif args.checkpoint is None:
             p.error("give a checkpoint path, or --random-weights --generation G")
+        elif args.seed is not None:
+            p.error("--seed goes with --random-weights only (a checkpoint's weights are its own)")
+    if args.seed is None:
+        args.seed = 0
+    # torch.manual_seed(seed) and torch.Generator().manual_seed(seed + 1) take -2**63 .. 2**64 - 1.
+    if not -2**63 <= args.seed <= 2**64 - 2:
+        p.error(f"--seed must be an integer from {-2**63} to {2**64 - 2}, got {args.seed}")
+    if args.threads < 0:
+        p.error(f"--threads must be 0 (torch's choice) or a positive number of threads, got {args.threads}")
+    if args.out is not None:
+        if args.out.strip() == "":
+            p.error("--out: empty path (give the folder to write to)")
+        args.out = Path(args.out)
     return args
 
 
@@ -993,11 +1021,33 @@ def check_checkpoint_path(path: Path) -> None:
         raise ExportError(f"{path}: permission denied")
 
 
+def check_out_dir(out_dir: Path, given: bool) -> None:
+    """That the output folder exists and can be written to, or can be made (checked before the
+    minutes of work that end in writing there): a file in the way or a folder that cannot be
+    written is an ExportError naming it."""
+    what = f"--out {out_dir}" if given else f"the output folder {out_dir} (the checkpoint's; choose another with --out DIR)"
+    at = out_dir
+    while not at.exists():
+        if at.is_symlink():
+            raise ExportError(f"{what}: {at} is a broken symbolic link")
+        if at.parent == at:
+            break
+        at = at.parent
+    if not at.is_dir():
+        raise ExportError(f"{what}: {at} is a file, not a folder" if at == out_dir else
+                          f"{what}: cannot be made, {at} is a file, not a folder")
+    if not os.access(at, os.W_OK | os.X_OK):
+        raise ExportError(f"{what}: {at} is not writable" if at == out_dir else
+                          f"{what}: cannot be made, {at} is not writable")
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if not (args.import_release or args.check_env or args.random_weights):
             check_checkpoint_path(args.checkpoint)
+        if not (args.import_release or args.check_env):
+            check_out_dir(args.out or (Path(".") if args.random_weights else args.checkpoint.parent), args.out is not None)
         if args.import_release:
             require_packages()
             return import_release_main(args.import_release)
@@ -1020,6 +1070,13 @@ def main(argv=None) -> int:
         # 1: the export failed; 2 stays argparse's, for bad arguments (parse_args exits with it).
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
         return 1
+    except OSError as e:
+        # Writing the files (a full disk, a folder removed meanwhile): the error, not a traceback.
+        print(f"[export] error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("[export] interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

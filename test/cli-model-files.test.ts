@@ -1,7 +1,8 @@
 // `inspect` and `export` of the CLI: reading model files in Node, and a clear message when the
 // Python environment the export needs is missing.
-import { execFile } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -245,6 +246,28 @@ describe('face-multitask export', () => {
     }
   })
 
+  it('--help names the options that pass through to the script, and they do', async () => {
+    const help = await run('export', '--help')
+    expect(help.out).toMatch(/Other options go to scripts\/export_onnx\.py as they are: --trust-pickle/)
+    const file = path.join(dir, 'python-args')
+    const args = path.join(dir, 'python-args.txt')
+    writeFileSync(file, `#!/bin/sh\nshift\necho "$@" > ${args}\n`)
+    chmodSync(file, 0o755)
+    process.env.FACE_MULTITASK_PYTHON = file
+    expect((await run('export', 'face_multitask_v2.pt', '--trust-pickle', '--threads', '2')).code).toBe(0)
+    expect(readFileSync(args, 'utf8')).toBe('face_multitask_v2.pt --trust-pickle --threads 2\n')
+  })
+
+  it('a Python killed by a signal (the OOM killer, kill -9): exit 1 with a message saying so', async () => {
+    const file = path.join(dir, 'python-killed')
+    writeFileSync(file, '#!/bin/sh\necho "[export    1.0s] building the network"\nkill -9 $$\n')
+    chmodSync(file, 0o755)
+    process.env.FACE_MULTITASK_PYTHON = file
+    const r = await run('export', 'x.safetensors')
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/\nface-multitask: the export was killed by SIGKILL \(out of memory\?\) before it finished$/)
+  })
+
   // export_onnx.py checks the checkpoint path before it imports torch: any Python 3 runs this.
   const python = [path.join(packageRoot(), '.venv', 'bin', 'python'), '/usr/bin/python3'].find((p) => existsSync(p))
   it('scripts/export_onnx.py: a directory says so and exits 1; bad arguments exit 2', async (ctx) => {
@@ -265,4 +288,73 @@ describe('face-multitask export', () => {
     expect((await run('export', dir)).code).toBe(1)
     expect((await run('export', '--bogus')).code).toBe(2)
   })
+
+  /** scripts/export_onnx.py run directly: its exit code, stdout and stderr. */
+  const runScript = (py: string, ...args: string[]) =>
+    promisify(execFile)(py, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), ...args], { cwd: dir })
+      .then((r) => ({ code: 0, ...r }), (e) => e as { code: number; stdout: string; stderr: string })
+
+  it('scripts/export_onnx.py: an --out that cannot be a folder is one line naming it, exit 1, before any work', async (ctx) => {
+    if (python === undefined) ctx.skip('no Python 3 here (.venv/bin/python or /usr/bin/python3)')
+    const ckpt = path.join(dir, 'out-check', 'face_multitask_v28.safetensors')
+    mkdirSync(path.dirname(ckpt), { recursive: true })
+    writeFileSync(ckpt, 'not read: the folder is checked first')
+    const file = path.join(dir, 'out-check', 'a-file')
+    writeFileSync(file, '')
+    for (const args of [[ckpt, '--out', file], ['--random-weights', '--generation', 'v2.5', '--out', file]]) {
+      const r = await runScript(python!, ...args)
+      expect(r.code, args.join(' ')).toBe(1)
+      expect(r.stderr).toBe(`[export] error: --out ${file}: ${file} is a file, not a folder\n`)
+      expect(r.stdout).toBe('') // nothing ran: not even torch was imported
+    }
+    const below = await runScript(python!, ckpt, '--out', path.join(file, 'models'))
+    expect(below.code).toBe(1)
+    expect(below.stderr).toBe(`[export] error: --out ${path.join(file, 'models')}: cannot be made, ${file} is a file, not a folder\n`)
+    process.env.FACE_MULTITASK_PYTHON = python
+    expect((await run('export', ckpt, '--out', file)).code).toBe(1)
+  })
+
+  it('scripts/export_onnx.py: flags it would ignore or crash on are bad arguments (exit 2)', async (ctx) => {
+    if (python === undefined) ctx.skip('no Python 3 here (.venv/bin/python or /usr/bin/python3)')
+    const ckpt = path.join(dir, 'face_multitask_v28.safetensors')
+    writeFileSync(ckpt, 'never read')
+    const cases: [string[], string][] = [
+      [[ckpt, '--seed', '3'], '--seed goes with --random-weights only'],
+      [['--random-weights', '--generation', 'v2.5', '--seed', String(2n ** 64n)], '--seed must be an integer from'],
+      [['--random-weights', '--generation', 'v2.5', '--threads', '-1'], '--threads must be 0'],
+      [[ckpt, '--out', ''], '--out: empty path'],
+    ]
+    for (const [args, message] of cases) {
+      const r = await runScript(python!, ...args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr).toContain(`export_onnx.py: error: ${message}`)
+      expect(r.stderr).not.toMatch(/Traceback/)
+    }
+  })
+
+  // These need torch and safetensors: the project's .venv (npm run setup:python).
+  const venvPython = path.join(packageRoot(), '.venv', 'bin', 'python')
+
+  it('scripts/export_onnx.py: a safetensors file whose config is not a JSON object: one line, exit 1', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const file = path.join(dir, 'config-array', 'face_multitask_v28.safetensors')
+    mkdirSync(path.dirname(file), { recursive: true })
+    safetensors(file, V27_TENSORS, [1, 2])
+    const r = await runScript(venvPython, file, '--no-fp16')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`[export] error: ${file}: safetensors metadata 'config' is an array, not a JSON object of the model's settings\n`)
+  }, 60_000)
+
+  it('scripts/export_onnx.py: Ctrl-C during an export says so, without a traceback', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const child = spawn(venvPython, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), '--random-weights', '--generation', 'v2.5', '--no-fp16', '--out', path.join(dir, 'interrupted')])
+    let stderr = ''
+    child.stderr.on('data', (d) => { stderr += d })
+    // The first progress line comes once torch is imported; the export is seconds from done then.
+    child.stdout.once('data', () => child.kill('SIGINT'))
+    const [code, signal] = await once(child, 'exit')
+    expect(stderr).not.toMatch(/Traceback/)
+    expect(stderr).toBe('[export] interrupted (Ctrl-C)\n')
+    expect([code, signal]).toEqual([130, null])
+  }, 120_000)
 })

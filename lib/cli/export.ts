@@ -28,7 +28,8 @@ function shownPath(file: string): string {
 
 /**
  * The CLI's exit code for the script's: export_onnx.py exits 0 when done, 2 for bad arguments
- * (argparse) and 1 when the export fails; anything else (a crash, a signal) is a failure too.
+ * (argparse) and 1 when the export fails; anything else (a crash, 130 for Ctrl-C) is a failure
+ * too. A script killed by a signal is a CliError (exit 1) saying so.
  */
 export function exportExitCode(code: number | null): 0 | 1 | 2 {
   return code === 0 || code === 2 ? code : 1
@@ -43,6 +44,10 @@ export async function exportCommand(argv: string[], io: Io): Promise<number> {
   const child = spawn(python, [script, ...argv], { stdio: 'inherit' })
   return new Promise((resolve, reject) => {
     child.on('error', (e) => reject(new CliError(`could not start ${python}: ${e.message}`)))
-    child.on('exit', (code) => resolve(exportExitCode(code)))
+    child.on('exit', (code, signal) => {
+      // Killed (the OOM killer, kill -9): the script could say nothing, so say it here.
+      if (signal) reject(new CliError(`the export was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory?)' : ''} before it finished`))
+      else resolve(exportExitCode(code))
+    })
   })
 }

@@ -35,8 +35,10 @@ export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx>
 Runs the model on the faces of one image and prints, per face: the box py-feat reports, the top
 emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees and radians).
 
-  <image>            a JPEG, PNG or anything else sharp decodes. EXIF orientation is NOT applied
-                     (py-feat does not apply it either): boxes are in the stored pixel grid.
+  <image>            a JPEG, PNG or anything else sharp decodes (of an animated GIF or WebP, the
+                     first frame). EXIF orientation is NOT applied, nor is an embedded colour
+                     profile (py-feat applies neither): boxes are in the stored pixel grid, and
+                     the model sees the stored pixel values.
   --model <onnx>     the model file (made by \`face-multitask export\`); required, once
   --boxes <list>     face boxes in pixels, "x1,y1,x2,y2" separated by ";", e.g.
                      --boxes "120,80,330,330;400,90,560,300". May be given more than once: the
@@ -80,7 +82,12 @@ which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python
                       weights and export it (for tests and benchmarks: its numbers mean nothing)
   --seed N            seed for --random-weights (default 0)
   --no-fp16           write only the FP32 file (default: FP32 and the FP16 file for TensorRT)
-  -h, --help          this help`
+  -h, --help          this help
+
+Other options go to scripts/export_onnx.py as they are: --trust-pickle (a .pt checkpoint that holds
+more than tensors, from a source you trust), --threads N, --opset N, --exporter, --check-env;
+\`.venv/bin/python scripts/export_onnx.py --help\` lists them. Exit code 0 when the files are
+written, 1 when the export fails (or is interrupted), 2 for bad arguments.`
 
 export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetensors|model.onnx>
 
