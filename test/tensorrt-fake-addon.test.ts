@@ -115,6 +115,21 @@ it('face-multitask build: a failure after the flags were checked is exit 1, not 
   expect(err.join('\n')).toMatch(/returned no bytes/)
 })
 
+it('face-multitask detect shows the engine build\'s progress, as build does (a first run on a GPU takes minutes)', async () => {
+  const fake = { builds: 0, plan: new Uint8Array(0), refusals: 0 } // the build fails: nothing is stored
+  await fakeAddon(fake)
+  const { main } = await import('../lib/cli')
+  const chip = path.join(dir, 'chip.png')
+  await (await import('sharp')).default({ create: { width: 256, height: 256, channels: 3, background: '#808080' } }).png().toFile(chip)
+  const err: string[] = []
+  const { result: code, stderr } = await stderrDuring(() => main(['detect', chip, '--model', model, '--backend', 'tensorrt'], { out: () => {}, err: (l) => err.push(l) }))
+  expect(fake.builds).toBe(1)
+  expect(code).toBe(1)
+  expect(err.join('\n')).toMatch(/returned no bytes/)
+  expect(stderr).toMatch(/^Building\.\.\.$/m) // the fake build's phase, one line when stderr is not a terminal
+  expect(stderr).toMatch(/^building the TensorRT engine m\.fp32\./m) // the cache's note, through the same view
+})
+
 it('a signal that fires while the engine loads: no model, and the engine is closed', async () => {
   let closed = 0
   const ac = new AbortController()

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks'
 import { FaceMultitask } from '../face-multitask'
 import type { Box, Face, ImageInput, ModelInfo } from '../types'
 import { CliError, messageOf } from './common'
+import { BuildProgressView } from './progress'
 
 export const CLI_BACKENDS = ['auto', 'cpu', 'tensorrt'] as const
 export type CliBackend = (typeof CLI_BACKENDS)[number]
@@ -35,11 +36,15 @@ function cliMessage(e: unknown): string {
 /** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
 export async function runModel(req: RunRequest): Promise<RunResult> {
   const t0 = performance.now()
+  // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
+  const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
   let model: FaceMultitask
   try {
-    model = await FaceMultitask.load({ model: req.model, backend: req.backend })
+    model = await FaceMultitask.load({ model: req.model, backend: req.backend, onProgress: (e) => view.on(e) })
   } catch (e) {
     throw new CliError(cliMessage(e))
+  } finally {
+    view.clear()
   }
   try {
     const loadMs = performance.now() - t0
