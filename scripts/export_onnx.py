@@ -925,21 +925,31 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"face_multitask_{gen}" + (f".random-seed{ckpt.random_seed}" if is_random else "")
     onnx_path = out_dir / f"{stem}.fp32.onnx"
-    t_export = time.monotonic()
-    with torch.no_grad():
-        used = export_onnx_fp32(wrapper, output_names, onnx_path, args.exporter, args.opset)
-    extra["onnx_exporter"] = ("dynamo" if used == "dynamo" else "torchscript (dynamo=False)") + f", opset {args.opset}"
-    metadata = contract_metadata(gen, extra, args.contract_metadata)
-    finish_onnx(onnx_path, output_names, metadata, args.opset)
-    note(f"wrote {onnx_path} ({onnx_path.stat().st_size / 2**20:.1f} MiB) with the {extra['onnx_exporter']} exporter "
-         f"in {time.monotonic() - t_export:.1f}s; {len(metadata)} metadata entries")
+    # Written as .partial and renamed once verified: a failed or interrupted export leaves no file
+    # the runtime would load (an earlier export's files stay as they were).
+    partial = onnx_path.with_name(onnx_path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        t_export = time.monotonic()
+        with torch.no_grad():
+            used = export_onnx_fp32(wrapper, output_names, partial, args.exporter, args.opset)
+        extra["onnx_exporter"] = ("dynamo" if used == "dynamo" else "torchscript (dynamo=False)") + f", opset {args.opset}"
+        metadata = contract_metadata(gen, extra, args.contract_metadata)
+        finish_onnx(partial, output_names, metadata, args.opset)
+        note(f"wrote {partial.name} ({partial.stat().st_size / 2**20:.1f} MiB) with the {extra['onnx_exporter']} exporter "
+             f"in {time.monotonic() - t_export:.1f}s; {len(metadata)} metadata entries")
 
-    step(f"verifying: ONNX Runtime CPU vs PyTorch FP32 on a random batch of {VERIFY_BATCH} (tolerance {VERIFY_TOLERANCE:g})")
-    verify(wrapper, onnx_path, output_names, {n: d for n, d, _ in CONTRACT_OUTPUTS})
+        step(f"verifying: ONNX Runtime CPU vs PyTorch FP32 on a random batch of {VERIFY_BATCH} (tolerance {VERIFY_TOLERANCE:g})")
+        verify(wrapper, partial, output_names, {n: d for n, d, _ in CONTRACT_OUTPUTS})
 
-    if not args.no_node_check:
-        step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
-        node_check(onnx_path)
+        if not args.no_node_check:
+            step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
+            node_check(partial)
+        os.replace(partial, onnx_path)
+        note(f"verified: {onnx_path}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
     fp16_path = out_dir / f"{stem}.fp16.onnx"
     if args.no_fp16:

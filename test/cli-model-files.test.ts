@@ -2,7 +2,7 @@
 // Python environment the export needs is missing.
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -357,4 +357,27 @@ describe('face-multitask export', () => {
     expect(stderr).toBe('[export] interrupted (Ctrl-C)\n')
     expect([code, signal]).toEqual([130, null])
   }, 120_000)
+
+  it('scripts/export_onnx.py: an export whose check against PyTorch fails leaves no .onnx the runtime would load', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'failed-check')
+    // A random v2.5 checkpoint with one head's bias made NaN: the export runs, the check finds non-finite outputs.
+    const make = `import sys, json; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e, torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
+with safe_open(str(p), 'pt') as f:
+    meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
+name = next(k for k in sorted(state) if k.endswith('.bias') and state[k].dtype == torch.float32)
+state[name] = torch.full_like(state[name], float('nan'))
+save_file(state, str(p), metadata=meta)
+print(p)`
+    const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
+    const ckpt = made.stdout.trim().split('\n').pop()!
+    const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/verification against PyTorch FAILED: .*non-finite values/)
+    expect(readdirSync(out).filter((f) => f.includes('.onnx'))).toEqual([])
+  }, 180_000)
 })
