@@ -229,6 +229,8 @@ describe('face-multitask CLI', () => {
   it.each([
     ['1,2,3', /--boxes: box 1 of 1 \("1,2,3"\) has 3 numbers/],
     ['1,2,3,4;5,6,x,8', /--boxes: box 2 of 2 .*"x" is not a number/],
+    ['1,2,3,4,', /--boxes: box 1 of 1 \("1,2,3,4,"\) has an empty number \(a comma too many, or at an end\)/],
+    ['1,2,,3,4', /--boxes: box 1 of 1 \("1,2,,3,4"\) has an empty number/],
     ['10,10,5,20', /--boxes: box 1 .*zero or negative size/],
     ['', /--boxes is empty/],
     ['1000,1000,1100,1100', /--boxes: box 1 .*lies entirely outside/],

@@ -16,6 +16,7 @@ export function parseBoxes(text: string): Box[] {
     const where = `--boxes: box ${i + 1} of ${parts.length} ("${part}")`
     if (part === '') throw new UsageError(`${where} is empty: boxes are separated by a single ";"`)
     const fields = part.split(',').map((f) => f.trim())
+    if (fields.includes('')) throw new UsageError(`${where} has an empty number (a comma too many, or at an end); a box is 4 numbers x1,y1,x2,y2`)
     if (fields.length !== 4) {
       throw new UsageError(`${where} has ${fields.length} number${fields.length === 1 ? '' : 's'}; a box is 4 numbers x1,y1,x2,y2 (boxes separated by ";")`)
     }
