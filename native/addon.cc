@@ -3,6 +3,7 @@
 // Float32Array; the async form runs on libuv's pool so the event loop stays free.
 #include <napi.h>
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -100,19 +101,38 @@ class PreprocessWorker : public Napi::AsyncWorker {
   std::vector<Napi::ObjectReference> refs_;  // keeps the frames and the output alive
 };
 
+// node-addon-api turns a Napi::Error thrown by a callback into a JS exception, but lets any other
+// C++ exception through into N-API, where it ends the process (std::terminate): a std::bad_alloc
+// from run_batch (ChipRows' buffers) or parse_batch under memory pressure. Those become an Error.
+// (The async form's Execute is covered by AsyncWorker, which catches std::exception there.)
+template <typename F>
+Napi::Value guarded(Napi::Env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("face-multitask: native preprocessing failed: ") + e.what());
+  }
+}
+
 Napi::Value Preprocess(const Napi::CallbackInfo& info) {
-  std::vector<Napi::Value> keep;
-  Batch b = parse_batch(info, &keep);
-  auto* w = new PreprocessWorker(info.Env(), std::move(b), keep);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    std::vector<Napi::Value> keep;
+    Batch b = parse_batch(info, &keep);
+    auto* w = new PreprocessWorker(info.Env(), std::move(b), keep);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  });
 }
 
 Napi::Value PreprocessSync(const Napi::CallbackInfo& info) {
-  std::vector<Napi::Value> keep;
-  run_batch(parse_batch(info, &keep));
-  return info.Env().Undefined();
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    std::vector<Napi::Value> keep;
+    run_batch(parse_batch(info, &keep));
+    return info.Env().Undefined();
+  });
 }
 
 // tensorrtStatus(): whether the TensorRT backend can run here, and if not, why (the first

@@ -14,9 +14,9 @@
 
 namespace fm::napi {
 
-// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength. A typed array
-// through napi_get_typedarray_info's data pointer, which (unlike ArrayBuffer().Data()) also
-// serves one over a SharedArrayBuffer.
+// Bytes of a TypedArray / Buffer / DataView, honouring byteOffset and byteLength. Both through
+// the info call's data pointer, which (unlike ArrayBuffer().Data(), which fails with 'Invalid
+// argument' there) also serves a view over a SharedArrayBuffer.
 inline bool bytes_of(const Napi::Value& v, const uint8_t** data, size_t* length) {
   if (v.IsTypedArray()) {
     napi_typedarray_type type;
@@ -28,9 +28,11 @@ inline bool bytes_of(const Napi::Value& v, const uint8_t** data, size_t* length)
     return true;
   }
   if (v.IsDataView()) {
-    auto d = v.As<Napi::DataView>();
-    *data = static_cast<const uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset();
-    *length = d.ByteLength();
+    size_t byte_length = 0, offset = 0;
+    void* base = nullptr;  // already at byteOffset
+    if (napi_get_dataview_info(v.Env(), v, &byte_length, &base, nullptr, &offset) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(base);
+    *length = base ? byte_length : 0;  // detached: no address, nothing to read
     return true;
   }
   return false;

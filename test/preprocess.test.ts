@@ -2,6 +2,9 @@
 // images where float32 coordinate rounding cannot matter: max abs difference <= 1e-5 in [0,1]
 // pixel units. Exact float32 agreement with torch itself is test/preprocess-torch.test.ts.
 import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { faceCrop } from '../lib/crop'
 import { PIXEL_FORMATS } from '../lib/image-input'
@@ -127,6 +130,67 @@ describe('native preprocessing equals the reference formula', () => {
     loadNative().preprocessSync([{ ...ok, data: sab }], 1, 1, a)
     loadNative().preprocessSync([{ ...ok, data: Uint8Array.from(sab) }], 1, 1, out)
     expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(out.buffer))).toBe(0)
+  })
+
+  it('a DataView frame is read like a Uint8Array, over a SharedArrayBuffer too', () => {
+    // The addon takes any ArrayBufferView (lib/native.ts NativeFace.data). A DataView over a
+    // SharedArrayBuffer was refused with a bare 'Error: Invalid argument' (its address was taken
+    // through ArrayBuffer.Data(), which does not serve shared memory), though a typed array over
+    // the same memory was read.
+    const face = { width: 100, height: 100, stride: 300, format: 0, window: [10, 10, 50, 50] as [number, number, number, number] }
+    const bytes = new Uint8Array(300 * 100 + 5).map((_, i) => (i * 13) & 255)
+    const want = new Float32Array(150528)
+    loadNative().preprocessSync([{ ...face, data: bytes.subarray(5) }], 1, 1, want)
+    for (const buffer of [new ArrayBuffer(bytes.length), new SharedArrayBuffer(bytes.length)]) {
+      new Uint8Array(buffer).set(bytes)
+      const got = new Float32Array(150528)
+      loadNative().preprocessSync([{ ...face, data: new DataView(buffer, 5) }], 1, 1, got)
+      expect(Buffer.compare(Buffer.from(got.buffer), Buffer.from(want.buffer))).toBe(0)
+    }
+    // Too short is refused like a short typed array.
+    const short = new DataView(new SharedArrayBuffer(300 * 100), 1)
+    expect(() => loadNative().preprocessSync([{ ...face, data: short }], 1, 1, new Float32Array(150528))).toThrow(/shorter than/)
+  })
+
+  // A malloc that fails (memory pressure) inside the addon: node-addon-api turns only Napi::Error
+  // into a JS exception; a std::bad_alloc thrown into N-API ended the process (std::terminate).
+  // The failure is injected by an LD_PRELOAD'ed malloc that refuses blocks of 32 KB and more while
+  // FM_TEST_FAIL_BIG_MALLOC is set (process.env writes reach libc's environment).
+  const cc = process.platform === 'linux' ? spawnSync('cc', ['--version'], { encoding: 'utf8' }) : undefined
+  it.skipIf(!cc || cc.status !== 0)('an allocation failure inside the addon is an Error, not an abort of the process', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-failmalloc-'))
+    try {
+      fs.writeFileSync(path.join(dir, 'failmalloc.c'), `
+        #define _GNU_SOURCE
+        #include <dlfcn.h>
+        #include <stddef.h>
+        #include <stdlib.h>
+        void* malloc(size_t n) {
+          static void* (*real)(size_t);
+          if (!real) real = (void* (*)(size_t))dlsym(RTLD_NEXT, "malloc");
+          if (n >= 32768 && getenv("FM_TEST_FAIL_BIG_MALLOC")) return NULL;
+          return real(n);
+        }`)
+      const so = path.join(dir, 'failmalloc.so')
+      const built = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', so, path.join(dir, 'failmalloc.c'), '-ldl'], { encoding: 'utf8' })
+      expect(built.status, built.stderr).toBe(0)
+      loadNative()  // sets nativeAddonPath()
+      const script = `
+        const addon = require(${JSON.stringify(nativeAddonPath())})
+        const face = { data: new Uint8Array(300 * 100), width: 100, height: 100, stride: 300, format: 0, window: [0, 0, 50, 50] }
+        const out = new Float32Array(150528)
+        process.env.FM_TEST_FAIL_BIG_MALLOC = '1'
+        let result = 'no error'
+        try { addon.preprocessSync([face], 1, 1, out) } catch (e) { result = e.constructor.name + ': ' + e.message }
+        delete process.env.FM_TEST_FAIL_BIG_MALLOC
+        addon.preprocessSync([face], 1, 1, out)  // and the addon still works afterwards
+        process.stdout.write(result)`
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, LD_PRELOAD: so } })
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stdout).toMatch(/^Error: face-multitask: native preprocessing failed: .*bad_alloc/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('a getter that detaches a buffer while the arguments are read is an error, not a read of freed memory', () => {
