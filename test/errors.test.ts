@@ -217,6 +217,29 @@ describe('errors', () => {
     })
   })
 
+  it('a batch whose inference thread dies under it runs again on another worker: the call resolves', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1 })
+    // Fault injection (the workers are internal): the first batch handed to a thread ends that
+    // thread instead of reaching it, as a crash with the batch on it would.
+    type Thread = { postMessage(...a: unknown[]): void; terminate(): Promise<number> }
+    const threads = (m as unknown as { engine: { workers: { worker: Thread }[] } }).engine.workers.map((w) => w.worker)
+    try {
+      const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+      let crashed = 0
+      for (const t of threads) {
+        const post = t.postMessage.bind(t)
+        t.postMessage = (...a: unknown[]) => {
+          if (crashed++ === 0) void t.terminate()
+          else post(...a)
+        }
+      }
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      expect(crashed).toBe(2) // the batch was lost once, then ran on the other thread
+    } finally {
+      await m.close()
+    }
+  })
+
   it('a model whose inference thread died keeps serving on its other workers; with none left, calls reject with why', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1 })
     // Fault injection: the threads are internal; ending one is what a crash of it looks like.

@@ -127,13 +127,19 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
-    const input = new Float32Array(faces.length * INPUT_FLOATS)
-    await loadNative().preprocess(faces, this.crop, this.resize, input)
-    const worker = await this.acquire()
-    try {
-      return await worker.run(input, faces.length)
-    } finally {
-      this.release(worker)
+    for (;;) {
+      const input = new Float32Array(faces.length * INPUT_FLOATS)
+      await loadNative().preprocess(faces, this.crop, this.resize, input)
+      const worker = await this.acquire()
+      try {
+        return await worker.run(input, faces.length)
+      } catch (e) {
+        // Its thread died with the batch on it: run it again (the input went to that thread) on
+        // a worker that lives, if any; the batch is not the cause (that would be an error reply).
+        if (!worker.failure || this.workers.every((w) => w.failure)) throw e
+      } finally {
+        this.release(worker)
+      }
     }
   }
 
