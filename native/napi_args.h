@@ -89,17 +89,19 @@ inline Frame resolve_frame(Napi::Env env, const FrameArgs& a) {
   return frame;
 }
 
-// o.window: [x, y, width, height] (true, *window set), or anything else for a 256x256 chip
-// (false; the frame must then be 256x256).
+// o.window: [x, y, width, height] (true, *window set), or null / undefined for a 256x256 chip
+// (false; the frame must then be 256x256). Anything else is refused, not taken for "no window".
 inline bool window_field(const Napi::Object& o, const Frame& frame, const std::string& where, CropWindow* window) {
   // frame: its size only (read_frame's; the data need not be resolved yet).
   Napi::Env env = o.Env();
   Napi::Value win = o.Get("window");
-  if (!win.IsArray()) {
+  if (win.IsNull() || win.IsUndefined()) {
     if (frame.width != kChip || frame.height != kChip)
       throw Napi::RangeError::New(env, where + " has no window and is not a 256x256 chip");
     return false;
   }
+  if (!win.IsArray() || win.As<Napi::Array>().Length() != 4)
+    throw Napi::TypeError::New(env, where + ".window must be [x, y, width, height] or null (a 256x256 chip)");
   auto a = win.As<Napi::Array>();
   double v[4];
   for (uint32_t k = 0; k < 4; ++k) {

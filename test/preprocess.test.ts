@@ -193,6 +193,18 @@ describe('native preprocessing equals the reference formula', () => {
     }
   })
 
+  it('a window that is neither [x, y, width, height] nor null is refused, not taken for a chip', () => {
+    // On a 256x256 frame, a malformed window used to be ignored: the frame ran as a chip.
+    const face = { data: new Uint8Array(256 * 256 * 3), width: 256, height: 256, stride: 768, format: 0 }
+    const run = (window: unknown) => () => loadNative().preprocessSync([{ ...face, window } as never], 1, 1, new Float32Array(150528))
+    for (const bad of [{ 0: 1, 1: 1, 2: 10, 3: 10, length: 4 }, '1,1,10,10', [1, 1, 10, 10, 5], [1, 1, 10], new Proxy([1, 1, 10, 10], {})]) {
+      expect(run(bad)).toThrow(new TypeError('faces[0].window must be [x, y, width, height] or null (a 256x256 chip)'))
+    }
+    expect(run(null)).not.toThrow()
+    expect(run(undefined)).not.toThrow()
+    expect(run([1, 1, 10, 10])).not.toThrow()
+  })
+
   it('a getter that detaches a buffer while the arguments are read is an error, not a read of freed memory', () => {
     // In a child process: before, the addon kept the address of a buffer read earlier and crashed.
     const script = `
