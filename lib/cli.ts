@@ -37,16 +37,19 @@ function version(): string {
 
 async function dispatch(argv: string[], io: Io): Promise<number> {
   const [first, ...rest] = argv
-  if (first === undefined || first === '--help' || first === '-h') {
+  if (first === undefined) {
     io.out(MAIN_USAGE)
     return 0
   }
   if (first === '--version' || first === '-v') {
+    if (rest.length > 0) throw new UsageError(`${first} takes no arguments, got ${rest.map((a) => `"${a}"`).join(', ')}`)
     io.out(version())
     return 0
   }
-  if (first === 'help') {
+  // `--help detect` as `help detect`.
+  if (first === 'help' || first === '--help' || first === '-h') {
     const topic = rest[0]
+    if (rest.length > 1) throw new UsageError(`${first} takes one command at most, got ${rest.map((a) => `"${a}"`).join(', ')}`)
     if (topic === undefined) io.out(MAIN_USAGE)
     else if (Object.hasOwn(COMMANDS, topic)) io.out(COMMANDS[topic].usage)
     else throw new UsageError(`help: unknown command "${topic}" (commands: ${Object.keys(COMMANDS).join(', ')})`)

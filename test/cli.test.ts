@@ -99,6 +99,18 @@ describe('face-multitask CLI', () => {
     expect(v.out).toBe((await run('--version')).out)
   })
 
+  it('--help <command> is help <command>; extra arguments to help or -v are refused, not ignored', async () => {
+    const detectHelp = (await run('help', 'detect')).out
+    expect(detectHelp).toMatch(/^usage: face-multitask detect/)
+    for (const flag of ['--help', '-h']) expect(await run(flag, 'detect')).toMatchObject({ code: 0, out: detectHelp })
+    const extra = await run('help', 'detect', 'extra')
+    expect(extra.code).toBe(2)
+    expect(extra.err).toMatch(/^face-multitask: help takes one command at most, got "detect", "extra"/)
+    const v = await run('-v', 'extra')
+    expect(v.code).toBe(2)
+    expect(v.err).toMatch(/^face-multitask: -v takes no arguments, got "extra"/)
+  })
+
   it("each command's --help works without a model", async () => {
     const detect = await run('detect', '--help')
     expect(detect.code).toBe(0)
