@@ -29,6 +29,11 @@ const MAX_SIDE = 1 << 16
 
 const CHANNELS_BY_CODE = Object.values(PIXEL_FORMATS).reduce<number[]>((a, f) => { a[f.code] = f.channels; return a }, [])
 
+/** The bytes a frame must hold: the last row needs only its pixels, not the padding after them. */
+function frameBytes(width: number, height: number, stride: number, channels: number): number {
+  return stride * (height - 1) + width * channels
+}
+
 /**
  * Throws when a job's frame no longer holds the bytes it held when detect() checked it: its
  * buffer was detached (transferred) or shrunk (a resizable buffer, WebAssembly memory that grew)
@@ -36,7 +41,7 @@ const CHANNELS_BY_CODE = Object.values(PIXEL_FORMATS).reduce<number[]>((a, f) =>
  */
 export function checkStillWhole(jobs: readonly FaceJob[]): void {
   for (const job of jobs) {
-    const needed = job.stride * (job.height - 1) + job.width * CHANNELS_BY_CODE[job.format]
+    const needed = frameBytes(job.width, job.height, job.stride, CHANNELS_BY_CODE[job.format])
     if (job.data.byteLength < needed) {
       throw new Error(`a frame's data changed while detect() waited: it now holds ${job.data.byteLength} bytes, ${needed} were checked ` +
         '(its buffer was detached, transferred or shrunk); keep each frame unchanged until its detect() settles')
@@ -73,9 +78,8 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (rowStride > Number.MAX_SAFE_INTEGER) {
     throw new RangeError(`${name}.stride must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${String(stride)}`)
   }
-  // The last row needs only its pixels, not the padding after them: a view cut tightly out of a
-  // padded frame is whole.
-  const needed = rowStride * (height - 1) + rowBytes
+  // A view cut tightly out of a padded frame is whole.
+  const needed = frameBytes(width, height, rowStride, fmt.channels)
   if (data.byteLength < needed) {
     throw new RangeError(`${name}.data holds ${data.byteLength} bytes; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
   }
