@@ -72,7 +72,7 @@ export class FaceMultitask {
     const spec = readModelSpec(options.model, onnx)
     if (useTensorRt) {
       try {
-        const engine = await TensorRtBackend.create({ model: options.model, spec, gpu, status: probe!.status!, precisionGiven: options.precision !== undefined })
+        const engine = await TensorRtBackend.create({ model: options.model, spec, modelInfo: onnx, gpu, status: probe!.status!, precisionGiven: options.precision !== undefined })
         return new FaceMultitask(options.model, spec, engine, gpu.maxBatch)
       } catch (e) {
         // 'auto' still serves on the CPU when the engine cannot be built or loaded; info() says why.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { onnx } from 'onnx-proto'
 import { describe, expect, it } from 'vitest'
-import { checkSameModel, engineOnnx, onnxPrecision, siblingFor } from '../lib/backends/engine-onnx'
+import { checkSameModel, declaredPrecision, engineOnnx, siblingFor } from '../lib/backends/engine-onnx'
 import { readModelSpec } from '../lib/contract'
 import { readOnnxModel } from '../lib/onnx-model'
 import { framesOf, keyParts, nativeTensorRt } from '../lib/backends/tensorrt'
@@ -51,9 +51,10 @@ describe('which ONNX the engine is built from', () => {
   const log = (m: string) => messages.push(m)
 
   it('reads face_multitask.precision; a file without it is FP32', async () => {
-    expect(await onnxPrecision(write('plain.onnx', fixture))).toBe('fp32')
-    expect(await onnxPrecision(write('half.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16')))).toBe('fp16')
-    await expect(onnxPrecision(write('odd.onnx', withMetadata(fixture, 'face_multitask.precision', 'int8')))).rejects.toThrow(/face_multitask\.precision is "int8", not one of fp16, bf16, fp32/)
+    const precision = async (f: string) => declaredPrecision(f, (await readOnnxModel(f)).metadata)
+    expect(await precision(write('plain.onnx', fixture))).toBe('fp32')
+    expect(await precision(write('half.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16')))).toBe('fp16')
+    await expect(precision(write('odd.onnx', withMetadata(fixture, 'face_multitask.precision', 'int8')))).rejects.toThrow(/face_multitask\.precision is "int8", not one of fp16, bf16, fp32/)
   })
 
   it('names the export sibling of each precision', () => {
@@ -64,21 +65,22 @@ describe('which ONNX the engine is built from', () => {
 
   it('takes the model itself when its precision is the one asked for', async () => {
     const f = write('a.fp32.onnx', fixture)
-    expect(await engineOnnx(f, 'fp32', true, log)).toEqual({ path: f, precision: 'fp32' })
+    expect(await engineOnnx(f, 'fp32', true, log)).toMatchObject({ path: f, precision: 'fp32' })
   })
 
   it('takes the FP16 sibling `face-multitask export` wrote beside the FP32 model', async () => {
     const f32 = write('b.fp32.onnx', fixture)
     const f16 = write('b.fp16.onnx', withMetadata(fixture, 'face_multitask.precision', 'fp16'))
-    expect(await engineOnnx(f32, 'fp16', false, log)).toEqual({ path: f16, precision: 'fp16' })
-    expect(await engineOnnx(f32, 'fp16', true, log)).toEqual({ path: f16, precision: 'fp16' })
-    expect(await engineOnnx(f16, 'fp32', true, log)).toEqual({ path: f32, precision: 'fp32' })
+    // With the chosen file's own graph and metadata, read once for the callers.
+    expect(await engineOnnx(f32, 'fp16', false, log)).toMatchObject({ path: f16, precision: 'fp16', info: { metadata: { 'face_multitask.precision': 'fp16' } } })
+    expect(await engineOnnx(f32, 'fp16', true, log)).toMatchObject({ path: f16, precision: 'fp16' })
+    expect(await engineOnnx(f16, 'fp32', true, log)).toMatchObject({ path: f32, precision: 'fp32' })
   })
 
   it('an FP32-only model: the default builds it as it is and says so; an explicit fp16 is refused', async () => {
     const f = write('c.fp32.onnx', fixture)
     messages.length = 0
-    expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
+    expect(await engineOnnx(f, 'fp16', false, log)).toMatchObject({ path: f, precision: 'fp32' })
     expect(messages).toEqual([`${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): the TensorRT engine is built in fp32; \`face-multitask export\` writes the .fp16.onnx`])
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16', but ${f} is a fp32 export and there is no fp16 export beside it (c.fp16.onnx): run \`face-multitask export\` (it writes the .fp16.onnx), or pass precision: 'fp32'`)
     await expect(engineOnnx(f, 'bf16', true, log)).rejects.toThrow(`options.precision is 'bf16', but ${f} is a fp32 export and there is no bf16 export beside it (c.bf16.onnx): \`face-multitask export\` writes FP32 and FP16 files only: convert one to BF16 yourself, declaring face_multitask.precision=bf16, or pass precision: 'fp32'`)
@@ -88,7 +90,7 @@ describe('which ONNX the engine is built from', () => {
     const f = write('d.fp32.onnx', fixture)
     const wrong = write('d.fp16.onnx', fixture) // named fp16, but FP32 inside
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16': ${wrong} is beside the model but declares fp32`)
-    expect(await engineOnnx(f, 'fp16', false, log)).toEqual({ path: f, precision: 'fp32' })
+    expect(await engineOnnx(f, 'fp16', false, log)).toMatchObject({ path: f, precision: 'fp32' })
   })
 })
 

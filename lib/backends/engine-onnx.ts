@@ -6,15 +6,10 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { META_PREFIX, type ModelSpec, readModelSpec } from '../contract'
 import { PRECISIONS } from '../gpu-options'
-import { readOnnxModel } from '../onnx-model'
+import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import type { Precision } from '../types'
 
-/** The precision an ONNX file declares (face_multitask.precision); files without the key are FP32. */
-export async function onnxPrecision(file: string): Promise<Precision> {
-  return declaredPrecision(file, (await readOnnxModel(file)).metadata)
-}
-
-/** declaredPrecision from metadata already read. */
+/** The precision an ONNX file declares (face_multitask.precision, from its metadata); files without the key are FP32. */
 export function declaredPrecision(file: string, metadata: Record<string, string>): Precision {
   const declared = metadata[`${META_PREFIX}precision`]
   if (declared === undefined) return 'fp32'
@@ -34,6 +29,8 @@ export function siblingFor(model: string, precision: Precision): string {
 export interface EngineOnnx {
   path: string
   precision: Precision
+  /** The file's graph and metadata, read once here for the callers that need them. */
+  info: OnnxModelInfo
 }
 
 /**
@@ -41,14 +38,22 @@ export interface EngineOnnx {
  * Error if the caller asked for the precision (`explicit`), else the model as it is, said on
  * stderr (the default fp16 with an FP32-only export).
  */
-export async function engineOnnx(model: string, wanted: Precision, explicit: boolean, log: (m: string) => void = (m) => { process.stderr.write(`face-multitask: ${m}\n`) }): Promise<EngineOnnx> {
-  const own = await onnxPrecision(model)
-  if (own === wanted) return { path: model, precision: own }
+export async function engineOnnx(
+  model: string,
+  wanted: Precision,
+  explicit: boolean,
+  log: (m: string) => void = (m) => { process.stderr.write(`face-multitask: ${m}\n`) },
+  modelInfo?: OnnxModelInfo,
+): Promise<EngineOnnx> {
+  const info = modelInfo ?? (await readOnnxModel(model))
+  const own = declaredPrecision(model, info.metadata)
+  if (own === wanted) return { path: model, precision: own, info }
   const sibling = siblingFor(model, wanted)
   const exists = await fs.stat(sibling).then((s) => s.isFile(), () => false)
   if (exists) {
-    const theirs = await onnxPrecision(sibling)
-    if (theirs === wanted) return { path: sibling, precision: wanted }
+    const siblingInfo = await readOnnxModel(sibling)
+    const theirs = declaredPrecision(sibling, siblingInfo.metadata)
+    if (theirs === wanted) return { path: sibling, precision: wanted, info: siblingInfo }
     if (explicit) throw new Error(`options.precision is '${wanted}': ${sibling} is beside the model but declares ${theirs}`)
   }
   const why = `${model} is a ${own} export and there is no ${wanted} export beside it (${path.basename(sibling)})`
@@ -59,7 +64,7 @@ export async function engineOnnx(model: string, wanted: Precision, explicit: boo
     throw new Error(`options.precision is '${wanted}', but ${why}: ${make}, or pass precision: '${own}'`)
   }
   log(`${why}: the TensorRT engine is built in ${own}; \`face-multitask export\` writes the .fp16.onnx`)
-  return { path: model, precision: own }
+  return { path: model, precision: own, info }
 }
 
 /**
@@ -67,9 +72,9 @@ export async function engineOnnx(model: string, wanted: Precision, explicit: boo
  * loaded: its contract holds and every field that decides decoding matches, so the engine's
  * outputs are decoded as the loaded model's.
  */
-export async function checkSameModel(model: string, spec: ModelSpec, other: string): Promise<void> {
+export async function checkSameModel(model: string, spec: ModelSpec, other: string, otherInfo?: OnnxModelInfo): Promise<void> {
   if (other === model) return
-  const theirs = readModelSpec(other, await readOnnxModel(other))
+  const theirs = readModelSpec(other, otherInfo ?? (await readOnnxModel(other)))
   const fields: (keyof ModelSpec)[] = ['generation', 'crop', 'resize', 'meshSpace', 'pose', 'gaze', 'conventionRelease', 'heads']
   const differ = fields.filter((k) => JSON.stringify(theirs[k]) !== JSON.stringify(spec[k]))
   if (differ.length > 0) {

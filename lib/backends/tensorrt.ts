@@ -11,7 +11,7 @@ import type { BatchOutputs } from '../decode'
 import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
-import { readOnnxModel } from '../onnx-model'
+import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import { loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
@@ -73,6 +73,8 @@ export function framesOf(faces: readonly FaceJob[]): { frames: NativeFrame[]; re
 export interface TensorRtLoad {
   model: string
   spec: ModelSpec
+  /** The model's graph and metadata, as load() read them (not read again). */
+  modelInfo?: OnnxModelInfo
   gpu: GpuOptions
   /** From the availability probe: versions and the GPU, for the engine's cache key. */
   status: TensorRtStatus & { builtFor?: string; parserVersion?: string; smCount?: number; cudaDriverVersion?: string }
@@ -80,13 +82,13 @@ export interface TensorRtLoad {
   precisionGiven: boolean
 }
 
-/** The engine's cache key parts for this ONNX, TensorRT, GPU and options. */
-export async function keyParts(onnx: string, precision: Precision, load: TensorRtLoad): Promise<EngineKeyParts> {
+/** The engine's cache key parts for this ONNX (`info`: its parsed graph, else it is read), TensorRT, GPU and options. */
+export async function keyParts(onnx: string, precision: Precision, load: TensorRtLoad, info?: OnnxModelInfo): Promise<EngineKeyParts> {
   const s = load.status
   const g = load.gpu
   return engineKeyParts({
     onnx,
-    externalData: (await readOnnxModel(onnx)).externalData,
+    externalData: (info ?? (await readOnnxModel(onnx))).externalData,
     signal: g.signal,
     // The library's own version and build: the headers the addon was compiled against do not
     // change the plan (the addon's schema version covers the addon).
@@ -116,10 +118,10 @@ export class TensorRtBackend implements Backend {
     const { gpu, spec } = load
     // With onProgress, notes go there only (the CLI and bench print them); else to stderr.
     const note = gpu.onProgress && ((message: string) => gpu.onProgress?.({ type: 'message', message }))
-    const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven, note)
-    await checkSameModel(load.model, spec, onnx.path)
+    const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven, note, load.modelInfo)
+    await checkSameModel(load.model, spec, onnx.path, onnx.info)
     const cache = new EngineCache({ engineDir: gpu.engineDir, log: gpu.onProgress ? () => {} : undefined })
-    const parts = await keyParts(onnx.path, onnx.precision, load)
+    const parts = await keyParts(onnx.path, onnx.precision, load, onnx.info)
     const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
     const options = {
       streams: gpu.streams,
