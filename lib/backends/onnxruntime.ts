@@ -136,7 +136,8 @@ export class OnnxRuntimeBackend implements Backend {
       } catch (e) {
         // Its thread died with the batch on it: run it again (the input went to that thread) on
         // a worker that lives, if any; the batch is not the cause (that would be an error reply).
-        if (!worker.failure || this.workers.every((w) => w.failure)) throw e
+        // A worker still usable is alive, or the last of the dead: the error stands.
+        if (this.usable(worker)) throw e
       } finally {
         this.release(worker)
       }
