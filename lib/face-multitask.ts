@@ -150,8 +150,8 @@ export class FaceMultitask {
   detect(images: ImageInput[], options?: DetectOptions): Promise<Face[][]>
   async detect(input: ImageInput | ImageInput[], options?: DetectOptions): Promise<Face[] | Face[][]> {
     if (this.closed) throw new Error('detect() called after close(): the model is closed')
-    const { single, perImage } = facesToRun(input, options, this.spec.crop)
-    const faces = await this.scheduler.submit(perImage.flat())
+    const { single, perImage, signal } = facesToRun(input, options, this.spec.crop)
+    const faces = await this.scheduler.submit(perImage.flat(), signal)
     if (single) return faces
     const out: Face[][] = []
     let k = 0
@@ -160,6 +160,14 @@ export class FaceMultitask {
       k += jobs.length
     }
     return out
+  }
+
+  /**
+   * Faces waiting for a batch (`queued`) and in batches running (`running`), over every call:
+   * a real-time rig that finds the queue deeper than it can afford drops (or aborts) frames.
+   */
+  get pending(): { queued: number; running: number } {
+    return this.scheduler.pending
   }
 
   /** Waits for every accepted request to finish, then frees the backend. */

@@ -157,19 +157,33 @@ function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob 
   return { ...image, window: null, box: CHIP_BOX }
 }
 
+/** What detect() may be given in its options. */
+const DETECT_OPTIONS = ['boxes', 'signal']
+
+function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined || signal instanceof AbortSignal) return signal
+  throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describeValue(signal)}`)
+}
+
 /**
  * Face jobs for detect(image | images, options), grouped per image. `single` says whether
  * the caller passed one image (and so expects Face[] back rather than Face[][]).
  */
-export function facesToRun(input: unknown, options: DetectOptions | undefined, crop: CropMode): { single: boolean; perImage: FaceJob[][] } {
+export function facesToRun(input: unknown, options: DetectOptions | undefined, crop: CropMode): { single: boolean; perImage: FaceJob[][]; signal?: AbortSignal } {
   if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
     const got = Array.isArray(options) ? 'an array (pass the boxes as { boxes: [...] })' : options === null ? 'null' : typeof options
-    throw new TypeError(`options must be an object { boxes? }, got ${got}`)
+    throw new TypeError(`options must be an object { boxes?, signal? }, got ${got}`)
   }
   // An unknown key (a typo such as `box`) would otherwise be ignored and a 256x256 frame run as a chip.
-  const unknown = options === undefined ? [] : Object.keys(options).filter((k) => k !== 'boxes')
-  if (unknown.length > 0) throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the only option is boxes`)
-  const boxes = options?.boxes
+  const unknown = options === undefined ? [] : Object.keys(options).filter((k) => !DETECT_OPTIONS.includes(k))
+  if (unknown.length > 0) {
+    throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${DETECT_OPTIONS.join(' and ')}`)
+  }
+  const signal = checkSignal(options?.signal)
+  return { ...jobsFor(input, options?.boxes, crop), signal }
+}
+
+function jobsFor(input: unknown, boxes: DetectOptions['boxes'], crop: CropMode): { single: boolean; perImage: FaceJob[][] } {
   if (Array.isArray(input)) {
     // No images, no faces (a batch job's last, empty chunk): [] like an image with no boxes.
     const images = Array.from(input, (im: unknown, i) => checkImage(im, `images[${i}]`))

@@ -3,7 +3,10 @@
 // under load, and a request larger than maxBatch is split, never rejected. A failing batch
 // shared by several requests is rerun per request, so one request's failure is its own. A request settles
 // only once none of its batches is still running: until then a backend may still read its
-// frames, so a caller that reuses a frame buffer once detect() settles never races one.
+// frames, so a caller that reuses a frame buffer once detect() settles never races one. A
+// request whose AbortSignal fires leaves the queue at once (a real-time rig dropping a stale
+// frame) and rejects as soon as none of its batches is running.
+import { AbortError } from './engine-cache/abort'
 
 interface Request<R> {
   results: R[]
@@ -13,6 +16,7 @@ interface Request<R> {
   error?: unknown
   resolve: (r: R[]) => void
   reject: (e: unknown) => void
+  release?: () => void  // stops listening to the request's signal
 }
 
 interface Item<J, R> {
@@ -27,23 +31,38 @@ export type BatchRunner<J, R> = (jobs: J[]) => Promise<R[]>
 export class Scheduler<J, R> {
   private queue: Item<J, R>[] = []
   private busy = 0
+  private runningItems = 0
   private idleWaiters: (() => void)[] = []
 
   constructor(private readonly runBatch: BatchRunner<J, R>, private readonly slots: number, private readonly maxBatch: number) {}
 
-  /** Queues the jobs of one request; resolves with all their results, in order. */
-  submit(jobs: J[]): Promise<R[]> {
+  /**
+   * Queues the jobs of one request; resolves with all their results, in order. When `signal`
+   * fires first, its jobs still queued are dropped and it rejects with an AbortError once its
+   * batches already running (which may still read its inputs) have finished.
+   */
+  submit(jobs: J[], signal?: AbortSignal): Promise<R[]> {
+    if (signal?.aborted) return Promise.reject(aborted(signal))
     if (jobs.length === 0) return Promise.resolve([])
     return new Promise<R[]>((resolve, reject) => {
       const request: Request<R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
+      if (signal) {
+        const onAbort = () => {
+          if (request.failed || request.remaining === 0) return
+          this.fail(request, aborted(signal))
+          if (request.running === 0) settle(request)
+        }
+        signal.addEventListener('abort', onAbort, { once: true })
+        request.release = () => signal.removeEventListener('abort', onAbort)
+      }
       jobs.forEach((job, index) => this.queue.push({ job, request, index }))
       this.pump()
     })
   }
 
-  /** Items waiting and batches running. */
+  /** Jobs waiting for a batch, and jobs in batches running: how far behind the caller is. */
   get pending(): { queued: number; running: number } {
-    return { queued: this.queue.length, running: this.busy }
+    return { queued: this.queue.length, running: this.runningItems }
   }
 
   /** Resolves when nothing is queued or running. */
@@ -56,8 +75,10 @@ export class Scheduler<J, R> {
     while (this.busy < this.slots && this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch)
       this.busy++
+      this.runningItems += batch.length
       this.runOne(batch).finally(() => {
         this.busy--
+        this.runningItems -= batch.length
         this.pump()
         if (this.queue.length === 0 && this.busy === 0) this.idleWaiters.splice(0).forEach((w) => w())
       })
@@ -86,12 +107,8 @@ export class Scheduler<J, R> {
     }
     for (const [r, items] of requests) {
       r.running--
-      if (!r.failed) {
-        r.remaining -= items.length
-        if (r.remaining === 0) r.resolve(r.results)
-      } else if (r.running === 0) {
-        r.reject(r.error)
-      }
+      if (!r.failed) r.remaining -= items.length
+      if (r.running === 0 && (r.failed || r.remaining === 0)) settle(r)
     }
   }
 
@@ -117,4 +134,15 @@ export class Scheduler<J, R> {
     }
     this.queue = this.queue.filter((it) => it.request !== r)
   }
+}
+
+function aborted(signal: AbortSignal): AbortError {
+  return new AbortError('detect() was aborted', { cause: signal.reason })
+}
+
+/** Resolves or rejects a request that has nothing running and nothing left to run. */
+function settle<R>(r: Request<R>): void {
+  r.release?.()
+  if (r.failed) r.reject(r.error)
+  else r.resolve(r.results)
 }

@@ -24,6 +24,13 @@ export interface DetectOptions {
    * 256x256 chips.
    */
   boxes?: readonly Box[] | readonly (readonly Box[])[]
+  /**
+   * Gives up on the call: its faces still waiting for a batch are dropped (a real-time rig
+   * skipping a stale frame) and it rejects with an AbortError (name 'AbortError', the signal's
+   * reason as `cause`) once none of its batches is still running, so its frames are free then.
+   * A call whose faces have all run resolves as usual.
+   */
+  signal?: AbortSignal
 }
 
 /** The region the model saw, in frame pixels: the expanded box py-feat reports. */

@@ -41,12 +41,13 @@ describe('errors', () => {
     ['data not bytes', () => model.detect({ ...frame, data: new Float32Array(10) as never }, { boxes: [box] }), /image\.data must be a Buffer/, TypeError],
     ['zero-size box', () => model.detect(frame, { boxes: [[10, 10, 10, 30]] }), /options\.boxes\[0\] = \[10, 10, 10, 30\] has zero or negative size/, RangeError],
     ['negative-size box', () => model.detect(frame, { boxes: [box, [30, 30, 20, 40]] }), /options\.boxes\[1\].*zero or negative size/, RangeError],
+    ['a signal that is not an AbortSignal', () => model.detect(frame, { boxes: [box], signal: { aborted: false } as never }), /^options\.signal must be an AbortSignal \(from an AbortController\), got an object \(Object\)$/, TypeError],
     ['NaN in a box', () => model.detect(frame, { boxes: [[NaN, 1, 2, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
     ['infinite box', () => model.detect(frame, { boxes: [[0, 0, Infinity, 3]] }), /options\.boxes\[0\] must hold 4 finite numbers/, RangeError],
     ['box entirely outside', () => model.detect(frame, { boxes: [[100, 100, 120, 130]] }), /options\.boxes\[0\].*lies entirely outside the 64x48 frame/, RangeError],
     ['a box too large for float32', () => model.detect(frame, { boxes: [box, [0, 0, 1e39, 40]] }), /options\.boxes\[1\] = \[0, 0, 1e\+39, 40\] has no usable crop in float32/, RangeError],
-    ['boxes passed as options', () => model.detect(frame, [box] as never), /options must be an object \{ boxes\? \}, got an array \(pass the boxes as \{ boxes: \[\.\.\.\] \}\)/, TypeError],
-    ['an unknown option', () => model.detect(frame, { box: [box] } as never), /options has unknown key "box"; the only option is boxes/, TypeError],
+    ['boxes passed as options', () => model.detect(frame, [box] as never), /options must be an object \{ boxes\?, signal\? \}, got an array \(pass the boxes as \{ boxes: \[\.\.\.\] \}\)/, TypeError],
+    ['an unknown option', () => model.detect(frame, { box: [box] } as never), /options has unknown key "box"; the options are boxes and signal/, TypeError],
     ['a hole in the images', () => model.detect([frame, , frame] as never), /images\[1\] must be an object/, TypeError],
     ['a hole in a box list', () => model.detect(frame, { boxes: [box, , box] as never }), /options\.boxes\[1\] must be \[x1, y1, x2, y2\], got undefined/, TypeError],
     ['a hole in a box', () => model.detect(frame, { boxes: [[10, , 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10, undefined, 40, 40\]$/, RangeError],
@@ -145,6 +146,25 @@ describe('errors', () => {
     await expect(waiting).rejects.toThrow(/^a frame's data changed while detect\(\) waited: it now holds 0 bytes, 9216 were checked .*keep each frame unchanged until its detect\(\) settles$/)
     expect((await intact)[0].auValues).toEqual(want)
     await Promise.all(busy)
+  })
+
+  it('a call aborted while it waits for a batch rejects with an AbortError and never runs; the others give their faces; pending counts faces', async () => {
+    const want = (await model.detect(frame, { boxes: [box] }))[0].auValues
+    // Queued behind busy slots: the stale frame's faces are dropped before their batch forms.
+    const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
+    const controller = new AbortController()
+    const stale = model.detect(frame, { boxes: [box, box, box], signal: controller.signal })
+    const fresh = model.detect(frame, { boxes: [box] })
+    const { queued, running } = model.pending
+    expect(queued + running).toBe(4 * 2 + 3 + 1)
+    expect(queued).toBeGreaterThanOrEqual(4)  // the stale call's 3 faces and the fresh one's wait
+    controller.abort('camera moved on')
+    expect(model.pending.queued).toBe(queued - 3)
+    await expect(stale).rejects.toMatchObject({ name: 'AbortError', message: 'detect() was aborted', cause: 'camera moved on' })
+    expect((await fresh)[0].auValues).toEqual(want)
+    await Promise.all(busy)
+    expect(model.pending).toEqual({ queued: 0, running: 0 })
+    await expect(model.detect(frame, { boxes: [box], signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' })
   })
 
   it('a caller that changes or transfers its results touches no other caller\'s', async () => {

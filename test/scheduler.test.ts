@@ -154,4 +154,90 @@ describe('Scheduler', () => {
     await s.idle()
     expect(rejections).toEqual(['first'])
   })
+  it('a request whose signal fires while queued leaves the queue and rejects at once; the others run without it', async () => {
+    const gate = deferred<void>()
+    const batches: number[][] = []
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      await gate.promise
+      return jobs.map((j) => j * 10)
+    }, 1, 8)
+    const first = s.submit([1])
+    const controller = new AbortController()
+    const stale = s.submit([2, 3], controller.signal)
+    const next = s.submit([4])
+    expect(s.pending).toEqual({ queued: 3, running: 1 })
+    controller.abort(new Error('frame too old'))
+    const e = await stale.then(() => undefined, (err: unknown) => err) as Error & { code: string; cause: Error }
+    expect([e.name, e.code, e.message, e.cause.message]).toEqual(['AbortError', 'ABORT_ERR', 'detect() was aborted', 'frame too old'])
+    expect(s.pending).toEqual({ queued: 1, running: 1 })
+    gate.resolve()
+    expect(await first).toEqual([10])
+    expect(await next).toEqual([40])
+    expect(batches).toEqual([[1], [4]])  // 2 and 3 never ran
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
+  it('a request whose signal fires while one of its batches runs rejects only once that batch has finished; its queued jobs never run', async () => {
+    const gate = deferred<void>()
+    const ran: number[][] = []
+    const s = new Scheduler<number, number>(async (jobs) => {
+      ran.push(jobs)
+      await gate.promise
+      return jobs
+    }, 1, 2)
+    const controller = new AbortController()
+    let batchDone = false
+    const p = s.submit([1, 2, 3, 4], controller.signal).then(
+      () => 'resolved',
+      (e: Error) => `${e.name} after the running batch: ${batchDone}`,
+    )
+    controller.abort()
+    await new Promise((r) => setTimeout(r, 10))
+    let settled = false
+    void p.then(() => { settled = true })
+    await Promise.resolve()
+    expect(settled).toBe(false)  // [1, 2] still runs and may still read the request's inputs
+    batchDone = true
+    gate.resolve()
+    expect(await p).toBe('AbortError after the running batch: true')
+    await s.idle()
+    expect(ran).toEqual([[1, 2]])
+  })
+
+  it('an already aborted signal rejects without running anything; a signal that fires after the request resolved changes nothing and is no longer listened to', async () => {
+    let runs = 0
+    const s = new Scheduler<number, number>(async (jobs) => { runs++; return jobs }, 1, 4)
+    await expect(s.submit([1], AbortSignal.abort())).rejects.toMatchObject({ name: 'AbortError' })
+    await expect(s.submit([], AbortSignal.abort())).rejects.toMatchObject({ name: 'AbortError' })
+    expect(runs).toBe(0)
+    // One long-lived signal for many calls (a camera's): each call stops listening once it settles.
+    const controller = new AbortController()
+    let listening = 0
+    const { signal } = controller
+    const add = signal.addEventListener.bind(signal)
+    const remove = signal.removeEventListener.bind(signal)
+    signal.addEventListener = ((...a: Parameters<typeof add>) => { listening++; add(...a) }) as typeof add
+    signal.removeEventListener = ((...a: Parameters<typeof remove>) => { listening--; remove(...a) }) as typeof remove
+    expect(await Promise.all([s.submit([1, 2], signal), s.submit([3], signal)])).toEqual([[1, 2], [3]])
+    expect(listening).toBe(0)
+    controller.abort()
+    expect(runs).toBe(2)
+  })
+
+  it('a request that fails and is then aborted rejects once, with its failure', async () => {
+    const slow = deferred<number[]>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(1)) throw new Error('bad batch')
+      return slow.promise
+    }, 2, 2)
+    const controller = new AbortController()
+    const p = s.submit([1, 2, 3, 4], controller.signal).catch((e: Error) => e.message)
+    await new Promise((r) => setTimeout(r, 10))
+    controller.abort()
+    slow.resolve([3, 4])
+    expect(await p).toBe('bad batch')
+    await s.idle()
+  })
 })
