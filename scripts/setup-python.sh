@@ -37,8 +37,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 fi
 
 # --- 2. venv -----------------------------------------------------------------------------------
-if [ -x "$VENV/bin/python" ]; then
+# A venv whose Python no longer runs (the interpreter it links to was removed or upgraded) or is
+# older than 3.11 is made again, emptied: keeping it would fail later, in pip or in the export.
+venv_python_ok() {
+  "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
+}
+if [ -x "$VENV/bin/python" ] && venv_python_ok; then
   step "venv: $VENV exists ($("$VENV/bin/python" --version 2>&1)), kept"
+elif [ -e "$VENV/bin/python" ] || [ -L "$VENV/bin/python" ]; then
+  found="$("$VENV/bin/python" -c 'import sys; print("Python %d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)"
+  step "venv: $VENV has ${found:-a Python that does not run}, not Python 3.11+: recreating it (emptied) with $("$PYTHON" --version 2>&1)"
+  "$PYTHON" -m venv --clear "$VENV"
 else
   step "venv: creating $VENV with $("$PYTHON" --version 2>&1)"
   "$PYTHON" -m venv "$VENV"

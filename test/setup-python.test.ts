@@ -1,0 +1,71 @@
+// scripts/setup-python.sh keeps a working .venv and makes a broken or too old one again. Python is
+// played by stub scripts: the test checks which branch runs and what it says, and stops the
+// script at its next step (pip), so nothing is installed.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-setup-python-'))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+function script(file: string, body: string): string {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+  return file
+}
+
+// The system Python: 3.11; `-m venv [--clear] DIR` makes DIR/bin/python, a stub whose pip fails (exit 7).
+function systemPython(log: string): string {
+  return script(path.join(tmp, 'system-python'), `echo "$*" >> '${log}'
+case "$1" in
+  -c) exit 0 ;;
+  --version) echo "Python 3.11.9" ;;
+  -m) for d; do :; done; mkdir -p "$d/bin"; printf '#!/bin/sh\\nexit 7\\n' > "$d/bin/python"; chmod +x "$d/bin/python" ;;
+esac`)
+}
+
+function run(venv: string) {
+  const log = path.join(tmp, `${path.basename(venv)}.log`)
+  const r = spawnSync('bash', ['scripts/setup-python.sh'], {
+    env: { ...process.env, FACE_MULTITASK_VENV: venv, PYTHON: systemPython(log) },
+    encoding: 'utf8',
+  })
+  const calls = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''
+  return { status: r.status, out: r.stdout + r.stderr, venvCalls: calls.split('\n').filter((l) => l.startsWith('-m venv')) }
+}
+
+describe('setup-python.sh: the venv', () => {
+  it('a venv whose Python is older than 3.11 is made again, emptied, saying why', () => {
+    const venv = path.join(tmp, 'old')
+    script(path.join(venv, 'bin/python'), `case "$2" in *print*) echo "Python 3.9.18" ;; *) exit 1 ;; esac`)
+    const r = run(venv)
+    expect(r.out).toContain(`venv: ${venv} has Python 3.9.18, not Python 3.11+: recreating it (emptied) with Python 3.11.9`)
+    expect(r.venvCalls).toEqual([`-m venv --clear ${venv}`])
+    expect(r.out).toContain('pip install failed (exit 7)')  // went on with the new venv's Python
+    expect(r.status).toBe(7)
+  })
+
+  it('a venv whose Python no longer runs (its interpreter removed) is made again', () => {
+    const venv = path.join(tmp, 'dangling')
+    fs.mkdirSync(path.join(venv, 'bin'), { recursive: true })
+    fs.symlinkSync(path.join(tmp, 'removed-python3.11'), path.join(venv, 'bin/python'))
+    const r = run(venv)
+    expect(r.out).toContain(`venv: ${venv} has a Python that does not run, not Python 3.11+: recreating it (emptied)`)
+    expect(r.venvCalls).toEqual([`-m venv --clear ${venv}`])
+    expect(r.status).toBe(7)
+  })
+
+  it('a working 3.11+ venv is kept; a missing one is created', () => {
+    const kept = path.join(tmp, 'good')
+    script(path.join(kept, 'bin/python'), `case "$1" in -c) exit 0 ;; --version) echo "Python 3.11.4" ;; *) exit 7 ;; esac`)
+    const r = run(kept)
+    expect(r.out).toContain(`venv: ${kept} exists (Python 3.11.4), kept`)
+    expect(r.venvCalls).toEqual([])
+    const fresh = path.join(tmp, 'fresh')
+    const f = run(fresh)
+    expect(f.out).toContain(`venv: creating ${fresh} with Python 3.11.9`)
+    expect(f.venvCalls).toEqual([`-m venv ${fresh}`])
+  })
+})
