@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The face-multitask command line: `detect` runs a model on an image's faces, `demo` runs the
+// The face-multitask command line: `detect` runs a model on an image's faces, `batch` on a list
+// of images (resumable), `demo` runs the
 // whole pipeline on a synthetic model and a drawn image, `export` and `inspect` make and read
 // model files, `build` makes a TensorRT engine ahead of time, `doctor` says what runs here.
 // Each command lives in lib/cli/.
@@ -7,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
-import { BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
+import { BATCH_USAGE, BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 import { packageRoot } from './native'
 
 export type { Io } from './cli/common'
@@ -20,6 +21,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   detect: { usage: DETECT_USAGE, run: async (argv, io) => (await import('./cli/detect')).detectCommand(argv, io) },
+  batch: { usage: BATCH_USAGE, run: async (argv, io) => (await import('./cli/batch')).batchCommand(argv, io) },
   demo: { usage: DEMO_USAGE, run: async (argv, io) => (await import('./cli/demo')).demoCommand(argv, io) },
   export: { usage: EXPORT_USAGE, run: async (argv, io) => (await import('./cli/export')).exportCommand(argv, io) },
   inspect: { usage: INSPECT_USAGE, run: async (argv, io) => (await import('./cli/inspect')).inspectCommand(argv, io) },

@@ -1,4 +1,4 @@
-// Load the model, run one image's faces, close the model: what detect and demo both do.
+// Load the model (what detect, demo and batch share), run one image's faces, close the model.
 import { performance } from 'node:perf_hooks'
 import { FaceMultitask } from '../face-multitask'
 import type { Box, Face, ImageInput, ModelInfo } from '../types'
@@ -33,19 +33,23 @@ function cliMessage(e: unknown): string {
     .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu')
 }
 
-/** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
-export async function runModel(req: RunRequest): Promise<RunResult> {
-  const t0 = performance.now()
+/** Loads a model for a command, showing a first engine build's progress; a failure is a CliError. */
+export async function loadModel(model: string, backend: CliBackend): Promise<FaceMultitask> {
   // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
-  let model: FaceMultitask
   try {
-    model = await FaceMultitask.load({ model: req.model, backend: req.backend, onProgress: (e) => view.on(e) })
+    return await FaceMultitask.load({ model, backend, onProgress: (e) => view.on(e) })
   } catch (e) {
     throw new CliError(cliMessage(e))
   } finally {
     view.clear()
   }
+}
+
+/** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
+export async function runModel(req: RunRequest): Promise<RunResult> {
+  const t0 = performance.now()
+  const model = await loadModel(req.model, req.backend)
   try {
     const loadMs = performance.now() - t0
     const info = model.info()

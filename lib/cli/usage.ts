@@ -10,6 +10,8 @@ gaze, head pose, a 478-point face mesh and blendshapes for each face box of an i
 commands:
   detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
              run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
+  batch <list.jsonl> --model <onnx> --out <results.jsonl> [--concurrency N] [--backend B]
+             many images: one JSON line of results per list line; a rerun goes on where it stopped
   demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir DIR]
              the whole pipeline on a generated image and a synthetic model: no weights needed
   export <checkpoint> [--out DIR] [--generation G] [--no-fp16]
@@ -50,6 +52,38 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
   -h, --help         this help
 
 Face detection is not built in yet: boxes come from your own detector.`
+
+export const BATCH_USAGE = `usage: face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl> [--concurrency N] [--backend auto|cpu|tensorrt]
+
+Runs the model on the faces of many images: a batch job over a folder of photos or a dataset.
+Images are decoded and run N at a time, so faces of different images share inference batches.
+
+  <list.jsonl>       one image per line, as JSON:
+                       {"image": "photos/a.jpg", "boxes": [[120, 80, 330, 330], [400, 90, 560, 300]]}
+                       {"image": "chips/b.png", "id": "subject-7"}
+                     "image": a path relative to the list's folder (or absolute); "boxes": face
+                     boxes [x1, y1, x2, y2] in its pixels (without them the image must be a
+                     256x256 face chip; [] gives no faces); "id": anything to carry into the result.
+                     Blank lines are skipped. Images are read as \`detect\` reads them.
+  --model <onnx>     the model file (made by \`face-multitask export\`); required
+  --out <file>       the results, one JSON line per list line, in list order:
+                       {"line": 1, "image": "photos/a.jpg", "faces": [...]}   (faces as detect --json)
+                       {"line": 2, "image": "chips/b.png", "id": "subject-7", "error": "..."}
+                     after a first line that names the list and model. Each line is written as
+                     soon as it and the lines before it are done. If the file exists (a run that
+                     stopped: Ctrl-C, a crash, a lost GPU), the lines it holds are kept and only
+                     the others run; a file from another model is refused. One process per file.
+  --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
+                     batches of 64 faces run best; sharp decodes on libuv's pool, sized by
+                     UV_THREADPOOL_SIZE, default 4)
+  --backend <name>   auto (default), cpu or tensorrt
+  -h, --help         this help
+
+A line whose JSON, image file or boxes are wrong gets an "error" and the run goes on. An error of
+the model itself (inference failed, the GPU was lost) stops the run with exit code 1; what was
+done is kept, and the same command goes on from there. Ctrl-C finishes the images in flight,
+writes them and exits with 130. Progress goes to stderr (every second on a terminal, every 10 s
+otherwise). Exit code 0 when every line has a result (lines with an "error" included).`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
 

@@ -1,0 +1,230 @@
+// `face-multitask batch`: many images from a JSON-lines list into a JSON-lines results file that a
+// rerun goes on with. Faces are checked against the library's detect() on the same decoded pixels
+// (whose values parity.test.ts checks against py-feat); what is checked here is that every line
+// gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import sharp from 'sharp'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { main } from '../lib/cli'
+import { faceToJson } from '../lib/cli/format'
+import { FaceMultitask } from '../lib/face-multitask'
+import type { Box, ImageInput } from '../lib/types'
+import { makeFixtureModel } from '../scripts/make-fixture'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-batch-'))
+const model = path.join(dir, 'fixture.onnx')
+const otherModel = path.join(dir, 'other.onnx')
+const list = path.join(dir, 'list.jsonl')
+const boxes: Box[] = [[100, 50, 260, 220], [20, 30, 80, 90]]
+
+async function run(...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+function pixels(width: number, height: number, seed: number): Buffer {
+  const data = Buffer.alloc(width * height * 3)
+  for (let i = 0; i < data.length; i++) data[i] = (i * seed + (i >> 7)) % 251
+  return data
+}
+
+async function png(name: string, width: number, height: number, seed: number): Promise<void> {
+  await sharp(pixels(width, height, seed), { raw: { width, height, channels: 3 } }).png().toFile(path.join(dir, name))
+}
+
+async function decoded(name: string): Promise<ImageInput> {
+  const { data, info } = await sharp(path.join(dir, name)).raw().toBuffer({ resolveWithObject: true })
+  return { data, width: info.width, height: info.height, format: 'rgb' }
+}
+
+function records(file: string): Record<string, unknown>[] {
+  return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+}
+
+const LIST = [
+  { image: 'a.png', boxes },
+  { image: 'chip.png', id: 'subject-7' },
+  '',
+  'not json',
+  { image: 'missing.png' },
+  { image: 'b.png', boxes: [[400, 400, 500, 500]] },
+  { image: 'b.png', boxes: [[5, 5, 90, 70]], id: 3 },
+  { image: 'a.png', boxes: [] },
+]
+const lineText = (e: (typeof LIST)[number]) => (typeof e === 'string' ? e : JSON.stringify(e))
+
+let want: Record<number, unknown[]>
+beforeAll(async () => {
+  writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
+  writeFileSync(otherModel, makeFixtureModel({ generation: 'v2.8' }))
+  await png('a.png', 320, 240, 7)
+  await png('b.png', 200, 150, 13)
+  await png('chip.png', 256, 256, 5)
+  writeFileSync(list, LIST.map(lineText).join('\n') + '\n')
+  const m = await FaceMultitask.load({ model, backend: 'cpu' })
+  try {
+    const json = (faces: Parameters<typeof faceToJson>[0][]) => JSON.parse(JSON.stringify(faces.map(faceToJson))) as unknown[]
+    want = {
+      1: json(await m.detect(await decoded('a.png'), { boxes })),
+      2: json(await m.detect(await decoded('chip.png'))),
+      7: json(await m.detect(await decoded('b.png'), { boxes: [[5, 5, 90, 70]] })),
+      8: [],
+    }
+  } finally {
+    await m.close()
+  }
+})
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+describe('face-multitask batch', () => {
+  it('writes one record per list line, in order: the faces detect() gives, or the line\'s error', async () => {
+    const out = path.join(dir, 'first.jsonl')
+    const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toMatch(/SYNTHETIC test model/)
+    expect(r.err).toMatch(/batch: 7 lines this run \(4 faces, 3 with errors\) in .*; 7\/7 lines in /)
+    const [header, ...rest] = records(out)
+    expect(header).toMatchObject({ faceMultitaskBatch: 1, list, model })
+    expect(rest.map((x) => x.line)).toEqual([1, 2, 4, 5, 6, 7, 8])  // line 3 is blank
+    const byLine = Object.fromEntries(rest.map((x) => [x.line as number, x]))
+    for (const [line, faces] of Object.entries(want)) expect(byLine[line].faces).toEqual(faces)
+    expect(byLine[2]).toMatchObject({ id: 'subject-7', image: 'chip.png' })
+    expect(byLine[7]).toMatchObject({ id: 3, image: 'b.png' })
+    expect(byLine[4]).toEqual({ line: 4, error: expect.stringMatching(/^not JSON: /) })
+    expect(byLine[5]).toEqual({ line: 5, image: 'missing.png', error: `"${path.join(dir, 'missing.png')}" is not a readable image: no such file` })
+    expect(byLine[6]).toEqual({ line: 6, image: 'b.png', error: 'boxes[0] = [400, 400, 500, 500] lies entirely outside the 200x150 frame' })
+  })
+
+  it('a rerun keeps the lines done, redoes a line cut off mid-write, and gives the same file', async () => {
+    const full = readFileSync(path.join(dir, 'first.jsonl'))
+    const cut = path.join(dir, 'cut.jsonl')
+    const lines = full.toString('utf8').split('\n')
+    const keep = lines[0].length + lines[1].length + lines[2].length + 3 + 10  // header, lines 1 and 2, 10 bytes of line 4's record
+    writeFileSync(cut, full.subarray(0, keep))
+    const r = await run('batch', list, '--model', model, '--out', cut, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toContain('batch: dropped an incomplete last line of 10 bytes (a run stopped while writing it); its image runs again')
+    expect(r.err).toContain('batch: 2 of 7 lines already have results')
+    expect(r.err).toMatch(/batch: 5 lines this run/)
+    expect(readFileSync(cut).equals(full)).toBe(true)
+    const again = await run('batch', list, '--model', model, '--out', cut, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([0, `batch: all 7 lines already have results in ${cut}: nothing left to run`])
+  })
+
+  it('a results file of another model, or not of batch at all, is refused and left as it was', async () => {
+    const out = path.join(dir, 'first.jsonl')
+    const before = readFileSync(out)
+    const r = await run('batch', list, '--model', otherModel, '--out', out)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/--out: ".*first\.jsonl" holds results of another model \(.*fixture\.onnx, sha256 [0-9a-f]{12}\.\.\.; --model is [0-9a-f]{12}\.\.\.\): going on would mix two runs in one file; give another --out/)
+    expect(readFileSync(out).equals(before)).toBe(true)
+    const notOurs = path.join(dir, 'notes.txt')
+    writeFileSync(notOurs, 'my notes\n')
+    const n = await run('batch', list, '--model', model, '--out', notOurs)
+    expect([n.code, n.err]).toEqual([1, `face-multitask: --out: "${notOurs}" was not written by face-multitask batch (its first line is not a batch header); give another --out`])
+    expect(readFileSync(notOurs, 'utf8')).toBe('my notes\n')
+  })
+
+  it('an error of the model itself stops the run, keeping what was done; the same command then finishes it', async () => {
+    const out = path.join(dir, 'stopped.jsonl')
+    const original = FaceMultitask.prototype.detect
+    // The chip (line 2) meets a lost GPU: not the line's fault, so no record is written for it.
+    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(function (this: FaceMultitask, image: never, options?: never) {
+      if ((image as ImageInput).width === 256) return Promise.reject(new Error('CUDA error 999: the device was lost'))
+      return original.call(this, image, options) as never
+    })
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      spy.mockRestore()
+    }
+    expect(r.code).toBe(1)
+    expect(r.err).toContain(`face-multitask: CUDA error 999: the device was lost; stopped: the results so far are in ${out}, and the same command goes on from there`)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
+    const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(rerun.code).toBe(0)
+    expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
+  })
+
+  it('behind one slow image, at most 4 x concurrency lines are started and held: memory stays bounded', async () => {
+    const slowList = path.join(dir, 'slow.jsonl')
+    const lines = Array.from({ length: 20 }, (_, i) => (i === 0 ? { image: 'a.png', boxes } : { image: 'b.png', boxes: [[5, 5, 90, 70]] }))
+    writeFileSync(slowList, lines.map((e) => JSON.stringify(e)).join('\n') + '\n')
+    const out = path.join(dir, 'slow-results.jsonl')
+    const original = FaceMultitask.prototype.detect
+    let calls = 0
+    let startedWhileHeld = 0
+    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(async function (this: FaceMultitask, image: never, options?: never) {
+      calls++
+      if ((image as ImageInput).width === 320) {
+        await new Promise((r) => setTimeout(r, 300))  // line 1 is slow; the others run meanwhile
+        startedWhileHeld = calls
+      }
+      return original.call(this, image, options) as never
+    })
+    try {
+      const r = await run('batch', slowList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
+      expect(r.code).toBe(0)
+    } finally {
+      spy.mockRestore()
+    }
+    // Line 1 and at most 7 more waiting to be written after it (without the bound, all 20 start).
+    expect(startedWhileHeld).toBeLessThanOrEqual(8)
+    expect(startedWhileHeld).toBeGreaterThanOrEqual(4)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+  })
+
+  it('bad arguments are usage errors (exit 2) naming the argument', async () => {
+    const cases: [string[], RegExp][] = [
+      [[list, '--model', model], /--out is required/],
+      [[list, '--out', 'x.jsonl'], /--model is required/],
+      [['--model', model, '--out', 'x.jsonl'], /<list>: missing the list file/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--concurrency', '0'], /--concurrency must be an integer from 1 to 4096, got "0"/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--concurrency', '2.5'], /--concurrency must be an integer from 1 to 4096, got "2\.5"/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--backend', 'gpu'], /--backend must be one of auto, cpu, tensorrt, got "gpu"/],
+    ]
+    for (const [argv, message] of cases) {
+      const r = await run('batch', ...argv)
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)])
+    }
+  })
+})
+
+describe('face-multitask batch, interrupted (Ctrl-C)', () => {
+  it('finishes and writes the images in flight, exits 130; the same command then does only the rest', async () => {
+    const n = 1500
+    await png('big.png', 1280, 960, 11)  // slow enough to decode that the run is still going when interrupted
+    const bigList = path.join(dir, 'big.jsonl')
+    writeFileSync(bigList, Array.from({ length: n }, (_, i) => JSON.stringify({ image: 'big.png', boxes: [[100 + (i % 50), 100, 400, 420]] })).join('\n') + '\n')
+    const out = path.join(dir, 'big-results.jsonl')
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'lib', 'cli.js'), 'batch', bigList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4'])
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    // Interrupted once a few results are on disk.
+    for (let i = 0; i < 600; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      try {
+        if (statSync(out).size > 50_000) break
+      } catch { /* not created yet */ }
+    }
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(stderr).toContain('batch: interrupted: finishing the images in flight, then stopping')
+    expect(stderr).toContain('batch: stopped; the same command goes on from where this run stopped')
+    const firstRun = records(out).slice(1).map((x) => x.line as number)  // every line whole JSON
+    expect(firstRun.length).toBeGreaterThan(0)
+    expect(firstRun.length).toBeLessThan(n)
+    expect(firstRun).toEqual(Array.from({ length: firstRun.length }, (_, i) => i + 1))  // in order, none lost
+    const rerun = await run('batch', bigList, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(rerun.code).toBe(0)
+    expect(rerun.err).toContain(`batch: ${firstRun.length} of ${n} lines already have results`)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+  }, 120_000)
+})
