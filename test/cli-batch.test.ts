@@ -3,13 +3,14 @@
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../lib/cli'
 import { faceToJson } from '../lib/cli/format'
+import { FileLock } from '../lib/engine-cache'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, ImageInput } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
@@ -128,6 +129,25 @@ describe('face-multitask batch', () => {
     const n = await run('batch', list, '--model', model, '--out', notOurs)
     expect([n.code, n.err]).toEqual([1, `face-multitask: --out: "${notOurs}" was not written by face-multitask batch (its first line is not a batch header); give another --out`])
     expect(readFileSync(notOurs, 'utf8')).toBe('my notes\n')
+    const nowhere = path.join(dir, 'no-such-folder', 'out.jsonl')
+    const w = await run('batch', list, '--model', model, '--out', nowhere)
+    expect([w.code, w.err]).toEqual([1, `face-multitask: --out: cannot write "${nowhere}.lock" beside the results: no such file`])
+  })
+
+  it('a results file another run is writing is refused; a lock left by a run that died is taken over', async () => {
+    const out = path.join(dir, 'locked.jsonl')
+    const lock = await FileLock.acquire(`${out}.lock`)
+    try {
+      const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+      expect([r.code, r.err]).toEqual([1, `face-multitask: --out: "${out}" is being written by another batch run (pid ${process.pid} on this host): one run per results file`])
+      expect(existsSync(out)).toBe(false)
+    } finally {
+      await lock.release()
+    }
+    writeFileSync(`${out}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname(), createdAt: new Date().toISOString(), token: 'dead' }))
+    const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(existsSync(`${out}.lock`)).toBe(false)
   })
 
   it('an error of the model itself stops the run, keeping what was done; the same command then finishes it', async () => {

@@ -10,6 +10,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
 import { performance } from 'node:perf_hooks'
+import { fileErrorReason } from '../describe'
+import { describeHolder, FileLock } from '../engine-cache/file-lock'
 import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
 import type { Box } from '../types'
@@ -160,7 +162,22 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const args = batchArgs(argv)
   await checkReadableFile(args.list, '<list>')
   // The results file first: a wrong --out shows before a model load that may build an engine for minutes.
-  const { log, done, notes } = await ResultLog.open(args.out, await header(args.list, args.model))
+  // Two runs appending to one file would write lines twice: the second is refused (a lock left
+  // by a run that died is taken over).
+  const lock = await FileLock.acquire(`${args.out}.lock`, {
+    what: `face-multitask batch ${args.list}`,
+    onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file`) },
+  }).catch((e: unknown) => {
+    throw e instanceof CliError ? e : new CliError(`--out: cannot write "${args.out}.lock" beside the results: ${fileErrorReason(e)}`)
+  })
+  let opened
+  try {
+    opened = await ResultLog.open(args.out, await header(args.list, args.model))
+  } catch (e) {
+    await lock.release()
+    throw e
+  }
+  const { log, done, notes } = opened
   let model: FaceMultitask | undefined
   let stopping = false
   const quit = () => process.exit(130)
@@ -204,6 +221,7 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
     process.removeListener('SIGINT', quit)
     log.close()
     await model?.close()
+    await lock.release()
   }
 }
 

@@ -72,7 +72,8 @@ Images are decoded and run N at a time, so faces of different images share infer
                      after a first line that names the list and model. Each line is written as
                      soon as it and the lines before it are done. If the file exists (a run that
                      stopped: Ctrl-C, a crash, a lost GPU), the lines it holds are kept and only
-                     the others run; a file from another model is refused. One process per file.
+                     the others run; a file from another model, or one another run is writing, is
+                     refused.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
                      batches of 64 faces run best; sharp decodes on libuv's pool, sized by
                      UV_THREADPOOL_SIZE, default 4)
