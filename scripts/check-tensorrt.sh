@@ -274,6 +274,12 @@ for INC in "${DIRS[@]}"; do
     grep -q '^load: createInferRuntime failed' <<<"$SM" && pass "Engine::load reaches createInferRuntime and reports its refusal" ||
       fail "Engine::load against the stand-in: $SM"
     grep -q '^routing: ok$' <<<"$SM" && pass "process_logger() routes each thread's messages to its own sink" || fail "logger routing: $SM"
+    if grep -q '^face-multitask: TensorRT error: unscoped error$' <<<"$SM" && grep -q '^face-multitask: TensorRT warning: unscoped warning$' <<<"$SM" &&
+      ! grep -q 'unscoped info' <<<"$SM"; then
+      pass "messages from threads without a sink: errors and warnings on stderr, info dropped"
+    else
+      fail "messages from threads without a sink: $SM"
+    fi
     PL="$(sed -n 's/^process logger //p' <<<"$SM")"
     if [ -n "$PL" ] && [ "$(grep -c "^createInfer\(Builder\|Runtime\) logger $PL\$" <<<"$SM")" = 2 ]; then
       pass "the builder and the runtime are both given the one process-wide logger"

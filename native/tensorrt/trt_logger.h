@@ -19,7 +19,8 @@ namespace fm::trt {
 // then leaves TensorRT a dangling pointer (a model closed while another builds). So every
 // TensorRT object gets process_logger(), made once and never destroyed, as trtexec, Triton and
 // onnxruntime do; it hands each message to the sink its calling thread has set with LogScope
-// (the build's or the engine's CollectingLogger), and errors from other threads to stderr.
+// (the build's or the engine's CollectingLogger), and errors and warnings from other threads
+// (TensorRT's own) to stderr.
 
 // Keeps TensorRT's errors and warnings (the last `keep` of them) and forwards them to an
 // optional callback: a sink of process_logger(), never given to TensorRT itself. TensorRT may
@@ -70,7 +71,7 @@ class CollectingLogger {
   std::string last_error_;
 };
 
-// The sink TensorRT's messages from this thread go to (null: errors to stderr).
+// The sink TensorRT's messages from this thread go to (null: errors and warnings to stderr).
 inline CollectingLogger*& thread_log_sink() {
   thread_local CollectingLogger* sink = nullptr;
   return sink;
@@ -96,8 +97,8 @@ inline nvinfer1::ILogger& process_logger() {
       if (msg == nullptr) return;
       if (CollectingLogger* sink = thread_log_sink()) {
         sink->log(severity, msg);
-      } else if (severity <= Severity::kERROR) {
-        std::fprintf(stderr, "face-multitask: TensorRT: %s\n", msg);
+      } else if (severity <= Severity::kWARNING) {  // as trtexec shows them; info and verbose dropped
+        std::fprintf(stderr, "face-multitask: TensorRT %s: %s\n", severity == Severity::kWARNING ? "warning" : "error", msg);
       }
     }
   };
