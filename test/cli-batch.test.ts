@@ -117,12 +117,26 @@ describe('face-multitask batch', () => {
     expect([again.code, again.err]).toEqual([0, `batch: all 7 lines already have results in ${cut}: nothing left to run`])
   })
 
+  it('--no-mesh leaves the mesh out and keeps the rest; a rerun that changes the choice is refused', async () => {
+    const out = path.join(dir, 'no-mesh.jsonl')
+    const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--no-mesh')
+    expect(r.code).toBe(0)
+    const [header, ...rest] = records(out)
+    expect(header).toMatchObject({ mesh: false })
+    const byLine = Object.fromEntries(rest.map((x) => [x.line as number, x]))
+    for (const [line, faces] of Object.entries(want)) {
+      expect(byLine[line].faces).toEqual((faces as Record<string, unknown>[]).map(({ mesh, ...f }) => (expect(mesh).toHaveLength(478 * 3), f)))
+    }
+    const again = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([1, `face-multitask: --out: "${out}" holds results of faces without their mesh (--no-mesh; this run has none): going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`])
+  })
+
   it('a results file of another model, or not of batch at all, is refused and left as it was', async () => {
     const out = path.join(dir, 'first.jsonl')
     const before = readFileSync(out)
     const r = await run('batch', list, '--model', otherModel, '--out', out)
     expect(r.code).toBe(1)
-    expect(r.err).toMatch(/--out: ".*first\.jsonl" holds results of another model \(.*fixture\.onnx, sha256 [0-9a-f]{12}\.\.\.; --model is [0-9a-f]{12}\.\.\.\): going on would mix two runs in one file; give another --out/)
+    expect(r.err).toMatch(/--out: ".*first\.jsonl" holds results of another model \(.*fixture\.onnx, sha256 [0-9a-f]{12}\.\.\.; --model is [0-9a-f]{12}\.\.\.\): going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice$/)
     expect(readFileSync(out).equals(before)).toBe(true)
     const notOurs = path.join(dir, 'notes.txt')
     writeFileSync(notOurs, 'my notes\n')

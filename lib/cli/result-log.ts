@@ -14,6 +14,8 @@ export interface BatchHeader {
   model: string
   /** The model file's bytes: a rerun must run the same model, wherever it now lives. */
   modelSha256: string
+  /** Whether the faces carry their mesh (--no-mesh): one file holds one kind of record. */
+  mesh: boolean
 }
 
 export interface OpenedLog {
@@ -132,7 +134,8 @@ function checkHeader(file: string, text: string, want: BatchHeader): void {
   const differs: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
   if (got.list !== want.list) differs.push(`another list (${got.list})`)
+  if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
   if (differs.length > 0) {
-    throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list and model`)
+    throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
   }
 }
