@@ -30,7 +30,8 @@ options:
   -h, --help     help (also after a command: face-multitask detect --help)
   -v, --version  the package version
 
-exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments`
+exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
+130 interrupted (batch: Ctrl-C)`
 
 export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
 
@@ -75,7 +76,7 @@ Images are decoded and run N at a time, so faces of different images share infer
                      the others run; a file from another model, or one another run is writing, is
                      refused.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
-                     face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice
+                     face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
                      batches of 64 faces run best; sharp decodes on libuv's pool, sized by
                      UV_THREADPOOL_SIZE, default 4)
