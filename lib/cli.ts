@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The face-multitask command line: `detect` runs a model on an image's faces, `batch` on a list
 // of images (resumable), `demo` runs the whole pipeline on a synthetic model and a drawn image,
-// `export` and `inspect` make and read model files, `build` makes a TensorRT engine ahead of time, `doctor` says what runs here.
+// `export` and `inspect` make and read model files, `build` makes a TensorRT engine ahead of
+// time, `doctor` says what runs here.
 // Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
 // 130 interrupted (batch: Ctrl-C).
