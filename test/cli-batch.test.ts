@@ -3,7 +3,7 @@
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import fs, { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
@@ -138,14 +138,76 @@ describe('face-multitask batch', () => {
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/--out: ".*first\.jsonl" holds results of another model \(.*fixture\.onnx, sha256 [0-9a-f]{12}\.\.\.; --model is [0-9a-f]{12}\.\.\.\): going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice$/)
     expect(readFileSync(out).equals(before)).toBe(true)
-    const notOurs = path.join(dir, 'notes.txt')
-    writeFileSync(notOurs, 'my notes\n')
-    const n = await run('batch', list, '--model', model, '--out', notOurs)
-    expect([n.code, n.err]).toEqual([1, `face-multitask: --out: "${notOurs}" was not written by face-multitask batch (its first line is not a batch header); give another --out`])
-    expect(readFileSync(notOurs, 'utf8')).toBe('my notes\n')
+    // Another model's results cut off mid-line: still refused, and not cut further.
+    const torn = path.join(dir, 'torn.jsonl')
+    writeFileSync(torn, before.subarray(0, before.length - 40))
+    expect((await run('batch', list, '--model', otherModel, '--out', torn)).code).toBe(1)
+    expect(readFileSync(torn).equals(before.subarray(0, before.length - 40))).toBe(true)
+    for (const text of ['my notes\n', 'my notes\nwithout a last newline', 'one line without a newline']) {
+      const notOurs = path.join(dir, 'notes.txt')
+      writeFileSync(notOurs, text)
+      const n = await run('batch', list, '--model', model, '--out', notOurs)
+      expect([n.code, n.err]).toEqual([1, `face-multitask: --out: "${notOurs}" was not written by face-multitask batch (its first line is not a batch header); give another --out`])
+      expect(readFileSync(notOurs, 'utf8')).toBe(text)
+    }
+    const folder = await run('batch', list, '--model', model, '--out', dir)
+    expect([folder.code, folder.err]).toEqual([1, `face-multitask: --out: "${dir}" is not a regular file`])
     const nowhere = path.join(dir, 'no-such-folder', 'out.jsonl')
     const w = await run('batch', list, '--model', model, '--out', nowhere)
     expect([w.code, w.err]).toEqual([1, `face-multitask: --out: cannot write "${nowhere}.lock" beside the results: no such file`])
+  })
+
+  it('a list changed since the results were begun is refused; lines added at its end are run', async () => {
+    const own = path.join(dir, 'growing.jsonl')
+    writeFileSync(own, [lineText(LIST[0]), lineText(LIST[1])].join('\n') + '\n')
+    const out = path.join(dir, 'growing-results.jsonl')
+    expect((await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    writeFileSync(own, [lineText(LIST[0]), lineText(LIST[1]), lineText(LIST[6])].join('\n') + '\n')
+    const grown = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([grown.code, grown.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
+    expect(records(out).slice(1).map((x) => [x.line, x.faces])).toEqual([[1, want[1]], [2, want[2]], [3, want[7]]])
+    const before = readFileSync(out)
+    writeFileSync(own, [lineText(LIST[6]), lineText(LIST[0]), lineText(LIST[1]), lineText(LIST[6])].join('\n') + '\n')  // a line inserted at the top
+    const changed = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([changed.code, changed.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since (other than by lines added at its end), so its line numbers may name other images')])
+    expect(readFileSync(out).equals(before)).toBe(true)
+  })
+
+  it('a list with a byte-order mark, CRLF line ends and a lone \\r inside a line (JSON whitespace) reads as its lines', async () => {
+    const odd = path.join(dir, 'odd.jsonl')
+    writeFileSync(odd, '\uFEFF' + lineText(LIST[0]) + '\r\n' + '{"image": "chip.png",\r"id": "subject-7"}\r\n' + lineText(LIST[6]))  // no newline at the end
+    const out = path.join(dir, 'odd-results.jsonl')
+    expect((await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(records(out).slice(1).map((x) => [x.line, x.faces])).toEqual([[1, want[1]], [2, want[2]], [3, want[7]]])
+  })
+
+  it('a results file holding only its header, without the newline (a run stopped right after it), goes on', async () => {
+    const out = path.join(dir, 'header-only.jsonl')
+    const header = readFileSync(path.join(dir, 'first.jsonl'), 'utf8').split('\n')[0]
+    writeFileSync(out, header)
+    const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
+  })
+
+  it('a results file that cannot be written stops the run with one message; what was written is kept and a rerun finishes it', async () => {
+    const out = path.join(dir, 'full-disk.jsonl')
+    const original = fs.writeSync
+    let writes = 0
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(((...a: Parameters<typeof fs.writeSync>) => {
+      if (a[0] !== 1 && a[0] !== 2 && ++writes === 3) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+      return (original as (...x: unknown[]) => number)(...a)
+    }) as typeof fs.writeSync)
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      spy.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: ENOSPC: no space left on device, write; stopped: the results so far are in ${out}`)])
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // the header, line 1, then the failed write
+    expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
   })
 
   it('a results file another run is writing is refused; a lock left by a run that died is taken over', async () => {
@@ -164,22 +226,27 @@ describe('face-multitask batch', () => {
     expect(existsSync(`${out}.lock`)).toBe(false)
   })
 
-  it('an error of the model itself stops the run, keeping what was done; the same command then finishes it', async () => {
-    const out = path.join(dir, 'stopped.jsonl')
+  // A lost GPU, or a bug inside the model's code (a TypeError like a bad input's): not the line's
+  // fault, so no record is written for it, and the run stops.
+  it.each([
+    ['a lost GPU', new Error('CUDA error 999: the device was lost')],
+    ['a TypeError from inside the model', new TypeError("Cannot read properties of undefined (reading 'mesh')")],
+  ])('an error of the model itself (%s) stops the run, keeping what was done in list order; the same command then finishes it', async (_what, error) => {
+    const out = path.join(dir, `stopped-${error.name}.jsonl`)
     const original = FaceMultitask.prototype.detect
-    // The chip (line 2) meets a lost GPU: not the line's fault, so no record is written for it.
     const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(function (this: FaceMultitask, image: never, options?: never) {
-      if ((image as ImageInput).width === 256) return Promise.reject(new Error('CUDA error 999: the device was lost'))
+      if ((image as ImageInput).width === 256) return Promise.reject(error)  // the chip, line 2
       return original.call(this, image, options) as never
     })
     let r
     try {
-      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
     } finally {
       spy.mockRestore()
     }
     expect(r.code).toBe(1)
-    expect(r.err).toContain(`face-multitask: CUDA error 999: the device was lost; stopped: the results so far are in ${out}, and the same command goes on from there`)
+    expect(r.err).toContain(`face-multitask: ${error.message}; stopped: the results so far are in ${out}, and the same command goes on from there`)
+    // Lines after the failed one may have run too; they are not written, so the file stays in list order.
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
     const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(rerun.code).toBe(0)

@@ -8,18 +8,18 @@
 // GPU) stops the run: every line done so far is kept, and a rerun redoes only the rest.
 import fs from 'node:fs'
 import path from 'node:path'
-import readline from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import { fileErrorReason } from '../describe'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
-import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
-import type { Box } from '../types'
+import { facesToRun } from '../image-input'
+import type { Box, ImageInput } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
-import { type BatchHeader, ResultLog } from './result-log'
+import { readLines } from './lines'
+import { type BatchHeader, ResultLog, sha256Of } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
@@ -85,33 +85,46 @@ class LineError extends Error {}
 /** The non-blank lines of the list, for the progress line's total. */
 async function countEntries(file: string): Promise<number> {
   let n = 0
-  for await (const text of readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity })) if (text.trim() !== '') n++
+  for await (const text of readLines(file)) if (text.trim() !== '') n++
   return n
 }
 
 async function header(args: BatchArgs): Promise<BatchHeader> {
   await checkReadableFile(args.model, '--model')
-  return { faceMultitaskBatch: 1, list: path.resolve(args.list), model: path.resolve(args.model), modelSha256: await hashFile(args.model), mesh: args.mesh }
+  const list = path.resolve(args.list)
+  return {
+    faceMultitaskBatch: 1,
+    list,
+    listBytes: fs.statSync(list).size,
+    listSha256: await sha256Of(list),
+    model: path.resolve(args.model),
+    modelSha256: await sha256Of(args.model),
+    mesh: args.mesh,
+  }
 }
 
-/** One list line's result record: its faces, or why it has none. */
+/**
+ * One list line's result record: its faces, or why it has none. What is wrong with the line
+ * (its JSON, its image file, its boxes, all checked before the model runs) is recorded and the
+ * run goes on; whatever detect() then throws is the model's, and stops the run (rethrown).
+ */
 async function runEntry(model: FaceMultitask, line: number, text: string, listDir: string, mesh: boolean): Promise<object> {
   let entry: Entry | undefined
+  let image: ImageInput
   try {
     entry = parseEntry(text)
-    const image = await readImage(path.resolve(listDir, entry.image))
-    const faces = await model.detect(image, entry.boxes ? { boxes: entry.boxes } : undefined)
-    // Without the mesh a face's record is about 7 KB instead of 34: it matters over millions of faces.
-    const json = faces.map(faceToJson)
-    if (!mesh) for (const f of json) delete (f as Partial<typeof f>).mesh
-    return { line, ...idOf(entry), image: entry.image, faces: json }
+    image = await readImage(path.resolve(listDir, entry.image))
+    facesToRun(image, entry.boxes ? { boxes: entry.boxes } : undefined, model.spec.crop)  // throws what detect() would
   } catch (e) {
-    // The line's own problem (its JSON, its image file, its boxes): recorded, and the run goes on.
-    // Anything else is the model's, and stops the run.
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
     const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/: image is (\d+x\d+)/, ': the image is $1')
     return { line, ...idOf(entry), ...(entry ? { image: entry.image } : {}), error: message }
   }
+  const faces = await model.detect(image, entry.boxes ? { boxes: entry.boxes } : undefined)
+  // Without the mesh a face's record is about 7 KB instead of 34: it matters over millions of faces.
+  const json = faces.map(faceToJson)
+  if (!mesh) for (const f of json) delete (f as Partial<typeof f>).mesh
+  return { line, ...idOf(entry), image: entry.image, faces: json }
 }
 
 function idOf(entry: Entry | undefined): { id?: string | number } {
@@ -185,9 +198,14 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const { log, done, notes } = opened
   let model: FaceMultitask | undefined
   let stopping = false
-  const quit = () => process.exit(130)
+  const loading = new AbortController()
+  // A second Ctrl-C ends the process as Ctrl-C does without a handler: by the signal, at once
+  // (process.exit() would run exit handlers while native threads still work, and can abort).
+  // Every line written stays; a lock left behind is taken over by the next run.
+  const quit = () => process.kill(process.pid, 'SIGINT')
   const onSigint = () => {
     stopping = true
+    loading.abort()
     io.err('batch: interrupted: finishing the images in flight, then stopping (Ctrl-C again to quit at once)')
     process.once('SIGINT', quit)
   }
@@ -201,7 +219,13 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
       return 0
     }
     if (done.size > 0) io.err(`batch: ${done.size} of ${total} lines already have results in ${args.out}: going on with the rest`)
-    model = await loadModel(args.model, args.backend)
+    try {
+      model = await loadModel(args.model, args.backend, loading.signal)
+    } catch (e) {
+      if (!stopping) throw e
+      io.err('batch: stopped before the model was loaded; nothing ran')
+      return 130
+    }
     if (model.info().synthetic) io.err(syntheticWarning(args.model))
     const progress = new Progress(io, total, done.size)
     progress.start()
@@ -240,14 +264,23 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
   let running = 0
   let fatal: unknown
   let wake: (() => void) | undefined
+  // Writes the results at the head of `order`. It stops at a line the model failed, so the file
+  // stays in list order: the lines behind it are done again by the next run, as it is.
+  let writeFailed = false
   const flush = () => {
-    while (order.length > 0 && order[0].record !== undefined) {
-      const { record } = order.shift()!
-      if (record) log.write(record)
+    while (!writeFailed && order.length > 0 && order[0].record) {
+      try {
+        log.write(order[0].record)
+      } catch (e) {
+        writeFailed = true
+        fatal ??= new Error(`cannot write ${args.out}: ${fileErrorReason(e)}`)
+        break
+      }
+      order.shift()
     }
   }
   let line = 0
-  for await (const text of readline.createInterface({ input: fs.createReadStream(args.list), crlfDelay: Infinity })) {
+  for await (const text of readLines(args.list)) {
     line++
     if (fatal !== undefined || stopping()) break
     if (text.trim() === '' || done.has(line)) continue
@@ -258,7 +291,7 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
     const slot: { line: number; record?: object | null } = { line }
     order.push(slot)
     running++
-    runEntry(model, line, text, listDir, args.mesh).then(
+    void runEntry(model, line, text, listDir, args.mesh).then(
       (record) => {
         slot.record = record
         progress.ran++

@@ -1,16 +1,21 @@
 // The output of `face-multitask batch`: one JSON line per list line, appended as results come, so
 // a run that stops (Ctrl-C, a crash, a lost GPU) keeps every line written and the next run with
 // the same --out does only the rest. Its first line says which list and model the results come
-// from: a rerun with another model (other bytes) or list (another path) is refused rather than
-// mixing results.
+// from: a rerun with another model (other bytes), another list (or one changed other than by lines
+// added at its end) or the other --no-mesh choice is refused rather than mixing results. A file
+// is only changed once it has been checked: a refused one is left as it was.
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
-import readline from 'node:readline'
 import { fileErrorReason } from '../describe'
 import { CliError } from './common'
+import { readLines } from './lines'
 
 export interface BatchHeader {
   faceMultitaskBatch: 1
   list: string
+  /** The list's size and SHA-256 when the file was begun: lines added at its end since are fine. */
+  listBytes: number
+  listSha256: string
   model: string
   /** The model file's bytes: a rerun must run the same model, wherever it now lives. */
   modelSha256: string
@@ -28,39 +33,65 @@ export interface OpenedLog {
 
 const RECORD_START = /^\{"line":(\d+),/
 
+/** SHA-256 (hex) of a file's first `bytes` bytes (all of it when omitted). */
+export async function sha256Of(file: string, bytes?: number): Promise<string> {
+  const hash = createHash('sha256')
+  if (bytes !== 0) {
+    for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20, ...(bytes !== undefined ? { end: bytes - 1 } : {}) })) hash.update(chunk as Buffer)
+  }
+  return hash.digest('hex')
+}
+
 export class ResultLog {
   private constructor(private fd: number, readonly file: string) {}
 
   /** Opens (or creates) the results file; on a rerun, lists the lines already done. */
   static async open(file: string, header: BatchHeader): Promise<OpenedLog> {
     const fail = (why: string): never => { throw new CliError(`--out: ${why}`) }
-    let size = -1
+    let stats: fs.Stats | undefined
     try {
-      const st = fs.statSync(file)
-      if (!st.isFile()) fail(`"${file}" is not a regular file`)
-      size = st.size
+      stats = fs.statSync(file)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot read "${file}": ${fileErrorReason(e)}`)
     }
-    let fd: number
-    try {
-      fd = fs.openSync(file, size < 0 ? 'ax+' : 'a+')  // appends always go to the end
-    } catch (e) {
-      return fail(`cannot write "${file}": ${fileErrorReason(e)}`)
+    if (stats && !stats.isFile()) fail(`"${file}" is not a regular file`)
+    const size = stats?.size ?? -1
+    if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${JSON.stringify(header)}\n`), done: new Set(), notes: [] }
+    // Checked before anything is written: a refused file is left as it was.
+    const complete = completeBytes(file, size)
+    if (complete === 0) {
+      // One line without its newline: a header whose run stopped right after writing it, or not ours.
+      const text = size < 1 << 20 ? fs.readFileSync(file, 'utf8') : ''
+      await checkHeader(file, text, header)
+      return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: [] }
     }
-    const log = new ResultLog(fd, file)
-    if (size <= 0) {
-      log.write(header)
-      return { log, done: new Set(), notes: [] }
-    }
+    const done = await readDone(file, complete, header)
+    const log = ResultLog.begin(file, 'a+', '')
+    if (complete === size) return { log, done, notes: [] }
     try {
-      const notes = log.dropIncompleteLine(size)
-      const done = await log.readDone(header)
-      return { log, done, notes }
+      fs.ftruncateSync(log.fd, complete)
     } catch (e) {
       log.close()
-      throw e
+      fail(`cannot cut the incomplete last line off "${file}": ${fileErrorReason(e)}`)
     }
+    return { log, done, notes: [`dropped an incomplete last line of ${size - complete} bytes (a run stopped while writing it); its image runs again`] }
+  }
+
+  /** Opens the file for appending (writes always go to its end) and writes `text`. */
+  private static begin(file: string, flags: 'ax+' | 'a+', text: string): ResultLog {
+    let fd: number
+    try {
+      fd = fs.openSync(file, flags)
+    } catch (e) {
+      throw new CliError(`--out: cannot write "${file}": ${fileErrorReason(e)}`)
+    }
+    try {
+      if (text !== '') fs.writeSync(fd, text)
+    } catch (e) {
+      fs.closeSync(fd)
+      throw new CliError(`--out: cannot write "${file}": ${fileErrorReason(e)}`)
+    }
+    return new ResultLog(fd, file)
   }
 
   /** Appends one record as one line. */
@@ -75,55 +106,52 @@ export class ResultLog {
 
   close(): void {
     if (this.fd < 0) return
-    fs.fsyncSync(this.fd)
-    fs.closeSync(this.fd)
+    const fd = this.fd
     this.fd = -1
-  }
-
-  /** A run killed mid-write leaves a line without its newline: it is cut off (and redone). */
-  private dropIncompleteLine(size: number): string[] {
-    const last = Buffer.alloc(1)
-    fs.readSync(this.fd, last, 0, 1, size - 1)
-    if (last[0] === 0x0a) return []
-    const chunk = Buffer.alloc(64 * 1024)
-    for (let end = size; end > 0;) {
-      const start = Math.max(0, end - chunk.length)
-      const n = fs.readSync(this.fd, chunk, 0, end - start, start)
-      const i = chunk.subarray(0, n).lastIndexOf(0x0a)
-      if (i >= 0) {
-        fs.ftruncateSync(this.fd, start + i + 1)
-        return [`dropped an incomplete last line of ${size - (start + i + 1)} bytes (a run stopped while writing it); its image runs again`]
-      }
-      end = start
-    }
-    throw new CliError(`--out: "${this.file}" holds no complete line: it was not written by face-multitask batch; give another --out`)
-  }
-
-  /** Checks the header against this run and collects the list lines already done. */
-  private async readDone(header: BatchHeader): Promise<Set<number>> {
-    const done = new Set<number>()
-    // Its own descriptor: a stream stopped early may still read after this log's is closed.
-    const input = fs.createReadStream(this.file)
     try {
-      let n = 0
-      for await (const text of readline.createInterface({ input, crlfDelay: Infinity })) {
-        n++
-        if (n === 1) {
-          checkHeader(this.file, text, header)
-          continue
-        }
-        const m = RECORD_START.exec(text)
-        if (!m) throw new CliError(`--out: "${this.file}" line ${n} is not a result of face-multitask batch; give another --out`)
-        done.add(Number(m[1]))
-      }
-      return done
+      fs.fsyncSync(fd)
     } finally {
-      input.destroy()
+      fs.closeSync(fd)
     }
   }
 }
 
-function checkHeader(file: string, text: string, want: BatchHeader): void {
+/** The bytes up to and including the file's last newline (a run killed mid-write leaves a line without one). */
+function completeBytes(file: string, size: number): number {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const chunk = Buffer.alloc(64 * 1024)
+    for (let end = size; end > 0;) {
+      const start = Math.max(0, end - chunk.length)
+      const n = fs.readSync(fd, chunk, 0, end - start, start)
+      const i = chunk.subarray(0, n).lastIndexOf(0x0a)
+      if (i >= 0) return start + i + 1
+      end = start
+    }
+    return 0
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Checks the header against this run and collects the list lines already done. */
+async function readDone(file: string, complete: number, header: BatchHeader): Promise<Set<number>> {
+  const done = new Set<number>()
+  let n = 0
+  for await (const text of readLines(file, complete)) {
+    n++
+    if (n === 1) {
+      await checkHeader(file, text, header)
+      continue
+    }
+    const m = RECORD_START.exec(text)
+    if (!m) throw new CliError(`--out: "${file}" line ${n} is not a result of face-multitask batch; give another --out`)
+    done.add(Number(m[1]))
+  }
+  return done
+}
+
+async function checkHeader(file: string, text: string, want: BatchHeader): Promise<void> {
   let got: Partial<BatchHeader> | undefined
   try {
     got = JSON.parse(text) as Partial<BatchHeader>
@@ -134,6 +162,9 @@ function checkHeader(file: string, text: string, want: BatchHeader): void {
   const differs: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
   if (got.list !== want.list) differs.push(`another list (${got.list})`)
+  else if (got.listSha256 !== want.listSha256 && !(typeof got.listBytes === 'number' && got.listBytes <= want.listBytes && (await sha256Of(want.list, got.listBytes)) === got.listSha256)) {
+    differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
+  }
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
   if (differs.length > 0) {
     throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)

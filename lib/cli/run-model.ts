@@ -34,11 +34,11 @@ function cliMessage(e: unknown): string {
 }
 
 /** Loads a model for a command, showing a first engine build's progress; a failure is a CliError. */
-export async function loadModel(model: string, backend: CliBackend): Promise<FaceMultitask> {
+export async function loadModel(model: string, backend: CliBackend, signal?: AbortSignal): Promise<FaceMultitask> {
   // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
   try {
-    return await FaceMultitask.load({ model, backend, onProgress: (e) => view.on(e) })
+    return await FaceMultitask.load({ model, backend, onProgress: (e) => view.on(e), signal })
   } catch (e) {
     throw new CliError(cliMessage(e))
   } finally {

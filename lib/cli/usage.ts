@@ -73,8 +73,9 @@ Images are decoded and run N at a time, so faces of different images share infer
                      after a first line that names the list and model. Each line is written as
                      soon as it and the lines before it are done. If the file exists (a run that
                      stopped: Ctrl-C, a crash, a lost GPU), the lines it holds are kept and only
-                     the others run; a file from another model, or one another run is writing, is
-                     refused.
+                     the others run. Refused, and left as it is: a file not written by batch, or
+                     of another model, another list or a list changed since (lines added at its
+                     end are fine), or the other --no-mesh choice, or one another run is writing.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
                      face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
