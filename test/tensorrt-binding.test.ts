@@ -87,6 +87,7 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(out.notAChip).toBe('RangeError: faces[0] has no window and is not a 256x256 chip')
     expect(out.hugeAlloc).toMatch(/^RangeError: allocFrame: bytes must be/)
     expect(out.detachedByGetter).toMatch(/^RangeError: frames\[0\]\.data is shorter than/)
+    expect(out.pinnedAfterTransfer).toBe(64 * 48 * 3) // allocFrame memory stays attached: never freed under a batch
     expect(out.afterRefusals).toBe(0)
     expect(out.afterClose).toBe('Error: the TensorRT engine is closed')
     expect(out.closedTwice).toBe(true)

@@ -123,6 +123,15 @@ async function errors() {
   const g = frame(64, 48, 'rgb', 8)
   const sly = { data: f.data, width: 64, height: 48, stride: 192, get format() { structuredClone(g.data.buffer, { transfer: [g.data.buffer] }); return 0 } }
   out.detachedByGetter = thrown(() => engine.run([g, sly], [{ frame: 0, window: [0, 0, 10, 10] }]))
+  // A pinned frame cannot be transferred away (and freed) while a batch reads it: Node copies an
+  // external buffer put in a transfer list (or, in later releases, refuses it) instead of detaching it.
+  const pinned = engine.allocFrame(64 * 48 * 3)
+  try {
+    structuredClone(pinned.buffer, { transfer: [pinned.buffer] })
+  } catch (e) {
+    out.pinnedTransferError = e.name
+  }
+  out.pinnedAfterTransfer = pinned.byteLength
   // Still usable after the refusals.
   const ok = await engine.run([f], [{ frame: 0, window: [5, 5, 30, 30] }])
   out.afterRefusals = compare(ok, [f], [{ frame: 0, window: [5, 5, 30, 30] }], 1, 1, false)
