@@ -1,4 +1,5 @@
 // The public model object: load once, detect() many times from anywhere, close() at the end.
+import { markAsUntransferable } from 'node:worker_threads'
 import { type Availability, available, tensorrtProbe } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
@@ -96,7 +97,8 @@ export class FaceMultitask {
    * A frame buffer to fill and pass to detect(). On TensorRT its `data` is pinned (page-locked)
    * memory the GPU copies from directly, with no staging copy: decode camera frames straight into
    * it and reuse it (allocation is slow; the memory is freed when the frame is garbage-collected).
-   * On the CPU backend it is ordinary memory, so code written for either runs on both.
+   * On the CPU backend it is ordinary memory, so code written for either runs on both. Either
+   * way a transfer (postMessage, structuredClone) copies it rather than detaching it.
    */
   allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
     if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
@@ -111,7 +113,14 @@ export class FaceMultitask {
     const bytes = stride * height
     let data: Uint8Array
     try {
-      data = this.engine instanceof TensorRtBackend ? this.engine.allocFrame(bytes) : new Uint8Array(bytes)
+      if (this.engine instanceof TensorRtBackend) {
+        data = this.engine.allocFrame(bytes)  // external memory, which Node never detaches
+      } else {
+        data = new Uint8Array(bytes)
+        // As pinned frames are: a transfer copies it instead of detaching it, so it cannot be
+        // freed under a batch that reads it.
+        markAsUntransferable(data.buffer)
+      }
     } catch (e) {
       throw new RangeError(`allocFrame(${width}, ${height}, '${format}'): cannot allocate ${bytes} bytes (${(e as Error).message})`, { cause: e })
     }

@@ -167,6 +167,16 @@ describe('errors', () => {
     await expect(model.detect(frame, { boxes: [box], signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' })
   })
 
+  it('a frame from allocFrame() cannot be detached by a transfer while its call runs: it is copied instead', async () => {
+    const f = model.allocFrame(W, H, 'rgb')
+    f.data.set(frame.data)
+    const want = (await model.detect(frame, { boxes: [box] }))[0].auValues
+    const running = model.detect(f, { boxes: [box] })
+    const copy = structuredClone(f.data.buffer, { transfer: [f.data.buffer as ArrayBuffer] })
+    expect([f.data.byteLength, copy.byteLength]).toEqual([W * H * 3, W * H * 3])
+    expect((await running)[0].auValues).toEqual(want)
+  })
+
   it('a caller that changes or transfers its results touches no other caller\'s', async () => {
     const alone = await model.detect(frame, { boxes: [box] })
     // Queued behind a busy slot, the three requests run as one batch.
