@@ -1,6 +1,8 @@
 // Many requests meet here: the moment an execution slot is free, whatever is waiting (up to
 // maxBatch items, across requests) goes as one batch. No added delay when idle, large batches
-// under load, and a request larger than maxBatch is split, never rejected. A failing batch
+// under load, and a request larger than maxBatch is split, never rejected. A batch takes one item
+// from each waiting request in turn, so a small request (a camera's frame) waits for one batch,
+// not for every item of a large request queued before it (a batch job's thousands). A failing batch
 // shared by several requests is rerun per request, so one request's failure is its own. A request settles
 // only once none of its batches is still running: until then a backend may still read its
 // frames, so a caller that reuses a frame buffer once detect() settles never races one. A
@@ -28,8 +30,16 @@ interface Item<J, R> {
 /** Runs one batch; resolves with one result per job, in order. */
 export type BatchRunner<J, R> = (jobs: J[]) => Promise<R[]>
 
+/** A request's items not yet in a batch: items[next..]. */
+interface Waiting<J, R> {
+  request: Request<R>
+  items: Item<J, R>[]
+  next: number
+}
+
 export class Scheduler<J, R> {
-  private queue: Item<J, R>[] = []
+  private waiting: Waiting<J, R>[] = []  // requests with items to run, in arrival order
+  private queued = 0
   private busy = 0
   private runningItems = 0
   private idleWaiters: (() => void)[] = []
@@ -55,34 +65,49 @@ export class Scheduler<J, R> {
         signal.addEventListener('abort', onAbort, { once: true })
         request.release = () => signal.removeEventListener('abort', onAbort)
       }
-      jobs.forEach((job, index) => this.queue.push({ job, request, index }))
+      this.waiting.push({ request, items: jobs.map((job, index) => ({ job, request, index })), next: 0 })
+      this.queued += jobs.length
       this.pump()
     })
   }
 
   /** Jobs waiting for a batch, and jobs in batches running: how far behind the caller is. */
   get pending(): { queued: number; running: number } {
-    return { queued: this.queue.length, running: this.runningItems }
+    return { queued: this.queued, running: this.runningItems }
   }
 
   /** Resolves when nothing is queued or running. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.busy === 0) return Promise.resolve()
+    if (this.queued === 0 && this.busy === 0) return Promise.resolve()
     return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
   private pump(): void {
-    while (this.busy < this.slots && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch)
+    while (this.busy < this.slots && this.queued > 0) {
+      const batch = this.takeBatch()
       this.busy++
       this.runningItems += batch.length
       this.runOne(batch).finally(() => {
         this.busy--
         this.runningItems -= batch.length
         this.pump()
-        if (this.queue.length === 0 && this.busy === 0) this.idleWaiters.splice(0).forEach((w) => w())
+        if (this.queued === 0 && this.busy === 0) this.idleWaiters.splice(0).forEach((w) => w())
       })
     }
+  }
+
+  /** The next batch: one item from each waiting request in turn, up to maxBatch. */
+  private takeBatch(): Item<J, R>[] {
+    const batch: Item<J, R>[] = []
+    while (batch.length < this.maxBatch && this.waiting.length > 0) {
+      for (const w of this.waiting) {
+        if (batch.length === this.maxBatch) break
+        batch.push(w.items[w.next++])
+      }
+      this.waiting = this.waiting.filter((w) => w.next < w.items.length)
+    }
+    this.queued -= batch.length
+    return batch
   }
 
   private async runOne(batch: Item<J, R>[]): Promise<void> {
@@ -132,7 +157,10 @@ export class Scheduler<J, R> {
       r.failed = true
       r.error = error
     }
-    this.queue = this.queue.filter((it) => it.request !== r)
+    const w = this.waiting.find((x) => x.request === r)
+    if (!w) return
+    this.queued -= w.items.length - w.next
+    this.waiting = this.waiting.filter((x) => x !== w)
   }
 }
 

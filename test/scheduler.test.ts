@@ -28,7 +28,7 @@ describe('Scheduler', () => {
     gates[0].resolve()
     await a
     await new Promise((r) => setImmediate(r))
-    expect(batches[1]).toEqual([2, 3, 4, 5]) // what waited goes as one batch, capped at 4
+    expect(batches[1]).toEqual([2, 4, 3, 5]) // what waited goes as one batch (a job of each request in turn), capped at 4
     gates[1].resolve()
     await new Promise((r) => setImmediate(r))
     gates[2].resolve()
@@ -36,6 +36,27 @@ describe('Scheduler', () => {
     expect(await c).toEqual([40, 50, 60])
     expect(batches[2]).toEqual([6])
     await s.idle()
+  })
+
+  it('a small request queued behind a large one runs in the next batch, not after all of the large one', async () => {
+    const batches: number[][] = []
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      if (jobs.includes(-1)) await gate.promise  // holds the only slot while the others queue
+      return jobs
+    }, 1, 4)
+    const first = s.submit([-1])
+    const large = s.submit(Array.from({ length: 20 }, (_, i) => 100 + i))  // a batch job's call
+    const small = s.submit([1, 2])  // a camera's frame, two faces
+    expect(s.pending).toEqual({ queued: 22, running: 1 })
+    gate.resolve()
+    expect(await small).toEqual([1, 2])
+    expect(batches.length).toBe(2)  // the small request was done by the first batch after the held one
+    expect(batches[1]).toEqual([100, 1, 101, 2])
+    expect(await large).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i))  // in order, whole
+    expect(await first).toEqual([-1])
+    expect(batches.slice(2).map((b) => b.length)).toEqual([4, 4, 4, 4, 2])
   })
 
   it('splits a request larger than maxBatch and keeps its order', async () => {
@@ -90,7 +111,7 @@ describe('Scheduler', () => {
     expect(a).toEqual({ status: 'fulfilled', value: [10, 20] })
     expect(bad).toMatchObject({ status: 'rejected', reason: { message: 'item 13 is bad' } })
     expect(c).toEqual({ status: 'fulfilled', value: [30] })
-    expect(batches).toEqual([[0], [1, 2, 13, 3], [1, 2], [13], [3]])
+    expect(batches).toEqual([[0], [1, 13, 3, 2], [1, 2], [13], [3]])
     await s.idle()
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
