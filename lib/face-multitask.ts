@@ -98,7 +98,8 @@ export class FaceMultitask {
    * memory the GPU copies from directly, with no staging copy: decode camera frames straight into
    * it and reuse it (allocation is slow; the memory is freed when the frame is garbage-collected).
    * On the CPU backend it is ordinary memory, so code written for either runs on both. Either
-   * way a transfer (postMessage, structuredClone) copies it rather than detaching it.
+   * way a transfer (postMessage, structuredClone) never detaches it: Node 20 copies it, later
+   * releases refuse it (DataCloneError).
    */
   allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
     if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
@@ -117,8 +118,8 @@ export class FaceMultitask {
         data = this.engine.allocFrame(bytes)  // external memory, which Node never detaches
       } else {
         data = new Uint8Array(bytes)
-        // As pinned frames are: a transfer copies it instead of detaching it, so it cannot be
-        // freed under a batch that reads it.
+        // As pinned frames are: a transfer copies it (Node 20) or is refused (Node 21+) instead of
+        // detaching it, so it cannot be freed under a batch that reads it.
         markAsUntransferable(data.buffer)
       }
     } catch (e) {

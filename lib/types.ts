@@ -28,7 +28,8 @@ export interface DetectOptions {
    * Gives up on the call: its faces still waiting for a batch are dropped (a real-time rig
    * skipping a stale frame) and it rejects with an AbortError (name 'AbortError', the signal's
    * reason as `cause`) once none of its batches is still running, so its frames are free then.
-   * A call whose faces have all run resolves as usual.
+   * It rejects so even when all its faces are in running batches; a call already settled is
+   * unaffected.
    */
   signal?: AbortSignal
 }
