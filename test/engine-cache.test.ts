@@ -232,6 +232,9 @@ describe('hashing the ONNX', () => {
     const empty = path.join(root, 'empty.onnx')
     writeFileSync(empty, '')
     expect(await hashFile(empty)).toBe(sha(Buffer.alloc(0)))
+    const prefix = 3 * 1024 * 1024 + 7  // a prefix over several chunks
+    expect(await hashFile(file, undefined, prefix)).toBe(sha(bytes.subarray(0, prefix)))
+    expect(await hashFile(file, undefined, 0)).toBe(sha(Buffer.alloc(0)))
   })
 
   /** A one-initializer ONNX graph; with `location`, its weights are kept in that file (external data). */

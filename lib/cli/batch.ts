@@ -11,6 +11,7 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileErrorReason } from '../describe'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
+import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, ImageInput } from '../types'
@@ -19,7 +20,7 @@ import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
 import { readLines } from './lines'
-import { type BatchHeader, ResultLog, sha256Of } from './result-log'
+import { type BatchHeader, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
@@ -96,9 +97,9 @@ async function header(args: BatchArgs): Promise<BatchHeader> {
     faceMultitaskBatch: 1,
     list,
     listBytes: fs.statSync(list).size,
-    listSha256: await sha256Of(list),
+    listSha256: await hashFile(list),
     model: path.resolve(args.model),
-    modelSha256: await sha256Of(args.model),
+    modelSha256: await hashFile(args.model),
     mesh: args.mesh,
   }
 }

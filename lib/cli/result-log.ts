@@ -4,9 +4,9 @@
 // from: a rerun with another model (other bytes), another list (or one changed other than by lines
 // added at its end) or the other --no-mesh choice is refused rather than mixing results. A file
 // is only changed once it has been checked: a refused one is left as it was.
-import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { fileErrorReason } from '../describe'
+import { hashFile } from '../engine-cache/key'
 import { CliError } from './common'
 import { readLines } from './lines'
 
@@ -32,15 +32,6 @@ export interface OpenedLog {
 }
 
 const RECORD_START = /^\{"line":(\d+),/
-
-/** SHA-256 (hex) of a file's first `bytes` bytes (all of it when omitted). */
-export async function sha256Of(file: string, bytes?: number): Promise<string> {
-  const hash = createHash('sha256')
-  if (bytes !== 0) {
-    for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20, ...(bytes !== undefined ? { end: bytes - 1 } : {}) })) hash.update(chunk as Buffer)
-  }
-  return hash.digest('hex')
-}
 
 export class ResultLog {
   private constructor(private fd: number, readonly file: string) {}
@@ -162,7 +153,7 @@ async function checkHeader(file: string, text: string, want: BatchHeader): Promi
   const differs: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
   if (got.list !== want.list) differs.push(`another list (${got.list})`)
-  else if (got.listSha256 !== want.listSha256 && !(typeof got.listBytes === 'number' && got.listBytes <= want.listBytes && (await sha256Of(want.list, got.listBytes)) === got.listSha256)) {
+  else if (got.listSha256 !== want.listSha256 && !(typeof got.listBytes === 'number' && got.listBytes <= want.listBytes && (await hashFile(want.list, undefined, got.listBytes)) === got.listSha256)) {
     differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
   }
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')

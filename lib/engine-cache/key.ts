@@ -159,10 +159,16 @@ export function timingCachePath(dir: string, parts: Pick<EngineKeyParts, 'tensor
   return path.join(dir, `timing.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${hash}.cache`)
 }
 
-/** SHA-256 (hex) of a file, read as a stream (1 MiB chunks): models of any size, little memory. */
-export async function hashFile(file: string, signal?: AbortSignal): Promise<string> {
+/**
+ * SHA-256 (hex) of a file, or of its first `bytes` bytes, read as a stream (1 MiB chunks): models
+ * of any size, little memory.
+ */
+export async function hashFile(file: string, signal?: AbortSignal, bytes?: number): Promise<string> {
   const hash = createHash('sha256')
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
+  if (bytes !== 0) {
+    const range = bytes === undefined ? {} : { end: bytes - 1 }
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20, signal, ...range })) hash.update(chunk as Buffer)
+  }
   return hash.digest('hex')
 }
 
