@@ -57,8 +57,9 @@ export class Scheduler<J, R> {
     return new Promise<R[]>((resolve, reject) => {
       const request: Request<R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
       if (signal) {
+        // Not called once the request has settled (release() then removes it); a request that
+        // already failed keeps its first error (fail()).
         const onAbort = () => {
-          if (request.failed || request.remaining === 0) return
           this.fail(request, aborted(signal))
           if (request.running === 0) settle(request)
         }
