@@ -281,6 +281,30 @@ describe('face-multitask batch', () => {
     expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
   })
 
+  it('a model error on a slow line while the lines behind it wait to be written still ends the run', async () => {
+    const slowList = path.join(dir, 'slow-fail.jsonl')
+    const lines = Array.from({ length: 20 }, (_, i) => (i === 0 ? { image: 'a.png', boxes } : { image: 'b.png', boxes: [[5, 5, 90, 70]] }))
+    writeFileSync(slowList, lines.map((e) => JSON.stringify(e)).join('\n') + '\n')
+    const out = path.join(dir, 'slow-fail-results.jsonl')
+    const original = FaceMultitask.prototype.detect
+    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(async function (this: FaceMultitask, image: never, options?: never) {
+      if ((image as ImageInput).width === 320) {
+        await new Promise((r) => setTimeout(r, 300))  // the others fill the write queue meanwhile
+        throw new Error('CUDA error 700: an illegal memory access was encountered')
+      }
+      return original.call(this, image, options) as never
+    })
+    let r
+    try {
+      r = await run('batch', slowList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
+    } finally {
+      spy.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining('CUDA error 700: an illegal memory access was encountered; stopped')])
+    expect(r.err).toContain('batch: 0 lines this run')  // the lines behind the failed one are not written
+    expect(records(out).slice(1)).toEqual([])
+  }, 20_000)
+
   it('bad arguments are usage errors (exit 2) naming the argument', async () => {
     const cases: [string[], RegExp][] = [
       [[list, '--model', model], /--out is required/],

@@ -134,7 +134,7 @@ function idOf(entry: Entry | undefined): { id?: string | number } {
 
 class Progress {
   private readonly t0 = performance.now()
-  ran = 0
+  ran = 0  // lines written this run
   faces = 0
   errors = 0
   private timer: NodeJS.Timeout | undefined
@@ -270,14 +270,18 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
   let writeFailed = false
   const flush = () => {
     while (!writeFailed && order.length > 0 && order[0].record) {
+      const record = order[0].record as { faces?: unknown[] }
       try {
-        log.write(order[0].record)
+        log.write(record)
       } catch (e) {
         writeFailed = true
         fatal ??= new Error(`cannot write ${args.out}: ${fileErrorReason(e)}`)
         break
       }
       order.shift()
+      progress.ran++
+      if (record.faces) progress.faces += record.faces.length
+      else progress.errors++
     }
   }
   let line = 0
@@ -287,7 +291,8 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
     if (text.trim() === '' || done.has(line)) continue
     // Results wait in `order` until the lines before them are written: behind one slow image,
     // at most 4 x concurrency of them, so memory stays bounded.
-    while (running >= args.concurrency || order.length >= 4 * args.concurrency) await new Promise<void>((r) => { wake = r })
+    // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
+    while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
     if (fatal !== undefined || stopping()) break
     const slot: { line: number; record?: object | null } = { line }
     order.push(slot)
@@ -295,9 +300,6 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
     void runEntry(model, line, text, listDir, args.mesh).then(
       (record) => {
         slot.record = record
-        progress.ran++
-        if ('error' in record) progress.errors++
-        else progress.faces += (record as { faces: unknown[] }).faces.length
       },
       (e: unknown) => {
         fatal ??= e
