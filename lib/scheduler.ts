@@ -38,7 +38,7 @@ interface Waiting<J, R> {
 }
 
 export class Scheduler<J, R> {
-  private waiting: Waiting<J, R>[] = []  // requests with items to run, in arrival order
+  private waiting: Waiting<J, R>[] = []  // requests with items to run, in the order they take turns
   private queued = 0
   private busy = 0
   private runningItems = 0
@@ -97,15 +97,17 @@ export class Scheduler<J, R> {
     }
   }
 
-  /** The next batch: one item from each waiting request in turn, up to maxBatch. */
+  /**
+   * The next batch: one item from each waiting request in turn, up to maxBatch. A request served
+   * goes to the back of the line, and the next batch goes on from there: with more large requests
+   * waiting than a batch holds, a small one behind them still comes up within a few batches.
+   */
   private takeBatch(): Item<J, R>[] {
     const batch: Item<J, R>[] = []
     while (batch.length < this.maxBatch && this.waiting.length > 0) {
-      for (const w of this.waiting) {
-        if (batch.length === this.maxBatch) break
-        batch.push(w.items[w.next++])
-      }
-      this.waiting = this.waiting.filter((w) => w.next < w.items.length)
+      const w = this.waiting.shift()!
+      batch.push(w.items[w.next++])
+      if (w.next < w.items.length) this.waiting.push(w)
     }
     this.queued -= batch.length
     return batch

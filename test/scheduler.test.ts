@@ -59,6 +59,27 @@ describe('Scheduler', () => {
     expect(batches.slice(2).map((b) => b.length)).toEqual([4, 4, 4, 4, 2])
   })
 
+  it('with more large requests waiting than a batch holds, a small one behind them comes up within a few batches', async () => {
+    const batches: number[][] = []
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      if (jobs.includes(-1)) await gate.promise
+      return jobs
+    }, 1, 4)
+    const first = s.submit([-1])
+    const large = Array.from({ length: 6 }, (_, r) => s.submit(Array.from({ length: 50 }, (_, i) => 1000 * (r + 1) + i)))
+    const small = s.submit([7])
+    gate.resolve()
+    await small
+    // 6 large requests and the small one take turns: it is in the second batch after the held one.
+    expect(batches.findIndex((b) => b.includes(7))).toBe(2)
+    expect(batches[1]).toEqual([1000, 2000, 3000, 4000])
+    expect(batches[2]).toEqual([5000, 6000, 7, 1001])
+    for (const [r, p] of large.entries()) expect(await p).toEqual(Array.from({ length: 50 }, (_, i) => 1000 * (r + 1) + i))
+    await first
+  })
+
   it('splits a request larger than maxBatch and keeps its order', async () => {
     const sizes: number[] = []
     const s = new Scheduler<number, number>(async (jobs) => { sizes.push(jobs.length); return jobs.map((j) => -j) }, 2, 3)
