@@ -137,7 +137,9 @@ fake_trt() {
 }
 
 HAVE_REAL_DRIVER=0
-if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then HAVE_REAL_DRIVER=1; fi
+# Read whole first: under pipefail, `ldconfig -p | grep -q` fails when grep stops reading early.
+LDCONFIG="$(ldconfig -p 2>/dev/null || true)"
+if grep -q 'libcuda\.so\.1 ' <<<"$LDCONFIG"; then HAVE_REAL_DRIVER=1; fi
 mkdir -p "$WORK/run" "$WORK/home" "$WORK/cuda"
 "$CC" -shared -fPIC -o "$WORK/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/fake_cuda.c"
 
@@ -217,7 +219,7 @@ for INC in "${DIRS[@]}"; do
   V="$MAJOR.$MINOR.$PATCH"
 
   echo "-- status against stand-in libraries"
-  if ldconfig -p 2>/dev/null | grep -q "libnvinfer\\.so\\.$MAJOR " ||
+  if grep -q "libnvinfer\\.so\\.$MAJOR " <<<"$LDCONFIG" ||
      compgen -G "/usr/local/lib/python3*/*-packages/tensorrt_libs" >/dev/null || compgen -G "/usr/lib/python3*/*-packages/tensorrt_libs" >/dev/null; then
     echo "  (skipped 'no library': this machine has TensorRT installed)"
   else
