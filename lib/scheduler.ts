@@ -10,7 +10,7 @@
 // frame) and rejects as soon as none of its batches is running.
 import { AbortError } from './engine-cache/abort'
 
-interface Request<R> {
+interface Request<J, R> {
   results: R[]
   remaining: number
   running: number  // batches with an item of this request, started and not yet finished
@@ -19,30 +19,35 @@ interface Request<R> {
   resolve: (r: R[]) => void
   reject: (e: unknown) => void
   release?: () => void  // stops listening to the request's signal
+  waiting?: Waiting<J, R>  // its items not yet in a batch
 }
 
 interface Item<J, R> {
   job: J
-  request: Request<R>
+  request: Request<J, R>
   index: number
 }
 
 /** Runs one batch; resolves with one result per job, in order. */
 export type BatchRunner<J, R> = (jobs: J[]) => Promise<R[]>
 
-/** A request's items not yet in a batch: items[next..]. */
+/** A request's items not yet in a batch: items[next..]; dropped: it failed or was aborted. */
 interface Waiting<J, R> {
-  request: Request<R>
   items: Item<J, R>[]
   next: number
+  dropped: boolean
 }
 
 export class Scheduler<J, R> {
-  private waiting: Waiting<J, R>[] = []  // requests with items to run, in the order they take turns
+  // Requests with items to run, in the order they take turns, from `head` on (a queue that
+  // many thousands of waiting requests do not slow down).
+  private waiting: Waiting<J, R>[] = []
+  private head = 0
   private queued = 0
   private busy = 0
   private runningItems = 0
   private idleWaiters: (() => void)[] = []
+  private watched = new Map<AbortSignal, { requests: Set<Request<J, R>>; onAbort: () => void }>()
 
   constructor(private readonly runBatch: BatchRunner<J, R>, private readonly slots: number, private readonly maxBatch: number) {}
 
@@ -55,21 +60,44 @@ export class Scheduler<J, R> {
     if (signal?.aborted) return Promise.reject(aborted(signal))
     if (jobs.length === 0) return Promise.resolve([])
     return new Promise<R[]>((resolve, reject) => {
-      const request: Request<R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
-      if (signal) {
-        // Not called once the request has settled (release() then removes it); a request that
-        // already failed keeps its first error (fail()).
-        const onAbort = () => {
-          this.fail(request, aborted(signal))
-          if (request.running === 0) settle(request)
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        request.release = () => signal.removeEventListener('abort', onAbort)
-      }
-      this.waiting.push({ request, items: jobs.map((job, index) => ({ job, request, index })), next: 0 })
+      const request: Request<J, R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
+      if (signal) this.watch(signal, request)
+      request.waiting = { items: jobs.map((job, index) => ({ job, request, index })), next: 0, dropped: false }
+      this.waiting.push(request.waiting)
       this.queued += jobs.length
       this.pump()
     })
+  }
+
+  /**
+   * Aborts `request` when `signal` fires. One listener per signal, however many requests share it
+   * (a camera's or a job's): no listener-leak warning past 10, and no quadratic removal. A
+   * request that already failed keeps its first error (fail()).
+   */
+  private watch(signal: AbortSignal, request: Request<J, R>): void {
+    let w = this.watched.get(signal)
+    if (!w) {
+      const requests = new Set<Request<J, R>>()
+      const onAbort = () => {
+        this.watched.delete(signal)
+        for (const r of requests) {
+          this.fail(r, aborted(signal))
+          if (r.running === 0) settle(r)
+        }
+      }
+      w = { requests, onAbort }
+      this.watched.set(signal, w)
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+    const { requests, onAbort } = w
+    requests.add(request)
+    request.release = () => {
+      requests.delete(request)
+      if (requests.size === 0 && this.watched.get(signal) === w) {
+        this.watched.delete(signal)
+        signal.removeEventListener('abort', onAbort)
+      }
+    }
   }
 
   /** Jobs waiting for a batch, and jobs in batches running: how far behind the caller is. */
@@ -104,17 +132,22 @@ export class Scheduler<J, R> {
    */
   private takeBatch(): Item<J, R>[] {
     const batch: Item<J, R>[] = []
-    while (batch.length < this.maxBatch && this.waiting.length > 0) {
-      const w = this.waiting.shift()!
+    while (batch.length < this.maxBatch && this.head < this.waiting.length) {
+      const w = this.waiting[this.head++]
+      if (w.dropped) continue
       batch.push(w.items[w.next++])
       if (w.next < w.items.length) this.waiting.push(w)
+    }
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head)
+      this.head = 0
     }
     this.queued -= batch.length
     return batch
   }
 
   private async runOne(batch: Item<J, R>[]): Promise<void> {
-    const requests = new Map<Request<R>, Item<J, R>[]>()  // each request in the batch, with its items
+    const requests = new Map<Request<J, R>, Item<J, R>[]>()  // each request in the batch, with its items
     for (const it of batch) {
       const list = requests.get(it.request)
       if (list) list.push(it)
@@ -124,20 +157,28 @@ export class Scheduler<J, R> {
     const failure = await this.attempt(batch)
     if (failure && requests.size > 1) {
       // The failure may be one request's own (something in its input that got past the checks):
-      // each request's items run again on their own, so it fails that request only.
-      for (const [r, items] of requests) {
-        if (r.failed) continue // failed in another batch meanwhile: nothing of it is wanted
-        const own = await this.attempt(items)
-        if (own) this.fail(r, own.error)
+      // each request's items run again on their own, so it fails that request only. Each request
+      // is done with this batch once its own rerun is; one that failed meanwhile (an abort) at once.
+      const rerun = [...requests].filter(([r]) => !r.failed)
+      for (const [r, items] of requests) if (r.failed) this.finish(r, items)
+      for (const [r, items] of rerun) {
+        if (!r.failed) {
+          const own = await this.attempt(items)
+          if (own) this.fail(r, own.error)
+        }
+        this.finish(r, items)
       }
-    } else if (failure) {
-      this.fail(batch[0].request, failure.error)
+      return
     }
-    for (const [r, items] of requests) {
-      r.running--
-      if (!r.failed) r.remaining -= items.length
-      if (r.running === 0 && (r.failed || r.remaining === 0)) settle(r)
-    }
+    if (failure) this.fail(batch[0].request, failure.error)
+    for (const [r, items] of requests) this.finish(r, items)
+  }
+
+  /** A batch with these items of `r` is over: `r` settles when it was its last. */
+  private finish(r: Request<J, R>, items: Item<J, R>[]): void {
+    r.running--
+    if (!r.failed) r.remaining -= items.length
+    if (r.running === 0 && (r.failed || r.remaining === 0)) settle(r)
   }
 
   /** Runs items as one batch and stores their results; says what went wrong, if anything. */
@@ -155,15 +196,15 @@ export class Scheduler<J, R> {
   }
 
   /** A request fails with the first error it met; its items still queued leave the queue. */
-  private fail(r: Request<R>, error: unknown): void {
+  private fail(r: Request<J, R>, error: unknown): void {
     if (!r.failed) {
       r.failed = true
       r.error = error
     }
-    const w = this.waiting.find((x) => x.request === r)
-    if (!w) return
+    const w = r.waiting
+    if (!w || w.dropped) return
+    w.dropped = true  // skipped when its turn comes
     this.queued -= w.items.length - w.next
-    this.waiting = this.waiting.filter((x) => x !== w)
   }
 }
 
@@ -172,7 +213,7 @@ function aborted(signal: AbortSignal): AbortError {
 }
 
 /** Resolves or rejects a request that has nothing running and nothing left to run. */
-function settle<R>(r: Request<R>): void {
+function settle<J, R>(r: Request<J, R>): void {
   r.release?.()
   if (r.failed) r.reject(r.error)
   else r.resolve(r.results)

@@ -254,18 +254,64 @@ describe('Scheduler', () => {
     await expect(s.submit([1], AbortSignal.abort())).rejects.toMatchObject({ name: 'AbortError' })
     await expect(s.submit([], AbortSignal.abort())).rejects.toMatchObject({ name: 'AbortError' })
     expect(runs).toBe(0)
-    // One long-lived signal for many calls (a camera's): each call stops listening once it settles.
+    // One long-lived signal for many calls (a camera's, a job's): one listener for all of them
+    // (Node warns of a leak past 10), gone once they have settled.
     const controller = new AbortController()
     let listening = 0
+    let peak = 0
     const { signal } = controller
     const add = signal.addEventListener.bind(signal)
     const remove = signal.removeEventListener.bind(signal)
-    signal.addEventListener = ((...a: Parameters<typeof add>) => { listening++; add(...a) }) as typeof add
+    signal.addEventListener = ((...a: Parameters<typeof add>) => { peak = Math.max(peak, ++listening); add(...a) }) as typeof add
     signal.removeEventListener = ((...a: Parameters<typeof remove>) => { listening--; remove(...a) }) as typeof remove
-    expect(await Promise.all([s.submit([1, 2], signal), s.submit([3], signal)])).toEqual([[1, 2], [3]])
-    expect(listening).toBe(0)
+    const calls = Array.from({ length: 50 }, (_, i) => s.submit([i], signal))
+    expect(await Promise.all(calls)).toEqual(Array.from({ length: 50 }, (_, i) => [i]))
+    expect([peak, listening]).toEqual([1, 0])
     controller.abort()
-    expect(runs).toBe(2)
+    expect(runs).toBeGreaterThan(0)
+    // Many calls on one signal that fires: every one still queued rejects.
+    const gate = deferred<void>()
+    const held = new Scheduler<number, number>(async (jobs) => { await gate.promise; return jobs }, 1, 4)
+    const shared = new AbortController()
+    const settled = Promise.allSettled(Array.from({ length: 30 }, (_, i) => held.submit([i], shared.signal)))
+    shared.abort()
+    gate.resolve()
+    const statuses = (await settled).map((r) => r.status)
+    expect(statuses.filter((x) => x === 'rejected')).toHaveLength(30)  // the running one too, once its batch ended
+  })
+
+  it('a request aborted while its shared batch runs rejects when that batch fails, without waiting for the others\' reruns', async () => {
+    const hold = deferred<void>()
+    const sharedStarted = deferred<void>()
+    const sharedFails = deferred<void>()
+    const rerunOfA = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(0)) await hold.promise  // holds the slot so that A and B meet in one batch
+      if (jobs.length > 1 && jobs.includes(13)) {
+        sharedStarted.resolve()
+        await sharedFails.promise
+        throw new Error('the shared batch failed')
+      }
+      if (jobs.includes(1)) await rerunOfA.promise
+      return jobs
+    }, 1, 8)
+    const first = s.submit([0])
+    const controller = new AbortController()
+    const events: string[] = []
+    const a = s.submit([1, 2]).then(() => events.push('A resolved'))
+    const b = s.submit([13], controller.signal).catch((e: Error) => events.push(`B ${e.name}`))
+    hold.resolve()
+    await first
+    await sharedStarted.promise
+    controller.abort()  // while [1, 13, 2] runs
+    sharedFails.resolve()
+    await b
+    expect(events).toEqual(['B AbortError'])  // A's rerun is still held
+    rerunOfA.resolve()
+    await a
+    expect(events).toEqual(['B AbortError', 'A resolved'])
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
 
   it('a request that fails and is then aborted rejects once, with its failure', async () => {
