@@ -3,7 +3,7 @@
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
-import fs, { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import fs, { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
@@ -171,6 +171,19 @@ describe('face-multitask batch', () => {
     const changed = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
     expect([changed.code, changed.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since (other than by lines added at its end), so its line numbers may name other images')])
     expect(readFileSync(out).equals(before)).toBe(true)
+    // A list without a newline at its end: text added after it extends its last line (refused),
+    // a new line after it does not (run).
+    const open = path.join(dir, 'open-ended.jsonl')
+    const openOut = path.join(dir, 'open-ended-results.jsonl')
+    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]`)  // a last line cut short: an error record
+    expect((await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')).code).toBe(0)
+    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]}\n`)  // completed
+    const extended = await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')
+    expect([extended.code, extended.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since')])
+    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]\n${lineText(LIST[1])}\n`)  // a line added after it
+    const added = await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')
+    expect([added.code, added.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
+    expect(records(openOut).slice(1).map((x) => [x.line, 'error' in x])).toEqual([[1, false], [2, true], [3, false]])
   })
 
   it('a list with a byte-order mark, CRLF line ends and a lone \\r inside a line (JSON whitespace) reads as its lines', async () => {
@@ -220,6 +233,19 @@ describe('face-multitask batch', () => {
     } finally {
       await lock.release()
     }
+    // Another path to the same file (a symlink) is the same file: refused too.
+    const link = path.join(dir, 'locked-link.jsonl')
+    writeFileSync(out, '')
+    symlinkSync(out, link)
+    const held = await FileLock.acquire(`${out}.lock`)
+    try {
+      const r = await run('batch', list, '--model', model, '--out', link, '--backend', 'cpu')
+      expect([r.code, r.err]).toEqual([1, expect.stringContaining('is being written by another batch run')])
+    } finally {
+      await held.release()
+    }
+    rmSync(out)
+    rmSync(link)
     writeFileSync(`${out}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname(), createdAt: new Date().toISOString(), token: 'dead' }))
     const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
@@ -318,6 +344,21 @@ describe('face-multitask batch', () => {
       const r = await run('batch', ...argv)
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(message)])
     }
+  })
+})
+
+describe('readLines (the list and results files)', () => {
+  it('splits on \\n alone, drops a \\r before it and a byte-order mark, and joins a line longer than many read chunks', async () => {
+    const { readLines } = await import('../lib/cli/lines')
+    const long = 'x'.repeat(300_000) + '\u00e9'.repeat(50_000)  // several 64 KB chunks, multi-byte characters across their edges
+    const file = path.join(dir, 'lines.txt')
+    writeFileSync(file, `\uFEFFfirst\r\n${long}\na\rb\n\nlast without newline`)
+    const got: string[] = []
+    for await (const line of readLines(file)) got.push(line)
+    expect(got).toEqual(['first', long, 'a\rb', '', 'last without newline'])
+    const head: string[] = []
+    for await (const line of readLines(file, Buffer.byteLength('\uFEFFfirst\r\n'))) head.push(line)
+    expect(head).toEqual(['first'])  // only the bytes asked for
   })
 })
 

@@ -83,21 +83,25 @@ function parseEntry(text: string): Entry {
 /** Something wrong with one list line or its image: written as that line's error. */
 class LineError extends Error {}
 
-/** The non-blank lines of the list, for the progress line's total. */
-async function countEntries(file: string): Promise<number> {
+/** The non-blank lines of the list, for the progress line's total (undefined: stopped by Ctrl-C). */
+async function countEntries(file: string, stopping: () => boolean): Promise<number | undefined> {
   let n = 0
-  for await (const text of readLines(file)) if (text.trim() !== '') n++
+  for await (const text of readLines(file)) {
+    if (stopping()) return undefined
+    if (text.trim() !== '') n++
+  }
   return n
 }
 
 async function header(args: BatchArgs): Promise<BatchHeader> {
   await checkReadableFile(args.model, '--model')
   const list = path.resolve(args.list)
+  const listBytes = fs.statSync(list).size
   return {
     faceMultitaskBatch: 1,
     list,
-    listBytes: fs.statSync(list).size,
-    listSha256: await hashFile(list),
+    listBytes,
+    listSha256: await hashFile(list, undefined, listBytes),  // the bytes counted, even if it grows meanwhile
     model: path.resolve(args.model),
     modelSha256: await hashFile(args.model),
     mesh: args.mesh,
@@ -177,13 +181,27 @@ function formatSeconds(s: number): string {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`
 }
 
+/** --out with symlinks resolved (its folder's, when the file does not exist yet). */
+function realOut(out: string): string {
+  try {
+    return fs.realpathSync(out)
+  } catch {
+    try {
+      return path.join(fs.realpathSync(path.dirname(out)), path.basename(out))
+    } catch {
+      return out  // a folder that does not exist: the lock's creation says so
+    }
+  }
+}
+
 export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const args = batchArgs(argv)
   await checkReadableFile(args.list, '<list>')
   // The results file first: a wrong --out shows before a model load that may build an engine for minutes.
   // Two runs appending to one file would write lines twice: the second is refused (a lock left
   // by a run that died is taken over).
-  const lock = await FileLock.acquire(`${args.out}.lock`, {
+  // Named after the file itself: two paths to it (a symlink) share one lock.
+  const lock = await FileLock.acquire(`${realOut(args.out)}.lock`, {
     what: `face-multitask batch ${args.list}`,
     onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file`) },
   }).catch((e: unknown) => {
@@ -214,7 +232,11 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const syncTimer = setInterval(() => log.sync(), 5000).unref()
   try {
     for (const n of notes) io.err(`batch: ${n}`)
-    const total = await countEntries(args.list)
+    const total = await countEntries(args.list, () => stopping)
+    if (total === undefined) {
+      io.err('batch: stopped before anything ran')
+      return 130
+    }
     if (done.size > 0 && done.size >= total) {
       io.err(`batch: all ${total} lines already have results in ${args.out}: nothing left to run`)
       return 0

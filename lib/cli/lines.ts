@@ -7,7 +7,6 @@ import fs from 'node:fs'
 export async function* readLines(file: string, end?: number): AsyncGenerator<string> {
   if (end === 0) return
   const input = fs.createReadStream(file, { encoding: 'utf8', ...(end !== undefined ? { end: end - 1 } : {}) })
-  let rest = ''
   let first = true
   const clean = (line: string): string => {
     if (first) {
@@ -16,13 +15,22 @@ export async function* readLines(file: string, end?: number): AsyncGenerator<str
     }
     return line.endsWith('\r') ? line.slice(0, -1) : line
   }
+  // A long line (a record of thousands of faces) is gathered in pieces: joining and splitting it
+  // again for every chunk would take time growing with the square of its length.
+  let pieces: string[] = []
   try {
-    for await (const chunk of input) {
-      const parts = (rest + (chunk as string)).split('\n')
-      rest = parts.pop()!
-      for (const part of parts) yield clean(part)
+    for await (const chunk of input as AsyncIterable<string>) {
+      let start = 0
+      for (let end = chunk.indexOf('\n'); end >= 0; end = chunk.indexOf('\n', start)) {
+        pieces.push(chunk.slice(start, end))
+        yield clean(pieces.join(''))
+        pieces = []
+        start = end + 1
+      }
+      if (start < chunk.length) pieces.push(chunk.slice(start))
     }
-    if (rest !== '') yield clean(rest)
+    const last = pieces.join('')
+    if (last !== '') yield clean(last)
   } finally {
     input.destroy()
   }

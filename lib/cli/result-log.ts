@@ -153,11 +153,31 @@ async function checkHeader(file: string, text: string, want: BatchHeader): Promi
   const differs: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
   if (got.list !== want.list) differs.push(`another list (${got.list})`)
-  else if (got.listSha256 !== want.listSha256 && !(typeof got.listBytes === 'number' && got.listBytes <= want.listBytes && (await hashFile(want.list, undefined, got.listBytes)) === got.listSha256)) {
+  else if (got.listSha256 !== want.listSha256 && !(await onlyGrew(want.list, got, want))) {
     differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
   }
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
   if (differs.length > 0) {
     throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
   }
+}
+
+/**
+ * Whether the list is the one the results were begun with plus lines added at its end: the same
+ * first bytes, and its last line then was not extended since (it ended with a newline, or what
+ * was added begins with one).
+ */
+async function onlyGrew(list: string, got: Partial<BatchHeader>, want: BatchHeader): Promise<boolean> {
+  const bytes = got.listBytes
+  if (typeof bytes !== 'number' || bytes > want.listBytes) return false
+  if ((await hashFile(list, undefined, bytes)) !== got.listSha256) return false
+  if (bytes === 0) return true
+  const edge = Buffer.alloc(2)
+  const fd = fs.openSync(list, 'r')
+  try {
+    fs.readSync(fd, edge, 0, 2, bytes - 1)
+  } finally {
+    fs.closeSync(fd)
+  }
+  return edge[0] === 0x0a || (bytes < want.listBytes && edge[1] === 0x0a)
 }
