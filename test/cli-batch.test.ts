@@ -28,6 +28,27 @@ async function run(...argv: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') }
 }
 
+/** Runs batch with detect() going through `wrap` (fault injection: delays, failures), restored after. */
+async function runWrapped(wrap: (image: ImageInput, detect: () => Promise<unknown>) => Promise<unknown>, ...argv: string[]) {
+  const original = FaceMultitask.prototype.detect
+  const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(function (this: FaceMultitask, image: never, options?: never) {
+    return wrap(image, () => original.call(this, image, options)) as never
+  })
+  try {
+    return await run('batch', ...argv)
+  } finally {
+    spy.mockRestore()
+  }
+}
+
+/** A list of 20 lines whose first (a.png, 320 px wide) can be made slow by runWrapped. */
+function slowFirstList(name: string): string {
+  const file = path.join(dir, name)
+  const lines = Array.from({ length: 20 }, (_, i) => (i === 0 ? { image: 'a.png', boxes } : { image: 'b.png', boxes: [[5, 5, 90, 70]] }))
+  writeFileSync(file, lines.map((e) => JSON.stringify(e)).join('\n') + '\n')
+  return file
+}
+
 function pixels(width: number, height: number, seed: number): Buffer {
   const data = Buffer.alloc(width * height * 3)
   for (let i = 0; i < data.length; i++) data[i] = (i * seed + (i >> 7)) % 251
@@ -259,17 +280,10 @@ describe('face-multitask batch', () => {
     ['a TypeError from inside the model', new TypeError("Cannot read properties of undefined (reading 'mesh')")],
   ])('an error of the model itself (%s) stops the run, keeping what was done in list order; the same command then finishes it', async (_what, error) => {
     const out = path.join(dir, `stopped-${error.name}.jsonl`)
-    const original = FaceMultitask.prototype.detect
-    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(function (this: FaceMultitask, image: never, options?: never) {
-      if ((image as ImageInput).width === 256) return Promise.reject(error)  // the chip, line 2
-      return original.call(this, image, options) as never
-    })
-    let r
-    try {
-      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWrapped(
+      (image, detect) => (image.width === 256 ? Promise.reject(error) : detect()),  // the chip, line 2
+      list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4',
+    )
     expect(r.code).toBe(1)
     expect(r.err).toContain(`face-multitask: ${error.message}; stopped: the results so far are in ${out}, and the same command goes on from there`)
     // Lines after the failed one may have run too; they are not written, so the file stays in list order.
@@ -280,27 +294,18 @@ describe('face-multitask batch', () => {
   })
 
   it('behind one slow image, at most 4 x concurrency lines are started and held: memory stays bounded', async () => {
-    const slowList = path.join(dir, 'slow.jsonl')
-    const lines = Array.from({ length: 20 }, (_, i) => (i === 0 ? { image: 'a.png', boxes } : { image: 'b.png', boxes: [[5, 5, 90, 70]] }))
-    writeFileSync(slowList, lines.map((e) => JSON.stringify(e)).join('\n') + '\n')
     const out = path.join(dir, 'slow-results.jsonl')
-    const original = FaceMultitask.prototype.detect
     let calls = 0
     let startedWhileHeld = 0
-    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(async function (this: FaceMultitask, image: never, options?: never) {
+    const r = await runWrapped(async (image, detect) => {
       calls++
-      if ((image as ImageInput).width === 320) {
+      if (image.width === 320) {
         await new Promise((r) => setTimeout(r, 300))  // line 1 is slow; the others run meanwhile
         startedWhileHeld = calls
       }
-      return original.call(this, image, options) as never
-    })
-    try {
-      const r = await run('batch', slowList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
-      expect(r.code).toBe(0)
-    } finally {
-      spy.mockRestore()
-    }
+      return detect()
+    }, slowFirstList('slow.jsonl'), '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
+    expect(r.code).toBe(0)
     // Line 1 and at most 7 more waiting to be written after it (without the bound, all 20 start).
     expect(startedWhileHeld).toBeLessThanOrEqual(8)
     expect(startedWhileHeld).toBeGreaterThanOrEqual(4)
@@ -308,24 +313,12 @@ describe('face-multitask batch', () => {
   })
 
   it('a model error on a slow line while the lines behind it wait to be written still ends the run', async () => {
-    const slowList = path.join(dir, 'slow-fail.jsonl')
-    const lines = Array.from({ length: 20 }, (_, i) => (i === 0 ? { image: 'a.png', boxes } : { image: 'b.png', boxes: [[5, 5, 90, 70]] }))
-    writeFileSync(slowList, lines.map((e) => JSON.stringify(e)).join('\n') + '\n')
     const out = path.join(dir, 'slow-fail-results.jsonl')
-    const original = FaceMultitask.prototype.detect
-    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(async function (this: FaceMultitask, image: never, options?: never) {
-      if ((image as ImageInput).width === 320) {
-        await new Promise((r) => setTimeout(r, 300))  // the others fill the write queue meanwhile
-        throw new Error('CUDA error 700: an illegal memory access was encountered')
-      }
-      return original.call(this, image, options) as never
-    })
-    let r
-    try {
-      r = await run('batch', slowList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWrapped(async (image, detect) => {
+      if (image.width !== 320) return detect()
+      await new Promise((r) => setTimeout(r, 300))  // the others fill the write queue meanwhile
+      throw new Error('CUDA error 700: an illegal memory access was encountered')
+    }, slowFirstList('slow-fail.jsonl'), '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
     expect([r.code, r.err]).toEqual([1, expect.stringContaining('CUDA error 700: an illegal memory access was encountered; stopped')])
     expect(r.err).toContain('batch: 0 lines this run')  // the lines behind the failed one are not written
     expect(records(out).slice(1)).toEqual([])
