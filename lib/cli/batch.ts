@@ -283,7 +283,7 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
  */
 async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>, log: ResultLog, progress: Progress, stopping: () => boolean): Promise<unknown> {
   const listDir = path.dirname(path.resolve(args.list))
-  const order: { line: number; record?: object | null }[] = []  // started, in list order; null: no result (the run stops)
+  const order: { record?: object | null }[] = []  // started, in list order; null: no result (the run stops)
   let running = 0
   let fatal: unknown
   let wake: (() => void) | undefined
@@ -316,7 +316,7 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
     // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
     while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
     if (fatal !== undefined || stopping()) break
-    const slot: { line: number; record?: object | null } = { line }
+    const slot: { record?: object | null } = {}
     order.push(slot)
     running++
     void runEntry(model, line, text, listDir, args.mesh).then(
