@@ -1,6 +1,7 @@
 // The TensorRT backend's load options, checked on every machine (CPU-only ones included) so a
 // mistake shows at once, not the day the code first meets a GPU.
 import { describeValue } from './describe'
+import { checkSignal } from './engine-cache/abort'
 import type { EngineProgress, LoadOptions, Precision } from './types'
 
 export const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
@@ -74,9 +75,7 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
     throw new TypeError(`options.onProgress must be a function (event) => void, got ${describeValue(o.onProgress)}`)
   }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describeValue(o.signal)}`)
-  }
+  const signal = checkSignal(o.signal, 'options.signal')
   return {
     precision: precision as Precision,
     minBatch,
@@ -88,6 +87,6 @@ export function gpuOptions(options: LoadOptions): GpuOptions {
     workspaceMiB,
     cudaGraphs: (o.cudaGraphs as boolean | undefined) ?? true,
     onProgress: o.onProgress as GpuOptions['onProgress'],
-    signal: o.signal as AbortSignal | undefined,
+    signal,
   }
 }

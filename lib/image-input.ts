@@ -3,6 +3,7 @@
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
 import { describeValue } from './describe'
+import { checkSignal } from './engine-cache/abort'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
 
 export const PIXEL_FORMATS: Record<PixelFormat, { code: number; channels: number }> = {
@@ -160,11 +161,6 @@ function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob 
 /** What detect() may be given in its options. */
 const DETECT_OPTIONS = ['boxes', 'signal']
 
-function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal === undefined || signal instanceof AbortSignal) return signal
-  throw new TypeError(`options.signal must be an AbortSignal (from an AbortController), got ${describeValue(signal)}`)
-}
-
 /**
  * Face jobs for detect(image | images, options), grouped per image. `single` says whether
  * the caller passed one image (and so expects Face[] back rather than Face[][]).
@@ -179,7 +175,7 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
   if (unknown.length > 0) {
     throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${DETECT_OPTIONS.join(' and ')}`)
   }
-  const signal = checkSignal(options?.signal)
+  const signal = checkSignal(options?.signal, 'options.signal')
   return { ...jobsFor(input, options?.boxes, crop), signal }
 }
 

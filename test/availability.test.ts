@@ -157,6 +157,12 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
     expect(err.name).toBe('AbortError')
   })
 
+  it('an aborted signal of a polyfill (an EventTarget with aborted and reason) stops load() too', async () => {
+    const signal = Object.assign(new EventTarget(), { aborted: true, reason: 'no longer needed' })
+    const err = await FaceMultitask.load({ model: file, signal: signal as unknown as AbortSignal }).catch((e) => e)
+    expect(err).toMatchObject({ name: 'AbortError', cause: 'no longer needed' })
+  })
+
   it.each(['cpu', 'auto'] as const)('a signal that fires while load() runs (backend %s) gives no model', async (backend) => {
     const ac = new AbortController()
     const loading = FaceMultitask.load({ model: file, backend, signal: ac.signal })

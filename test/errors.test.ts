@@ -167,6 +167,29 @@ describe('errors', () => {
     await expect(model.detect(frame, { boxes: [box], signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' })
   })
 
+  it('a signal that is not an AbortSignal but behaves as one (a polyfill, another realm) aborts a call as AbortController does', async () => {
+    // The shape the abort-controller polyfill has: an EventTarget with `aborted` and `reason`.
+    class PolyfilledSignal extends EventTarget {
+      aborted = false
+      reason: unknown
+      abort(reason: unknown): void {
+        this.aborted = true
+        this.reason = reason
+        this.dispatchEvent(new Event('abort'))
+      }
+    }
+    const signal = new PolyfilledSignal()
+    expect(signal).not.toBeInstanceOf(AbortSignal)
+    const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
+    const stale = model.detect(frame, { boxes: [box, box], signal: signal as unknown as AbortSignal })
+    const queued = model.pending.queued
+    signal.abort('stale')
+    expect(model.pending.queued).toBe(queued - 2)
+    await expect(stale).rejects.toMatchObject({ name: 'AbortError', message: 'detect() was aborted', cause: 'stale' })
+    await Promise.all(busy)
+    await expect(model.detect(frame, { boxes: [box], signal: signal as unknown as AbortSignal })).rejects.toMatchObject({ name: 'AbortError', cause: 'stale' })
+  })
+
   it('a frame from allocFrame() cannot be detached by a transfer while its call runs', async () => {
     const f = model.allocFrame(W, H, 'rgb')
     f.data.set(frame.data)

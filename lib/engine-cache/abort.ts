@@ -1,5 +1,21 @@
-// Cancellation for the engine cache and the TensorRT backend: an AbortError like Node's own, and
-// helpers that give up on a promise or a wait when an AbortSignal fires.
+// Cancellation for load(), detect(), the engine cache and the TensorRT backend: the check of a
+// signal option, an AbortError like Node's own, and helpers that give up on a promise or a wait
+// when an AbortSignal fires.
+import { describeValue } from '../describe'
+
+/**
+ * `value` as a signal option: an AbortSignal, or any object that behaves as one (an `aborted`
+ * boolean, addEventListener / removeEventListener), as Node's own APIs accept: a signal of another
+ * realm (a vm context) or a polyfill's. Anything else is a TypeError naming `name`.
+ */
+export function checkSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value
+  const s = value as Partial<AbortSignal> | null
+  if (typeof s === 'object' && s !== null && typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function') {
+    return value as AbortSignal
+  }
+  throw new TypeError(`${name} must be an AbortSignal (from an AbortController), got ${describeValue(value)}`)
+}
 
 /** Rejection of a call whose AbortSignal fired (name 'AbortError', code 'ABORT_ERR', like Node's own). */
 export class AbortError extends Error {
