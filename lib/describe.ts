@@ -17,5 +17,10 @@ export function fileErrorReason(e: unknown): string {
   if (code === 'ENOTDIR') return 'no such file (a folder on its path is a file)'
   if (code === 'EISDIR') return 'it is a directory'
   if (code === 'EACCES') return 'permission denied'
+  return messageOf(e)
+}
+
+/** The message of anything thrown, for one line of output. */
+export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }

@@ -6,7 +6,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { crc32, deflateSync } from 'node:zlib'
 import sharp from 'sharp'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
@@ -14,6 +13,7 @@ import { faceToJson } from '../lib/cli/format'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import type { Box } from '../lib/types'
+import { withIccChunk } from './helpers/png'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-'))
@@ -48,18 +48,6 @@ function pixels(width: number, height: number): Buffer {
 function squareBox([x1, y1, x2, y2]: Box) {
   const side = Math.max(x2 - x1, y2 - y1) * 1.2
   return { x: (x1 + x2) / 2 - side / 2, y: (y1 + y2) / 2 - side / 2, width: side, height: side }
-}
-
-/** The same PNG with an iCCP chunk (an embedded ICC colour profile) right after its IHDR. */
-function withIccChunk(file: Buffer, profile: Buffer): Buffer {
-  const type = Buffer.from('iCCP', 'latin1')
-  const body = Buffer.concat([Buffer.from('Display P3\0\0', 'latin1'), deflateSync(profile)]) // name, NUL, method 0
-  const len = Buffer.alloc(4)
-  len.writeUInt32BE(body.length)
-  const crc = Buffer.alloc(4)
-  crc.writeUInt32BE(crc32(Buffer.concat([type, body])))
-  const afterIhdr = 8 + 4 + 4 + 13 + 4 // signature, then IHDR's length, type, data and CRC
-  return Buffer.concat([file.subarray(0, afterIhdr), len, type, body, crc, file.subarray(afterIhdr)])
 }
 
 const png = path.join(dir, 'frame.png')

@@ -5,6 +5,8 @@ import { stat, access, constants } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileErrorReason } from '../describe'
 
+export { messageOf } from '../describe'
+
 /** Where the CLI writes: one call per line (no trailing newline). Tests pass their own. */
 export interface Io {
   out: (line: string) => void
@@ -105,8 +107,3 @@ export async function checkReadableFile(file: string, label?: string): Promise<v
   await access(file, constants.R_OK).catch((e) => fail(fileErrorReason(e)))
 }
 
-/** The message of anything thrown, for one line of output. */
-export function messageOf(e: unknown): string {
-  if (e instanceof Error) return e.message
-  return String(e)
-}

@@ -1,0 +1,55 @@
+// Encoded images (JPEG, PNG, WebP, TIFF, GIF, AVIF, ... as a file or bytes) to the 8-bit frame
+// detect() takes, decoded as py-feat decodes them, so that results match py-feat's.
+import { stat } from 'node:fs/promises'
+import { describeValue, fileErrorReason, messageOf } from './describe'
+import type { ImageInput } from './types'
+
+export interface DecodedImage extends ImageInput {
+  data: Buffer
+  width: number
+  height: number
+  format: 'rgb' | 'gray'
+}
+
+/**
+ * An image file (a path) or encoded image bytes, decoded to what detect() takes: the pixels as
+ * stored, alpha dropped, 8 bits per channel, 3 channels (sharp scales 16-bit images to 8 bits,
+ * expands palette and greyscale images to RGB and converts CMYK to sRGB). Of an animated or
+ * multi-page image (GIF, WebP, TIFF), the first frame.
+ *
+ * No .rotate(): py-feat does NOT apply the EXIF orientation tag (it reads the stored pixel grid),
+ * so neither does this; boxes are in the same unrotated pixel coordinates py-feat would use.
+ * .keepIccProfile(): nor does py-feat (torchvision's read_image) apply an embedded colour profile
+ * (Display P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to
+ * sRGB, and the model would see other values than py-feat's.
+ */
+export async function readImage(source: string | Uint8Array): Promise<DecodedImage> {
+  const isPath = typeof source === 'string'
+  if (!(isPath && source !== '') && !(source instanceof Uint8Array)) {
+    throw new TypeError(`source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got ${describeValue(source)}`)
+  }
+  const what = isPath ? `"${source}"` : `the ${source.length}-byte source`
+  // Loaded here rather than at the top so the CLI's `--help` works even where sharp's binary does not.
+  const { default: sharp } = await import('sharp')
+  if (isPath) {
+    let stats
+    try {
+      stats = await stat(source)
+    } catch (e) {
+      throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`)
+    }
+    if (stats.isDirectory()) throw new Error(`${what} is not a readable image: it is a directory`)
+  }
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
+  try {
+    decoded = await sharp(source).keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
+  } catch (e) {
+    throw new Error(`${what} is not a readable image: ${messageOf(e)}`)
+  }
+  const { data, info } = decoded
+  const format = info.channels === 3 ? 'rgb' : info.channels === 1 ? 'gray' : undefined
+  if (!format || data.length !== info.width * info.height * info.channels) {
+    throw new Error(`${what} is not a readable image: decoded to ${info.channels} channels, ${data.length} bytes for ${info.width}x${info.height} pixels`)
+  }
+  return { data, width: info.width, height: info.height, format }
+}

@@ -1,0 +1,68 @@
+// readImage(): encoded images to detect()'s frames, decoded as py-feat decodes them (torchvision's
+// read_image: the stored pixels, no EXIF rotation, no colour-profile conversion, alpha dropped,
+// grey expanded to RGB). The reference is the pixels each test file was losslessly encoded from.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import sharp from 'sharp'
+import { afterAll, describe, expect, it } from 'vitest'
+import { readImage } from '../lib/index'
+import { withIccChunk } from './helpers/png'
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fm-read-image-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const W = 7
+const H = 5
+/** Distinct values everywhere, so a transposed, flipped or converted frame shows. */
+function pixels(channels: number): Buffer {
+  return Buffer.from(Array.from({ length: W * H * channels }, (_, i) => (i * 37 + 11) % 256))
+}
+const raw = (channels: 1 | 3 | 4) => ({ raw: { width: W, height: H, channels } })
+
+describe('readImage', () => {
+  it('a PNG, by path and as bytes: exactly its pixels, as an rgb frame', async () => {
+    const file = path.join(dir, 'rgb.png')
+    await sharp(pixels(3), raw(3)).png().toFile(file)
+    for (const source of [file, readFileSync(file), new Uint8Array(readFileSync(file))]) {
+      const image = await readImage(source)
+      expect({ width: image.width, height: image.height, format: image.format }).toEqual({ width: W, height: H, format: 'rgb' })
+      expect(image.data.equals(pixels(3))).toBe(true)
+    }
+  })
+
+  it('alpha is dropped and grey is expanded to three equal channels', async () => {
+    const rgba = await readImage(await sharp(pixels(4), raw(4)).png().toBuffer())
+    const want = Buffer.from(pixels(4).filter((_, i) => i % 4 !== 3))
+    expect(rgba.data.equals(want)).toBe(true)
+    const grey = await readImage(await sharp(pixels(1), raw(1)).png().toBuffer())
+    expect(grey.format).toBe('rgb')
+    expect(grey.data.equals(Buffer.from([...pixels(1)].flatMap((v) => [v, v, v])))).toBe(true)
+  })
+
+  it('an embedded colour profile is not applied: the stored values, where sharp by default would convert them', async () => {
+    const plain = await sharp(pixels(3), raw(3)).png().toBuffer()
+    const { icc } = await sharp(await sharp(pixels(3), raw(3)).withIccProfile('p3').png().toBuffer()).metadata()
+    const tagged = withIccChunk(plain, icc!)
+    expect((await sharp(tagged).raw().toBuffer()).equals(pixels(3))).toBe(false)
+    expect((await readImage(tagged)).data.equals(pixels(3))).toBe(true)
+  })
+
+  it('the EXIF orientation is not applied: the stored pixel grid', async () => {
+    const jpeg = await sharp(pixels(3), raw(3)).jpeg().withMetadata({ orientation: 6 }).toBuffer()
+    expect((await sharp(jpeg).metadata()).orientation).toBe(6) // a viewer shows it rotated, H x W
+    const image = await readImage(jpeg)
+    expect([image.width, image.height]).toEqual([W, H])
+  })
+
+  it('bad sources are refused with what was wrong', async () => {
+    await expect(readImage(42 as never)).rejects.toThrow(new TypeError("source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got 42"))
+    await expect(readImage('')).rejects.toThrow(TypeError)
+    await expect(readImage(Buffer.from('not an image'))).rejects.toThrow(/^the 12-byte source is not a readable image: /)
+    await expect(readImage(path.join(dir, 'nope.png'))).rejects.toThrow(/nope\.png" is not a readable image: no such file$/)
+    await expect(readImage(dir)).rejects.toThrow(/is not a readable image: it is a directory$/)
+    const cut = path.join(dir, 'cut.png')
+    writeFileSync(cut, (await sharp(pixels(3), raw(3)).png().toBuffer()).subarray(0, 40))
+    await expect(readImage(cut)).rejects.toThrow(/cut\.png" is not a readable image: /)
+  })
+})
