@@ -32,6 +32,10 @@ What it does, step by step (each step prints a progress line):
      tolerances (AU 0.02, emotion probability 0.01, valence/arousal 0.01, gaze 0.01 rad, mesh 0.5 px
      on the 256 chip, pose 0.01, blendshapes 0.02); any NaN or a difference over a tolerance fails
      the export (exit status 1) and leaves no FP16 file; then the Node contract reader checks it.
+  8. TensorRT (scripts/tensorrt_onnx_rules.py): at step 4 each EyeLike of a static size becomes the
+     constant it makes (TensorRT's parser refuses one it cannot size while parsing); both files are
+     checked against what TensorRT's ONNX parser states it refuses, each problem printed as a warning
+     (the CPU path runs such a file; `face-multitask build` would fail on it).
 
 Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-fp16, .fp16.onnx
 (<out>: --out, else the checkpoint's folder; with --random-weights, the current directory).
@@ -719,12 +723,32 @@ def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], o
     opsets = {o.domain or "ai.onnx": o.version for o in m.opset_import}
     if opsets.get("ai.onnx") != opset:
         raise ExportError(f"default-domain opset is {opsets.get('ai.onnx')}, asked for {opset}")
+    rules = tensorrt_rules()
+    folded = rules.constant_eyelike(m)
+    if folded:
+        note(f"TensorRT: {folded} EyeLike of a static size replaced by its constant (scripts/tensorrt_onnx_rules.py)")
     del m.metadata_props[:]
     for k, v in metadata.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "face-multitask export (scripts/export_onnx.py)"
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
+
+
+def tensorrt_rules():
+    """scripts/tensorrt_onnx_rules.py: what TensorRT's ONNX parser refuses, checked without it."""
+    sys.path.insert(0, str(SCRIPTS))
+    import tensorrt_onnx_rules
+    return tensorrt_onnx_rules
+
+
+def tensorrt_check(path: Path) -> None:
+    """Warns of what TensorRT's ONNX parser would refuse in the file (the CPU path is unaffected)."""
+    import onnx
+    found = tensorrt_rules().problems(onnx.load(str(path), load_external_data=False))
+    for line in found:
+        note(f"warning: TensorRT's ONNX parser would refuse this: {line}")
+    note(f"TensorRT's ONNX parser rules (scripts/tensorrt_onnx_rules.py): {f'{len(found)} problem(s)' if found else 'no problem'}")
 
 
 def verify(wrapper, path: Path, output_names: list[str], expected_shapes: dict[str, tuple]) -> dict[str, float]:
@@ -828,6 +852,7 @@ def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
         if not args.no_node_check:
             step("FP16: checking the file with the Node contract reader")
             node_check(partial)
+        tensorrt_check(partial)
         os.replace(partial, fp16_path)
         note(f"wrote {fp16_path} ({fp16_path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f}s")
         return fp16_path
@@ -945,6 +970,7 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
         if not args.no_node_check:
             step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
             node_check(partial)
+        tensorrt_check(partial)
         os.replace(partial, onnx_path)
         note(f"verified: {onnx_path}")
     except BaseException:

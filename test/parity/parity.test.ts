@@ -143,7 +143,7 @@ function requireEnvironment(): void {
 /** The random-weight checkpoint and its FP32 ONNX, made by the exporter, cached by its sources. */
 async function exportModel(generation: string): Promise<{ onnx: string; checkpoint: string; cached: boolean }> {
   const hash = createHash('sha256')
-  for (const f of ['scripts/export_onnx.py', 'scripts/pyfeat_v24/__init__.py', 'dist/lib/contract-metadata.js']) {
+  for (const f of ['scripts/export_onnx.py', 'scripts/onnx_fp16.py', 'scripts/tensorrt_onnx_rules.py', 'scripts/pyfeat_v24/__init__.py', 'dist/lib/contract-metadata.js']) {
     hash.update(f).update(fs.readFileSync(path.join(ROOT, f)))
   }
   const key = `${generation}-seed${SEED}-${hash.digest('hex').slice(0, 12)}`
@@ -260,6 +260,7 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
     let manifest: Manifest
     let refDir: string
     let model: FaceMultitask
+    let onnxFile: string
     const ours = new Map<string, NodeRun[]>()
     const worst = new Map<Output, Worst>()
     summary.set(generation, worst)
@@ -268,6 +269,7 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
       requireEnvironment()
       const t0 = Date.now()
       const { onnx, checkpoint, cached } = await exportModel(generation)
+      onnxFile = onnx
       const t1 = Date.now()
       refDir = fs.mkdtempSync(path.join(os.tmpdir(), `fm-parity-${generation}-`))
       await run(PYTHON, ['scripts/parity_reference.py', '--generation', generation, '--checkpoint', checkpoint,
@@ -303,6 +305,17 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
     afterAll(async () => {
       await model?.close()
       if (refDir) fs.rmSync(refDir, { recursive: true, force: true })
+    })
+
+    it("both exported files pass TensorRT's ONNX parser rules (scripts/tensorrt_onnx_rules.py), EyeLike made a constant", async () => {
+      const fp32 = onnxFile
+      const fp16 = fp32.replace(/\.fp32\.onnx$/, '.fp16.onnx')
+      expect(fs.existsSync(fp16)).toBe(true)
+      const out = await run(PYTHON, ['scripts/tensorrt_onnx_rules.py', fp32, fp16], `TensorRT parser rules on the ${generation} export`)
+      expect(out).toContain(`${fp32}: no problem for TensorRT`)
+      expect(out).toContain(`${fp16}: no problem for TensorRT`)
+      const ops = await run(PYTHON, ['-c', 'import onnx, sys; print(sorted({n.op_type for f in sys.argv[1:] for n in onnx.load(f, load_external_data=False).graph.node}))', fp32, fp16], 'operator list')
+      expect(ops).not.toContain("'EyeLike'")
     })
 
     it('runs the expected py-feat code, labels and conventions', () => {
