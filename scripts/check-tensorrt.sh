@@ -17,7 +17,11 @@
 #      search order ($TENSORRT_LIB_DIR, pip tensorrt_libs via $VIRTUAL_ENV / $TENSORRT_PYTHON_SITE /
 #      the project's .venv), wrong major, missing parser, no driver, no GPU, GPU too old, available;
 #      and build_engine / Engine::load run up to TensorRT's factories (NULL from the stand-ins)
-#      and report the refusal as an error.
+#      and report the refusal as an error;
+#   5. TrtEngine and the pipeline run end to end over a stand-in libnvinfer whose runtime works
+#      (native/tensorrt/tests/fake_trt_runtime.cc: deserialize, contexts, shapes, addresses,
+#      enqueueV3, CUDA-graph capture) and the host stand-in libcuda.so.1: the ctest pipeline_host*
+#      suite over TensorRT's API, every call checked against what the headers state.
 # Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
 #
 # Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,
@@ -133,6 +137,43 @@ fake_trt() {
     # loaded libnvinfer first for these to load.
     "$CC" -shared -fPIC -o "$dir/$name" -Wl,-soname,"$name" "$flag" "$SRC/tests/fake_tensorrt.c" \
       -L"$dir" -l:"libnvinfer.so.$major" "${deps[@]}"
+  done
+}
+
+# engine_over_fake_runtime <include dir> <major> <objects dir>: TensorRT's TrtEngine (runtime.cc)
+# and the pipeline run end to end over a stand-in libnvinfer whose runtime works
+# (tests/fake_trt_runtime.cc, its interfaces' stubs generated from these headers) and the host
+# stand-in libcuda.so.1: native/tests/pipeline_gpu_test.cc built with FM_TEST_TENSORRT_ENGINE, in
+# each of the ctest pipeline_host* configurations. The stand-in reports any call that breaks what
+# TensorRT's headers state ("FAKE-TRT VIOLATION:"), which fails the check.
+engine_over_fake_runtime() {
+  local inc="$1" major="$2" obj="$3" ft="$WORK/fake-runtime-$2" case env out
+  echo "-- TrtEngine and the pipeline over a working stand-in TensorRT runtime and the host stand-in driver"
+  mkdir -p "$ft/lib" "$ft/cuda"
+  python3 "$SRC/tests/fake_trt_stubs.py" "$inc" VRuntime VCudaEngine VExecutionContext >"$ft/fake_trt_stubs.h" ||
+    { fail "stubs of TensorRT's runtime interfaces from $inc/NvInferImpl.h"; return; }
+  compile "$ft/lib.log" -shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft" -o "$ft/lib/libnvinfer.so.$major" \
+    -Wl,-soname,"libnvinfer.so.$major" "$SRC/tests/fake_trt_runtime.cc" -ldl || { fail "the stand-in TensorRT runtime"; return; }
+  for extra in PARSER:libnvonnxparser PLUGIN:libnvinfer_plugin; do
+    "$CC" -shared -fPIC -o "$ft/lib/${extra#*:}.so.$major" -Wl,-soname,"${extra#*:}.so.$major" -DFAKE_"${extra%%:*}" \
+      "$SRC/tests/fake_tensorrt.c" -L"$ft/lib" -l:"libnvinfer.so.$major"
+  done
+  compile "$ft/cuda.log" -shared -o "$ft/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/host_cuda.cc" ||
+    { fail "the host stand-in driver"; return; }
+  compile "$ft/test.log" -DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$inc" -isystem "$CUDA_INC" -DFM_TEST_TENSORRT_ENGINE \
+    -o "$ft/pipeline_trt" "$ROOT/native/tests/pipeline_gpu_test.cc" "$obj"/*.o -ldl -lpthread || { fail "pipeline_gpu_test.cc over TrtEngine"; return; }
+  for case in "plain:" "lost:FM_HOST_CUDA_CONTAIN_AT=37" "graph refused:FM_HOST_CUDA_NO_GRAPHS=1" \
+              "graph replay fails:FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=3" "event fails:FM_HOST_CUDA_EVENT_FAIL_AT=13"; do
+    env=(); [ -n "${case#*:}" ] && env=("${case#*:}")
+    out="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$ft/lib" LD_LIBRARY_PATH="$ft/cuda" \
+      "${env[@]}" "$ft/pipeline_trt" 2>&1)" || true
+    if grep -q 'engine: TrtEngine over the stand-in libnvinfer' <<<"$out" && grep -qE '^pipeline: [1-9][0-9]* passed, 0 failed$' <<<"$out" &&
+       ! grep -q 'FAKE-TRT VIOLATION' <<<"$out"; then
+      pass "pipeline over TrtEngine (${case%%:*}): $(sed -n 's/^pipeline: //p' <<<"$out"), no call breaking TensorRT's stated rules"
+    else
+      fail "pipeline over TrtEngine (${case%%:*}):"
+      grep -E 'FAIL|VIOLATION|^pipeline' <<<"$out" | head -20 | sed 's/^/        /'
+    fi
   done
 }
 
@@ -291,6 +332,7 @@ for INC in "${DIRS[@]}"; do
   else
     fail "builder/runtime smoke tool"
   fi
+  engine_over_fake_runtime "$INC" "$MAJOR" "$OBJ"
   mv "$WORK/.venv-off" "$WORK/.venv"
   status_case "^libraryPath: $WORK/\\.venv/lib/python3\\.11/site-packages/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
     "the project's .venv (beside the addon) -> found" "${CUDA[@]}"

@@ -11,8 +11,9 @@
 // with the stand-in engine of the tests, so its bookkeeping runs without TensorRT).
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
-// with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers
-// only. User-managed activation memory is for later.
+// with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers,
+// and run over a stand-in TensorRT runtime by check-tensorrt.sh (tests/fake_trt_runtime.cc).
+// User-managed activation memory is for later.
 #pragma once
 
 #include <atomic>

@@ -9,6 +9,12 @@
 // more batches than contexts, an oversized batch refused alone, both crops and resizes, batches
 // below the profile's smallest padded to it.
 // Without a CUDA device: 'SKIPPED: ...' and exit code 77.
+//
+// Built with FM_TEST_TENSORRT_ENGINE (scripts/check-tensorrt.sh, against TensorRT headers), the
+// same tests run over TensorRT's TrtEngine (runtime.cc) instead: it loads a plan for the stand-in
+// libnvinfer (tests/fake_trt_runtime.cc) describing CopyEngine's tensors and copies, so
+// deserialization, contexts, shapes, addresses, enqueueV3 and its CUDA-graph capture run through
+// TensorRT's own API, and the stand-in reports any call that breaks what TensorRT states.
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -26,6 +32,9 @@
 #include "tensorrt/pipeline.h"
 #include "copy_engine.h"
 #include "frame_support.h"
+#if defined(FM_TEST_TENSORRT_ENGINE)
+#include "tensorrt/runtime.h"
+#endif
 
 using namespace fm;
 using fm::trt::FaceIn;
@@ -41,6 +50,46 @@ using fm_test::fill_noise;
 namespace {
 
 constexpr int kSkip = 77;
+
+#if defined(FM_TEST_TENSORRT_ENGINE)
+// A plan for the stand-in libnvinfer (fake_trt_runtime.cc) with these tensors; each output's rows
+// come from CopyEngine's slice of the input.
+std::string fake_plan(const std::vector<trt::TensorDesc>& tensors) {
+  std::string plan = "FAKE-TRT-PLAN 1\n";
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const trt::TensorDesc& t = tensors[i];
+    plan += std::string(t.input ? "input " : "output ") + t.name + " " + t.dtype_name;
+    for (int64_t d : t.shape) plan += " " + std::to_string(d);
+    plan += t.input ? " profile " + std::to_string(t.min_batch) + " " + std::to_string(t.opt_batch) + " " + std::to_string(t.max_batch)
+                    : " from " + std::to_string(kSliceAt[i - 1]);
+    plan += "\n";
+  }
+  return plan;
+}
+#endif
+
+// The engine under test: CopyEngine (with one tensor's shape changed, for the refusals); with
+// FM_TEST_TENSORRT_ENGINE, TensorRT's TrtEngine loading a stand-in plan of the same tensors. Null,
+// with *error (or a failed check when error is null), if it cannot be made.
+std::unique_ptr<trt::Engine> make_engine(int contexts, int64_t max_batch, bool half = false, int64_t min_batch = 1, bool graphs = false,
+                                        int reshape = -1, std::vector<int64_t> shape = {}, std::string* error = nullptr) {
+  auto e = std::make_unique<CopyEngine>(contexts, max_batch, half, min_batch, graphs);
+  if (reshape >= 0) e->reshape(static_cast<size_t>(reshape), std::move(shape));
+#if defined(FM_TEST_TENSORRT_ENGINE)
+  const std::string plan = fake_plan(e->tensors());
+  e.reset();
+  std::string why;
+  std::unique_ptr<trt::Engine> t = trt::TrtEngine::load(plan.data(), plan.size(), contexts, 0, &why, graphs);
+  if (!t) {
+    if (error != nullptr) *error = why;
+    else check(false, "TrtEngine::load of the stand-in plan", why);
+  }
+  return t;
+#else
+  (void)error;
+  return e;
+#endif
+}
 struct Frames {
   std::vector<uint8_t> hd, gray, chip;
   uint8_t* pinned = nullptr;
@@ -61,7 +110,9 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
   o.crop = crop;
   o.resize = resize;
   o.max_batch = kMax;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(2, kMax, half, min_batch, graphs), o, &error);
+  auto engine = make_engine(2, kMax, half, min_batch, graphs);
+  if (!engine) return;
+  auto p = trt::Pipeline::start(std::move(engine), o, &error);
   if (!p) {
     check(false, name + ": pipeline starts", error);
     return;
@@ -179,31 +230,35 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
 
 // Engines whose tensors the pipeline cannot size are refused at start, with the reason.
 void refuses_unservable_engines() {
+  // The pipeline refuses them at start; TrtEngine already at load the outputs it cannot size (it
+  // asks the context for their shapes at a batch: [1,-1] there).
   struct Case {
     const char* what;
-    size_t tensor;
+    int tensor;
     std::vector<int64_t> shape;
-    const char* says;
+    std::vector<const char*> says;
   };
-  const Case cases[] = {{"a fixed batch", 0, {4, 3, kInput, kInput}, "fixed batch of 4"},
-                        {"an output without the batch axis", 1, {16, kSlice}, "has shape [16,16], not [batch"},
-                        {"a data-dependent output dimension", 2, {-1, -1}, "has shape [-1,-1], not [batch"}};
+  const Case cases[] = {{"a fixed batch", 0, {4, 3, kInput, kInput}, {"fixed batch of 4"}},
+                        {"an output without the batch axis", 1, {16, kSlice}, {"has shape [16,16]", "not [batch"}},
+                        {"a data-dependent output dimension", 2, {-1, -1}, {"has shape [", "-1]", "not [batch"}}};
   for (const Case& c : cases) {
-    auto e = std::make_unique<CopyEngine>(1, 8);
-    e->reshape(c.tensor, c.shape);
     trt::PipelineOptions o;
     o.streams = 1;
     o.max_batch = 8;
     std::string error;
-    auto p = trt::Pipeline::start(std::move(e), o, &error);
-    check(!p && error.find(c.says) != std::string::npos, std::string("an engine with ") + c.what + " is refused", error);
+    auto e = make_engine(1, 8, false, 1, false, c.tensor, c.shape, &error);
+    auto p = e ? trt::Pipeline::start(std::move(e), o, &error) : nullptr;
+    bool says = true;
+    for (const char* s : c.says) says = says && error.find(s) != std::string::npos;
+    check(!p && says, std::string("an engine with ") + c.what + " is refused", error);
   }
   // A maxBatch below the profile's smallest batch could not be padded within its buffers.
   trt::PipelineOptions o;
   o.streams = 1;
   o.max_batch = 2;
   std::string error;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(1, 8, false, 4), o, &error);
+  auto e = make_engine(1, 8, false, 4);
+  auto p = e ? trt::Pipeline::start(std::move(e), o, &error) : nullptr;
   check(!p && error.find("maxBatch 2 is outside the engine's profile [4, 8]") != std::string::npos, "a maxBatch below the profile's minimum is refused", error);
 }
 
@@ -245,7 +300,8 @@ std::shared_ptr<trt::Pipeline> copy_pipeline(int streams, const std::string& wha
   o.streams = streams;
   o.max_batch = 8;
   std::string error;
-  auto p = trt::Pipeline::start(std::make_unique<CopyEngine>(streams, 8), o, &error);
+  auto e = make_engine(streams, 8);
+  auto p = e ? trt::Pipeline::start(std::move(e), o, &error) : nullptr;
   if (!p) check(false, what + ": pipeline starts", error);
   return p;
 }
@@ -296,8 +352,14 @@ int main() {
     std::printf("FAIL: %s\n", why.c_str());
     return 1;
   }
-  std::printf("pipeline on %s (sm_%d%d), CUDA kernels %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
-              trt::PreprocessKernels::embedded() ? "embedded" : "not built");
+  std::printf("pipeline on %s (sm_%d%d), CUDA kernels %s, engine: %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
+              trt::PreprocessKernels::embedded() ? "embedded" : "not built",
+#if defined(FM_TEST_TENSORRT_ENGINE)
+              "TrtEngine over the stand-in libnvinfer"
+#else
+              "CopyEngine"
+#endif
+  );
   if (std::getenv("FM_HOST_CUDA_CONTAIN_AT") != nullptr) {  // ctest pipeline_host_lost (host stand-in only)
     loses_the_device();
   } else if (std::getenv("FM_HOST_CUDA_EVENT_FAIL_AT") != nullptr) {  // ctest pipeline_host_event (the same)

@@ -11,7 +11,8 @@
  * device-to-device copies a thread issues while capturing (the stand-in engine's "inference"),
  * and a launch replays them; anything else issued then fails the capture. FM_HOST_CUDA_NO_GRAPHS=1
  * refuses capture, FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=n fails the n-th launch (not fatally),
- * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. One "GPU": "Host stand-in", sm_90. */
+ * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. The current context is kept per
+ * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
 #include "preprocess_cuda_host.h"
@@ -100,7 +101,11 @@ CUresult cuDeviceGetAttribute(int* v, int attr, int d) {
 CUresult cuDeviceTotalMem_v2(size_t* b, int d) { (void)d; *b = (size_t)1 << 30; return 0; }
 CUresult cuDevicePrimaryCtxRetain(void** c, int d) { (void)d; *c = &token; return 0; }
 CUresult cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return 0; }
-CUresult cuCtxSetCurrent(void* c) { (void)c; return 0; }
+// The current context per thread, as the driver keeps it (the TensorRT stand-in checks that the
+// threads that enqueue have one).
+static thread_local void* g_current = nullptr;
+CUresult cuCtxSetCurrent(void* c) { g_current = c; return 0; }
+CUresult cuCtxGetCurrent(void** c) { *c = g_current; return 0; }
 CUresult cuStreamCreate(void** s, unsigned f) { (void)f; *s = &token; return 0; }
 CUresult cuStreamDestroy_v2(void* s) { (void)s; return 0; }
 CUresult cuStreamSynchronize(void* s) { (void)s; return sticky(); }
