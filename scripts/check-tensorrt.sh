@@ -18,10 +18,11 @@
 #      the project's .venv), wrong major, missing parser, no driver, no GPU, GPU too old, available;
 #      and build_engine / Engine::load run up to TensorRT's factories (NULL from the stand-ins)
 #      and report the refusal as an error;
-#   5. TrtEngine and the pipeline run end to end over a stand-in libnvinfer whose runtime works
-#      (native/tensorrt/tests/fake_trt_runtime.cc: deserialize, contexts, shapes, addresses,
-#      enqueueV3, CUDA-graph capture) and the host stand-in libcuda.so.1: the ctest pipeline_host*
-#      suite over TensorRT's API, every call checked against what the headers state.
+#   5. the builder, TrtEngine and the pipeline run end to end over stand-in TensorRT libraries
+#      that work (native/tensorrt/tests/fake_trt_*.cc: parse, profile, progress, cancel, timing
+#      cache; deserialize, contexts, shapes, addresses, enqueueV3, CUDA-graph capture) and the host
+#      stand-in libcuda.so.1: build_over_fake_test, and the ctest pipeline_host* suite over
+#      TensorRT's API, every call checked against what the headers state.
 # Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
 #
 # Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,
@@ -140,41 +141,57 @@ fake_trt() {
   done
 }
 
-# engine_over_fake_runtime <include dir> <major> <objects dir>: TensorRT's TrtEngine (runtime.cc)
-# and the pipeline run end to end over a stand-in libnvinfer whose runtime works
-# (tests/fake_trt_runtime.cc, its interfaces' stubs generated from these headers) and the host
-# stand-in libcuda.so.1: native/tests/pipeline_gpu_test.cc built with FM_TEST_TENSORRT_ENGINE, in
-# each of the ctest pipeline_host* configurations. The stand-in reports any call that breaks what
-# TensorRT's headers state ("FAKE-TRT VIOLATION:"), which fails the check.
-engine_over_fake_runtime() {
-  local inc="$1" major="$2" obj="$3" ft="$WORK/fake-runtime-$2" case env out
-  echo "-- TrtEngine and the pipeline over a working stand-in TensorRT runtime and the host stand-in driver"
-  mkdir -p "$ft/lib" "$ft/cuda"
-  python3 "$SRC/tests/fake_trt_stubs.py" "$inc" VRuntime VCudaEngine VExecutionContext >"$ft/fake_trt_stubs.h" ||
-    { fail "stubs of TensorRT's runtime interfaces from $inc/NvInferImpl.h"; return; }
-  compile "$ft/lib.log" -shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft" -o "$ft/lib/libnvinfer.so.$major" \
-    -Wl,-soname,"libnvinfer.so.$major" "$SRC/tests/fake_trt_runtime.cc" -ldl || { fail "the stand-in TensorRT runtime"; return; }
-  for extra in PARSER:libnvonnxparser PLUGIN:libnvinfer_plugin; do
-    "$CC" -shared -fPIC -o "$ft/lib/${extra#*:}.so.$major" -Wl,-soname,"${extra#*:}.so.$major" -DFAKE_"${extra%%:*}" \
-      "$SRC/tests/fake_tensorrt.c" -L"$ft/lib" -l:"libnvinfer.so.$major"
+# over_fake_tensorrt <include dir> <major> <objects dir>: the builder and TensorRT's TrtEngine run end
+# to end over stand-in TensorRT libraries that work (native/tensorrt/tests/fake_trt_*.cc: the
+# interfaces' stubs generated from these headers by fake_trt_stubs.py) and the host stand-in
+# libcuda.so.1:
+#   - build_over_fake_test.cc: build_engine() (parse, profile, progress, cancel, timing cache) and
+#     the plan it makes loaded by TrtEngine;
+#   - native/tests/pipeline_gpu_test.cc built with FM_TEST_TENSORRT_ENGINE: the pipeline over
+#     TrtEngine, in each of the ctest pipeline_host* configurations.
+# The stand-ins report any call that breaks what TensorRT's headers state ("FAKE-TRT VIOLATION:"),
+# which fails the check.
+over_fake_tensorrt() {
+  local inc="$1" major="$2" obj="$3" ft="$WORK/fake-trt-$2" case env out c
+  echo "-- the builder, TrtEngine and the pipeline over working stand-in TensorRT libraries and the host stand-in driver"
+  mkdir -p "$ft/lib" "$ft/cuda" "$ft/build"
+  local apiv=()
+  for c in VRuntime VCudaEngine VExecutionContext VBuilder VBuilderConfig VNetworkDefinition VOptimizationProfile VTimingCache VHostMemory VTensor; do
+    apiv+=("NvInferImpl.h:nvinfer1::apiv::$c")
   done
+  python3 "$SRC/tests/fake_trt_stubs.py" "$inc" "${apiv[@]}" >"$ft/fake_trt_stubs.h" &&
+    python3 "$SRC/tests/fake_trt_stubs.py" "$inc" NvOnnxParser.h:nvonnxparser::IParser NvOnnxParser.h:nvonnxparser::IParserError \
+      >"$ft/fake_trt_parser_stubs.h" || { fail "stubs of TensorRT's interfaces from $inc"; return; }
+  local stand=(-shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft")
+  compile "$ft/nvinfer.log" "${stand[@]}" -o "$ft/lib/libnvinfer.so.$major" -Wl,-soname,"libnvinfer.so.$major" \
+    "$SRC/tests/fake_trt_runtime.cc" "$SRC/tests/fake_trt_builder.cc" -ldl || { fail "the stand-in libnvinfer"; return; }
+  compile "$ft/parser.log" "${stand[@]}" -o "$ft/lib/libnvonnxparser.so.$major" -Wl,-soname,"libnvonnxparser.so.$major" \
+    "$SRC/tests/fake_trt_parser.cc" -L"$ft/lib" -l:"libnvinfer.so.$major" || { fail "the stand-in libnvonnxparser"; return; }
+  "$CC" -shared -fPIC -o "$ft/lib/libnvinfer_plugin.so.$major" -Wl,-soname,"libnvinfer_plugin.so.$major" -DFAKE_PLUGIN \
+    "$SRC/tests/fake_tensorrt.c" -L"$ft/lib" -l:"libnvinfer.so.$major"
   compile "$ft/cuda.log" -shared -o "$ft/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/host_cuda.cc" ||
     { fail "the host stand-in driver"; return; }
-  compile "$ft/test.log" -DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$inc" -isystem "$CUDA_INC" -DFM_TEST_TENSORRT_ENGINE \
-    -o "$ft/pipeline_trt" "$ROOT/native/tests/pipeline_gpu_test.cc" "$obj"/*.o -ldl -lpthread || { fail "pipeline_gpu_test.cc over TrtEngine"; return; }
+  local tests=(-DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$inc" -isystem "$CUDA_INC")
+  compile "$ft/build.log" "${tests[@]}" -o "$ft/build_test" "$SRC/tests/build_over_fake_test.cc" "$obj"/*.o -ldl -lpthread &&
+    compile "$ft/pipeline.log" "${tests[@]}" -DFM_TEST_TENSORRT_ENGINE -o "$ft/pipeline_trt" "$ROOT/native/tests/pipeline_gpu_test.cc" \
+      "$obj"/*.o -ldl -lpthread || { fail "the tests over the stand-in TensorRT"; return; }
+  run_over_fake() {  # run_over_fake <what> <expected summary regex> <command and env...>
+    local what="$1" want="$2"; shift 2
+    out="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$ft/lib" LD_LIBRARY_PATH="$ft/cuda" "$@" 2>&1)" || true
+    if grep -qE "$want" <<<"$out" && ! grep -q 'FAKE-TRT VIOLATION' <<<"$out"; then
+      pass "$what: $(grep -E "$want" <<<"$out" | tail -n 1), no call breaking TensorRT's stated rules"
+    else
+      fail "$what:"
+      grep -E 'FAIL|VIOLATION|passed' <<<"$out" | head -20 | sed 's/^/        /'
+    fi
+  }
+  run_over_fake "build_engine, then TrtEngine on its plan" '^build: [1-9][0-9]* passed, 0 failed$' "$ft/build_test" "$ft/build"
   for case in "plain:" "lost:FM_HOST_CUDA_CONTAIN_AT=37" "graph refused:FM_HOST_CUDA_NO_GRAPHS=1" \
               "graph replay fails:FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=3" "event fails:FM_HOST_CUDA_EVENT_FAIL_AT=13"; do
     env=(); [ -n "${case#*:}" ] && env=("${case#*:}")
-    out="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$ft/lib" LD_LIBRARY_PATH="$ft/cuda" \
-      "${env[@]}" "$ft/pipeline_trt" 2>&1)" || true
-    if grep -q 'engine: TrtEngine over the stand-in libnvinfer' <<<"$out" && grep -qE '^pipeline: [1-9][0-9]* passed, 0 failed$' <<<"$out" &&
-       ! grep -q 'FAKE-TRT VIOLATION' <<<"$out"; then
-      pass "pipeline over TrtEngine (${case%%:*}): $(sed -n 's/^pipeline: //p' <<<"$out"), no call breaking TensorRT's stated rules"
-    else
-      fail "pipeline over TrtEngine (${case%%:*}):"
-      grep -E 'FAIL|VIOLATION|^pipeline' <<<"$out" | head -20 | sed 's/^/        /'
-    fi
+    run_over_fake "pipeline over TrtEngine (${case%%:*})" '^pipeline: [1-9][0-9]* passed, 0 failed$' "${env[@]}" "$ft/pipeline_trt"
   done
+  grep -q 'engine: TrtEngine over the stand-in libnvinfer' <<<"$out" || fail "the pipeline tests did not run over TrtEngine"
 }
 
 HAVE_REAL_DRIVER=0
@@ -332,7 +349,7 @@ for INC in "${DIRS[@]}"; do
   else
     fail "builder/runtime smoke tool"
   fi
-  engine_over_fake_runtime "$INC" "$MAJOR" "$OBJ"
+  over_fake_tensorrt "$INC" "$MAJOR" "$OBJ"
   mv "$WORK/.venv-off" "$WORK/.venv"
   status_case "^libraryPath: $WORK/\\.venv/lib/python3\\.11/site-packages/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
     "the project's .venv (beside the addon) -> found" "${CUDA[@]}"

@@ -213,21 +213,23 @@ BuildResult build_engine(const BuildOptions& o) {
   }
 
   // The input and its profile: dimension 0 is the batch, every other one must be fixed.
+  // The named input first: a model whose one input has another name is told so, not that it has a
+  // second dynamic input.
   nvinfer1::ITensor* input = nullptr;
   std::string inputs;
   for (int32_t i = 0; i < network->getNbInputs(); ++i) {
     nvinfer1::ITensor* t = network->getInput(i);
-    const std::string name = t->getName();
-    inputs += (i ? ", " : "") + name + " " + dims_text(t->getDimensions());
-    if (name == o.input_name) {
-      input = t;
-    } else {
-      const Dims d = t->getDimensions();
-      for (int32_t k = 0; k < d.nbDims; ++k)
-        if (d.d[k] < 0) return fail(r, "the model has a second dynamic input, " + name + " " + dims_text(d) + ": not supported");
-    }
+    inputs += (i ? ", " : "") + std::string(t->getName()) + " " + dims_text(t->getDimensions());
+    if (t->getName() == o.input_name) input = t;
   }
   if (input == nullptr) return fail(r, "the model has no input named '" + o.input_name + "' (inputs: " + inputs + ")");
+  for (int32_t i = 0; i < network->getNbInputs(); ++i) {
+    nvinfer1::ITensor* t = network->getInput(i);
+    const Dims d = t->getDimensions();
+    if (t == input) continue;
+    for (int32_t k = 0; k < d.nbDims; ++k)
+      if (d.d[k] < 0) return fail(r, "the model has a second dynamic input, " + std::string(t->getName()) + " " + dims_text(d) + ": not supported");
+  }
   const Dims dims = input->getDimensions();
   if (dims.nbDims < 1) return fail(r, "input '" + o.input_name + "' is a scalar");
   for (int32_t k = 1; k < dims.nbDims; ++k)

@@ -7,7 +7,7 @@
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
 // with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x
-// headers only.
+// headers, and run over stand-in TensorRT libraries by check-tensorrt.sh (tests/build_over_fake_test.cc).
 #pragma once
 
 #include <atomic>

@@ -12,7 +12,7 @@
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
 // with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers,
-// and run over a stand-in TensorRT runtime by check-tensorrt.sh (tests/fake_trt_runtime.cc).
+// and run over stand-in TensorRT libraries by check-tensorrt.sh (tests/fake_trt_runtime.cc).
 // User-managed activation memory is for later.
 #pragma once
 
