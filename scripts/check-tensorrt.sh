@@ -141,8 +141,8 @@ fake_trt() {
   done
 }
 
-# over_fake_tensorrt <include dir> <major> <objects dir>: the builder and TensorRT's TrtEngine run end
-# to end over stand-in TensorRT libraries that work (native/tensorrt/tests/fake_trt_*.cc: the
+# queue_fake_tensorrt (the compile jobs) and over_fake_tensorrt (the runs): the builder and TensorRT's
+# TrtEngine run end to end over stand-in TensorRT libraries that work (native/tensorrt/tests/fake_trt_*.cc: the
 # interfaces' stubs generated from these headers by fake_trt_stubs.py) and the host stand-in
 # libcuda.so.1:
 #   - build_over_fake_test.cc: build_engine() (parse, profile, progress, cancel, timing cache) and
@@ -151,30 +151,41 @@ fake_trt() {
 #     TrtEngine, in each of the ctest pipeline_host* configurations.
 # The stand-ins report any call that breaks what TensorRT's headers state ("FAKE-TRT VIOLATION:"),
 # which fails the check.
-over_fake_tensorrt() {
-  local inc="$1" major="$2" obj="$3" ft="$WORK/fake-trt-$2" case env out c
-  echo "-- the builder, TrtEngine and the pipeline over working stand-in TensorRT libraries and the host stand-in driver"
+FAKE_JOBS=()
+queue_fake_tensorrt() {  # queue_fake_tensorrt <include dir> <major> <objects dir>: its compile jobs (compile_many)
+  local inc="$1" major="$2" obj="$3" ft="$WORK/fake-trt-$2" c apiv=()
   mkdir -p "$ft/lib" "$ft/cuda" "$ft/build"
-  local apiv=()
   for c in VRuntime VCudaEngine VExecutionContext VBuilder VBuilderConfig VNetworkDefinition VOptimizationProfile VTimingCache VHostMemory VTensor; do
     apiv+=("NvInferImpl.h:nvinfer1::apiv::$c")
   done
-  python3 "$SRC/tests/fake_trt_stubs.py" "$inc" "${apiv[@]}" >"$ft/fake_trt_stubs.h" &&
-    python3 "$SRC/tests/fake_trt_stubs.py" "$inc" NvOnnxParser.h:nvonnxparser::IParser NvOnnxParser.h:nvonnxparser::IParserError \
-      >"$ft/fake_trt_parser_stubs.h" || { fail "stubs of TensorRT's interfaces from $inc"; return; }
-  local stand=(-shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft")
-  compile "$ft/nvinfer.log" "${stand[@]}" -o "$ft/lib/libnvinfer.so.$major" -Wl,-soname,"libnvinfer.so.$major" \
-    "$SRC/tests/fake_trt_runtime.cc" "$SRC/tests/fake_trt_builder.cc" -ldl || { fail "the stand-in libnvinfer"; return; }
-  compile "$ft/parser.log" "${stand[@]}" -o "$ft/lib/libnvonnxparser.so.$major" -Wl,-soname,"libnvonnxparser.so.$major" \
-    "$SRC/tests/fake_trt_parser.cc" -L"$ft/lib" -l:"libnvinfer.so.$major" || { fail "the stand-in libnvonnxparser"; return; }
+  FAKE_JOBS=("stand-in libnvinfer" "host stand-in driver" "build_over_fake_test.cc" "pipeline_gpu_test.cc over TrtEngine")
+  if ! python3 "$SRC/tests/fake_trt_stubs.py" "$inc" "${apiv[@]}" >"$ft/fake_trt_stubs.h" ||
+     ! python3 "$SRC/tests/fake_trt_stubs.py" "$inc" NvOnnxParser.h:nvonnxparser::IParser NvOnnxParser.h:nvonnxparser::IParserError \
+       >"$ft/fake_trt_parser_stubs.h"; then
+    FAKE_JOBS=("stubs of TensorRT's interfaces from $inc")
+    return
+  fi
+  # -O1: quicker to compile; these are tests.
+  local tests=(-O1 -DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$inc" -isystem "$CUDA_INC")
+  compile_many "stand-in libnvinfer" "$ft/nvinfer.log" -O1 -shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft" \
+    -o "$ft/lib/libnvinfer.so.$major" -Wl,-soname,"libnvinfer.so.$major" "$SRC/tests/fake_trt_runtime.cc" "$SRC/tests/fake_trt_builder.cc" -ldl
+  compile_many "host stand-in driver" "$ft/cuda.log" -O1 -shared -o "$ft/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/host_cuda.cc"
+  compile_many "build_over_fake_test.cc" "$ft/build.log" "${tests[@]}" -o "$ft/build_test" "$SRC/tests/build_over_fake_test.cc" "$obj"/*.o -ldl -lpthread
+  compile_many "pipeline_gpu_test.cc over TrtEngine" "$ft/pipeline.log" "${tests[@]}" -DFM_TEST_TENSORRT_ENGINE -o "$ft/pipeline_trt" \
+    "$ROOT/native/tests/pipeline_gpu_test.cc" "$obj"/*.o -ldl -lpthread
+}
+
+over_fake_tensorrt() {  # after queue_fake_tensorrt's jobs have been compiled
+  local inc="$1" major="$2" ft="$WORK/fake-trt-$2" case env out job
+  echo "-- the builder, TrtEngine and the pipeline over working stand-in TensorRT libraries and the host stand-in driver"
+  for job in "${FAKE_JOBS[@]}"; do
+    if [[ "$TOOLS_FAILED" == *" $job "* ]] || [[ "$job" == stubs* ]]; then fail "$job"; return; fi
+  done
+  compile "$ft/parser.log" -O1 -shared -isystem "$inc" -isystem "$CUDA_INC" -I"$ft" -o "$ft/lib/libnvonnxparser.so.$major" \
+    -Wl,-soname,"libnvonnxparser.so.$major" "$SRC/tests/fake_trt_parser.cc" -L"$ft/lib" -l:"libnvinfer.so.$major" ||
+    { fail "the stand-in libnvonnxparser"; return; }
   "$CC" -shared -fPIC -o "$ft/lib/libnvinfer_plugin.so.$major" -Wl,-soname,"libnvinfer_plugin.so.$major" -DFAKE_PLUGIN \
     "$SRC/tests/fake_tensorrt.c" -L"$ft/lib" -l:"libnvinfer.so.$major"
-  compile "$ft/cuda.log" -shared -o "$ft/cuda/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$SRC/tests/host_cuda.cc" ||
-    { fail "the host stand-in driver"; return; }
-  local tests=(-DFM_HAVE_TENSORRT -DFM_HAVE_CUDA_HEADERS -isystem "$inc" -isystem "$CUDA_INC")
-  compile "$ft/build.log" "${tests[@]}" -o "$ft/build_test" "$SRC/tests/build_over_fake_test.cc" "$obj"/*.o -ldl -lpthread &&
-    compile "$ft/pipeline.log" "${tests[@]}" -DFM_TEST_TENSORRT_ENGINE -o "$ft/pipeline_trt" "$ROOT/native/tests/pipeline_gpu_test.cc" \
-      "$obj"/*.o -ldl -lpthread || { fail "the tests over the stand-in TensorRT"; return; }
   run_over_fake() {  # run_over_fake <what> <expected summary regex> <command and env...>
     local what="$1" want="$2"; shift 2
     out="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$ft/lib" LD_LIBRARY_PATH="$ft/cuda" "$@" 2>&1)" || true
@@ -224,21 +235,26 @@ for INC in "${DIRS[@]}"; do
   for cc in "$SRC"/*.cc "$ROOT/native/preprocess/preprocess_cpu.cc"; do
     compile_many "$(basename "$cc")" "$OBJ/$(basename "$cc").log" "${DEFS[@]}" -c "$cc" -o "$OBJ/$(basename "$cc" .cc).o"
   done
-  compiled
-  ok=1
-  for f in "${FAILED[@]}"; do fail "$f does not compile"; ok=0; done
-  [ "$ok" = 1 ] && pass "each header compiles on its own; compiled: $(cd "$SRC" && echo *.cc) preprocess_cpu.cc"
-  [ "$ok" = 1 ] || continue
   # The N-API binding (native/tensorrt_binding.cc), where node-addon-api is installed.
   NAPI_INC="$ROOT/node_modules/node-addon-api"
   NODE_INC="$ROOT/node_modules/node-api-headers/include"
+  BINDING=0
   if [ -f "$NAPI_INC/napi.h" ] && [ -f "$NODE_INC/node_api.h" ]; then
-    compile "$OBJ/binding.log" "${DEFS[@]}" -I"$NAPI_INC" -I"$NODE_INC" -DNAPI_VERSION=9 -DNAPI_CPP_EXCEPTIONS \
-      -DNODE_ADDON_API_DISABLE_DEPRECATED -fsyntax-only "$ROOT/native/tensorrt_binding.cc" &&
-      pass "tensorrt_binding.cc compiles (node-addon-api)" || fail "tensorrt_binding.cc does not compile"
-  else
-    echo "  skip: tensorrt_binding.cc (node-addon-api not installed: run npm ci)"
+    BINDING=1
+    compile_many binding "$OBJ/binding.log" "${DEFS[@]}" -I"$NAPI_INC" -I"$NODE_INC" -DNAPI_VERSION=9 -DNAPI_CPP_EXCEPTIONS \
+      -DNODE_ADDON_API_DISABLE_DEPRECATED -fsyntax-only "$ROOT/native/tensorrt_binding.cc"
   fi
+  compiled
+  ok=1
+  for f in "${FAILED[@]}"; do
+    if [ "$f" = binding ]; then fail "tensorrt_binding.cc does not compile"; BINDING=2; else fail "$f does not compile"; ok=0; fi
+  done
+  [ "$ok" = 1 ] && pass "each header compiles on its own; compiled: $(cd "$SRC" && echo *.cc) preprocess_cpu.cc"
+  case "$BINDING" in
+    1) pass "tensorrt_binding.cc compiles (node-addon-api)" ;;
+    0) echo "  skip: tensorrt_binding.cc (node-addon-api not installed: run npm ci)" ;;
+  esac
+  [ "$ok" = 1 ] || continue
 
   if "$CXX" -shared -o "$OBJ/libfm_tensorrt_check.so" "$OBJ"/*.o -Wl,--no-undefined -ldl >"$OBJ/link.log" 2>&1; then
     NEEDED="$(readelf -d "$OBJ/libfm_tensorrt_check.so" | sed -nE 's/.*Shared library: \[(.*)\]/\1/p' | tr '\n' ' ')"
@@ -256,9 +272,15 @@ for INC in "${DIRS[@]}"; do
   # The status tool sits two folders below $WORK, as the addon sits in <project>/build/Release:
   # its "project .venv" is $WORK/.venv.
   STATUS_TOOL="$WORK/tool-$MAJOR/bin/tensorrt_status"
+  SMOKE="$WORK/tool-$MAJOR/bin/tensorrt_smoke"
   mkdir -p "$(dirname "$STATUS_TOOL")"
-  compile "$OBJ/tool.log" "${DEFS[@]}" -o "$STATUS_TOOL" "$SRC/tests/status_main.cc" "$OBJ/loader.o" "$OBJ/cuda_driver.o" -ldl ||
-    { fail "status tool"; continue; }
+  # The tools and the tests over stand-in TensorRT libraries, compiled side by side.
+  compile_many "status tool" "$OBJ/tool.log" "${DEFS[@]}" -o "$STATUS_TOOL" "$SRC/tests/status_main.cc" "$OBJ/loader.o" "$OBJ/cuda_driver.o" -ldl
+  compile_many "builder/runtime smoke tool" "$OBJ/smoke.log" "${DEFS[@]}" -o "$SMOKE" "$SRC/tests/smoke_main.cc" "$OBJ"/*.o -ldl
+  queue_fake_tensorrt "$INC" "$MAJOR" "$OBJ"
+  compiled
+  TOOLS_FAILED=" ${FAILED[*]} "
+  [[ "$TOOLS_FAILED" == *" status tool "* ]] && { fail "status tool"; continue; }
 
   OTHER=$((MAJOR == 10 ? 11 : 10))
   GOOD=$((MAJOR * 10000 + MINOR * 100 + PATCH))
@@ -322,8 +344,7 @@ for INC in "${DIRS[@]}"; do
     VIRTUAL_ENV="$F/deps" "${CUDA[@]}"
   status_case "^tensorrtBuild: 48\$" "... the library's build number" VIRTUAL_ENV="$F/deps" "${CUDA[@]}"
 
-  SMOKE="$WORK/tool-$MAJOR/bin/tensorrt_smoke"
-  if compile "$OBJ/smoke.log" "${DEFS[@]}" -o "$SMOKE" "$SRC/tests/smoke_main.cc" "$OBJ"/*.o -ldl; then
+  if [[ "$TOOLS_FAILED" != *" builder/runtime smoke tool "* ]]; then
     echo "fake onnx" >"$WORK/model.onnx"
     SM="$(cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" "$SMOKE" "$WORK/model.onnx" 2>&1)" ||
       fail "builder/runtime smoke run crashed: $SM"
@@ -349,7 +370,7 @@ for INC in "${DIRS[@]}"; do
   else
     fail "builder/runtime smoke tool"
   fi
-  over_fake_tensorrt "$INC" "$MAJOR" "$OBJ"
+  over_fake_tensorrt "$INC" "$MAJOR"
   mv "$WORK/.venv-off" "$WORK/.venv"
   status_case "^libraryPath: $WORK/\\.venv/lib/python3\\.11/site-packages/tensorrt_libs/libnvinfer\\.so\\.$MAJOR\$" \
     "the project's .venv (beside the addon) -> found" "${CUDA[@]}"
