@@ -130,14 +130,7 @@ void build_call_js(Napi::Env env, Napi::Function, BuildTask* task, BuildEvent* e
   Napi::Array messages = Napi::Array::New(env, r.messages.size());
   for (size_t i = 0; i < r.messages.size(); ++i) messages.Set(static_cast<uint32_t>(i), r.messages[i]);
   if (!r.ok) {
-    std::string text = r.error;
-    for (const ParserError& p : r.parser_errors) {
-      text += "\n  " + p.desc;
-      if (!p.node_name.empty() || p.node >= 0)
-        text += " (node " + (p.node_name.empty() ? std::to_string(p.node) : p.node_name) +
-                (p.node_operator.empty() ? "" : ", " + p.node_operator) + ")";
-    }
-    Napi::Error err = Napi::Error::New(env, text);
+    Napi::Error err = Napi::Error::New(env, r.error);  // which lists the parser's errors, each with its node
     err.Set("name", r.cancelled ? "AbortError" : "Error");
     err.Set("messages", messages);
     task->deferred.Reject(err.Value());

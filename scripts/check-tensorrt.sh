@@ -22,13 +22,16 @@
 #      that work (native/tensorrt/tests/fake_trt_*.cc: parse, profile, progress, cancel, timing
 #      cache; deserialize, contexts, shapes, addresses, enqueueV3, CUDA-graph capture) and the host
 #      stand-in libcuda.so.1: build_over_fake_test, and the ctest pipeline_host* suite over
-#      TensorRT's API, every call checked against what the headers state.
+#      TensorRT's API, every call checked against what the headers state; with
+#      CHECK_TENSORRT_ADDON=1 also the addon built against the headers (cmake-js, ~10 s more per
+#      header set), its tensorrtBuild / tensorrtLoad run from Node (tests/binding_over_fake.js).
 # Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
 #
 # Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,
 # /usr/include/x86_64-linux-gnu, /usr/local/tensorrt/include, whichever has NvInfer.h),
 # CUDA_INCLUDE_DIR (default /usr/local/cuda/include: headers only), CXX, CC,
-# CHECK_TENSORRT_WERROR=1 to fail on any compiler warning in our code, KEEP_CHECK_DIR=1 to keep the
+# CHECK_TENSORRT_WERROR=1 to fail on any compiler warning in our code, CHECK_TENSORRT_ADDON=1 to
+# build the addon and run its binding over the stand-ins too (step 5), KEEP_CHECK_DIR=1 to keep the
 # work folder (objects, stand-ins, status tools).
 set -euo pipefail
 
@@ -203,6 +206,17 @@ over_fake_tensorrt() {  # after queue_fake_tensorrt's jobs have been compiled
     run_over_fake "pipeline over TrtEngine (${case%%:*})" '^pipeline: [1-9][0-9]* passed, 0 failed$' "${env[@]}" "$ft/pipeline_trt"
   done
   grep -q 'engine: TrtEngine over the stand-in libnvinfer' <<<"$out" || fail "the pipeline tests did not run over TrtEngine"
+  [ "${CHECK_TENSORRT_ADDON:-0}" = 1 ] || return 0
+  # The addon itself, built against these headers (cmake-js; no CUDA kernels: CPU preprocessing),
+  # and its tensorrtBuild / tensorrtLoad run from Node over the same stand-ins.
+  local addon="$WORK/addon-$major"
+  if ! (cd "$ROOT" && npx cmake-js compile --out "$addon" --CDTENSORRT_INCLUDE_DIR="$inc" --CDCUDA_INCLUDE_DIR="$CUDA_INC" \
+        --CDFM_CUDA=OFF --log-level warn) >"$ft/addon.log" 2>&1; then
+    tail -n 20 "$ft/addon.log"; fail "the addon built against $inc"; return
+  fi
+  mkdir -p "$ft/node"
+  run_over_fake "the N-API binding's tensorrtBuild / tensorrtLoad from Node" '^binding: [1-9][0-9]* passed, 0 failed$' \
+    FAKE_TRT_STEP_MS=100 node "$SRC/tests/binding_over_fake.js" "$addon/Release/face_multitask.node" "$ft/node"
 }
 
 HAVE_REAL_DRIVER=0

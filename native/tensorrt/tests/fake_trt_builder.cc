@@ -19,6 +19,9 @@
 #include <NvInfer.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -248,17 +251,26 @@ IHostMemory* BuilderImpl::buildSerializedNetwork(INetworkDefinition& network, IB
             std::to_string(batch[1]) + " " + std::to_string(batch[2]) + "\n";
   }
   plan += "output out float32 -1 16 from 0\n";
-  // Progress: "Building" (3 steps), with "Timing" (2 steps) nested in its second.
+  // Progress: "Building" (3 steps), with "Timing" (2 steps) nested in its second. FAKE_TRT_STEP_MS:
+  // each step takes that long (a build that can be cancelled from another thread while it runs).
   IProgressMonitor* m = c.monitor;
+  const char* step_ms = std::getenv("FAKE_TRT_STEP_MS");
+  const auto work = [&] {
+    if (step_ms != nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(step_ms)));
+  };
   bool go = true;
   if (m != nullptr) {
     m->phaseStart("Building", nullptr, 3);
     for (int32_t step = 0; go && step < 3; ++step) {
       if (step == 1) {
         m->phaseStart("Timing", "Building", 2);
-        for (int32_t inner = 0; go && inner < 2; ++inner) go = m->stepComplete("Timing", inner);
+        for (int32_t inner = 0; go && inner < 2; ++inner) {
+          work();
+          go = m->stepComplete("Timing", inner);
+        }
         m->phaseFinish("Timing");
       }
+      work();
       go = go && m->stepComplete("Building", step);
     }
     m->phaseFinish("Building");
