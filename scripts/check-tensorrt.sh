@@ -32,7 +32,8 @@
 # CUDA_INCLUDE_DIR (default /usr/local/cuda/include: headers only), CXX, CC,
 # CHECK_TENSORRT_WERROR=1 to fail on any compiler warning in our code, CHECK_TENSORRT_ADDON=1 to
 # build the addon and run its binding over the stand-ins too (step 5), KEEP_CHECK_DIR=1 to keep the
-# work folder (objects, stand-ins, status tools).
+# work folder (objects, stand-ins, status tools). Needs python3 (step 5 generates the stand-ins'
+# interface stubs from the headers with native/tensorrt/tests/fake_trt_stubs.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
