@@ -24,7 +24,9 @@
 #      stand-in libcuda.so.1: build_over_fake_test, and the ctest pipeline_host* suite over
 #      TensorRT's API, every call checked against what the headers state; with
 #      CHECK_TENSORRT_ADDON=1 also the addon built against the headers (cmake-js, ~10 s more per
-#      header set), its tensorrtBuild / tensorrtLoad run from Node (tests/binding_over_fake.js).
+#      header set), its tensorrtBuild / tensorrtLoad run from Node (tests/binding_over_fake.js),
+#      and FaceMultitask.load({ backend: 'tensorrt' }) with detect() over it (the package's
+#      JavaScript, a synthetic model: tests/facemultitask_over_fake.js).
 # Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
 #
 # Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,
@@ -218,6 +220,20 @@ over_fake_tensorrt() {  # after queue_fake_tensorrt's jobs have been compiled
   mkdir -p "$ft/node"
   run_over_fake "the N-API binding's tensorrtBuild / tensorrtLoad from Node" '^binding: [1-9][0-9]* passed, 0 failed$' \
     FAKE_TRT_STEP_MS=100 node "$SRC/tests/binding_over_fake.js" "$addon/Release/face_multitask.node" "$ft/node"
+  # The package's JavaScript over that addon: a copy of the package (dist/, built by tsc) whose
+  # build/Release holds it, so the clone's own build stays as it is.
+  if [ ! -f "$ROOT/dist/lib/index.js" ]; then
+    echo "  skip: FaceMultitask over the stand-ins (no dist/: run npx tsc -p tsconfig.json)"
+    return
+  fi
+  local pkg="$ft/package"
+  mkdir -p "$pkg/build/Release" "$ft/fm"
+  cp -r "$ROOT/dist" "$ROOT/package.json" "$pkg/"
+  ln -s "$ROOT/node_modules" "$pkg/node_modules"
+  cp "$addon/Release/face_multitask.node" "$pkg/build/Release/"
+  node "$ROOT/dist/scripts/make-fixture.js" "$ft/fixture.onnx" --generation v2.5 >/dev/null || { fail "the v2.5 fixture model"; return; }
+  run_over_fake "FaceMultitask.load({ backend: 'tensorrt' }) and detect() from Node" '^facemultitask: [1-9][0-9]* passed, 0 failed$' \
+    node "$SRC/tests/facemultitask_over_fake.js" "$pkg" "$ft/fm" "$ft/fixture.onnx"
 }
 
 HAVE_REAL_DRIVER=0

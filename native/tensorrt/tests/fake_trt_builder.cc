@@ -99,6 +99,7 @@ class NetworkImpl final : public apiv::StubVNetworkDefinition {
   explicit NetworkImpl(NetworkDefinitionCreationFlags flags) : flags(flags) {}
   NetworkDefinitionCreationFlags flags;
   std::vector<std::unique_ptr<TensorHandle>> inputs;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> outputs;  // marked by the parser
   bool parser_alive = false, parsed = false;
   ITensor* addInput(char const* name, DataType, Dims const& dims) noexcept override {
     inputs.push_back(std::make_unique<TensorHandle>(new TensorImpl(name, dims)));
@@ -250,7 +251,13 @@ IHostMemory* BuilderImpl::buildSerializedNetwork(INetworkDefinition& network, IB
     plan += std::string("input ") + t.getName() + " float32 " + dims_text(dims) + " profile " + std::to_string(batch[0]) + " " +
             std::to_string(batch[1]) + " " + std::to_string(batch[2]) + "\n";
   }
-  plan += "output out float32 -1 16 from 0\n";
+  // The network's outputs (an ONNX file's), or one of 16 values; each a copy of a face's first input values.
+  if (n.outputs.empty()) plan += "output out float32 -1 16 from 0\n";
+  for (const auto& [name, dims] : n.outputs) {
+    plan += "output " + name + " float32";
+    for (size_t k = 0; k < dims.size(); ++k) plan += " " + std::to_string(k == 0 ? -1 : dims[k]);
+    plan += " from 0\n";
+  }
   // Progress: "Building" (3 steps), with "Timing" (2 steps) nested in its second. FAKE_TRT_STEP_MS:
   // each step takes that long (a build that can be cancelled from another thread while it runs).
   IProgressMonitor* m = c.monitor;
@@ -287,7 +294,11 @@ void* createInferBuilder_INTERNAL(void* logger, int32_t version) noexcept {
   if (version != NV_TENSORRT_VERSION) fake_trt_violation("createInferBuilder for headers " + std::to_string(version));
   return new BuilderHandle(new BuilderImpl(static_cast<ILogger*>(logger)));
 }
-// For the stand-in parser (another library, as TensorRT's): the network it fills, and its lifetime.
+// For the stand-in parser (another library, as TensorRT's): the network it fills, its lifetime, and
+// the outputs it marks.
+void fake_trt_network_output(void* network, const char* name, const int64_t* dims, int nb_dims) {
+  static_cast<NetworkHandle*>(static_cast<INetworkDefinition*>(network))->impl()->outputs.emplace_back(name, std::vector<int64_t>(dims, dims + nb_dims));
+}
 void fake_trt_network_parsed(void* network, int parser_alive) {
   NetworkImpl* n = static_cast<NetworkHandle*>(static_cast<INetworkDefinition*>(network))->impl();
   n->parsed = true;
