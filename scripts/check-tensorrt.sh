@@ -25,8 +25,9 @@
 #      TensorRT's API, every call checked against what the headers state; with
 #      CHECK_TENSORRT_ADDON=1 also the addon built against the headers (cmake-js, ~10 s more per
 #      header set), its tensorrtBuild / tensorrtLoad run from Node (tests/binding_over_fake.js),
-#      and FaceMultitask.load({ backend: 'tensorrt' }) with detect() over it (the package's
-#      JavaScript, a synthetic model: tests/facemultitask_over_fake.js).
+#      and FaceMultitask.load({ backend: 'tensorrt' }) with detect() over it, the CLI's doctor and
+#      build, and bench --backend tensorrt (the package's JavaScript, a synthetic model:
+#      tests/facemultitask_over_fake.js).
 # Once, without TensorRT headers: the stub build compiles and says 'headers absent at build time'.
 #
 # Environment: TENSORRT_INCLUDE_DIR (':'-separated; default: $TENSORRT_ROOT/include,

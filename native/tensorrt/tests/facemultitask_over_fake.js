@@ -7,9 +7,12 @@
 // face's first preprocessed values into every output; so a face's auValues (py-feat's p_au, read
 // as it is) must equal the first 20 values of the CPU preprocessing of that face. Covered: the
 // availability probe, the engine cache (a build with progress, then a load from the cache), the
-// binding, the pipeline, the scheduler's batches, ordinary and allocFrame() frames, close().
+// binding, the pipeline, the scheduler's batches, ordinary and allocFrame() frames, close(); and the
+// CLI's doctor and build, and `bench --backend tensorrt`, as child processes (their numbers mean
+// nothing here: the stand-ins run on the CPU).
 // Prints "facemultitask: <passed> passed, <failed> failed".
 'use strict'
+const { spawnSync } = require('node:child_process')
 const path = require('node:path')
 const [pkg, dir, model] = process.argv.slice(2)
 const { FaceMultitask, available } = require(path.join(pkg, 'dist', 'lib', 'index.js'))
@@ -66,6 +69,21 @@ async function main() {
   check(!later.some((e) => e.type === 'phase-start'), 'a second load reads the cached engine, no build', JSON.stringify(later))
   check(worst(await cached.detect({ data: pixels, width: W, height: H, format: 'rgb' }, { boxes }), cached.spec) === 0, '... and runs it')
   await cached.close()
+
+  const node = (script, ...args) => spawnSync(process.execPath, [path.join(pkg, 'dist', script), ...args], { encoding: 'utf8', timeout: 300_000 })
+  const doctor = node('lib/cli.js', 'doctor', '--json')
+  const report = doctor.status === 0 ? JSON.parse(doctor.stdout) : {}
+  check(report.backends?.tensorrt?.available === true, 'face-multitask doctor: TensorRT available', doctor.stdout + doctor.stderr)
+  const build = node('lib/cli.js', 'build', model, '--engine-dir', path.join(dir, 'cli-engines'), '--max-batch', '16')
+  check(build.status === 0 && /engine ready: .*\.plan/.test(build.stdout + build.stderr), 'face-multitask build: exit 0, the engine ready',
+    `exit ${build.status}: ${build.stdout}${build.stderr}`)
+  const bench = node('scripts/bench.js', '--backend', 'tensorrt', '--model', model, '--seconds', '1', '--json')
+  let rows = []
+  try {
+    rows = JSON.parse(bench.stdout.slice(bench.stdout.indexOf('\n{\n') + 1)).rows  // the table, then the JSON
+  } catch {}
+  check(bench.status === 0 && rows.length === 5 && rows.every((r) => r.facesPerSecond > 0), 'bench --backend tensorrt: a row per batch size',
+    `exit ${bench.status}: ${bench.stderr.slice(-500)}`)
 }
 
 main().then(
