@@ -3,6 +3,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 import { onnx } from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -298,7 +299,7 @@ describe('errors', () => {
     }
   })
 
-  it('a model whose inference thread died keeps serving on its other workers; with none left, calls reject with why', async () => {
+  it('a model whose inference threads die keeps serving: each is replaced by a new one on the same model', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1 })
     // Fault injection: the threads are internal; ending one is what a crash of it looks like.
     const threads = (m as unknown as { engine: { workers: { worker: { terminate(): Promise<number> } }[] } }).engine.workers.map((w) => w.worker)
@@ -310,8 +311,58 @@ describe('errors', () => {
       const concurrent = await Promise.all(Array.from({ length: 4 }, () => m.detect(frame, { boxes: [box, box] })))
       for (const faces of [...sequential, ...concurrent]) for (const f of faces) expect(f.auValues).toEqual(want)
       await threads[0].terminate()
-      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
     } finally {
+      await m.close()
+    }
+  })
+
+  it('with one worker, a batch whose thread dies under it runs again on its replacement; an idle thread that dies is replaced too', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    type Session = { worker: { postMessage(...a: unknown[]): void; terminate(): Promise<number> } }
+    const engine = (m as unknown as { engine: { workers: Session[] } }).engine
+    try {
+      const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+      const first = engine.workers[0]
+      const post = first.worker.postMessage.bind(first.worker)
+      let crashed = 0
+      first.worker.postMessage = (...a: unknown[]) => {
+        if (crashed++ === 0) void first.worker.terminate()
+        else post(...a)
+      }
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      expect(crashed).toBe(1) // the lost batch ran on the replacement, never again on the dead thread
+      expect(engine.workers[0]).not.toBe(first)
+      const second = engine.workers[0]
+      await second.worker.terminate()
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      expect(engine.workers[0]).not.toBe(second)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('a batch that kills every thread it meets rejects with why once its replacement dies too; no more threads are started', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    await m.detect(frame, { boxes: [box] })
+    // Every worker thread, replacements included: a run ends the thread instead of reaching it.
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    let loads = 0
+    let kills = 0
+    proto.postMessage = function (this: Worker, msg: { type?: string }, transfer?: unknown) {
+      if (msg?.type === 'load') loads++
+      if (msg?.type !== 'run') return postMessage.call(this, msg, transfer)
+      kills++
+      void this.terminate()
+    }
+    try {
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      expect({ loads, kills }).toEqual({ loads: 1, kills: 2 }) // the thread, then its one replacement
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      expect(loads).toBe(1)
+    } finally {
+      proto.postMessage = postMessage
       await m.close()
     }
   })

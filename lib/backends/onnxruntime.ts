@@ -22,6 +22,12 @@ class SessionWorker {
   private nextId = 1
   /** Set once the thread has died; every later run rejects with it. */
   failure: Error | undefined
+  /** Batches it has answered with outputs. */
+  completed = 0
+  /** Told once, when the thread dies (not when terminate() ends it). */
+  onDeath: (() => void) | undefined
+  /** Started in place of a thread that died. */
+  replacement = false
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (m: WorkerReply) => {
@@ -32,6 +38,7 @@ class SessionWorker {
         if (!p) return
         if (m.type === 'error') p.reject(new Error(`onnxruntime: ${m.message}`))
         else {
+          this.completed++
           const out: BatchOutputs = {}
           for (const [name, t] of Object.entries(m.outputs)) out[name] = new Float32Array(t.buffer, t.byteOffset, t.length)
           p.resolve(out)
@@ -39,9 +46,11 @@ class SessionWorker {
       }
     })
     const fail = (e: Error) => {
+      const first = this.failure === undefined
       this.failure ??= e
       for (const p of this.pending.values()) p.reject(this.failure)
       this.pending.clear()
+      if (first) this.onDeath?.()
     }
     worker.on('error', (e) => fail(new Error(`the inference worker failed: ${e.message}`)))
     worker.on('exit', (code) => fail(new Error(`the inference worker exited (code ${code})`)))
@@ -81,6 +90,7 @@ class SessionWorker {
     this.failure ??= new Error('the model is closed')
     return this.worker.terminate()
   }
+
 }
 
 export interface OnnxRuntimeOptions {
@@ -96,11 +106,53 @@ export class OnnxRuntimeBackend implements Backend {
   private readonly crop: 0 | 1
   private readonly resize: 0 | 1
 
-  private constructor(private readonly workers: SessionWorker[], spec: ModelSpec, threads: number, readonly precision: string) {
+  private constructor(
+    private readonly workers: SessionWorker[],
+    spec: ModelSpec,
+    private readonly model: string,
+    private readonly threads: number,
+    readonly precision: string,
+  ) {
     this.crop = spec.crop === 'square' ? 1 : 0
     this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
     this.idle = [...workers]
     this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''})`
+    workers.forEach((w, slot) => this.watch(w, slot))
+  }
+
+  // A thread that dies (a crash, running out of memory) is replaced by a new one on the same
+  // model, so a long-running service recovers, even with one worker. Not a replacement that died
+  // before answering a single batch: that is a crash loop (a batch that kills every thread it
+  // meets), and the slot stays dead; with every slot dead, calls reject with why.
+  private readonly starting = new Set<Promise<void>>()
+  private closed = false
+
+  private watch(w: SessionWorker, slot: number): void {
+    w.onDeath = () => {
+      if (this.closed || (w.replacement && w.completed === 0)) return this.settleWaiters()
+      const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
+        (fresh) => {
+          this.starting.delete(start)
+          if (this.closed) return void fresh.terminate()
+          fresh.replacement = true
+          this.workers[slot] = fresh
+          this.watch(fresh, slot)
+          this.release(fresh)
+        },
+        () => {
+          this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead
+          this.settleWaiters()
+        },
+      )
+      this.starting.add(start)
+    }
+  }
+
+  // With every thread dead and none starting, the batches waiting for one are handed a dead one,
+  // whose run rejects at once with why (see usable()); each passes it on to the next.
+  private settleWaiters(): void {
+    if (this.starting.size > 0 || !this.workers.every((w) => w.failure) || this.waiting.length === 0) return
+    this.release(this.workers[0])
   }
 
   /** Workers waiting for a batch to run on. */
@@ -123,7 +175,7 @@ export class OnnxRuntimeBackend implements Backend {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, threads, opts.precision ?? 'fp32')
+    return new OnnxRuntimeBackend(workers, spec, model, threads, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
@@ -135,8 +187,8 @@ export class OnnxRuntimeBackend implements Backend {
         return await worker.run(input, faces.length)
       } catch (e) {
         // Its thread died with the batch on it: run it again (the input went to that thread) on
-        // a worker that lives, if any; the batch is not the cause (that would be an error reply).
-        // A worker still usable is alive, or the last of the dead: the error stands.
+        // a worker that lives or is replacing it; the batch is not the cause (that would be an
+        // error reply). A worker still usable is alive, or dead with no other coming: the error stands.
         if (this.usable(worker)) throw e
       } finally {
         this.release(worker)
@@ -146,9 +198,10 @@ export class OnnxRuntimeBackend implements Backend {
 
   // A worker whose thread died rejects a batch at once and so, back first in this last-in-first-out
   // pool, would take nearly every next batch while a live worker sits idle: it leaves the pool
-  // while another worker lives. Once all have died any serves, so a run still settles, with why.
+  // while another worker lives or a replacement is starting. Once all have died and none is
+  // coming, any serves, so a run still settles, with why.
   private usable(w: SessionWorker): boolean {
-    return !w.failure || this.workers.every((o) => o.failure)
+    return !w.failure || (this.workers.every((o) => o.failure) && this.starting.size === 0)
   }
 
   private acquire(): Promise<SessionWorker> {
@@ -165,6 +218,8 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.closed = true
+    await Promise.all(this.starting) // a replacement still starting ends as soon as it has
     await Promise.all(this.workers.map((w) => w.terminate()))
   }
 }
