@@ -14,15 +14,7 @@ const path = require('node:path')
 const addon = require(process.argv[2])
 const dir = process.argv[3]
 
-let passed = 0
-let failed = 0
-function check(ok, what, detail = '') {
-  if (ok) passed++
-  else {
-    failed++
-    console.log(`FAIL ${what}${detail ? `: ${detail}` : ''}`)
-  }
-}
+const { check, run } = require('./checks.js')('binding')
 
 const MODEL = 'FAKE-ONNX\ninput input -1 3 224 224\n'
 const write = (name, text) => {
@@ -83,10 +75,4 @@ async function main() {
     'a plan TensorRT refuses rejects with code FM_PLAN_REFUSED', String(garbage && garbage.message))
 }
 
-main().then(
-  () => console.log(`binding: ${passed} passed, ${failed} failed`),
-  (e) => {
-    console.log(`FAIL ${e && e.stack ? e.stack : e}`)
-    console.log(`binding: ${passed} passed, ${failed + 1} failed`)
-  },
-)
+run(main)

@@ -19,15 +19,7 @@ const { FaceMultitask, available } = require(path.join(pkg, 'dist', 'lib', 'inde
 const { faceCrop } = require(path.join(pkg, 'dist', 'lib', 'crop.js'))
 const { loadNative } = require(path.join(pkg, 'dist', 'lib', 'native.js'))
 
-let passed = 0
-let failed = 0
-function check(ok, what, detail = '') {
-  if (ok) passed++
-  else {
-    failed++
-    console.log(`FAIL ${what}${detail ? `: ${detail}` : ''}`)
-  }
-}
+const { check, run } = require('./checks.js')('facemultitask')
 
 const W = 320
 const H = 240
@@ -86,10 +78,4 @@ async function main() {
     `exit ${bench.status}: ${bench.stderr.slice(-500)}`)
 }
 
-main().then(
-  () => console.log(`facemultitask: ${passed} passed, ${failed} failed`),
-  (e) => {
-    console.log(`FAIL ${e && e.stack ? e.stack : e}`)
-    console.log(`facemultitask: ${passed} passed, ${failed + 1} failed`)
-  },
-)
+run(main)
