@@ -737,7 +737,8 @@ def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], o
 
 def tensorrt_rules():
     """scripts/tensorrt_onnx_rules.py: what TensorRT's ONNX parser refuses, checked without it."""
-    sys.path.insert(0, str(SCRIPTS))
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
     import tensorrt_onnx_rules
     return tensorrt_onnx_rules
 

@@ -225,8 +225,8 @@ BuildResult build_engine(const BuildOptions& o) {
   if (input == nullptr) return fail(r, "the model has no input named '" + o.input_name + "' (inputs: " + inputs + ")");
   for (int32_t i = 0; i < network->getNbInputs(); ++i) {
     nvinfer1::ITensor* t = network->getInput(i);
-    const Dims d = t->getDimensions();
     if (t == input) continue;
+    const Dims d = t->getDimensions();
     for (int32_t k = 0; k < d.nbDims; ++k)
       if (d.d[k] < 0) return fail(r, "the model has a second dynamic input, " + std::string(t->getName()) + " " + dims_text(d) + ": not supported");
   }

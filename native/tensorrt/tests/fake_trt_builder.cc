@@ -22,10 +22,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <thread>
-#include <cstring>
 #include <map>
 #include <memory>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
