@@ -19,7 +19,7 @@ export const GENERATION_CONVENTIONS: Record<Generation, GenerationConventions> =
   'v2.4': {
     crop: 'stretch', resize: 'center_crop', meshSpace: 'crop224_px',
     poseConvention: 'pitch=-p0,roll=-p2,yaw=+p1', gazeConvention: 'pitch=+g1,yaw=+g0',
-    conventionRelease: 'py-feat dev (b8225b1a..3128756c)', heads: BASE_HEADS,
+    conventionRelease: 'py-feat dev 3128756c', heads: BASE_HEADS,
   },
   'v2.5': {
     crop: 'square', resize: 'antialias_bilinear', meshSpace: 'unit_square',

@@ -1,5 +1,6 @@
 // Encoded images (JPEG, PNG, WebP, TIFF, GIF, AVIF, ... as a file or bytes) to the 8-bit frame
-// detect() takes, decoded as py-feat decodes them, so that results match py-feat's.
+// detect() takes, decoded as py-feat decodes them (8-bit RGB, grey and RGBA files byte for byte),
+// so that results match py-feat's.
 import { stat } from 'node:fs/promises'
 import { describeValue, fileErrorReason, messageOf } from './describe'
 import type { ImageInput } from './types'
@@ -13,9 +14,12 @@ export interface DecodedImage extends ImageInput {
 
 /**
  * An image file (a path) or encoded image bytes, decoded to what detect() takes: the pixels as
- * stored, alpha dropped, 8 bits per channel, 3 channels (sharp scales 16-bit images to 8 bits,
- * expands palette and greyscale images to RGB and converts CMYK to sRGB). Of an animated or
- * multi-page image (GIF, WebP, TIFF), the first frame.
+ * stored, alpha dropped, 8 bits per channel, 3 channels. For 8-bit RGB, grey and RGBA files that
+ * is exactly what py-feat's torchvision read_image gives. Files py-feat reads wrongly or not at
+ * all are converted instead (sharp): 16-bit images to 8 bits by their high byte (py-feat's /255
+ * leaves values up to 257), palette images expanded to RGB (py-feat takes the palette indices as
+ * grey), CMYK converted to sRGB (py-feat takes C, M, Y as R, G, B), grey with alpha expanded to
+ * RGB (py-feat fails). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
  *
  * No .rotate(): py-feat does NOT apply the EXIF orientation tag (it reads the stored pixel grid),
  * so neither does this; boxes are in the same unrotated pixel coordinates py-feat would use.

@@ -58,7 +58,11 @@ export interface Face {
   gaze: { yaw: number; pitch: number; angle: number }
   /** Angles in radians; x, y, z as the model gives them (img2pose-style, not pixels). */
   pose: { pitch: number; roll: number; yaw: number; x: number; y: number; z: number }
-  /** 478 x (x, y, z): x and y in frame pixels, z the model's relative depth. */
+  /**
+   * 478 x (x, y, z): x and y in frame pixels; z the model's relative depth as py-feat reports it,
+   * not in pixels: chip-relative for v2.5+ (multiply by the box's side for pixels), 224-px units
+   * for v2.4 (multiply by box width / 224). See docs/pyfeat-conventions.md.
+   */
   mesh: Float32Array
   /** 68 x (x, y) in frame pixels, dlib order (mesh points). */
   landmarks68: Float32Array

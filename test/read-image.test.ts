@@ -1,13 +1,14 @@
 // readImage(): encoded images to detect()'s frames, decoded as py-feat decodes them (torchvision's
 // read_image: the stored pixels, no EXIF rotation, no colour-profile conversion, alpha dropped,
-// grey expanded to RGB). The reference is the pixels each test file was losslessly encoded from.
+// grey expanded to RGB), and files py-feat misreads converted to 8-bit RGB instead. The reference
+// is the pixels each test file was losslessly encoded from.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { afterAll, describe, expect, it } from 'vitest'
 import { readImage } from '../lib/index'
-import { withIccChunk } from './helpers/png'
+import { rgb16Png, withIccChunk } from './helpers/png'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-read-image-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -53,6 +54,24 @@ describe('readImage', () => {
     expect((await sharp(jpeg).metadata()).orientation).toBe(6) // a viewer shows it rotated, H x W
     const image = await readImage(jpeg)
     expect([image.width, image.height]).toEqual([W, H])
+  })
+
+  it('files py-feat misreads become 8-bit RGB: palette colours, not indices; 16-bit samples by their high byte; grey with alpha as grey', async () => {
+    const palette = await sharp(pixels(3), raw(3)).png({ palette: true, colours: 256, dither: 0 }).toBuffer()
+    expect((await sharp(palette).metadata()).isPalette).toBe(true) // 35 colours: the palette holds them exactly
+    const fromPalette = await readImage(palette)
+    expect(fromPalette.format).toBe('rgb')
+    expect(fromPalette.data.equals(pixels(3))).toBe(true)
+
+    const samples = Array.from({ length: W * H * 3 }, (_, i) => (i * 7919 + 123) % 65536)
+    const deep = await readImage(rgb16Png(W, H, samples))
+    expect(deep.format).toBe('rgb')
+    expect(deep.data.equals(Buffer.from(samples.map((v) => v >> 8)))).toBe(true)
+
+    const greyAlpha = await sharp(pixels(2), { raw: { width: W, height: H, channels: 2 } }).toColourspace('b-w').png().toBuffer()
+    expect((await sharp(greyAlpha).metadata()).channels).toBe(2)
+    const grey = await readImage(greyAlpha)
+    expect(grey.data.equals(Buffer.from([...pixels(2)].filter((_, i) => i % 2 === 0).flatMap((v) => [v, v, v])))).toBe(true)
   })
 
   it('bad sources are refused with what was wrong', async () => {
