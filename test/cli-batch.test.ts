@@ -111,7 +111,7 @@ describe('face-multitask batch', () => {
     expect(r.err).toMatch(/SYNTHETIC test model/)
     expect(r.err).toMatch(/batch: 7 lines this run \(4 faces, 3 with errors\) in .*; 7\/7 lines in /)
     const [header, ...rest] = records(out)
-    expect(header).toMatchObject({ faceMultitaskBatch: 1, list, model })
+    expect(header).toMatchObject({ faceMultitaskBatch: 1, list: fs.realpathSync(list), model })
     expect(rest.map((x) => x.line)).toEqual([1, 2, 4, 5, 6, 7, 8])  // line 3 is blank
     const byLine = Object.fromEntries(rest.map((x) => [x.line as number, x]))
     for (const [line, faces] of Object.entries(want)) expect(byLine[line].faces).toEqual(faces)
@@ -224,6 +224,61 @@ describe('face-multitask batch', () => {
     expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
   })
 
+  it('a results file with no result yet, begun for another model (its load failed) or list, is begun again for this run', async () => {
+    const first = readFileSync(path.join(dir, 'first.jsonl'))
+    const broken = path.join(dir, 'broken.onnx')
+    writeFileSync(broken, 'not an onnx file')
+    const out = path.join(dir, 'failed-load.jsonl')
+    expect((await run('batch', list, '--model', broken, '--out', out, '--backend', 'cpu')).code).toBe(1)
+    expect(records(out)).toEqual([expect.objectContaining({ faceMultitaskBatch: 1, model: broken })])  // the header alone
+    const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toContain(`batch: "${out}" held no results yet, only the header of a run of another model (${broken}, sha256 `)
+    expect(readFileSync(out).equals(first)).toBe(true)
+    // The same without the header's newline (a run stopped right after writing it), and for another list.
+    const other = path.join(dir, 'other-list.jsonl')
+    writeFileSync(other, lineText(LIST[0]) + '\n')
+    const otherOut = path.join(dir, 'other-list-results.jsonl')
+    expect((await run('batch', other, '--model', model, '--out', otherOut, '--backend', 'cpu')).code).toBe(0)
+    writeFileSync(out, readFileSync(otherOut, 'utf8').split('\n')[0])
+    const again = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([0, expect.stringContaining(`only the header of a run of another list (${fs.realpathSync(other)}); begun again`)])
+    expect(readFileSync(out).equals(first)).toBe(true)
+  })
+
+  it('the same list reached through a symlink goes on with its results', async () => {
+    const link = path.join(dir, 'list-link.jsonl')
+    symlinkSync(list, link)
+    const r = await run('batch', link, '--model', model, '--out', path.join(dir, 'first.jsonl'), '--backend', 'cpu')
+    expect([r.code, r.err]).toEqual([0, `batch: all 7 lines already have results in ${path.join(dir, 'first.jsonl')}: nothing left to run`])
+  })
+
+  it('a line refused for its keys still names its image in its record', async () => {
+    const odd = path.join(dir, 'odd-keys.jsonl')
+    writeFileSync(odd, '{"image": "b.png", "box": [[5, 5, 90, 70]]}\n{"image": "b.png", "id": [1]}\n{"image": 7}\n')
+    const out = path.join(dir, 'odd-keys-results.jsonl')
+    expect((await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(records(out).slice(1)).toEqual([
+      { line: 1, image: 'b.png', error: 'unknown key "box" (the keys are image, boxes and id)' },
+      { line: 2, image: 'b.png', error: '"id" must be a string or a number' },
+      { line: 3, error: '"image" must be the path of an image file' },
+    ])
+  })
+
+  it('Ctrl-C while the last images finish: every line has its result, so exit 0', async () => {
+    const one = path.join(dir, 'one-line.jsonl')
+    writeFileSync(one, lineText(LIST[0]) + '\n')
+    const out = path.join(dir, 'one-line-results.jsonl')
+    const r = await runWrapped(async (_image, detect) => {
+      process.emit('SIGINT')  // the batch command's handler runs; the process is not signalled
+      return detect()
+    }, one, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toContain('batch: interrupted: finishing the images in flight')
+    expect(r.err).not.toContain('batch: stopped')
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
+  })
+
   it('a results file that cannot be written stops the run with one message; what was written is kept and a rerun finishes it', async () => {
     const out = path.join(dir, 'full-disk.jsonl')
     const original = fs.writeSync
@@ -285,7 +340,7 @@ describe('face-multitask batch', () => {
       list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4',
     )
     expect(r.code).toBe(1)
-    expect(r.err).toContain(`face-multitask: ${error.message}; stopped: the results so far are in ${out}, and the same command goes on from there`)
+    expect(r.err).toContain(`face-multitask: line 2 (chip.png): ${error.message}; stopped: the results so far are in ${out}, and the same command goes on from there`)
     // Lines after the failed one may have run too; they are not written, so the file stays in list order.
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
     const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
@@ -319,7 +374,7 @@ describe('face-multitask batch', () => {
       await new Promise((r) => setTimeout(r, 300))  // the others fill the write queue meanwhile
       throw new Error('CUDA error 700: an illegal memory access was encountered')
     }, slowFirstList('slow-fail.jsonl'), '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '2')
-    expect([r.code, r.err]).toEqual([1, expect.stringContaining('CUDA error 700: an illegal memory access was encountered; stopped')])
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining('face-multitask: line 1 (a.png): CUDA error 700: an illegal memory access was encountered; stopped')])
     expect(r.err).toContain('batch: 0 lines this run')  // the lines behind the failed one are not written
     expect(records(out).slice(1)).toEqual([])
   }, 20_000)

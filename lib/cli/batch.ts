@@ -72,16 +72,21 @@ function parseEntry(text: string): Entry {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LineError('must be an object {"image": "...", "boxes"?: [...], "id"?: ...}')
   const { image, boxes, id, ...rest } = v as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new LineError(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (the keys are image, boxes and id)`)
   if (typeof image !== 'string' || image === '') throw new LineError('"image" must be the path of an image file')
-  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') throw new LineError('"id" must be a string or a number')
-  if (boxes !== undefined && !Array.isArray(boxes)) throw new LineError('"boxes" must be an array of [x1, y1, x2, y2] boxes')
+  // From here on the record names the image, as every line's record does once its image is known.
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new LineError(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (the keys are image, boxes and id)`, image)
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') throw new LineError('"id" must be a string or a number', image)
+  if (boxes !== undefined && !Array.isArray(boxes)) throw new LineError('"boxes" must be an array of [x1, y1, x2, y2] boxes', image)
   return { image, boxes: boxes as Box[] | undefined, ...(id !== undefined ? { id } : {}) }
 }
 
 /** Something wrong with one list line or its image: written as that line's error. */
-class LineError extends Error {}
+class LineError extends Error {
+  constructor(message: string, readonly image?: string) {
+    super(message)
+  }
+}
 
 /** The non-blank lines of the list, for the progress line's total (undefined: stopped by Ctrl-C). */
 async function countEntries(file: string, stopping: () => boolean): Promise<number | undefined> {
@@ -95,7 +100,7 @@ async function countEntries(file: string, stopping: () => boolean): Promise<numb
 
 async function header(args: BatchArgs): Promise<BatchHeader> {
   await checkReadableFile(args.model, '--model')
-  const list = path.resolve(args.list)
+  const list = fs.realpathSync(args.list)  // a rerun through a symlink or another relative path names the same list
   const listBytes = fs.statSync(list).size
   return {
     faceMultitaskBatch: 1,
@@ -123,9 +128,16 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   } catch (e) {
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
     const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/: image is (\d+x\d+)/, ': the image is $1')
-    return { line, ...idOf(entry), ...(entry ? { image: entry.image } : {}), error: message }
+    const named = entry?.image ?? (e instanceof LineError ? e.image : undefined)
+    return { line, ...idOf(entry), ...(named !== undefined ? { image: named } : {}), error: message }
   }
-  const faces = await model.detect(image, entry.boxes ? { boxes: entry.boxes } : undefined)
+  let faces
+  try {
+    faces = await model.detect(image, entry.boxes ? { boxes: entry.boxes } : undefined)
+  } catch (e) {
+    // Stops the run: say which line met it, so a long list's culprit can be found.
+    throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
+  }
   // Without the mesh a face's record is about 7 KB instead of 34: it matters over millions of faces.
   const json = faces.map(faceToJson)
   if (!mesh) for (const f of json) delete (f as Partial<typeof f>).mesh
@@ -262,7 +274,8 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
     if (fatal !== undefined) {
       throw new CliError(`${messageOf(fatal)}; stopped: the results so far are in ${args.out}, and the same command goes on from there`)
     }
-    if (stopping) {
+    // Ctrl-C while the last images finished: every line has its result, as without it.
+    if (stopping && done.size + progress.ran < total) {
       io.err(`batch: stopped; the same command goes on from where this run stopped`)
       return 130
     }

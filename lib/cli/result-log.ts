@@ -2,8 +2,9 @@
 // a run that stops (Ctrl-C, a crash, a lost GPU) keeps every line written and the next run with
 // the same --out does only the rest. Its first line says which list and model the results come
 // from: a rerun with another model (other bytes), another list (or one changed other than by lines
-// added at its end) or the other --no-mesh choice is refused rather than mixing results. A file
-// is only changed once it has been checked: a refused one is left as it was.
+// added at its end) or the other --no-mesh choice is refused rather than mixing results, unless
+// the file holds no result yet (a run that stopped or failed before its first line): that one is
+// begun again. A file is only changed once it has been checked: a refused one is left as it was.
 import fs from 'node:fs'
 import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
@@ -53,10 +54,12 @@ export class ResultLog {
     if (complete === 0) {
       // One line without its newline: a header whose run stopped right after writing it, or not ours.
       const text = size < 1 << 20 ? fs.readFileSync(file, 'utf8') : ''
-      await checkHeader(file, text, header)
+      const differs = await headerDifferences(file, text, header)
+      if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
       return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: [] }
     }
-    const done = await readDone(file, complete, header)
+    const { done, differs } = await readDone(file, complete, header)
+    if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
     const log = ResultLog.begin(file, 'a+', '')
     if (complete === size) return { log, done, notes: [] }
     try {
@@ -68,8 +71,18 @@ export class ResultLog {
     return { log, done, notes: [`dropped an incomplete last line of ${size - complete} bytes (a run stopped while writing it); its image runs again`] }
   }
 
-  /** Opens the file for appending (writes always go to its end) and writes `text`. */
-  private static begin(file: string, flags: 'ax+' | 'a+', text: string): ResultLog {
+  /**
+   * A file of ours with no result in it, begun for another run (another model, list or --no-mesh
+   * choice; a run that stopped or failed before its first line): nothing would be mixed, so it
+   * starts again with this run's header.
+   */
+  private static beginAgain(file: string, header: BatchHeader, differs: string[]): OpenedLog {
+    const log = ResultLog.begin(file, 'w+', `${JSON.stringify(header)}\n`)
+    return { log, done: new Set(), notes: [`"${file}" held no results yet, only the header of a run of ${differs.join(' and ')}; begun again for this run`] }
+  }
+
+  /** Opens the file for appending (writes always go to its end), or 'w+' emptied, and writes `text`. */
+  private static begin(file: string, flags: 'ax+' | 'a+' | 'w+', text: string): ResultLog {
     let fd: number
     try {
       fd = fs.openSync(file, flags)
@@ -125,24 +138,42 @@ function completeBytes(file: string, size: number): number {
   }
 }
 
-/** Checks the header against this run and collects the list lines already done. */
-async function readDone(file: string, complete: number, header: BatchHeader): Promise<Set<number>> {
+/**
+ * Compares the header with this run and collects the list lines already done. A header of
+ * another run is refused at its first result (results would be mixed); with none, `differs`
+ * says how it differs.
+ */
+async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number>; differs: string[] }> {
   const done = new Set<number>()
+  let differs: string[] = []
   let n = 0
   for await (const text of readLines(file, complete)) {
     n++
     if (n === 1) {
-      await checkHeader(file, text, header)
+      differs = await headerDifferences(file, text, header)
       continue
     }
     const m = RECORD_START.exec(text)
     if (!m) throw new CliError(`--out: "${file}" line ${n} is not a result of face-multitask batch; give another --out`)
+    if (differs.length > 0) {
+      throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
+    }
     done.add(Number(m[1]))
   }
-  return done
+  return { done, differs }
 }
 
-async function checkHeader(file: string, text: string, want: BatchHeader): Promise<void> {
+/** The same file, however it is reached (a symlink, a relative path); else the same path. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b)
+  } catch {
+    return a === b
+  }
+}
+
+/** How the header differs from this run's (nothing: the same run); a first line not ours is refused. */
+async function headerDifferences(file: string, text: string, want: BatchHeader): Promise<string[]> {
   let got: Partial<BatchHeader> | undefined
   try {
     got = JSON.parse(text) as Partial<BatchHeader>
@@ -152,14 +183,12 @@ async function checkHeader(file: string, text: string, want: BatchHeader): Promi
   if (got?.faceMultitaskBatch !== 1) throw new CliError(`--out: "${file}" was not written by face-multitask batch (its first line is not a batch header); give another --out`)
   const differs: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
-  if (got.list !== want.list) differs.push(`another list (${got.list})`)
+  if (typeof got.list !== 'string' || !sameFile(got.list, want.list)) differs.push(`another list (${got.list})`)
   else if (got.listSha256 !== want.listSha256 && !(await onlyGrew(want.list, got, want))) {
     differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
   }
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
-  if (differs.length > 0) {
-    throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
-  }
+  return differs
 }
 
 /**

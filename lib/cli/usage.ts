@@ -74,8 +74,9 @@ Images are decoded and run N at a time, so faces of different images share infer
                      soon as it and the lines before it are done. If the file exists (a run that
                      stopped: Ctrl-C, a crash, a lost GPU), the lines it holds are kept and only
                      the others run. Refused, and left as it is: a file not written by batch, or
-                     of another model, another list or a list changed since (lines added at its
-                     end are fine), or the other --no-mesh choice, or one another run is writing.
+                     with results of another model, another list or a list changed since (lines
+                     added at its end are fine), or the other --no-mesh choice, or one another
+                     run is writing. A file of batch's without any result yet is begun again.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
                      face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
@@ -86,8 +87,8 @@ Images are decoded and run N at a time, so faces of different images share infer
 
 A line whose JSON, image file or boxes are wrong gets an "error" and the run goes on. An error of
 the model itself (inference failed, the GPU was lost) stops the run with exit code 1; what was
-done is kept, and the same command goes on from there. Ctrl-C finishes the images in flight,
-writes them and exits with 130. Progress goes to stderr (every second on a terminal, every 10 s
+done is kept, and the same command goes on from there; the message names the line that met it.
+Ctrl-C finishes the images in flight, writes them and exits with 130 (0 if that was every line). Progress goes to stderr (every second on a terminal, every 10 s
 otherwise). Exit code 0 when every line has a result (lines with an "error" included).`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
