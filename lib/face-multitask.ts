@@ -16,6 +16,9 @@ import { Scheduler } from './scheduler'
 import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
+/** What load() may be given (LoadOptions' keys). */
+const LOAD_OPTIONS = ['model', 'backend', 'maxBatch', 'workers', 'threads', 'precision', 'minBatch', 'optBatch', 'streams', 'engineDir',
+  'builderOptimizationLevel', 'workspaceMiB', 'cudaGraphs', 'onProgress', 'signal']
 
 function positiveInt(value: unknown, name: string, fallback: number, max = 4096): number {
   if (value === undefined) return fallback
@@ -50,6 +53,11 @@ export class FaceMultitask {
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { model, backend?, ... }')
+    // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run.
+    const unknown = Object.keys(options).filter((k) => !LOAD_OPTIONS.includes(k))
+    if (unknown.length > 0) {
+      throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${LOAD_OPTIONS.join(', ')}`)
+    }
     if (typeof options.model !== 'string' || options.model === '') throw new TypeError('options.model must be the path of an ONNX file')
     const backend = options.backend ?? 'auto'
     if (!(BACKENDS as readonly string[]).includes(backend)) {

@@ -45,7 +45,7 @@ function intOption(value: unknown, name: string, fallback: number, min: number, 
  */
 export function gpuOptions(options: LoadOptions): GpuOptions {
   const o = options as unknown as Record<string, unknown>
-  const precision = o.precision ?? 'fp16'
+  const precision = o.precision === undefined ? 'fp16' : o.precision  // null is a mistake, as for the other options
   if (!PRECISIONS.includes(precision as Precision)) {
     throw new TypeError(`options.precision must be one of ${PRECISIONS.join(', ')}, got ${describeValue(o.precision)}`)
   }
