@@ -234,11 +234,23 @@ describe('face-multitask CLI', () => {
     ['10,10,5,20', /--boxes: box 1 .*zero or negative size/],
     ['', /--boxes is empty/],
     ['1000,1000,1100,1100', /--boxes: box 1 .*lies entirely outside/],
+    // Found once the model's crop is known: a crop beyond float32 (py-feat's precision).
+    ['10,10,20,20;0,0,1e39,1e39', /^face-multitask: detect: --boxes: box 2 \(0,0,1e\+39,1e\+39\) has no usable crop in float32/m],
   ])('bad --boxes %j: exit 2 naming --boxes', async (text, message) => {
     const r = await run('detect', png, '--model', model, '--boxes', text)
     expect(r.code).toBe(2)
     expect(r.err).toMatch(message)
     expect(r.out).toBe('')
+  })
+
+  it('a frame too small for v2.4\'s stretched crop: exit 2 naming the file', async () => {
+    const v24 = path.join(dir, 'v24.onnx')
+    writeFileSync(v24, makeFixtureModel({ generation: 'v2.4' }))
+    const tiny = path.join(dir, 'one-pixel.png')
+    await sharp(Buffer.from([1, 2, 3]), { raw: { width: 1, height: 1, channels: 3 } }).png().toFile(tiny)
+    const r = await run('detect', tiny, '--model', v24, '--boxes', '0,0,1,1')
+    expect(r.code).toBe(2)
+    expect(r.err).toContain(`face-multitask: detect: ${tiny} is 1x1: this model's stretched crop (py-feat v2.4) needs a frame of at least 2x2 pixels`)
   })
 
   it('--boxes given more than once: all the boxes, in order', async () => {

@@ -76,7 +76,7 @@ export async function detectFile(req: DetectFileRequest): Promise<DetectFileResu
   else if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
     throw new UsageError(`${NO_BOXES_MESSAGE}; ${req.file} is ${image.width}x${image.height}`)
   }
-  const result = await runModel({ model: req.model, backend: req.backend, image, boxes: req.boxes, onLoad: req.onLoad })
+  const result = await runModel({ model: req.model, backend: req.backend, image, file: req.file, boxes: req.boxes, onLoad: req.onLoad })
   return { ...result, width: image.width, height: image.height }
 }
 

@@ -1,8 +1,9 @@
 // Load the model (what detect, demo and batch share), run one image's faces, close the model.
 import { performance } from 'node:perf_hooks'
 import { FaceMultitask } from '../face-multitask'
+import { facesToRun } from '../image-input'
 import type { Box, Face, ImageInput, ModelInfo } from '../types'
-import { CliError, messageOf } from './common'
+import { CliError, UsageError, messageOf } from './common'
 import { BuildProgressView } from './progress'
 
 export const CLI_BACKENDS = ['auto', 'cpu', 'tensorrt'] as const
@@ -12,6 +13,8 @@ export interface RunRequest {
   model: string
   backend: CliBackend
   image: ImageInput
+  /** The image's file, named in errors about it. */
+  file: string
   /** Omitted: the image is a 256x256 chip. */
   boxes?: readonly Box[]
   /** Called once the model is loaded, before it runs (e.g. to warn that it is synthetic). */
@@ -31,6 +34,17 @@ function cliMessage(e: unknown): string {
     .replace(/^options\.model\b/, '--model')
     .replace(/^options\.backend: '(\w+)'/, '--backend $1')
     .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu')
+}
+
+/**
+ * What the library finds wrong with --boxes only once the model's crop is known (a box whose crop
+ * overflows float32; v2.4's stretched crop on a frame under 2x2), in the command line's terms: the
+ * flag, the box counted from 1, the file.
+ */
+function boxesMessage(e: unknown, file: string): string {
+  return messageOf(e)
+    .replace(/^options\.boxes\[(\d+)\] = \[([^\]]*)\]/, (_m, i: string, coords: string) => `--boxes: box ${Number(i) + 1} (${coords.replace(/, /g, ',')})`)
+    .replace(/^image is (\d+x\d+):/, `${file} is $1:`)
 }
 
 /** Loads a model for a command, showing a first engine build's progress; a failure is a CliError. */
@@ -54,6 +68,12 @@ export async function runModel(req: RunRequest): Promise<RunResult> {
     const loadMs = performance.now() - t0
     const info = model.info()
     req.onLoad?.(info)
+    try {
+      facesToRun(req.image, req.boxes ? { boxes: req.boxes } : undefined, model.spec.crop)  // throws what detect() would
+    } catch (e) {
+      if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(boxesMessage(e, req.file))
+      throw e
+    }
     const t1 = performance.now()
     let faces: Face[]
     try {
