@@ -268,6 +268,25 @@ describe('face-multitask export', () => {
     expect(r.err).toMatch(/\nface-multitask: the export was killed by SIGKILL \(out of memory\?\) before it finished$/)
   })
 
+  it('Ctrl-C: the CLI waits for the script to stop and exits 1, as --help says; a SIGINT to the CLI alone is passed on', async () => {
+    const file = path.join(dir, 'python-interruptible')
+    const started = path.join(dir, 'python-started')
+    const trapped = path.join(dir, 'python-trapped')
+    // As export_onnx.py does on Ctrl-C: says so, cleans up, exits 130.
+    writeFileSync(file, `#!/bin/sh\ntrap 'echo trapped > ${trapped}; exit 130' INT\ntouch ${started}\nwhile :; do sleep 0.05; done\n`)
+    chmodSync(file, 0o755)
+    process.env.FACE_MULTITASK_PYTHON = file
+    const listeners = process.listenerCount('SIGINT')
+    const running = run('export', 'x.safetensors')
+    for (let i = 0; i < 200 && !existsSync(started); i++) await new Promise((r) => setTimeout(r, 25))
+    expect(existsSync(started)).toBe(true)
+    process.emit('SIGINT')  // this process's handlers only, as `kill -INT <cli pid>` would reach it
+    const r = await running
+    expect(r.code).toBe(1)
+    expect(readFileSync(trapped, 'utf8')).toBe('trapped\n')
+    expect(process.listenerCount('SIGINT')).toBe(listeners)
+  }, 20_000)
+
   // export_onnx.py checks the checkpoint path before it imports torch: any Python 3 runs this.
   const python = [path.join(packageRoot(), '.venv', 'bin', 'python'), '/usr/bin/python3'].find((p) => existsSync(p))
   it('scripts/export_onnx.py: a directory says so and exits 1; bad arguments exit 2', async (ctx) => {

@@ -42,12 +42,21 @@ export async function exportCommand(argv: string[], io: Io): Promise<number> {
   io.err(`face-multitask: running ${shownPath(script)} with ${python}`)
   // Progress lines stream straight through: an export takes seconds to minutes.
   const child = spawn(python, [script, ...argv], { stdio: 'inherit' })
-  return new Promise((resolve, reject) => {
+  // Ctrl-C on a terminal reaches the script too (one process group): it stops, removes what it
+  // had half written and exits, and its exit code makes ours (1). Without a handler this process
+  // would die at once, with 130, before the script is done. A SIGINT sent to this process alone
+  // is passed on to the script when it has not stopped by itself a moment later.
+  const onSigint = () => {
+    setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT') }, 1000).unref()
+  }
+  process.on('SIGINT', onSigint)
+  return new Promise<number>((resolve, reject) => {
     child.on('error', (e) => reject(new CliError(`could not start ${python}: ${e.message}`)))
     child.on('exit', (code, signal) => {
       // Killed (the OOM killer, kill -9): the script could say nothing, so say it here.
-      if (signal) reject(new CliError(`the export was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory?)' : ''} before it finished`))
+      if (signal === 'SIGINT') reject(new CliError('the export was interrupted (Ctrl-C) before it finished'))
+      else if (signal) reject(new CliError(`the export was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory?)' : ''} before it finished`))
       else resolve(exportExitCode(code))
     })
-  })
+  }).finally(() => process.removeListener('SIGINT', onSigint))
 }
