@@ -48,6 +48,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   try {
     decoded = await sharp(source).keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   } catch (e) {
+    if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, source, what), { cause: e })
     throw new Error(`${what} is not a readable image: ${messageOf(e)}`)
   }
   const { data, info } = decoded
@@ -56,4 +57,20 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     throw new Error(`${what} is not a readable image: decoded to ${info.channels} channels, ${data.length} bytes for ${info.width}x${info.height} pixels`)
   }
   return { data, width: info.width, height: info.height, format }
+}
+
+/** sharp's default limit on decoded pixels, kept: it guards a service against decompression bombs. */
+const PIXEL_LIMIT = 0x3fff * 0x3fff
+
+/** Why an image over sharp's pixel limit is refused, with its size and what to do instead. */
+async function tooLarge(sharp: typeof import('sharp'), source: string | Uint8Array, what: string): Promise<string> {
+  let head = `${what} has more pixels than`
+  try {
+    const { width, height } = await sharp(source, { limitInputPixels: false }).metadata()  // the header only
+    if (width && height) head = `${what} is ${width}x${height} (${width * height} pixels), more than`
+  } catch {
+    // the size stays unsaid
+  }
+  return `${head} readImage() decodes (${PIXEL_LIMIT}, 16383x16383: a guard against decompression bombs); ` +
+    'decode a larger image yourself (sharp with limitInputPixels) and pass its pixels to detect()'
 }

@@ -8,7 +8,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { afterAll, describe, expect, it } from 'vitest'
 import { readImage } from '../lib/index'
-import { rgb16Png, withIccChunk } from './helpers/png'
+import { emptyPng, rgb16Png, withIccChunk } from './helpers/png'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fm-read-image-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -80,6 +80,11 @@ describe('readImage', () => {
     await expect(readImage(Buffer.from('not an image'))).rejects.toThrow(/^the 12-byte source is not a readable image: /)
     await expect(readImage(path.join(dir, 'nope.png'))).rejects.toThrow(/nope\.png" is not a readable image: no such file$/)
     await expect(readImage(dir)).rejects.toThrow(/is not a readable image: it is a directory$/)
+    // Over sharp's pixel limit (kept: a decompression bomb's guard): its size, the limit and what to do.
+    await expect(readImage(emptyPng(17000, 17000))).rejects.toThrow(
+      'the 65-byte source is 17000x17000 (289000000 pixels), more than readImage() decodes (268402689, 16383x16383: a guard against decompression bombs); ' +
+        'decode a larger image yourself (sharp with limitInputPixels) and pass its pixels to detect()',
+    )
     const cut = path.join(dir, 'cut.png')
     writeFileSync(cut, (await sharp(pixels(3), raw(3)).png().toBuffer()).subarray(0, 40))
     await expect(readImage(cut)).rejects.toThrow(/cut\.png" is not a readable image: /)
