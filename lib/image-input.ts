@@ -179,14 +179,26 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
   return { ...jobsFor(input, options?.boxes, crop), signal }
 }
 
+/** For an array of images: one list of boxes per image; each mistake said as what was given. */
+function checkBoxLists(boxes: unknown, images: number): void {
+  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
+  const want = `options.boxes must hold one list of [x1, y1, x2, y2] boxes per image (${plural(images, 'image')})`
+  if (!Array.isArray(boxes)) throw new TypeError(`${want}, got ${showValue(boxes)}`)
+  const bad = Array.from(boxes as unknown[]).findIndex((b) => !(Array.isArray(b) && (b.length === 0 || Array.isArray(b[0]))))
+  if (bad >= 0) {
+    const b: unknown = boxes[bad]
+    const aBox = Array.isArray(b) && b.length === 4 && b.every((v) => typeof v === 'number')
+    throw new TypeError(`${want}: options.boxes[${bad}] is ${showValue(b)}${aBox ? ', a box: put each image\'s boxes in a list, [[x1, y1, x2, y2]]' : ', not a list of boxes'}`)
+  }
+  if (boxes.length !== images) throw new TypeError(`${want}, got ${plural(boxes.length, 'list')}`)
+}
+
 function jobsFor(input: unknown, boxes: DetectOptions['boxes'], crop: CropMode): { single: boolean; perImage: FaceJob[][] } {
   if (Array.isArray(input)) {
     // No images, no faces (a batch job's last, empty chunk): [] like an image with no boxes.
     const images = Array.from(input, (im: unknown, i) => checkImage(im, `images[${i}]`))
     if (boxes === undefined) return { single: false, perImage: images.map((im, i) => [chipJob(im, `images[${i}]`)]) }
-    if (!Array.isArray(boxes) || boxes.length !== images.length || !Array.from(boxes as unknown[]).every((b) => Array.isArray(b) && (b.length === 0 || Array.isArray(b[0])))) {
-      throw new TypeError(`options.boxes must hold one box list per image (${images.length} lists of [x1, y1, x2, y2])`)
-    }
+    checkBoxLists(boxes, images.length)
     return { single: false, perImage: images.map((im, i) => checkBoxList(boxes[i], `options.boxes[${i}]`, im, crop, `images[${i}]`)) }
   }
   const image = checkImage(input, 'image')

@@ -57,7 +57,11 @@ describe('errors', () => {
     ['a box that holds itself', () => { const b: unknown[] = [1, 2]; b.push(b); return model.detect(frame, { boxes: [b as never] }) }, /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got an array$/, TypeError],
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
-    ['one box list for two images', () => model.detect([frame, frame], { boxes: [box] as never }), /options\.boxes must hold one box list per image/, TypeError],
+    ['one box for two images', () => model.detect([frame, frame], { boxes: [box] as never }),
+      /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\): options\.boxes\[0\] is \[\d+,\d+,\d+,\d+\], a box: put each image's boxes in a list, \[\[x1, y1, x2, y2\]\]$/, TypeError],
+    ['one box list for two images', () => model.detect([frame, frame], { boxes: [[box]] }), /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\), got 1 list$/, TypeError],
+    ['box lists not in an array', () => model.detect([frame], { boxes: 'all' as never }), /^options\.boxes must hold .* per image \(1 image\), got "all"$/, TypeError],
+    ['a box list that is not one', () => model.detect([frame, frame], { boxes: [[box], 7] as never }), /^options\.boxes must hold .* \(2 images\): options\.boxes\[1\] is 7, not a list of boxes$/, TypeError],
     ['width not an integer', () => model.detect({ ...frame, width: 3.5 }, { boxes: [box] }), /image\.width must be an integer/, RangeError],
     ['width a string', () => model.detect({ ...frame, width: '64' as never }, { boxes: [box] }), /image\.width must be an integer from 1 to 65536, got "64"/, TypeError],
     ['a stride past 2^53 on a one-row frame', () => model.detect({ data: new Uint8Array(W * 3), width: W, height: 1, stride: 2 ** 60 }, { boxes: [[0, 0, 10, 1]] }), /^image\.stride must be at most 2\^53 - 1/, RangeError],
@@ -117,7 +121,7 @@ describe('errors', () => {
     expect(await model.detect(frame, { boxes: [] })).toEqual([])
     expect(await model.detect([])).toEqual([]) // no images: nothing per image
     expect(await model.detect([], { boxes: [] })).toEqual([])
-    await expect(model.detect([], { boxes: [[box]] })).rejects.toThrow(/options\.boxes must hold one box list per image \(0 lists/)
+    await expect(model.detect([], { boxes: [[box]] })).rejects.toThrow(/^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(0 images\), got 1 list$/)
     const perFrame = await model.detect([frame, frame, frame], { boxes: [[box], [], [box, box]] })
     expect(perFrame.map((f) => f.length)).toEqual([1, 0, 2])
     const alone = await model.detect(frame, { boxes: [box] })

@@ -41,6 +41,9 @@ port.on('message', async (msg: WorkerRequest) => {
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
+        // Fatal only: a failed run comes back to its caller as the rejection's message; ONNX
+        // Runtime's own copy on stderr (and again for each request rerun alone) is noise in a service's log.
+        logSeverityLevel: 4,
       })
       send({ type: 'loaded', inputs: [...session.inputNames], outputs: [...session.outputNames] })
     } catch (e) {
