@@ -426,6 +426,64 @@ describe('getOrBuild', () => {
     expect(messages.some((m) => /plan's bytes do not match its sidecar/.test(m))).toBe(true)
   })
 
+  it('a sidecar that is valid JSON but not an object (null, a number) is rebuilt, not a crash', async () => {
+    const { dir, parts } = fresh('null-sidecar')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    for (const text of ['null', '7', '[]']) {
+      writeFileSync(cache.files(parts).sidecar, text)
+      await cache.getOrBuild(parts, build)
+    }
+    expect(state.builds).toBe(4)
+    expect(messages.filter((m) => /its sidecar .*\.json is not a JSON object: rebuilding it$/.test(m))).toHaveLength(3)
+  })
+
+  it('a plan that cannot be kept (a full disk) is still used by this process, said so; no half-stored plan is left', async () => {
+    const { dir, parts } = fresh('disk-full')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    for (const failing of ['.plan.tmp-', '.json.tmp-']) {  // the plan's write, then the sidecar's
+      const open = fsp.open
+      const spy = vi.spyOn(fsp, 'open').mockImplementation(((file: string, ...rest: unknown[]) => {
+        if (String(file).includes(failing)) return Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' }))
+        return (open as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
+      }) as typeof fsp.open)
+      try {
+        const { state, build } = counter()
+        const bytes = await cache.getOrBuild(parts, build)
+        expect(state.builds).toBe(1)
+        expect(Buffer.from(bytes).toString()).toContain('plan from in-process #1')
+      } finally {
+        spy.mockRestore()
+      }
+      expect(messages.at(-1)).toMatch(/^built .*\.plan in \d+\.\d s, but could not keep it in ".*disk-full" \(no space left on its disk\): this process uses it; the next one builds it again \(free space there, or set options\.engineDir\)$/)
+      expect(readdirSync(dir)).toEqual([])
+    }
+  })
+
+  it('a build sweeps what crashed writers left over a day ago (temp files, a plan without its sidecar), and nothing younger', async () => {
+    const { dir, parts } = fresh('debris')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
+    const names = ['.other.fp16.plan.tmp-4242-0a1b2c3d', '.other.fp16.json.tmp-4242-0a1b2c3d', 'timing.gpu.trt10.abcd1234.cache.tmp.4242', 'orphan.fp16.0123456789ab.plan']
+    const young = (n: string) => n.replace(/^(\.?)/, '$1young-')  // the same kind of name, just written
+    const twoDays = new Date(Date.now() - 2 * 86_400_000)
+    for (const n of names) {
+      writeFileSync(path.join(dir, n), 'left over')
+      writeFileSync(path.join(dir, young(n)), 'being written')
+      utimesSync(path.join(dir, n), twoDays, twoDays)
+    }
+    await cache.getOrBuild(parts, counter().build)
+    const left = readdirSync(dir)
+    for (const n of names) {
+      expect(left).not.toContain(n)
+      expect(left).toContain(young(n))
+    }
+    expect(messages.filter((m) => /^removed .*: (an unfinished write|a plan without its sidecar) left by a process that stopped \(over a day old\)$/.test(m))).toHaveLength(4)
+  })
+
   it('invalidate() (the plan failed to deserialize) says why and the next call rebuilds', async () => {
     const { dir, parts } = fresh('invalidate')
     const messages: string[] = []
@@ -699,6 +757,52 @@ describe('across processes', () => {
     writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), pidNamespace: 'pid:[1]', createdAt: new Date().toISOString(), token: 'x' }))
     const waited = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
     expect(waited.name).toBe('AbortError') // its pid means nothing here: not taken over
+    utimesSync(cache.files(parts).lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+    const { state, build } = counter()
+    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000 }).getOrBuild(parts, build)
+    expect(state.builds).toBe(1)
+  })
+
+  it('a holder alive on this host is waited for, however old its lock looks (a wall clock stepped forward)', async () => {
+    const { dir, parts } = fresh('live-old-lock')
+    const cache = new EngineCache({ engineDir: dir, staleMs: 1000, log: () => {} })
+    const pidStart = processStart(process.ppid)
+    if (pidStart === undefined) throw new Error('no /proc/<pid>/stat here: this check is for Linux')
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: process.ppid, hostname: hostname(), pidStart, createdAt: new Date().toISOString(), token: 'x' }))
+    const hourAgo = new Date(Date.now() - 3_600_000)
+    utimesSync(cache.files(parts).lock, hourAgo, hourAgo)
+    const { state, build } = counter()
+    const waited = await cache.getOrBuild(parts, build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
+    expect(waited.name).toBe('AbortError')
+    expect(state.builds).toBe(0)
+    expect(existsSync(cache.files(parts).lock)).toBe(true)
+  })
+
+  const ownMachineId = (() => {
+    try {
+      return readFileSync('/etc/machine-id', 'utf8').trim() || undefined
+    } catch {
+      return undefined
+    }
+  })()
+  it('a lock from before this machine restarted (its machine id, another boot id) is recovered at once', async (ctx) => {
+    if (ownMachineId === undefined) ctx.skip('no /etc/machine-id here: a restart cannot be told from another host of the same name')
+    const { dir, parts } = fresh('rebooted')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} }) // default stale timeout: 10 minutes
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: process.pid, hostname: hostname(), machineId: ownMachineId, bootId: 'a-boot-before-this-one', createdAt: new Date().toISOString(), token: 'x' }))
+    const messages: string[] = []
+    const { state, build } = counter()
+    await new EngineCache({ engineDir: dir, log: (m) => messages.push(m) }).getOrBuild(parts, build, { signal: AbortSignal.timeout(3000) })
+    expect(state.builds).toBe(1)
+    expect(messages.some((m) => m.includes(`its holder, pid ${process.pid}, ran before this host restarted`))).toBe(true)
+  })
+
+  it("a lock from another machine with this host's name (other machine and boot ids) is judged by age alone", async () => {
+    const { dir, parts } = fresh('same-name-host')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), machineId: 'another-machine', bootId: 'another-boot', createdAt: new Date().toISOString(), token: 'x' }))
+    const waited = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
+    expect(waited.name).toBe('AbortError') // its pid is another machine's: not taken over while fresh
     utimesSync(cache.files(parts).lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
     const { state, build } = counter()
     await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000 }).getOrBuild(parts, build)

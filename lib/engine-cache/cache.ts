@@ -6,9 +6,11 @@
 // holds the full key), under a cross-process lock file, so two processes asking for the same
 // engine never corrupt or duplicate it: one builds, the other waits and loads what it wrote.
 // A plan whose sidecar does not match, whose bytes do not hash to what the sidecar says, or that
-// the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted; and plans of
-// another TensorRT build that no process has loaded for UNUSED_DAYS are removed when a new one is
-// built: users never have to clear the cache by hand.
+// the caller reports it cannot deserialize (invalidate()) is rebuilt, not trusted. When a new plan
+// is built, plans of another TensorRT build that no process has loaded for UNUSED_DAYS (left by an
+// upgrade) are removed, and so are a day-old temp file or plan without its sidecar (left by a
+// crash). Plans of the TensorRT in use stay until removed by hand (`face-multitask doctor` lists
+// the folder).
 //
 // The key is in key.ts, the lock in file-lock.ts, the atomic writes in atomic-write.ts.
 import { createHash } from 'node:crypto'
@@ -24,6 +26,8 @@ import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, key
 
 /** Plans of another TensorRT build not loaded for this long are removed after a build (removeUnused). */
 export const UNUSED_DAYS = 30
+/** A temp file or a plan without its sidecar this old is a crash's leftover (no write takes a day). */
+const DEBRIS_MS = 86_400_000
 
 /** What a plan's sidecar .json holds. */
 export interface EngineSidecar {
@@ -43,10 +47,15 @@ function duration(ms: number): string {
 /** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
 async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
   try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as EngineSidecar
+    return asSidecar(JSON.parse(await fs.readFile(file, 'utf8')))
   } catch {
     return undefined
   }
+}
+
+/** Parsed JSON as a sidecar: an object (null, a number, an array written there count as none). */
+function asSidecar(v: unknown): EngineSidecar | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as EngineSidecar) : undefined
 }
 
 export interface EngineCacheOptions {
@@ -239,11 +248,14 @@ export class EngineCache {
       if (why && (await fs.stat(files.plan).then(() => true, () => false))) why(`${name} has no sidecar (an interrupted write?): rebuilding it`)
       return undefined
     }
-    let sidecar: EngineSidecar
+    let sidecar: EngineSidecar | undefined
     try {
-      sidecar = JSON.parse(sidecarText) as EngineSidecar
+      sidecar = asSidecar(JSON.parse(sidecarText))
     } catch {
-      why?.(`${name}: its sidecar ${path.basename(files.sidecar)} is not valid JSON: rebuilding it`)
+      sidecar = undefined
+    }
+    if (!sidecar) {
+      why?.(`${name}: its sidecar ${path.basename(files.sidecar)} is not a JSON object: rebuilding it`)
       return undefined
     }
     if (sidecar.key !== key || canonicalJson(keyedParts(sidecar.parts ?? ({} as EngineKeyParts))) !== canonicalJson(keyedParts(parts))) {
@@ -292,6 +304,24 @@ export class EngineCache {
       await fs.rm(plan, { force: true }).catch(() => {})
       say(`removed ${path.basename(plan)}: made by another TensorRT build (${theirs.tensorrt?.build ?? '?'}) and not loaded for ${UNUSED_DAYS} days`)
     }
+    await this.removeDebris(say)
+  }
+
+  /** Removes what crashed writers left, a day on: temp files, and plans whose sidecar was never written. */
+  private async removeDebris(say: (m: string) => void): Promise<void> {
+    const names = await fs.readdir(this.dir).catch(() => [] as string[])
+    const present = new Set(names)
+    for (const name of names) {
+      // writeFileAtomic's temp files, and the timing cache's (native/tensorrt/builder.cc).
+      const temp = /^\..+\.tmp-\d+-[0-9a-f]+$/.test(name) || /\.cache\.tmp\.\d+$/.test(name)
+      const orphan = name.endsWith('.plan') && !present.has(`${name.slice(0, -'.plan'.length)}.json`)
+      if (!temp && !orphan) continue
+      const file = path.join(this.dir, name)
+      const st = await fs.stat(file).catch(() => undefined)
+      if (!st?.isFile() || Date.now() - st.mtimeMs < DEBRIS_MS) continue
+      await fs.rm(file, { force: true }).catch(() => {})
+      say(`removed ${name}: ${temp ? 'an unfinished write' : 'a plan without its sidecar'} left by a process that stopped (over a day old)`)
+    }
   }
 
   /** Removes temp files a crashed writer left for these files (called with the lock held). */
@@ -304,7 +334,8 @@ export class EngineCache {
       const file = path.join(this.dir, name)
       const pid = Number(name.slice(prefix.length).split('-')[0])
       const st = await fs.stat(file).catch(() => undefined)
-      if (st && (!pidAlive(pid) || Date.now() - st.mtimeMs > staleMs)) await fs.rm(file, { force: true }).catch(() => {})
+      // A live writer's is kept (one that lost the lock still finishes its write) unless long idle.
+      if (st && (!pidAlive(pid) || Date.now() - st.mtimeMs > Math.max(staleMs, DEBRIS_MS))) await fs.rm(file, { force: true }).catch(() => {})
     }
   }
 
@@ -362,8 +393,17 @@ export class EngineCache {
         }
         throw e
       }
-      await this.store(files, parts, key, bytes)
-      say(`built ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      const seconds = ((Date.now() - started) / 1000).toFixed(1)
+      try {
+        await this.store(files, parts, key, bytes)
+      } catch (e) {
+        // Minutes of building are not thrown away for want of disk space: this process uses the plan.
+        if (e instanceof TypeError) throw e
+        say(`built ${name} in ${seconds} s, but could not keep it in "${this.dir}" (${storeFailure(e)}): this process uses it; ` +
+          'the next one builds it again (free space there, or set options.engineDir)')
+        return bytes
+      }
+      say(`built ${name} in ${seconds} s`)
       await this.removeUnused(parts, files, say)
       return bytes
     } finally {
@@ -388,7 +428,10 @@ export class EngineCache {
     }
   }
 
-  /** Writes a built plan and then its sidecar (which makes the plan count), each atomically. */
+  /**
+   * Writes a built plan and then its sidecar (which makes the plan count), each atomically; a plan
+   * whose sidecar cannot be written is removed again, not left to look like an interrupted write.
+   */
   private async store(files: PlanFiles, parts: EngineKeyParts, key: string, bytes: Uint8Array): Promise<void> {
     const name = path.basename(files.plan)
     if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new TypeError(`the engine build for ${name} returned no bytes`)
@@ -401,6 +444,20 @@ export class EngineCache {
       createdAt: new Date().toISOString(),
       builtBy: { pid: process.pid, hostname: os.hostname() },
     }
-    await writeFileAtomic(files.sidecar, `${JSON.stringify(sidecar, null, 2)}\n`)
+    try {
+      await writeFileAtomic(files.sidecar, `${JSON.stringify(sidecar, null, 2)}\n`)
+    } catch (e) {
+      await fs.rm(files.plan, { force: true }).catch(() => {})
+      throw e
+    }
   }
+}
+
+/** Why a plan could not be written, in words (a full disk, a read-only folder), else the error's. */
+function storeFailure(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code
+  if (code === 'ENOSPC') return 'no space left on its disk'
+  if (code === 'EDQUOT') return 'the disk quota is used up'
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'the folder is not writable'
+  return (e as Error).message
 }

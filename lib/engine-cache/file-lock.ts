@@ -1,9 +1,12 @@
 // The cross-process lock that makes one process build an engine while the others wait.
 //
 // The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
-// time and a random token. A lock is stale when its pid no longer runs on this host (or now runs
-// another process: a restarted container reuses pids), or when its mtime (refreshed by the holder
-// while it builds) is older than staleMs: then it is taken over. Waiting polls with
+// boot and machine ids, time and a random token. A lock held on this host is stale when its pid no
+// longer runs (or now runs another process: a restarted container reuses pids, and a host that
+// restarted runs none of the old ones); a holder seen alive there is never taken over, however
+// old the lock looks (a wall clock stepped forward, a suspended laptop). A lock of another host
+// (or one whose holder cannot be checked) is stale when its mtime, refreshed by the holder while
+// it builds, is older than staleMs: then it is taken over. Waiting polls with
 // backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
 // alone (a crashed builder would block the others for the whole stale timeout, which must be long
 // because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
@@ -22,6 +25,10 @@ export interface LockInfo {
   pidStart?: string
   /** The holder's pid namespace (Linux: /proc/self/ns/pid): containers that share a host name and a cache folder may not. */
   pidNamespace?: string
+  /** The holder host's boot (Linux: /proc/sys/kernel/random/boot_id): hosts that share a name have different ones. */
+  bootId?: string
+  /** The holder host's machine id (/etc/machine-id): another boot of the same machine tells a restart from another host. */
+  machineId?: string
   createdAt: string
   token: string
   /** What is being built (the plan's file name). */
@@ -52,6 +59,21 @@ function pidNamespace(): string | undefined {
   }
   return ownPidNamespace ?? undefined
 }
+
+/** A short file's first line (Linux ids), read once; undefined where there is none. */
+const idCache = new Map<string, string | null>()
+function idFile(file: string): string | undefined {
+  if (!idCache.has(file)) {
+    try {
+      idCache.set(file, readFileSync(file, 'utf8').trim().split('\n')[0] || null)
+    } catch {
+      idCache.set(file, null)
+    }
+  }
+  return idCache.get(file) ?? undefined
+}
+const bootId = () => idFile('/proc/sys/kernel/random/boot_id')
+const machineId = () => idFile('/etc/machine-id')
 
 /** Whether `pid` runs on this host (EPERM: it runs, as another user). */
 export function pidAlive(pid: number): boolean {
@@ -94,17 +116,29 @@ export function describeHolder(info: LockInfo | undefined): string {
   return info ? `pid ${info.pid} on ${info.hostname === os.hostname() ? 'this host' : `host ${info.hostname}`}` : 'another process'
 }
 
+/** Two ids that both exist and differ (an id one side lacks says nothing). */
+const differ = (a: string | undefined, b: string | undefined) => a !== undefined && b !== undefined && a !== b
+
 /** Why a lock is stale, or undefined while its holder may still be at work. */
 function staleReason(state: LockState, staleMs: number, now = Date.now()): string | undefined {
   const { info } = state
-  // Pids say something only within one pid namespace: a holder in another container with the
-  // same host name is judged by the lock's age alone.
-  if (info && info.hostname === os.hostname() && (info.pidNamespace === undefined || info.pidNamespace === pidNamespace())) {
-    if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
-    // A restarted container often gives the new process the old one's pid, this one's included
-    // (the start time tells them apart; worker threads share their process's).
-    const started = info.pidStart === undefined ? undefined : processStart(info.pid)
-    if (started !== undefined && started !== info.pidStart) return `its holder, pid ${info.pid} on this host, is no longer running (that pid now belongs to another process)`
+  // Pids say something only within one pid namespace of one boot of one host: a holder in another
+  // container, or on another host with the same name, is judged by the lock's age alone.
+  if (info && info.hostname === os.hostname() && !differ(info.pidNamespace, pidNamespace()) && !differ(info.machineId, machineId())) {
+    if (differ(info.bootId, bootId())) {
+      // The same machine (its machine id) since restarted: nothing of the old boot runs. Without a
+      // machine id on both sides it may be another host of the same name: judged by age below.
+      if (info.machineId !== undefined && machineId() !== undefined) return `its holder, pid ${info.pid}, ran before this host restarted`
+    } else {
+      if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
+      // A restarted container often gives the new process the old one's pid, this one's included
+      // (the start time tells them apart; worker threads share their process's).
+      const started = info.pidStart === undefined ? undefined : processStart(info.pid)
+      if (started !== undefined && started !== info.pidStart) return `its holder, pid ${info.pid} on this host, is no longer running (that pid now belongs to another process)`
+      // Seen alive: its lock is not taken over, however old its time looks (a wall clock stepped
+      // forward, a machine that slept): that would build twice and pull its files from under it.
+      if (started !== undefined) return undefined
+    }
   }
   const age = now - state.mtimeMs
   if (age > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(age / 1000)} s`
@@ -167,7 +201,10 @@ export class FileLock {
 
   /** Tries once to create `file` with O_EXCL. */
   private static async tryCreate(file: string, refreshMs: number, what: string | undefined, onLost?: (why: string) => void): Promise<FileLock | undefined> {
-    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), pidNamespace: pidNamespace(), createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what }
+    const info: LockInfo = {
+      pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), pidNamespace: pidNamespace(), bootId: bootId(), machineId: machineId(),
+      createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what,
+    }
     let fh: fs.FileHandle
     try {
       fh = await fs.open(file, 'wx', 0o644)
