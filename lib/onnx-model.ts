@@ -18,7 +18,10 @@ export interface OnnxModelInfo {
   inputs: OnnxValueInfo[]
   outputs: OnnxValueInfo[]
   opset: number
-  /** The files, relative to the model's folder, that hold initializers stored outside it (ONNX external data). */
+  /**
+   * The files, relative to the model's folder, that hold tensors stored outside it (ONNX external
+   * data): initializers, Constant nodes' values and those of subgraphs (If, Loop, Scan) alike.
+   */
   externalData: string[]
 }
 
@@ -30,9 +33,20 @@ const ELEM_TYPES: Record<number, string> = {
 const MODEL_GRAPH = 7
 const MODEL_OPSET_IMPORT = 8
 const MODEL_METADATA_PROPS = 14
+const GRAPH_NODE = 1
 const GRAPH_INPUT = 11
 const GRAPH_OUTPUT = 12
 const GRAPH_INITIALIZER = 5
+const GRAPH_SPARSE_INITIALIZER = 15
+const NODE_ATTRIBUTE = 5
+const ATTRIBUTE_TENSOR = 5
+const ATTRIBUTE_GRAPH = 6
+const ATTRIBUTE_TENSORS = 10
+const ATTRIBUTE_GRAPHS = 11
+const ATTRIBUTE_SPARSE_TENSOR = 22
+const ATTRIBUTE_SPARSE_TENSORS = 23
+const SPARSE_VALUES = 1
+const SPARSE_INDICES = 2
 
 function valueInfo(bytes: Uint8Array): OnnxValueInfo {
   const v = onnx.ValueInfoProto.decode(bytes)
@@ -43,6 +57,48 @@ function valueInfo(bytes: Uint8Array): OnnxValueInfo {
     elemType: ELEM_TYPES[t?.elemType ?? 0] ?? `type ${t?.elemType}`,
     shape: dims.map((d) => (d.dimParam ? d.dimParam : (d as onnx.TensorShapeProto.Dimension).value === 'dimValue' ? Number(d.dimValue) : '?')),
   }
+}
+
+/** Calls `each` for every length-delimited field of a message, with its field number and bytes. */
+function fields(bytes: Uint8Array, each: (field: number, value: Uint8Array) => void): void {
+  const r = Reader.create(bytes)
+  while (r.pos < r.len) {
+    const tag = r.uint32()
+    if ((tag & 7) === 2) each(tag >>> 3, r.bytes())
+    else r.skipType(tag & 7)
+  }
+}
+
+/** A TensorProto's external-data file, if it is stored outside the model. */
+function tensorLocation(bytes: Uint8Array, into: string[]): void {
+  const t = onnx.TensorProto.decode(bytes)
+  const location = t.externalData.find((e) => e.key === 'location')?.value
+  if (location && !into.includes(location)) into.push(location)
+}
+
+function sparseLocations(bytes: Uint8Array, into: string[]): void {
+  fields(bytes, (f, v) => { if (f === SPARSE_VALUES || f === SPARSE_INDICES) tensorLocation(v, into) })
+}
+
+/** The external-data files of a graph's nodes' attributes: Constant values, and subgraphs all through. */
+function nodeLocations(node: Uint8Array, into: string[], depth: number): void {
+  fields(node, (f, attribute) => {
+    if (f !== NODE_ATTRIBUTE) return
+    fields(attribute, (a, v) => {
+      if (a === ATTRIBUTE_TENSOR || a === ATTRIBUTE_TENSORS) tensorLocation(v, into)
+      else if (a === ATTRIBUTE_SPARSE_TENSOR || a === ATTRIBUTE_SPARSE_TENSORS) sparseLocations(v, into)
+      else if (a === ATTRIBUTE_GRAPH || a === ATTRIBUTE_GRAPHS) graphLocations(v, into, depth + 1)
+    })
+  })
+}
+
+function graphLocations(graph: Uint8Array, into: string[], depth: number): void {
+  if (depth > 64) throw new Error('subgraphs nested more than 64 deep')
+  fields(graph, (f, v) => {
+    if (f === GRAPH_INITIALIZER) tensorLocation(v, into)
+    else if (f === GRAPH_SPARSE_INITIALIZER) sparseLocations(v, into)
+    else if (f === GRAPH_NODE) nodeLocations(v, into, depth)
+  })
 }
 
 export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
@@ -71,12 +127,10 @@ export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
         else if (gfield === GRAPH_OUTPUT && (gtag & 7) === 2) info.outputs.push(valueInfo(g.bytes()))
         else if (gfield === GRAPH_INITIALIZER && (gtag & 7) === 2) {
           // Older exporters list initializers as graph inputs too: only their names are needed.
-          const t = onnx.TensorProto.decode(g.bytes())
-          initializers.add(t.name)
-          const location = t.externalData.find((e) => e.key === 'location')?.value
-          if (location && !info.externalData.includes(location)) info.externalData.push(location)
+          initializers.add(onnx.TensorProto.decode(g.bytes()).name)
         } else g.skipType(gtag & 7)
       }
+      graphLocations(graphBytes, info.externalData, 0)
     } else top.skipType(tag & 7)
   }
   if (!sawGraph) throw new Error('no graph in the file')

@@ -4,7 +4,7 @@
 // the compiled dist/lib/engine-cache/ (the test script runs tsc first).
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
@@ -275,6 +275,46 @@ describe('hashing the ONNX', () => {
     const after = await engineKeyParts({ ...given, onnx: file, externalData })
     expect(after.onnxSha256).toBe(before.onnxSha256)
     expect(engineCacheKey(after)).not.toBe(engineCacheKey(before))
+  })
+
+  it("external data of Constant nodes and of subgraphs is part of the key too, not only the initializers'", async () => {
+    const dir = path.join(root, 'external-everywhere')
+    mkdirSync(dir, { recursive: true })
+    const tensor = (location: string) => onnx.TensorProto.create({
+      name: location, dims: [4], dataType: onnx.TensorProto.DataType.FLOAT, dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [onnx.StringStringEntryProto.create({ key: 'location', value: location })],
+    })
+    const constant = (location: string) => onnx.NodeProto.create({
+      opType: 'Constant', output: [location], attribute: [onnx.AttributeProto.create({ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: tensor(location) })],
+    })
+    const branch = onnx.GraphProto.create({ name: 'then', node: [constant('then.bin')], initializer: [tensor('then-init.bin')] })
+    const ifNode = onnx.NodeProto.create({ opType: 'If', input: ['c'], output: ['y'], attribute: [onnx.AttributeProto.create({ name: 'then_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: branch })] })
+    const sparse = onnx.SparseTensorProto.create({ values: tensor('sparse-values.bin'), indices: tensor('sparse-indices.bin'), dims: [8] })
+    const graph = onnx.GraphProto.create({ name: 'g', node: [constant('constant.bin'), ifNode], initializer: [tensor('init.bin')], sparseInitializer: [sparse] })
+    const file = path.join(dir, 'm.onnx')
+    writeFileSync(file, onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, graph })).finish())
+    const { externalData } = await readOnnxModel(file)
+    expect([...externalData].sort()).toEqual(['constant.bin', 'init.bin', 'sparse-indices.bin', 'sparse-values.bin', 'then-init.bin', 'then.bin'])
+    for (const n of externalData) writeFileSync(path.join(dir, n), Buffer.alloc(16, 1))
+    const before = await engineKeyParts({ ...given, onnx: file, externalData })
+    writeFileSync(path.join(dir, 'then.bin'), Buffer.alloc(16, 2)) // a subgraph's Constant: new weights, another engine
+    expect(engineCacheKey(await engineKeyParts({ ...given, onnx: file, externalData }))).not.toBe(engineCacheKey(before))
+  })
+
+  it('an external-data location outside the model\'s folder, or not a regular file, is refused, not read', async () => {
+    const dir = path.join(root, 'external-outside')
+    for (const location of ['/etc/hostname', '../m.weights', 'sub/../../m.weights', 'C:\\weights.bin']) {
+      const { file } = onnxFile(dir, 'm.onnx', location)
+      await expect(engineKeyParts({ ...given, onnx: file, externalData: [location] })).rejects.toThrow(
+        `${file} keeps weights in "${location}" (ONNX external data), a path outside the model's folder: ONNX external data must lie in or under that folder`)
+    }
+    mkdirSync(path.join(dir, 'a-folder'), { recursive: true })
+    const { file } = onnxFile(dir, 'm.onnx', 'a-folder')
+    await expect(engineKeyParts({ ...given, onnx: file, externalData: ['a-folder'] })).rejects.toThrow(`${file} keeps weights in "a-folder" (ONNX external data), which is not a regular file`)
+    if (process.platform !== 'win32') {
+      symlinkSync('/dev/zero', path.join(dir, 'zeros.bin'))  // endless: hashing it would never return
+      await expect(engineKeyParts({ ...given, onnx: file, externalData: ['zeros.bin'] })).rejects.toThrow(/"zeros\.bin" \(ONNX external data\), which is not a regular file$/)
+    }
   })
 
   it('a missing external-data file is named, with the model that needs it', async () => {

@@ -2,6 +2,7 @@
 // (SHA-256 of canonical JSON) into the key, and the readable file names built from it.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileErrorReason } from '../describe'
 import type { Precision } from '../types'
@@ -181,11 +182,20 @@ async function hashExternalData(onnx: string, locations: readonly string[], sign
   if (locations.length === 0) return undefined
   const hashed: NonNullable<EngineKeyParts['externalData']> = []
   for (const location of [...new Set(locations)].sort()) {
+    const where = `${onnx} keeps weights in "${location}" (ONNX external data)`
+    // ONNX allows only paths relative to the model's folder, without "..": anything else is
+    // refused here rather than read (a device file such as /dev/zero would be hashed for ever).
+    const parts = location.split(/[\\/]/)
+    if (path.isAbsolute(location) || path.win32.isAbsolute(location) || parts.includes('..')) {
+      throw new Error(`${where}, a path outside the model's folder: ONNX external data must lie in or under that folder`)
+    }
+    const file = path.resolve(path.dirname(onnx), location)
     try {
-      hashed.push({ location, sha256: await hashFile(path.resolve(path.dirname(onnx), location), signal) })
+      if (!(await stat(file)).isFile()) throw new Error(`${where}, which is not a regular file`)
+      hashed.push({ location, sha256: await hashFile(file, signal) })
     } catch (e) {
-      if ((e as Error).name === 'AbortError') throw e
-      throw new Error(`${onnx} keeps weights in "${location}" (ONNX external data), which cannot be read: ${fileErrorReason(e)}`, { cause: e })
+      if ((e as Error).name === 'AbortError' || (e as Error).message.startsWith(where)) throw e
+      throw new Error(`${where}, which cannot be read: ${fileErrorReason(e)}`, { cause: e })
     }
   }
   return hashed
