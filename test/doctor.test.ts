@@ -1,7 +1,7 @@
 // `face-multitask doctor`: each backend available or the exact reason, the addon path, Node and
 // N-API, onnxruntime-node; in-process through main() and once as the compiled bin.
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -89,6 +89,27 @@ describe('face-multitask doctor', () => {
     expect((await run('doctor', '--engine-dir', under)).out).toContain(`${under} (NOT usable: ${file} is a file, not a folder; ${hint})`)
     const json = JSON.parse((await run('doctor', '--json', '--engine-dir', under)).out)
     expect(json.engineCache).toEqual({ dir: under, exists: false, writable: false, plans: 0, problem: `${file} is a file, not a folder` })
+  })
+
+  it('counts the plans the cache can load (with their sidecar), not orphans or folders', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fm-doctor-plans-'))
+    writeFileSync(path.join(dir, 'm.fp16.0123456789ab.plan'), 'plan')
+    writeFileSync(path.join(dir, 'm.fp16.0123456789ab.json'), '{}')
+    writeFileSync(path.join(dir, 'orphan.fp16.ba9876543210.plan'), 'a plan whose sidecar was never written')
+    mkdirSync(path.join(dir, 'folder.plan'))
+    writeFileSync(path.join(dir, 'folder.json'), '{}')
+    expect((await run('doctor', '--engine-dir', dir)).out).toContain(`${dir} (1 plan, writable)`)
+  })
+
+  it('a read-only folder of plans serves them: doctor says they load, and where to build others', async () => {
+    // The report as for a folder this user cannot write (root writes anywhere, so it is given).
+    const dir = mkdtempSync(path.join(tmpdir(), 'fm-doctor-read-only-'))
+    const { doctorLines, doctorReport } = await import('../lib/cli/doctor')
+    const report = await doctorReport(dir)
+    const line = (plans: number) => doctorLines({ ...report, engineCache: { dir, exists: true, writable: false, plans } }).at(-1)
+    expect(line(1)).toMatch(new RegExp(`^engine cache +${esc(dir)} \\(1 plan, NOT writable: it loads, but no other engine can be built here \\(to build one, choose another folder: --engine-dir DIR`))
+    expect(line(2)).toContain('(2 plans, NOT writable: they load, but no other engine')
+    expect(line(0)).toContain('(0 plans, NOT writable: choose another folder: --engine-dir DIR')
   })
 
   it('--engine-dir= (empty) is a usage error, as for build', async () => {

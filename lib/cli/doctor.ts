@@ -35,6 +35,17 @@ async function nearestExisting(dir: string): Promise<{ at: string; isDir: boolea
 
 const canWrite = (p: string) => fs.access(p, fs.constants.W_OK | fs.constants.X_OK).then(() => true, () => false)
 
+/** Plans the cache can load: plan files with their sidecar (a plan without one is rebuilt). */
+async function countPlans(dir: string, names: string[]): Promise<number> {
+  const present = new Set(names)
+  let n = 0
+  for (const name of names) {
+    if (!name.endsWith('.plan') || !present.has(`${name.slice(0, -'.plan'.length)}.json`)) continue
+    if (await fs.stat(path.join(dir, name)).then((st) => st.isFile(), () => false)) n++
+  }
+  return n
+}
+
 /**
  * The engine cache folder as the cache (lib/engine-cache/) will use it: an existing folder is
  * writable or not; a missing one is created with its missing parents (mkdir recursive) on first
@@ -47,7 +58,7 @@ async function engineCacheState(dir: string): Promise<DoctorReport['engineCache'
     if (!st.isDirectory()) return { dir, exists: false, writable: false, plans: 0, problem: 'it is a file, not a folder' }
     const names = await fs.readdir(dir).catch(() => undefined)
     if (!names) return { dir, exists: true, writable: false, plans: 0, problem: 'the folder cannot be read' }
-    return { dir, exists: true, writable: await canWrite(dir), plans: names.filter((n) => n.endsWith('.plan')).length }
+    return { dir, exists: true, writable: await canWrite(dir), plans: await countPlans(dir, names) }
   }
   if (st.code !== 'ENOENT' && st.code !== 'ENOTDIR') {
     return { dir, exists: false, writable: false, plans: 0, problem: st.message }
@@ -77,7 +88,10 @@ const OTHER_FOLDER = 'choose another folder: --engine-dir DIR on the command lin
 function engineCacheText(cache: DoctorReport['engineCache']): string {
   if (cache.problem) return `NOT usable: ${cache.problem}; ${OTHER_FOLDER}`
   const what = cache.exists ? `${cache.plans} plan${cache.plans === 1 ? '' : 's'}` : 'not created yet'
-  return `${what}, ${cache.writable ? 'writable' : `NOT writable: ${OTHER_FOLDER}`}`
+  if (cache.writable) return `${what}, writable`
+  // A read-only folder of plans built ahead of time (an image, a shared mount) serves them as it is.
+  if (cache.plans > 0) return `${what}, NOT writable: ${cache.plans === 1 ? 'it loads' : 'they load'}, but no other engine can be built here (to build one, ${OTHER_FOLDER})`
+  return `${what}, NOT writable: ${OTHER_FOLDER}`
 }
 
 export function doctorLines(r: DoctorReport): string[] {
