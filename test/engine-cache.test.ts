@@ -818,6 +818,21 @@ describe('across processes', () => {
     expect(existsSync(cache.files(parts).lock)).toBe(true)
   })
 
+  it('a holder alive on this host that stops refreshing (a worker thread terminated mid-build) is taken over once watched that long', async () => {
+    const { dir, parts } = fresh('live-stuck-lock')
+    const pidStart = processStart(process.pid)
+    if (pidStart === undefined) throw new Error('no /proc/<pid>/stat here: this check is for Linux')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: process.pid, hostname: hostname(), pidStart, createdAt: new Date().toISOString(), token: 'x' }))
+    const messages: string[] = []
+    const { state, build } = counter()
+    const t0 = Date.now()
+    await new EngineCache({ engineDir: dir, staleMs: 400, maxPollMs: 50, log: (m) => messages.push(m) }).getOrBuild(parts, build, { signal: AbortSignal.timeout(5000) })
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400)
+    expect(state.builds).toBe(1)
+    expect(messages.some((m) => m.includes(`its holder, pid ${process.pid} on this host, runs but has not refreshed it for 0 s`))).toBe(true)
+  })
+
   const ownMachineId = (() => {
     try {
       return readFileSync('/etc/machine-id', 'utf8').trim() || undefined

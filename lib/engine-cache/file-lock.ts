@@ -3,8 +3,9 @@
 // The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
 // boot and machine ids, time and a random token. A lock held on this host is stale when its pid no
 // longer runs (or now runs another process: a restarted container reuses pids, and a host that
-// restarted runs none of the old ones); a holder seen alive there is never taken over, however
-// old the lock looks (a wall clock stepped forward, a suspended laptop). A lock of another host
+// restarted runs none of the old ones); a holder seen alive there is taken over only once the
+// waiter has watched its lock go unrefreshed for staleMs (its own clock: a wall clock stepped
+// forward or a suspended laptop makes no live lock look old). A lock of another host
 // (or one whose holder cannot be checked) is stale when its mtime, refreshed by the holder while
 // it builds, is older than staleMs: then it is taken over. Waiting polls with
 // backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
@@ -15,6 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
+import { performance } from 'node:perf_hooks'
 import { sleep, throwIfAborted } from './abort'
 
 /** What a lock file holds. */
@@ -119,8 +121,11 @@ export function describeHolder(info: LockInfo | undefined): string {
 /** Two ids that both exist and differ (an id one side lacks says nothing). */
 const differ = (a: string | undefined, b: string | undefined) => a !== undefined && b !== undefined && a !== b
 
-/** Why a lock is stale, or undefined while its holder may still be at work. */
-function staleReason(state: LockState, staleMs: number, now = Date.now()): string | undefined {
+/**
+ * Why a lock is stale, or undefined while its holder may still be at work. `unchangedMs`: how long
+ * this waiter has watched the same lock file go unrefreshed, on its own monotonic clock.
+ */
+function staleReason(state: LockState, staleMs: number, unchangedMs: number, now = Date.now()): string | undefined {
   const { info } = state
   // Pids say something only within one pid namespace of one boot of one host: a holder in another
   // container, or on another host with the same name, is judged by the lock's age alone.
@@ -135,9 +140,13 @@ function staleReason(state: LockState, staleMs: number, now = Date.now()): strin
       // (the start time tells them apart; worker threads share their process's).
       const started = info.pidStart === undefined ? undefined : processStart(info.pid)
       if (started !== undefined && started !== info.pidStart) return `its holder, pid ${info.pid} on this host, is no longer running (that pid now belongs to another process)`
-      // Seen alive: its lock is not taken over, however old its time looks (a wall clock stepped
-      // forward, a machine that slept): that would build twice and pull its files from under it.
-      if (started !== undefined) return undefined
+      // Seen alive: judged by watching its lock, not by the lock's time against the wall clock (a
+      // clock stepped forward, a machine that slept would make a working holder look stale, and
+      // taking over would build twice and pull its files from under it). A live process whose lock
+      // stays unrefreshed that long has lost its builder (a worker thread terminated mid-build).
+      if (started !== undefined) {
+        return unchangedMs > staleMs ? `its holder, pid ${info.pid} on this host, runs but has not refreshed it for ${Math.round(unchangedMs / 1000)} s` : undefined
+      }
     }
   }
   const age = now - state.mtimeMs
@@ -237,13 +246,15 @@ export class FileLock {
     let delay = 25
     let waitingSince: number | undefined
     let noted = 0
+    let watched: { ino: number; mtimeMs: number; since: number } | undefined  // the lock as first seen unchanged
     for (;;) {
       throwIfAborted(signal, `waiting for the lock ${file}`)
       const lock = await FileLock.tryCreate(file, refreshMs, options.what, options.onLost)
       if (lock) return lock
       const state = await inspectLock(file)
       if (!state) continue // released between the two calls: try again at once
-      const stale = staleReason(state, staleMs)
+      if (watched?.ino !== state.ino || watched.mtimeMs !== state.mtimeMs) watched = { ino: state.ino, mtimeMs: state.mtimeMs, since: performance.now() }
+      const stale = staleReason(state, staleMs, performance.now() - watched.since)
       if (stale !== undefined) {
         if (await FileLock.takeOver(file, state)) options.onStale?.(`took over the stale lock ${file}: ${stale}`)
         continue
