@@ -1,6 +1,10 @@
-// Module entry: exposes the preprocessing to JS. Inputs are read in place (the JS arrays are
-// referenced until the work is done) and the model input is written straight into the caller's
-// Float32Array; the async form runs on libuv's pool so the event loop stays free.
+// Module entry: exposes the preprocessing to JS. Inputs are read in place and the model input is
+// written straight into the caller's Float32Array; the async form runs on libuv's pool so the
+// event loop stays free. The JS arrays are referenced until the work is done, which keeps them
+// from being collected, not their memory from being detached: as for Node's own async calls on
+// buffers (fs.write), a buffer transferred away (postMessage, structuredClone) and freed, or a
+// resizable one shrunk, while the work runs is read after it is gone. The package's callers
+// check the frames just before (lib/image-input.ts checkStillWhole) and copy resizable ones.
 #include <napi.h>
 
 #include <exception>

@@ -311,15 +311,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto frames_js = info[0].As<Napi::Array>();
     auto faces_js = info[1].As<Napi::Array>();
     // Every property first (getters may run JS), then the frames' addresses (napi_args.h).
+    // Lengths read once: a getter that grows an array must not make this loop run for ever.
+    const uint32_t frame_count = frames_js.Length(), face_count = faces_js.Length();
+    if (face_count == 0 || static_cast<int64_t>(face_count) > pipeline_->max_batch())
+      throw Napi::RangeError::New(env, "a batch holds 1.." + std::to_string(pipeline_->max_batch()) + " faces, got " + std::to_string(face_count));
     std::vector<napi::FrameArgs> args;
-    for (uint32_t i = 0; i < frames_js.Length(); ++i) {
+    for (uint32_t i = 0; i < frame_count; ++i) {
       const std::string where = "frames[" + std::to_string(i) + "]";
       Napi::Value v = frames_js.Get(i);
       if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
       args.push_back(napi::read_frame(v.As<Napi::Object>(), where));
     }
     std::vector<FaceIn> faces;
-    for (uint32_t i = 0; i < faces_js.Length(); ++i) {
+    for (uint32_t i = 0; i < face_count; ++i) {
       const std::string where = "faces[" + std::to_string(i) + "]";
       Napi::Value v = faces_js.Get(i);
       if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
@@ -338,8 +342,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       c->keep.push_back(Napi::Persistent(a.data));
       frames.push_back(FrameIn{f.data, f.width, f.height, f.stride, f.format});
     }
-    if (faces.empty() || static_cast<int64_t>(faces.size()) > pipeline_->max_batch())
-      throw Napi::RangeError::New(env, "a batch holds 1.." + std::to_string(pipeline_->max_batch()) + " faces, got " + std::to_string(faces.size()));
     c->engine = Napi::Persistent(Value());
     Napi::Promise promise = c->deferred.Promise();
     if (inflight_++ == 0) tsfn_.Ref(env);

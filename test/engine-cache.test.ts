@@ -899,6 +899,17 @@ describe('across processes', () => {
     expect(messages.some((m) => /took over the stale lock .*pid 1 on host some-other-host has not refreshed it for 1[12]\d s/.test(m))).toBe(true)
   })
 
+  it('a lock from another host dated in the future (its clock ahead) is taken over once watched unrefreshed for staleMs', async () => {
+    const { dir, parts } = fresh('future-lock')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: new Date().toISOString(), token: 'f' }))
+    const inAnHour = new Date(Date.now() + 3_600_000)
+    utimesSync(cache.files(parts).lock, inAnHour, inAnHour)
+    const { state, build } = counter()
+    await new EngineCache({ engineDir: dir, staleMs: 300, maxPollMs: 50, log: () => {} }).getOrBuild(parts, build, { signal: AbortSignal.timeout(5000) })
+    expect(state.builds).toBe(1)
+  })
+
   it('a long wait for another process\'s build says, now and then, that it still waits and for whom', async () => {
     const { dir, parts } = fresh('wait-notes')
     const messages: string[] = []

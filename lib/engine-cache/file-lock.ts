@@ -150,7 +150,10 @@ function staleReason(state: LockState, staleMs: number, unchangedMs: number, now
     }
   }
   const age = now - state.mtimeMs
-  if (age > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(age / 1000)} s`
+  // Its time as the holder's clock wrote it, or, when that clock runs ahead of this one (a lock
+  // dated in the future), as long as this waiter has seen it unchanged.
+  const idle = Math.max(age, unchangedMs)
+  if (idle > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(idle / 1000)} s`
   return undefined
 }
 
