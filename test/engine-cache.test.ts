@@ -202,6 +202,10 @@ describe('cache key', () => {
     const key = engineCacheKey(baseParts())
     expect(engineFileName(baseParts())).toBe(`face_multitask_v28.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
     expect(engineFileName({ ...baseParts(), onnxName: 'model.onnx' })).toBe(`model.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+    // Never a leading '-' (read as an option by tools) or '.' (hidden).
+    for (const [onnxName, base] of [['模型 v2.onnx', 'v2'], ['--help.onnx', 'help'], ['.hidden.onnx', 'hidden'], ['模型.onnx', 'model']]) {
+      expect(engineFileName({ ...baseParts(), onnxName })).toBe(`${base}.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+    }
   })
 
   it('rejects malformed parts, naming the field', () => {

@@ -138,7 +138,8 @@ export function gpuSlug(gpu: EngineKeyParts['gpu']): string {
 /** `<onnx-basename>.<precision>.b<min>-<opt>-<max>.<gpu-slug>.trt<ver>.<key12>.plan` */
 export function engineFileName(parts: EngineKeyParts, key = engineCacheKey(parts)): string {
   // The export's own precision suffix (model.fp16.onnx) is not repeated: the plan's follows.
-  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-') || 'model'
+  // Never leading '-' or '.' (a name tools would read as an option, or a hidden file): "模型 v2" -> "v2".
+  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+/, '') || 'model'
   const { minBatch, optBatch, maxBatch } = parts.profile
   return `${base}.${parts.precision}.b${minBatch}-${optBatch}-${maxBatch}.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${key.slice(0, 12)}.plan`
 }
