@@ -265,6 +265,10 @@ export class EngineCache {
       why?.(`${name}: its sidecar does not match this engine (${differ.length ? `${differ.join(', ')} differ` : 'key differs'}): rebuilding it`)
       return undefined
     }
+    // The sidecar's time says when the plan was last used (see removeUnused()): set before the
+    // read, so a process pruning unused plans meanwhile sees this one in use.
+    const now = new Date()
+    await fs.utimes(files.sidecar, now, now).catch(() => {})
     let bytes: Buffer
     try {
       bytes = await fs.readFile(files.plan)
@@ -276,9 +280,6 @@ export class EngineCache {
       why?.(`${name}: the plan's bytes do not match its sidecar (${bytes.length} bytes, expected ${sidecar.planBytes}; corrupt or truncated): rebuilding it`)
       return undefined
     }
-    // The sidecar's time says when the plan was last used: see removeUnused().
-    const now = new Date()
-    await fs.utimes(files.sidecar, now, now).catch(() => {})
     return bytes
   }
 
@@ -300,6 +301,8 @@ export class EngineCache {
       const theirs = (await readSidecar(sidecar))?.parts
       if (!theirs || (canonicalJson(theirs.tensorrt ?? null) === canonicalJson(built.tensorrt) && theirs.schemaVersion === built.schemaVersion)) continue
       if (!(await fs.stat(plan).then((p) => p.isFile(), () => false))) continue
+      // Loaded since it was judged (a loader stamps the sidecar before reading the plan): kept.
+      if ((await fs.stat(sidecar).catch(() => undefined))?.mtimeMs !== st.mtimeMs) continue
       await fs.rm(sidecar, { force: true }).catch(() => {})
       await fs.rm(plan, { force: true }).catch(() => {})
       say(`removed ${path.basename(plan)}: made by another TensorRT build (${theirs.tensorrt?.build ?? '?'}) and not loaded for ${UNUSED_DAYS} days`)
