@@ -564,6 +564,37 @@ describe('getOrBuild', () => {
     expect(messages).toContain(`removed ${path.basename(stale.plan)}: made by another TensorRT build (10.13.0 build 1) and not loaded for ${UNUSED_DAYS} days`)
   })
 
+  it('a plan being loaded is not pruned from under its loader by a build finishing meanwhile', async () => {
+    const { dir, parts } = fresh('prune-while-loading')
+    const older: EngineKeyParts = { ...parts, tensorrt: { version: '10.13.0', build: '10.13.0 build 1' } }  // another TensorRT build
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const original = await cache.getOrBuild(older, counter(0, 'older').build)
+    const files = cache.files(older)
+    const monthAgo = Date.now() / 1000 - (UNUSED_DAYS + 1) * 86_400
+    utimesSync(files.sidecar, monthAgo, monthAgo)  // unused for a month: what pruning removes
+    // The loader's read of the plan is slow; a build of another plan finishes (and prunes) meanwhile.
+    const readFile = fsp.readFile
+    let pruned: Promise<unknown> | undefined
+    const spy = vi.spyOn(fsp, 'readFile').mockImplementation((async (file: unknown, ...rest: unknown[]) => {
+      if (file === files.plan && !pruned) {
+        pruned = new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter(0, 'newer').build)
+        await pruned
+      }
+      return (readFile as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
+    }) as typeof fsp.readFile)
+    const { state, build } = counter(0, 'rebuilt')
+    let loaded: Uint8Array
+    try {
+      loaded = await cache.getOrBuild(older, build)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(pruned).toBeDefined()
+    expect(state.builds).toBe(0)
+    expect(Buffer.from(loaded).equals(Buffer.from(original))).toBe(true)
+    expect(existsSync(files.plan) && existsSync(files.sidecar)).toBe(true)
+  })
+
   it('invalidate() with the refused bytes keeps a plan another process rebuilt meanwhile', async () => {
     const { dir, parts } = fresh('invalidate-rebuilt')
     const messages: string[] = []
