@@ -92,6 +92,20 @@ describe('which ONNX the engine is built from', () => {
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16': ${wrong} is beside the model but declares fp32`)
     expect(await engineOnnx(f, 'fp16', false, log)).toMatchObject({ path: f, precision: 'fp32' })
   })
+
+  it('a sibling exported from another checkpoint (left by `export --no-fp16` into the same folder) is not taken', async () => {
+    const sha = (c: string) => c.repeat(64)
+    const f32 = write('e.fp32.onnx', withMetadata(fixture, 'face_multitask.checkpoint_sha256', sha('a')))
+    const old16 = write('e.fp16.onnx', withMetadata(withMetadata(fixture, 'face_multitask.precision', 'fp16'), 'face_multitask.checkpoint_sha256', sha('b')))
+    const stale = `${old16} was exported from another checkpoint than e.fp32.onnx (sha256 bbbbbbbbbbbb..., not aaaaaaaaaaaa...)`
+    messages.length = 0
+    expect(await engineOnnx(f32, 'fp16', false, log)).toMatchObject({ path: f32, precision: 'fp32' })
+    expect(messages).toEqual([`${stale}: the TensorRT engine is built from the fp32 model itself; export again without --no-fp16 for a fp16 engine`])
+    await expect(engineOnnx(f32, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16', but ${stale}: export the checkpoint again without --no-fp16`)
+    // The same checkpoint's pair is taken as before.
+    const new16 = write('e.fp16.onnx', withMetadata(withMetadata(fixture, 'face_multitask.precision', 'fp16'), 'face_multitask.checkpoint_sha256', sha('a')))
+    expect(await engineOnnx(f32, 'fp16', true, log)).toMatchObject({ path: new16, precision: 'fp16' })
+  })
 })
 
 describe('the engine is built from the same model', () => {

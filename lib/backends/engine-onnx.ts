@@ -9,6 +9,9 @@ import { PRECISIONS } from '../gpu-options'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import type { Precision } from '../types'
 
+/** The SHA-256 of the checkpoint an ONNX was exported from (face-multitask export writes it). */
+const CHECKPOINT_KEY = `${META_PREFIX}checkpoint_sha256`
+
 /** The precision an ONNX file declares (face_multitask.precision, from its metadata); files without the key are FP32. */
 export function declaredPrecision(file: string, metadata: Record<string, string>): Precision {
   const declared = metadata[`${META_PREFIX}precision`]
@@ -53,6 +56,16 @@ export async function engineOnnx(
   if (exists) {
     const siblingInfo = await readOnnxModel(sibling)
     const theirs = declaredPrecision(sibling, siblingInfo.metadata)
+    // An earlier export's file left beside a newer one (`export --no-fp16` into the same folder)
+    // holds other weights: an engine built from it would give another model's results.
+    const ours = info.metadata[CHECKPOINT_KEY]
+    const its = siblingInfo.metadata[CHECKPOINT_KEY]
+    if (ours !== undefined && its !== undefined && ours !== its) {
+      const stale = `${sibling} was exported from another checkpoint than ${path.basename(model)} (sha256 ${its.slice(0, 12)}..., not ${ours.slice(0, 12)}...)`
+      if (explicit) throw new Error(`options.precision is '${wanted}', but ${stale}: export the checkpoint again without --no-fp16`)
+      log(`${stale}: the TensorRT engine is built from the ${own} model itself; export again without --no-fp16 for a ${wanted} engine`)
+      return { path: model, precision: own, info }
+    }
     if (theirs === wanted) return { path: sibling, precision: wanted, info: siblingInfo }
     if (explicit) throw new Error(`options.precision is '${wanted}': ${sibling} is beside the model but declares ${theirs}`)
   }
