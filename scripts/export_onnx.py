@@ -42,7 +42,7 @@ Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-f
 
 Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, an output folder
 that cannot be written, a failed check, a missing environment), 2 bad arguments (argparse's usage
-errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C), which the CLI reports as 1.
+errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM), which the CLI reports as 1.
 Failures are reported as one line `[export] error: ...` on stderr.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
@@ -61,6 +61,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -281,6 +282,9 @@ def sniff_format(path: Path) -> str:
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= size - 8 and head[8:9] == b"{":
             return "safetensors"
+        if head[8:9] == b"{":                            # a safetensors header cut off: a partial download
+            raise ExportError(f"{path}: a safetensors file cut off: its header alone is {n} bytes, the file "
+                              f"{size} (an interrupted download or copy?)")
     hint = " (it looks like an ONNX file already)" if path.suffix == ".onnx" else ""
     raise ExportError(f"{path}: neither a torch checkpoint (a pickle of {{'model': state_dict, 'config': dict}}) "
                       f"nor a safetensors file{hint}; first bytes {head[:8]!r}")
@@ -571,11 +575,19 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path) -> Path:
     ckpt_dir = out_dir / f"random-seed{seed}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / G.file_name
-    if G.file_format == "pt":
-        torch.save({"model": state, "config": saved_cfg, RANDOM_MARKER: seed}, str(path))
-    else:
-        from safetensors.torch import save_file
-        save_file(state, str(path), metadata={"config": json.dumps(saved_cfg), RANDOM_MARKER: str(seed)})
+    # Written aside and renamed when whole: an interrupted save leaves no cut-off checkpoint under
+    # the real name (which a rerun would then read).
+    partial = path.with_name(path.name + ".partial")
+    try:
+        if G.file_format == "pt":
+            torch.save({"model": state, "config": saved_cfg, RANDOM_MARKER: seed}, str(partial))
+        else:
+            from safetensors.torch import save_file
+            save_file(state, str(partial), metadata={"config": json.dumps(saved_cfg), RANDOM_MARKER: str(seed)})
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     note(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {len(state)} tensors)")
     return path
 
@@ -606,7 +618,13 @@ def contract_metadata(gen: str, extra: dict[str, str], metadata_json: Path | Non
     """The face_multitask.* entries, from the project's TypeScript (lib/contract-metadata.ts ->
     dist/lib/contract-metadata.js), or from a JSON file the Node side wrote (--contract-metadata)."""
     if metadata_json is not None:
-        meta = json.loads(metadata_json.read_text())
+        try:
+            meta = json.loads(metadata_json.read_text())
+        except json.JSONDecodeError as e:
+            raise ExportError(f"--contract-metadata {metadata_json}: not JSON ({e})") from None
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ExportError(f"--contract-metadata {metadata_json}: must be a JSON object of strings "
+                              "(the face_multitask.* metadata entries)")
         for k, v in extra.items():
             key = k if k.startswith("face_multitask.") else "face_multitask." + k
             if key in meta and meta[key] != v:
@@ -1078,8 +1096,14 @@ def check_out_dir(out_dir: Path, given: bool) -> None:
                           f"{what}: cannot be made, {at} is not writable")
 
 
+def _stop_on_sigterm(signum, frame):
+    # As Ctrl-C: the .partial files are removed on the way out (a process manager's or the CLI's kill).
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if not (args.import_release or args.check_env or args.random_weights):
             check_checkpoint_path(args.checkpoint)
@@ -1112,7 +1136,7 @@ def main(argv=None) -> int:
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
-        print("[export] interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        print("[export] interrupted (Ctrl-C or SIGTERM)", file=sys.stderr, flush=True)
         return 130
 
 

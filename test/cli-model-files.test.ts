@@ -287,6 +287,23 @@ describe('face-multitask export', () => {
     expect(process.listenerCount('SIGINT')).toBe(listeners)
   }, 20_000)
 
+  it('SIGTERM to the CLI (a process manager) stops the script too, which cleans up; exit 1 saying so', async () => {
+    const file = path.join(dir, 'python-terminable')
+    const started = path.join(dir, 'python-term-started')
+    const trapped = path.join(dir, 'python-term-trapped')
+    writeFileSync(file, `#!/bin/sh\ntrap 'echo trapped > ${trapped}; exit 130' TERM\ntouch ${started}\nwhile :; do sleep 0.05; done\n`)
+    chmodSync(file, 0o755)
+    process.env.FACE_MULTITASK_PYTHON = file
+    const listeners = process.listenerCount('SIGTERM')
+    const running = run('export', 'x.safetensors')
+    for (let i = 0; i < 200 && !existsSync(started); i++) await new Promise((r) => setTimeout(r, 25))
+    process.emit('SIGTERM', 'SIGTERM')  // this process's handlers only
+    const r = await running
+    expect([r.code, r.err.split('\n').at(-1)]).toEqual([1, 'face-multitask: the export was stopped (SIGTERM) before it finished'])
+    expect(readFileSync(trapped, 'utf8')).toBe('trapped\n')
+    expect(process.listenerCount('SIGTERM')).toBe(listeners)
+  }, 20_000)
+
   // export_onnx.py checks the checkpoint path before it imports torch: any Python 3 runs this.
   const python = [path.join(packageRoot(), '.venv', 'bin', 'python'), '/usr/bin/python3'].find((p) => existsSync(p))
   it('scripts/export_onnx.py: a directory says so and exits 1; bad arguments exit 2', async (ctx) => {
@@ -364,17 +381,20 @@ describe('face-multitask export', () => {
     expect(r.stderr).toBe(`[export] error: ${file}: safetensors metadata 'config' is an array, not a JSON object of the model's settings\n`)
   }, 60_000)
 
-  it('scripts/export_onnx.py: Ctrl-C during an export says so, without a traceback', async (ctx) => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('scripts/export_onnx.py: %s during an export says so, without a traceback, and leaves no partial file', async (sig, ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
-    const child = spawn(venvPython, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), '--random-weights', '--generation', 'v2.5', '--no-fp16', '--out', path.join(dir, 'interrupted')])
+    const out = path.join(dir, `interrupted-${sig}`)
+    const child = spawn(venvPython, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), '--random-weights', '--generation', 'v2.5', '--no-fp16', '--out', out])
     let stderr = ''
     child.stderr.on('data', (d) => { stderr += d })
     // The first progress line comes once torch is imported; the export is seconds from done then.
-    child.stdout.once('data', () => child.kill('SIGINT'))
+    child.stdout.once('data', () => child.kill(sig))
     const [code, signal] = await once(child, 'exit')
     expect(stderr).not.toMatch(/Traceback/)
-    expect(stderr).toBe('[export] interrupted (Ctrl-C)\n')
+    expect(stderr).toBe('[export] interrupted (Ctrl-C or SIGTERM)\n')
     expect([code, signal]).toEqual([130, null])
+    const left = existsSync(out) ? readdirSync(out, { recursive: true }).map(String) : []
+    expect(left.filter((f) => f.endsWith('.partial'))).toEqual([])
   }, 120_000)
 
   it('scripts/export_onnx.py: an export whose check against PyTorch fails leaves no .onnx the runtime would load', async (ctx) => {

@@ -46,17 +46,32 @@ export async function exportCommand(argv: string[], io: Io): Promise<number> {
   // had half written and exits, and its exit code makes ours (1). Without a handler this process
   // would die at once, with 130, before the script is done. A SIGINT sent to this process alone
   // is passed on to the script when it has not stopped by itself a moment later.
+  const running = () => child.exitCode === null && child.signalCode === null
   const onSigint = () => {
-    setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT') }, 1000).unref()
+    setTimeout(() => { if (running()) child.kill('SIGINT') }, 1000).unref()
+  }
+  // SIGTERM or SIGHUP (a process manager, a closed terminal) stops the script too, which cleans up
+  // as for Ctrl-C, rather than leaving it running on its own.
+  let stoppedBy: string | undefined
+  const onStop = (sig: NodeJS.Signals) => {
+    stoppedBy ??= sig
+    if (running()) child.kill('SIGTERM')
   }
   process.on('SIGINT', onSigint)
+  process.on('SIGTERM', onStop)
+  process.on('SIGHUP', onStop)
   return new Promise<number>((resolve, reject) => {
     child.on('error', (e) => reject(new CliError(`could not start ${python}: ${e.message}`)))
     child.on('exit', (code, signal) => {
       // Killed (the OOM killer, kill -9): the script could say nothing, so say it here.
-      if (signal === 'SIGINT') reject(new CliError('the export was interrupted (Ctrl-C) before it finished'))
+      if (stoppedBy) reject(new CliError(`the export was stopped (${stoppedBy}) before it finished`))
+      else if (signal === 'SIGINT') reject(new CliError('the export was interrupted (Ctrl-C) before it finished'))
       else if (signal) reject(new CliError(`the export was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory?)' : ''} before it finished`))
       else resolve(exportExitCode(code))
     })
-  }).finally(() => process.removeListener('SIGINT', onSigint))
+  }).finally(() => {
+    process.removeListener('SIGINT', onSigint)
+    process.removeListener('SIGTERM', onStop)
+    process.removeListener('SIGHUP', onStop)
+  })
 }
