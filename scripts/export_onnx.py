@@ -1000,7 +1000,8 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     if args.no_fp16:
         step("FP16: skipped (--no-fp16)")
         if fp16_path.exists():
-            note(f"warning: {fp16_path} is from an earlier export and was not remade with this FP32 file")
+            note(f"warning: {fp16_path} is from an earlier export and was not remade with this FP32 file; "
+                 "TensorRT builds from it only while it comes from the same checkpoint")
     else:
         export_fp16(onnx_path, fp16_path, args)
     step(f"done: {onnx_path}" + ("" if args.no_fp16 else f" and {fp16_path.name}"))
@@ -1017,8 +1018,9 @@ def parse_args(argv):
     p.add_argument("--out", default=None,
                    help="output folder (default: the checkpoint's folder; with --random-weights: .)")
     p.add_argument("--generation", choices=list(GENERATIONS),
-                   help="the checkpoint's generation, when the file name and config do not tell v2.7 from v2.8 "
-                        "(never overrides the tensors); required with --random-weights")
+                   help="the checkpoint's generation, when the file name and config do not tell it or are wrong "
+                        "(v2.7 and v2.8 share one architecture): it wins over them, with a warning, but never "
+                        "over the tensors; required with --random-weights")
     p.add_argument("--no-fp16", action="store_true",
                    help="do not make the FP16 file (FP16 with FP32 islands, for TensorRT strongly typed builds)")
     p.add_argument("--random-weights", action="store_true",

@@ -117,11 +117,14 @@ which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python
   <checkpoint>        the weights file; its generation is read from the file itself
   --out DIR           where to write (default: the checkpoint's own folder; with --random-weights,
                       the current directory, and the checkpoint it makes goes in DIR/random-seed<N>/)
-  --generation G      only to tell v2.7 from v2.8 when the file name does not
+  --generation G      the generation, when the file's name and config do not tell it or are
+                      wrong (v2.7 and v2.8 share one architecture); it wins over them, with a
+                      warning, but never over the tensors; required with --random-weights
   --random-weights    make a checkpoint of that generation's architecture with seeded random
                       weights and export it (for tests and benchmarks: its numbers mean nothing)
   --seed N            seed for --random-weights (default 0)
-  --no-fp16           write only the FP32 file (default: FP32 and the FP16 file for TensorRT)
+  --no-fp16           write only the FP32 file (default: FP32 and the FP16 file for TensorRT; an
+                      FP16 file left from another checkpoint is then not used by TensorRT)
   -h, --help          this help
 
 Other options go to scripts/export_onnx.py as they are: --trust-pickle (a .pt checkpoint that holds
