@@ -161,12 +161,26 @@ describe('face-multitask inspect', () => {
     ['an entry that is not an object', '{"x.weight": 3}', 'tensor "x.weight" is a number, not an object with a dtype and a shape'],
     ['a shape of non-sizes', '{"x.weight": {"dtype": "F32", "shape": [2, "3"]}}', 'tensor "x.weight" has no shape array of sizes (got [2,"3"])'],
     ['metadata not strings', '{"__metadata__": {"config": 1}}', '"__metadata__" is not an object of strings'],
+    ['an entry without data_offsets', '{"x.weight": {"dtype": "F32", "shape": [2]}}', 'tensor "x.weight" has no data_offsets [begin, end] (got none)'],
+    ['data_offsets past the file', '{"x.weight": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+      'it is cut off: its tensors need 8 bytes of data after the header, the file holds 0 (an interrupted download or copy?)'],
   ])('a malformed safetensors file (%s): one line naming the file, exit 1', async (_what, header, why) => {
     const file = rawHeader('bad.safetensors', header)
     const r = await run('inspect', file)
     expect(r.code).toBe(1)
     expect(r.err).toBe(`face-multitask: "${file}" is not a readable safetensors checkpoint: ${why}`)
     expect(r.out).toBe('')
+  })
+
+  it('a checkpoint is told by its content, not its name: a renamed safetensors is read, a .pth pickle is named as one', async () => {
+    const file = path.join(dir, 'renamed-checkpoint.bin')
+    safetensors(file, V27_TENSORS, { n_au: 20 })
+    const r = await run('inspect', file)
+    // Read as a checkpoint; its name no longer tells v2.7 from v2.8, which is said.
+    expect([r.code, r.err]).toEqual([0, `face-multitask: warning: "${file}" may be v2.7 or v2.8: \`face-multitask export\` needs --generation v2.7|v2.8`])
+    const pickle = path.join(dir, 'weights.pth')
+    writeFileSync(pickle, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00]))
+    expect((await run('inspect', pickle)).err).toBe(`face-multitask: ${pickle} is a torch pickle (as py-feat's v2.4 checkpoint is): Node cannot read it; export it and inspect the .onnx`)
   })
 
   it('a safetensors file too short for its header: one line naming the file, exit 1', async () => {

@@ -35,6 +35,8 @@ function jsonKind(v: unknown): string {
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
   const fh = await fs.open(file, 'r')
   let json: Buffer
+  let dataBytes = 0  // the bytes after the header, where the tensors' data_offsets point
+  let dataEnd = 0
   try {
     const { size } = await fh.stat()
     if (size < 8) throw notSafetensors(file, `it is ${size} bytes long, too short for the 8-byte header length`)
@@ -46,6 +48,7 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
     }
     json = Buffer.alloc(Number(n))
     await fh.read(json, 0, json.length, 8)
+    dataBytes = size - 8 - Number(n)
   } finally {
     await fh.close()
   }
@@ -68,6 +71,15 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
       throw notSafetensors(file, `tensor "${name}" has no shape array of sizes (got ${JSON.stringify(t.shape) ?? 'none'})`)
     }
     tensors[name] = { dtype: t.dtype, shape: t.shape as number[] }
+    const offsets = t.data_offsets
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+      throw notSafetensors(file, `tensor "${name}" has no data_offsets [begin, end] (got ${JSON.stringify(t.data_offsets) ?? 'none'})`)
+    }
+    dataEnd = Math.max(dataEnd, offsets[1] as number)
+  }
+  // A download or copy cut short keeps its header: the tensors then reach past the file's end.
+  if (dataEnd > dataBytes) {
+    throw notSafetensors(file, `it is cut off: its tensors need ${dataEnd} bytes of data after the header, the file holds ${dataBytes} (an interrupted download or copy?)`)
   }
   return { metadata: metadata as Record<string, string>, tensors }
 }
@@ -226,12 +238,16 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   }
   const file = positionals[0]
   await checkReadableFile(file)
-  const head = Buffer.alloc(2)
+  const head = Buffer.alloc(9)
   const fh = await fs.open(file, 'r')
-  await fh.read(head, 0, 2, 0).finally(() => fh.close())
-  if (file.endsWith('.safetensors')) await inspectSafetensors(file, io)
-  else if (file.endsWith('.pt') || (head[0] === 0x50 && head[1] === 0x4b)) {
-    throw new CliError(`${file} is a torch pickle (the v2.4 checkpoint): Node cannot read it; export it and inspect the .onnx`)
+  await fh.read(head, 0, 9, 0).finally(() => fh.close())
+  // By content first, as export reads files (a renamed checkpoint is still one), then by name.
+  const zip = head[0] === 0x50 && head[1] === 0x4b
+  const pickle = head[0] === 0x80 && head[1] >= 2 && head[1] <= 5
+  const safetensors = head[8] === 0x7b && head.readBigUInt64LE(0) >= 2n  // header length, then '{'
+  if (safetensors || file.endsWith('.safetensors')) await inspectSafetensors(file, io)
+  else if (zip || pickle || /\.(pt|pth)$/.test(file)) {
+    throw new CliError(`${file} is a torch pickle (as py-feat's v2.4 checkpoint is): Node cannot read it; export it and inspect the .onnx`)
   } else await inspectOnnx(file, io)
   return 0
 }
