@@ -787,8 +787,13 @@ def verify(wrapper, path: Path, output_names: list[str], expected_shapes: dict[s
         if o.shape != want or o.dtype != np.float32:
             bad.append(f"{name}: ONNX Runtime gave {o.dtype}{list(o.shape)}, expected float32{list(want)}")
             continue
-        if not np.isfinite(o).all() or not np.isfinite(r).all():
-            bad.append(f"{name}: non-finite values (onnx {int((~np.isfinite(o)).sum())}, torch {int((~np.isfinite(r)).sum())})")
+        if not np.isfinite(r).all():
+            # PyTorch itself: the weights are at fault, not the export.
+            bad.append(f"{name}: PyTorch itself gives {int((~np.isfinite(r)).sum())} non-finite values "
+                       "(NaN or Inf in the checkpoint's weights?)")
+            continue
+        if not np.isfinite(o).all():
+            bad.append(f"{name}: non-finite values from ONNX Runtime ({int((~np.isfinite(o)).sum())}) where PyTorch has none")
             continue
         d = float(np.abs(o - r).max())
         diffs[name] = d
@@ -797,7 +802,7 @@ def verify(wrapper, path: Path, output_names: list[str], expected_shapes: dict[s
         if d > VERIFY_TOLERANCE:
             bad.append(f"{name}: max abs diff {d:.3e} > {VERIFY_TOLERANCE}")
     if bad:
-        raise ExportError(f"{path}: verification against PyTorch FAILED: " + "; ".join(bad))
+        raise ExportError("the ONNX file does not match PyTorch on a random batch, so none was written: " + "; ".join(bad))
     return diffs
 
 
@@ -905,6 +910,9 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     gen = tell_generation(ckpt, forced_gen)
     G = GENERATIONS[gen]
     note(f"generation {gen}; network code: {G.code_note}")
+    if gen in ("v2.7", "v2.8") and args.opset < 16:
+        raise ExportError(f"{path}: --opset {args.opset} is too old for {gen}: its gaze head's RoiAlign needs opset 16 or "
+                          f"later for the aligned (half_pixel) mode (the default is {OPSET})")
     if ckpt.file_format != G.file_format:
         note(f"note: {gen} is published as {G.file_format}; this file is {ckpt.file_format} (py-feat 2.x reads both)")
 
@@ -984,7 +992,10 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
              f"in {time.monotonic() - t_export:.1f}s; {len(metadata)} metadata entries")
 
         step(f"verifying: ONNX Runtime CPU vs PyTorch FP32 on a random batch of {VERIFY_BATCH} (tolerance {VERIFY_TOLERANCE:g})")
-        verify(wrapper, partial, output_names, {n: d for n, d, _ in CONTRACT_OUTPUTS})
+        try:
+            verify(wrapper, partial, output_names, {n: d for n, d, _ in CONTRACT_OUTPUTS})
+        except ExportError as e:
+            raise ExportError(f"{path}: {e}") from None
 
         if not args.no_node_check:
             step("checking the file with the Node contract reader (dist/lib: parseOnnxModel + readModelSpec)")
