@@ -331,13 +331,23 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
             ckpt = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
         except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
             if not trust_pickle and "weights_only" in str(e):
+                # torch's own text goes on about options it lists later, with terminal colour codes: only
+                # the line naming what it refused is kept.
+                plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+                why = next((ln.strip() for ln in plain.splitlines() if "Unsupported global" in ln or "GLOBAL" in ln), "")
                 raise ExportError(f"{path}: the pickle holds objects beyond tensors and plain containers, "
                                   f"which torch.load(weights_only=True) refuses. If you trust the file, "
-                                  f"pass --trust-pickle. ({str(e).splitlines()[0]})") from e
+                                  f"pass --trust-pickle." + (f" ({why})" if why else "")) from e
             raise ExportError(f"{path}: not a readable torch checkpoint: {e.__class__.__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from e
         if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-            what = f"a dict with keys {sorted(map(str, ckpt))}" if isinstance(ckpt, dict) else type(ckpt).__name__
+            keys = sorted(map(str, ckpt)) if isinstance(ckpt, dict) else []
+            if keys and all(hasattr(v, "shape") for v in ckpt.values()):
+                what = f"a bare state dict of {len(keys)} tensors ({', '.join(keys[:3])}, ...), without the config"
+            elif isinstance(ckpt, dict):
+                what = f"a dict with keys {keys[:10]}" + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+            else:
+                what = type(ckpt).__name__
             raise ExportError(f"{path}: a torch pickle, but not py-feat's {{'model': state_dict, 'config': dict}} "
                               f"checkpoint: it holds {what}")
         state, config = ckpt["model"], ckpt["config"]

@@ -411,6 +411,25 @@ describe('face-multitask export', () => {
     expect(left.filter((f) => f.endsWith('.partial'))).toEqual([])
   }, 120_000)
 
+  it('scripts/export_onnx.py: a bare state dict, and a pickle beyond tensors, are said in one readable line', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const bare = path.join(dir, 'bare', 'face_multitask_v2.pt')
+    const obj = path.join(dir, 'obj', 'face_multitask_v2.pt')
+    const make = `import torch, argparse, os
+for d in (${JSON.stringify(path.dirname(bare))}, ${JSON.stringify(path.dirname(obj))}): os.makedirs(d, exist_ok=True)
+torch.save({f"layer{i}.weight": torch.zeros(2) for i in range(300)}, ${JSON.stringify(bare)})
+torch.save({"model": {"a": torch.zeros(1)}, "config": argparse.Namespace(n_au=20)}, ${JSON.stringify(obj)})`
+    await promisify(execFile)(venvPython, ['-c', make])
+    const b = await runScript(venvPython, bare, '--no-fp16')
+    expect(b.code).toBe(1)
+    expect(b.stderr).toBe(`[export] error: ${bare}: a torch pickle, but not py-feat's {'model': state_dict, 'config': dict} checkpoint: ` +
+      'it holds a bare state dict of 300 tensors (layer0.weight, layer1.weight, layer10.weight, ...), without the config\n')
+    const o = await runScript(venvPython, obj, '--no-fp16')
+    expect(o.code).toBe(1)
+    expect(o.stderr).toMatch(/^\[export\] error: .*: the pickle holds objects beyond tensors and plain containers, which torch\.load\(weights_only=True\) refuses\. If you trust the file, pass --trust-pickle\. \(.*argparse\.Namespace.*\)\n$/)
+    expect(o.stderr).not.toContain('\x1b[')  // no terminal colour codes
+  }, 120_000)
+
   it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode) is refused before the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'old-opset')
