@@ -776,7 +776,8 @@ def tensorrt_check(path: Path) -> None:
     import onnx
     found = tensorrt_rules().problems(onnx.load(str(path), load_external_data=False))
     for line in found:
-        note(f"warning: TensorRT's ONNX parser would refuse this: {line}")
+        what = "may not be imported by TensorRT" if "its import is unchecked" in line else "TensorRT's ONNX parser would refuse this"
+        note(f"warning: {what}: {line}")
     note(f"TensorRT's ONNX parser rules (scripts/tensorrt_onnx_rules.py): {f'{len(found)} problem(s)' if found else 'no problem'}")
 
 

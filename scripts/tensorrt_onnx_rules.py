@@ -37,9 +37,9 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "Add": FI, "Cast": FIB + ("UINT8",), "Clip": F, "Concat": FIB, "Constant": FIB, "ConstantOfShape": FIB,
     "Conv": F, "Cos": F, "Div": FI, "Erf": F, "Expand": FIB, "EyeLike": FIB, "Flatten": FIB, "Gather": FIB,
     "Gemm": F, "Identity": FIB, "InstanceNormalization": F, "LayerNormalization": F, "MatMul": F, "Mul": FI, "Neg": FI,
-    "Range": ("FLOAT", "INT32", "INT64"), "ReduceL2": FI, "ReduceMean": FI, "ReduceSum": FI, "Relu": FI,
+    "Pow": F, "Range": ("FLOAT", "INT32", "INT64"), "Reciprocal": F, "ReduceL2": FI, "ReduceMean": FI, "ReduceSum": FI, "Relu": FI,
     "Reshape": FIB, "RoiAlign": ("FLOAT", "FLOAT16"), "ScatterElements": FI, "Shape": FIB, "Sigmoid": F,
-    "Sin": F, "Slice": FIB, "Softmax": F, "Squeeze": FIB, "Sub": FI, "Tanh": F, "TopK": FI, "Transpose": FIB,
+    "Sin": F, "Slice": FIB, "Softmax": F, "Sqrt": F, "Squeeze": FIB, "Sub": FI, "Tanh": F, "TopK": FI, "Transpose": FIB,
     "Unsqueeze": FIB,
 }
 # The element type checked is the output's for these (their inputs are shapes or scalars).
@@ -112,7 +112,8 @@ def problems(model) -> list[str]:
         allowed = OPERATORS.get(n.op_type)
         if allowed is None:
             out.append(f"{where}: {n.op_type} is not among the operators checked against onnx-tensorrt's support "
-                       "matrix (docs/operators.md): look it up there and add it to OPERATORS with its rules")
+                       "matrix, so its import is unchecked (see onnx-tensorrt's docs/operators.md; the table is "
+                       "OPERATORS in scripts/tensorrt_onnx_rules.py)")
             continue
         typed = n.output[0] if n.op_type in TYPED_BY_OUTPUT else (n.input[0] if n.input else None)
         for name in [typed] + ([n.output[0]] if n.op_type == "Cast" else []):
