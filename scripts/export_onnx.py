@@ -930,10 +930,13 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     step(f"building the network with py-feat {G.code_release}'s MEGraphAUv2 (FP32, eval)")
     mv2 = import_release(G.code_release)
     note(f"code: {Path(mv2.__file__).parent}")
-    model, cfg, dropped = build_network(gen, mv2, ckpt.config)
-    if dropped:
-        note(f"config keys the class does not know (py-feat's loader drops them too): {', '.join(dropped)}")
-    check_config_against_tensors(gen, cfg, ckpt.state_dict)
+    try:
+        model, cfg, dropped = build_network(gen, mv2, ckpt.config)
+        if dropped:
+            note(f"config keys the class does not know (py-feat's loader drops them too): {', '.join(dropped)}")
+        check_config_against_tensors(gen, cfg, ckpt.state_dict)
+    except ExportError as e:
+        raise ExportError(f"{path}: {e}") from None  # as every other error about the file, it is named
     trainable, numel, ntensors = count_params(model)
     pub = ""
     if G.published_trainable is not None:

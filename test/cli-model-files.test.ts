@@ -430,6 +430,27 @@ torch.save({"model": {"a": torch.zeros(1)}, "config": argparse.Namespace(n_au=20
     expect(o.stderr).not.toContain('\x1b[')  // no terminal colour codes
   }, 120_000)
 
+  it('scripts/export_onnx.py: a config that does not fit the tensors is said of that checkpoint, naming the settings', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'bad-config')
+    const make = `import sys, json; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e
+from safetensors import safe_open
+from safetensors.torch import save_file
+p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
+with safe_open(str(p), 'pt') as f:
+    meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
+cfg = json.loads(meta['config']); cfg['n_au'] = 24; meta['config'] = json.dumps(cfg)
+save_file(state, str(p), metadata=meta)
+print(p)`
+    const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
+    const ckpt = made.stdout.trim().split('\n').pop()!
+    const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`[export] error: ${ckpt}: the checkpoint's config does not fit its tensors under py-feat 2.0.3's class: `)
+    expect(r.stderr).toContain('n_au=24, but log_var_au has 20')
+  }, 120_000)
+
   it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode) is refused before the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'old-opset')
