@@ -520,9 +520,13 @@ def load_strict(model, state: dict, source: str) -> None:
         if shape:
             parts.append(f"shape mismatch {len(shape)}: {show(shape)}")
         raise ExportError(f"{source}: the weights do not fit the model; " + "; ".join(parts))
-    non_float = sorted({str(v.dtype) for v in state.values() if not v.is_floating_point()} - {"torch.int64"})
-    if non_float:
-        raise ExportError(f"{source}: unexpected tensor dtypes {non_float}")
+    # Integers only where the model keeps counters (BatchNorm's num_batches_tracked, any int width,
+    # as load_state_dict copies it); a weight stored as an integer would lose its values.
+    wrong = sorted(f"{k} ({str(v.dtype).replace('torch.', '')})" for k, v in state.items()
+                   if not v.is_floating_point() and k in own and own[k].is_floating_point())
+    if wrong:
+        raise ExportError(f"{source}: weights stored as integers, not floating point: {', '.join(wrong[:12])}"
+                          + (f", ... ({len(wrong)} in all)" if len(wrong) > 12 else ""))
     with torch.no_grad():
         model.load_state_dict({k: v for k, v in state.items()}, strict=True)
 

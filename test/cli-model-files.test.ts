@@ -451,6 +451,26 @@ print(p)`
     expect(r.stderr).toContain('n_au=24, but log_var_au has 20')
   }, 120_000)
 
+  it('scripts/export_onnx.py: a weight stored as an integer is refused by name; an int32 counter (num_batches_tracked) is not', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'int-weights')
+    const make = `import sys; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e, torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
+with safe_open(str(p), 'pt') as f:
+    meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
+state['afg.heads.0.1.num_batches_tracked'] = state['afg.heads.0.1.num_batches_tracked'].to(torch.int32)  # py-feat loads it
+state['log_var_au'] = state['log_var_au'].to(torch.int64)
+save_file(state, str(p), metadata=meta)
+print(p)`
+    const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
+    const ckpt = made.stdout.trim().split('\n').pop()!
+    const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
+    expect([r.code, r.stderr]).toEqual([1, `[export] error: ${ckpt}: weights stored as integers, not floating point: log_var_au (int64)\n`])
+  }, 120_000)
+
   it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode) is refused before the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'old-opset')
