@@ -2,7 +2,7 @@
 // Python environment the export needs is missing.
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -216,6 +216,15 @@ describe('face-multitask export', () => {
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/npm run setup:python/)
   })
+  it('a Python that is a broken link (the interpreter the venv was made with is gone or out of reach) says so', async () => {
+    const link = path.join(dir, 'python-link')
+    symlinkSync(path.join(dir, 'gone', 'python3.11'), link)
+    process.env.FACE_MULTITASK_PYTHON = link
+    const r = await run('export', 'face_multitask_v28.safetensors')
+    expect(r.code).toBe(1)
+    expect(r.err).toContain(`and ${link} is a link to ${path.join(dir, 'gone', 'python3.11')}, which cannot be used: no such file.\nSet it up once with`)
+  })
+
   it('--help works without Python', async () => {
     process.env.FACE_MULTITASK_PYTHON = path.join(dir, 'no-python')
     const r = await run('export', '--help')

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { fileErrorReason } from '../describe'
 import { packageRoot } from '../native'
 import { CliError, type Io, UsageError } from './common'
 
@@ -11,11 +12,15 @@ import { CliError, type Io, UsageError } from './common'
 export function exportPython(): string {
   const fromEnv = process.env.FACE_MULTITASK_PYTHON
   const python = fromEnv || path.join(packageRoot(), '.venv', process.platform === 'win32' ? 'Scripts/python.exe' : 'bin/python')
-  if (!fs.existsSync(python)) {
-    throw new CliError(
-      `export needs the project's Python environment (torch and py-feat's model code), and ${python} does not exist.\n` +
-        `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fromEnv ? ' (or fix FACE_MULTITASK_PYTHON)' : ''}.`,
-    )
+  const setUp = `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fromEnv ? ' (or fix FACE_MULTITASK_PYTHON)' : ''}.`
+  try {
+    fs.statSync(python)
+  } catch (e) {
+    // A venv's python is a link to the interpreter it was made with: that one may be gone, or out
+    // of this user's reach (a venv made by root links into /root).
+    const link = fs.lstatSync(python, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(python) : undefined
+    const why = link === undefined ? 'does not exist' : `is a link to ${link}, which cannot be used: ${fileErrorReason(e)}`
+    throw new CliError(`export needs the project's Python environment (torch and py-feat's model code), and ${python} ${why}.\n${setUp}`)
   }
   return python
 }
