@@ -598,6 +598,9 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path) -> Path:
         else:
             from safetensors.torch import save_file
             save_file(state, str(partial), metadata={"config": json.dumps(saved_cfg), RANDOM_MARKER: str(seed)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # as torch.save's and the ONNX files (safetensors writes 0600)
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
