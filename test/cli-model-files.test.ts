@@ -353,6 +353,26 @@ describe('face-multitask export', () => {
     promisify(execFile)(py, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), ...args], { cwd: dir })
       .then((r) => ({ code: 0, ...r }), (e) => e as { code: number; stdout: string; stderr: string })
 
+  it('scripts/export_onnx.py: a safetensors file cut off in its header, and --contract-metadata that is not an object, are one line each', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const full = path.join(dir, 'cut-header', 'full.safetensors')
+    mkdirSync(path.dirname(full), { recursive: true })
+    safetensors(full, V27_TENSORS, { n_au: 20 })
+    const cut = path.join(dir, 'cut-header', 'face_multitask_v28.safetensors')
+    writeFileSync(cut, readFileSync(full).subarray(0, 100))  // a download stopped inside the header
+    const c = await runScript(venvPython, cut, '--no-fp16')
+    expect(c.code).toBe(1)
+    expect(c.stderr).toMatch(new RegExp(`^\\[export\\] error: .*face_multitask_v28\\.safetensors: a safetensors file cut off: its header alone is \\d+ bytes, the file 100 \\(an interrupted download or copy\\?\\)\\n$`))
+    const meta = path.join(dir, 'cut-header', 'meta.json')
+    for (const [text, why] of [['{"a": ', 'not JSON'], ['[1, 2]', 'must be a JSON object of strings']]) {
+      writeFileSync(meta, text)
+      const r = await runScript(venvPython, '--random-weights', '--generation', 'v2.5', '--no-fp16', '--contract-metadata', meta, '--out', path.join(dir, 'cut-header', 'out'))
+      expect(r.code).toBe(1)
+      expect(r.stderr).not.toMatch(/Traceback/)
+      expect(r.stderr).toContain(`[export] error: --contract-metadata ${meta}: ${why}`)
+    }
+  }, 180_000)
+
   it('scripts/export_onnx.py: an --out that cannot be a folder is one line naming it, exit 1, before any work', async (ctx) => {
     if (python === undefined) ctx.skip('no Python 3 here (.venv/bin/python or /usr/bin/python3)')
     const ckpt = path.join(dir, 'out-check', 'face_multitask_v28.safetensors')
