@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "preprocess/preprocess.h"
@@ -109,12 +110,13 @@ inline bool window_field(const Napi::Object& o, const Frame& frame, const std::s
     if (!e.IsNumber()) throw Napi::TypeError::New(env, where + ".window must hold 4 numbers");
     v[k] = e.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(v[k])) throw Napi::RangeError::New(env, where + ".window must be finite");
+    // Checked before the conversion (a double beyond float's range has no float value: converting
+    // it is undefined behaviour): 1e39 is finite as a double only.
+    if (std::fabs(v[k]) > static_cast<double>(std::numeric_limits<float>::max()))
+      throw Napi::RangeError::New(env, where + ".window must be finite in float32");
   }
   *window = {static_cast<float>(v[0]), static_cast<float>(v[1]), static_cast<float>(v[2]), static_cast<float>(v[3])};
-  // Checked as the kernels get it, in float32: 1e39 is finite as a double only, 1e-50 positive.
-  const float fv[4] = {window->x, window->y, window->width, window->height};
-  for (int k = 0; k < 4; ++k)
-    if (!std::isfinite(fv[k])) throw Napi::RangeError::New(env, where + ".window must be finite in float32");
+  // As the kernels get it, in float32: 1e-50 is positive as a double only.
   if (!(window->width > 0 && window->height > 0)) throw Napi::RangeError::New(env, where + ".window must have a positive size in float32");
   return true;
 }
