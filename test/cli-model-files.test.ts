@@ -459,21 +459,29 @@ torch.save({"model": {"a": torch.zeros(1)}, "config": argparse.Namespace(n_au=20
     expect(o.stderr).not.toContain('\x1b[')  // no terminal colour codes
   }, 120_000)
 
-  it('scripts/export_onnx.py: a config that does not fit the tensors is said of that checkpoint, naming the settings', async (ctx) => {
-    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
-    const out = path.join(dir, 'bad-config')
+  /**
+   * A random v2.5 checkpoint made by the export script in `out`, then changed by `edit` (Python
+   * lines over `state`, its tensors, and `meta`, its metadata; torch and json imported): its path.
+   */
+  async function derivedCheckpoint(out: string, edit: string): Promise<string> {
     const make = `import sys, json; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
-import export_onnx as e
+import export_onnx as e, torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
 with safe_open(str(p), 'pt') as f:
     meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
-cfg = json.loads(meta['config']); cfg['n_au'] = 24; meta['config'] = json.dumps(cfg)
+${edit}
 save_file(state, str(p), metadata=meta)
 print(p)`
     const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
-    const ckpt = made.stdout.trim().split('\n').pop()!
+    return made.stdout.trim().split('\n').pop()!
+  }
+
+  it('scripts/export_onnx.py: a config that does not fit the tensors is said of that checkpoint, naming the settings', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'bad-config')
+    const ckpt = await derivedCheckpoint(out, `cfg = json.loads(meta['config']); cfg['n_au'] = 24; meta['config'] = json.dumps(cfg)`)
     const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
     expect(r.code).toBe(1)
     expect(r.stderr).toContain(`[export] error: ${ckpt}: the checkpoint's config does not fit its tensors under py-feat 2.0.3's class: `)
@@ -483,19 +491,10 @@ print(p)`
   it('scripts/export_onnx.py: a weight stored as an integer is refused by name; an int32 counter (num_batches_tracked) is not', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'int-weights')
-    const make = `import sys; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
-import export_onnx as e, torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
-with safe_open(str(p), 'pt') as f:
-    meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
-state['afg.heads.0.1.num_batches_tracked'] = state['afg.heads.0.1.num_batches_tracked'].to(torch.int32)  # py-feat loads it
-state['log_var_au'] = state['log_var_au'].to(torch.int64)
-save_file(state, str(p), metadata=meta)
-print(p)`
-    const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
-    const ckpt = made.stdout.trim().split('\n').pop()!
+    const ckpt = await derivedCheckpoint(out, [
+      "state['afg.heads.0.1.num_batches_tracked'] = state['afg.heads.0.1.num_batches_tracked'].to(torch.int32)  # py-feat loads it",
+      "state['log_var_au'] = state['log_var_au'].to(torch.int64)",
+    ].join('\n'))
     const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
     expect([r.code, r.stderr]).toEqual([1, `[export] error: ${ckpt}: weights stored as integers, not floating point: log_var_au (int64)\n`])
   }, 120_000)
@@ -512,19 +511,10 @@ print(p)`
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'failed-check')
     // A random v2.5 checkpoint with one head's bias made NaN: the export runs, the check finds non-finite outputs.
-    const make = `import sys, json; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
-import export_onnx as e, torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
-with safe_open(str(p), 'pt') as f:
-    meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
-name = next(k for k in sorted(state) if k.endswith('.bias') and state[k].dtype == torch.float32)
-state[name] = torch.full_like(state[name], float('nan'))
-save_file(state, str(p), metadata=meta)
-print(p)`
-    const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
-    const ckpt = made.stdout.trim().split('\n').pop()!
+    const ckpt = await derivedCheckpoint(out, [
+      "name = next(k for k in sorted(state) if k.endswith('.bias') and state[k].dtype == torch.float32)",
+      "state[name] = torch.full_like(state[name], float('nan'))",
+    ].join('\n'))
     const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
     expect(r.code).toBe(1)
     // Said of the checkpoint (not of the .partial file, which is gone), and blamed on its weights.
