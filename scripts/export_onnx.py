@@ -99,7 +99,7 @@ class Generation:
     file_format: str            # "pt" or "safetensors"
     code_release: str           # py-feat release whose feat/multitask builds the network
     code_note: str
-    # Published sizes (model card, docs/pyfeat-conventions.md), printed as a sanity check, never enforced.
+    # Published sizes (py-feat's model card on Hugging Face), printed as a sanity check, never enforced.
     published_trainable: int | None = None
     published_state_tensors: tuple[int, int] | None = None   # (numel incl. buffers, tensor count)
 
@@ -117,8 +117,8 @@ GENERATIONS: dict[str, Generation] = {g.name: g for g in [
 NAME_TO_GENERATION = {g.file_name: g.name for g in GENERATIONS.values()}
 RELEASES = sorted({g.code_release for g in GENERATIONS.values()})
 
-# Config of each generation's published checkpoint as far as it is known (docs/pyfeat-conventions.md: inferred
-# from the published parameter counts; the real JSON could not be read). Applied on top of the
+# Config of each generation's published checkpoint as far as it is known (inferred from the published
+# parameter counts in GENERATIONS; the real JSON could not be read). Applied on top of the
 # release's ModelV2Config defaults for --random-weights. v2.7's emotion_use_au_prob is not known;
 # True (the v2.4/v2.5 value) is used. v2.8's False follows from its exact tensor count.
 RANDOM_CONFIG: dict[str, dict] = {

@@ -64,12 +64,13 @@ Images are decoded and run N at a time, so faces of different images share infer
                        {"image": "chips/b.png", "id": "subject-7"}
                      "image": a path relative to the list's folder (or absolute); "boxes": face
                      boxes [x1, y1, x2, y2] in its pixels (without them the image must be a
-                     256x256 face chip; [] gives no faces); "id": anything to carry into the result.
+                     256x256 face chip; [] gives no faces); "id": a string or number carried into
+                     the result.
                      Blank lines are skipped. Images are read as \`detect\` reads them.
   --model <onnx>     the model file (made by \`face-multitask export\`); required
   --out <file>       the results, one JSON line per list line, in list order:
                        {"line": 1, "image": "photos/a.jpg", "faces": [...]}   (faces as detect --json)
-                       {"line": 2, "image": "chips/b.png", "id": "subject-7", "error": "..."}
+                       {"line": 2, "id": "subject-7", "image": "chips/b.png", "error": "..."}
                      after a first line that names the list and model. Each line is written as
                      soon as it and the lines before it are done. If the file exists (a run that
                      stopped: Ctrl-C, a crash, a lost GPU), the lines it holds are kept and only
@@ -128,7 +129,8 @@ which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python
   -h, --help          this help
 
 Other options go to scripts/export_onnx.py as they are: --trust-pickle (a .pt checkpoint that holds
-more than tensors, from a source you trust), --threads N, --opset N, --exporter, --check-env;
+more than tensors, from a source you trust), --threads N, --opset N, --exporter, --check-env,
+--contract-metadata FILE, --no-node-check;
 \`.venv/bin/python scripts/export_onnx.py --help\` lists them. Exit code 0 when the files are
 written, 1 when the export fails (or is interrupted), 2 for bad arguments.`
 
