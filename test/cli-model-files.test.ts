@@ -291,40 +291,27 @@ describe('face-multitask export', () => {
     expect(r.err).toMatch(/\nface-multitask: the export was killed by SIGKILL \(out of memory\?\) before it finished$/)
   })
 
-  it('Ctrl-C: the CLI waits for the script to stop and exits 1, as --help says; a SIGINT to the CLI alone is passed on', async () => {
-    const file = path.join(dir, 'python-interruptible')
-    const started = path.join(dir, 'python-started')
-    const trapped = path.join(dir, 'python-trapped')
-    // As export_onnx.py does on Ctrl-C: says so, cleans up, exits 130.
-    writeFileSync(file, `#!/bin/sh\ntrap 'echo trapped > ${trapped}; exit 130' INT\ntouch ${started}\nwhile :; do sleep 0.05; done\n`)
+  // A stand-in script that, as export_onnx.py does, cleans up and exits 130 on the signal.
+  it.each([
+    ['SIGINT', 'Ctrl-C: the CLI waits for the script to stop and exits 1, as --help says; a SIGINT to the CLI alone is passed on', undefined],
+    ['SIGTERM', 'SIGTERM to the CLI (a process manager) stops the script too, which cleans up; exit 1 saying so', 'face-multitask: the export was stopped (SIGTERM) before it finished'],
+  ] as const)('%s: %s', async (sig, _what, said) => {
+    const file = path.join(dir, `python-${sig}`)
+    const started = path.join(dir, `python-${sig}-started`)
+    const trapped = path.join(dir, `python-${sig}-trapped`)
+    writeFileSync(file, `#!/bin/sh\ntrap 'echo trapped > ${trapped}; exit 130' ${sig.slice(3)}\ntouch ${started}\nwhile :; do sleep 0.05; done\n`)
     chmodSync(file, 0o755)
     process.env.FACE_MULTITASK_PYTHON = file
-    const listeners = process.listenerCount('SIGINT')
+    const listeners = process.listenerCount(sig)
     const running = run('export', 'x.safetensors')
     for (let i = 0; i < 200 && !existsSync(started); i++) await new Promise((r) => setTimeout(r, 25))
     expect(existsSync(started)).toBe(true)
-    process.emit('SIGINT')  // this process's handlers only, as `kill -INT <cli pid>` would reach it
+    process.emit(sig, sig)  // this process's handlers only, as `kill -<sig> <cli pid>` would reach it
     const r = await running
     expect(r.code).toBe(1)
+    if (said) expect(r.err.split('\n').at(-1)).toBe(said)
     expect(readFileSync(trapped, 'utf8')).toBe('trapped\n')
-    expect(process.listenerCount('SIGINT')).toBe(listeners)
-  }, 20_000)
-
-  it('SIGTERM to the CLI (a process manager) stops the script too, which cleans up; exit 1 saying so', async () => {
-    const file = path.join(dir, 'python-terminable')
-    const started = path.join(dir, 'python-term-started')
-    const trapped = path.join(dir, 'python-term-trapped')
-    writeFileSync(file, `#!/bin/sh\ntrap 'echo trapped > ${trapped}; exit 130' TERM\ntouch ${started}\nwhile :; do sleep 0.05; done\n`)
-    chmodSync(file, 0o755)
-    process.env.FACE_MULTITASK_PYTHON = file
-    const listeners = process.listenerCount('SIGTERM')
-    const running = run('export', 'x.safetensors')
-    for (let i = 0; i < 200 && !existsSync(started); i++) await new Promise((r) => setTimeout(r, 25))
-    process.emit('SIGTERM', 'SIGTERM')  // this process's handlers only
-    const r = await running
-    expect([r.code, r.err.split('\n').at(-1)]).toEqual([1, 'face-multitask: the export was stopped (SIGTERM) before it finished'])
-    expect(readFileSync(trapped, 'utf8')).toBe('trapped\n')
-    expect(process.listenerCount('SIGTERM')).toBe(listeners)
+    expect(process.listenerCount(sig)).toBe(listeners)
   }, 20_000)
 
   // export_onnx.py checks the checkpoint path before it imports torch: any Python 3 runs this.
