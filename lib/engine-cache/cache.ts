@@ -44,18 +44,19 @@ function duration(ms: number): string {
   return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`
 }
 
-/** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
-async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
+/** A sidecar's text as one: a JSON object, else undefined (null, a number, an array count as none). */
+function parseSidecar(text: string): EngineSidecar | undefined {
   try {
-    return asSidecar(JSON.parse(await fs.readFile(file, 'utf8')))
+    const v: unknown = JSON.parse(text)
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as EngineSidecar) : undefined
   } catch {
     return undefined
   }
 }
 
-/** Parsed JSON as a sidecar: an object (null, a number, an array written there count as none). */
-function asSidecar(v: unknown): EngineSidecar | undefined {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as EngineSidecar) : undefined
+/** A sidecar's content, or undefined when it cannot be read or parsed (then it counts for nothing). */
+async function readSidecar(file: string): Promise<EngineSidecar | undefined> {
+  return parseSidecar(await fs.readFile(file, 'utf8').catch(() => ''))
 }
 
 export interface EngineCacheOptions {
@@ -248,12 +249,7 @@ export class EngineCache {
       if (why && (await fs.stat(files.plan).then(() => true, () => false))) why(`${name} has no sidecar (an interrupted write?): rebuilding it`)
       return undefined
     }
-    let sidecar: EngineSidecar | undefined
-    try {
-      sidecar = asSidecar(JSON.parse(sidecarText))
-    } catch {
-      sidecar = undefined
-    }
+    const sidecar = parseSidecar(sidecarText)
     if (!sidecar) {
       why?.(`${name}: its sidecar ${path.basename(files.sidecar)} is not a JSON object: rebuilding it`)
       return undefined
@@ -327,18 +323,18 @@ export class EngineCache {
     }
   }
 
-  /** Removes temp files a crashed writer left for these files (called with the lock held). */
+  /**
+   * Removes temp files a crashed writer left for these files (called with the lock held). A live
+   * writer's is kept (one that lost the lock still finishes its write); removeDebris() sweeps any
+   * left a day on.
+   */
   private async removeLeftovers(files: PlanFiles): Promise<void> {
     const prefixes = [tempPrefix(files.plan), tempPrefix(files.sidecar)]
-    const staleMs = this.lockOptions.staleMs ?? 10 * 60_000
     for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
       const prefix = prefixes.find((p) => name.startsWith(p))
       if (!prefix) continue
-      const file = path.join(this.dir, name)
       const pid = Number(name.slice(prefix.length).split('-')[0])
-      const st = await fs.stat(file).catch(() => undefined)
-      // A live writer's is kept (one that lost the lock still finishes its write) unless long idle.
-      if (st && (!pidAlive(pid) || Date.now() - st.mtimeMs > Math.max(staleMs, DEBRIS_MS))) await fs.rm(file, { force: true }).catch(() => {})
+      if (!pidAlive(pid)) await fs.rm(path.join(this.dir, name), { force: true }).catch(() => {})
     }
   }
 

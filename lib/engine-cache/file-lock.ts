@@ -49,33 +49,23 @@ export function processStart(pid: number): string | undefined {
   }
 }
 
-let ownPidNamespace: string | null | undefined
-/** This process's pid namespace (Linux), else undefined. */
-function pidNamespace(): string | undefined {
-  if (ownPidNamespace === undefined) {
+/** One of this host's ids (Linux), read once and kept; undefined where the OS has none. */
+const hostIds = new Map<string, string | undefined>()
+function hostId(file: string, read: (file: string) => string): string | undefined {
+  if (!hostIds.has(file)) {
     try {
-      ownPidNamespace = readlinkSync('/proc/self/ns/pid')
+      hostIds.set(file, read(file).trim().split('\n')[0] || undefined)
     } catch {
-      ownPidNamespace = null
+      hostIds.set(file, undefined)
     }
   }
-  return ownPidNamespace ?? undefined
+  return hostIds.get(file)
 }
-
-/** A short file's first line (Linux ids), read once; undefined where there is none. */
-const idCache = new Map<string, string | null>()
-function idFile(file: string): string | undefined {
-  if (!idCache.has(file)) {
-    try {
-      idCache.set(file, readFileSync(file, 'utf8').trim().split('\n')[0] || null)
-    } catch {
-      idCache.set(file, null)
-    }
-  }
-  return idCache.get(file) ?? undefined
-}
-const bootId = () => idFile('/proc/sys/kernel/random/boot_id')
-const machineId = () => idFile('/etc/machine-id')
+const readText = (file: string) => readFileSync(file, 'utf8')
+/** This process's pid namespace, the host's boot and its machine. */
+const pidNamespace = () => hostId('/proc/self/ns/pid', readlinkSync)
+const bootId = () => hostId('/proc/sys/kernel/random/boot_id', readText)
+const machineId = () => hostId('/etc/machine-id', readText)
 
 /** Whether `pid` runs on this host (EPERM: it runs, as another user). */
 export function pidAlive(pid: number): boolean {
