@@ -16,9 +16,11 @@ import { Scheduler } from './scheduler'
 import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
-/** What load() may be given (LoadOptions' keys). */
-const LOAD_OPTIONS = ['model', 'backend', 'maxBatch', 'workers', 'threads', 'precision', 'minBatch', 'optBatch', 'streams', 'engineDir',
-  'builderOptimizationLevel', 'workspaceMiB', 'cudaGraphs', 'onProgress', 'signal']
+/** What load() may be given: LoadOptions' keys, every one (the type makes this list complete). */
+const LOAD_OPTIONS = Object.keys({
+  model: 1, backend: 1, maxBatch: 1, workers: 1, threads: 1, precision: 1, minBatch: 1, optBatch: 1, streams: 1, engineDir: 1,
+  builderOptimizationLevel: 1, workspaceMiB: 1, cudaGraphs: 1, onProgress: 1, signal: 1,
+} satisfies Record<keyof LoadOptions, 1>)
 
 function positiveInt(value: unknown, name: string, fallback: number, max = 4096): number {
   if (value === undefined) return fallback

@@ -69,11 +69,12 @@ function fields(bytes: Uint8Array, each: (field: number, value: Uint8Array) => v
   }
 }
 
-/** A TensorProto's external-data file, if it is stored outside the model. */
-function tensorLocation(bytes: Uint8Array, into: string[]): void {
+/** A TensorProto's external-data file, if it is stored outside the model, into `into`; its name. */
+function tensorLocation(bytes: Uint8Array, into: string[]): string {
   const t = onnx.TensorProto.decode(bytes)
   const location = t.externalData.find((e) => e.key === 'location')?.value
   if (location && !into.includes(location)) into.push(location)
+  return t.name
 }
 
 function sparseLocations(bytes: Uint8Array, into: string[]): void {
@@ -92,10 +93,14 @@ function nodeLocations(node: Uint8Array, into: string[], depth: number): void {
   })
 }
 
-function graphLocations(graph: Uint8Array, into: string[], depth: number): void {
+/** The external-data files of a graph, its subgraphs' included; `initializer` hears each initializer's name. */
+function graphLocations(graph: Uint8Array, into: string[], depth: number, initializer?: (name: string) => void): void {
   if (depth > 64) throw new Error('subgraphs nested more than 64 deep')
   fields(graph, (f, v) => {
-    if (f === GRAPH_INITIALIZER) tensorLocation(v, into)
+    if (f === GRAPH_INITIALIZER) {
+      const name = tensorLocation(v, into)  // not inside ?.(): a subgraph's call has no listener
+      initializer?.(name)
+    }
     else if (f === GRAPH_SPARSE_INITIALIZER) sparseLocations(v, into)
     else if (f === GRAPH_NODE) nodeLocations(v, into, depth)
   })
@@ -119,18 +124,12 @@ export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
     } else if (field === MODEL_GRAPH && (tag & 7) === 2) {
       sawGraph = true
       const graphBytes = top.bytes()
-      const g = Reader.create(graphBytes)
-      while (g.pos < g.len) {
-        const gtag = g.uint32()
-        const gfield = gtag >>> 3
-        if (gfield === GRAPH_INPUT && (gtag & 7) === 2) graphInputs.push(valueInfo(g.bytes()))
-        else if (gfield === GRAPH_OUTPUT && (gtag & 7) === 2) info.outputs.push(valueInfo(g.bytes()))
-        else if (gfield === GRAPH_INITIALIZER && (gtag & 7) === 2) {
-          // Older exporters list initializers as graph inputs too: only their names are needed.
-          initializers.add(onnx.TensorProto.decode(g.bytes()).name)
-        } else g.skipType(gtag & 7)
-      }
-      graphLocations(graphBytes, info.externalData, 0)
+      fields(graphBytes, (f, v) => {
+        if (f === GRAPH_INPUT) graphInputs.push(valueInfo(v))
+        else if (f === GRAPH_OUTPUT) info.outputs.push(valueInfo(v))
+      })
+      // Older exporters list initializers as graph inputs too: their names take them out below.
+      graphLocations(graphBytes, info.externalData, 0, (name) => initializers.add(name))
     } else top.skipType(tag & 7)
   }
   if (!sawGraph) throw new Error('no graph in the file')
