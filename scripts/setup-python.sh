@@ -83,7 +83,16 @@ PY
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ] && pins_ok; then
   step "requirements: already satisfied (requirements-python.txt unchanged since the last install)"
 else
-  step "requirements: pip install -r requirements-python.txt (torch's CUDA wheels: ~5.5 GB in the venv)"
+  # torch's CUDA wheels make the venv ~5.7 GB: on a fuller disk pip fails minutes in, halfway
+  # through unpacking ("No space left on device"). Said first instead, unless torch is already in.
+  NEED_MB=6500
+  free_mb="$(df -Pm "$VENV" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+  if ! compgen -G "$VENV/lib/python3*/site-packages/torch/__init__.py" >/dev/null \
+     && [ -n "$free_mb" ] && [ "$free_mb" -lt "$NEED_MB" ]; then
+    echo "[setup-python] error: the disk of $VENV has $free_mb MB free, and the install needs about $NEED_MB MB (torch's CUDA wheels); free some space, or make the venv on another disk with FACE_MULTITASK_VENV=DIR" >&2
+    exit 1
+  fi
+  step "requirements: pip install -r requirements-python.txt (torch's CUDA wheels: ~5.7 GB in the venv)"
   LOG="$VENV/.pip-install.log"
   set +e
   "$VPY" -m pip install --disable-pip-version-check --progress-bar off -r "$REQ" 2>&1 \

@@ -1,8 +1,7 @@
 // Which backends run here and why not: FaceMultitask.available(), backend 'auto' falling back to
 // the CPU with the reason in info(), backend 'tensorrt' refused with the reason, and the TensorRT
 // options checked on every machine. CI has no GPU: TensorRT is unavailable here.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { onnx } from 'onnx-proto'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -12,8 +11,9 @@ import { loadNative } from '../lib/native'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import type { LoadOptions } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-availability-'))
+const dir = tempDir('availability')
 const file = path.join(dir, 'fixture.onnx')
 const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
 

@@ -1,7 +1,6 @@
 // `face-multitask build`: arguments, the refusal where TensorRT is absent (CI), and the progress
 // view that renders TensorRT's IProgressMonitor events.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tensorrtAvailability } from '../lib/availability'
@@ -9,8 +8,9 @@ import { main } from '../lib/cli'
 import { BuildProgressView } from '../lib/cli/progress'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withoutTensorrt } from './helpers/without-tensorrt'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-build-'))
+const dir = tempDir('cli-build')
 const model = path.join(dir, 'fixture.onnx')
 writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
 

@@ -2,8 +2,7 @@
 // Python environment the export needs is missing.
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { onnx } from 'onnx-proto'
@@ -11,8 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
 import { packageRoot } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-files-'))
+const dir = tempDir('cli-files')
 
 async function run(...argv: string[]) {
   const out: string[] = []

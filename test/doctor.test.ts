@@ -2,7 +2,6 @@
 // N-API, onnxruntime-node; in-process through main() and once as the compiled bin.
 import { execFile } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
@@ -11,6 +10,9 @@ import { main } from '../lib/cli'
 import { DOCTOR_USAGE, MAIN_USAGE } from '../lib/cli/usage'
 import { NAPI_VERSION, nativeAddonPath } from '../lib/native'
 import { withoutTensorrt } from './helpers/without-tensorrt'
+import { tempDir } from './helpers/temp-dir'
+
+const scratch = tempDir('doctor')
 
 const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
 
@@ -64,13 +66,13 @@ describe('face-multitask doctor', () => {
   })
 
   it('--engine-dir checks that folder', async () => {
-    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'fm-doctor-')), 'engines')
+    const dir = path.join(mkdtempSync(path.join(scratch, 'doctor-')), 'engines')
     const r = await run('doctor', '--engine-dir', dir)
     expect(r.out).toContain(`${dir} (not created yet, writable)`)
   })
 
   it('--engine-dir several missing folders deep: creatable, so writable (the cache makes it with its parents)', async () => {
-    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'fm-doctor-')), 'a', 'b', 'engines')
+    const dir = path.join(mkdtempSync(path.join(scratch, 'doctor-')), 'a', 'b', 'engines')
     const r = await run('doctor', '--engine-dir', dir)
     expect(r.code).toBe(0)
     expect(r.out).toContain(`${dir} (not created yet, writable)`)
@@ -78,7 +80,7 @@ describe('face-multitask doctor', () => {
   })
 
   it('--engine-dir that is a file, or under a file: not usable, with where to choose another', async () => {
-    const base = mkdtempSync(path.join(tmpdir(), 'fm-doctor-'))
+    const base = mkdtempSync(path.join(scratch, 'doctor-'))
     const file = path.join(base, 'plain-file')
     writeFileSync(file, 'x')
     const hint = 'choose another folder: --engine-dir DIR on the command line (build, doctor), engineDir in FaceMultitask.load'
@@ -92,7 +94,7 @@ describe('face-multitask doctor', () => {
   })
 
   it('counts the plans the cache can load (with their sidecar), not orphans or folders', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'fm-doctor-plans-'))
+    const dir = mkdtempSync(path.join(scratch, 'doctor-plans-'))
     writeFileSync(path.join(dir, 'm.fp16.0123456789ab.plan'), 'plan')
     writeFileSync(path.join(dir, 'm.fp16.0123456789ab.json'), '{}')
     writeFileSync(path.join(dir, 'orphan.fp16.ba9876543210.plan'), 'a plan whose sidecar was never written')
@@ -103,7 +105,7 @@ describe('face-multitask doctor', () => {
 
   it('a read-only folder of plans serves them: doctor says they load, and where to build others', async () => {
     // The report as for a folder this user cannot write (root writes anywhere, so it is given).
-    const dir = mkdtempSync(path.join(tmpdir(), 'fm-doctor-read-only-'))
+    const dir = mkdtempSync(path.join(scratch, 'doctor-read-only-'))
     const { doctorLines, doctorReport } = await import('../lib/cli/doctor')
     const report = await doctorReport(dir)
     const line = (plans: number) => doctorLines({ ...report, engineCache: { dir, exists: true, writable: false, plans } }).at(-1)

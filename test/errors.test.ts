@@ -1,15 +1,15 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { onnx } from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-errors-'))
+const dir = tempDir('errors')
 const file = path.join(dir, 'fixture.onnx')
 const W = 64
 const H = 48

@@ -2,15 +2,17 @@
 // worker thread, so a 1 ms timer keeps firing while a large batch runs.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { expect, it } from 'vitest'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
+
+const scratch = tempDir('event-loop')
 
 it('a timer keeps firing during a large batch', async () => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'fm-loop-')), 'fixture.onnx')
+  const file = path.join(mkdtempSync(path.join(scratch, 'loop-')), 'fixture.onnx')
   writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
   const model = await FaceMultitask.load({ model: file, maxBatch: 256 })
   const width = 1920
@@ -37,7 +39,7 @@ it('a timer keeps firing during a large batch', async () => {
 }, 60_000)
 
 it('a model never closed does not keep the process alive once idle', () => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'fm-exit-')), 'fixture.onnx')
+  const file = path.join(mkdtempSync(path.join(scratch, 'exit-')), 'fixture.onnx')
   writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
   const script = `
     const { FaceMultitask } = require(${JSON.stringify(path.resolve('dist/lib/index.js'))})

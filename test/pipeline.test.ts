@@ -1,8 +1,7 @@
 // End to end on the CPU backend: detect() against an independent path — the reference
 // preprocessing (test/reference) fed to a bare onnxruntime session, decoded here from the
 // formulas of model-facts.md — for each generation's conventions.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,8 +11,9 @@ import { AU_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from '../lib/labels'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { refChip, refInput } from './reference/preprocess'
 import type { Box } from '../lib/types'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-pipeline-'))
+const dir = tempDir('pipeline')
 
 function noiseFrame(width: number, height: number, seed: number): Uint8Array {
   const data = new Uint8Array(width * height * 3)

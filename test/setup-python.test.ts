@@ -3,12 +3,11 @@
 // script at its next step (pip), so nothing is installed.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { tempDir } from './helpers/temp-dir'
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-setup-python-'))
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+const tmp = tempDir('setup-python')
 
 function script(file: string, body: string): string {
   fs.mkdirSync(path.dirname(file), { recursive: true })
@@ -26,10 +25,10 @@ case "$1" in
 esac`)
 }
 
-function run(venv: string) {
+function run(venv: string, env: NodeJS.ProcessEnv = {}) {
   const log = path.join(tmp, `${path.basename(venv)}.log`)
   const r = spawnSync('bash', ['scripts/setup-python.sh'], {
-    env: { ...process.env, FACE_MULTITASK_VENV: venv, PYTHON: systemPython(log) },
+    env: { ...process.env, FACE_MULTITASK_VENV: venv, PYTHON: systemPython(log), ...env },
     encoding: 'utf8',
   })
   const calls = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''
@@ -67,5 +66,29 @@ describe('setup-python.sh: the venv', () => {
     const f = run(fresh)
     expect(f.out).toContain(`venv: creating ${fresh} with Python 3.11.9`)
     expect(f.venvCalls).toEqual([`-m venv ${fresh}`])
+  })
+})
+
+describe('setup-python.sh: disk space', () => {
+  // `df` played by a stub reporting 900 MB free on the venv's disk.
+  const bin = path.join(tmp, 'small-disk-bin')
+  script(path.join(bin, 'df'), `echo "Filesystem 1048576-blocks Used Available Capacity Mounted on"; echo "/dev/x 100000 99100 900 99% /"`)
+
+  it('a disk with too little room for torch is said before pip starts, with where else the venv can go', () => {
+    const venv = path.join(tmp, 'small-disk')
+    const r = run(venv, { PATH: `${bin}:${process.env.PATH}` })
+    expect(r.out).toContain(`error: the disk of ${venv} has 900 MB free, and the install needs about 6500 MB (torch's CUDA wheels); free some space, or make the venv on another disk with FACE_MULTITASK_VENV=DIR`)
+    expect(r.out).not.toContain('pip install')
+    expect(r.status).toBe(1)
+  })
+
+  it('a venv that already has torch is not held to it (a re-run installs little)', () => {
+    const venv = path.join(tmp, 'small-disk-torch')
+    script(path.join(venv, 'bin/python'), `case "$1" in -c) exit 0 ;; --version) echo "Python 3.11.4" ;; *) exit 7 ;; esac`)
+    fs.mkdirSync(path.join(venv, 'lib/python3.11/site-packages/torch'), { recursive: true })
+    fs.writeFileSync(path.join(venv, 'lib/python3.11/site-packages/torch/__init__.py'), '')
+    const r = run(venv, { PATH: `${bin}:${process.env.PATH}` })
+    expect(r.out).not.toContain('MB free')
+    expect(r.out).toContain('pip install failed (exit 7)')
   })
 })

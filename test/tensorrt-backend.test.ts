@@ -1,8 +1,7 @@
 // The TensorRT backend's JavaScript side, on a machine without TensorRT: which ONNX an engine is
 // built from (options.precision against the file's own), how a batch's faces are grouped into
 // frames for upload, allocFrame() on both backends, and the addon without TensorRT compiled in.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { onnx } from 'onnx-proto'
 import { describe, expect, it } from 'vitest'
@@ -16,8 +15,9 @@ import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
 import { loadNative } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-trt-backend-'))
+const dir = tempDir('trt-backend')
 
 function varint(n: number): number[] {
   const out: number[] = []

@@ -2,14 +2,14 @@
 // (no TensorRT here): where the engine cache's notes go, a cancel that comes before the build,
 // a plan TensorRT refuses, and the build command's exit codes. The native side of these calls is
 // tested in test/tensorrt-binding.test.ts (stand-in build) and by ctest.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterEach, expect, it, vi } from 'vitest'
 import type { EngineProgress } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-trt-fake-addon-'))
+const dir = tempDir('trt-fake-addon')
 const model = path.join(dir, 'm.onnx')
 writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
 const status = { available: true, tensorrtVersion: '10.14.1', builtFor: '10.14.1', gpuName: 'Fake GPU', computeCapability: '9.0', smCount: 132, parserVersion: '0.1.0', cudaDriverVersion: '13.0' }

@@ -4,16 +4,16 @@
 // boxes as ONNX Runtime on the CPU: every output must agree within float32-with-TF32 error.
 // Covers the build and the engine cache, the pipeline with ordinary, shared and pinned frames,
 // batches above maxBatch (split), and decoding.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { available } from '../lib/availability'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, Face } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-tensorrt-gpu-'))
+const dir = tempDir('tensorrt-gpu')
 let reason: string | undefined
 
 beforeAll(async () => {
