@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks'
 import * as ort from 'onnxruntime-node'
 import { tensorrtAvailability } from '../lib/availability'
 import { engineOnnx } from '../lib/backends/engine-onnx'
+import { disableOnnxRuntimeTelemetry } from '../lib/backends/onnxruntime-telemetry'
 import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
 import { loadNative } from '../lib/native'
@@ -60,6 +61,7 @@ async function throughput(call: () => Promise<unknown>, batch: number, inflight:
 
 async function ortProvider(model: string, provider: 'tensorrt' | 'cuda'): Promise<ort.InferenceSession | string> {
   try {
+    disableOnnxRuntimeTelemetry()
     return await ort.InferenceSession.create(model, { executionProviders: [provider] })
   } catch (e) {
     return `not available (${(e as Error).message.split('\n')[0]})`

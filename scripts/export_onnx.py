@@ -69,6 +69,10 @@ import time
 import types
 from pathlib import Path
 
+# ONNX Runtime's Linux wheels (1.29 on) start Microsoft's usage telemetry unless this is set when it is
+# imported; off unless the user set it (ORT_DISABLE_TELEMETRY=0 allows it), as in the Node package.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 SETUP_HINT = "npm run setup:python   (bash scripts/setup-python.sh: creates .venv/), then run this script with .venv/bin/python"

@@ -59,11 +59,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+
+# ONNX Runtime's usage telemetry off unless the user set the variable (as in export_onnx.py).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 

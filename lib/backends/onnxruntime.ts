@@ -8,6 +8,7 @@ import type { BatchOutputs } from '../decode'
 import type { FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
 import type { Backend } from './backend'
+import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
 import type { WorkerReply, WorkerRequest } from './onnxruntime-worker'
 
 const INPUT_FLOATS = 3 * 224 * 224
@@ -62,6 +63,7 @@ class SessionWorker {
 
   static async start(model: string, threads: number): Promise<SessionWorker> {
     const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
+    disableOnnxRuntimeTelemetry()
     const worker = new Worker(file)
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
