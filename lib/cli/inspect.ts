@@ -127,16 +127,16 @@ export function checkpointGeneration(file: string, h: SafetensorsHeader): Checkp
   const hasBs = [...names].some((n) => n.startsWith('blendshape.'))
   const legacyGaze = names.has('gaze.left_yaw.weight')
   const eye = names.has('gaze_eye_enc.enc.0.weight')
-  const binned = names.has('gaze.left.weight') || names.has('gaze.left.0.weight')
+  const eyeHead = names.has('gaze.left.weight') || names.has('gaze.left.0.weight') // GazeHeadV26's per-eye layers
   const emo = h.tensors['emotion.cls_head.weight']
   let cands: Generation[] = []
   if ([...names].some((n) => n.startsWith('backbone.')) && emo) {
-    if (legacyGaze && !eye && !binned) cands = [hasBs ? 'v2.5' : 'v2.4']
-    else if (hasBs && eye && binned) cands = ['v2.7', 'v2.8']
+    if (legacyGaze && !eye && !eyeHead) cands = [hasBs ? 'v2.5' : 'v2.4']
+    else if (hasBs && eye && eyeHead) cands = ['v2.7', 'v2.8']
   }
   if (cands.length === 0) {
     const evidence = `backbone: ${[...names].some((n) => n.startsWith('backbone.')) ? 'yes' : 'no'}; blendshape head: ${hasBs ? 'yes' : 'no'}; ` +
-      `gaze head: ${eye && binned ? 'binned eye-ROI (v2.6+)' : legacyGaze ? 'four scalar FCs (v2.3-v2.5)' : 'unknown'}; emotion input width: ${emo?.shape[1] ?? 'none'}`
+      `gaze head: ${eye && eyeHead ? 'eye-ROI (v2.6+)' : legacyGaze ? 'four scalar FCs (v2.3-v2.5)' : 'unknown'}; emotion input width: ${emo?.shape[1] ?? 'none'}`
     return {
       text: `unknown: the tensors fit no known generation (${evidence})`,
       warning: `the tensors of "${file}" fit no known face_multitask_v2 generation: \`face-multitask export\` would refuse it`,
@@ -187,6 +187,18 @@ function configGeneration(config: string | undefined): Generation | undefined {
   return undefined
 }
 
+/** The v2.6+ gaze head's layout from its per-eye layers (heads_v26.GazeHeadV26: a Linear, or an MLP
+ * with gaze_hidden > 0, giving 2 x gaze_bins logits, a head-frame 3-vector, or yaw and pitch). */
+function gazeHeadLine(shape: (name: string) => number[] | undefined): string | undefined {
+  const last = shape('gaze.left.2.weight') ?? shape('gaze.left.weight')
+  if (!last || last.length < 1) return undefined
+  const out = last[0]
+  const kind = out === 3 ? 'a direction in the head frame (gaze_head_frame), turned by the head pose into yaw and pitch'
+    : out === 2 ? 'yaw and pitch' : `${out / 2} bins per angle`
+  const hidden = shape('gaze.left.0.weight')?.[0]
+  return `  gaze head      eye-window RoIAlign head, ${kind}${hidden ? `; an MLP per eye (${hidden} hidden)` : ''}`
+}
+
 async function inspectSafetensors(file: string, io: Io): Promise<void> {
   const h = await readSafetensorsHeader(file)
   const tensors = Object.entries(h.tensors)
@@ -199,8 +211,8 @@ async function inspectSafetensors(file: string, io: Io): Promise<void> {
   const heads = checkpointHeads(Object.keys(h.tensors))
   const missing = (gen.generation ? GENERATION_CONVENTIONS[gen.generation].heads : HEADS.filter((x) => x !== 'blendshapes')).filter((x) => !heads.includes(x))
   io.out(`  heads          ${heads.length ? heads.join(', ') : '(none)'}${missing.length ? ` (no tensors for: ${missing.join(', ')})` : ''}`)
-  const gazeLeft = shape('gaze.left.weight')
-  if (gazeLeft && gazeLeft.length >= 1) io.out(`  gaze head      eye-window RoIAlign head, ${gazeLeft[0] / 2} bins per angle`)
+  const gaze = gazeHeadLine(shape)
+  if (gaze) io.out(gaze)
   const emo = shape('emotion.cls_head.weight')
   if (emo && emo.length >= 2) io.out(`  emotion input  ${emo[1]} features (${emo[1] % 1024 === 20 ? 'reads the AU probabilities' : 'no AU input'})`)
   if (gen.generation) {
