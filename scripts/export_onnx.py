@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/export_onnx.py CHECKPOINT [--out DIR] [--generation G] [--no-fp16]
     .venv/bin/python scripts/export_onnx.py --random-weights --generation v2.4|v2.5|v2.7|v2.8 \
-        [--seed N] [--out DIR] [--no-fp16]
+        [--seed N] [--random-config JSON] [--out DIR] [--no-fp16]
     .venv/bin/python scripts/export_onnx.py --check-env
 
 The environment comes from `npm run setup:python` (scripts/setup-python.sh -> .venv/).
@@ -48,7 +48,9 @@ Failures are reported as one line `[export] error: ...` on stderr.
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
 (BatchNorm running statistics, norm affines and ConvNeXt V2's GRN randomised too, so that they
 matter), writes it in that generation's own format and file name under <out>/random-seed<N>/, and
-exports it exactly like a real checkpoint.
+exports it exactly like a real checkpoint. --random-config '{"gaze_head_frame": true, "gaze_bins": 0}'
+lays settings over the generation's known config (RANDOM_CONFIG), for the architecture variants a real
+checkpoint of that release may have (the parity suite runs some).
 """
 from __future__ import annotations
 
@@ -378,17 +380,17 @@ def structural_candidates(state: dict) -> tuple[list[str], str]:
     has_bs = any(k.startswith("blendshape.") for k in keys)
     legacy_gaze = "gaze.left_yaw.weight" in keys
     eye = "gaze_eye_enc.enc.0.weight" in keys
-    binned = "gaze.left.weight" in keys or "gaze.left.0.weight" in keys
+    eye_head = "gaze.left.weight" in keys or "gaze.left.0.weight" in keys    # GazeHeadV26's per-eye layers
     emo = state.get("emotion.cls_head.weight")
     emo_in = tuple(emo.shape)[1] if emo is not None else None
     ev = (f"blendshape head: {'yes' if has_bs else 'no'}; gaze head: "
-          f"{'binned eye-ROI (v2.6+)' if (eye and binned) else 'four scalar FCs (v2.3-v2.5)' if legacy_gaze else 'unknown'}; "
+          f"{'eye-ROI (v2.6+)' if (eye and eye_head) else 'four scalar FCs (v2.3-v2.5)' if legacy_gaze else 'unknown'}; "
           f"emotion input width: {emo_in}")
     if not any(k.startswith("backbone.") for k in keys) or emo is None:
         return [], ev
-    if legacy_gaze and not eye and not binned:
+    if legacy_gaze and not eye and not eye_head:
         return (["v2.5"] if has_bs else ["v2.4"]), ev
-    if has_bs and eye and binned:
+    if has_bs and eye and eye_head:
         return ["v2.7", "v2.8"], ev
     return [], ev
 
@@ -482,12 +484,17 @@ def check_config_against_tensors(gen: str, cfg, state: dict) -> None:
         if emo.shape[1] != want:
             problems.append(f"emotion_use_au_prob={getattr(cfg, 'emotion_use_au_prob', None)} means an emotion "
                             f"input of {want}, but emotion.cls_head.weight is {list(emo.shape)}")
-    left = state.get("gaze.left.weight")
+    # The v2.6+ gaze head's last layer per eye (an MLP's with gaze_hidden > 0): 2 x gaze_bins logits,
+    # or a 3-vector with gaze_head_frame (heads_v26.GazeHeadV26.out_dim).
+    name = "gaze.left.2.weight" if "gaze.left.2.weight" in state else "gaze.left.weight"
+    left = state.get(name)
     if left is not None:
         bins = int(getattr(cfg, "gaze_bins", 0) or 0)
-        if left.shape[0] != 2 * bins:
-            problems.append(f"gaze_bins={bins}, but gaze.left.weight is {list(left.shape)} "
-                            f"({left.shape[0] // 2} bins)")
+        head_frame = bool(getattr(cfg, "gaze_head_frame", False))
+        want = 3 if head_frame else 2 * bins if bins else 2
+        if left.shape[0] != want:
+            problems.append(f"gaze_bins={bins} and gaze_head_frame={head_frame} mean {want} gaze outputs per eye, "
+                            f"but {name} is {list(left.shape)}")
     au = state.get("log_var_au")
     if au is not None and au.shape[0] != cfg.n_au:
         problems.append(f"n_au={cfg.n_au}, but log_var_au has {au.shape[0]}")
@@ -575,7 +582,7 @@ def randomise(model, seed: int, mesh_normalized: bool, image_size: int) -> None:
         b[:, 2] = 0.05 * torch.randn(b[:, 2].shape, generator=g) * scale
 
 
-def make_random_checkpoint(gen: str, seed: int, out_dir: Path) -> Path:
+def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict | None = None) -> Path:
     import torch
     G = GENERATIONS[gen]
     mv2 = import_release(G.code_release)
@@ -585,7 +592,14 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path) -> Path:
         saved_cfg = pyfeat_v24.random_config()             # 3128756c's field set
     else:
         saved_cfg = dataclasses.asdict(mv2.ModelV2Config(**RANDOM_CONFIG[gen]))
-    step(f"random weights: {gen} architecture, seed {seed}, py-feat {G.code_release} classes")
+    if overrides:
+        unknown = sorted(set(overrides) - set(saved_cfg))
+        if unknown:
+            raise ExportError(f"--random-config: {', '.join(unknown)}: not a setting of {gen}'s config "
+                              f"(py-feat {G.code_release}); its settings: {', '.join(sorted(saved_cfg))}")
+        saved_cfg.update(overrides)
+    step(f"random weights: {gen} architecture, seed {seed}, py-feat {G.code_release} classes"
+         + (f", config changed: {json.dumps(overrides, sort_keys=True)}" if overrides else ""))
     torch.manual_seed(seed)
     model, cfg, _ = build_network(gen, mv2, saved_cfg)
     randomise(model, seed, bool(getattr(cfg, "mesh_normalized", False)) and gen != "v2.4", cfg.image_size)
@@ -894,7 +908,9 @@ def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
             note(line)
         if not res.ok:
             raise ExportError("the FP16 file differs from the FP32 file beyond the tolerances or is not finite: "
-                              + "; ".join(res.failures) + f". No FP16 file was written ({fp16_path.name}).")
+                              + "; ".join(res.failures) + f". No FP16 file was written ({fp16_path.name}); the FP32 "
+                              f"file {fp32_path.name} is written and verified, and TensorRT builds it with precision "
+                              "'fp32' (--no-fp16 exports it alone, exit 0).")
         if not args.no_node_check:
             step("FP16: checking the file with the Node contract reader")
             node_check(partial)
@@ -1044,6 +1060,16 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     return onnx_path
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object of config settings, got {text}")
+    return value
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="export_onnx.py",
@@ -1062,6 +1088,9 @@ def parse_args(argv):
     p.add_argument("--random-weights", action="store_true",
                    help="make a checkpoint of --generation's architecture with seeded random weights, then export it")
     p.add_argument("--seed", type=int, default=None, help="seed for --random-weights (default 0)")
+    p.add_argument("--random-config", type=_json_object, default=None, metavar="JSON",
+                   help="with --random-weights: settings laid over the generation's known config, as a JSON "
+                        "object of py-feat ModelV2Config fields, e.g. '{\"gaze_head_frame\": true, \"gaze_bins\": 0}'")
     # torch 2.14's dynamo exporter cannot write opset 17 for this model (its down-conversion
     # fails), so the TorchScript exporter is the default; auto tries dynamo first.
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="torchscript",
@@ -1086,6 +1115,8 @@ def parse_args(argv):
                 p.error("--random-weights needs --generation v2.4|v2.5|v2.7|v2.8")
         elif args.checkpoint is None:
             p.error("give a checkpoint path, or --random-weights --generation G")
+        elif args.random_config is not None:
+            p.error("--random-config goes with --random-weights only (a checkpoint's config is its own)")
         elif args.seed is not None:
             p.error("--seed goes with --random-weights only (a checkpoint's weights are its own)")
     if args.seed is None:
@@ -1159,7 +1190,7 @@ def main(argv=None) -> int:
         step(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
         if args.random_weights:
             out_dir = args.out or Path(".")
-            ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir)
+            ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir, args.random_config)
             export_checkpoint(ckpt_path, out_dir, args.generation, args)
         else:
             path = args.checkpoint

@@ -40,7 +40,9 @@ conversion, so a renamed module cannot silently drop an island):
                  is 0 in FP16; 1 - cos(theta), which is 0 in FP16 for small angles).
   eye_roi        (v2.6+) the eye boxes from the mesh, their batch indices and RoiAlign.
   gaze_readout   the gaze head after its Linear layers: left/right average and, v2.6+, the softmax
-                 over the angle bins and the expectation (a 180-term sum in radians).
+                 over the angle bins and the expectation (a 180-term sum in radians), or with
+                 gaze_head_frame the direction's normalisation, rotation by the head pose and
+                 yaw / pitch (atan2, asin).
   (forced)       Range: ONNX's Range has no float16 type.
 
 The conversion is a small graph pass written here rather than onnxconverter-common's
@@ -135,7 +137,7 @@ RULES: list[IslandRule] = [
                name=r"^/net/gaze_eye_enc/[A-Za-z][A-Za-z0-9]*(_\d+)?$", exclude=r"/Flatten(_\d+)?$",
                required="RoiAlign"),
     IslandRule("roialign", "RoiAlign outside the eye encoder (a safety net)", ops=frozenset({"RoiAlign"})),
-    IslandRule("gaze_readout", "gaze readout: left/right average, v2.6+ bin softmax + expectation",
+    IslandRule("gaze_readout", "gaze readout: left/right average, v2.6+ bin softmax + expectation or head-frame direction -> yaw/pitch",
                name=r"^/net/gaze/", exclude=r"^/net/gaze/(left|right)", required="always"),
 ]
 FORCED_FP32_OPS = {"Range": "ONNX Range has no float16 type"}

@@ -661,6 +661,8 @@ def run(args) -> None:
         "code": str(folder / "feat"),
         "v24_restated_from": "3128756c" if gen == "v2.4" else None,
         "checkpoint": str(args.checkpoint),
+        # The config py-feat built the network with (the parity suite checks its variants took).
+        "model_config": model_config(mt.model),
         "photo_dir": str(pdir),
         "names": {"au": list(mt.au_names), "emotion": list(mt.emotion_names),
                   "blendshape": bs_names if gen != "v2.4" else None},
@@ -725,6 +727,15 @@ def run(args) -> None:
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"wrote {args.out / 'manifest.json'}")
 
+
+
+def model_config(model) -> dict | None:
+    """The network's config as JSON values (a ModelV2Config dataclass, or v2.4's namespace)."""
+    import dataclasses
+    cfg = getattr(model, "cfg", None)
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(vars(cfg)) if hasattr(cfg, "__dict__") else None
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -34,13 +34,13 @@ FIB = FI + ("BOOL",)
 # Operator -> the element types onnx-tensorrt 10.x imports it with (of its data input, or of its
 # output for the operators that make a tensor from attributes or scalars).
 OPERATORS: dict[str, tuple[str, ...]] = {
-    "Add": FI, "Cast": FIB + ("UINT8",), "Clip": F, "Concat": FIB, "Constant": FIB, "ConstantOfShape": FIB,
+    "Add": FI, "Asin": F, "Atan": F, "Cast": FIB + ("UINT8",), "Clip": F, "Concat": FIB, "Constant": FIB, "ConstantOfShape": FIB,
     "Conv": F, "Cos": F, "Div": FI, "Erf": F, "Expand": FIB, "EyeLike": FIB, "Flatten": FIB, "Gather": FIB,
-    "Gemm": F, "Identity": FIB, "InstanceNormalization": F, "LayerNormalization": F, "MatMul": F, "Mul": FI, "Neg": FI,
+    "Gemm": F, "Greater": FI, "Identity": FIB, "InstanceNormalization": F, "LayerNormalization": F, "Less": FI, "MatMul": F, "Mul": FI, "Neg": FI,
     "Pow": F, "Range": ("FLOAT", "INT32", "INT64"), "Reciprocal": F, "ReduceL2": FI, "ReduceMean": FI, "ReduceSum": FI, "Relu": FI,
     "Reshape": FIB, "RoiAlign": ("FLOAT", "FLOAT16"), "ScatterElements": FI, "Shape": FIB, "Sigmoid": F,
     "Sin": F, "Slice": FIB, "Softmax": F, "Sqrt": F, "Squeeze": FIB, "Sub": FI, "Tanh": F, "TopK": FI, "Transpose": FIB,
-    "Unsqueeze": FIB,
+    "Unsqueeze": FIB, "Where": FIB,
 }
 # The element type checked is the output's for these (their inputs are shapes or scalars).
 TYPED_BY_OUTPUT = {"Constant", "ConstantOfShape", "EyeLike", "Range"}

@@ -86,6 +86,22 @@ describe('face-multitask inspect', () => {
     expect(r.err).toBe('')
   })
 
+  it("the gaze head's other layouts a v2.7 checkpoint may have: a head-frame direction, per-eye MLPs", async () => {
+    const { 'gaze.left.weight': _, ...rest } = V27_TENSORS
+    const headFrame = path.join(dir, 'head-frame', 'face_multitask_v27.safetensors')
+    mkdirSync(path.dirname(headFrame), { recursive: true })
+    safetensors(headFrame, { ...rest, 'gaze.left.weight': [3, 1286] }, { gaze_head_frame: true, gaze_bins: 0 })
+    const hf = await run('inspect', headFrame)
+    expect(hf.out).toMatch(/generation\s+v2\.7 \(from the file name/)
+    expect(hf.out).toMatch(/^ {2}gaze head +eye-window RoIAlign head, a direction in the head frame \(gaze_head_frame\), turned by the head pose into yaw and pitch$/m)
+    const mlp = path.join(dir, 'gaze-mlp', 'face_multitask_v27.safetensors')
+    mkdirSync(path.dirname(mlp), { recursive: true })
+    safetensors(mlp, { ...rest, 'gaze.left.0.weight': [256, 1286], 'gaze.left.2.weight': [360, 256] }, { gaze_hidden: 256, gaze_bins: 180 })
+    const m = await run('inspect', mlp)
+    expect(m.out).toMatch(/generation\s+v2\.7 \(from the file name/)
+    expect(m.out).toMatch(/^ {2}gaze head +eye-window RoIAlign head, 180 bins per angle; an MLP per eye \(256 hidden\)$/m)
+  })
+
   it('lists only the heads whose tensors the checkpoint holds', async () => {
     const file = path.join(dir, 'partial.safetensors')
     safetensors(file, { 'backbone.stem.0.weight': [96, 3, 4, 4], 'gaze.left_yaw.weight': [1, 1024], 'emotion.cls_head.weight': [7, 1044], 'lmk.mlp.0.weight': [512, 768] }, {})
@@ -450,12 +466,12 @@ torch.save({"model": {"a": torch.zeros(1)}, "config": argparse.Namespace(n_au=20
    * A random v2.5 checkpoint made by the export script in `out`, then changed by `edit` (Python
    * lines over `state`, its tensors, and `meta`, its metadata; torch and json imported): its path.
    */
-  async function derivedCheckpoint(out: string, edit: string): Promise<string> {
+  async function derivedCheckpoint(out: string, edit: string, generation = 'v2.5'): Promise<string> {
     const make = `import sys, json; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
 import export_onnx as e, torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-p = e.make_random_checkpoint('v2.5', 0, Path(${JSON.stringify(out)}))
+p = e.make_random_checkpoint(${JSON.stringify(generation)}, 0, Path(${JSON.stringify(out)}))
 with safe_open(str(p), 'pt') as f:
     meta = f.metadata(); state = {k: f.get_tensor(k) for k in f.keys()}
 ${edit}
@@ -473,6 +489,33 @@ print(p)`
     expect(r.code).toBe(1)
     expect(r.stderr).toContain(`[export] error: ${ckpt}: the checkpoint's config does not fit its tensors under py-feat 2.0.3's class: `)
     expect(r.stderr).toContain('n_au=24, but log_var_au has 20')
+  }, 120_000)
+
+  it("scripts/export_onnx.py: a gaze config that does not fit the gaze head's tensors names both settings and the layer", async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'bad-gaze-config')
+    const ckpt = await derivedCheckpoint(out, `cfg = json.loads(meta['config']); cfg['gaze_head_frame'] = True; cfg['gaze_bins'] = 0; meta['config'] = json.dumps(cfg)`, 'v2.7')
+    const r = await runScript(venvPython, ckpt, '--no-fp16', '--out', out)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('gaze_bins=0 and gaze_head_frame=True mean 3 gaze outputs per eye, but gaze.left.weight is [360, 1286]')
+  }, 120_000)
+
+  it('scripts/export_onnx.py --random-config: a JSON object of the release config\'s settings, with --random-weights only', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'random-config')
+    const notObject = await runScript(venvPython, '--random-weights', '--generation', 'v2.7', '--random-config', '[1]', '--out', out)
+    expect(notObject.code).toBe(2)
+    expect(notObject.stderr).toContain('argument --random-config: a JSON object of config settings, got [1]')
+    const notJson = await runScript(venvPython, '--random-weights', '--generation', 'v2.7', '--random-config', '{gaze', '--out', out)
+    expect(notJson.code).toBe(2)
+    expect(notJson.stderr).toContain('argument --random-config: not JSON (')
+    const alone = await runScript(venvPython, 'x.safetensors', '--random-config', '{}')
+    expect(alone.code).toBe(2)
+    expect(alone.stderr).toContain("--random-config goes with --random-weights only (a checkpoint's config is its own)")
+    const unknown = await runScript(venvPython, '--random-weights', '--generation', 'v2.7', '--random-config', '{"gaze_hiden": 64}', '--no-fp16', '--out', out)
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/^\[export\] error: --random-config: gaze_hiden: not a setting of v2\.7's config \(py-feat 2\.1\.1\); its settings: afg_channels, .*gaze_hidden, /)
+    expect(existsSync(path.join(out, 'random-seed0'))).toBe(false)
   }, 120_000)
 
   it('scripts/export_onnx.py: a weight stored as an integer is refused by name; an int32 counter (num_batches_tracked) is not', async (ctx) => {
