@@ -68,6 +68,13 @@ function records(file: string): Record<string, unknown>[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
+/** A results file's text without its header's outFromList (where --out sat): runs into other files compare equal. */
+function resultsText(file: string): string {
+  const [head, ...rest] = readFileSync(file, 'utf8').split('\n')
+  const { outFromList: _, ...header } = JSON.parse(head) as Record<string, unknown>
+  return [JSON.stringify(header), ...rest].join('\n')
+}
+
 const LIST = [
   { image: 'a.png', boxes },
   { image: 'chip.png', id: 'subject-7' },
@@ -234,7 +241,7 @@ describe('face-multitask batch', () => {
     const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
     expect(r.err).toContain(`batch: "${out}" held no results yet, only the header of a run of another model (${broken}, sha256 `)
-    expect(readFileSync(out).equals(first)).toBe(true)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
     // The same without the header's newline (a run stopped right after writing it), and for another list.
     const other = path.join(dir, 'other-list.jsonl')
     writeFileSync(other, lineText(LIST[0]) + '\n')
@@ -243,7 +250,7 @@ describe('face-multitask batch', () => {
     writeFileSync(out, readFileSync(otherOut, 'utf8').split('\n')[0])
     const again = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect([again.code, again.err]).toEqual([0, expect.stringContaining(`only the header of a run of another list (${fs.realpathSync(other)}); begun again`)])
-    expect(readFileSync(out).equals(first)).toBe(true)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
   it('the same list reached through a symlink goes on with its results', async () => {
@@ -251,6 +258,39 @@ describe('face-multitask batch', () => {
     symlinkSync(list, link)
     const r = await run('batch', link, '--model', model, '--out', path.join(dir, 'first.jsonl'), '--backend', 'cpu')
     expect([r.code, r.err]).toEqual([0, `batch: all 7 lines already have results in ${path.join(dir, 'first.jsonl')}: nothing left to run`])
+  })
+
+  it('a job folder moved whole (list, images, results) goes on with its results; the same list elsewhere with those results is refused', async () => {
+    // One job folder: a list of relative image paths, its images, and a run stopped after line 1.
+    const job = path.join(dir, 'job')
+    fs.mkdirSync(job)
+    for (const f of ['a.png', 'b.png']) fs.copyFileSync(path.join(dir, f), path.join(job, f))
+    const jobList = path.join(job, 'list.jsonl')
+    const begunAs = path.join(fs.realpathSync(job), 'list.jsonl')
+    writeFileSync(jobList, [{ image: 'a.png', boxes }, { image: 'b.png', boxes: [[5, 5, 90, 70]] }, { image: 'a.png', boxes: [] }].map((e) => JSON.stringify(e)).join('\n') + '\n')
+    const full = await run('batch', jobList, '--model', model, '--out', path.join(job, 'results.jsonl'), '--backend', 'cpu')
+    expect(full.code).toBe(0)
+    const whole = readFileSync(path.join(job, 'results.jsonl'), 'utf8')
+    const [head, first] = whole.split('\n')
+    expect(JSON.parse(head)).toMatchObject({ list: begunAs, outFromList: 'results.jsonl' })
+    writeFileSync(path.join(job, 'results.jsonl'), `${head}\n${first}\n`)
+    // Moved (another disk or mount point): the same bytes, the results beside the list as before.
+    const moved = path.join(dir, 'job-moved')
+    fs.renameSync(job, moved)
+    const movedOut = path.join(moved, 'results.jsonl')
+    // The same list content in a folder of its own, pointed at the moved job's results: refused.
+    const other = path.join(dir, 'job-other')
+    fs.mkdirSync(other)
+    fs.copyFileSync(path.join(moved, 'list.jsonl'), path.join(other, 'list.jsonl'))
+    const refused = await run('batch', path.join(other, 'list.jsonl'), '--model', model, '--out', movedOut, '--backend', 'cpu')
+    expect(refused.code).toBe(1)
+    expect(refused.err).toContain(`holds results of another list (${begunAs})`)
+    expect(readFileSync(movedOut, 'utf8')).toBe(`${head}\n${first}\n`)
+    const r = await run('batch', path.join(moved, 'list.jsonl'), '--model', model, '--out', movedOut, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toContain(`batch: the results were begun for ${begunAs}; ${fs.realpathSync(path.join(moved, 'list.jsonl'))} is the same list with the results beside it as they were (the folder moved): going on`)
+    expect(r.err).toContain('batch: 1 of 3 lines already have results')
+    expect(readFileSync(movedOut, 'utf8')).toBe(whole)
   })
 
   it('a line refused for its keys still names its image in its record', async () => {
@@ -296,7 +336,7 @@ describe('face-multitask batch', () => {
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: ENOSPC: no space left on device, write; stopped: the results so far are in ${out}`)])
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // the header, line 1, then the failed write
     expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
-    expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
   it('a results file another run is writing is refused; a lock left by a run that died is taken over', async () => {
@@ -345,7 +385,7 @@ describe('face-multitask batch', () => {
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
     const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(rerun.code).toBe(0)
-    expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
   it('behind one slow image, at most 4 x concurrency lines are started and held: memory stays bounded', async () => {

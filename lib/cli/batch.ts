@@ -107,6 +107,7 @@ async function header(args: BatchArgs): Promise<BatchHeader> {
     list,
     listBytes,
     listSha256: await hashFile(list, undefined, listBytes),  // the bytes counted, even if it grows meanwhile
+    outFromList: path.relative(path.dirname(list), realOut(args.out)),
     model: path.resolve(args.model),
     modelSha256: await hashFile(args.model),
     mesh: args.mesh,

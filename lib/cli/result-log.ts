@@ -4,7 +4,10 @@
 // from: a rerun with another model (other bytes), another list (or one changed other than by lines
 // added at its end) or the other --no-mesh choice is refused rather than mixing results, unless
 // the file holds no result yet (a run that stopped or failed before its first line): that one is
-// begun again. A file is only changed once it has been checked: a refused one is left as it was.
+// begun again. A list at another path is the same list when its bytes are, and the results file
+// sits where it did beside it: the folder was moved or copied whole (another disk, another mount
+// point), and its relative image paths name the same images. A file is only changed once it has
+// been checked: a refused one is left as it was.
 import fs from 'node:fs'
 import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
@@ -17,6 +20,8 @@ export interface BatchHeader {
   /** The list's size and SHA-256 when the file was begun: lines added at its end since are fine. */
   listBytes: number
   listSha256: string
+  /** The results file's path relative to the list's folder: the two moved together keep it. */
+  outFromList: string
   model: string
   /** The model file's bytes: a rerun must run the same model, wherever it now lives. */
   modelSha256: string
@@ -28,7 +33,7 @@ export interface OpenedLog {
   log: ResultLog
   /** List lines that already have a result in the file. */
   done: Set<number>
-  /** What was found and repaired, for the user (an incomplete last line dropped). */
+  /** What was found and repaired, for the user (an incomplete last line dropped, a list moved). */
   notes: string[]
 }
 
@@ -54,21 +59,21 @@ export class ResultLog {
     if (complete === 0) {
       // One line without its newline: a header whose run stopped right after writing it, or not ours.
       const text = size < 1 << 20 ? fs.readFileSync(file, 'utf8') : ''
-      const differs = await headerDifferences(file, text, header)
+      const { differs, moved } = await headerDifferences(file, text, header)
       if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
-      return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: [] }
+      return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: moved }
     }
-    const { done, differs } = await readDone(file, complete, header)
+    const { done, differs, moved } = await readDone(file, complete, header)
     if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
     const log = ResultLog.begin(file, 'a+', '')
-    if (complete === size) return { log, done, notes: [] }
+    if (complete === size) return { log, done, notes: moved }
     try {
       fs.ftruncateSync(log.fd, complete)
     } catch (e) {
       log.close()
       fail(`cannot cut the incomplete last line off "${file}": ${fileErrorReason(e)}`)
     }
-    return { log, done, notes: [`dropped an incomplete last line of ${size - complete} bytes (a run stopped while writing it); its image runs again`] }
+    return { log, done, notes: [...moved, `dropped an incomplete last line of ${size - complete} bytes (a run stopped while writing it); its image runs again`] }
   }
 
   /**
@@ -143,24 +148,31 @@ function completeBytes(file: string, size: number): number {
  * another run is refused at its first result (results would be mixed); with none, `differs`
  * says how it differs.
  */
-async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number>; differs: string[] }> {
+async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number> } & HeaderCheck> {
   const done = new Set<number>()
-  let differs: string[] = []
+  let check: HeaderCheck = { differs: [], moved: [] }
   let n = 0
   for await (const text of readLines(file, complete)) {
     n++
     if (n === 1) {
-      differs = await headerDifferences(file, text, header)
+      check = await headerDifferences(file, text, header)
       continue
     }
     const m = RECORD_START.exec(text)
     if (!m) throw new CliError(`--out: "${file}" line ${n} is not a result of face-multitask batch; give another --out`)
-    if (differs.length > 0) {
-      throw new CliError(`--out: "${file}" holds results of ${differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
+    if (check.differs.length > 0) {
+      throw new CliError(`--out: "${file}" holds results of ${check.differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
     }
     done.add(Number(m[1]))
   }
-  return { done, differs }
+  return { done, ...check }
+}
+
+/** How a results file's header differs from this run (nothing: the same run), and, when the list
+ * and the file were moved together, a note saying so. */
+interface HeaderCheck {
+  differs: string[]
+  moved: string[]
 }
 
 /** The same file, however it is reached (a symlink, a relative path); else the same path. */
@@ -173,7 +185,7 @@ function sameFile(a: string, b: string): boolean {
 }
 
 /** How the header differs from this run's (nothing: the same run); a first line not ours is refused. */
-async function headerDifferences(file: string, text: string, want: BatchHeader): Promise<string[]> {
+async function headerDifferences(file: string, text: string, want: BatchHeader): Promise<HeaderCheck> {
   let got: Partial<BatchHeader> | undefined
   try {
     got = JSON.parse(text) as Partial<BatchHeader>
@@ -182,13 +194,19 @@ async function headerDifferences(file: string, text: string, want: BatchHeader):
   }
   if (got?.faceMultitaskBatch !== 1) throw new CliError(`--out: "${file}" was not written by face-multitask batch (its first line is not a batch header); give another --out`)
   const differs: string[] = []
+  const moved: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
-  if (typeof got.list !== 'string' || !sameFile(got.list, want.list)) differs.push(`another list (${got.list})`)
-  else if (got.listSha256 !== want.listSha256 && !(await onlyGrew(want.list, got, want))) {
+  const sameList = typeof got.list === 'string' && sameFile(got.list, want.list)
+  const sameGrownList = got.listSha256 === want.listSha256 || await onlyGrew(want.list, got, want)
+  if (!sameList && !(typeof got.outFromList === 'string' && got.outFromList === want.outFromList && sameGrownList)) {
+    differs.push(`another list (${got.list})`)
+  } else if (!sameGrownList) {
     differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
+  } else if (!sameList) {
+    moved.push(`the results were begun for ${got.list}; ${want.list} is the same list with the results beside it as they were (the folder moved): going on`)
   }
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
-  return differs
+  return { differs, moved }
 }
 
 /**

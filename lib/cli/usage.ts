@@ -77,7 +77,9 @@ Images are decoded and run N at a time, so faces of different images share infer
                      the others run. Refused, and left as it is: a file not written by batch, or
                      with results of another model, another list or a list changed since (lines
                      added at its end are fine), or the other --no-mesh choice, or one another
-                     run is writing. A file of batch's without any result yet is begun again.
+                     run is writing. A file of batch's without any result yet is begun again. A
+                     list moved or copied with its folder (the same bytes, the results file where
+                     it was beside it) is the same list.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
                      face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
