@@ -379,20 +379,34 @@ def structural_candidates(state: dict) -> tuple[list[str], str]:
     keys = set(state)
     has_bs = any(k.startswith("blendshape.") for k in keys)
     legacy_gaze = "gaze.left_yaw.weight" in keys
-    eye = "gaze_eye_enc.enc.0.weight" in keys
-    eye_head = "gaze.left.weight" in keys or "gaze.left.0.weight" in keys    # GazeHeadV26's per-eye layers
+    v26 = v26_gaze_inputs(state)
     emo = state.get("emotion.cls_head.weight")
     emo_in = tuple(emo.shape)[1] if emo is not None else None
-    ev = (f"blendshape head: {'yes' if has_bs else 'no'}; gaze head: "
-          f"{'eye-ROI (v2.6+)' if (eye and eye_head) else 'four scalar FCs (v2.3-v2.5)' if legacy_gaze else 'unknown'}; "
-          f"emotion input width: {emo_in}")
+    gaze = (f"v2.6+ ({', '.join(v26)})" if v26 else "four scalar FCs (v2.3-v2.5)" if legacy_gaze else "unknown")
+    ev = f"blendshape head: {'yes' if has_bs else 'no'}; gaze head: {gaze}; emotion input width: {emo_in}"
     if not any(k.startswith("backbone.") for k in keys) or emo is None:
         return [], ev
-    if legacy_gaze and not eye and not eye_head:
+    if legacy_gaze and not v26:
         return (["v2.5"] if has_bs else ["v2.4"]), ev
-    if has_bs and eye and eye_head:
+    if has_bs and v26:
         return ["v2.7", "v2.8"], ev
     return [], ev
+
+
+def v26_gaze_inputs(state: dict) -> list[str]:
+    """The v2.6 gaze features the tensors show, each a config switch of py-feat 2.1.x (2.0.3's config has
+    no gaze_* field, so any of them means v2.7+): the eye-window encoder (gaze_eye_roi), GazeHeadV26's
+    per-eye layers (gaze_bins, gaze_head_frame, gaze_hidden), or scalar FCs that read more than the
+    unified features (the 6D pose, gaze_pose_6d)."""
+    found = []
+    if "gaze_eye_enc.enc.0.weight" in state:
+        found.append("eye windows")
+    if "gaze.left.weight" in state or "gaze.left.0.weight" in state:
+        found.append("per-eye layers")
+    fc, bb, lmk = (state.get(k) for k in ("gaze.left_yaw.weight", "unified.norm_bb.weight", "unified.norm_lmk.weight"))
+    if not found and fc is not None and bb is not None and lmk is not None and fc.shape[1] != bb.shape[0] + lmk.shape[0]:
+        found.append("extra inputs")
+    return found
 
 
 def generation_from_name(path: Path) -> str | None:

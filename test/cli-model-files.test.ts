@@ -86,7 +86,7 @@ describe('face-multitask inspect', () => {
     expect(r.err).toBe('')
   })
 
-  it("the gaze head's other layouts a v2.7 checkpoint may have: a head-frame direction, per-eye MLPs", async () => {
+  it("the gaze head's other layouts a v2.7 checkpoint may have: a head-frame direction, per-eye MLPs, pose-fed scalar FCs", async () => {
     const { 'gaze.left.weight': _, ...rest } = V27_TENSORS
     const headFrame = path.join(dir, 'head-frame', 'face_multitask_v27.safetensors')
     mkdirSync(path.dirname(headFrame), { recursive: true })
@@ -100,6 +100,17 @@ describe('face-multitask inspect', () => {
     const m = await run('inspect', mlp)
     expect(m.out).toMatch(/generation\s+v2\.7 \(from the file name/)
     expect(m.out).toMatch(/^ {2}gaze head +eye-window RoIAlign head, 180 bins per angle; an MLP per eye \(256 hidden\)$/m)
+    // v2.5's four scalar FCs, but reading the 6D pose too (gaze_pose_6d, no eye windows): py-feat 2.1.x only.
+    const { 'gaze_eye_enc.enc.0.weight': __, ...noEye } = rest
+    const poseFed = path.join(dir, 'pose-fed', 'face_multitask_v27.safetensors')
+    mkdirSync(path.dirname(poseFed), { recursive: true })
+    const unified = { 'unified.norm_bb.weight': [768], 'unified.norm_lmk.weight': [256] }
+    safetensors(poseFed, { ...noEye, ...unified, 'gaze.left_yaw.weight': [1, 1030] }, { gaze_eye_roi: false, gaze_bins: 0 })
+    expect((await run('inspect', poseFed)).out).toMatch(/generation\s+v2\.7 \(from the file name: the tensors fit v2\.7 and v2\.8/)
+    // The same FCs reading the unified features alone are v2.5's.
+    const v25 = path.join(dir, 'pose-fed', 'face_multitask_v2.safetensors')
+    safetensors(v25, { ...noEye, ...unified, 'gaze.left_yaw.weight': [1, 1024] }, {})
+    expect((await run('inspect', v25)).out).toMatch(/generation\s+v2\.5 \(from the tensors\)/)
   })
 
   it('lists only the heads whose tensors the checkpoint holds', async () => {

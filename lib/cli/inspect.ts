@@ -118,6 +118,20 @@ export interface CheckpointGeneration {
 }
 
 /**
+ * The v2.6 gaze features the tensors show, as scripts/export_onnx.py's v26_gaze_inputs: each is a
+ * config switch of py-feat 2.1.x only (2.0.3's config has no gaze_* field), so any means v2.7+.
+ */
+function v26GazeInputs(h: SafetensorsHeader): string[] {
+  const t = h.tensors
+  const found: string[] = []
+  if (t['gaze_eye_enc.enc.0.weight']) found.push('eye windows')
+  if (t['gaze.left.weight'] || t['gaze.left.0.weight']) found.push('per-eye layers')
+  const [fc, bb, lmk] = [t['gaze.left_yaw.weight'], t['unified.norm_bb.weight'], t['unified.norm_lmk.weight']]
+  if (found.length === 0 && fc && bb && lmk && fc.shape[1] !== bb.shape[0] + lmk.shape[0]) found.push('extra inputs')
+  return found
+}
+
+/**
  * The generation as scripts/export_onnx.py tells it (structural_candidates, then the file name
  * and the config; tell_generation without --generation), in Node: the tensors decide the
  * architecture; v2.7 and v2.8 share one, so there the exact file name or the config decides.
@@ -126,17 +140,17 @@ export function checkpointGeneration(file: string, h: SafetensorsHeader): Checkp
   const names = new Set(Object.keys(h.tensors))
   const hasBs = [...names].some((n) => n.startsWith('blendshape.'))
   const legacyGaze = names.has('gaze.left_yaw.weight')
-  const eye = names.has('gaze_eye_enc.enc.0.weight')
-  const eyeHead = names.has('gaze.left.weight') || names.has('gaze.left.0.weight') // GazeHeadV26's per-eye layers
+  const v26 = v26GazeInputs(h)
   const emo = h.tensors['emotion.cls_head.weight']
   let cands: Generation[] = []
   if ([...names].some((n) => n.startsWith('backbone.')) && emo) {
-    if (legacyGaze && !eye && !eyeHead) cands = [hasBs ? 'v2.5' : 'v2.4']
-    else if (hasBs && eye && eyeHead) cands = ['v2.7', 'v2.8']
+    if (legacyGaze && v26.length === 0) cands = [hasBs ? 'v2.5' : 'v2.4']
+    else if (hasBs && v26.length > 0) cands = ['v2.7', 'v2.8']
   }
   if (cands.length === 0) {
+    const gaze = v26.length > 0 ? `v2.6+ (${v26.join(', ')})` : legacyGaze ? 'four scalar FCs (v2.3-v2.5)' : 'unknown'
     const evidence = `backbone: ${[...names].some((n) => n.startsWith('backbone.')) ? 'yes' : 'no'}; blendshape head: ${hasBs ? 'yes' : 'no'}; ` +
-      `gaze head: ${eye && eyeHead ? 'eye-ROI (v2.6+)' : legacyGaze ? 'four scalar FCs (v2.3-v2.5)' : 'unknown'}; emotion input width: ${emo?.shape[1] ?? 'none'}`
+      `gaze head: ${gaze}; emotion input width: ${emo?.shape[1] ?? 'none'}`
     return {
       text: `unknown: the tensors fit no known generation (${evidence})`,
       warning: `the tensors of "${file}" fit no known face_multitask_v2 generation: \`face-multitask export\` would refuse it`,

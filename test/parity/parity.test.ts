@@ -58,8 +58,9 @@ const INPUT_FLOATS = 3 * 224 * 224
 // Each generation with its published checkpoint's config as far as it is known (export_onnx.py's
 // RANDOM_CONFIG), plus architecture variants a real v2.7 checkpoint may have (its config is not
 // known; py-feat 2.1.1 builds them): a gaze head predicting a direction in the head frame, turned
-// into the camera frame by the predicted pose inside the network (atan2 / asin in the graph); and
-// per-eye MLPs with an emotion head that does not read the AU probabilities. The head-frame one has
+// into the camera frame by the predicted pose inside the network (atan2 / asin in the graph);
+// per-eye MLPs with an emotion head that does not read the AU probabilities; and v2.5's four scalar
+// gaze FCs fed the 6D pose too, without the eye windows (no RoiAlign). The head-frame one has
 // no FP16 file: its direction comes from a short 3-vector normalised (|v| ~ 0.1 on these random
 // weights), which turns the backbone's FP16 rounding into gaze errors of up to 0.011 rad, over the
 // export's 0.01 tolerance, so the export refuses that file (a checkpoint like it exports with --no-fp16).
@@ -77,6 +78,7 @@ const CASES: ParityCase[] = [
   { name: 'v2.7', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1' },
   { name: 'v2.7 head-frame gaze', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_head_frame: true, gaze_bins: 0 }, noFp16: true },
   { name: 'v2.7 gaze MLP, emotion without AUs', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_hidden: 256, emotion_use_au_prob: false } },
+  { name: 'v2.7 pose-fed gaze FCs, no eye windows', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_eye_roi: false, gaze_bins: 0 } },
   { name: 'v2.8', generation: 'v2.8', release: 'py-feat 2.1.5', reference: 'py-feat 2.1.5 (newest release)' },
 ]
 
