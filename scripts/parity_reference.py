@@ -728,7 +728,6 @@ def run(args) -> None:
     log(f"wrote {args.out / 'manifest.json'}")
 
 
-
 def model_config(model) -> dict | None:
     """The network's config as JSON values (a ModelV2Config dataclass, or v2.4's namespace)."""
     import dataclasses
@@ -736,6 +735,7 @@ def model_config(model) -> dict | None:
     if dataclasses.is_dataclass(cfg):
         return dataclasses.asdict(cfg)
     return dict(vars(cfg)) if hasattr(cfg, "__dict__") else None
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -3,19 +3,20 @@
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
-import fs, { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
-import { hostname, tmpdir } from 'node:os'
+import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../lib/cli'
 import { faceToJson } from '../lib/cli/format'
 import { FileLock } from '../lib/engine-cache'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, ImageInput } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-batch-'))
+const dir = tempDir('batch')
 const model = path.join(dir, 'fixture.onnx')
 const otherModel = path.join(dir, 'other.onnx')
 const list = path.join(dir, 'list.jsonl')
@@ -108,7 +109,6 @@ beforeAll(async () => {
     await m.close()
   }
 })
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 describe('face-multitask batch', () => {
   it('writes one record per list line, in order: the faces detect() gives, or the line\'s error', async () => {

@@ -2,12 +2,11 @@
 // compiled bin as a child process (the test script builds dist with tsc first).
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
 import { faceToJson } from '../lib/cli/format'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -15,8 +14,9 @@ import { makeFixtureModel } from '../scripts/make-fixture'
 import type { Box } from '../lib/types'
 import { withIccChunk } from './helpers/png'
 import { withoutTensorrt } from './helpers/without-tensorrt'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-cli-'))
+const dir = tempDir('cli')
 const model = path.join(dir, 'fixture.onnx')
 const W = 320
 const H = 240
@@ -363,4 +363,3 @@ describe('face-multitask CLI', () => {
   })
 })
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }))

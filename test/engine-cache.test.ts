@@ -8,7 +8,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rea
 import fsp from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   AbortError,
   ENGINE_SCHEMA_VERSION,
@@ -27,11 +27,11 @@ import { renameReplacing } from '../lib/engine-cache/atomic-write'
 import type { EngineProgress } from '../lib/types'
 import { onnx } from 'onnx-proto'
 import { readOnnxModel } from '../lib/onnx-model'
+import { tempDir } from './helpers/temp-dir'
 
-const root = mkdtempSync(path.join(tmpdir(), 'fm-engine-cache-'))
+const root = tempDir('engine-cache')
 const helper = path.join(__dirname, 'helpers', 'engine-cache-child.js')
 const compiled = path.join(__dirname, '..', 'dist', 'lib', 'engine-cache', 'index.js')
-afterAll(() => rmSync(root, { recursive: true, force: true }))
 
 function baseParts(): EngineKeyParts {
   return {

@@ -2,9 +2,9 @@
 // headers the build would use are present (the prebuilt addon is made without them). The search
 // is checked here against header folders made for the test; pack.test.ts runs the install itself.
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { tempDir } from './helpers/temp-dir'
 const { findTensorrtHeaders } = require('../scripts/tensorrt-headers.js') as {
   findTensorrtHeaders: (
     env: NodeJS.ProcessEnv,
@@ -13,8 +13,7 @@ const { findTensorrtHeaders } = require('../scripts/tensorrt-headers.js') as {
   ) => { include?: string; cuda?: string; major?: number; why?: string }
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-headers-'))
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+const tmp = tempDir('headers')
 
 function dir(name: string, files: Record<string, string>): string {
   const d = path.join(tmp, name)

@@ -2,16 +2,15 @@
 // read_image: the stored pixels, no EXIF rotation, no colour-profile conversion, alpha dropped,
 // grey expanded to RGB), and files py-feat misreads converted to 8-bit RGB instead. The reference
 // is the pixels each test file was losslessly encoded from.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import sharp from 'sharp'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { readImage } from '../lib/index'
 import { emptyPng, rgb16Png, withIccChunk } from './helpers/png'
+import { tempDir } from './helpers/temp-dir'
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fm-read-image-'))
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const dir = tempDir('read-image')
 
 const W = 7
 const H = 5

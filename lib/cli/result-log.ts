@@ -197,14 +197,12 @@ async function headerDifferences(file: string, text: string, want: BatchHeader):
   const moved: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
   const sameList = typeof got.list === 'string' && sameFile(got.list, want.list)
-  const sameGrownList = got.listSha256 === want.listSha256 || await onlyGrew(want.list, got, want)
-  if (!sameList && !(typeof got.outFromList === 'string' && got.outFromList === want.outFromList && sameGrownList)) {
-    differs.push(`another list (${got.list})`)
-  } else if (!sameGrownList) {
-    differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
-  } else if (!sameList) {
-    moved.push(`the results were begun for ${got.list}; ${want.list} is the same list with the results beside it as they were (the folder moved): going on`)
-  }
+  // A list at another path may be this one moved with its folder: the results file sits beside it as before.
+  const movedWith = !sameList && typeof got.outFromList === 'string' && got.outFromList === want.outFromList
+  const grownOnly = (sameList || movedWith) && (got.listSha256 === want.listSha256 || await onlyGrew(want.list, got, want))
+  if (!sameList && !(movedWith && grownOnly)) differs.push(`another list (${got.list})`)
+  else if (!grownOnly) differs.push('a list that has changed since (other than by lines added at its end), so its line numbers may name other images')
+  else if (movedWith) moved.push(`the results were begun for ${got.list}; ${want.list} is the same list with the results beside it as they were (the folder moved): going on`)
   if (got.mesh !== want.mesh) differs.push(got.mesh ? 'faces with their mesh (this run has --no-mesh)' : 'faces without their mesh (--no-mesh; this run has none)')
   return { differs, moved }
 }
