@@ -17,6 +17,8 @@ export const PIXEL_FORMATS: Record<PixelFormat, { code: number; channels: number
 /** One face to run: the frame read in place, the window to sample (null: the frame is a chip),
  * and the box reported for the face. */
 export interface FaceJob {
+  /** The argument the frame came in (`image`, `images[2]`), for errors found after the checks. */
+  image: string
   data: Uint8Array
   width: number
   height: number
@@ -44,7 +46,7 @@ export function checkStillWhole(jobs: readonly FaceJob[]): void {
   for (const job of jobs) {
     const needed = frameBytes(job.width, job.height, job.stride, CHANNELS_BY_CODE[job.format])
     if (job.data.byteLength < needed) {
-      throw new Error(`a frame's data changed while detect() waited: it now holds ${job.data.byteLength} bytes, ${needed} were checked ` +
+      throw new Error(`${job.image}.data changed while detect() waited: it now holds ${job.data.byteLength} bytes, ${needed} were checked ` +
         '(its buffer was detached, transferred or shrunk); keep each frame unchanged until its detect() settles')
     }
   }
@@ -88,7 +90,7 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   // Frames are read in place while the call runs; memory that can shrink under it (a resizable
   // ArrayBuffer) is copied once instead, so a resize cannot pull it from under the reader.
   if ((bytes.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) bytes = bytes.slice(0, needed)
-  return { data: bytes, width, height, stride: rowStride, format: fmt.code }
+  return { image: name, data: bytes, width, height, stride: rowStride, format: fmt.code }
 }
 
 // How a box error shows what it was given. JSON.stringify alone throws on a bigint or a cycle,

@@ -41,7 +41,7 @@ interface Waiting<J, R> {
 export class Scheduler<J, R> {
   // Requests with items to run, in the order they take turns, from `head` on (a queue that
   // many thousands of waiting requests do not slow down).
-  private waiting: Waiting<J, R>[] = []
+  private waiting: (Waiting<J, R> | undefined)[] = []
   private head = 0
   private queued = 0
   private busy = 0
@@ -133,12 +133,18 @@ export class Scheduler<J, R> {
   private takeBatch(): Item<J, R>[] {
     const batch: Item<J, R>[] = []
     while (batch.length < this.maxBatch && this.head < this.waiting.length) {
-      const w = this.waiting[this.head++]
+      const w = this.waiting[this.head]!
+      // The slot is cleared as it is passed: the queue must not keep a settled request's frames
+      // (a service decoding each frame into a new buffer would hold up to a thousand of them).
+      this.waiting[this.head++] = undefined
       if (w.dropped) continue
       batch.push(w.items[w.next++])
       if (w.next < w.items.length) this.waiting.push(w)
     }
-    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+    if (this.head === this.waiting.length) {
+      this.waiting = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
       this.waiting = this.waiting.slice(this.head)
       this.head = 0
     }
@@ -205,6 +211,7 @@ export class Scheduler<J, R> {
     if (!w || w.dropped) return
     w.dropped = true  // skipped when its turn comes
     this.queued -= w.items.length - w.next
+    w.items = []  // its frames are not kept until then
   }
 }
 

@@ -145,10 +145,10 @@ describe('errors', () => {
     // Queued behind busy slots, the two calls run as one batch after the transfer.
     const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
     const moved = { ...frame, data: new Uint8Array(frame.data) }
-    const waiting = model.detect(moved, { boxes: [box] })
+    const waiting = model.detect([frame, moved], { boxes: [[box], [box]] })  // the error names which image
     const intact = model.detect(frame, { boxes: [box] })
     structuredClone(moved.data.buffer, { transfer: [moved.data.buffer] })
-    await expect(waiting).rejects.toThrow(/^a frame's data changed while detect\(\) waited: it now holds 0 bytes, 9216 were checked .*keep each frame unchanged until its detect\(\) settles$/)
+    await expect(waiting).rejects.toThrow(/^images\[1\]\.data changed while detect\(\) waited: it now holds 0 bytes, 9216 were checked .*keep each frame unchanged until its detect\(\) settles$/)
     expect((await intact)[0].auValues).toEqual(want)
     await Promise.all(busy)
   })
@@ -365,6 +365,60 @@ describe('errors', () => {
       expect({ loads, kills }).toEqual({ loads: 1, kills: 2 }) // the thread, then its one replacement
       await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
       expect(loads).toBe(1)
+    } finally {
+      proto.postMessage = postMessage
+      await m.close()
+    }
+  })
+
+  it('under steady traffic, a batch that kills every thread it meets rejects after killing one more than there are workers; the traffic is served', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1, maxBatch: 1 })
+    const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+    // The poison frame is bright: its chip's first value (normalised) is above 1, the others' below.
+    const poison = { ...frame, data: new Uint8Array(W * H * 3).fill(250) }
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    let kills = 0
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      if (msg?.type !== 'run' || new Float32Array(msg.input!)[0] < 1) return postMessage.call(this, msg, transfer)
+      kills++
+      void this.terminate()
+    }
+    try {
+      let settled = false
+      const bad = m.detect(poison, { boxes: [box] }).finally(() => { settled = true })
+      bad.catch(() => {})
+      // Each replacement answers someone's batch before the poison reaches it, so it counts as sound.
+      let served = 0
+      while (!settled && served < 200) {
+        const faces = await Promise.all([m.detect(frame, { boxes: [box] }), m.detect(frame, { boxes: [box] })])
+        for (const [f] of faces) expect(f.auValues).toEqual(want)
+        served += 2
+      }
+      await expect(bad).rejects.toThrow(/the inference worker exited/)
+      expect(kills).toBe(3)
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+    } finally {
+      proto.postMessage = postMessage
+      await m.close()
+    }
+  })
+
+  it('a batch run again after its thread died checks its frames again: one transferred meanwhile fails the call, saying so', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    await m.detect(frame, { boxes: [box] })
+    const mine = { ...frame, data: new Uint8Array(W * H * 3).fill(90) }
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      if (msg?.type !== 'run') return postMessage.call(this, msg, transfer)
+      proto.postMessage = postMessage
+      structuredClone(mine.data.buffer, { transfer: [mine.data.buffer] })  // the caller lets the frame go
+      void this.terminate()  // and the thread dies with the batch on it
+    }
+    try {
+      await expect(m.detect(mine, { boxes: [box] })).rejects.toThrow(/^image\.data changed while detect\(\) waited: it now holds 0 bytes/)
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toHaveLength(20)
     } finally {
       proto.postMessage = postMessage
       await m.close()

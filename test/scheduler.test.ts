@@ -1,7 +1,13 @@
 // The scheduler: batches whatever waits when a slot frees, splits large requests, isolates
 // failures to the requests whose items were in the failing batch.
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { describe, expect, it } from 'vitest'
 import { Scheduler } from '../lib/scheduler'
+
+// A full garbage collection on demand, without starting the test process with --expose-gc.
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 function deferred<T>() {
   let resolve!: (v: T) => void
@@ -326,6 +332,34 @@ describe('Scheduler', () => {
     controller.abort()
     slow.resolve([3, 4])
     expect(await p).toBe('bad batch')
+    await s.idle()
+  })
+
+  it('keeps nothing of a settled request, nor of an aborted one still queued: their frames can be collected', async () => {
+    const gate = deferred<void>()
+    const s = new Scheduler<{ frame: Uint8Array }, number>(async (jobs) => {
+      if (jobs.some((j) => j.frame.length === 0)) await gate.promise
+      return jobs.map((j) => j.frame.length)
+    }, 1, 4)
+    const refs: WeakRef<object>[] = []
+    // Each call's job is made in a function of its own, so no frame of this test holds it.
+    const call = (bytes: number, signal?: AbortSignal) => {
+      const job = { frame: new Uint8Array(bytes) }
+      refs.push(new WeakRef(job))
+      return s.submit([job, { frame: new Uint8Array(bytes) }], signal)
+    }
+    for (let i = 1; i <= 50; i++) expect(await call(i)).toEqual([i, i])  // one after another, as a service's requests
+    const held = call(0)  // holds the only slot
+    const controller = new AbortController()
+    const stale = call(7, controller.signal).catch((e: Error) => e.name)
+    controller.abort()
+    expect(await stale).toBe('AbortError')
+    await new Promise((r) => setImmediate(r))
+    gc()
+    // All 51 jobs gone except the one still running (refs[50]); the aborted call's, queued behind it, too.
+    expect(refs.map((r, i) => (r.deref() ? i : -1)).filter((i) => i >= 0)).toEqual([50])
+    gate.resolve()
+    expect(await held).toEqual([0, 0])
     await s.idle()
   })
 })

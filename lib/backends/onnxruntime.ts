@@ -5,7 +5,7 @@ import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
-import type { FaceJob } from '../image-input'
+import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
 import type { Backend } from './backend'
 import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
@@ -181,7 +181,8 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
-    for (;;) {
+    for (let deaths = 0; ; deaths++) {
+      if (deaths > 0) checkStillWhole(faces)  // read again: the caller may have let a frame go meanwhile
       const input = new Float32Array(faces.length * INPUT_FLOATS)
       await loadNative().preprocess(faces, this.crop, this.resize, input)
       const worker = await this.acquire()
@@ -190,8 +191,11 @@ export class OnnxRuntimeBackend implements Backend {
       } catch (e) {
         // Its thread died with the batch on it: run it again (the input went to that thread) on
         // a worker that lives or is replacing it; the batch is not the cause (that would be an
-        // error reply). A worker still usable is alive, or dead with no other coming: the error stands.
-        if (this.usable(worker)) throw e
+        // error reply). A worker still usable is alive, or dead with no other coming: the error
+        // stands. So it does for a batch that has killed more threads than there are workers: it
+        // is the cause, and under steady traffic (replacements answering other batches, so
+        // replaced in turn) it would otherwise run, and kill, for as long as the traffic lasts.
+        if (this.usable(worker) || deaths >= this.workers.length) throw e
       } finally {
         this.release(worker)
       }
