@@ -8,6 +8,7 @@
 
 #include "tensorrt/graph_runner.h"
 #include "tensorrt/loader.h"
+#include "tensorrt/plan_load_error.h"
 #include "tensorrt/trt_logger.h"
 
 namespace fm::trt {
@@ -72,7 +73,7 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   std::unique_ptr<TrtEngine> e(new TrtEngine());
   e->cuda_graphs_ = cuda_graphs;
   if (!e->cuda_.open(device, error) || !e->cuda_.bind(error)) return nullptr;
-  init_plugins(&process_logger());  // plans that use plugins (ROIAlign_TRT) need them registered
+  const bool plugins = init_plugins(&process_logger());  // plans that use plugins (ROIAlign_TRT) need them registered
 
   e->impl_ = std::make_unique<Impl>();
   Impl& I = *e->impl_;
@@ -84,21 +85,13 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   }
   I.engine.reset(I.runtime->deserializeCudaEngine(plan, size));
   if (!I.engine) {
-    // "refused the plan" makes the cache delete it and build it again (minutes): not when the
-    // plan is fine and the GPU is the problem. A small allocation tells a lost context (or a
-    // full GPU) from a plan of another TensorRT build or GPU, or a damaged file.
+    // A small allocation tells a lost context (or a full GPU) from the plan's own fault; what
+    // TensorRT logged tells the rest (plan_load_error.h: only "refused" rebuilds the plan).
     const cu::Api* a = cu::driver();
     cu::DevicePtr probe = 0;
     const cu::Result r = a->MemAlloc(&probe, 1 << 20);
     if (r == cu::kSuccess) a->MemFree(probe);
-    const std::string trt = I.logger.last_error();
-    if (cu::fatal(r)) {
-      *error = "the GPU is lost (" + driver_error("cuMemAlloc", r) + "); TensorRT could not load the plan: " + trt;
-    } else if (r == cu::kErrorOutOfMemory || trt.find("out of memory") != std::string::npos) {
-      *error = "out of GPU memory while loading the plan: " + trt;
-    } else {
-      *error = "TensorRT refused the plan (another TensorRT build or GPU, or a damaged file): " + trt;
-    }
+    *error = plan_load_error(I.logger.messages(), r, plugins);
     return nullptr;
   }
 
