@@ -21,15 +21,24 @@ struct TrtEngine::Impl {
   std::unique_ptr<nvinfer1::ICudaEngine> engine;
 };
 
+// With CUDA graphs, one execution context per batch size, its input shapes set once: changing a
+// context's shapes changes internal state a graph captured on it relies on, and NVIDIA's advice
+// is one context per captured graph, sharing activation memory across the contexts (user-managed
+// memory, setDeviceMemoryV2). The slot's contexts run one at a time on its stream, so they share
+// `memory`. Without graphs, `context` runs every batch size, with memory TensorRT allocates.
 struct TrtEngine::Slot {
   std::unique_ptr<nvinfer1::IExecutionContext> context;
+  std::map<int64_t, std::unique_ptr<nvinfer1::IExecutionContext>> by_batch;  // graphs on: made on first use
+  cu::DevicePtr memory = 0;  // graphs on: the activation memory every context of the slot uses
   cu::Stream stream = nullptr;
   std::unique_ptr<GraphRunner> graphs;
   ~Slot() {
     graphs.reset();
-    context.reset();  // before its stream
+    by_batch.clear();  // the contexts before their stream and their memory
+    context.reset();
     const cu::Api* a = cu::driver();
     if (a != nullptr && stream != nullptr) a->StreamDestroy(stream);
+    if (a != nullptr && memory != 0) a->MemFree(memory);
   }
 };
 
@@ -111,12 +120,20 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   }
 
   const cu::Api* a = cu::driver();
+  e->memory_bytes_ = e->cuda_graphs_ ? I.engine->getDeviceMemorySizeV2() : 0;
   for (int k = 0; k < contexts; ++k) {
     auto slot = std::make_unique<Slot>();
     slot->graphs = std::make_unique<GraphRunner>(e->cuda_graphs_, &e->graphs_off_);
-    slot->context.reset(I.engine->createExecutionContext());
-    if (!slot->context) {
-      *error = "createExecutionContext failed (context " + std::to_string(k) + "): " + I.logger.last_error();
+    if (e->memory_bytes_ > 0) {
+      const cu::Result r = a->MemAlloc(&slot->memory, static_cast<size_t>(e->memory_bytes_));
+      if (r != cu::kSuccess) {
+        *error = "cuMemAlloc of " + std::to_string(e->memory_bytes_ >> 20) + " MiB of activation memory (context " +
+                 std::to_string(k) + "): " + cu::error_text(r);
+        return nullptr;
+      }
+    }
+    if (!e->make_context(*slot, &slot->context, error)) {
+      *error = "context " + std::to_string(k) + ": " + *error;
       return nullptr;
     }
     const cu::Result r = a->StreamCreate(&slot->stream, cu::kStreamNonBlocking);
@@ -131,6 +148,19 @@ std::unique_ptr<TrtEngine> TrtEngine::load(const void* plan, size_t size, int co
   // sized wrong: check what TensorRT infers at the profile's smallest and largest batch.
   if (!e->check_output_shapes(error)) return nullptr;
   return e;
+}
+
+bool TrtEngine::make_context(Slot& s, std::unique_ptr<nvinfer1::IExecutionContext>* out, std::string* error) const {
+  nvinfer1::ICudaEngine& engine = *impl_->engine;
+  out->reset(cuda_graphs_ ? engine.createExecutionContext(nvinfer1::ExecutionContextAllocationStrategy::kUSER_MANAGED)
+                          : engine.createExecutionContext());
+  if (!*out) {
+    *error = "createExecutionContext failed: " + impl_->logger.last_error();
+    return false;
+  }
+  // nullptr is what TensorRT takes when it needs no activation memory (a size of 0).
+  if (cuda_graphs_) (*out)->setDeviceMemoryV2(reinterpret_cast<void*>(static_cast<uintptr_t>(s.memory)), memory_bytes_);
+  return true;
 }
 
 bool TrtEngine::set_batch(nvinfer1::IExecutionContext& c, int64_t batch, std::string* error) const {
@@ -201,21 +231,31 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
   }
   Slot& s = *slots_[static_cast<size_t>(slot)];
   const LogScope log_scope(&impl_->logger);  // called on the slot's thread
-  if (!set_batch(*s.context, batch, error)) return false;
+  nvinfer1::IExecutionContext* c = s.context.get();
+  if (cuda_graphs_) {  // this batch size's own context (see Slot)
+    std::unique_ptr<nvinfer1::IExecutionContext>& own = s.by_batch[batch];
+    if (!own && !(make_context(s, &own, error) && set_batch(*own, batch, error))) {
+      s.by_batch.erase(batch);
+      return false;
+    }
+    c = own.get();
+  } else if (!set_batch(*c, batch, error)) {
+    return false;
+  }
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TensorDesc& t = tensors_[i];
     if ((reinterpret_cast<uintptr_t>(addresses[i]) & 255) != 0) {
       *error = "the address for " + t.name + " is not 256-byte aligned";
       return false;
     }
-    if (!s.context->setTensorAddress(t.name.c_str(), addresses[i])) {
+    if (!c->setTensorAddress(t.name.c_str(), addresses[i])) {
       *error = "setTensorAddress(" + t.name + ") failed: " + impl_->logger.last_error();
       return false;
     }
   }
   // cu::Stream is CUstream_st*, i.e. cudaStream_t.
   const auto enqueue = [&](std::string* why) {
-    if (s.context->enqueueV3(s.stream)) return true;
+    if (c->enqueueV3(s.stream)) return true;
     *why = "enqueueV3 failed: " + impl_->logger.last_error();
     return false;
   };

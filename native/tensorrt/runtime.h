@@ -7,13 +7,13 @@
 // engine's own CUDA runtime shares the device's primary context, which each thread that enqueues
 // makes current (cu::PrimaryContext::bind).
 //
-// CUDA graphs (trtexec's --useCudaGraph): per context and batch size, graph_runner.h (shared
-// with the stand-in engine of the tests, so its bookkeeping runs without TensorRT).
+// CUDA graphs (trtexec's --useCudaGraph): per stream and batch size, graph_runner.h (shared
+// with the stand-in engine of the tests, so its bookkeeping runs without TensorRT), each batch
+// size on an execution context of its own that shares the stream's activation memory.
 //
 // Plain C++ interface (no TensorRT header needed to include it). Compiled into the addon only
 // with FM_HAVE_TENSORRT. NOT YET RUN ON A GPU: compile-checked against the 10.14 and 11.x headers,
 // and run over stand-in TensorRT libraries by check-tensorrt.sh (tests/fake_trt_runtime.cc).
-// User-managed activation memory is for later.
 #pragma once
 
 #include <atomic>
@@ -58,15 +58,18 @@ class TrtEngine final : public Engine {
 
  private:
   TrtEngine() = default;
+  struct Slot;
+  // A new execution context for slot s: with graphs, on the slot's shared activation memory.
+  bool make_context(Slot& s, std::unique_ptr<nvinfer1::IExecutionContext>* out, std::string* error) const;
   // Sets every dynamic input's batch on context c (within profile 0), or says why not.
   bool set_batch(nvinfer1::IExecutionContext& c, int64_t batch, std::string* error) const;
   bool check_output_shapes(std::string* error);
-  struct Slot;
   cu::PrimaryContext cuda_;
   std::unique_ptr<Impl> impl_;  // TensorRT objects (logger, runtime, engine)
   std::vector<std::unique_ptr<Slot>> slots_;
   bool cuda_graphs_ = true;
   std::atomic<bool> graphs_off_{false};  // a capture failed on some context
+  int64_t memory_bytes_ = 0;              // with graphs: each slot's activation memory
 };
 
 }  // namespace fm::trt

@@ -19,6 +19,11 @@
 //   - setInputShape outside the profile fails and logs an error through the ILogger the runtime was
 //     made with (so the addon's error messages carry TensorRT's words);
 //   - getTensorShape of an output before every input shape is set gives -1 dimensions;
+//   - a context made with user-managed memory (kUSER_MANAGED) enqueues only once setDeviceMemoryV2
+//     has given it getDeviceMemorySizeV2() bytes, 256-byte aligned; no other context is given
+//     memory;
+//   - a context a CUDA graph was captured on never takes other input shapes (NVIDIA's advice: one
+//     execution context per captured graph, since a shape change alters state the graph relies on);
 //   - an execution context destroyed after its engine, an engine after its runtime;
 //   - a method the addon is not expected to call aborts, naming it.
 // Only check-tensorrt.sh builds it (it needs the headers, which are never committed).
@@ -47,14 +52,17 @@ void violation(const std::string& what) { fake_trt_violation(what); }
 struct Driver {
   using Copy = int (*)(unsigned long long, unsigned long long, size_t, void*);
   using Current = int (*)(void**);
+  using IsCapturing = int (*)(void*, int*);
   Copy copy = nullptr;
   Current current = nullptr;
+  IsCapturing capturing = nullptr;
   Driver() {
     void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
     if (h == nullptr) h = dlopen("libcuda.so.1", RTLD_NOW);
     if (h == nullptr) return;
     copy = reinterpret_cast<Copy>(dlsym(h, "cuMemcpyDtoDAsync_v2"));
     current = reinterpret_cast<Current>(dlsym(h, "cuCtxGetCurrent"));
+    capturing = reinterpret_cast<IsCapturing>(dlsym(h, "cuStreamIsCapturing"));
   }
 };
 const Driver& driver() {
@@ -125,12 +133,16 @@ class ContextImpl final : public apiv::StubVExecutionContext {
   std::map<std::string, int64_t> batch;     // set input shapes: their batch
   std::map<std::string, void*> addresses;   // set tensor addresses
   std::atomic<int> enqueueing{0};
+  bool user_managed = false;                 // made with kUSER_MANAGED
+  bool has_memory = false;                   // setDeviceMemoryV2 gave it enough
+  std::map<std::string, int64_t> captured;  // the input shapes a graph was captured with
 
   IExecutionContext* getPImpl() noexcept override { return handle; }
   bool setInputShape(char const* name, Dims const& dims) noexcept override;
   Dims getTensorShape(char const* name) const noexcept override;
   bool setTensorAddress(char const* name, void* data) noexcept override;
   bool enqueueV3(cudaStream_t stream) noexcept override;
+  void setDeviceMemoryV2(void* memory, int64_t size) noexcept override;
 };
 
 class EngineImpl final : public apiv::StubVCudaEngine {
@@ -176,6 +188,8 @@ class EngineImpl final : public apiv::StubVCudaEngine {
     return to_dims(d);
   }
   IExecutionContext* createExecutionContext(ExecutionContextAllocationStrategy) noexcept override;
+  static constexpr int64_t kActivationBytes = 1 << 20;
+  int64_t getDeviceMemorySizeV2() const noexcept override { return kActivationBytes; }
 };
 
 class RuntimeImpl final : public apiv::StubVRuntime {
@@ -232,8 +246,12 @@ ICudaEngine* RuntimeImpl::deserializeCudaEngine(void const* blob, std::size_t si
   return impl->handle;
 }
 
-IExecutionContext* EngineImpl::createExecutionContext(ExecutionContextAllocationStrategy) noexcept {
+IExecutionContext* EngineImpl::createExecutionContext(ExecutionContextAllocationStrategy strategy) noexcept {
+  if (strategy != ExecutionContextAllocationStrategy::kSTATIC && strategy != ExecutionContextAllocationStrategy::kUSER_MANAGED) {
+    violation("createExecutionContext with a strategy other than kSTATIC or kUSER_MANAGED");
+  }
   auto* impl = new ContextImpl(this);
+  impl->user_managed = strategy == ExecutionContextAllocationStrategy::kUSER_MANAGED;
   impl->handle = new ContextHandle(impl);
   ++contexts;
   return impl->handle;
@@ -254,8 +272,20 @@ bool ContextImpl::setInputShape(char const* name, Dims const& dims) noexcept {
                   std::to_string(t->max) + ")");
     return false;
   }
+  auto was = captured.find(t->name);
+  if (was != captured.end() && was->second != dims.d[0]) {
+    violation("setInputShape: " + t->name + " set to batch " + std::to_string(dims.d[0]) + " on a context a CUDA graph was captured on at batch " +
+              std::to_string(was->second) + " (one execution context per captured graph)");
+  }
   batch[t->name] = dims.d[0];
   return true;
+}
+
+void ContextImpl::setDeviceMemoryV2(void* memory, int64_t size) noexcept {
+  if (!user_managed) violation("setDeviceMemoryV2 on a context TensorRT allocates for (not kUSER_MANAGED)");
+  if (size < engine->getDeviceMemorySizeV2()) violation("setDeviceMemoryV2 with " + std::to_string(size) + " bytes, under getDeviceMemorySizeV2()");
+  if (memory == nullptr || (reinterpret_cast<uintptr_t>(memory) & 255) != 0) violation("setDeviceMemoryV2: memory null or not 256-byte aligned");
+  has_memory = user_managed && size >= engine->getDeviceMemorySizeV2() && memory != nullptr;
 }
 
 Dims ContextImpl::getTensorShape(char const* name) const noexcept {
@@ -299,6 +329,9 @@ bool ContextImpl::enqueueV3(cudaStream_t stream) noexcept {
   };
   if (busy.before != 0) fail("another thread is enqueueing on this execution context");
   if (stream == nullptr) fail("the default stream");
+  if (user_managed && !has_memory) fail("a kUSER_MANAGED context without its device memory (setDeviceMemoryV2)");
+  int capture_status = 0;
+  if (driver().capturing != nullptr && driver().capturing(stream, &capture_status) == 0 && capture_status != 0) captured = batch;
   void* current = nullptr;
   if (driver().current == nullptr || driver().current(&current) != 0 || current == nullptr) fail("no CUDA context is current on this thread");
   int64_t n = -1;

@@ -162,6 +162,11 @@ CUresult cuStreamBeginCapture_v2(void* s, int mode) {
   g_capturing = new HostGraph();
   return sticky();
 }
+CUresult cuStreamIsCapturing(void* s, int* status) {
+  (void)s;
+  *status = g_capturing != nullptr ? 1 : 0;  // CU_STREAM_CAPTURE_STATUS_ACTIVE / NONE
+  return sticky();
+}
 CUresult cuStreamEndCapture(void* s, void** graph) {
   (void)s;
   HostGraph* g = g_capturing;
