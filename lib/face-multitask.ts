@@ -61,7 +61,7 @@ export class FaceMultitask {
       throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${LOAD_OPTIONS.join(', ')}`)
     }
     if (typeof options.model !== 'string' || options.model === '') throw new TypeError('options.model must be the path of an ONNX file')
-    const backend = options.backend ?? 'auto'
+    const backend = options.backend === undefined ? 'auto' : options.backend  // null is a mistake, not the default
     if (!(BACKENDS as readonly string[]).includes(backend)) {
       throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${describeValue(backend)}`)
     }
@@ -167,8 +167,8 @@ export class FaceMultitask {
    * on failure, happens only once nothing of this call is still running).
    */
   detect(image: ImageInput, options?: DetectOptions): Promise<Face[]>
-  detect(images: ImageInput[], options?: DetectOptions): Promise<Face[][]>
-  async detect(input: ImageInput | ImageInput[], options?: DetectOptions): Promise<Face[] | Face[][]> {
+  detect(images: readonly ImageInput[], options?: DetectOptions): Promise<Face[][]>
+  async detect(input: ImageInput | readonly ImageInput[], options?: DetectOptions): Promise<Face[] | Face[][]> {
     if (this.closed) throw new Error('detect() called after close(): the model is closed')
     const { single, perImage, signal } = facesToRun(input, options, this.spec.crop)
     const faces = await this.scheduler.submit(perImage.flat(), signal)

@@ -71,7 +71,7 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   const fmt = PIXEL_FORMATS[format as PixelFormat]
   const rowBytes = width * fmt.channels
-  const rowStride = stride ?? rowBytes
+  const rowStride = stride === undefined ? rowBytes : stride  // null is refused below, as format's
   if (typeof rowStride !== 'number') throw new TypeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${describeValue(stride)}`)
   if (!Number.isInteger(rowStride) || rowStride < rowBytes) {
     throw new RangeError(`${name}.stride must be an integer of at least width * channels (${rowBytes}), got ${String(stride)}`)
@@ -97,6 +97,8 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
 // which replaced the message naming the box with its own.
 function showValue(value: unknown): string {
   if (typeof value === 'bigint') return describeValue(value)
+  // A typed array (a detector's Float32Array box) would show as {"0":1,"1":2,...}.
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}${value instanceof DataView ? '' : ` [${Array.from(value as unknown as ArrayLike<number>).join(', ')}]`}`
   try {
     return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? describeValue(value)
   } catch {
@@ -111,7 +113,8 @@ function showCoordinates(box: unknown[]): string {
 
 function checkBox(box: unknown, name: string, width: number, height: number): Box {
   if (!Array.isArray(box) || box.length !== 4) {
-    throw new TypeError(`${name} must be [x1, y1, x2, y2], got ${showValue(box)}`)
+    const plain = ArrayBuffer.isView(box) ? ' (a plain array: Array.from(box))' : ''
+    throw new TypeError(`${name} must be [x1, y1, x2, y2]${plain}, got ${showValue(box)}`)
   }
   // Array.from visits holes (as undefined), which every() would skip and so pass.
   if (!Array.from(box).every((v) => typeof v === 'number' && Number.isFinite(v))) {
@@ -141,7 +144,7 @@ function checkCrop(box: Box, name: string, crop: CropMode, width: number, height
 }
 
 function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode, imageName: string): FaceJob[] {
-  if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes`)
+  if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes, got ${showValue(list)}`)
   // The stretched crop's sampling grid spans (size - 1) pixels: a frame 1 pixel wide or high has none.
   if (crop === 'stretch' && list.length > 0 && (image.width < 2 || image.height < 2)) {
     throw new RangeError(`${imageName} is ${image.width}x${image.height}: this model's stretched crop (py-feat v2.4) needs a frame of at least 2x2 pixels`)

@@ -55,6 +55,10 @@ describe('errors', () => {
     ['a bigint in a box', () => model.detect(frame, { boxes: [[10n, 10, 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10n, 10, 40, 40\]$/, RangeError],
     ['a bigint as a box', () => model.detect(frame, { boxes: [10n as never] }), /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got 10n$/, TypeError],
     ['a box that holds itself', () => { const b: unknown[] = [1, 2]; b.push(b); return model.detect(frame, { boxes: [b as never] }) }, /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got an array$/, TypeError],
+    ['a typed array as a box', () => model.detect(frame, { boxes: [new Float32Array([10, 10, 40, 40]) as never] }),
+      /^options\.boxes\[0\] must be \[x1, y1, x2, y2\] \(a plain array: Array\.from\(box\)\), got a Float32Array \[10, 10, 40, 40\]$/, TypeError],
+    ['boxes not an array', () => model.detect(frame, { boxes: 5 as never }), /^options\.boxes must be an array of \[x1, y1, x2, y2\] boxes, got 5$/, TypeError],
+    ['a null stride', () => model.detect({ ...frame, stride: null as never }, { boxes: [box] }), /^image\.stride must be an integer of at least width \* channels \(192\), got null$/, TypeError],
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box for two images', () => model.detect([frame, frame], { boxes: [box] as never }),
@@ -274,6 +278,7 @@ describe('errors', () => {
     })
     it('bad options', async () => {
       await expect(FaceMultitask.load({ model: file, backend: 'gpu' as never })).rejects.toThrow(/options\.backend must be one of/)
+      await expect(FaceMultitask.load({ model: file, backend: null as never })).rejects.toThrow(/^options\.backend must be one of auto, .*, got null$/)
       await expect(FaceMultitask.load({ model: file, maxBatch: 0 })).rejects.toThrow(/options\.maxBatch must be an integer/)
       await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
