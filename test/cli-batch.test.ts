@@ -34,13 +34,33 @@ async function runWrapped(wrap: (image: ImageInput, detect: () => Promise<unknow
   const original = FaceMultitask.prototype.detect
   const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockImplementation(function (this: FaceMultitask, image: never, options?: never) {
     return wrap(image, () => original.call(this, image, options)) as never
-  })
+  } as never)
   try {
     return await run('batch', ...argv)
   } finally {
     spy.mockRestore()
   }
 }
+
+/**
+ * Stubs fs.writeSync for files other than stdout and stderr: `onWrite` gets the write's number
+ * (1: the results file's header), the bytes asked for and the real write; what it returns (or
+ * throws) is the call's. Restored by the returned spy's mockRestore().
+ */
+function stubWrites(onWrite: (n: number, bytes: Buffer, write: (b: Buffer) => number) => number) {
+  const original = fs.writeSync as (fd: number, data: unknown, ...rest: unknown[]) => number
+  let n = 0
+  return vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, data: string | NodeJS.ArrayBufferView, ...rest: unknown[]) => {
+    if (fd === 1 || fd === 2) return original(fd, data, ...rest)
+    // Either form: a string, or a buffer with an offset and a length.
+    const bytes = typeof data === 'string'
+      ? Buffer.from(data)
+      : Buffer.from(data.buffer, data.byteOffset + ((rest[0] as number | undefined) ?? 0), (rest[1] as number | undefined) ?? data.byteLength - ((rest[0] as number | undefined) ?? 0))
+    return onWrite(++n, bytes, (b) => original(fd, b, 0, b.length, rest[2] ?? null))
+  }) as typeof fs.writeSync)
+}
+
+const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
 
 /** A list of 20 lines whose first (a.png, 320 px wide) can be made slow by runWrapped. */
 function slowFirstList(name: string): string {
@@ -178,6 +198,13 @@ describe('face-multitask batch', () => {
       expect([n.code, n.err]).toEqual([1, `face-multitask: --out: "${notOurs}" was not written by face-multitask batch (its first line is not a batch header); give another --out`])
       expect(readFileSync(notOurs, 'utf8')).toBe(text)
     }
+    // The lock sits beside the file --out names through a symlink: an error names that lock.
+    const target = path.join(fs.realpathSync(dir), `${'r'.repeat(246)}.jsonl`)  // its lock's name is longer than a file name may be
+    writeFileSync(target, '')
+    const longLink = path.join(dir, 'long-name-link.jsonl')
+    symlinkSync(target, longLink)
+    const tooLong = await run('batch', list, '--model', model, '--out', longLink)
+    expect([tooLong.code, tooLong.err]).toEqual([1, expect.stringContaining(`face-multitask: --out: cannot write "${target}.lock" beside the results: `)])
     const folder = await run('batch', list, '--model', model, '--out', dir)
     expect([folder.code, folder.err]).toEqual([1, `face-multitask: --out: "${dir}" is not a regular file`])
     const nowhere = path.join(dir, 'no-such-folder', 'out.jsonl')
@@ -199,19 +226,88 @@ describe('face-multitask batch', () => {
     const changed = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
     expect([changed.code, changed.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since (other than by lines added at its end), so its line numbers may name other images')])
     expect(readFileSync(out).equals(before)).toBe(true)
-    // A list without a newline at its end: text added after it extends its last line (refused),
-    // a new line after it does not (run).
+    // A list whose last line (whole JSON) has no newline: text added right after it extends that
+    // line (refused), a new line after it does not (run), whether it begins with \n or \r\n.
     const open = path.join(dir, 'open-ended.jsonl')
     const openOut = path.join(dir, 'open-ended-results.jsonl')
-    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]`)  // a last line cut short: an error record
+    const unended = `${lineText(LIST[0])}\n${lineText(LIST[6])}`
+    writeFileSync(open, unended)
     expect((await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')).code).toBe(0)
-    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]}\n`)  // completed
+    writeFileSync(open, `${unended}${lineText(LIST[1])}\n`)  // the last line extended
     const extended = await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')
     expect([extended.code, extended.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since')])
-    writeFileSync(open, `${lineText(LIST[0])}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]\n${lineText(LIST[1])}\n`)  // a line added after it
+    writeFileSync(open, `${unended}\r\n${lineText(LIST[1])}\r\n`)  // a line added after it, as a Windows editor ends lines
     const added = await run('batch', open, '--model', model, '--out', openOut, '--backend', 'cpu')
     expect([added.code, added.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
-    expect(records(openOut).slice(1).map((x) => [x.line, 'error' in x])).toEqual([[1, false], [2, true], [3, false]])
+    expect(records(openOut).slice(1).map((x) => [x.line, x.faces])).toEqual([[1, want[1]], [2, want[7]], [3, want[2]]])
+  })
+
+  it('lines added at the list\'s end, once a run has taken them, are held to their bytes as the first ones are', async () => {
+    const own = path.join(dir, 'grown-edited.jsonl')
+    const out = path.join(dir, 'grown-edited-results.jsonl')
+    const two = [LIST[0], LIST[1]].map(lineText).join('\n') + '\n'
+    writeFileSync(own, two)
+    expect((await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    writeFileSync(own, `${two}${lineText(LIST[6])}\n`)
+    const grown = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([grown.code, grown.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
+    expect(records(out)[0]).toMatchObject({ listBytes: statSync(own).size })
+    const before = readFileSync(out)
+    writeFileSync(own, `${two}${lineText(LIST[7])}\n`)  // the added line edited: its result is of another image
+    const edited = await run('batch', own, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([edited.code, edited.err]).toEqual([1, expect.stringContaining('holds results of a list that has changed since')])
+    expect(readFileSync(out).equals(before)).toBe(true)
+    // A header written without room for a larger size (as before it had) keeps its first size and hash.
+    const compact = path.join(dir, 'grown-compact-results.jsonl')
+    writeFileSync(own, two)
+    expect((await run('batch', own, '--model', model, '--out', compact, '--backend', 'cpu')).code).toBe(0)
+    const [head, ...rest] = readFileSync(compact, 'utf8').split('\n')
+    const oldHead = JSON.stringify(JSON.parse(head))
+    expect(oldHead).not.toBe(head)
+    writeFileSync(compact, [oldHead, ...rest].join('\n'))
+    writeFileSync(own, `${two}${lineText(LIST[6])}\n`)
+    const old = await run('batch', own, '--model', model, '--out', compact, '--backend', 'cpu')
+    expect([old.code, old.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
+    expect(readFileSync(compact, 'utf8').split('\n')[0]).toBe(oldHead)
+  })
+
+  it('a last line without a line ending that is not JSON (still being written) is left for the next run, which runs it once whole', async () => {
+    const file = path.join(dir, 'being-written.jsonl')
+    const out = path.join(dir, 'being-written-results.jsonl')
+    writeFileSync(file, `${lineText(LIST[0])}\n{"image": "chip.png", "i`)
+    const r = await run('batch', file, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err).toContain(`batch: line 2 of ${file} has no line ending and is not JSON: it may still be being written, so it is left for the next run`)
+    expect(r.err).toMatch(/batch: 1 lines this run \(2 faces, 0 with errors\) in .*; 1\/1 lines in /)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
+    writeFileSync(file, `${lineText(LIST[0])}\n{"image": "chip.png", "id": "subject-7"}\n`)  // the writer finished it
+    const again = await run('batch', file, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([0, expect.stringContaining('batch: 1 of 2 lines already have results')])
+    expect(records(out).slice(1).map((x) => [x.line, x.id, x.faces])).toEqual([[1, undefined, want[1]], [2, 'subject-7', want[2]]])
+  })
+
+  it('lines added to the list during a run are left for the next run, a line cut short among them too', async () => {
+    const file = path.join(dir, 'appended.jsonl')
+    const out = path.join(dir, 'appended-results.jsonl')
+    writeFileSync(file, [LIST[0], LIST[6]].map(lineText).join('\n') + '\n')
+    const load = FaceMultitask.load.bind(FaceMultitask)
+    const spy = vi.spyOn(FaceMultitask, 'load').mockImplementation(async (options) => {
+      fs.appendFileSync(file, `${lineText(LIST[1])}\n{"image": "chip.png", "i`)  // a program appends to the list meanwhile
+      return load(options)
+    })
+    let r
+    try {
+      r = await run('batch', file, '--model', model, '--out', out, '--backend', 'cpu')
+    } finally {
+      spy.mockRestore()
+    }
+    expect(r.code).toBe(0)
+    expect(r.err).toMatch(/batch: 2 lines this run \(3 faces, 0 with errors\) in .*; 2\/2 lines in /)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1, 2])
+    fs.appendFileSync(file, 'd": "subject-7"}\n')
+    const again = await run('batch', file, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([0, expect.stringContaining('batch: 2 of 4 lines already have results')])
+    expect(records(out).slice(1).map((x) => [x.line, x.faces])).toEqual([[1, want[1]], [2, want[7]], [3, want[2]], [4, want[2]]])
   })
 
   it('a list with a byte-order mark, CRLF line ends and a lone \\r inside a line (JSON whitespace) reads as its lines', async () => {
@@ -229,6 +325,18 @@ describe('face-multitask batch', () => {
     const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
     expect(readFileSync(out).equals(readFileSync(path.join(dir, 'first.jsonl')))).toBe(true)
+  })
+
+  it('a results file holding only part of its header (a run stopped while writing it) is begun again', async () => {
+    const first = path.join(dir, 'first.jsonl')
+    const header = readFileSync(first, 'utf8').split('\n')[0]
+    const out = path.join(dir, 'part-header.jsonl')
+    for (const cut of [5, 40, header.length - 1]) {
+      writeFileSync(out, header.slice(0, cut))
+      const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+      expect([r.code, r.err]).toEqual([0, expect.stringContaining(`batch: "${out}" held only part of a batch header (a run stopped while writing it) and no results; begun again for this run`)])
+      expect(resultsText(out)).toBe(resultsText(first))
+    }
   })
 
   it('a results file with no result yet, begun for another model (its load failed) or list, is begun again for this run', async () => {
@@ -258,6 +366,24 @@ describe('face-multitask batch', () => {
     symlinkSync(list, link)
     const r = await run('batch', link, '--model', model, '--out', path.join(dir, 'first.jsonl'), '--backend', 'cpu')
     expect([r.code, r.err]).toEqual([0, `batch: all 7 lines already have results in ${path.join(dir, 'first.jsonl')}: nothing left to run`])
+  })
+
+  it('a list reached through a symlink in another folder reads its images from the folder of the file it points to', async () => {
+    const elsewhere = path.join(dir, 'elsewhere')
+    fs.mkdirSync(elsewhere)
+    const link = path.join(elsewhere, 'list.jsonl')
+    symlinkSync(list, link)
+    // Begun by the list's own path, stopped after line 2, then gone on with through the symlink.
+    const out = path.join(dir, 'via-link-elsewhere.jsonl')
+    const first = readFileSync(path.join(dir, 'first.jsonl'), 'utf8')
+    writeFileSync(out, first.split('\n').slice(0, 3).join('\n') + '\n')
+    const r = await run('batch', link, '--model', model, '--out', out, '--backend', 'cpu')
+    expect([r.code, r.err]).toEqual([0, expect.stringContaining('batch: 2 of 7 lines already have results')])
+    expect(readFileSync(out, 'utf8')).toBe(first)
+    // Begun through it: the same records as by the list's own path.
+    const fresh = path.join(dir, 'via-link-elsewhere-fresh.jsonl')
+    expect((await run('batch', link, '--model', model, '--out', fresh, '--backend', 'cpu')).code).toBe(0)
+    expect(resultsText(fresh)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
   it('a job folder moved whole (list, images, results) goes on with its results; the same list elsewhere with those results is refused', async () => {
@@ -305,6 +431,22 @@ describe('face-multitask batch', () => {
     ])
   })
 
+  it('a numeric id that is an integer past 2^53 (JSON.parse would round it) is refused, saying to give it as a string; a fraction is kept', async () => {
+    const ids = path.join(dir, 'ids.jsonl')
+    const b = '"image": "b.png", "boxes": [[5, 5, 90, 70]]'
+    writeFileSync(ids, [`{${b}, "id": 12345678901234567890}`, `{${b}, "id": 12345678901234567891}`, `{${b}, "id": 9007199254740991}`, `{${b}, "id": "12345678901234567890"}`, `{${b}, "id": 1.5}`].join('\n') + '\n')
+    const out = path.join(dir, 'ids-results.jsonl')
+    expect((await run('batch', ids, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    const refused = (text: string) => `"id" ${text} is an integer over 9007199254740991 in size, which would not be kept as written: give it as a string ("id": "${text}")`
+    expect(records(out).slice(1).map((x) => [x.line, x.id, x.error])).toEqual([
+      [1, undefined, refused('12345678901234567890')],
+      [2, undefined, refused('12345678901234567891')],
+      [3, 9007199254740991, undefined],
+      [4, '12345678901234567890', undefined],
+      [5, 1.5, undefined],
+    ])
+  })
+
   it('Ctrl-C while the last images finish: every line has its result, so exit 0', async () => {
     const one = path.join(dir, 'one-line.jsonl')
     writeFileSync(one, lineText(LIST[0]) + '\n')
@@ -337,6 +479,71 @@ describe('face-multitask batch', () => {
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // the header, line 1, then the failed write
     expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
     expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
+  })
+
+  it('a write that writes part of a record (a full disk) is finished by the next write; a record is never left in part', async () => {
+    const first = path.join(dir, 'first.jsonl')
+    // Line 2's record (the 3rd write) written in part, the rest then written.
+    const out = path.join(dir, 'short-write.jsonl')
+    let spy = stubWrites((n, bytes, write) => write(n === 3 ? bytes.subarray(0, 100) : bytes))
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      spy.mockRestore()
+    }
+    expect(r.code).toBe(0)
+    expect(resultsText(out)).toBe(resultsText(first))
+    // Written in part, the rest then refused: the part is cut off, and the run stops.
+    const full = path.join(dir, 'short-write-full.jsonl')
+    spy = stubWrites((n, bytes, write) => {
+      if (n === 4) throw enospc()
+      return write(n === 3 ? bytes.subarray(0, 100) : bytes)
+    })
+    try {
+      r = await run('batch', list, '--model', model, '--out', full, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      spy.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${full}: ENOSPC: no space left on device, write; stopped: the results so far are in ${full}`)])
+    expect(r.err).toMatch(/batch: 1 lines this run/)
+    expect(resultsText(full)).toBe(resultsText(first).split('\n').slice(0, 2).join('\n') + '\n')  // the header and line 1, whole
+    expect((await run('batch', list, '--model', model, '--out', full, '--backend', 'cpu')).code).toBe(0)
+    expect(resultsText(full)).toBe(resultsText(first))
+  })
+
+  it('a flush to the disk that fails stops the run as a failed write does; closing the file failing still releases the lock', async () => {
+    const eio = () => { throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }) }
+    const out = path.join(dir, 'fsync-fails.jsonl')
+    // The 5-second flush runs every 20 ms, and fails; each line takes 50 ms.
+    const setIntervalReal = globalThis.setInterval
+    const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
+    let fsync = vi.spyOn(fs, 'fsyncSync').mockImplementation(eio)
+    let r
+    try {
+      r = await runWrapped(async (_image, detect) => {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        return detect()
+      }, list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      timers.mockRestore()
+      fsync.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: EIO: i/o error, fsync; stopped: the results so far are in ${out}, and the same command goes on from there`)])
+    expect(records(out).length).toBeLessThan(8)
+    expect(existsSync(`${out}.lock`)).toBe(false)
+    expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
+    // Only the flush when the file is closed fails: every line ran, but not all may be on the disk.
+    const closed = path.join(dir, 'fsync-fails-on-close.jsonl')
+    fsync = vi.spyOn(fs, 'fsyncSync').mockImplementation(eio)
+    try {
+      r = await run('batch', list, '--model', model, '--out', closed, '--backend', 'cpu')
+    } finally {
+      fsync.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${closed}: EIO: i/o error, fsync; stopped`)])
+    expect(existsSync(`${closed}.lock`)).toBe(false)
   })
 
   it('a results file another run is writing is refused; a lock left by a run that died is taken over', async () => {

@@ -19,8 +19,8 @@ import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseComma
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
-import { readLines } from './lines'
-import { type BatchHeader, ResultLog } from './result-log'
+import { completeBytes, readLines } from './lines'
+import { type BatchHeader, type OpenedLog, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
@@ -62,7 +62,7 @@ interface Entry {
   boxes?: Box[]
 }
 
-/** A list line: {"image": path (relative to the list's folder), "boxes"?: [[x1, y1, x2, y2], ...], "id"?: string | number}. */
+/** A list line: {"image": path (relative to the list file's real folder), "boxes"?: [[x1, y1, x2, y2], ...], "id"?: string | number}. */
 function parseEntry(text: string): Entry {
   let v: unknown
   try {
@@ -77,6 +77,12 @@ function parseEntry(text: string): Entry {
   const unknown = Object.keys(rest)
   if (unknown.length > 0) throw new LineError(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (the keys are image, boxes and id)`, image)
   if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') throw new LineError('"id" must be a string or a number', image)
+  // JSON.parse rounds a number to a double: 12345678901234567890 would come back as ...7000, and
+  // two ids could become one. (A fraction such as 1.5 is kept as written.)
+  if (typeof id === 'number' && Number.isInteger(id) && !Number.isSafeInteger(id)) {
+    const digits = /"id"\s*:\s*(-?\d[\d.eE+-]*)/.exec(text)?.[1] ?? String(id)
+    throw new LineError(`"id" ${digits} is an integer over ${Number.MAX_SAFE_INTEGER} in size, which would not be kept as written: give it as a string ("id": "${digits}")`, image)
+  }
   if (boxes !== undefined && !Array.isArray(boxes)) throw new LineError('"boxes" must be an array of [x1, y1, x2, y2] boxes', image)
   return { image, boxes: boxes as Box[] | undefined, ...(id !== undefined ? { id } : {}) }
 }
@@ -88,26 +94,71 @@ class LineError extends Error {
   }
 }
 
-/** The non-blank lines of the list, for the progress line's total (undefined: stopped by Ctrl-C). */
-async function countEntries(file: string, stopping: () => boolean): Promise<number | undefined> {
-  let n = 0
-  for await (const text of readLines(file)) {
-    if (stopping()) return undefined
-    if (text.trim() !== '') n++
-  }
-  return n
+/**
+ * The part of the list this run reads: its bytes when the run began (lines added meanwhile are
+ * the next run's), less a last line still being written. A line is whole once it has its line
+ * ending, or without one when it is JSON (a list written by hand often lacks the last newline);
+ * a last line without one that is not JSON yet may be half-written by a program appending to
+ * the list: recorded now, its error would stand for the whole line once it is written.
+ */
+interface ListSnapshot {
+  /** The list's real path: a rerun through a symlink or another relative path names the same list,
+   * and its relative image paths start from this file's folder. */
+  file: string
+  bytes: number
+  /** Whether a last line was left out as still being written. */
+  unfinished: boolean
 }
 
-async function header(args: BatchArgs): Promise<BatchHeader> {
+function listSnapshot(list: string): ListSnapshot {
+  const file = fs.realpathSync(list)
+  const size = fs.statSync(file).size
+  const complete = completeBytes(file, size)
+  if (complete === size) return { file, bytes: size, unfinished: false }
+  const last = lastLine(file, complete, size)
+  if (last.trim() === '') return { file, bytes: complete, unfinished: false }  // no line yet
+  try {
+    JSON.parse(last)
+  } catch {
+    return { file, bytes: complete, unfinished: true }
+  }
+  // Whole, but a \r at its end is half a \r\n: left out, the \n added next is this line's ending.
+  return { file, bytes: last.endsWith('\r') ? size - 1 : size, unfinished: false }
+}
+
+/** The list's bytes from `start` to `end` (its last line, without a newline), as text. */
+function lastLine(file: string, start: number, end: number): string {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const bytes = Buffer.alloc(end - start)
+    fs.readSync(fd, bytes, 0, bytes.length, start)
+    const text = bytes.toString('utf8')
+    return start === 0 && text.startsWith('\uFEFF') ? text.slice(1) : text  // readLines drops the mark too
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** The list's lines and its non-blank ones (the progress line's total); undefined: stopped by Ctrl-C. */
+async function countEntries(list: ListSnapshot, stopping: () => boolean): Promise<{ lines: number; entries: number } | undefined> {
+  let lines = 0
+  let entries = 0
+  for await (const text of readLines(list.file, list.bytes)) {
+    if (stopping()) return undefined
+    lines++
+    if (text.trim() !== '') entries++
+  }
+  return { lines, entries }
+}
+
+async function header(args: BatchArgs, list: ListSnapshot): Promise<BatchHeader> {
   await checkReadableFile(args.model, '--model')
-  const list = fs.realpathSync(args.list)  // a rerun through a symlink or another relative path names the same list
-  const listBytes = fs.statSync(list).size
   return {
     faceMultitaskBatch: 1,
-    list,
-    listBytes,
-    listSha256: await hashFile(list, undefined, listBytes),  // the bytes counted, even if it grows meanwhile
-    outFromList: path.relative(path.dirname(list), realOut(args.out)),
+    list: list.file,
+    listBytes: list.bytes,
+    listSha256: await hashFile(list.file, undefined, list.bytes),  // the bytes this run reads, even if it grows meanwhile
+    outFromList: path.relative(path.dirname(list.file), realOut(args.out)),
     model: path.resolve(args.model),
     modelSha256: await hashFile(args.model),
     mesh: args.mesh,
@@ -214,104 +265,156 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   // Two runs appending to one file would write lines twice: the second is refused (a lock left
   // by a run that died is taken over).
   // Named after the file itself: two paths to it (a symlink) share one lock.
-  const lock = await FileLock.acquire(`${realOut(args.out)}.lock`, {
+  const lockFile = `${realOut(args.out)}.lock`
+  const lock = await FileLock.acquire(lockFile, {
     what: `face-multitask batch ${args.list}`,
     onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file`) },
   }).catch((e: unknown) => {
-    throw e instanceof CliError ? e : new CliError(`--out: cannot write "${args.out}.lock" beside the results: ${fileErrorReason(e)}`)
+    throw e instanceof CliError ? e : new CliError(`--out: cannot write "${lockFile}" beside the results: ${fileErrorReason(e)}`)
   })
-  let opened
+  let list, opened
   try {
-    opened = await ResultLog.open(args.out, await header(args))
+    list = listSnapshot(args.list)
+    opened = await ResultLog.open(args.out, await header(args, list))
   } catch (e) {
     await lock.release()
     throw e
   }
-  const { log, done, notes } = opened
-  let model: FaceMultitask | undefined
-  let stopping = false
-  const loading = new AbortController()
+  const { log } = opened
+  const run: RunState = { stopping: false, loading: new AbortController(), failure: new LogFailure(args.out) }
   // A second Ctrl-C ends the process as Ctrl-C does without a handler: by the signal, at once
   // (process.exit() would run exit handlers while native threads still work, and can abort).
   // Every line written stays; a lock left behind is taken over by the next run.
   const quit = () => process.kill(process.pid, 'SIGINT')
   const onSigint = () => {
-    stopping = true
-    loading.abort()
+    run.stopping = true
+    run.loading.abort()
     io.err('batch: interrupted: finishing the images in flight, then stopping (Ctrl-C again to quit at once)')
     process.once('SIGINT', quit)
   }
   process.once('SIGINT', onSigint)
-  const syncTimer = setInterval(() => log.sync(), 5000).unref()
-  try {
-    for (const n of notes) io.err(`batch: ${n}`)
-    const total = await countEntries(args.list, () => stopping)
-    if (total === undefined) {
-      io.err('batch: stopped before anything ran')
-      return 130
-    }
-    if (done.size > 0 && done.size >= total) {
-      io.err(`batch: all ${total} lines already have results in ${args.out}: nothing left to run`)
-      return 0
-    }
-    if (done.size > 0) io.err(`batch: ${done.size} of ${total} lines already have results in ${args.out}: going on with the rest`)
+  // A flush that fails (EIO; on some file systems a full disk shows only here) stops the run as a
+  // failed write does: thrown from the timer, it would end the process with a stack trace.
+  const syncTimer = setInterval(() => {
     try {
-      model = await loadModel(args.model, args.backend, loading.signal)
+      log.sync()
     } catch (e) {
-      if (!stopping) throw e
-      io.err('batch: stopped before the model was loaded; nothing ran')
-      return 130
+      run.failure.fail(e)
+      clearInterval(syncTimer)
     }
-    if (model.info().synthetic) io.err(syntheticWarning(args.model))
-    const progress = new Progress(io, total, done.size)
-    progress.start()
-    let fatal: unknown
-    try {
-      fatal = await runList(args, model, done, log, progress, () => stopping)
-    } finally {
-      progress.stop()
-    }
-    io.err(progress.summary(args.out))
-    if (fatal !== undefined) {
-      throw new CliError(`${messageOf(fatal)}; stopped: the results so far are in ${args.out}, and the same command goes on from there`)
-    }
-    // Ctrl-C while the last images finished: every line has its result, as without it.
-    if (stopping && done.size + progress.ran < total) {
-      io.err(`batch: stopped; the same command goes on from where this run stopped`)
-      return 130
-    }
-    return 0
+  }, 5000).unref()
+  let code: number
+  try {
+    code = await runBatch(args, list, opened, run, io)
   } finally {
     clearInterval(syncTimer)
     process.removeListener('SIGINT', onSigint)
     process.removeListener('SIGINT', quit)
-    log.close()
-    await model?.close()
-    await lock.release()
+    // Each step even if the one before fails: a lock kept would refuse the next run in this process.
+    try {
+      log.close()
+    } catch (e) {
+      run.failure.fail(e)
+    }
+    try {
+      await run.model?.close()
+    } finally {
+      await lock.release()
+    }
+  }
+  // The results file failed after the last line was written (its last flush): not every result may be on the disk.
+  if (run.failure.error !== undefined) throw stoppedBy(run.failure.error, args.out)
+  return code
+}
+
+/** What the run shares with its Ctrl-C handler, its flush timer and its clean-up. */
+interface RunState {
+  stopping: boolean
+  loading: AbortController
+  model?: FaceMultitask
+  failure: LogFailure
+}
+
+/** The results file's first failure (a write, or a flush to the disk): it stops the run as a model error does. */
+class LogFailure {
+  error: Error | undefined
+
+  constructor(private readonly out: string) {}
+
+  fail(e: unknown): void {
+    this.error ??= new Error(`cannot write ${this.out}: ${fileErrorReason(e)}`, { cause: e })
   }
 }
 
+function stoppedBy(fatal: unknown, out: string): CliError {
+  return new CliError(`${messageOf(fatal)}; stopped: the results so far are in ${out}, and the same command goes on from there`)
+}
+
+async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes }: OpenedLog, run: RunState, io: Io): Promise<number> {
+  for (const n of notes) io.err(`batch: ${n}`)
+  const counted = await countEntries(list, () => run.stopping)
+  if (counted === undefined) {
+    io.err('batch: stopped before anything ran')
+    return 130
+  }
+  if (list.unfinished) {
+    io.err(`batch: line ${counted.lines + 1} of ${args.list} has no line ending and is not JSON: it may still be being written, so it is left for the next run`)
+  }
+  const total = counted.entries
+  if (done.size > 0 && done.size >= total) {
+    io.err(`batch: all ${total} lines already have results in ${args.out}: nothing left to run`)
+    return 0
+  }
+  if (done.size > 0) io.err(`batch: ${done.size} of ${total} lines already have results in ${args.out}: going on with the rest`)
+  try {
+    run.model = await loadModel(args.model, args.backend, run.loading.signal)
+  } catch (e) {
+    if (!run.stopping) throw e
+    io.err('batch: stopped before the model was loaded; nothing ran')
+    return 130
+  }
+  const model = run.model
+  if (model.info().synthetic) io.err(syntheticWarning(args.model))
+  const progress = new Progress(io, total, done.size)
+  progress.start()
+  let fatal: unknown
+  try {
+    fatal = await runList(args, list, model, done, log, run, progress)
+  } finally {
+    progress.stop()
+  }
+  io.err(progress.summary(args.out))
+  if (fatal !== undefined) throw stoppedBy(fatal, args.out)
+  // Ctrl-C while the last images finished: every line has its result, as without it.
+  if (run.stopping && done.size + progress.ran < total) {
+    io.err(`batch: stopped; the same command goes on from where this run stopped`)
+    return 130
+  }
+  return 0
+}
+
 /**
- * Runs every list line not yet done, `concurrency` at a time, writing results in list order.
- * Returns the model's error that stopped the run, if one did.
+ * Runs every line of the list's snapshot not yet done, `concurrency` at a time, writing results
+ * in list order. Returns the error that stopped the run (the model's, or the results file's), if one did.
  */
-async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>, log: ResultLog, progress: Progress, stopping: () => boolean): Promise<unknown> {
-  const listDir = path.dirname(path.resolve(args.list))
+async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, done: Set<number>, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
+  // The folder of the file itself, as the header names it: through a symlink elsewhere, the list's
+  // images are still the ones a rerun by its real path (or the run that began the results) read.
+  const listDir = path.dirname(list.file)
   const order: { record?: object | null }[] = []  // started, in list order; null: no result (the run stops)
   let running = 0
   let fatal: unknown
   let wake: (() => void) | undefined
   // Writes the results at the head of `order`. It stops at a line the model failed, so the file
-  // stays in list order: the lines behind it are done again by the next run, as it is.
-  let writeFailed = false
+  // stays in list order: the lines behind it are done again by the next run, as it is. It stops
+  // for good once the results file failed (a write, or the flush timer's).
   const flush = () => {
-    while (!writeFailed && order.length > 0 && order[0].record) {
+    while (run.failure.error === undefined && order.length > 0 && order[0].record) {
       const record = order[0].record as { faces?: unknown[] }
       try {
         log.write(record)
       } catch (e) {
-        writeFailed = true
-        fatal ??= new Error(`cannot write ${args.out}: ${fileErrorReason(e)}`)
+        run.failure.fail(e)
         break
       }
       order.shift()
@@ -319,17 +422,19 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
       if (record.faces) progress.faces += record.faces.length
       else progress.errors++
     }
+    fatal ??= run.failure.error
   }
   let line = 0
-  for await (const text of readLines(args.list)) {
+  for await (const text of readLines(list.file, list.bytes)) {
     line++
-    if (fatal !== undefined || stopping()) break
+    fatal ??= run.failure.error
+    if (fatal !== undefined || run.stopping) break
     if (text.trim() === '' || done.has(line)) continue
     // Results wait in `order` until the lines before them are written: behind one slow image,
     // at most 4 x concurrency of them, so memory stays bounded.
     // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
     while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
-    if (fatal !== undefined || stopping()) break
+    if (fatal !== undefined || run.stopping) break
     const slot: { record?: object | null } = {}
     order.push(slot)
     running++
@@ -349,5 +454,5 @@ async function runList(args: BatchArgs, model: FaceMultitask, done: Set<number>,
     })
   }
   while (running > 0) await new Promise<void>((r) => { wake = r })
-  return fatal
+  return fatal ?? run.failure.error
 }

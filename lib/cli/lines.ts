@@ -4,6 +4,25 @@
 // list or results file of any size takes little memory; stopping early closes it.
 import fs from 'node:fs'
 
+/** The bytes of a file's first `size` up to and including its last newline (a line without one
+ * may still be being written, or was cut off mid-write). Read from the end, a chunk at a time. */
+export function completeBytes(file: string, size: number): number {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const chunk = Buffer.alloc(64 * 1024)
+    for (let end = size; end > 0;) {
+      const start = Math.max(0, end - chunk.length)
+      const n = fs.readSync(fd, chunk, 0, end - start, start)
+      const i = chunk.subarray(0, n).lastIndexOf(0x0a)
+      if (i >= 0) return start + i + 1
+      end = start
+    }
+    return 0
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 export async function* readLines(file: string, end?: number): AsyncGenerator<string> {
   if (end === 0) return
   const input = fs.createReadStream(file, { encoding: 'utf8', ...(end !== undefined ? { end: end - 1 } : {}) })

@@ -12,12 +12,13 @@ import fs from 'node:fs'
 import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
 import { CliError } from './common'
-import { readLines } from './lines'
+import { completeBytes, readLines } from './lines'
 
 export interface BatchHeader {
   faceMultitaskBatch: 1
   list: string
-  /** The list's size and SHA-256 when the file was begun: lines added at its end since are fine. */
+  /** The size and SHA-256 of the list's bytes the results are of: lines added at its end since are
+   * fine. A run that takes added lines writes its own over them (see headerLine). */
   listBytes: number
   listSha256: string
   /** The results file's path relative to the list's folder: the two moved together keep it. */
@@ -40,7 +41,12 @@ export interface OpenedLog {
 const RECORD_START = /^\{"line":(\d+),/
 
 export class ResultLog {
-  private constructor(private fd: number, readonly file: string) {}
+  /** The file's size: where the next record begins (the file is locked: no one else appends). */
+  private end: number
+
+  private constructor(private fd: number, readonly file: string) {
+    this.end = fs.fstatSync(fd).size
+  }
 
   /** Opens (or creates) the results file; on a rerun, lists the lines already done. */
   static async open(file: string, header: BatchHeader): Promise<OpenedLog> {
@@ -53,22 +59,30 @@ export class ResultLog {
     }
     if (stats && !stats.isFile()) fail(`"${file}" is not a regular file`)
     const size = stats?.size ?? -1
-    if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${JSON.stringify(header)}\n`), done: new Set(), notes: [] }
+    if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${headerLine(header)}\n`), done: new Set(), notes: [] }
     // Checked before anything is written: a refused file is left as it was.
     const complete = completeBytes(file, size)
     if (complete === 0) {
-      // One line without its newline: a header whose run stopped right after writing it, or not ours.
+      // One line without its newline: a header whose run stopped right after writing it (or while
+      // writing it: no result can follow a header cut short), or not ours.
       const text = size < 1 << 20 ? fs.readFileSync(file, 'utf8') : ''
+      if (isPartHeader(text)) {
+        const log = ResultLog.begin(file, 'w+', `${headerLine(header)}\n`)
+        return { log, done: new Set(), notes: [`"${file}" held only part of a batch header (a run stopped while writing it) and no results; begun again for this run`] }
+      }
       const { differs, moved } = await headerDifferences(file, text, header)
       if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
+      updateListFields(file, text, header)
       return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: moved }
     }
-    const { done, differs, moved } = await readDone(file, complete, header)
+    const { done, differs, moved, headerText } = await readDone(file, complete, header)
     if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
+    updateListFields(file, headerText, header)
     const log = ResultLog.begin(file, 'a+', '')
     if (complete === size) return { log, done, notes: moved }
     try {
       fs.ftruncateSync(log.fd, complete)
+      log.end = complete
     } catch (e) {
       log.close()
       fail(`cannot cut the incomplete last line off "${file}": ${fileErrorReason(e)}`)
@@ -82,7 +96,7 @@ export class ResultLog {
    * starts again with this run's header.
    */
   private static beginAgain(file: string, header: BatchHeader, differs: string[]): OpenedLog {
-    const log = ResultLog.begin(file, 'w+', `${JSON.stringify(header)}\n`)
+    const log = ResultLog.begin(file, 'w+', `${headerLine(header)}\n`)
     return { log, done: new Set(), notes: [`"${file}" held no results yet, only the header of a run of ${differs.join(' and ')}; begun again for this run`] }
   }
 
@@ -95,17 +109,28 @@ export class ResultLog {
       throw new CliError(`--out: cannot write "${file}": ${fileErrorReason(e)}`)
     }
     try {
-      if (text !== '') fs.writeSync(fd, text)
+      if (text !== '') writeAll(fd, Buffer.from(text))
+      return new ResultLog(fd, file)
     } catch (e) {
       fs.closeSync(fd)
       throw new CliError(`--out: cannot write "${file}": ${fileErrorReason(e)}`)
     }
-    return new ResultLog(fd, file)
   }
 
-  /** Appends one record as one line. */
+  /** Appends one record as one line: all of it, or (a full disk) none of it, and throws. */
   write(record: object): void {
-    fs.writeSync(this.fd, `${JSON.stringify(record)}\n`)
+    const line = Buffer.from(`${JSON.stringify(record)}\n`)
+    try {
+      writeAll(this.fd, line)
+    } catch (e) {
+      // Part of a line left at the end would join the next record into one line that looks like
+      // a result. Cut off; should that fail too, the next run drops it as a line without its newline.
+      try {
+        fs.ftruncateSync(this.fd, this.end)
+      } catch { /* as said */ }
+      throw e
+    }
+    this.end += line.length
   }
 
   /** Flushes what was written to the disk (a power cut then loses nothing written before). */
@@ -125,21 +150,60 @@ export class ResultLog {
   }
 }
 
-/** The bytes up to and including the file's last newline (a run killed mid-write leaves a line without one). */
-function completeBytes(file: string, size: number): number {
-  const fd = fs.openSync(file, 'r')
+/** fs.writeSync until every byte is written (at `position`, or where the file's offset is): on a
+ * full disk a write can write part of the buffer and return the count it wrote (the next write
+ * then fails with ENOSPC). */
+function writeAll(fd: number, data: Buffer, position?: number): void {
+  for (let at = 0; at < data.length;) {
+    const n = fs.writeSync(fd, data, at, data.length - at, position === undefined ? null : position + at)
+    if (!(n > 0)) throw new Error(`the write stopped after ${at} of ${data.length} bytes`)  // never loop forever
+    at += n
+  }
+}
+
+// The header's list size is written padded with spaces (JSON whitespace) to the digits of the
+// largest size a number holds exactly, so a run on the list grown since can bring it and the hash
+// up to date in place: lines added at the end, once run, are then held to their bytes as the
+// first ones are. A header written before (no padding) keeps its first size and hash.
+const LIST_BYTES_WIDTH = String(Number.MAX_SAFE_INTEGER).length
+const LIST_FIELDS = /"listBytes":(\d+ *),"listSha256":"[0-9a-f]{64}"/
+
+/** The header as its line in the file (without the newline). A string value cannot hold the
+ * pattern replaced: its quotes are escaped. */
+function headerLine(header: BatchHeader): string {
+  return JSON.stringify(header).replace(/"listBytes":(\d+),/, (_, n: string) => `"listBytes":${n.padEnd(LIST_BYTES_WIDTH)},`)
+}
+
+/** Writes this run's list size and hash over the header's, when the list grew since and the
+ * header has room for them. Called once the header has been checked against this run. */
+function updateListFields(file: string, headerText: string, want: BatchHeader): void {
+  const m = LIST_FIELDS.exec(headerText)
+  if (!m || m[1].length !== LIST_BYTES_WIDTH || Number(m[1]) >= want.listBytes) return
+  const fields = Buffer.from(`"listBytes":${String(want.listBytes).padEnd(LIST_BYTES_WIDTH)},"listSha256":"${want.listSha256}"`)
   try {
-    const chunk = Buffer.alloc(64 * 1024)
-    for (let end = size; end > 0;) {
-      const start = Math.max(0, end - chunk.length)
-      const n = fs.readSync(fd, chunk, 0, end - start, start)
-      const i = chunk.subarray(0, n).lastIndexOf(0x0a)
-      if (i >= 0) return start + i + 1
-      end = start
+    // Not through the results' own descriptor: on Linux a write at a position to a file opened for
+    // appending goes to its end. One write, within the first line: size and hash change together.
+    const fd = fs.openSync(file, 'r+')
+    try {
+      writeAll(fd, fields, Buffer.byteLength(headerText.slice(0, m.index)))
+    } finally {
+      fs.closeSync(fd)
     }
-    return 0
-  } finally {
-    fs.closeSync(fd)
+  } catch (e) {
+    throw new CliError(`--out: cannot write "${file}" (its header, for the lines added to the list): ${fileErrorReason(e)}`)
+  }
+}
+
+const HEADER_START = '{"faceMultitaskBatch":1,'
+
+/** A line that is the start of a batch header cut short (headerLine's, which begins with HEADER_START). */
+function isPartHeader(text: string): boolean {
+  if (text === '' || !(HEADER_START.startsWith(text) || text.startsWith(HEADER_START))) return false
+  try {
+    JSON.parse(text)
+    return false  // whole: the header's own checks apply
+  } catch {
+    return true
   }
 }
 
@@ -148,14 +212,16 @@ function completeBytes(file: string, size: number): number {
  * another run is refused at its first result (results would be mixed); with none, `differs`
  * says how it differs.
  */
-async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number> } & HeaderCheck> {
+async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number>; headerText: string } & HeaderCheck> {
   const done = new Set<number>()
   let check: HeaderCheck = { differs: [], moved: [] }
+  let headerText = ''
   let n = 0
   for await (const text of readLines(file, complete)) {
     n++
     if (n === 1) {
       check = await headerDifferences(file, text, header)
+      headerText = text
       continue
     }
     const m = RECORD_START.exec(text)
@@ -165,7 +231,7 @@ async function readDone(file: string, complete: number, header: BatchHeader): Pr
     }
     done.add(Number(m[1]))
   }
-  return { done, ...check }
+  return { done, headerText, ...check }
 }
 
 /** How a results file's header differs from this run (nothing: the same run), and, when the list
@@ -210,19 +276,19 @@ async function headerDifferences(file: string, text: string, want: BatchHeader):
 /**
  * Whether the list is the one the results were begun with plus lines added at its end: the same
  * first bytes, and its last line then was not extended since (it ended with a newline, or what
- * was added begins with one).
+ * was added begins with one: \n, or \r\n as a Windows editor adds).
  */
 async function onlyGrew(list: string, got: Partial<BatchHeader>, want: BatchHeader): Promise<boolean> {
   const bytes = got.listBytes
   if (typeof bytes !== 'number' || bytes > want.listBytes) return false
   if ((await hashFile(list, undefined, bytes)) !== got.listSha256) return false
   if (bytes === 0) return true
-  const edge = Buffer.alloc(2)
+  const edge = Buffer.alloc(3)
   const fd = fs.openSync(list, 'r')
   try {
-    fs.readSync(fd, edge, 0, 2, bytes - 1)
+    fs.readSync(fd, edge, 0, Math.min(3, want.listBytes - bytes + 1), bytes - 1)
   } finally {
     fs.closeSync(fd)
   }
-  return edge[0] === 0x0a || (bytes < want.listBytes && edge[1] === 0x0a)
+  return edge[0] === 0x0a || edge[1] === 0x0a || (edge[1] === 0x0d && edge[2] === 0x0a)
 }

@@ -62,11 +62,16 @@ Images are decoded and run N at a time, so faces of different images share infer
   <list.jsonl>       one image per line, as JSON:
                        {"image": "photos/a.jpg", "boxes": [[120, 80, 330, 330], [400, 90, 560, 300]]}
                        {"image": "chips/b.png", "id": "subject-7"}
-                     "image": a path relative to the list's folder (or absolute); "boxes": face
-                     boxes [x1, y1, x2, y2] in its pixels (without them the image must be a
-                     256x256 face chip; [] gives no faces); "id": a string or number carried into
-                     the result.
-                     Blank lines are skipped. Images are read as \`detect\` reads them.
+                     "image": a path relative to the list file's folder (a list reached
+                     through a symlink: the folder of the file it points to) or absolute;
+                     "boxes": face boxes [x1, y1, x2, y2] in its pixels (without them the image
+                     must be a 256x256 face chip; [] gives no faces); "id": a string or a
+                     number (an integer over 9007199254740991 in size: give it as a string),
+                     carried into the result.
+                     Blank lines are skipped. Images are read as \`detect\` reads them. A run
+                     reads the list as it was when it began: lines added meanwhile are left for
+                     the next run, and so is a last line without a line ending that is not
+                     JSON yet (it may still be being written).
   --model <onnx>     the model file (made by \`face-multitask export\`); required
   --out <file>       the results, one JSON line per list line, in list order:
                        {"line": 1, "image": "photos/a.jpg", "faces": [...]}   (faces as detect --json)
@@ -91,8 +96,9 @@ Images are decoded and run N at a time, so faces of different images share infer
 A line whose JSON, image file or boxes are wrong gets an "error" and the run goes on. An error of
 the model itself (inference failed, the GPU was lost) stops the run with exit code 1; what was
 done is kept, and the same command goes on from there; the message names the line that met it.
+So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (0 if that was every line). Progress goes to stderr (every second on a terminal, every 10 s
-otherwise). Exit code 0 when every line has a result (lines with an "error" included).`
+otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included).`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
 
