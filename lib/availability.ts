@@ -161,10 +161,27 @@ export interface TensorRtProbe {
 
 let probed: Promise<TensorRtProbe> | undefined
 
-/** The GPU backend's availability and, when the addon answered, its full status (probed once per process). */
-export function tensorrtProbe(): Promise<TensorRtProbe> {
+/** The status's first reason for an addon built without TensorRT's headers (native/tensorrt/README.md). */
+export const HEADERS_ABSENT = 'headers absent at build time'
+
+/**
+ * The GPU backend's availability and, when the addon answered, its full status (probed once per
+ * process). `forLoad`: only to choose a backend. An addon built without TensorRT's headers (the
+ * prebuild shipped) cannot run it whatever the GPU, so no child process, and no cuInit, is spent
+ * to find out; available() and doctor still probe, for the GPU's details.
+ */
+export function tensorrtProbe(forLoad = false): Promise<TensorRtProbe> {
+  if (forLoad && !tensorrtCompiledIn()) return Promise.resolve({ availability: { available: false, reason: HEADERS_ABSENT } })
   probed ??= probeOnce()
   return probed
+}
+
+function tensorrtCompiledIn(): boolean {
+  try {
+    return typeof (loadNative() as { tensorrtLoad?: unknown }).tensorrtLoad === 'function'
+  } catch {
+    return true  // the probe says why the addon does not load
+  }
 }
 
 async function probeOnce(): Promise<TensorRtProbe> {

@@ -72,7 +72,7 @@ export class FaceMultitask {
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     let fallbackReason: string | undefined
     let useTensorRt = false
-    const probe = backend === 'tensorrt' || backend === 'auto' ? await tensorrtProbe() : undefined
+    const probe = backend === 'tensorrt' || backend === 'auto' ? await tensorrtProbe(true) : undefined
     if (probe) {
       const trt = probe.availability
       if (trt.available) useTensorRt = true

@@ -2,6 +2,7 @@
 // the CPU with the reason in info(), backend 'tensorrt' refused with the reason, and the TensorRT
 // options checked on every machine. CI has no GPU: TensorRT is unavailable here.
 import { readFileSync, writeFileSync } from 'node:fs'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import path from 'node:path'
 import { onnx } from 'onnx-proto'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -241,6 +242,27 @@ describe('the TensorRT probe runs in a child process', () => {
     expect(p.availability.available).toBe(false)
     expect(p.availability.reason).toBe((await FaceMultitask.available()).tensorrt.reason)
     if (p.status) expect(p.status.reason).toBe(p.availability.reason)
+  })
+
+  it('choosing a backend with an addon built without TensorRT starts no probe process: the reason is the one the probe gives', async (ctx) => {
+    if (typeof (loadNative() as { tensorrtLoad?: unknown }).tensorrtLoad === 'function') ctx.skip('this addon has the TensorRT backend compiled in')
+    vi.resetModules()
+    const { tensorrtProbe, HEADERS_ABSENT } = await import('../lib/availability')
+    // Counted through the builtin's own exports (an ES module namespace cannot be spied on).
+    const child = createRequire(__filename)('node:child_process') as typeof import('node:child_process')
+    const spawned = vi.spyOn(child, 'execFile')
+    syncBuiltinESMExports()
+    try {
+      // No `status`: only the child process's answer has one.
+      expect(await tensorrtProbe(true)).toEqual({ availability: { available: false, reason: HEADERS_ABSENT } })
+      expect(spawned).not.toHaveBeenCalled()
+      const probed = await tensorrtProbe()
+      expect(spawned).toHaveBeenCalledTimes(1)  // the spy sees the probe's own process
+      expect(probed.availability.reason).toBe(HEADERS_ABSENT)
+    } finally {
+      spawned.mockRestore()
+      syncBuiltinESMExports()
+    }
   })
 
   it('describes a status without a reason, and a missing status', async () => {
