@@ -2,7 +2,8 @@
 // (no TensorRT here): where the engine cache's notes go, a cancel that comes before the build,
 // a plan TensorRT refuses, and the build command's exit codes. The native side of these calls is
 // tested in test/tensorrt-binding.test.ts (stand-in build) and by ctest.
-import { writeFileSync } from 'node:fs'
+import { statSync, writeFileSync } from 'node:fs'
+import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { afterEach, expect, it, vi } from 'vitest'
 import type { EngineProgress } from '../lib/types'
@@ -113,6 +114,41 @@ it('face-multitask build: a failure after the flags were checked is exit 1, not 
   expect(fake.builds).toBe(1)
   expect(code).toBe(1)
   expect(err.join('\n')).toMatch(/returned no bytes/)
+})
+
+it('face-multitask build: a plan built but not stored (a full disk) is exit 1, not "engine ready"; stored, the file it names exists', async () => {
+  const engine = {
+    run: async () => ({}),
+    allocFrame: (n: number) => new Uint8Array(n),
+    close: async () => {},
+    info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
+  }
+  const fake = { builds: 0, plan: Buffer.from('plan'), refusals: 0, engine }
+  await fakeAddon(fake)
+  const { main } = await import('../lib/cli')
+  const engineDir = path.join(dir, 'cli-full')
+  const open = fsp.open
+  const full = vi.spyOn(fsp, 'open').mockImplementation(((file: string, ...rest: unknown[]) => {
+    if (String(file).includes('.plan.tmp-')) return Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' }))
+    return (open as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
+  }) as typeof fsp.open)
+  const out: string[] = []
+  const err: string[] = []
+  const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }
+  try {
+    const { result: code, stderr } = await stderrDuring(() => main(['build', model, '--engine-dir', engineDir], io))
+    expect(code).toBe(1)
+    expect(stderr).toMatch(/could not keep it in .*no space left on its disk/)
+    expect(err.join('\n')).toMatch(/the engine was built but could not be stored in the engine cache \(see above\): the next load builds it again/)
+    expect(out.join('\n')).not.toMatch(/engine ready/)
+  } finally {
+    full.mockRestore()
+  }
+  const { result: code } = await stderrDuring(() => main(['build', model, '--engine-dir', engineDir], io))
+  expect(code).toBe(0)
+  const ready = /engine ready: (.*\.plan)/.exec(out.join('\n'))
+  expect(ready && statSync(ready[1]).isFile()).toBe(true)
+  expect(fake.builds).toBe(2)
 })
 
 it('face-multitask detect shows the engine build\'s progress, as build does (a first run on a GPU takes minutes)', async () => {

@@ -110,7 +110,7 @@ export class TensorRtBackend implements Backend {
     readonly device: string,
     readonly precision: string,
     readonly slots: number,
-    readonly enginePath: string,
+    readonly enginePath: string | undefined,  // undefined: built, but not stored (see the cache's message)
   ) {}
 
   static async create(load: TensorRtLoad): Promise<TensorRtBackend> {

@@ -101,6 +101,9 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   const info = model.info()
   await model.close()
   if (json) io.out(JSON.stringify(info, null, 2))
-  else io.out(`engine ready: ${info.engine ?? '(in the cache)'}\n  ${info.device}, ${info.precision}, batches up to ${info.maxBatch}`)
+  // Built but not stored (a full disk, a blocked path: the cache said why): filling the cache is
+  // this command's one job, so a CI or image step must not pass.
+  if (info.engine === undefined) throw new CliError('the engine was built but could not be stored in the engine cache (see above): the next load builds it again')
+  if (!json) io.out(`engine ready: ${info.engine}\n  ${info.device}, ${info.precision}, batches up to ${info.maxBatch}`)
   return 0
 }

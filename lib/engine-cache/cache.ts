@@ -123,9 +123,12 @@ export class EngineCache {
     return path.join(this.dir, `engine-${key.slice(0, 16)}.lock`)
   }
 
-  /** The plan file the cache holds for `parts`: the one named after this ONNX, else one built under another name. */
-  async planFile(parts: EngineKeyParts): Promise<string> {
-    return (await this.locate(parts, engineCacheKey(parts))).plan
+  /** The plan file the cache holds for `parts`: the one named after this ONNX, else one built under
+   * another name; undefined when none is stored (a plan built that could not be kept). */
+  async planFile(parts: EngineKeyParts): Promise<string | undefined> {
+    const { plan, sidecar } = await this.locate(parts, engineCacheKey(parts))
+    const stored = await Promise.all([plan, sidecar].map((f) => fs.stat(f).then((s) => s.isFile(), () => false)))
+    return stored.every(Boolean) ? plan : undefined
   }
 
   /** This name's files when its sidecar exists, else those of the same key under another name, else this name's. */
