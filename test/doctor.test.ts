@@ -114,6 +114,14 @@ describe('face-multitask doctor', () => {
     expect(line(0)).toContain('(0 plans, NOT writable: choose another folder: --engine-dir DIR')
   })
 
+  it('onnxruntime-node installed while the CPU backend does not run (the addon does not load): its version, and where the reason is', async () => {
+    const { doctorLines, doctorReport } = await import('../lib/cli/doctor')
+    const report = await doctorReport(scratch)
+    const broken = { ...report, backends: { ...report.backends, onnxruntime: { available: false as const, device: 'cpu' as const, reason: 'the native addon does not load: x' } } }
+    expect(doctorLines(broken)).toContain(`onnxruntime-node    ${ortVersion}, installed, but the CPU backend does not run (see the onnxruntime line)`)
+    expect(doctorLines({ ...broken, onnxruntimeNode: undefined })).toContain('onnxruntime-node    not found')
+  })
+
   it('--engine-dir= (empty) is a usage error, as for build', async () => {
     const r = await run('doctor', '--engine-dir=')
     expect(r.code).toBe(2)

@@ -2,7 +2,7 @@
 // exactly why — the backends, the native addon, Node and N-API, onnxruntime-node, the engine cache.
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { type Availability, available } from '../availability'
+import { type Availability, available, onnxruntimeVersion } from '../availability'
 import { NAPI_VERSION, nativeAddonPath, packageRoot } from '../native'
 import { type Io, UsageError, parseCommand } from './common'
 
@@ -77,7 +77,8 @@ export async function doctorReport(engineDir?: string): Promise<DoctorReport> {
     package: { name: 'face-multitask', version: await packageVersion(root), root },
     node: { version: process.version, napi, napiNeeded: NAPI_VERSION, platform: `${process.platform}-${process.arch}` },
     addon: { path: nativeAddonPath(), loaded: nativeAddonPath() !== undefined },
-    onnxruntimeNode: backends.onnxruntime.available ? backends.onnxruntime.version : undefined,
+    // Whether it is installed, apart from whether the CPU backend runs (a missing addon stops that too).
+    onnxruntimeNode: onnxruntimeVersion(),
     backends,
     engineCache: await engineCacheState(path.resolve(engineDir ?? path.join(root, 'engines'))),
   }
@@ -109,7 +110,7 @@ export function doctorLines(r: DoctorReport): string[] {
     '',
     `${pad('native addon')}${r.addon.path ?? 'not loaded (see the onnxruntime line)'}`,
     `${pad('node')}${r.node.version} on ${r.node.platform}, N-API ${r.node.napi ?? 'unknown'} (the addon needs ${r.node.napiNeeded})`,
-    `${pad('onnxruntime-node')}${r.onnxruntimeNode ?? 'not found'}`,
+    `${pad('onnxruntime-node')}${r.onnxruntimeNode === undefined ? 'not found' : ort.available ? r.onnxruntimeNode : `${r.onnxruntimeNode}, installed, but the CPU backend does not run (see the onnxruntime line)`}`,
     `${pad('engine cache')}${cache.dir} (${engineCacheText(cache)})`,
   ]
 }
