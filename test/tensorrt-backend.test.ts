@@ -90,7 +90,10 @@ describe('which ONNX the engine is built from', () => {
     const f = write('d.fp32.onnx', fixture)
     const wrong = write('d.fp16.onnx', fixture) // named fp16, but FP32 inside
     await expect(engineOnnx(f, 'fp16', true, log)).rejects.toThrow(`options.precision is 'fp16': ${wrong} is beside the model but declares fp32`)
+    messages.length = 0
     expect(await engineOnnx(f, 'fp16', false, log)).toMatchObject({ path: f, precision: 'fp32' })
+    // Said as it is, not as "no fp16 export beside it".
+    expect(messages).toEqual([`${wrong} is beside d.fp32.onnx but declares fp32, not fp16: the TensorRT engine is built from the fp32 model itself`])
   })
 
   it('a sibling exported from another checkpoint (left by `export --no-fp16` into the same folder) is not taken', async () => {

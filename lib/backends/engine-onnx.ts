@@ -68,6 +68,8 @@ export async function engineOnnx(
     }
     if (theirs === wanted) return { path: sibling, precision: wanted, info: siblingInfo }
     if (explicit) throw new Error(`options.precision is '${wanted}': ${sibling} is beside the model but declares ${theirs}`)
+    log(`${sibling} is beside ${path.basename(model)} but declares ${theirs}, not ${wanted}: the TensorRT engine is built from the ${own} model itself`)
+    return { path: model, precision: own, info }
   }
   const why = `${model} is a ${own} export and there is no ${wanted} export beside it (${path.basename(sibling)})`
   if (explicit) {
