@@ -22,8 +22,9 @@ async function run(...argv: string[]) {
 }
 
 /** A safetensors file: 8-byte little-endian header length, the JSON header, then the data. */
-function safetensors(file: string, tensors: Record<string, number[]>, config: object): void {
-  const header: Record<string, unknown> = { __metadata__: { config: JSON.stringify(config) } }
+/** config: an object (as JSON), the metadata's text itself (a string), or null for none. */
+function safetensors(file: string, tensors: Record<string, number[]>, config: object | string | null): void {
+  const header: Record<string, unknown> = { __metadata__: config === null ? {} : { config: typeof config === 'string' ? config : JSON.stringify(config) } }
   let offset = 0
   for (const [name, shape] of Object.entries(tensors)) {
     const bytes = shape.reduce((a, b) => a * b, 1) * 4
@@ -86,6 +87,21 @@ describe('face-multitask inspect', () => {
     expect(r.err).toBe('')
   })
 
+  it('a safetensors checkpoint whose config export would refuse (none, not JSON, not an object) is said to be, on stderr', async () => {
+    for (const [name, config, why] of [
+      ['none', null, "its metadata has no 'config'"],
+      ['text', '{gaze', "its metadata 'config' is not JSON"],
+      ['list', '[1]', "its metadata 'config' is not a JSON object"],
+    ] as const) {
+      const file = path.join(dir, `config-${name}`, 'face_multitask_v28.safetensors')
+      mkdirSync(path.dirname(file), { recursive: true })
+      safetensors(file, V27_TENSORS, config)
+      const r = await run('inspect', file)
+      expect(r.code).toBe(0)
+      expect(r.err).toBe(`face-multitask: warning: ${why}${name === 'none' ? " (py-feat's files keep the model config there as JSON)" : ''}: \`face-multitask export\` refuses it`)
+    }
+  })
+
   it("the gaze head's other layouts a v2.7 checkpoint may have: a head-frame direction, per-eye MLPs, pose-fed scalar FCs", async () => {
     const { 'gaze.left.weight': _, ...rest } = V27_TENSORS
     const headFrame = path.join(dir, 'head-frame', 'face_multitask_v27.safetensors')
@@ -107,6 +123,11 @@ describe('face-multitask inspect', () => {
     const unified = { 'unified.norm_bb.weight': [768], 'unified.norm_lmk.weight': [256] }
     safetensors(poseFed, { ...noEye, ...unified, 'gaze.left_yaw.weight': [1, 1030] }, { gaze_eye_roi: false, gaze_bins: 0 })
     expect((await run('inspect', poseFed)).out).toMatch(/generation\s+v2\.7 \(from the file name: the tensors fit v2\.7 and v2\.8/)
+    // Per-eye layers without the eye windows (gaze_eye_roi off) are not said to have them.
+    const noWindows = path.join(dir, 'no-windows', 'face_multitask_v27.safetensors')
+    mkdirSync(path.dirname(noWindows), { recursive: true })
+    safetensors(noWindows, { ...noEye, ...unified, 'gaze.left.weight': [360, 1024] }, { gaze_eye_roi: false, gaze_bins: 180 })
+    expect((await run('inspect', noWindows)).out).toMatch(/^ {2}gaze head +per-eye layers on the unified features \(no eye windows\), 180 bins per angle$/m)
     // The same FCs reading the unified features alone are v2.5's.
     const v25 = path.join(dir, 'pose-fed', 'face_multitask_v2.safetensors')
     safetensors(v25, { ...noEye, ...unified, 'gaze.left_yaw.weight': [1, 1024] }, {})

@@ -210,7 +210,21 @@ function gazeHeadLine(shape: (name: string) => number[] | undefined): string | u
   const kind = out === 3 ? 'a direction in the head frame (gaze_head_frame), turned by the head pose into yaw and pitch'
     : out === 2 ? 'yaw and pitch' : `${out / 2} bins per angle`
   const hidden = shape('gaze.left.0.weight')?.[0]
-  return `  gaze head      eye-window RoIAlign head, ${kind}${hidden ? `; an MLP per eye (${hidden} hidden)` : ''}`
+  // Without the eye-window encoder (gaze_eye_roi off), the per-eye layers read the unified features.
+  const input = shape('gaze_eye_enc.enc.0.weight') ? 'eye-window RoIAlign head' : 'per-eye layers on the unified features (no eye windows)'
+  return `  gaze head      ${input}, ${kind}${hidden ? `; an MLP per eye (${hidden} hidden)` : ''}`
+}
+
+/** Why `face-multitask export` would refuse the file's config (py-feat's loader reads it from the metadata), if it would. */
+function configProblem(config: string | undefined): string | undefined {
+  if (config === undefined) return "its metadata has no 'config' (py-feat's files keep the model config there as JSON): `face-multitask export` refuses it"
+  let v: unknown
+  try {
+    v = JSON.parse(config)
+  } catch {
+    return "its metadata 'config' is not JSON: `face-multitask export` refuses it"
+  }
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : "its metadata 'config' is not a JSON object: `face-multitask export` refuses it"
 }
 
 async function inspectSafetensors(file: string, io: Io): Promise<void> {
@@ -236,6 +250,8 @@ async function inspectSafetensors(file: string, io: Io): Promise<void> {
   const config = h.metadata.config
   io.out(`  config         ${config ?? '(none in the metadata)'}`)
   if (gen.warning) io.err(`face-multitask: warning: ${gen.warning}`)
+  const problem = configProblem(config)
+  if (problem) io.err(`face-multitask: warning: ${problem}`)
 }
 
 async function inspectOnnx(file: string, io: Io): Promise<void> {
