@@ -596,7 +596,8 @@ def randomise(model, seed: int, mesh_normalized: bool, image_size: int) -> None:
         b[:, 2] = 0.05 * torch.randn(b[:, 2].shape, generator=g) * scale
 
 
-def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict | None = None) -> Path:
+def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict | None = None,
+                           zero_au_node: int | None = None) -> Path:
     import torch
     G = GENERATIONS[gen]
     mv2 = import_release(G.code_release)
@@ -617,6 +618,12 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict |
     torch.manual_seed(seed)
     model, cfg, _ = build_network(gen, mv2, saved_cfg)
     randomise(model, seed, bool(getattr(cfg, "mesh_normalized", False)) and gen != "v2.4", cfg.image_size)
+    if zero_au_node is not None:
+        # Its branch (1x1 conv, BatchNorm, ReLU) gives 0 everywhere: a BatchNorm bias far below what
+        # the conv can reach. Real weights make such all-zero nodes on some faces.
+        with torch.no_grad():
+            model.afg.heads[zero_au_node][1].bias.fill_(-1e4)
+        note(f"AU node {zero_au_node}: all zero for every input (its branch's BatchNorm bias -1e4)")
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     ckpt_dir = out_dir / f"random-seed{seed}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -790,6 +797,8 @@ def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], o
     opsets = {o.domain or "ai.onnx": o.version for o in m.opset_import}
     if opsets.get("ai.onnx") != opset:
         raise ExportError(f"default-domain opset is {opsets.get('ai.onnx')}, asked for {opset}")
+    ties = match_torch_topk_ties(m, dims["p_au"][0], opset)
+    note(f"AU graph: {ties} top-k made to choose among equal similarities as torch does on the CPU")
     rules = tensorrt_rules()
     folded = rules.constant_eyelike(m)
     if folded:
@@ -800,6 +809,59 @@ def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], o
     m.producer_name = "face-multitask export (scripts/export_onnx.py)"
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
+
+
+def match_torch_topk_ties(m, n_au: int, opset: int) -> int:
+    """Makes the AU graph's TopK choose among equal similarities as py-feat's torch does on the CPU.
+
+    FGG picks each AU node's nearest neighbours with sim.topk(k + 1). An AU node whose branch is
+    all zero after its ReLU (real weights give such nodes on some faces) has a row of equal
+    similarities (all 0), and which of them a top-k takes is the implementation's: torch on the CPU
+    a fixed set (its selection algorithm's: {11, ..., 15} of 20 for the top 5), ONNX's TopK the
+    lowest indices. That node's neighbours, and so its AU value (and for v2.4-v2.7 the emotions,
+    which read the AU values), then differed from py-feat's by up to a few hundredths. Before each
+    TopK of the AU graph, a row whose values are all equal gets 1 added at the indices torch takes
+    for it (asked of this torch); every other row is unchanged (x + 0). Returns how many TopK."""
+    import numpy as np
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+    consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    done = 0
+    for topk in [n for n in m.graph.node if n.op_type == "TopK" and n.name.startswith("/net/fgg/")]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in topk.attribute}
+        if attrs.get("axis", -1) not in (-1, 2) or attrs.get("largest", 1) != 1 or topk.input[1] not in consts:
+            raise ExportError(f"{topk.name}: not the AU graph's top-k over the last axis with a constant k ({attrs})")
+        k = int(consts[topk.input[1]].reshape(-1)[0])
+        pick = torch.zeros(n_au).topk(k).indices.tolist()
+        mask = np.zeros((1, 1, n_au), np.float32)
+        mask[..., pick] = 1.0
+        p = f"{topk.name}_ties/"
+        x = topk.input[0]
+        m.graph.initializer.append(numpy_helper.from_array(mask, p + "torch_pick"))
+        if opset >= 18:
+            m.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), p + "axes"))
+            reduce = lambda op, out: helper.make_node(op, [x, p + "axes"], [p + out], name=p + op, keepdims=1)  # noqa: E731
+        else:
+            reduce = lambda op, out: helper.make_node(op, [x], [p + out], name=p + op, axes=[-1], keepdims=1)  # noqa: E731
+        new = [
+            reduce("ReduceMax", "max"),
+            reduce("ReduceMin", "min"),
+            helper.make_node("Equal", [p + "max", p + "min"], [p + "tied"], name=p + "Equal"),
+            helper.make_node("Cast", [p + "tied"], [p + "tied_f"], name=p + "Cast", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [p + "tied_f", p + "torch_pick"], [p + "bias"], name=p + "Mul"),
+            helper.make_node("Add", [x, p + "bias"], [p + "sim"], name=p + "Add"),
+        ]
+        at = list(m.graph.node).index(topk)
+        for i, n in enumerate(new):
+            m.graph.node.insert(at + i, n)
+        topk.input[0] = p + "sim"
+        done += 1
+    if done == 0:
+        raise ExportError("the exported graph has no AU graph top-k (/net/fgg/TopK): not py-feat's FGG")
+    return done
 
 
 def tensorrt_rules():
@@ -1106,6 +1168,9 @@ def parse_args(argv):
     p.add_argument("--random-config", type=_json_object, default=None, metavar="JSON",
                    help="with --random-weights: settings laid over the generation's known config, as a JSON "
                         "object of py-feat ModelV2Config fields, e.g. '{\"gaze_head_frame\": true, \"gaze_bins\": 0}'")
+    p.add_argument("--zero-au-node", type=int, default=None, metavar="I",
+                   help="with --random-weights: make AU node I (0-19, py-feat's AU order) all zero for every "
+                        "input, as real weights do on some faces (the AU graph then chooses among equal similarities)")
     # torch 2.14's dynamo exporter cannot write opset 17 for this model (its down-conversion
     # fails), so the TorchScript exporter is the default; auto tries dynamo first.
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="torchscript",
@@ -1132,6 +1197,8 @@ def parse_args(argv):
             p.error("give a checkpoint path, or --random-weights --generation G")
         elif args.random_config is not None:
             p.error("--random-config goes with --random-weights only (a checkpoint's config is its own)")
+        elif args.zero_au_node is not None:
+            p.error("--zero-au-node goes with --random-weights only (a checkpoint's weights are its own)")
         elif args.seed is not None:
             p.error("--seed goes with --random-weights only (a checkpoint's weights are its own)")
     if args.seed is None:
@@ -1139,6 +1206,8 @@ def parse_args(argv):
     # torch.manual_seed(seed) and torch.Generator().manual_seed(seed + 1) take -2**63 .. 2**64 - 1.
     if not -2**63 <= args.seed <= 2**64 - 2:
         p.error(f"--seed must be an integer from {-2**63} to {2**64 - 2}, got {args.seed}")
+    if args.zero_au_node is not None and not 0 <= args.zero_au_node < 20:
+        p.error(f"--zero-au-node must be an AU node from 0 to 19, got {args.zero_au_node}")
     if args.threads < 0:
         p.error(f"--threads must be 0 (torch's choice) or a positive number of threads, got {args.threads}")
     if args.out is not None:
@@ -1205,7 +1274,7 @@ def main(argv=None) -> int:
         step(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
         if args.random_weights:
             out_dir = args.out or Path(".")
-            ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir, args.random_config)
+            ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir, args.random_config, args.zero_au_node)
             export_checkpoint(ckpt_path, out_dir, args.generation, args)
         else:
             path = args.checkpoint

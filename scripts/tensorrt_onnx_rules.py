@@ -35,9 +35,9 @@ FIB = FI + ("BOOL",)
 # output for the operators that make a tensor from attributes or scalars).
 OPERATORS: dict[str, tuple[str, ...]] = {
     "Add": FI, "Asin": F, "Atan": F, "Cast": FIB + ("UINT8",), "Clip": F, "Concat": FIB, "Constant": FIB, "ConstantOfShape": FIB,
-    "Conv": F, "Cos": F, "Div": FI, "Erf": F, "Expand": FIB, "EyeLike": FIB, "Flatten": FIB, "Gather": FIB,
+    "Conv": F, "Cos": F, "Div": FI, "Equal": FI, "Erf": F, "Expand": FIB, "EyeLike": FIB, "Flatten": FIB, "Gather": FIB,
     "Gemm": F, "Greater": FI, "Identity": FIB, "InstanceNormalization": F, "LayerNormalization": F, "Less": FI, "MatMul": F, "Mul": FI, "Neg": FI,
-    "Pow": F, "Range": ("FLOAT", "INT32", "INT64"), "Reciprocal": F, "ReduceL2": FI, "ReduceMean": FI, "ReduceSum": FI, "Relu": FI,
+    "Pow": F, "Range": ("FLOAT", "INT32", "INT64"), "Reciprocal": F, "ReduceL2": FI, "ReduceMax": FI, "ReduceMean": FI, "ReduceMin": FI, "ReduceSum": FI, "Relu": FI,
     "Reshape": FIB, "RoiAlign": ("FLOAT", "FLOAT16"), "ScatterElements": FI, "Shape": FIB, "Sigmoid": F,
     "Sin": F, "Slice": FIB, "Softmax": F, "Sqrt": F, "Squeeze": FIB, "Sub": FI, "Tanh": F, "TopK": FI, "Transpose": FIB,
     "Unsqueeze": FIB, "Where": FIB,
@@ -46,7 +46,8 @@ OPERATORS: dict[str, tuple[str, ...]] = {
 TYPED_BY_OUTPUT = {"Constant", "ConstantOfShape", "EyeLike", "Range"}
 # Inputs (by position) that must be constants (an initializer or a Constant's output).
 CONSTANT_INPUTS = {
-    "ReduceL2": {1: "axes"}, "ReduceMean": {1: "axes"}, "ReduceSum": {1: "axes"}, "Slice": {3: "axes"},
+    "ReduceL2": {1: "axes"}, "ReduceMax": {1: "axes"}, "ReduceMean": {1: "axes"}, "ReduceMin": {1: "axes"}, "ReduceSum": {1: "axes"},
+    "Slice": {3: "axes"},
     "Squeeze": {1: "axes"}, "Unsqueeze": {1: "axes"}, "TopK": {1: "K"},
 }
 TOPK_MAX_K = 3840           # "K input must be less than 3840"

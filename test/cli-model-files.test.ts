@@ -436,6 +436,8 @@ describe('face-multitask export', () => {
       [[ckpt, '--seed', '3'], '--seed goes with --random-weights only'],
       [['--random-weights', '--generation', 'v2.5', '--seed', String(2n ** 64n)], '--seed must be an integer from'],
       [['--random-weights', '--generation', 'v2.5', '--threads', '-1'], '--threads must be 0'],
+      [[ckpt, '--zero-au-node', '7'], '--zero-au-node goes with --random-weights only'],
+      [['--random-weights', '--generation', 'v2.5', '--zero-au-node', '20'], '--zero-au-node must be an AU node from 0 to 19, got 20'],
       [[ckpt, '--out', ''], '--out: empty path'],
     ]
     for (const [args, message] of cases) {

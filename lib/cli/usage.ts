@@ -139,7 +139,8 @@ which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python
 Other options go to scripts/export_onnx.py as they are: --trust-pickle (a .pt checkpoint that holds
 more than tensors, from a source you trust), --threads N, --opset N, --exporter, --check-env,
 --contract-metadata FILE, --no-node-check, --random-config JSON (with --random-weights: config settings
-laid over the generation's, for an architecture variant);
+laid over the generation's, for an architecture variant), --zero-au-node I (with --random-weights: AU
+node I all zero for every input, as real weights make some on some faces);
 \`.venv/bin/python scripts/export_onnx.py --help\` lists them. Exit code 0 when the files are
 written, 1 when the export fails (or is interrupted), 2 for bad arguments.`
 

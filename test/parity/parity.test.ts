@@ -70,6 +70,8 @@ interface ParityCase {
   release: string
   reference: string
   config?: Record<string, number | boolean>
+  /** An AU node made all zero for every input (export --zero-au-node), as real weights do on some faces. */
+  zeroAuNode?: number
   noFp16?: true
 }
 const CASES: ParityCase[] = [
@@ -80,6 +82,9 @@ const CASES: ParityCase[] = [
   { name: 'v2.7 gaze MLP, emotion without AUs', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_hidden: 256, emotion_use_au_prob: false } },
   { name: 'v2.7 pose-fed gaze FCs, no eye windows', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_eye_roi: false, gaze_bins: 0 } },
   { name: 'v2.8', generation: 'v2.8', release: 'py-feat 2.1.5', reference: 'py-feat 2.1.5 (newest release)' },
+  // Its row of similarities is all equal: the AU graph's neighbours are torch's choice among ties,
+  // which the export reproduces (ONNX's TopK takes the lowest indices); the emotions read the AUs.
+  { name: 'v2.5 AU node 7 all zero', generation: 'v2.5', release: 'py-feat 2.0.3', reference: 'py-feat 2.0.3', zeroAuNode: 7 },
 ]
 
 // The target tolerances, max |ours - py-feat| per output; box and mesh z are extra checks.
@@ -163,7 +168,7 @@ function requireEnvironment(): void {
 }
 
 /** The random-weight checkpoint and its FP32 ONNX, made by the exporter, cached by its sources. */
-async function exportModel({ name, generation, config, noFp16 }: ParityCase): Promise<{ onnx: string; checkpoint: string; cached: boolean }> {
+async function exportModel({ name, generation, config, zeroAuNode, noFp16 }: ParityCase): Promise<{ onnx: string; checkpoint: string; cached: boolean }> {
   const hash = createHash('sha256')
   for (const f of ['scripts/export_onnx.py', 'scripts/onnx_fp16.py', 'scripts/tensorrt_onnx_rules.py', 'scripts/pyfeat_v24/__init__.py', 'dist/lib/contract-metadata.js']) {
     hash.update(f).update(fs.readFileSync(path.join(ROOT, f)))
@@ -189,7 +194,8 @@ async function exportModel({ name, generation, config, noFp16 }: ParityCase): Pr
   fs.rmSync(dir, { recursive: true, force: true })
   fs.mkdirSync(dir, { recursive: true })
   await run(PYTHON, ['scripts/export_onnx.py', '--random-weights', '--generation', generation, '--seed', String(SEED), '--out', dir,
-    ...(config ? ['--random-config', JSON.stringify(config)] : []), ...(noFp16 ? ['--no-fp16'] : [])],
+    ...(config ? ['--random-config', JSON.stringify(config)] : []), ...(zeroAuNode !== undefined ? ['--zero-au-node', String(zeroAuNode)] : []),
+    ...(noFp16 ? ['--no-fp16'] : [])],
     `export of the ${name} random-weight checkpoint`)
   if (!fs.existsSync(onnx)) throw new Error(`the exporter did not write ${onnx}`)
   fs.writeFileSync(done, new Date().toISOString())
