@@ -694,10 +694,10 @@ def contract_metadata(gen: str, extra: dict[str, str], metadata_json: Path | Non
                               "(or pass --contract-metadata FILE)")
         if not js.is_file():
             raise ExportError(f"{js} is missing: build the TypeScript first (npx tsc -p tsconfig.json)")
-        ts = ROOT / "lib" / "contract-metadata.ts"
-        newest = max((ROOT / "lib" / n).stat().st_mtime for n in
-                     ("contract-metadata.ts", "generations.ts", "labels.ts", "contract.ts") if (ROOT / "lib" / n).exists())
-        if ts.exists() and newest > js.stat().st_mtime:
+        # In a checkout, the sources may be newer than their build; an installed package has no lib/.
+        sources = [ROOT / "lib" / n for n in ("contract-metadata.ts", "generations.ts", "labels.ts", "contract.ts")]
+        newest = max((f.stat().st_mtime for f in sources if f.exists()), default=0)
+        if newest > js.stat().st_mtime:
             note("warning: lib/*.ts is newer than dist/lib/contract-metadata.js; run npx tsc -p tsconfig.json")
         code = ("const m = require(process.argv[1]);"
                 "process.stdout.write(JSON.stringify(m.contractMetadata(process.argv[2], JSON.parse(process.argv[3]))))")

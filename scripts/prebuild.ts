@@ -71,6 +71,38 @@ function writeShim(dir: string, command: string[]): string {
   return file
 }
 
+/** The oldest glibc a prebuild must load on (Ubuntu 20.04 has 2.31, RHEL 8 and Debian 10 2.28). */
+export const GLIBC_MAX = '2.28'
+
+function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number)
+  const y = b.split('.').map(Number)
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0)
+  return 0
+}
+
+/** The newest glibc symbol version a Linux binary needs (objdump -T), undefined where objdump is missing. */
+export function glibcNeeded(file: string): string | undefined {
+  let out: string
+  try {
+    out = execFileSync('objdump', ['-T', file], { encoding: 'utf8', maxBuffer: 64 << 20 })
+  } catch {
+    return undefined
+  }
+  return [...out.matchAll(/\bGLIBC_(\d+(?:\.\d+)+)\b/g)].map((m) => m[1]).sort(compareVersions).at(-1)
+}
+
+/** Refuses a glibc prebuild that would not load on glibc GLIBC_MAX (native/glibc_compat.h keeps it loading). */
+function checkGlibc(file: string, log: (s: string) => void): void {
+  const need = glibcNeeded(file)
+  if (need === undefined) return log(`prebuild: objdump not found: the glibc ${path.basename(file)} needs is unchecked`)
+  if (compareVersions(need, GLIBC_MAX) > 0) {
+    throw new Error(`${file} needs glibc ${need}, newer than ${GLIBC_MAX}: it would not load on older Linux distributions ` +
+      '(a new glibc symbol version not pinned in native/glibc_compat.h?)')
+  }
+  log(`prebuild: ${path.basename(file)} needs glibc ${need} or later`)
+}
+
 function describe(file: string): string {
   return `${file} (${(fs.statSync(file).size / 1024).toFixed(1)} KiB)`
 }
@@ -133,6 +165,7 @@ export async function prebuild(args: PrebuildArgs, log: (s: string) => void = co
   const written = fs.readdirSync(tuple).filter((f) => f.endsWith('.node')).map((f) => path.join(tuple, f))
   if (written.length === 0) throw new Error(`prebuildify wrote no .node file in ${tuple}`)
   for (const f of written) log(`prebuild: wrote ${describe(f)}`)
+  for (const f of written) if (/\.glibc\./.test(path.basename(f))) checkGlibc(f, log)
 
   // What an installed package will do: node-gyp-build with no build/ folder around.
   const check = execFileSync(

@@ -1,9 +1,11 @@
 // The install script's view of TensorRT: it builds the TensorRT backend from source where the
 // headers the build would use are present (the prebuilt addon is made without them). The search
 // is checked here against header folders made for the test; pack.test.ts runs the install itself.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { NAPI_VERSION } from '../lib/native'
 import { tempDir } from './helpers/temp-dir'
 const { findTensorrtHeaders } = require('../scripts/tensorrt-headers.js') as {
   findTensorrtHeaders: (
@@ -29,6 +31,53 @@ const trt11 = dir('trt11/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvI
 const trt8 = dir('trt8/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 8\n' })
 const noParser = dir('noparser/include', { 'NvInfer.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n' })
 const cuda = dir('cuda/include', { 'cuda.h': '', 'cuda_runtime_api.h': '' })
+
+describe('building from source', () => {
+  it("cmake-js takes Node's headers from npm (node-api-headers), not nodejs.org: package.json names the N-API version", () => {
+    // A user's machine: no ~/.npmrc with nodedir (this one has), no ~/.cmake-js; only the npm registry reachable.
+    const home = path.join(tmp, 'home')
+    fs.mkdirSync(home)
+    const out = path.join(tmp, 'cmake-build')
+    const r = spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'configure', '--out', out, '--log-level', 'warn'], {
+      cwd: path.join(__dirname, '..'), env: { ...process.env, HOME: home, USERPROFILE: home, npm_config_nodedir: '' }, encoding: 'utf8', timeout: 180_000,
+    })
+    expect(r.status, r.stderr + r.stdout).toBe(0)
+    expect(fs.existsSync(path.join(home, '.cmake-js'))).toBe(false)  // nothing downloaded
+    expect(fs.readFileSync(path.join(out, 'CMakeCache.txt'), 'utf8')).toMatch(/^CMAKE_JS_INC:\w+=.*node-api-headers[\\/]include/m)
+    expect(require('../package.json').binary.napi_versions).toEqual([NAPI_VERSION])
+  }, 180_000)
+})
+
+describe('the install script on a machine that gained TensorRT headers', () => {
+  it('configures the build folder again, so the addon is built with the backend (tried here: the headers are empty)', (ctx) => {
+    const built = path.join(__dirname, '..', 'build', 'Release', 'face_multitask.node')
+    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run build)')
+    if (typeof (require(built) as { tensorrtLoad?: unknown }).tensorrtLoad === 'function') ctx.skip('this checkout\'s addon has the TensorRT backend already')
+    // The package as installed: its sources and node_modules; a build folder configured without
+    // the headers, holding the CPU-only addon it built.
+    const pkg = path.join(tmp, 'pkg')
+    const root = path.join(__dirname, '..')
+    for (const f of ['package.json', 'CMakeLists.txt', 'cmake', 'native', 'scripts/install.js', 'scripts/tensorrt-headers.js']) {
+      fs.cpSync(path.join(root, f), path.join(pkg, f), { recursive: true })
+    }
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(pkg, 'node_modules'))
+    const env = { ...process.env, TENSORRT_INCLUDE_DIR: '', TENSORRT_ROOT: '', CUDA_INCLUDE_DIR: '', FACE_MULTITASK_PREBUILT_ONLY: '' }
+    const cmakeJs = require.resolve('cmake-js/bin/cmake-js')
+    const before = spawnSync(process.execPath, [cmakeJs, 'configure', '--log-level', 'warn'], { cwd: pkg, env, encoding: 'utf8', timeout: 120_000 })
+    expect(before.status, before.stderr).toBe(0)
+    expect(before.stdout).toMatch(/TensorRT backend OFF/)
+    fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true })
+    fs.copyFileSync(built, path.join(pkg, 'build', 'Release', 'face_multitask.node'))
+    const headers = dir('gained', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n', 'cuda.h': '', 'cuda_runtime_api.h': '' })
+    const r = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], {
+      cwd: pkg, env: { ...env, TENSORRT_INCLUDE_DIR: headers, CUDA_INCLUDE_DIR: headers }, encoding: 'utf8', timeout: 600_000,
+    })
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toContain(`TensorRT 10 headers at ${headers}: building the addon with its TensorRT backend`)
+    expect(r.stdout).toMatch(/TensorRT backend ON \(headers /)  // CMake saw them: the folder was configured again
+    expect(r.stdout).toContain('that build failed (see above); keeping the prebuilt addon')
+  }, 600_000)
+})
 
 describe('findTensorrtHeaders (the install script)', () => {
   it('finds TensorRT 10 from TENSORRT_INCLUDE_DIR and CUDA from CUDA_INCLUDE_DIR', () => {

@@ -149,6 +149,17 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     expect(lines.slice(1)).toEqual(COMPILERS.map((c) => `missing ${c}`))
   })
 
+  it('the Linux prebuild loads on glibc 2.28 (RHEL 8, Debian 10; Ubuntu 20.04 has 2.31): no newer symbol version is needed', (ctx) => {
+    if (process.platform !== 'linux') ctx.skip('a Linux prebuild only')
+    const file = path.join(installed, 'prebuilds', TUPLE, fs.readdirSync(path.join(installed, 'prebuilds', TUPLE)).find((f) => f.endsWith('.node'))!)
+    const dump = spawnSync('objdump', ['-T', file], { encoding: 'utf8', maxBuffer: 64 << 20 })
+    if (dump.error) ctx.skip('no objdump here (binutils)')
+    const versions = [...dump.stdout.matchAll(/\bGLIBC_(\d+)\.(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])])
+    expect(versions.length).toBeGreaterThan(0)
+    const newest = versions.reduce((a, b) => (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1]) ? b : a))
+    expect(newest[0] < 2 || (newest[0] === 2 && newest[1] <= 28), `needs GLIBC_${newest.join('.')}`).toBe(true)
+  })
+
   it('installed without building, and node-gyp-build loads the prebuild', () => {
     expect(fs.existsSync(path.join(installed, 'build'))).toBe(false) // the install script compiled nothing
     const script = [
@@ -196,6 +207,20 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     } finally {
       await m.close()
     }
+  })
+
+  it("the export script, run from the installed package, gets the contract's metadata (the package has no lib/ sources)", (ctx) => {
+    const python = ['/usr/bin/python3', path.join(ROOT, '.venv', 'bin', 'python')].find((p) => fs.existsSync(p))
+    if (!python) ctx.skip('no Python 3 here (/usr/bin/python3 or .venv/bin/python)')
+    expect(fs.existsSync(path.join(installed, 'lib'))).toBe(false)
+    const script = [
+      'import json, sys',
+      `sys.path.insert(0, ${JSON.stringify(path.join(installed, 'scripts'))})`,
+      'import export_onnx',
+      "print(json.dumps(export_onnx.contract_metadata('v2.8', {}, None)))",
+    ].join('\n')
+    const out = run(python!, ['-c', script], { cwd: appDir, env, timeout: 60_000 })
+    expect(JSON.parse(out.trim().split('\n').pop()!)['face_multitask.generation']).toBe('v2.8')
   })
 
   it('on a machine with TensorRT headers, tries to build the TensorRT backend and keeps the prebuild when it cannot', () => {
