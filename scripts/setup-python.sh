@@ -42,8 +42,16 @@ fi
 venv_python_ok() {
   "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
 }
-if [ -x "$VENV/bin/python" ] && venv_python_ok; then
+venv_pip_ok() {
+  "$VENV/bin/python" -m pip --version >/dev/null 2>&1
+}
+if [ -x "$VENV/bin/python" ] && venv_python_ok && venv_pip_ok; then
   step "venv: $VENV exists ($("$VENV/bin/python" --version 2>&1)), kept"
+elif [ -x "$VENV/bin/python" ] && venv_python_ok; then
+  # `python3 -m venv` interrupted while it installed pip (or run where Debian's python3-venv was
+  # missing) leaves a venv without pip: kept, every later run would fail in pip.
+  step "venv: $VENV has no pip (its creation failed or was interrupted): recreating it (emptied) with $("$PYTHON" --version 2>&1)"
+  "$PYTHON" -m venv --clear "$VENV"
 elif [ -e "$VENV/bin/python" ] || [ -L "$VENV/bin/python" ]; then
   found="$("$VENV/bin/python" -c 'import sys; print("Python %d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)"
   step "venv: $VENV has ${found:-a Python that does not run}, not Python 3.11+: recreating it (emptied) with $("$PYTHON" --version 2>&1)"
@@ -53,6 +61,10 @@ else
   "$PYTHON" -m venv "$VENV"
 fi
 VPY="$VENV/bin/python"
+if ! venv_pip_ok; then
+  echo "[setup-python] error: $VENV has no pip: \`$PYTHON -m venv\` could not install it (on Debian and Ubuntu: apt install python3-venv, or python3.X-venv for Python 3.X)" >&2
+  exit 1
+fi
 
 # --- 3. requirements-python.txt -----------------------------------------------------------------
 # A stamp of the requirements file's hash says the last install of exactly this file succeeded;
@@ -83,13 +95,14 @@ PY
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ] && pins_ok; then
   step "requirements: already satisfied (requirements-python.txt unchanged since the last install)"
 else
-  # torch's CUDA wheels make the venv ~5.7 GB: on a fuller disk pip fails minutes in, halfway
-  # through unpacking ("No space left on device"). Said first instead, unless torch is already in.
-  NEED_MB=6500
+  # torch's CUDA wheels make the venv ~5.7 GB, and pip holds the ~2.9 GB of wheels it downloaded
+  # (its cache and temp folder, on this disk in the usual setup) while it unpacks them: on a fuller
+  # disk pip fails minutes in ("No space left on device"). Said first instead, unless torch is in.
+  NEED_MB=9000
   free_mb="$(df -Pm "$VENV" 2>/dev/null | awk 'NR == 2 { print $4 }')"
   if ! compgen -G "$VENV/lib/python3*/site-packages/torch/__init__.py" >/dev/null \
      && [ -n "$free_mb" ] && [ "$free_mb" -lt "$NEED_MB" ]; then
-    echo "[setup-python] error: the disk of $VENV has $free_mb MB free, and the install needs about $NEED_MB MB (torch's CUDA wheels); free some space, or make the venv on another disk with FACE_MULTITASK_VENV=DIR" >&2
+    echo "[setup-python] error: the disk of $VENV has $free_mb MB free, and the install needs about $NEED_MB MB (torch's CUDA wheels, downloaded then unpacked); free some space, or make the venv on another disk with FACE_MULTITASK_VENV=DIR" >&2
     exit 1
   fi
   step "requirements: pip install -r requirements-python.txt (torch's CUDA wheels: ~5.7 GB in the venv)"

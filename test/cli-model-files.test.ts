@@ -264,6 +264,22 @@ describe('face-multitask export', () => {
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/npm run setup:python/)
   })
+  it('FACE_MULTITASK_VENV (where `npm run setup:python` was told to make the venv) is where its Python is looked for', async () => {
+    const saved = { python: process.env.FACE_MULTITASK_PYTHON, venv: process.env.FACE_MULTITASK_VENV }
+    delete process.env.FACE_MULTITASK_PYTHON
+    process.env.FACE_MULTITASK_VENV = path.join(dir, 'other-disk', 'venv')
+    try {
+      const r = await run('export', 'face_multitask_v28.safetensors')
+      expect(r.code).toBe(1)
+      expect(r.err).toContain(`and ${path.join(dir, 'other-disk', 'venv', 'bin', 'python')} does not exist.`)
+      expect(r.err).toContain('with the same FACE_MULTITASK_VENV.')
+    } finally {
+      if (saved.venv === undefined) delete process.env.FACE_MULTITASK_VENV
+      else process.env.FACE_MULTITASK_VENV = saved.venv
+      if (saved.python !== undefined) process.env.FACE_MULTITASK_PYTHON = saved.python
+    }
+  })
+
   it('a Python that is a broken link (the interpreter the venv was made with is gone or out of reach) says so', async () => {
     const link = path.join(dir, 'python-link')
     symlinkSync(path.join(dir, 'gone', 'python3.11'), link)

@@ -8,11 +8,14 @@ import { fileErrorReason } from '../describe'
 import { packageRoot } from '../native'
 import { CliError, type Io, UsageError } from './common'
 
-/** The Python that has torch and py-feat's code: $FACE_MULTITASK_PYTHON, else <package>/.venv. */
+/** The Python that has torch and py-feat's code: $FACE_MULTITASK_PYTHON, else the venv
+ * `npm run setup:python` made ($FACE_MULTITASK_VENV, as it was told, else <package>/.venv). */
 export function exportPython(): string {
   const fromEnv = process.env.FACE_MULTITASK_PYTHON
-  const python = fromEnv || path.join(packageRoot(), '.venv', process.platform === 'win32' ? 'Scripts/python.exe' : 'bin/python')
-  const setUp = `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fromEnv ? ' (or fix FACE_MULTITASK_PYTHON)' : ''}.`
+  const venv = process.env.FACE_MULTITASK_VENV || path.join(packageRoot(), '.venv')
+  const python = fromEnv || path.join(venv, process.platform === 'win32' ? 'Scripts/python.exe' : 'bin/python')
+  const fix = fromEnv ? ' (or fix FACE_MULTITASK_PYTHON)' : process.env.FACE_MULTITASK_VENV ? ' with the same FACE_MULTITASK_VENV' : ''
+  const setUp = `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fix}.`
   try {
     fs.statSync(python)
   } catch (e) {
