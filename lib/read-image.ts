@@ -21,11 +21,15 @@ export interface DecodedImage extends ImageInput {
  * grey), CMYK converted to sRGB (py-feat takes C, M, Y as R, G, B), grey with alpha expanded to
  * RGB (py-feat fails). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
  *
- * No .rotate(): py-feat does NOT apply the EXIF orientation tag (it reads the stored pixel grid),
- * so neither does this; boxes are in the same unrotated pixel coordinates py-feat would use.
- * .keepIccProfile(): nor does py-feat (torchvision's read_image) apply an embedded colour profile
- * (Display P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to
- * sRGB, and the model would see other values than py-feat's.
+ * The EXIF orientation is not applied: torchvision's read_image reads the stored pixel grid, and
+ * boxes are in those unrotated coordinates. Except in a TIFF: torchvision cannot read one, and
+ * py-feat's fallback, Pillow, turns it by its Orientation tag (TiffImagePlugin's load_end), so
+ * this does too. .keepIccProfile(): nor does py-feat apply an embedded colour profile (Display
+ * P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to sRGB, and
+ * the model would see other values than py-feat's. A GIF's transparent pixels are the file's
+ * background colour, as torchvision's GIF decoder paints them (sharp's are black once alpha goes).
+ * AVIF is not byte for byte: py-feat reads it with Pillow, which leaves the file's rotation and
+ * mirroring to the viewer and converts YUV to RGB slightly otherwise; libheif (sharp) applies both.
  */
 export async function readImage(source: string | Uint8Array): Promise<DecodedImage> {
   const isPath = typeof source === 'string'
@@ -46,7 +50,12 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   }
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
   try {
-    decoded = await sharp(source).keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
+    const image = sharp(source)
+    const meta = await image.metadata()  // the header only
+    if (meta.format === 'tiff' && (meta.orientation ?? 1) > 1) image.rotate()
+    const background = meta.background
+    if (meta.format === 'gif' && meta.hasAlpha && background && 'r' in background) image.flatten({ background })
+    decoded = await image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   } catch (e) {
     if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, source, what), { cause: e })
     throw new Error(`${what} is not a readable image: ${messageOf(e)}`)

@@ -104,7 +104,7 @@ describe('face-multitask CLI', () => {
     const detect = await run('detect', '--help')
     expect(detect.code).toBe(0)
     expect(detect.out).toMatch(/--boxes/)
-    expect(detect.out).toMatch(/EXIF orientation is NOT applied, nor is an embedded colour\s+profile/)
+    expect(detect.out).toMatch(/EXIF orientation is NOT applied \(a TIFF's is, as py-feat's\s+Pillow fallback does\), nor is an embedded colour profile/)
     expect(detect.out).toMatch(/of an animated GIF or WebP, the\s+first frame/)
     const demo = await run('demo', '-h')
     expect(demo.code).toBe(0)

@@ -2,7 +2,8 @@
 // read_image: the stored pixels, no EXIF rotation, no colour-profile conversion, alpha dropped,
 // grey expanded to RGB), and files py-feat misreads converted to 8-bit RGB instead. The reference
 // is the pixels each test file was losslessly encoded from.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it } from 'vitest'
@@ -54,6 +55,45 @@ describe('readImage', () => {
     const image = await readImage(jpeg)
     expect([image.width, image.height]).toEqual([W, H])
   })
+
+  it("a TIFF with an Orientation tag and a GIF with transparent pixels: as py-feat's own decode gives them (Pillow turns the TIFF, torchvision paints the GIF's background colour)", async (ctx) => {
+    const python = path.join(process.env.FACE_MULTITASK_VENV || path.join(__dirname, '..', '.venv'), 'bin', 'python')
+    if (!existsSync(python)) ctx.skip("no .venv (npm run setup:python): py-feat's decode, in Python, is the reference")
+    // Pillow writes the files; ImageDataset.__getitem__'s decode (py-feat 2.1.5: torchvision's
+    // read_image, else Pillow's PILToTensor; alpha dropped, grey x3) writes what py-feat reads.
+    const code = `
+import sys, numpy as np, torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.io import read_image
+d = sys.argv[1]
+px = ((np.arange(5 * 7 * 3) * 37 + 11) % 256).astype(np.uint8).reshape(5, 7, 3)
+Image.fromarray(px).save(f"{d}/o6.tif", tiffinfo={274: 6})
+idx = (np.arange(5 * 7) % 4).astype(np.uint8).reshape(5, 7)
+gif = Image.fromarray(idx, mode="P")
+gif.putpalette([250, 10, 10, 10, 250, 10, 10, 10, 250, 200, 150, 100] + [0] * 756)
+gif.save(f"{d}/t.gif", transparency=1, background=3, optimize=False)
+for f in ("o6.tif", "t.gif"):
+    try:
+        img = read_image(f"{d}/{f}")
+    except Exception:
+        img = transforms.PILToTensor()(Image.open(f"{d}/{f}"))
+    if img.shape[0] == 4:
+        img = img[:3]
+    if img.shape[0] == 1:
+        img = torch.cat([img, img, img])
+    open(f"{d}/{f}.pyfeat", "wb").write(bytes([img.shape[1], img.shape[2]]) + img.permute(1, 2, 0).contiguous().numpy().tobytes())
+`
+    const r = spawnSync(python, ['-c', code, dir], { encoding: 'utf8', timeout: 120_000 })
+    expect(r.status, r.stderr).toBe(0)
+    for (const f of ['o6.tif', 't.gif']) {
+      const want = readFileSync(path.join(dir, `${f}.pyfeat`))
+      const image = await readImage(path.join(dir, f))
+      expect([f, image.height, image.width], f).toEqual([f, want[0], want[1]])
+      expect(image.data.equals(want.subarray(2)), f).toBe(true)
+    }
+    expect(readFileSync(path.join(dir, 'o6.tif.pyfeat'))[0]).toBe(W)  // turned: 7 rows of 5
+  }, 120_000)
 
   it('files py-feat misreads become 8-bit RGB: palette colours, not indices; 16-bit samples by their high byte; grey with alpha as grey', async () => {
     const palette = await sharp(pixels(3), raw(3)).png({ palette: true, colours: 256, dither: 0 }).toBuffer()
