@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { loadNative, nativeAddonPath, packageRoot } from './native'
+import { hasTensorRtBackend, loadNative, nativeAddonPath, packageRoot } from './native'
 
 /** The reason when the addon has no tensorrtStatus() export (built without TensorRT's headers). */
 export const NO_TENSORRT_BACKEND = 'this build has no TensorRT backend (headers absent at build time)'
@@ -178,7 +178,7 @@ export function tensorrtProbe(forLoad = false): Promise<TensorRtProbe> {
 
 function tensorrtCompiledIn(): boolean {
   try {
-    return typeof (loadNative() as { tensorrtLoad?: unknown }).tensorrtLoad === 'function'
+    return hasTensorRtBackend(loadNative())
   } catch {
     return true  // the probe says why the addon does not load
   }

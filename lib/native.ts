@@ -111,6 +111,12 @@ function checkShape(value: unknown): NativeAddon {
   return a as NativeAddon
 }
 
+/** Whether `addon` was built with TensorRT's headers: it then has tensorrtBuild and tensorrtLoad. */
+export function hasTensorRtBackend(addon: object): boolean {
+  const a = addon as { tensorrtBuild?: unknown; tensorrtLoad?: unknown }
+  return typeof a.tensorrtBuild === 'function' && typeof a.tensorrtLoad === 'function'
+}
+
 /** Loads the addon on first call (later calls return the same object); throws one Error listing fixes. */
 export function loadNative(): NativeAddon {
   if (addon) return addon

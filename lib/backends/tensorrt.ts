@@ -12,7 +12,7 @@ import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '..
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
-import { loadNative } from '../native'
+import { hasTensorRtBackend, loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
 import { checkSameModel, engineOnnx } from './engine-onnx'
@@ -43,11 +43,11 @@ export interface NativeEngine {
 
 /** The addon's TensorRT functions, or an Error saying why there are none. */
 export function nativeTensorRt(): NativeTensorRt {
-  const addon = loadNative() as unknown as Partial<NativeTensorRt>
-  if (typeof addon.tensorrtBuild !== 'function' || typeof addon.tensorrtLoad !== 'function') {
+  const addon = loadNative()
+  if (!hasTensorRtBackend(addon)) {
     throw new Error('this build of the addon has no TensorRT backend (TensorRT headers absent at build time)')
   }
-  return addon as NativeTensorRt
+  return addon as unknown as NativeTensorRt
 }
 
 /**
