@@ -5,7 +5,7 @@
 // so it is handed a stand-in "node-gyp" (a two-line script) that runs cmake-js instead. The build
 // happens in build/prebuild/, apart from the dev build in build/Release, so running this never
 // removes the binary that tests in a clone load. One N-API 9 binary serves every Node.js >= 20.9.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
@@ -33,21 +33,26 @@ export interface PrebuildArgs {
   clean: boolean
   /** Strip symbols (linux and macOS only). */
   strip: boolean
+  /** Build nothing: only check the prebuild already in prebuilds/ (npm's prepublishOnly). */
+  check: boolean
 }
 
-const USAGE = `usage: node dist/scripts/prebuild.js [--clean] [--no-strip]
+const USAGE = `usage: node dist/scripts/prebuild.js [--clean] [--no-strip] [--check]
   Builds the addon with cmake-js and writes prebuilds/<platform>-<arch>/<name>.napi[.<libc>].node
   (prebuildify's layout, read by node-gyp-build), then checks that node-gyp-build loads it.
   --clean     rebuild from scratch (default: incremental, in build/prebuild/)
-  --no-strip  keep symbols (default: strip on linux and macOS)`
+  --no-strip  keep symbols (default: strip on linux and macOS)
+  --check     build nothing; fail unless this platform's prebuild is there and loads
+              (run by npm before \`npm publish\`)`
 
 export function parseArgs(argv: string[]): PrebuildArgs | 'help' {
-  const args: PrebuildArgs = { clean: false, strip: process.platform === 'linux' || process.platform === 'darwin' }
+  const args: PrebuildArgs = { clean: false, strip: process.platform === 'linux' || process.platform === 'darwin', check: false }
   for (const arg of argv) {
     if (arg === '--help' || arg === '-h') return 'help'
     else if (arg === '--clean') args.clean = true
     else if (arg === '--no-strip') args.strip = false
     else if (arg === '--strip') args.strip = true
+    else if (arg === '--check') args.check = true
     else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`)
   }
   return args
@@ -162,19 +167,32 @@ export async function prebuild(args: PrebuildArgs, log: (s: string) => void = co
     )
   })
 
-  const written = fs.readdirSync(tuple).filter((f) => f.endsWith('.node')).map((f) => path.join(tuple, f))
-  if (written.length === 0) throw new Error(`prebuildify wrote no .node file in ${tuple}`)
-  for (const f of written) log(`prebuild: wrote ${describe(f)}`)
+  return checkPrebuild(root, log)
+}
+
+/**
+ * What an installed package will load on this platform: the prebuild's glibc need, and that
+ * node-gyp-build (with no build/ folder around) picks it and it loads. Run before `npm publish`
+ * too, since prebuilds/ is not in git: a package published from a fresh clone would ship no
+ * binary, and every user without a compiler would fail to install it.
+ */
+export function checkPrebuild(root: string, log: (s: string) => void = console.log): string[] {
+  const tuple = path.join(root, 'prebuilds', `${os.platform()}-${os.arch()}`)
+  const written = fs.existsSync(tuple) ? fs.readdirSync(tuple).filter((f) => f.endsWith('.node')).map((f) => path.join(tuple, f)) : []
+  if (written.length === 0) {
+    throw new Error(`no prebuild in ${tuple}: run \`npm run prebuild\` first (the package would ship no binary for ${path.basename(tuple)})`)
+  }
+  for (const f of written) log(`prebuild: ${describe(f)}`)
   for (const f of written) if (/\.glibc\./.test(path.basename(f))) checkGlibc(f, log)
 
-  // What an installed package will do: node-gyp-build with no build/ folder around.
-  const check = execFileSync(
+  const check = spawnSync(
     process.execPath,
     ['-e', 'const p=require("node-gyp-build").resolve(process.argv[1]);const a=require(p);console.log(JSON.stringify({p,n:a.inputFloats}))', root],
-    { cwd: root, env: { ...process.env, PREBUILDS_ONLY: '1' }, encoding: 'utf8' },
+    { cwd: packageRoot(), env: { ...process.env, PREBUILDS_ONLY: '1' }, encoding: 'utf8' },
   )
-  const { p, n } = JSON.parse(check.trim().split('\n').pop()!) as { p: string; n: number }
-  if (!written.includes(p) || typeof n !== 'number') throw new Error(`node-gyp-build resolved ${p}, not the new prebuild`)
+  if (check.status !== 0) throw new Error(`the prebuild in ${tuple} does not load:\n${check.stderr.trim()}`)
+  const { p, n } = JSON.parse(check.stdout.trim().split('\n').pop()!) as { p: string; n: number }
+  if (!written.includes(p) || typeof n !== 'number') throw new Error(`node-gyp-build resolved ${p}, not a prebuild in ${tuple}`)
   log(`prebuild: node-gyp-build loads ${path.relative(root, p)} (inputFloats ${n})`)
   return written
 }
@@ -189,7 +207,8 @@ if (require.main === module) {
   }
   if (args === 'help') console.log(USAGE)
   else {
-    prebuild(args).catch((e: unknown) => {
+    const job = args.check ? Promise.resolve().then(() => checkPrebuild(packageRoot())) : prebuild(args)
+    job.catch((e: unknown) => {
       console.error(`prebuild failed: ${e instanceof Error ? e.message : String(e)}`)
       process.exitCode = 1
     })
