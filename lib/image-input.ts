@@ -28,7 +28,8 @@ export interface FaceJob {
   box: Rect
 }
 
-const MAX_SIDE = 1 << 16
+/** The most pixels a frame may have a side. */
+export const MAX_SIDE = 1 << 16
 
 const CHANNELS_BY_CODE = Object.values(PIXEL_FORMATS).reduce<number[]>((a, f) => { a[f.code] = f.channels; return a }, [])
 

@@ -3,6 +3,7 @@
 // so that results match py-feat's.
 import { stat } from 'node:fs/promises'
 import { describeValue, fileErrorReason, messageOf } from './describe'
+import { MAX_SIDE } from './image-input'
 import type { ImageInput } from './types'
 
 export interface DecodedImage extends ImageInput {
@@ -52,11 +53,15 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   try {
     const image = sharp(source)
     const meta = await image.metadata()  // the header only
+    if ((meta.width ?? 0) > MAX_SIDE || (meta.height ?? 0) > MAX_SIDE) {
+      throw new RangeError(`${what} is ${meta.width}x${meta.height}: detect() takes at most ${MAX_SIDE} pixels a side; scale it down first`)
+    }
     if (meta.format === 'tiff' && (meta.orientation ?? 1) > 1) image.rotate()
     const background = meta.background
     if (meta.format === 'gif' && meta.hasAlpha && background && 'r' in background) image.flatten({ background })
     decoded = await image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   } catch (e) {
+    if (e instanceof RangeError) throw e  // ours, above
     if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, source, what), { cause: e })
     throw new Error(`${what} is not a readable image: ${messageOf(e)}`)
   }
@@ -81,5 +86,5 @@ async function tooLarge(sharp: typeof import('sharp'), source: string | Uint8Arr
     // the size stays unsaid
   }
   return `${head} readImage() decodes (${PIXEL_LIMIT}, 16383x16383: a guard against decompression bombs); ` +
-    'decode a larger image yourself (sharp with limitInputPixels) and pass its pixels to detect()'
+    'scale it down first, or decode it yourself (sharp with limitInputPixels) and pass its pixels to detect()'
 }

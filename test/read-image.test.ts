@@ -122,8 +122,10 @@ for f in ("o6.tif", "t.gif"):
     // Over sharp's pixel limit (kept: a decompression bomb's guard): its size, the limit and what to do.
     await expect(readImage(emptyPng(17000, 17000))).rejects.toThrow(
       'the 65-byte source is 17000x17000 (289000000 pixels), more than readImage() decodes (268402689, 16383x16383: a guard against decompression bombs); ' +
-        'decode a larger image yourself (sharp with limitInputPixels) and pass its pixels to detect()',
+        'scale it down first, or decode it yourself (sharp with limitInputPixels) and pass its pixels to detect()',
     )
+    // Within the pixel limit but wider than a frame may be: said before decoding, not as detect()'s image.width.
+    await expect(readImage(emptyPng(70000, 4))).rejects.toThrow(new RangeError('the 65-byte source is 70000x4: detect() takes at most 65536 pixels a side; scale it down first'))
     const cut = path.join(dir, 'cut.png')
     writeFileSync(cut, (await sharp(pixels(3), raw(3)).png().toBuffer()).subarray(0, 40))
     await expect(readImage(cut)).rejects.toThrow(/cut\.png" is not a readable image: /)
