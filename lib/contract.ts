@@ -2,7 +2,9 @@
 // runtime: tensor names and shapes, and the metadata keys that tell preprocessing and decoding
 // what the model file needs. docs/onnx-contract.md is the prose version of this file.
 import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, MESH_POINTS } from './labels'
+import { PRECISIONS } from './gpu-options'
 import type { OnnxModelInfo, OnnxValueInfo } from './onnx-model'
+import type { Precision } from './types'
 
 export const SCHEMA_VERSION = '1'
 export const META_PREFIX = 'face_multitask.'
@@ -49,6 +51,8 @@ export interface ModelSpec {
   /** The py-feat release whose crop, signs and units the metadata follows. */
   conventionRelease: string
   heads: Head[]
+  /** The file's own compute types (face_multitask.precision; FP32 where absent). */
+  precision: Precision
   /** A model the project generated for tests: its outputs mean nothing. */
   synthetic: boolean
   /** Every metadata entry, prefixed or not, as the file holds it. */
@@ -72,7 +76,15 @@ function oneOf<T extends string>(file: string, meta: Record<string, string>, key
   return value as T
 }
 
-/** Parses "pitch=-p0,roll=-p2,yaw=+p1" into named channels; every name in `names` must appear once. */
+/** The precision an ONNX file declares (face_multitask.precision); files without the key are FP32. */
+export function declaredPrecision(file: string, meta: Record<string, string>): Precision {
+  return meta[META_PREFIX + 'precision'] === undefined ? 'fp32' : oneOf(file, meta, 'precision', PRECISIONS)
+}
+
+/**
+ * Parses "pitch=-p0,roll=-p2,yaw=+p1" into named channels; every name in `names` must appear
+ * once, and no channel twice (two angles read from one output would decode without complaint).
+ */
 export function parseSignedChannels<K extends string>(
   file: string, key: string, value: string | undefined, letter: string, names: readonly K[], channels: number,
 ): Record<K, SignedChannel> {
@@ -84,7 +96,7 @@ export function parseSignedChannels<K extends string>(
     const m = new RegExp(`^(\\w+)=([+-])${letter}(\\d+)$`).exec(part.trim())
     if (!m || !(names as readonly string[]).includes(m[1]) || out[m[1] as K]) throw bad()
     const index = Number(m[3])
-    if (index >= channels) throw bad()
+    if (index >= channels || Object.values<SignedChannel | undefined>(out).some((c) => c?.index === index)) throw bad()
     out[m[1] as K] = { index, sign: m[2] === '-' ? -1 : 1 }
   }
   if (names.some((n) => !out[n])) throw bad()
@@ -158,6 +170,7 @@ export function readModelSpec(file: string, model: OnnxModelInfo): ModelSpec {
 
   return {
     generation, crop, resize, meshSpace, pose, gaze, conventionRelease, heads,
+    precision: declaredPrecision(file, meta),
     synthetic: meta[META_PREFIX + 'synthetic'] === 'true',
     metadata: meta,
   }

@@ -3,7 +3,6 @@ import { markAsUntransferable } from 'node:worker_threads'
 import { type Availability, available, tensorrtProbe } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
-import { declaredPrecision } from './backends/engine-onnx'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { decodeFace } from './decode'
@@ -94,7 +93,7 @@ export class FaceMultitask {
     }
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
-    const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads, precision: declaredPrecision(options.model, onnx.metadata) })
+    const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads, precision: spec.precision })
     // Aborted while the sessions were made: the caller, who gave up, gets no model to close.
     if (gpu.signal?.aborted) {
       await engine.close()

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { main } from '../lib/cli'
 import { packageRoot } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { FaceMultitask } from '../lib/face-multitask'
 import { tempDir } from './helpers/temp-dir'
 
 const dir = tempDir('cli-files')
@@ -71,6 +72,17 @@ describe('face-multitask inspect', () => {
     const r = await run('inspect', file)
     expect(r.code).toBe(1)
     expect(r.out).toMatch(/REFUSED: .*"face_multitask\.mesh_space" is missing/)
+  })
+
+  it('an ONNX declaring a precision load() does not know is refused, as load() refuses it', async () => {
+    const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
+    m.metadataProps.push(onnx.StringStringEntryProto.create({ key: 'face_multitask.precision', value: 'int8' }))
+    const file = path.join(dir, 'int8.onnx')
+    writeFileSync(file, onnx.ModelProto.encode(m).finish())
+    const r = await run('inspect', file)
+    expect(r.code).toBe(1)
+    expect(r.out).toMatch(/REFUSED: .*"face_multitask\.precision" has unknown value "int8" \(expected one of fp16, bf16, fp32\)/)
+    await expect(FaceMultitask.load({ model: file, backend: 'cpu' })).rejects.toThrow(/"face_multitask\.precision" has unknown value "int8"/)
   })
 
   it('a safetensors checkpoint: generation from the name, heads and gaze bins from the tensors', async () => {

@@ -268,6 +268,12 @@ describe('errors', () => {
       const f = variant('badpose.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.pose_convention')!.value = 'pitch=p0' })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.pose_convention" has unknown value/)
     })
+    it('a convention reading one output channel for two angles is refused', async () => {
+      const f = variant('twice.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.gaze_convention')!.value = 'pitch=-g1,yaw=+g1' })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.gaze_convention" has unknown value "pitch=-g1,yaw=\+g1"/)
+      const g = variant('twice-pose.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.pose_convention')!.value = 'pitch=+p0,roll=-p0,yaw=+p1' })
+      await expect(FaceMultitask.load({ model: g })).rejects.toThrow(/"face_multitask\.pose_convention" has unknown value/)
+    })
     it('an output missing from the graph', async () => {
       const f = variant('noout.onnx', (m) => { m.graph!.output = m.graph!.output.filter((o) => o.name !== 'va') })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/the model has no output named "va"/)

@@ -4,23 +4,12 @@
 // (<stem>.fp16.onnx next to <stem>.fp32.onnx).
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { META_PREFIX, type ModelSpec, readModelSpec } from '../contract'
-import { PRECISIONS } from '../gpu-options'
+import { declaredPrecision, META_PREFIX, type ModelSpec, readModelSpec } from '../contract'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import type { Precision } from '../types'
 
 /** The SHA-256 of the checkpoint an ONNX was exported from (face-multitask export writes it). */
 const CHECKPOINT_KEY = `${META_PREFIX}checkpoint_sha256`
-
-/** The precision an ONNX file declares (face_multitask.precision, from its metadata); files without the key are FP32. */
-export function declaredPrecision(file: string, metadata: Record<string, string>): Precision {
-  const declared = metadata[`${META_PREFIX}precision`]
-  if (declared === undefined) return 'fp32'
-  if (!(PRECISIONS as readonly string[]).includes(declared)) {
-    throw new Error(`${file}: metadata ${META_PREFIX}precision is ${JSON.stringify(declared)}, not one of ${PRECISIONS.join(', ')}`)
-  }
-  return declared as Precision
-}
 
 /** `<stem>.<precision>.onnx` beside `model` (its .fp32/.fp16/.bf16 suffix replaced, or added). */
 export function siblingFor(model: string, precision: Precision): string {
