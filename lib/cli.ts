@@ -90,7 +90,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     }
     // Not one of ours (a bug, or a library failure): still one message; the stack on request.
     io.err(`face-multitask: ${messageOf(e)}`)
-    if (process.env.FACE_MULTITASK_DEBUG && e instanceof Error && e.stack) io.err(e.stack)
+    const debug = process.env.FACE_MULTITASK_DEBUG
+    if (debug && debug !== '0' && e instanceof Error && e.stack) io.err(e.stack)
     return 1
   }
 }

@@ -48,7 +48,7 @@ const PYFEAT_TARGET_RATIO = 1.5
 /** Hidden first argument: this file run as the child that measures our side of --pyfeat. */
 const OURS_CHILD = '--internal-pyfeat-ours-child'
 
-const USAGE = `usage: npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
+const USAGE = `usage: npm run bench [-- --model <onnx>] [--backend cpu] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
        npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--images <dir|files>]
                         [--batches 1,16] [--seconds N] [--threads N] [--json]
        npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]

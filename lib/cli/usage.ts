@@ -121,8 +121,9 @@ Exports py-feat's face_multitask_v2 checkpoint (face_multitask_v2.pt, face_multi
 face_multitask_v27.safetensors, face_multitask_v28.safetensors) to the ONNX file the runtime loads,
 with py-feat's own model code for that generation, and checks it against PyTorch. It runs
 scripts/export_onnx.py in the project's Python environment: set that up once with
-\`npm run setup:python\` (or set up another folder with FACE_MULTITASK_VENV=DIR npm run setup:python,
-which adds py-feat's code too, and point FACE_MULTITASK_PYTHON at DIR/bin/python).
+\`npm run setup:python\` (Python 3.11+; PYTHON=/path/to/python3 picks the interpreter). To keep it
+elsewhere, set FACE_MULTITASK_VENV=DIR for both the setup and export; FACE_MULTITASK_PYTHON=FILE
+runs export with another Python that has torch and py-feat's code.
 
   <checkpoint>        the weights file; its generation is read from the file itself
   --out DIR           where to write (default: the checkpoint's own folder; with --random-weights,
