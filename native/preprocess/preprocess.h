@@ -42,4 +42,8 @@ void preprocess_face(const Frame& frame, const CropWindow* window, CropMode crop
 // The 256x256 chip in [0,1], planar RGB (3 * 256 * 256 floats); exposed for tests.
 void make_chip(const Frame& frame, const CropWindow* window, CropMode crop, float* chip);
 
+// Which kernels this process runs: "avx2" (x86 with AVX2) or "portable" (other CPUs, or a build
+// with FM_PREPROCESS_PORTABLE_ONLY). Both give the same bits; exposed for tests.
+const char* preprocess_kernel_set();
+
 }  // namespace fm

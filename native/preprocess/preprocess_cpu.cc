@@ -494,6 +494,12 @@ const Kernels& kernels() {
 #endif
 }
 
+}  // namespace
+
+const char* preprocess_kernel_set() { return kernels().avx2 ? "avx2" : "portable"; }
+
+namespace {
+
 // Taps for the kChip samples along one axis (taps.h: the coordinate arithmetic shared with the
 // CUDA kernel, float32 rounded as torch rounds it).
 void axis_taps(float origin, float extent, int size, CropMode crop, Tap* out) {

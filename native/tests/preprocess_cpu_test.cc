@@ -3,10 +3,15 @@
 // smooth images where float32 coordinate rounding cannot matter: max abs difference <= 1e-5 in
 // [0,1] pixel units. Exact float32 agreement with torch is test/preprocess-torch.test.ts.
 // Plain C++; prints each failure and 'N passed, M failed'; exit status 0 only if none failed.
+// `--dump FILE` also writes a line per output it computes (the case's name and a hash of the
+// output's bits), plus outputs on noise images (where the naive reference cannot be held to 1e-5),
+// to FILE: ctest compares the AVX2 build's file with the portable build's (FM_PREPROCESS_PORTABLE_ONLY,
+// what ARM64 runs), which must be bit-identical; `diff` of the two files names the cases that differ.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -23,6 +28,18 @@ namespace {
 using fm_test::check;
 using fm_test::g_failed;
 using fm_test::g_passed;
+
+FILE* g_dump = nullptr;  // --dump FILE
+void dump(const std::string& name, const std::vector<float>& v) {
+  if (!g_dump) return;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the floats' bytes
+  const auto* b = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  if (std::fprintf(g_dump, "%016llx %s\n", static_cast<unsigned long long>(h), name.c_str()) < 0) {
+    std::perror("--dump");
+    std::exit(2);
+  }
+}
 
 const double kMeanD[3] = {0.485, 0.456, 0.406};
 const double kStdD[3] = {0.229, 0.224, 0.225};
@@ -198,6 +215,7 @@ std::string fmt_diff(double d) {
 void check_input(const std::string& name, const Image& im, const CropWindow* win, CropMode crop, ResizeMode resize) {
   std::vector<float> got(kInputFloats, NAN);
   preprocess_face(im.frame(), win, crop, resize, got.data());
+  dump(name, got);
   const std::vector<double> want = ref_input(ref_chip(im, win, crop), resize);
   double m = 0;
   for (int i = 0; i < kInputFloats; ++i) {
@@ -205,6 +223,20 @@ void check_input(const std::string& name, const Image& im, const CropWindow* win
     m = std::isnan(d) ? INFINITY : std::max(m, d);
   }
   check(m <= kTol, name, fmt_diff(m));
+}
+
+// Every byte independent (a xorshift stream): each tap's weight shows in the output's bits.
+Image noise_image(int width, int height, PixelFormat format, int pad, uint32_t seed) {
+  Image im = smooth_image(width, height, format, pad);
+  uint8_t* d = im.buf.data();
+  for (uint8_t& b : im.buf) {
+    seed ^= seed << 13;
+    seed ^= seed >> 17;
+    seed ^= seed << 5;
+    b = static_cast<uint8_t>(seed >> 24);
+  }
+  im.data = d;
+  return im;
 }
 
 std::string window_name(const CropWindow& w) {
@@ -215,7 +247,18 @@ std::string window_name(const CropWindow& w) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--dump") {
+    g_dump = std::fopen(argv[2], "w");
+    if (!g_dump) {
+      std::perror(argv[2]);
+      return 2;
+    }
+  } else if (argc != 1) {
+    std::fprintf(stderr, "usage: %s [--dump FILE]\n", argv[0]);
+    return 2;
+  }
+  std::printf("kernels: %s\n", preprocess_kernel_set());
   const CropMode crops[2] = {CropMode::Square, CropMode::Stretch};
   const ResizeMode resizes[2] = {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop};
   const char* crop_name[2] = {"stretch", "square"};
@@ -314,6 +357,7 @@ int main() {
                                                       : face_crop(crop, 60, 40, 160, 150, 320, 200);
       std::vector<float> got(3 * kChip * kChip);
       make_chip(im.frame(), &win, crop, got.data());
+      dump(std::string("make_chip, ") + crop_name[static_cast<int>(crop)], got);
       const std::vector<double> want = ref_chip(im, &win, crop);
       double m = 0;
       for (size_t i = 0; i < got.size(); ++i) {
@@ -336,6 +380,40 @@ int main() {
       ok = ok && std::fabs(got[i] - (-kMeanD[c] / kStdD[c])) <= 1e-6;
     }
     check(ok, "stretch crop off the frame is zero padding (-mean/std)");
+  }
+
+  // Noise frames, dumped only: every format; faces from tiny to wider than the fused-path ratio
+  // (windows of 40 to 900 px, on and off the edges), both crops and resizes; and chips.
+  if (g_dump) {
+    const float boxes[][4] = {{300, 200, 340, 250}, {100, 80, 400, 380}, {-90, -60, 500, 450}, {50, 30, 800, 700},
+                              {600, 500, 1100, 900}, {12.3f, 7.9f, 14.1f, 9.2f}};
+    for (int f = 0; f < 5; ++f) {
+      const Image im = noise_image(1000, 800, static_cast<PixelFormat>(f), 3 * f, 0x9e3779b9u + f);
+      for (const auto& b : boxes)
+        for (CropMode crop : crops) {
+          const CropWindow win = face_crop(crop, b[0], b[1], b[2], b[3], im.width, im.height);
+          if (!(win.width > 0 && win.height > 0)) continue;
+          const std::string name = std::string("noise ") + kFormatNames[f] + ", " + crop_name[static_cast<int>(crop)] + " " + window_name(win);
+          for (ResizeMode resize : resizes) {
+            std::vector<float> got(kInputFloats);
+            preprocess_face(im.frame(), &win, crop, resize, got.data());
+            dump(name + ", " + resize_name[static_cast<int>(resize)], got);
+          }
+          std::vector<float> chip(3 * kChip * kChip);
+          make_chip(im.frame(), &win, crop, chip.data());
+          dump(name + ", make_chip", chip);
+        }
+      const Image chip = noise_image(256, 256, static_cast<PixelFormat>(f), f, 77u + f);
+      for (ResizeMode resize : resizes) {
+        std::vector<float> got(kInputFloats);
+        preprocess_face(chip.frame(), nullptr, CropMode::Square, resize, got.data());
+        dump(std::string("noise chip, ") + kFormatNames[f] + ", " + resize_name[static_cast<int>(resize)], got);
+      }
+    }
+    if (std::fclose(g_dump) != 0) {
+      std::perror("--dump");
+      return 2;
+    }
   }
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
