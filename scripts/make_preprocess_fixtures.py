@@ -3,7 +3,7 @@
 itself, for test/preprocess-torch.test.ts to hold the native code (native/preprocess) against.
 
 Usage: python3 scripts/make_preprocess_fixtures.py [--out PATH] [--pyfeat-src DIR] [--pyfeat-git DIR]
-Needs Python >= 3.9 and torch (made with torch 2.13.0+cpu); nothing else (no torchvision, no numpy).
+Needs Python >= 3.9 and torch (made with torch 2.14.1, the venv's; 2.13.0 gave the same values); nothing else (no torchvision, no numpy).
 
 Each step is py-feat's, with torch ops in py-feat's own order on float32 tensors:
   uint8 RGB frame -> .float() -> / 255.0                     (feat/detector_v2.py:138-140 in 2.1.5)
@@ -295,6 +295,7 @@ FRAMES = {
     "B": ("noise", 2, 97, 61),
     "C": ("noise", 3, 300, 500),
     "D": ("gray-noise", 4, 64, 48),
+    "E": ("noise", 7, 2, 9),
     "chip1": ("noise", 5, 256, 256),
     "chip2": ("noise", 6, 256, 256),
 }
@@ -318,6 +319,10 @@ BOXES = [
     ("C", "huge box, several reflections", [-900.0, -700.0, 1200.0, 1300.0]),
     ("D", "inside (gray frame)", [10.0, 8.0, 50.0, 40.0]),
     ("D", "off the bottom-right corner (gray frame)", [40.5, 30.25, 70.0, 55.0]),
+    ("A", "sub-pixel box at the bottom-right corner (square side clamped to 1)", [1279.2, 719.1, 1279.6, 719.5]),
+    ("B", "sub-pixel box (square side clamped to 1)", [40.2, 30.3, 40.6, 30.5]),
+    ("E", "2-pixel-wide frame, the box over all of it", [0.0, 0.0, 2.0, 9.0]),
+    ("E", "2-pixel-wide frame, a sub-pixel box", [0.6, 3.2, 0.9, 3.4]),
 ]
 PYFEAT_RESIZE = {"square": "antialias_bilinear", "stretch": "center_crop"}
 # The native code takes crop and resize separately (the model file's metadata names each), so
