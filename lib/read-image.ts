@@ -1,7 +1,8 @@
 // Encoded images (JPEG, PNG, WebP, TIFF, GIF, AVIF, ... as a file or bytes) to the 8-bit frame
 // detect() takes, decoded as py-feat decodes them (8-bit RGB, grey and RGBA files byte for byte),
 // so that results match py-feat's.
-import { stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
 import { describeValue, fileErrorReason, messageOf } from './describe'
 import { MAX_SIDE } from './image-input'
 import type { ImageInput } from './types'
@@ -38,6 +39,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     throw new TypeError(`source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got ${describeValue(source)}`)
   }
   const what = isPath ? `"${source}"` : `the ${source.length}-byte source`
+  if (!isPath && source.length === 0) throw new Error(`${what} is not a readable image: it is empty`)
   // Loaded here rather than at the top so the CLI's `--help` works even where sharp's binary does not.
   const { default: sharp } = await import('sharp')
   if (isPath) {
@@ -48,6 +50,12 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
       throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`)
     }
     if (stats.isDirectory()) throw new Error(`${what} is not a readable image: it is a directory`)
+    // A FIFO or a device would be opened and read until its writer stops: a batch could hang
+    // on one for ever. Their bytes can still be passed as a Buffer.
+    if (!stats.isFile()) throw new Error(`${what} is not a readable image: not a regular file (pass its bytes instead)`)
+    if (stats.size === 0) throw new Error(`${what} is not a readable image: the file is empty (0 bytes)`)
+    // sharp would report a file it may not open as "unsupported image format".
+    await access(source, constants.R_OK).catch((e: unknown) => { throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`) })
   }
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
   try {

@@ -2,8 +2,8 @@
 // read_image: the stored pixels, no EXIF rotation, no colour-profile conversion, alpha dropped,
 // grey expanded to RGB), and files py-feat misreads converted to 8-bit RGB instead. The reference
 // is the pixels each test file was losslessly encoded from.
-import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it } from 'vitest'
@@ -113,6 +113,14 @@ for f in ("o6.tif", "t.gif"):
     expect(grey.data.equals(Buffer.from([...pixels(2)].filter((_, i) => i % 2 === 0).flatMap((v) => [v, v, v])))).toBe(true)
   })
 
+  it('a file it may not read is said to be, not called an unsupported format', async (ctx) => {
+    if (process.platform === 'win32' || process.getuid?.() === 0) ctx.skip('needs a user that file permissions apply to (not root, not Windows)')
+    const locked = path.join(dir, 'locked.png')
+    writeFileSync(locked, await sharp(pixels(3), raw(3)).png().toBuffer())
+    chmodSync(locked, 0o000)
+    await expect(readImage(locked)).rejects.toThrow(/locked\.png" is not a readable image: permission denied$/)
+  })
+
   it('bad sources are refused with what was wrong', async () => {
     await expect(readImage(42 as never)).rejects.toThrow(new TypeError("source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got 42"))
     await expect(readImage('')).rejects.toThrow(TypeError)
@@ -126,6 +134,16 @@ for f in ("o6.tif", "t.gif"):
     )
     // Within the pixel limit but wider than a frame may be: said before decoding, not as detect()'s image.width.
     await expect(readImage(emptyPng(70000, 4))).rejects.toThrow(new RangeError('the 65-byte source is 70000x4: detect() takes at most 65536 pixels a side; scale it down first'))
+    await expect(readImage(Buffer.alloc(0))).rejects.toThrow(/^the 0-byte source is not a readable image: it is empty$/)
+    const empty = path.join(dir, 'empty.png')
+    writeFileSync(empty, '')
+    await expect(readImage(empty)).rejects.toThrow(/empty\.png" is not a readable image: the file is empty \(0 bytes\)$/)
+    // A FIFO with no writer: opening it would wait for ever (a batch list naming one hung).
+    if (process.platform !== 'win32') {
+      const fifo = path.join(dir, 'fifo.png')
+      execFileSync('mkfifo', [fifo])
+      await expect(readImage(fifo)).rejects.toThrow(/fifo\.png" is not a readable image: not a regular file \(pass its bytes instead\)$/)
+    }
     const cut = path.join(dir, 'cut.png')
     writeFileSync(cut, (await sharp(pixels(3), raw(3)).png().toBuffer()).subarray(0, 40))
     await expect(readImage(cut)).rejects.toThrow(/cut\.png" is not a readable image: /)
