@@ -147,12 +147,24 @@ class ExportError(Exception):
 _T0 = time.monotonic()
 
 
+def _progress(line: str) -> None:
+    """Prints a progress line to stdout. A reader that went away (`export ... | head -1`) ends the
+    progress, not the export: stdout then goes to the null device, so neither later lines nor the
+    flush at exit fail."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
 def step(msg: str) -> None:
-    print(f"[export {time.monotonic() - _T0:7.1f}s] {msg}", flush=True)
+    _progress(f"[export {time.monotonic() - _T0:7.1f}s] {msg}")
 
 
 def note(msg: str) -> None:
-    print(f"                 {msg}", flush=True)
+    _progress(f"                 {msg}")
 
 
 # ---------------------------------------------------------------------------------------------

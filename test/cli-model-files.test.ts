@@ -543,6 +543,26 @@ print(p)`
     return made.stdout.trim().split('\n').pop()!
   }
 
+  it('scripts/export_onnx.py: a closed stdout (`export ... | head -1`) ends the progress lines, not the export', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const script = `import sys; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e
+e.step('one')
+sys.stdin.read()  # until the test has closed the pipe's reading end
+for i in range(3): e.step(f'more {i}'); e.note('detail')
+print('still running', file=sys.stderr)`
+    const child = spawn(venvPython, ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const [first] = (await once(child.stdout, 'data')) as [Buffer]
+    expect(first.toString()).toMatch(/^\[export +[\d.]+s\] one/)
+    child.stdout.destroy()
+    child.stdin.end()
+    const [code] = (await once(child, 'exit')) as [number]
+    expect(stderr).toBe('still running\n')
+    expect(code).toBe(0)
+  }, 60_000)
+
   it('scripts/export_onnx.py: a config that does not fit the tensors is said of that checkpoint, naming the settings', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'bad-config')
