@@ -15,8 +15,8 @@
 // Progress goes to stderr; the table (and with --json, a JSON document after it) to stdout.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { createReadStream, rmSync } from 'node:fs'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import * as ort from 'onnxruntime-node'
@@ -28,7 +28,9 @@ import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
 import type { Box, ImageInput } from '../lib/types'
 import { exportPython } from '../lib/cli/export'
 import { readImage } from '../lib/cli/image'
-import { parseOnnxModel } from '../lib/onnx-model'
+import { readOnnxModel } from '../lib/onnx-model'
+import { checkReadableFile } from '../lib/cli/common'
+import { messageOf } from '../lib/describe'
 import { makeFixtureModel } from './make-fixture'
 
 const FRAME_WIDTH = 1920
@@ -757,8 +759,7 @@ async function cpuPressure(): Promise<number | undefined> {
 async function runPyfeat(opts: BenchOptions): Promise<void> {
   loadNative() // fail first, with the addon's own instructions
   const model = path.resolve(opts.model!)
-  const buf = await readFile(model).catch(() => { throw new Error(`--model: cannot read "${model}"`) })
-  const spec = readModelSpec(model, parseOnnxModel(buf))
+  const spec = await checkModel(model)
   const ckpt = await findCheckpoint(model, spec.metadata, opts.checkpoint)
   const python = exportPython()
   const images = opts.images ?? (await runChild(python, [PYFEAT_SCRIPT, '--photo-dir'], 'bench_pyfeat.py --photo-dir')).trim()
@@ -802,14 +803,48 @@ async function writeFixture(dir: string): Promise<string> {
   return file
 }
 
+/**
+ * --model read and checked against the contract: a mistyped or wrong file fails now, not after
+ * the fixture's half minute of measuring, and in the CLI's words (--model, not options.model).
+ */
+async function checkModel(file: string): Promise<ModelSpec> {
+  await checkReadableFile(file, '--model')
+  let info
+  try {
+    info = await readOnnxModel(file)
+  } catch (e) {
+    throw new Error(messageOf(e).replace(/^options\.model: /, '--model: '))
+  }
+  try {
+    return readModelSpec(file, info)
+  } catch (e) {
+    throw new Error(`--model: ${messageOf(e)}`)
+  }
+}
+
+/** Removes `dir` when the process ends by Ctrl-C (or SIGTERM) too, where no finally runs. */
+function removeOnSignal(dir: string): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    rmSync(dir, { recursive: true, force: true })
+    process.stderr.write(`bench: interrupted (${signal})\n`)
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  return () => {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
 async function run(opts: BenchOptions): Promise<void> {
   loadNative() // fail first, with the addon's own instructions, before any model loads
-  // A mistyped --model should fail now, not after the fixture's half minute of measuring.
-  if (opts.model) await access(opts.model).catch(() => { throw new Error(`--model: cannot read "${path.resolve(opts.model!)}"`) })
+  if (opts.model) await checkModel(opts.model)
   const machine = machineInfo()
   progress(`${machine.cpu}, ${machine.cores} cores, Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}`)
   const frame = makeFrame()
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fm-bench-'))
+  const keepOnSignal = removeOnSignal(dir)
   const started = performance.now()
   try {
     const models: [string, string][] = [['fixture', await writeFixture(dir)]]
@@ -823,6 +858,7 @@ async function run(opts: BenchOptions): Promise<void> {
     }
     process.stdout.write(`${out.join('\n')}\n`)
   } finally {
+    keepOnSignal()
     await rm(dir, { recursive: true, force: true })
   }
 }

@@ -1,0 +1,46 @@
+// `npm run bench` (scripts/bench.ts) as a user meets it: a wrong --model is refused before any
+// measuring, in the CLI's words, and Ctrl-C leaves no temp folder behind.
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdirSync, readdirSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tempDir } from './helpers/temp-dir'
+
+const BENCH = path.join(__dirname, '..', 'dist', 'scripts', 'bench.js')
+const dir = tempDir('bench')
+
+describe('npm run bench', () => {
+  it('a --model that is a folder, missing, or not ONNX fails at once, naming --model', () => {
+    for (const [model, why] of [
+      [dir, `--model: cannot read "${dir}": it is a directory`],
+      [path.join(dir, 'nope.onnx'), `--model: cannot read "${path.join(dir, 'nope.onnx')}": no such file`],
+      [BENCH, `--model: "${BENCH}" is not a readable ONNX model (`],
+    ]) {
+      const r = spawnSync(process.execPath, [BENCH, '--model', model, '--seconds', '1'], { encoding: 'utf8' })
+      expect(r.status).toBe(1)
+      expect(r.stderr).toContain(`bench: ${why}`)
+      expect(r.stderr).not.toContain('[bench]')  // nothing was measured first
+    }
+  })
+
+  it('Ctrl-C while measuring removes its temp folder and exits 130', async () => {
+    const tmp = path.join(dir, 'tmp')
+    mkdirSync(tmp)
+    const child = spawn(process.execPath, [BENCH, '--batches', '1', '--seconds', '30'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    await new Promise<void>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString()
+        if (/pipeline detect\(\)/.test(stderr)) resolve()
+      })
+      child.on('exit', () => resolve())
+    })
+    expect(readdirSync(tmp).filter((f) => f.startsWith('fm-bench-'))).toHaveLength(1)
+    child.kill('SIGINT')
+    const [code] = (await once(child, 'exit')) as [number]
+    expect(code).toBe(130)
+    expect(stderr).toContain('bench: interrupted (SIGINT)')
+    expect(readdirSync(tmp)).toEqual([])
+  }, 60_000)
+})
