@@ -241,6 +241,15 @@ describe('face-multitask inspect', () => {
     const pickle = path.join(dir, 'weights.pth')
     writeFileSync(pickle, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00]))
     expect((await run('inspect', pickle)).err).toBe(`face-multitask: ${pickle} is a torch pickle (as py-feat's v2.4 checkpoint is): Node cannot read it; export it and inspect the .onnx`)
+    // Named .pt but neither zip nor pickle (an HTML error page saved as the download): said so.
+    const page = path.join(dir, 'face_multitask_v2.pt')
+    writeFileSync(page, '<!DOCTYPE html><html>Not Found</html>')
+    const p = await run('inspect', page)
+    expect([p.code, p.err]).toEqual([1, `face-multitask: ${page} is named as a torch checkpoint but is not one: it begins with bytes ` +
+      '3c 21 44 4f 43 54 59 50 45, neither a zip nor a pickle (a cut-off download, or another file renamed?)'])
+    const empty = path.join(dir, 'empty.pt')
+    writeFileSync(empty, '')
+    expect((await run('inspect', empty)).err).toBe(`face-multitask: ${empty} is empty (0 bytes)`)
   })
 
   it('a safetensors file too short for its header: one line naming the file, exit 1', async () => {

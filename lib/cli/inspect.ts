@@ -282,14 +282,19 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   await checkReadableFile(file)
   const head = Buffer.alloc(9)
   const fh = await fs.open(file, 'r')
-  await fh.read(head, 0, 9, 0).finally(() => fh.close())
+  const { bytesRead } = await fh.read(head, 0, 9, 0).finally(() => fh.close())
+  if (bytesRead === 0) throw new CliError(`${file} is empty (0 bytes)`)
   // By content first, as export reads files (a renamed checkpoint is still one), then by name.
   const zip = head[0] === 0x50 && head[1] === 0x4b
   const pickle = head[0] === 0x80 && head[1] >= 2 && head[1] <= 5
   const safetensors = head[8] === 0x7b && head.readBigUInt64LE(0) >= 2n  // header length, then '{'
   if (safetensors || file.endsWith('.safetensors')) await inspectSafetensors(file, io)
-  else if (zip || pickle || /\.(pt|pth)$/.test(file)) {
+  else if (zip || pickle) {
     throw new CliError(`${file} is a torch pickle (as py-feat's v2.4 checkpoint is): Node cannot read it; export it and inspect the .onnx`)
+  } else if (/\.(pt|pth)$/.test(file)) {
+    const hex = head.subarray(0, bytesRead).toString('hex').replace(/(..)(?!$)/g, '$1 ')
+    throw new CliError(`${file} is named as a torch checkpoint but is not one: it begins with bytes ${hex}, neither a zip nor a pickle ` +
+      '(a cut-off download, or another file renamed?)')
   } else await inspectOnnx(file, io)
   return 0
 }
