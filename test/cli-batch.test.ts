@@ -209,7 +209,7 @@ describe('face-multitask batch', () => {
     expect([folder.code, folder.err]).toEqual([1, `face-multitask: --out: "${dir}" is not a regular file`])
     const nowhere = path.join(dir, 'no-such-folder', 'out.jsonl')
     const w = await run('batch', list, '--model', model, '--out', nowhere)
-    expect([w.code, w.err]).toEqual([1, `face-multitask: --out: cannot write "${nowhere}.lock" beside the results: no such file`])
+    expect([w.code, w.err]).toEqual([1, `face-multitask: --out: the folder "${path.dirname(nowhere)}" does not exist`])
   })
 
   it('a list changed since the results were begun is refused; lines added at its end are run', async () => {
@@ -423,12 +423,19 @@ describe('face-multitask batch', () => {
     const odd = path.join(dir, 'odd-keys.jsonl')
     writeFileSync(odd, '{"image": "b.png", "box": [[5, 5, 90, 70]]}\n{"image": "b.png", "id": [1]}\n{"image": 7}\n')
     const out = path.join(dir, 'odd-keys-results.jsonl')
-    expect((await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    // Every line an error: the records are written, and the exit code (3) says so.
+    const r = await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(3)
+    expect(r.err).toContain(`batch: every line this run read got an "error" (see ${out}); image paths are relative to the list's folder`)
     expect(records(out).slice(1)).toEqual([
       { line: 1, image: 'b.png', error: 'unknown key "box" (the keys are image, boxes and id)' },
       { line: 2, image: 'b.png', error: '"id" must be a string or a number' },
       { line: 3, error: '"image" must be the path of an image file' },
     ])
+    // A rerun with nothing left to run is done (0); one good line among errors is too.
+    expect((await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    writeFileSync(odd, '{"image": "b.png", "box": [[5, 5, 90, 70]]}\n{"image": "b.png", "boxes": [[5, 5, 90, 70]]}\n')
+    expect((await run('batch', odd, '--model', model, '--out', path.join(dir, 'odd-keys-mixed.jsonl'), '--backend', 'cpu')).code).toBe(0)
   })
 
   it('a numeric id that is an integer past 2^53 (JSON.parse would round it) is refused, saying to give it as a string; a fraction is kept', async () => {

@@ -270,7 +270,10 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
     what: `face-multitask batch ${args.list}`,
     onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file`) },
   }).catch((e: unknown) => {
-    throw e instanceof CliError ? e : new CliError(`--out: cannot write "${lockFile}" beside the results: ${fileErrorReason(e)}`)
+    if (e instanceof CliError) throw e
+    const folder = path.dirname(args.out)
+    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT' && !fs.existsSync(folder)) throw new CliError(`--out: the folder "${folder}" does not exist`)
+    throw new CliError(`--out: cannot write "${lockFile}" beside the results: ${fileErrorReason(e)}`)
   })
   let list, opened
   try {
@@ -390,8 +393,17 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
     io.err(`batch: stopped; the same command goes on from where this run stopped`)
     return 130
   }
+  // Every line an error is most likely the run's setup (image paths against the wrong folder),
+  // not the images: a script must be able to tell that from a finished run.
+  if (progress.ran > 0 && progress.errors === progress.ran) {
+    io.err(`batch: every line this run read got an "error" (see ${args.out}); image paths are relative to the list's folder`)
+    return EXIT_ALL_LINES_FAILED
+  }
   return 0
 }
+
+/** batch's exit code when it ran lines and every one got an "error" (their records are written). */
+export const EXIT_ALL_LINES_FAILED = 3
 
 /**
  * Runs every line of the list's snapshot not yet done, `concurrency` at a time, writing results

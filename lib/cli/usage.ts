@@ -31,7 +31,7 @@ options:
   -v, --version  the package version
 
 exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
-130 interrupted (batch: Ctrl-C)`
+3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C)`
 
 export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
 
@@ -99,7 +99,8 @@ the model itself (inference failed, the GPU was lost) stops the run with exit co
 done is kept, and the same command goes on from there; the message names the line that met it.
 So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (0 if that was every line). Progress goes to stderr (every second on a terminal, every 10 s
-otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included).`
+otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included),
+except 3 when every one of them is an "error" (a wrong folder for the image paths, say).`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
 
