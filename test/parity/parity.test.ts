@@ -6,7 +6,8 @@
 //
 //   model input 1e-4 | AU 5e-4 | emotion probabilities 5e-4 | valence/arousal 5e-4 | gaze 5e-4 rad
 //   mesh x, y (and the 68 landmarks) 0.05 px in frame coordinates | pose 5e-4 | blendshapes 5e-4
-//   plus, beyond the target list: the reported box (FaceRect) 1e-3 px, mesh z 5e-4 (raw model units)
+//   plus, beyond the target list: the reported box (FaceRect) 1e-3 px, mesh z 5e-4 (raw model units),
+//   and mesh x, y over the box's side 5e-4 (0.05 px alone would let a 10 px face be off by 0.5%)
 //
 // Generations and the py-feat code that is the reference (scripts/parity_reference.py):
 //   v2.4  no py-feat release holds it: py-feat 2.0.3's network classes (= dev commit 3128756c's
@@ -100,12 +101,14 @@ const TOLERANCE = {
   blendshapes: 5e-4,
   box: 1e-3,
   meshZ: 5e-4,
+  meshRel: 5e-4,
 } as const
 type Output = keyof typeof TOLERANCE
 const OUTPUTS = Object.keys(TOLERANCE) as Output[]
 const COLUMN: Record<Output, string> = {
   input: 'model input', au: 'AU', emotion: 'emotion p', va: 'V/A', gaze: 'gaze (rad)', mesh: 'mesh x,y (px)',
   landmarks: 'landmarks68 (px)', pose: 'pose', blendshapes: 'blendshapes', box: 'box (px)', meshZ: 'mesh z',
+  meshRel: 'mesh x,y / box side',
 }
 
 interface RefFace {
@@ -410,6 +413,9 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
           const m = refMesh.subarray(i * MESH_POINTS * 3, (i + 1) * MESH_POINTS * 3)
           check(i, 'mesh', [...every(f.mesh, 3, 0), ...every(f.mesh, 3, 1)], [...every(m, 3, 0), ...every(m, 3, 1)], ' (x then y)')
           check(i, 'meshZ', every(f.mesh, 3, 2), every(m, 3, 2))
+          const [, , w, h] = ref.box
+          check(i, 'meshRel', [...every(f.mesh, 3, 0).map((x) => x / w), ...every(f.mesh, 3, 1).map((y) => y / h)],
+            [...every(m, 3, 0).map((x) => x / w), ...every(m, 3, 1).map((y) => y / h)], ' (x / width, then y / height)')
           check(i, 'landmarks', f.landmarks68, ref.landmarks68)
           if (ref.blendshapes === null) {
             if (f.blendshapeValues !== undefined) failures.push(`${label} ${frame} box ${i}: blendshapes from a model without them`)
