@@ -223,6 +223,13 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     expect(JSON.parse(out.trim().split('\n').pop()!)['face_multitask.generation']).toBe('v2.8')
   })
 
+  it('export from the installed package without a venv says how to make one for an installed package (no npm script of the project)', () => {
+    const r = spawnSync(process.execPath, [path.join(installed, 'dist', 'lib', 'cli.js'), 'export', 'face_multitask_v28.safetensors'],
+      { cwd: appDir, env: { ...env, FACE_MULTITASK_VENV: '', FACE_MULTITASK_PYTHON: '' }, encoding: 'utf8', timeout: 60_000 })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('Set it up once with `FACE_MULTITASK_VENV=DIR npm explore face-multitask -- npm run setup:python`')
+  })
+
   it('on a machine with TensorRT headers, tries to build the TensorRT backend and keeps the prebuild when it cannot', () => {
     // Headers made for the test (TensorRT 10, CUDA); no compiler on PATH, so that build fails.
     const headers = path.join(work, 'trt-headers')

@@ -93,7 +93,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
     modelState = await ensureFile(modelFile, makeFixtureModel({ generation: args.generation }))
     imageState = await ensureFile(imageFile, await makeDemoImage())
   } catch (e) {
-    throw new CliError(`cannot write the demo files in "${dir}": ${messageOf(e)}`)
+    throw new CliError(`cannot write the demo files in "${dir}": ${messageOf(e)}; choose another folder with --out-dir DIR`)
   }
 
   const boxes = DEMO_BOXES

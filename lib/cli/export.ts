@@ -15,7 +15,13 @@ export function exportPython(): string {
   const venv = process.env.FACE_MULTITASK_VENV || path.join(packageRoot(), '.venv')
   const python = fromEnv || path.join(venv, process.platform === 'win32' ? 'Scripts/python.exe' : 'bin/python')
   const fix = fromEnv ? ' (or fix FACE_MULTITASK_PYTHON)' : process.env.FACE_MULTITASK_VENV ? ' with the same FACE_MULTITASK_VENV' : ''
-  const setUp = `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fix}.`
+  // An installed package has no npm scripts of the user's project; its venv would sit in
+  // node_modules, where the next `npm ci` removes it.
+  const installed = packageRoot().split(path.sep).includes('node_modules')
+  const setUp = installed && !fromEnv
+    ? `Set it up once with \`FACE_MULTITASK_VENV=DIR npm explore face-multitask -- npm run setup:python\` ` +
+      '(a folder outside node_modules, which npm ci empties) and run export with the same FACE_MULTITASK_VENV.'
+    : `Set it up once with \`npm run setup:python\` in ${packageRoot()}${fix}.`
   try {
     fs.statSync(python)
   } catch (e) {

@@ -144,7 +144,7 @@ more than tensors, from a source you trust), --threads N, --opset N, --exporter,
 --contract-metadata FILE, --no-node-check, --random-config JSON (with --random-weights: config settings
 laid over the generation's, for an architecture variant), --zero-au-node I (with --random-weights: AU
 node I all zero for every input, as real weights make some on some faces);
-\`.venv/bin/python scripts/export_onnx.py --help\` lists them. Exit code 0 when the files are
+\`<venv>/bin/python scripts/export_onnx.py --help\` in the package's folder lists them. Exit code 0 when the files are
 written, 1 when the export fails (or is interrupted), 2 for bad arguments.`
 
 export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetensors|model.onnx>
