@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "napi_args.h"
+#include "napi_settle.h"
 #include "preprocess/preprocess.h"
 #include "tensorrt/loader.h"
 #if defined(FM_HAVE_TENSORRT) || defined(FM_ENGINE_STANDIN)
@@ -96,8 +97,8 @@ class PreprocessWorker : public Napi::AsyncWorker {
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override { run_batch(batch_); }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnOK() override { fm::napi::settle(deferred_, [&] { deferred_.Resolve(Env().Undefined()); }); }
+  void OnError(const Napi::Error& e) override { fm::napi::settle(deferred_, [&] { deferred_.Reject(e.Value()); }); }
 
  private:
   Napi::Promise::Deferred deferred_;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "napi_args.h"
+#include "napi_settle.h"
 #include "tensorrt/pipeline.h"
 #if defined(FM_HAVE_TENSORRT)
 #include "tensorrt/builder.h"
@@ -116,32 +117,34 @@ Napi::Object progress_object(Napi::Env env, const BuildProgress& p) {
 void build_call_js(Napi::Env env, Napi::Function, BuildTask* task, BuildEvent* event) {
   std::unique_ptr<BuildEvent> e(event);
   if (env == nullptr || task == nullptr) return;
-  Napi::HandleScope scope(env);
-  if (!e->final) {
-    if (task->on_progress.IsEmpty()) return;
-    try {
-      task->on_progress.Call({progress_object(env, e->progress)});
-    } catch (const Napi::Error&) {
-      // a progress listener's bug must not break the build (the JS side guards it as well)
+  fm::napi::settle(task->deferred, [&] {
+    Napi::HandleScope scope(env);
+    if (!e->final) {
+      if (task->on_progress.IsEmpty()) return;
+      try {
+        task->on_progress.Call({progress_object(env, e->progress)});
+      } catch (const Napi::Error&) {
+        // a progress listener's bug must not break the build (the JS side guards it as well)
+      }
+      return;
     }
-    return;
-  }
-  BuildResult& r = e->result;
-  Napi::Array messages = Napi::Array::New(env, r.messages.size());
-  for (size_t i = 0; i < r.messages.size(); ++i) messages.Set(static_cast<uint32_t>(i), r.messages[i]);
-  if (!r.ok) {
-    Napi::Error err = Napi::Error::New(env, r.error);  // which lists the parser's errors, each with its node
-    err.Set("name", r.cancelled ? "AbortError" : "Error");
-    err.Set("messages", messages);
-    task->deferred.Reject(err.Value());
-    return;
-  }
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("plan", Napi::Buffer<uint8_t>::Copy(env, r.plan.data(), r.plan.size()));
-  out.Set("messages", messages);
-  out.Set("tensorrtVersion", r.tensorrt_version);
-  out.Set("timingCacheSaved", r.timing_cache_saved);
-  task->deferred.Resolve(out);
+    BuildResult& r = e->result;
+    Napi::Array messages = Napi::Array::New(env, r.messages.size());
+    for (size_t i = 0; i < r.messages.size(); ++i) messages.Set(static_cast<uint32_t>(i), r.messages[i]);
+    if (!r.ok) {
+      Napi::Error err = Napi::Error::New(env, r.error);  // which lists the parser's errors, each with its node
+      err.Set("name", r.cancelled ? "AbortError" : "Error");
+      err.Set("messages", messages);
+      task->deferred.Reject(err.Value());
+      return;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("plan", Napi::Buffer<uint8_t>::Copy(env, r.plan.data(), r.plan.size()));
+    out.Set("messages", messages);
+    out.Set("tensorrtVersion", r.tensorrt_version);
+    out.Set("timingCacheSaved", r.timing_cache_saved);
+    task->deferred.Resolve(out);
+  });
 }
 
 using BuildTsfn = Napi::TypedThreadSafeFunction<BuildTask, BuildEvent, build_call_js>;
@@ -396,7 +399,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           : Napi::AsyncWorker(env, "face-multitask:tensorrt-close"), deferred_(Napi::Promise::Deferred::New(env)), p_(std::move(p)) {}
       Napi::Promise Promise() { return deferred_.Promise(); }
       void Execute() override { p_->close(); }  // waits for queued batches; their completions follow
-      void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+      void OnOK() override { fm::napi::settle(deferred_, [&] { deferred_.Resolve(Env().Undefined()); }); }
 
      private:
       Napi::Promise::Deferred deferred_;
@@ -465,21 +468,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c) {
   std::unique_ptr<Completion> done(c);
   if (env == nullptr) return;
-  Napi::HandleScope scope(env);
-  wrap->finished(env);
-  BatchResult& r = c->result;
-  if (!r.ok) {
-    c->deferred.Reject(Napi::Error::New(env, "TensorRT: " + r.error).Value());
-    return;
-  }
-  Napi::Object out = Napi::Object::New(env);
-  const std::vector<std::string>& names = wrap->outputs();
-  for (size_t i = 0; i < names.size() && i < r.outputs.size(); ++i) {
-    Napi::Float32Array a = Napi::Float32Array::New(env, r.outputs[i].size());
-    std::memcpy(a.Data(), r.outputs[i].data(), r.outputs[i].size() * sizeof(float));
-    out.Set(names[i], a);
-  }
-  c->deferred.Resolve(out);
+  fm::napi::settle(c->deferred, [&] {
+    Napi::HandleScope scope(env);
+    wrap->finished(env);
+    BatchResult& r = c->result;
+    if (!r.ok) {
+      c->deferred.Reject(Napi::Error::New(env, "TensorRT: " + r.error).Value());
+      return;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    const std::vector<std::string>& names = wrap->outputs();
+    for (size_t i = 0; i < names.size() && i < r.outputs.size(); ++i) {
+      Napi::Float32Array a = Napi::Float32Array::New(env, r.outputs[i].size());
+      std::memcpy(a.Data(), r.outputs[i].data(), r.outputs[i].size() * sizeof(float));
+      out.Set(names[i], a);
+    }
+    c->deferred.Resolve(out);
+  });
 }
 
 // Makes the engine on libuv's pool and starts the pipeline on it: TensorRT's (tensorrtLoad) or,
@@ -499,18 +504,20 @@ class Loader : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
-    if (!pipeline_) {
-      Napi::Error e = Napi::Error::New(env, error_);
-      // The JS side rebuilds a cached plan that TensorRT refuses, instead of trusting it.
-      if (refused_) e.Set("code", "FM_PLAN_REFUSED");
-      deferred_.Reject(e.Value());
-      return;
-    }
-    auto holder = std::make_unique<std::shared_ptr<Pipeline>>(pipeline_);
-    Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
-    deferred_.Resolve(ctor->New({Napi::External<std::shared_ptr<Pipeline>>::New(env, holder.get())}));
+    fm::napi::settle(deferred_, [&] {
+      if (!pipeline_) {
+        Napi::Error e = Napi::Error::New(env, error_);
+        // The JS side rebuilds a cached plan that TensorRT refuses, instead of trusting it.
+        if (refused_) e.Set("code", "FM_PLAN_REFUSED");
+        deferred_.Reject(e.Value());
+        return;
+      }
+      auto holder = std::make_unique<std::shared_ptr<Pipeline>>(pipeline_);
+      Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
+      deferred_.Resolve(ctor->New({Napi::External<std::shared_ptr<Pipeline>>::New(env, holder.get())}));
+    });
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override { fm::napi::settle(deferred_, [&] { deferred_.Reject(e.Value()); }); }
 
  private:
   Napi::Promise::Deferred deferred_;

@@ -1,5 +1,6 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
+import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -289,6 +290,12 @@ describe('errors', () => {
       await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
     })
+  })
+
+  it('a Worker thread terminated while its preprocessing runs ends alone, not the process', () => {
+    // In a child process: the failure this guards against was std::terminate of the whole process.
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'helpers', 'terminate-worker-child.js')], { encoding: 'utf8', timeout: 120_000 })
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }, r.stderr).toEqual({ status: 0, signal: null, stdout: 'survived' })
   })
 
   it('a batch whose inference thread dies under it runs again on another worker: the call resolves', async () => {
