@@ -108,7 +108,8 @@ export class FaceMultitask {
    * it and reuse it (allocation is slow; the memory is freed when the frame is garbage-collected).
    * On the CPU backend it is ordinary memory, so code written for either runs on both. Either
    * way a transfer (postMessage, structuredClone) never detaches it: Node 20 copies it, later
-   * releases refuse it (DataCloneError).
+   * releases refuse it (DataCloneError). A web stream's BYOB read does detach it (Node ignores
+   * the mark there): do not read into `data` with a BYOB reader.
    */
   allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
     if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
@@ -128,7 +129,8 @@ export class FaceMultitask {
       } else {
         data = new Uint8Array(bytes)
         // As pinned frames are: a transfer copies it (Node 20) or is refused (Node 21+) instead of
-        // detaching it, so it cannot be freed under a batch that reads it.
+        // detaching it, so it cannot be freed under a batch that reads it (a BYOB stream read
+        // still can: Node detaches there without looking at the mark).
         markAsUntransferable(data.buffer)
       }
     } catch (e) {
