@@ -107,6 +107,32 @@ describe.each(GENERATIONS)('CPU pipeline, $generation conventions', (g) => {
     concurrent.forEach((faces, i) => expect(faces[0].emotionValues).toEqual(one[i].emotionValues))
   })
 
+  it('faces of different frames in one batch (one call, or concurrent calls) each come from their own frame', async () => {
+    // Three frames that differ in size, content and pixel format: a face preprocessed from another
+    // face's frame (its data, size, stride or format) would change its results.
+    const a = { data: frame, width, height }
+    const b = { data: noiseFrame(300, 500, 11), width: 300, height: 500 }
+    const rgba = noiseFrame(200, 200, 13)  // 120000 bytes: 150x200 RGBA
+    const c = { data: rgba, width: 150, height: 200, format: 'rgba' as const, stride: 150 * 4 }
+    const frames = [a, b, c]
+    const own: Box[] = [[100, 50, 260, 250], [20, 300, 180, 480], [10, 20, 120, 170]]
+    const single = []
+    for (const [i, f] of frames.entries()) single.push((await model.detect(f, { boxes: [own[i]] }))[0])
+    expect(single[0].auValues).not.toEqual(single[1].auValues)
+    expect(single[1].auValues).not.toEqual(single[2].auValues)
+    const together = await model.detect(frames, { boxes: own.map((box) => [box]) })
+    const concurrent = await Promise.all(frames.map((f, i) => model.detect(f, { boxes: [own[i]] })))
+    frames.forEach((_, i) => {
+      for (const faces of [together[i], concurrent[i]]) {
+        expect(faces).toHaveLength(1)
+        expect(faces[0].auValues).toEqual(single[i].auValues)
+        expect(faces[0].emotionValues).toEqual(single[i].emotionValues)
+        expect(faces[0].mesh).toEqual(single[i].mesh)
+        expect(faces[0].box).toEqual(single[i].box)
+      }
+    })
+  })
+
   it("takes a Uint8ClampedArray as a Uint8Array, and backend 'onnxruntime' as 'cpu'", async () => {
     const clamped = new Uint8ClampedArray(frame.buffer, frame.byteOffset, frame.byteLength)
     const alias = await FaceMultitask.load({ model: file, backend: 'onnxruntime', threads: 1 })
