@@ -3,7 +3,8 @@
 // grey expanded to RGB), and files py-feat misreads converted to 8-bit RGB instead. The reference
 // is the pixels each test file was losslessly encoded from.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it } from 'vitest'
@@ -114,11 +115,27 @@ for f in ("o6.tif", "t.gif"):
   })
 
   it('a file it may not read is said to be, not called an unsupported format', async (ctx) => {
-    if (process.platform === 'win32' || process.getuid?.() === 0) ctx.skip('needs a user that file permissions apply to (not root, not Windows)')
-    const locked = path.join(dir, 'locked.png')
-    writeFileSync(locked, await sharp(pixels(3), raw(3)).png().toBuffer())
-    chmodSync(locked, 0o000)
-    await expect(readImage(locked)).rejects.toThrow(/locked\.png" is not a readable image: permission denied$/)
+    if (process.platform === 'win32') ctx.skip('file permission bits: not on Windows')
+    const open = mkdtempSync(path.join(tmpdir(), 'fm-locked-'))  // every user may enter it
+    try {
+      chmodSync(open, 0o755)
+      const locked = path.join(open, 'locked.png')
+      writeFileSync(locked, await sharp(pixels(3), raw(3)).png().toBuffer())
+      chmodSync(locked, 0o000)
+      if (process.getuid?.() !== 0) {
+        await expect(readImage(locked)).rejects.toThrow(/locked\.png" is not a readable image: permission denied$/)
+        return
+      }
+      // Root reads every file: the read runs in a child process as user nobody.
+      const script = `require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'lib', 'read-image.js'))}).readImage(process.argv[1])` +
+        '.then(() => console.log("read"), (e) => console.log(e.message))'
+      const r = spawnSync(process.execPath, ['-e', script, locked], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: open })
+      if (/EACCES|permission denied, open .*\.js/.test(r.stderr)) ctx.skip(`user nobody cannot read this checkout's modules: ${r.stderr.split('\n')[0]}`)
+      expect(r.stderr).toBe('')
+      expect(r.stdout.trim()).toBe(`"${locked}" is not a readable image: permission denied`)
+    } finally {
+      rmSync(open, { recursive: true, force: true })
+    }
   })
 
   it('bad sources are refused with what was wrong', async () => {
