@@ -259,6 +259,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::printf("kernels: %s\n", preprocess_kernel_set());
+  // The AVX2 build must run its AVX2 kernels where the CPU has them: otherwise the comparison of
+  // the two builds' outputs (preprocess_portable_equals_native) compares the portable code with itself.
+#if defined(FM_TEST_EXPECT_PORTABLE)
+  const std::string want_kernels = "portable";
+#elif (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const std::string want_kernels = __builtin_cpu_supports("avx2") ? "avx2" : "portable";
+#else
+  const std::string want_kernels = preprocess_kernel_set();  // MSVC, ARM: nothing else to expect
+#endif
+  check(want_kernels == preprocess_kernel_set(), "the kernel set this CPU and build should run", "runs " +
+        std::string(preprocess_kernel_set()) + ", expected " + want_kernels);
   const CropMode crops[2] = {CropMode::Square, CropMode::Stretch};
   const ResizeMode resizes[2] = {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop};
   const char* crop_name[2] = {"stretch", "square"};
