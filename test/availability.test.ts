@@ -62,7 +62,8 @@ describe('backend choice', () => {
     }
   })
 
-  it("'auto' is the default", async () => {
+  it("'auto' is the default", async (ctx) => {
+    await withoutTensorrt(ctx)
     const model = await FaceMultitask.load({ model: file })
     expect(model.info().fallbackReason).toMatch(/^TensorRT is not available: ./)
     await model.close()
@@ -75,7 +76,8 @@ describe('backend choice', () => {
     await model.close()
   })
 
-  it("'tensorrt' is refused with an Error naming options.backend and the exact reason", async () => {
+  it("'tensorrt' is refused with an Error naming options.backend and the exact reason", async (ctx) => {
+    await withoutTensorrt(ctx)
     const { tensorrt } = await FaceMultitask.available()
     const err = await FaceMultitask.load({ model: file, backend: 'tensorrt' }).catch((e) => e)
     expect(err).toBeInstanceOf(Error)
@@ -84,7 +86,8 @@ describe('backend choice', () => {
     expect(err.message).toMatch(/use 'auto' or 'cpu'/)
   })
 
-  it("'tensorrt' is refused before the model file is read", async () => {
+  it("'tensorrt' is refused before the model file is read", async (ctx) => {
+    await withoutTensorrt(ctx)
     await expect(FaceMultitask.load({ model: path.join(dir, 'missing.onnx'), backend: 'tensorrt' })).rejects.toThrow(/options\.backend: 'tensorrt' is not available/)
   })
 })
