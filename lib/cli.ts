@@ -5,7 +5,7 @@
 // time, `doctor` says what runs here.
 // Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
-// 130 interrupted (batch: Ctrl-C).
+// 3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C).
 import fs from 'node:fs'
 import path from 'node:path'
 import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'

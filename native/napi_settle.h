@@ -4,6 +4,9 @@
 
 #include <napi.h>
 
+#include <exception>
+#include <string>
+
 namespace fm::napi {
 
 // Runs `settle` (which resolves or rejects `deferred`) so that no exception leaves the callback.
@@ -18,6 +21,11 @@ void settle(const Napi::Promise::Deferred& deferred, F&& settle) noexcept {
   } catch (const Napi::Error& e) {
     try {
       deferred.Reject(e.Value());
+    } catch (...) {
+    }
+  } catch (const std::exception& e) {  // std::bad_alloc building the result, say: the call still settles
+    try {
+      deferred.Reject(Napi::Error::New(deferred.Env(), std::string("face-multitask: ") + e.what()).Value());
     } catch (...) {
     }
   } catch (...) {

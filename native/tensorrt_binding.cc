@@ -400,6 +400,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Promise Promise() { return deferred_.Promise(); }
       void Execute() override { p_->close(); }  // waits for queued batches; their completions follow
       void OnOK() override { fm::napi::settle(deferred_, [&] { deferred_.Resolve(Env().Undefined()); }); }
+      void OnError(const Napi::Error& e) override { fm::napi::settle(deferred_, [&] { deferred_.Reject(e.Value()); }); }
 
      private:
       Napi::Promise::Deferred deferred_;

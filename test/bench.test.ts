@@ -22,7 +22,7 @@ describe('npm run bench', () => {
       expect(r.stderr).toContain(`bench: ${why}`)
       expect(r.stderr).not.toContain('[bench]')  // nothing was measured first
     }
-  })
+  }, 60_000)
 
   it('Ctrl-C while measuring removes its temp folder and exits 130', async () => {
     const tmp = path.join(dir, 'tmp')

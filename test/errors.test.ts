@@ -296,7 +296,7 @@ describe('errors', () => {
     // In a child process: the failure this guards against was std::terminate of the whole process.
     const r = spawnSync(process.execPath, [path.join(__dirname, 'helpers', 'terminate-worker-child.js')], { encoding: 'utf8', timeout: 120_000 })
     expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }, r.stderr).toEqual({ status: 0, signal: null, stdout: 'survived' })
-  })
+  }, 120_000)
 
   it('a batch whose inference thread dies under it runs again on another worker: the call resolves', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1 })

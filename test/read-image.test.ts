@@ -130,6 +130,7 @@ for f in ("o6.tif", "t.gif"):
       const script = `require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'lib', 'read-image.js'))}).readImage(process.argv[1])` +
         '.then(() => console.log("read"), (e) => console.log(e.message))'
       const r = spawnSync(process.execPath, ['-e', script, locked], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: open })
+      if (r.error) ctx.skip(`cannot run a process as user nobody (uid 65534) here: ${r.error.message}`)
       if (/EACCES|permission denied, open .*\.js/.test(r.stderr)) ctx.skip(`user nobody cannot read this checkout's modules: ${r.stderr.split('\n')[0]}`)
       expect(r.stderr).toBe('')
       expect(r.stdout.trim()).toBe(`"${locked}" is not a readable image: permission denied`)

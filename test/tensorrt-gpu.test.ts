@@ -33,9 +33,9 @@ function noise(width: number, height: number, channels: number, seed: number): U
 }
 
 /**
- * max |a - b| / max(1, |b|) over every number of the faces, mesh x and y divided by the face box's
- * side first (in frame pixels, a bound relative to the coordinate would let a face near x = 1280
- * be off by pixels).
+ * max |a - b| / max(1, |b|) over every number of the faces, mesh x and y first taken from the face
+ * box's corner in units of its side (in frame pixels, a bound relative to the coordinate would let
+ * a face near x = 1280 be off by pixels).
  */
 function worst(gpu: Face[], cpu: Face[]): number {
   let w = 0
@@ -54,7 +54,8 @@ function worst(gpu: Face[], cpu: Face[]): number {
     cmp(g.emotionValues, c.emotionValues)
     cmp([g.valence, g.arousal, g.gaze.yaw, g.gaze.pitch, g.pose.pitch, g.pose.roll, g.pose.yaw, g.pose.x, g.pose.y, g.pose.z],
       [c.valence, c.arousal, c.gaze.yaw, c.gaze.pitch, c.pose.pitch, c.pose.roll, c.pose.yaw, c.pose.x, c.pose.y, c.pose.z])
-    const inBox = (m: Float32Array) => Array.from(m, (v, i) => (i % 3 === 2 ? v : v / (i % 3 === 0 ? c.box.width : c.box.height)))
+    // In units of the box's side from its corner: max(1, |b|) below is then about 1.
+    const inBox = (m: Float32Array) => Array.from(m, (v, i) => (i % 3 === 2 ? v : i % 3 === 0 ? (v - c.box.x) / c.box.width : (v - c.box.y) / c.box.height))
     cmp(inBox(g.mesh), inBox(c.mesh))
     if (c.blendshapeValues) cmp(g.blendshapeValues!, c.blendshapeValues)
   })

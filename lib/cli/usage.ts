@@ -98,7 +98,8 @@ A line whose JSON, image file or boxes are wrong gets an "error" and the run goe
 the model itself (inference failed, the GPU was lost) stops the run with exit code 1; what was
 done is kept, and the same command goes on from there; the message names the line that met it.
 So does a results file that cannot be written (a full disk: no record is left in part).
-Ctrl-C finishes the images in flight, writes them and exits with 130 (0 if that was every line). Progress goes to stderr (every second on a terminal, every 10 s
+Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
+lines, the run has finished and exits as below). Progress goes to stderr (every second on a terminal, every 10 s
 otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included),
 except 3 when every one of them is an "error" (a wrong folder for the image paths, say).`
 
