@@ -1,4 +1,5 @@
 // How error messages show a value the caller passed, and why a file could not be read.
+import { access, constants, stat } from 'node:fs/promises'
 
 /** A value as an error message shows it: strings quoted, objects by kind. */
 export function describeValue(value: unknown): string {
@@ -23,4 +24,29 @@ export function fileErrorReason(e: unknown): string {
 /** The message of anything thrown, for one line of output. */
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
+}
+
+/** What readableFile() says of a FIFO, a socket or a device. */
+export const NOT_REGULAR = 'not a regular file'
+
+/**
+ * Whether `file` is a regular file this process may read: its size, or why not in a few words
+ * ('no such file', 'it is a directory', NOT_REGULAR, 'permission denied'). Only regular files:
+ * opening a FIFO waits for a writer, for ever where there is none.
+ */
+export async function readableFile(file: string): Promise<{ size: number } | { problem: string }> {
+  let stats
+  try {
+    stats = await stat(file)
+  } catch (e) {
+    return { problem: fileErrorReason(e) }
+  }
+  if (stats.isDirectory()) return { problem: 'it is a directory' }
+  if (!stats.isFile()) return { problem: NOT_REGULAR }
+  try {
+    await access(file, constants.R_OK)
+  } catch (e) {
+    return { problem: fileErrorReason(e) }
+  }
+  return { size: stats.size }
 }

@@ -9,7 +9,7 @@ import { decodeFace } from './decode'
 import { AbortError } from './engine-cache'
 import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
-import { checkStillWhole, type FaceJob, facesToRun, PIXEL_FORMATS } from './image-input'
+import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
 import type { DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
@@ -114,8 +114,8 @@ export class FaceMultitask {
   allocFrame(width: number, height: number, format: PixelFormat = 'rgb'): ImageInput & { format: PixelFormat; stride: number } {
     if (this.closed) throw new Error('allocFrame() called after close(): the model is closed')
     for (const [name, v] of [['width', width], ['height', height]] as const) {
-      if (typeof v !== 'number') throw new TypeError(`${name} must be an integer from 1 to 65536, got ${describeValue(v)}`)
-      if (!Number.isInteger(v) || v < 1 || v > 1 << 16) throw new RangeError(`${name} must be an integer from 1 to 65536, got ${String(v)}`)
+      if (typeof v !== 'number') throw new TypeError(`${name} must be an integer from 1 to ${MAX_SIDE}, got ${describeValue(v)}`)
+      if (!Number.isInteger(v) || v < 1 || v > MAX_SIDE) throw new RangeError(`${name} must be an integer from 1 to ${MAX_SIDE}, got ${String(v)}`)
     }
     if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
       throw new TypeError(`format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${describeValue(format)}`)

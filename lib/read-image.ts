@@ -1,9 +1,7 @@
 // Encoded images (JPEG, PNG, WebP, TIFF, GIF, AVIF, ... as a file or bytes) to the 8-bit frame
 // detect() takes, decoded as py-feat decodes them (8-bit RGB, grey and RGBA files byte for byte),
 // so that results match py-feat's.
-import { constants } from 'node:fs'
-import { access, stat } from 'node:fs/promises'
-import { describeValue, fileErrorReason, messageOf } from './describe'
+import { describeValue, messageOf, NOT_REGULAR, readableFile } from './describe'
 import { MAX_SIDE } from './image-input'
 import type { ImageInput } from './types'
 
@@ -43,19 +41,11 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   // Loaded here rather than at the top so the CLI's `--help` works even where sharp's binary does not.
   const { default: sharp } = await import('sharp')
   if (isPath) {
-    let stats
-    try {
-      stats = await stat(source)
-    } catch (e) {
-      throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`)
-    }
-    if (stats.isDirectory()) throw new Error(`${what} is not a readable image: it is a directory`)
-    // A FIFO or a device would be opened and read until its writer stops: a batch could hang
-    // on one for ever. Their bytes can still be passed as a Buffer.
-    if (!stats.isFile()) throw new Error(`${what} is not a readable image: not a regular file (pass its bytes instead)`)
-    if (stats.size === 0) throw new Error(`${what} is not a readable image: the file is empty (0 bytes)`)
-    // sharp would report a file it may not open as "unsupported image format".
-    await access(source, constants.R_OK).catch((e: unknown) => { throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`) })
+    // Checked here: sharp would call an unreadable or empty file "unsupported image format", and
+    // a FIFO (a batch list may name one) would hang it. A FIFO's bytes can be passed as a Buffer.
+    const f = await readableFile(source)
+    if ('problem' in f) throw new Error(`${what} is not a readable image: ${f.problem}${f.problem === NOT_REGULAR ? ' (pass its bytes instead)' : ''}`)
+    if (f.size === 0) throw new Error(`${what} is not a readable image: the file is empty (0 bytes)`)
   }
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
   try {

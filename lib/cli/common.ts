@@ -1,9 +1,8 @@
 // What every CLI command shares: the output sink, the errors that carry an exit code, a
 // wrapper for node:util parseArgs whose complaints become usage errors (exit 2), and the check
 // that a file given on the command line can be read.
-import { stat, access, constants } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { fileErrorReason } from '../describe'
+import { readableFile } from '../describe'
 
 export { messageOf } from '../describe'
 
@@ -95,15 +94,7 @@ export function parseCommand<O extends OptionsConfig>(args: string[], options: O
  * (detect's `--model: cannot read ".../x.onnx": no such file`).
  */
 export async function checkReadableFile(file: string, label?: string): Promise<void> {
-  const fail = (why: string): never => { throw new CliError(`${label ? `${label}: ` : ''}cannot read "${file}": ${why}`) }
-  let stats
-  try {
-    stats = await stat(file)
-  } catch (e) {
-    return fail(fileErrorReason(e))
-  }
-  if (stats.isDirectory()) fail('it is a directory')
-  if (!stats.isFile()) fail('not a regular file')
-  await access(file, constants.R_OK).catch((e) => fail(fileErrorReason(e)))
+  const f = await readableFile(file)
+  if ('problem' in f) throw new CliError(`${label ? `${label}: ` : ''}cannot read "${file}": ${f.problem}`)
 }
 
