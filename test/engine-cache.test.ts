@@ -6,7 +6,7 @@ import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
-import { hostname, tmpdir } from 'node:os'
+import { hostname, tmpdir, uptime } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import {
@@ -17,6 +17,7 @@ import {
   engineCacheKey,
   engineFileName,
   engineKeyParts,
+  FileLock,
   hashFile,
   processStart,
   timingCachePath,
@@ -69,9 +70,9 @@ function sha(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')
 }
 
-/** What a folder holds besides the plan, sidecar and markers: temp files, locks, stale-lock leftovers. */
+/** What a folder holds besides the plan, sidecar and markers: temp files, locks, takeover guards. */
 function debris(dir: string): string[] {
-  return readdirSync(dir).filter((n) => n.includes('.tmp-') || n.endsWith('.lock') || n.includes('.stale-'))
+  return readdirSync(dir).filter((n) => n.includes('.tmp-') || n.endsWith('.lock') || n.endsWith('.takeover'))
 }
 
 /** A fake build that counts its calls. */
@@ -151,6 +152,23 @@ async function childBuilding(name: string) {
 function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
   return Number(r.stdout)
+}
+
+/**
+ * Runs getOrBuild() in a child process as user nobody (root writes anywhere), from copies of the
+ * compiled modules in `top`, a folder every user can read (the checkout may not be); what it says.
+ */
+function getOrBuildAsNobody(top: string, dir: string, parts: EngineKeyParts): string {
+  const lib = path.dirname(path.dirname(compiled))
+  cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
+  for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
+  const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
+  const script = `require(${cacheModule}).EngineCache.prototype.getOrBuild.call(
+    new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
+    ${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => console.log('built'), (e) => console.log(e.message))`
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
+  expect(r.stderr).toBe('')
+  return r.stdout.trim()
 }
 
 describe('cache key', () => {
@@ -608,6 +626,10 @@ describe('getOrBuild', () => {
     expect(messages.at(-1)).toMatch(/refused here; it has been rebuilt since \(another process\?\), so the new one is tried$/)
     await cache.invalidate(parts, 'refused here too', undefined, rebuilt)
     expect(existsSync(cache.files(parts).plan)).toBe(false)
+    // Another process, having removed the sidecar, is storing a new plan (its sidecar comes next): left alone.
+    writeFileSync(cache.files(parts).plan, 'a new plan being stored')
+    await cache.invalidate(parts, 'refused here again', undefined, rebuilt)
+    expect(readFileSync(cache.files(parts).plan, 'utf8')).toBe('a new plan being stored')
   })
 
   it('an AbortSignal aborts a build: AbortError at once; the lock is held until the builder stops; a plan it finished anyway is kept', async () => {
@@ -708,16 +730,7 @@ describe('getOrBuild', () => {
     try {
       let message: string
       if (asRoot) {
-        const lib = path.dirname(path.dirname(compiled))
-        cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
-        for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
-        const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
-        const script = `require(${cacheModule}).EngineCache.prototype.getOrBuild.call(
-          new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
-          ${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => console.log('built'), (e) => console.log(e.message))`
-        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
-        expect(r.stderr).toBe('')
-        message = r.stdout.trim()
+        message = getOrBuildAsNobody(top, dir, parts)
       } else {
         message = (await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)).message
       }
@@ -834,7 +847,7 @@ describe('across processes', () => {
     expect(waited.name).toBe('AbortError') // its pid means nothing here: not taken over
     utimesSync(cache.files(parts).lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
     const { state, build } = counter()
-    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000 }).getOrBuild(parts, build)
+    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000, refreshMs: 50 }).getOrBuild(parts, build)
     expect(state.builds).toBe(1)
   })
 
@@ -880,11 +893,24 @@ describe('across processes', () => {
     const { dir, parts } = fresh('rebooted')
     const cache = new EngineCache({ engineDir: dir, log: () => {} }) // default stale timeout: 10 minutes
     writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: process.pid, hostname: hostname(), machineId: ownMachineId, bootId: 'a-boot-before-this-one', createdAt: new Date().toISOString(), token: 'x' }))
+    const beforeBoot = new Date(Date.now() - uptime() * 1000 - 60_000)
+    utimesSync(cache.files(parts).lock, beforeBoot, beforeBoot)
     const messages: string[] = []
     const { state, build } = counter()
     await new EngineCache({ engineDir: dir, log: (m) => messages.push(m) }).getOrBuild(parts, build, { signal: AbortSignal.timeout(3000) })
     expect(state.builds).toBe(1)
     expect(messages.some((m) => m.includes(`its holder, pid ${process.pid}, ran before this host restarted`))).toBe(true)
+  })
+
+  it('a lock with this machine id and another boot id refreshed since this boot (a VM cloned with its machine id) is waited for', async (ctx) => {
+    if (ownMachineId === undefined) ctx.skip('no /etc/machine-id here')
+    const { dir, parts } = fresh('cloned-vm')
+    const cache = new EngineCache({ engineDir: dir, log: () => {}, maxPollMs: 50 })
+    writeFileSync(cache.files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), machineId: ownMachineId, bootId: 'another-boot', createdAt: new Date().toISOString(), token: 'x' }))
+    const { state, build } = counter()
+    const err = await cache.getOrBuild(parts, build, { signal: AbortSignal.timeout(500) }).catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(state.builds).toBe(0)
   })
 
   it("a lock from another machine with this host's name (other machine and boot ids) is judged by age alone", async () => {
@@ -895,7 +921,7 @@ describe('across processes', () => {
     expect(waited.name).toBe('AbortError') // its pid is another machine's: not taken over while fresh
     utimesSync(cache.files(parts).lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
     const { state, build } = counter()
-    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000 }).getOrBuild(parts, build)
+    await new EngineCache({ engineDir: dir, log: () => {}, staleMs: 30_000, refreshMs: 50 }).getOrBuild(parts, build)
     expect(state.builds).toBe(1)
   })
 
@@ -917,7 +943,8 @@ describe('across processes', () => {
   it('a lock from another host is taken over only once it has not been refreshed for staleMs', async () => {
     const { dir, parts } = fresh('stale-age')
     const messages: string[] = []
-    const cache = new EngineCache({ engineDir: dir, staleMs: 60_000, log: (m) => messages.push(m) })
+    // refreshMs 50: an old lock is taken over once watched unchanged for 9 refreshes (450 ms).
+    const cache = new EngineCache({ engineDir: dir, staleMs: 60_000, refreshMs: 50, maxPollMs: 50, log: (m) => messages.push(m) })
     const lock = cache.files(parts).lock
     writeFileSync(lock, JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: new Date().toISOString(), token: 'y' }))
     // Fresh: waited on (then aborted).
@@ -932,6 +959,29 @@ describe('across processes', () => {
     await cache.getOrBuild(parts, build)
     expect(state.builds).toBe(1)
     expect(messages.some((m) => /took over the stale lock .*pid 1 on host some-other-host has not refreshed it for 1[12]\d s/.test(m))).toBe(true)
+  })
+
+  it('a lock from another host whose clock lags is not taken over while its holder refreshes it, however old its time', async () => {
+    const { dir, parts } = fresh('lagging-clock')
+    const cache = new EngineCache({ engineDir: dir, staleMs: 60_000, refreshMs: 50, maxPollMs: 50, log: () => {} })
+    const lock = cache.files(parts).lock
+    writeFileSync(lock, JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: new Date().toISOString(), token: 'l' }))
+    // The holder refreshes every 50 ms with its own clock, 11 minutes behind this one.
+    const refresh = () => { const t = new Date(Date.now() - 660_000); utimesSync(lock, t, t) }
+    refresh()
+    const timer = setInterval(refresh, 50)
+    try {
+      const { state, build } = counter()
+      const err = await cache.getOrBuild(parts, build, { signal: AbortSignal.timeout(1500) }).catch((e) => e)
+      expect(err.name).toBe('AbortError')
+      expect(state.builds).toBe(0)
+    } finally {
+      clearInterval(timer)
+    }
+    // Once it stops refreshing, it is taken over.
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build, { signal: AbortSignal.timeout(5000) })
+    expect(state.builds).toBe(1)
   })
 
   it('a lock from another host dated in the future (its clock ahead) is taken over once watched unrefreshed for staleMs', async () => {
@@ -974,4 +1024,64 @@ describe('across processes', () => {
     expect(statSync(cache.files(parts).plan).size).toBeGreaterThan(0)
     expect(debris(dir)).toEqual([])
   }, 20_000)
+})
+
+describe('taking over a stale lock', () => {
+  const judge = (file: string) => {
+    const raw = readFileSync(file, 'utf8')
+    const st = statSync(file)
+    return { raw, info: JSON.parse(raw), ino: st.ino, mtimeMs: st.mtimeMs }
+  }
+  const deadLock = (file: string, token: string) => writeFileSync(file, JSON.stringify({ pid: deadPid(), hostname: hostname(), createdAt: new Date().toISOString(), token }))
+
+  it('removes the lock it judged and no other: one replaced since (another waiter took it over first) stays', async () => {
+    const { dir } = fresh('takeover-replaced')
+    const file = path.join(dir, 'x.lock')
+    deadLock(file, 'judged')
+    const judged = judge(file)
+    rmSync(file)
+    writeFileSync(file, JSON.stringify({ pid: process.pid, hostname: hostname(), createdAt: new Date().toISOString(), token: 'fresh' }))
+    const freshIno = statSync(file).ino
+    expect(await FileLock.takeOver(file, judged)).toBe(false)
+    expect(statSync(file).ino).toBe(freshIno)
+    expect(JSON.parse(readFileSync(file, 'utf8')).token).toBe('fresh')
+    expect(await FileLock.takeOver(file, judge(file))).toBe(true)
+    expect(existsSync(file)).toBe(false)
+    expect(debris(dir)).toEqual([])
+  })
+
+  it('while another waiter is taking over (its guard exists) nothing is touched; a guard left by a crash is cleared', async () => {
+    const { dir } = fresh('takeover-guard')
+    const file = path.join(dir, 'x.lock')
+    const guard = `${file}.takeover`
+    deadLock(file, 'judged')
+    const judged = judge(file)
+    writeFileSync(guard, '')
+    expect(await FileLock.takeOver(file, judged)).toBe(false)
+    expect(existsSync(file) && existsSync(guard)).toBe(true)
+    const old = new Date(Date.now() - 60_000)
+    utimesSync(guard, old, old)
+    expect(await FileLock.takeOver(file, judged)).toBe(false) // clears the crashed waiter's guard
+    expect(existsSync(guard)).toBe(false)
+    expect(await FileLock.takeOver(file, judged)).toBe(true)
+    expect(debris(dir)).toEqual([])
+  })
+
+  it.skipIf(process.platform === 'win32')("a stale lock of another user in a shared sticky folder (as /tmp) is named, with whose it is", async (ctx) => {
+    if (process.getuid?.() !== 0) ctx.skip('needs root, to leave a lock that belongs to another user')
+    const { parts } = fresh('sticky')
+    const top = mkdtempSync(path.join(tmpdir(), 'fm-sticky-'))
+    chmodSync(top, 0o755)
+    const dir = path.join(top, 'shared')
+    mkdirSync(dir)
+    chmodSync(dir, 0o1777)
+    try {
+      const lock = new EngineCache({ engineDir: dir }).files(parts).lock
+      deadLock(lock, 'root')
+      const message = getOrBuildAsNobody(top, dir, parts)
+      expect(message).toBe(`cannot remove or replace the lock ${lock}, left by pid ${JSON.parse(readFileSync(lock, 'utf8')).pid} on this host (EPERM): it belongs to another user; its owner (or root) can remove it, or use a folder of your own`)
+    } finally {
+      rmSync(top, { recursive: true, force: true })
+    }
+  })
 })

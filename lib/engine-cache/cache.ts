@@ -200,9 +200,11 @@ export class EngineCache {
     if (!found) return
     const name = path.basename(found.plan)
     if (refused) {
-      // Another process may have rebuilt it since these bytes were read: keep what it wrote.
+      // Another process may have rebuilt it since these bytes were read: keep what it wrote. No
+      // sidecar: another process removed it (and may be storing a new plan): nothing to do here.
       const sidecar = await readSidecar(found.sidecar)
-      if (sidecar && sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
+      if (!sidecar) return
+      if (sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
         this.log(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`, onProgress)
         return
       }

@@ -7,8 +7,9 @@
 // waiter has watched its lock go unrefreshed for staleMs (its own clock: a wall clock stepped
 // forward or a suspended laptop makes no live lock look old). A lock of another host
 // (or one whose holder cannot be checked) is stale when its mtime, refreshed by the holder while
-// it builds, is older than staleMs: then it is taken over. Waiting polls with
-// backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
+// it builds, is older than staleMs and the waiter has also watched it stay unrefreshed (the
+// holder's clock may lag): then it is taken over, by one waiter at a time (takeOver()). Waiting
+// polls with backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
 // alone (a crashed builder would block the others for the whole stale timeout, which must be long
 // because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
 // for what is ~200 lines here.
@@ -115,15 +116,17 @@ const differ = (a: string | undefined, b: string | undefined) => a !== undefined
  * Why a lock is stale, or undefined while its holder may still be at work. `unchangedMs`: how long
  * this waiter has watched the same lock file go unrefreshed, on its own monotonic clock.
  */
-function staleReason(state: LockState, staleMs: number, unchangedMs: number, now = Date.now()): string | undefined {
+function staleReason(state: LockState, staleMs: number, unchangedMs: number, confirmMs: number, now = Date.now()): string | undefined {
   const { info } = state
   // Pids say something only within one pid namespace of one boot of one host: a holder in another
   // container, or on another host with the same name, is judged by the lock's age alone.
   if (info && info.hostname === os.hostname() && !differ(info.pidNamespace, pidNamespace()) && !differ(info.machineId, machineId())) {
     if (differ(info.bootId, bootId())) {
-      // The same machine (its machine id) since restarted: nothing of the old boot runs. Without a
-      // machine id on both sides it may be another host of the same name: judged by age below.
-      if (info.machineId !== undefined && machineId() !== undefined) return `its holder, pid ${info.pid}, ran before this host restarted`
+      // The same machine (its machine id) since restarted: nothing of the old boot runs, when the
+      // lock was last refreshed before this boot. Without a machine id on both sides, or refreshed
+      // since (a VM cloned with its machine id: another host), it is judged by age below.
+      const booted = now - os.uptime() * 1000
+      if (info.machineId !== undefined && machineId() !== undefined && state.mtimeMs < booted) return `its holder, pid ${info.pid}, ran before this host restarted`
     } else {
       if (!pidAlive(info.pid)) return `its holder, pid ${info.pid} on this host, is no longer running`
       // A restarted container often gives the new process the old one's pid, this one's included
@@ -141,10 +144,26 @@ function staleReason(state: LockState, staleMs: number, unchangedMs: number, now
   }
   const age = now - state.mtimeMs
   // Its time as the holder's clock wrote it, or, when that clock runs ahead of this one (a lock
-  // dated in the future), as long as this waiter has seen it unchanged.
+  // dated in the future), as long as this waiter has seen it unchanged. An old time alone is not
+  // enough: a live holder whose clock runs behind this one's writes old times at every refresh, so
+  // the waiter must also have watched it unchanged for confirmMs (several refreshes).
   const idle = Math.max(age, unchangedMs)
-  if (idle > staleMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(idle / 1000)} s`
+  if (idle > staleMs && unchangedMs >= confirmMs) return `${describeHolder(info)} has not refreshed it for ${Math.round(idle / 1000)} s`
   return undefined
+}
+
+/** A takeover guard dated this far from now (either way: clocks differ) was left by a crash. */
+const GUARD_STALE_MS = 30_000
+
+/**
+ * A lock that cannot be created or removed for want of permission (a shared folder whose lock
+ * belongs to another user: a sticky /tmp-like folder lets only its owner remove it), in words.
+ */
+function lockError(e: unknown, file: string, holder?: LockInfo): Error {
+  const code = (e as NodeJS.ErrnoException).code
+  if (code !== 'EACCES' && code !== 'EPERM') return e as Error
+  const whose = holder ? `, left by ${describeHolder(holder)}` : ''
+  return Object.assign(new Error(`cannot remove or replace the lock ${file}${whose} (${code}): it belongs to another user; its owner (or root) can remove it, or use a folder of your own`, { cause: e }), { code: 'ELOCKPERM' })
 }
 
 /** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
@@ -168,7 +187,11 @@ function installExitHook(): void {
 export interface LockOptions {
   /** A lock not refreshed for this long is taken over (default 10 minutes). */
   staleMs?: number
-  /** How often the holder refreshes the lock's mtime (default min(10 s, staleMs / 4)). */
+  /**
+   * How often the holder refreshes the lock's mtime (default min(10 s, staleMs / 4)). A lock judged
+   * by its time (another host's) must also be seen unrefreshed for min(staleMs, 9 × refreshMs)
+   * before it is taken over: a holder's clock may lag, and NFS shows a refresh up to a minute late.
+   */
   refreshMs?: number
   /** The longest pause between two tries while waiting (default 1 s; it starts at 25 ms). */
   maxPollMs?: number
@@ -233,6 +256,7 @@ export class FileLock {
   static async acquire(file: string, options: LockOptions = {}): Promise<FileLock> {
     const staleMs = options.staleMs ?? 10 * 60_000
     const refreshMs = options.refreshMs ?? Math.max(10, Math.min(10_000, staleMs / 4))
+    const confirmMs = Math.min(staleMs, 9 * refreshMs)
     const maxPollMs = options.maxPollMs ?? 1000
     const { signal } = options
     const waitNoteMs = options.waitNoteMs ?? 60_000
@@ -247,7 +271,7 @@ export class FileLock {
       const state = await inspectLock(file)
       if (!state) continue // released between the two calls: try again at once
       if (watched?.ino !== state.ino || watched.mtimeMs !== state.mtimeMs) watched = { ino: state.ino, mtimeMs: state.mtimeMs, since: performance.now() }
-      const stale = staleReason(state, staleMs, performance.now() - watched.since)
+      const stale = staleReason(state, staleMs, performance.now() - watched.since, confirmMs)
       if (stale !== undefined) {
         if (await FileLock.takeOver(file, state)) options.onStale?.(`took over the stale lock ${file}: ${stale}`)
         continue
@@ -265,24 +289,31 @@ export class FileLock {
 
   /**
    * Removes a lock judged stale, unless it changed since it was judged (another waiter took it
-   * over and made a fresh one, or its holder refreshed it): it is first renamed aside, which only
-   * one process can do, then checked; a fresh lock moved by mistake is linked back.
+   * over and made a fresh one, or its holder refreshed it). Waiters take over one at a time, under
+   * a guard file created with O_EXCL: the lock is checked again and removed while no other waiter
+   * can remove or replace it, so a live lock is never moved from under its holder. A guard is held
+   * for milliseconds; one whose time is more than GUARD_STALE_MS from now was left by a crash.
    */
-  private static async takeOver(file: string, judged: LockState): Promise<boolean> {
-    const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`
+  static async takeOver(file: string, judged: LockState): Promise<boolean> {
+    const guard = `${file}.takeover`
+    let fh: fs.FileHandle
     try {
-      await fs.rename(file, aside)
+      fh = await fs.open(guard, 'wx', 0o644)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
-      throw e
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw lockError(e, guard)
+      const st = await fs.stat(guard).catch(() => undefined)
+      if (st && Math.abs(Date.now() - st.mtimeMs) > GUARD_STALE_MS) await fs.rm(guard, { force: true }).catch(() => {})
+      return false // another waiter is taking it over: see what it left
     }
     try {
-      const [st, raw] = await Promise.all([fs.stat(aside), fs.readFile(aside, 'utf8')])
-      if (st.ino === judged.ino && st.mtimeMs === judged.mtimeMs && raw === judged.raw) return true
-      await fs.link(aside, file).catch(() => {}) // not the lock we judged: put it back (fails if a newer one exists)
-      return false
+      await fh.close()
+      const now = await inspectLock(file)
+      if (!now || now.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || now.raw !== judged.raw) return false
+      // unlink, not rm: rm answers EPERM by trying the path as a folder, and reports ENOTDIR.
+      await fs.unlink(file).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw lockError(e, file, judged.info) })
+      return true
     } finally {
-      await fs.rm(aside, { force: true }).catch(() => {})
+      await fs.rm(guard, { force: true }).catch(() => {})
     }
   }
 

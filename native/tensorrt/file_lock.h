@@ -2,7 +2,8 @@
 // timing-cache file (shared/utils/fileLock.cpp). flock() excludes other processes and, since
 // each lock opens the file anew, other threads of this process too; the kernel drops it when a
 // holder dies, so a crash never leaves it taken. The lock file itself is never removed (removing
-// it would let two holders lock two different files).
+// it would let two holders lock two different files). It is opened read-only: flock() needs no
+// write access, so another user sharing the folder can lock the file the first one created.
 #pragma once
 
 #include <fcntl.h>
@@ -20,7 +21,7 @@ class FileLock {
   // Blocks until the lock is held, or fails (held() false, error() says why).
   explicit FileLock(const std::string& path) {
     const std::string file = path + ".lock";
-    fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(file.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) {
       error_ = "cannot open " + file + ": " + std::strerror(errno);
       return;

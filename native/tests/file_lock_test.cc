@@ -82,6 +82,29 @@ void processes(const std::string& path, const std::string& marker, bool crash) {
   if (crash) check(WIFSIGNALED(status), "processes: the child died holding the lock, and it was released");
 }
 
+// Another user sharing the folder: the lock file is theirs and read-only to this one (made so by
+// mode 0444 here; as root, which ignores modes, the child takes the lock as user nobody).
+void another_user(const std::string& dir, const std::string& path) {
+  ::chmod((path + ".lock").c_str(), 0444);
+  ::chmod(dir.c_str(), 0755);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(77);
+    FileLock lock(path);
+    if (!lock.held()) std::printf("  %s\n", lock.error().c_str());
+    std::fflush(stdout);  // _exit() does not flush
+    ::_exit(lock.held() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::chmod((path + ".lock").c_str(), 0644);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    std::printf("SKIPPED another user: cannot become uid 65534 here\n");
+    return;
+  }
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another user locks the lock file it cannot write");
+}
+
 }  // namespace
 
 int main() {
@@ -96,6 +119,7 @@ int main() {
   processes(path, std::string(dir) + "/marker", false);
   processes(path, std::string(dir) + "/marker-crash", true);
   check(exists(path + ".lock"), "the lock file stays");
+  another_user(dir, path);
 
   FileLock nowhere(std::string(dir) + "/missing/timing.cache");
   check(!nowhere.held() && nowhere.error().find("missing/timing.cache.lock") != std::string::npos,
