@@ -29,6 +29,8 @@ interface Fake {
   refusals: number
   /** What tensorrtLoad gives once it accepts the plan (else it fails). */
   engine?: unknown
+  /** Runs while the build is under way. */
+  duringBuild?: () => void
 }
 
 /** FaceMultitask over the real addon with tensorrtBuild / tensorrtLoad replaced. */
@@ -45,6 +47,7 @@ async function fakeAddon(fake: Fake) {
       ...(actual.loadNative() as object),
       tensorrtBuild: (_o: unknown, onProgress: (e: EngineProgress) => void) => {
         fake.builds++
+        fake.duringBuild?.()
         setImmediate(() => onProgress({ type: 'phase-start', phase: 'Building', steps: 1 }))
         return { promise: new Promise((r) => setTimeout(() => r({ plan: fake.plan, messages: [], tensorrtVersion: '10.14.1', timingCacheSaved: true }), 20)), cancel() {} }
       },
@@ -103,6 +106,21 @@ it('a signal that fires before the native build starts: no build is started, the
   const again = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
   expect(again.message).toMatch(/the fake addon runs no engine/)
   expect(fake.builds).toBe(1)
+})
+
+it('a model file rewritten while its engine builds: the plan is not stored under the old bytes\' key, and the next load builds the new bytes', async () => {
+  const rewritten = path.join(dir, 'rewritten.onnx')
+  writeFileSync(rewritten, makeFixtureModel({ generation: 'v2.5' }))
+  const fake: Fake = { builds: 0, plan: Buffer.from('plan'), refusals: 0, duringBuild: () => writeFileSync(rewritten, makeFixtureModel({ generation: 'v2.5', seed: 99 })) }
+  const FM = await fakeAddon(fake)
+  const engineDir = path.join(dir, 'rewritten')
+  const err = await FM.load({ model: rewritten, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
+  expect(err.message).toBe('rewritten.onnx changed while the engine was built from rewritten.onnx (rewritten meanwhile?): the engine is not kept; load the model again')
+  expect((await fsp.readdir(engineDir)).filter((f) => f.endsWith('.plan') || f.endsWith('.lock'))).toEqual([])
+  fake.duringBuild = undefined
+  const again = await FM.load({ model: rewritten, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
+  expect(again.message).toMatch(/the fake addon runs no engine/)
+  expect(fake.builds).toBe(2)
 })
 
 it('face-multitask build: a failure after the flags were checked is exit 1, not a usage error', async () => {

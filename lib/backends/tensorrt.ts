@@ -8,7 +8,7 @@ import path from 'node:path'
 import type { TensorRtStatus } from '../availability'
 import type { ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
-import { AbortError, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
+import { AbortError, changedSince, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
@@ -203,14 +203,22 @@ async function buildPlan(
   )
   const cancel = () => handle.cancel()
   signal?.addEventListener('abort', cancel, { once: true })
+  let plan: Uint8Array
   try {
     const result = await handle.promise
     for (const m of result.messages) onProgress({ type: 'message', message: `TensorRT: ${m}` })
-    return result.plan
+    plan = result.plan
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw new AbortError(`the engine build for ${path.basename(onnx)} was cancelled`, { cause: e })
     throw new Error(`the TensorRT engine build for ${path.basename(onnx)} failed: ${(e as Error).message}`, { cause: e })
   } finally {
     signal?.removeEventListener('abort', cancel)
   }
+  // TensorRT read the model again, maybe after a wait for the lock: a file rewritten since the
+  // key was made (a new export to the same path) must not be stored under the old bytes' key.
+  const changed = await changedSince(onnx, parts, signal)
+  if (changed !== undefined) {
+    throw new Error(`${changed} changed while the engine was built from ${path.basename(onnx)} (rewritten meanwhile?): the engine is not kept; load the model again`)
+  }
+  return plan
 }

@@ -203,6 +203,19 @@ async function hashExternalData(onnx: string, locations: readonly string[], sign
 }
 
 /**
+ * Which of the ONNX file and its external-data files no longer holds the bytes `parts` hashed
+ * (rewritten meanwhile: a build reads them again, minutes after the key was made), or undefined.
+ */
+export async function changedSince(onnx: string, parts: Pick<EngineKeyParts, 'onnxSha256' | 'externalData'>, signal?: AbortSignal): Promise<string | undefined> {
+  const now = (file: string) => hashFile(file, signal).catch((e) => { if ((e as Error).name === 'AbortError') throw e })
+  if ((await now(onnx)) !== parts.onnxSha256) return path.basename(onnx)
+  for (const { location, sha256 } of parts.externalData ?? []) {
+    if ((await now(path.resolve(path.dirname(onnx), location))) !== sha256) return location
+  }
+  return undefined
+}
+
+/**
  * The key parts for an ONNX file: hashes it and the external-data files it names (`externalData`:
  * OnnxModelInfo.externalData), fills OS, arch and the schema version.
  */
