@@ -319,7 +319,8 @@ for INC in "${DIRS[@]}"; do
   F="$WORK/fakes-$MAJOR"
   rm -rf "$F" "$WORK/.venv"
   fake_trt "$F/full" "$MAJOR" "$GOOD" parser plugin
-  fake_trt "$F/old" "$MAJOR" $((MAJOR * 10000)) plugin
+  fake_trt "$F/old" "$MAJOR" $((MAJOR * 10000)) parser plugin
+  fake_trt "$F/noparser" "$MAJOR" "$GOOD" plugin
   fake_trt "$F/other" "$OTHER" $((OTHER * 10000 + 100)) parser
   fake_trt "$F/venv/lib/python3.12/site-packages/tensorrt_libs" "$MAJOR" "$GOOD" parser plugin
   fake_trt "$F/site/tensorrt_libs" "$MAJOR" "$GOOD" parser
@@ -340,10 +341,12 @@ for INC in "${DIRS[@]}"; do
   fi
   status_case "^reason: wrong TensorRT major \\(library $OTHER\\.1, built for $MAJOR\\)\$" \
     "only libnvinfer.so.$OTHER -> wrong TensorRT major" TENSORRT_LIB_DIR="$F/other"
-  status_case "^reason: no TensorRT library \\(searched: libnvonnxparser\\.so\\.$MAJOR in $F/old" \
-    "libnvinfer without the parser -> no TensorRT library (parser)" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
-  status_case "^detail: .*library $MAJOR\\.0\\.0 is older than the $V headers" \
-    "an older minor than the headers -> a warning in detail" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
+  status_case "^reason: no TensorRT library \\(searched: libnvonnxparser\\.so\\.$MAJOR in $F/noparser" \
+    "libnvinfer without the parser -> no TensorRT library (parser)" TENSORRT_LIB_DIR="$F/noparser" "${CUDA[@]}"
+  status_case "^reason: TensorRT library older than the headers \\(library $MAJOR\\.0\\.0, built for $V\\)\$" \
+    "an older minor than the headers -> refused (it lacks methods they declare)" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
+  status_case "^detail: .*rebuild the addon against this TensorRT's own headers" \
+    "... saying how to fix it" TENSORRT_LIB_DIR="$F/old" "${CUDA[@]}"
   if [ "$HAVE_REAL_DRIVER" = 0 ]; then
     status_case "^reason: no CUDA driver\$" "TensorRT but no libcuda.so.1 -> no CUDA driver" TENSORRT_LIB_DIR="$F/full"
   fi

@@ -174,8 +174,10 @@ BuildResult build_engine(const BuildOptions& o) {
   preload_builder_resources();
 
   // Declared before the builder and its config, so destroyed after them: "the lifetime of the
-  // ITimingCache must exceed the lifetime of all builders that use it" (NvInfer.h).
+  // ITimingCache must exceed the lifetime of all builders that use it", and of the
+  // IProgressMonitor "all TensorRT objects that use it" (NvInfer.h).
   std::unique_ptr<nvinfer1::ITimingCache> cache;
+  ProgressMonitor monitor(o.progress, o.cancel);
   std::unique_ptr<nvinfer1::IBuilder> builder{
       static_cast<nvinfer1::IBuilder*>(L->createInferBuilder(&process_logger(), NV_TENSORRT_VERSION))};
   if (!builder) return fail(r, "createInferBuilder failed", &logger);
@@ -273,7 +275,6 @@ BuildResult build_engine(const BuildOptions& o) {
     logger.clear_last_error();  // a refused cache file is handled: not the reason for a later failure
   }
 
-  ProgressMonitor monitor(o.progress, o.cancel);
   config->setProgressMonitor(&monitor);
 
   std::unique_ptr<nvinfer1::IHostMemory> plan{builder->buildSerializedNetwork(*network, *config)};

@@ -364,10 +364,17 @@ Probe probe() {
     probe_gpu(&s, kMajor);
     return p;
   }
-  if (v < static_cast<long>(NV_TENSORRT_VERSION))
-    append_detail(&s, "library " + s.tensorrt_version + " is older than the " + s.built_for +
-                          " headers this addon was compiled against; build against the oldest TensorRT " +
-                          std::to_string(kMajor) + ".x you support");
+  // Within a major, newer libraries keep the older interfaces, not the reverse: methods the
+  // headers declare (getDeviceMemorySizeV2 came in 10.1) are missing from an older library's
+  // tables, and calling one is undefined behaviour. Refused, not warned about.
+  if (v < static_cast<long>(NV_TENSORRT_VERSION)) {
+    s.reason = "TensorRT library older than the headers (library " + s.tensorrt_version + ", built for " +
+               s.built_for + ")";
+    append_detail(&s, "rebuild the addon against this TensorRT's own headers (TENSORRT_INCLUDE_DIR=<its include folder> npm rebuild face-multitask), or install TensorRT " +
+                          s.built_for + " or newer " + std::to_string(kMajor) + ".x");
+    probe_gpu(&s, kMajor);
+    return p;
+  }
 
   // libnvonnxparser: needed to build engines (always, on the first run).
   const std::string parser = "libnvonnxparser" + suffix;
