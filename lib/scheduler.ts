@@ -165,13 +165,15 @@ export class Scheduler<J, R> {
       // The failure may be one request's own (something in its input that got past the checks):
       // each request's items run again on their own, so it fails that request only. Each request
       // is done with this batch once its own rerun is; one that failed meanwhile (an abort) at once.
+      // While a request waits for its rerun nothing of it runs: one aborted meanwhile settles then.
       const rerun = [...requests].filter(([r]) => !r.failed)
       for (const [r, items] of requests) if (r.failed) this.finish(r, items)
+      for (const [r] of rerun) r.running--
       for (const [r, items] of rerun) {
-        if (!r.failed) {
-          const own = await this.attempt(items)
-          if (own) this.fail(r, own.error)
-        }
+        if (r.failed) continue  // settled when it failed, or by its last batch still running
+        r.running++
+        const own = await this.attempt(items)
+        if (own) this.fail(r, own.error)
         this.finish(r, items)
       }
       return

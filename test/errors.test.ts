@@ -1,7 +1,8 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
-import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { closeSync, openSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { onnx } from 'onnx-proto'
@@ -364,44 +365,124 @@ describe('errors', () => {
     }
   })
 
-  it('a batch that kills every thread it meets rejects with why once its replacement dies too; no more threads are started', async () => {
-    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
-    await m.detect(frame, { boxes: [box] })
-    // Every worker thread, replacements included: a run ends the thread instead of reaching it.
-    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string }, transfer?: unknown): void }
+  /** Makes every inference thread die on a batch with a chip that starts bright (the poison frame's); counts loads and kills. */
+  function poisonThreads(): { loads: number; kills: number; restore(): void } {
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer }, transfer?: unknown): void }
     const postMessage = proto.postMessage
-    let loads = 0
-    let kills = 0
-    proto.postMessage = function (this: Worker, msg: { type?: string }, transfer?: unknown) {
-      if (msg?.type === 'load') loads++
-      if (msg?.type !== 'run') return postMessage.call(this, msg, transfer)
-      kills++
+    const counts = { loads: 0, kills: 0, restore: () => { proto.postMessage = postMessage } }
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      if (msg?.type === 'load') counts.loads++
+      const chips = msg?.type === 'run' ? new Float32Array(msg.input!) : undefined
+      const bright = (k: number) => chips![k * 3 * 224 * 224] >= 1
+      if (!chips || !Array.from({ length: chips.length / (3 * 224 * 224) }, (_, k) => k).some(bright)) return postMessage.call(this, msg, transfer)
+      counts.kills++
       void this.terminate()
     }
+    return counts
+  }
+  // The poison frame is bright: its chip's first value (normalised) is above 1, the others' below.
+  const poison = { ...frame, data: new Uint8Array(W * H * 3).fill(250) }
+
+  it('with one worker, a frame that kills every thread it meets rejects after the thread and one replacement; its slot is replaced and serves the next calls', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+    const t = poisonThreads()
     try {
-      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
-      expect({ loads, kills }).toEqual({ loads: 1, kills: 2 }) // the thread, then its one replacement
-      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
-      expect(loads).toBe(1)
+      await expect(m.detect(poison, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      expect(t.kills).toBe(2)
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      await expect(m.detect(poison, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      expect(t.kills).toBe(4)
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
     } finally {
-      proto.postMessage = postMessage
+      t.restore()
       await m.close()
     }
   })
 
+  it('a bad call sharing a batch with a good one: the good one resolves, the bad one rejects, and the threads it killed are replaced', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1, maxBatch: 4 })
+    const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+    const engine = (m as unknown as { engine: { workers: { failure?: Error }[]; starting: Set<unknown> } }).engine
+    const t = poisonThreads()
+    try {
+      // Three calls take the three slots (two workers, and one batch preprocessed ahead); the
+      // next two wait and go as one batch.
+      const first = [0, 1, 2].map(() => m.detect(frame, { boxes: [box] }))
+      const [good, bad] = await Promise.allSettled([m.detect(frame, { boxes: [box] }), m.detect(poison, { boxes: [box] })])
+      for (const f of await Promise.all(first)) expect(f[0].auValues).toEqual(want)
+      expect(good.status === 'fulfilled' && good.value[0].auValues).toEqual(want)
+      expect(bad.status === 'rejected' && String(bad.reason)).toMatch(/the inference worker exited/)
+      expect(t.kills).toBe(4) // the shared batch: both threads and a replacement; its rerun alone: one
+      const later = await Promise.all([0, 1, 2, 3].map(() => m.detect(frame, { boxes: [box] })))
+      for (const f of later) expect(f[0].auValues).toEqual(want)
+      while (engine.starting.size > 0) await new Promise((r) => setTimeout(r, 20))
+      expect(engine.workers.map((w) => w.failure)).toEqual([undefined, undefined])
+    } finally {
+      t.restore()
+      await m.close()
+    }
+  })
+
+  it('a replacement thread that dies idle before answering any batch (a crash loop of its own) is not replaced; calls then reject with why', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    type Session = { worker: { terminate(): Promise<number> }; failure?: Error }
+    const engine = (m as unknown as { engine: { workers: Session[]; starting: Set<unknown> } }).engine
+    const t = poisonThreads()
+    try {
+      await m.detect(frame, { boxes: [box] })
+      const first = engine.workers[0]
+      await first.worker.terminate()
+      while (engine.workers[0] === first || engine.starting.size > 0) await new Promise((r) => setTimeout(r, 20))
+      expect(t.loads).toBe(1)
+      await engine.workers[0].worker.terminate()
+      await new Promise((r) => setTimeout(r, 200))
+      expect(engine.starting.size).toBe(0)
+      expect(t.loads).toBe(1)
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+    } finally {
+      t.restore()
+      await m.close()
+    }
+  })
+
+  it.skipIf(process.platform === 'win32')('a batch whose thread died, preprocessed again while its replacement fails to load, rejects with why instead of waiting for ever; close() returns', async () => {
+    // The replacement fails (the model file is gone) while the batch is preprocessed again, held
+    // up by a busy libuv pool (fs, dns, zlib in a service): no thread will ever be free again.
+    const own = path.join(dir, 'deleted.onnx')
+    writeFileSync(own, makeFixtureModel({ generation: 'v2.5' }))
+    const m = await FaceMultitask.load({ model: own, workers: 1, threads: 1 })
+    await m.detect(frame, { boxes: [box] })
+    unlinkSync(own)
+    const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4
+    const fifos = Array.from({ length: pool }, (_, i) => path.join(dir, `pool-${i}.fifo`))
+    for (const f of fifos) {
+      rmSync(f, { force: true })
+      execFileSync('mkfifo', [f])
+    }
+    type Session = { worker: { postMessage(...a: unknown[]): void; terminate(): Promise<number> } }
+    const engine = (m as unknown as { engine: { workers: Session[]; starting: Set<Promise<void>> } }).engine
+    const w = engine.workers[0].worker
+    const post = w.postMessage.bind(w)
+    const reads: Promise<unknown>[] = []
+    w.postMessage = (...a: unknown[]) => {
+      if ((a[0] as { type?: string })?.type !== 'run') return post(...a)
+      for (const f of fifos) reads.push(readFile(f).catch(() => {}))  // each holds a pool thread until written
+      void w.terminate()
+    }
+    const call = m.detect(frame, { boxes: [box] }).then(() => 'resolved', (e: Error) => e.message)
+    while (engine.starting.size === 0) await new Promise((r) => setTimeout(r, 10))
+    await Promise.all([...engine.starting])  // the replacement has failed to load
+    for (const f of fifos) closeSync(openSync(f, 'w'))  // the pool is free again
+    await Promise.all(reads)
+    expect(await call).toMatch(/the inference worker exited/)
+    await m.close()
+  }, 30_000)
+
   it('under steady traffic, a batch that kills every thread it meets rejects after killing one more than there are workers; the traffic is served', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1, maxBatch: 1 })
     const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
-    // The poison frame is bright: its chip's first value (normalised) is above 1, the others' below.
-    const poison = { ...frame, data: new Uint8Array(W * H * 3).fill(250) }
-    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer }, transfer?: unknown): void }
-    const postMessage = proto.postMessage
-    let kills = 0
-    proto.postMessage = function (this: Worker, msg, transfer) {
-      if (msg?.type !== 'run' || new Float32Array(msg.input!)[0] < 1) return postMessage.call(this, msg, transfer)
-      kills++
-      void this.terminate()
-    }
+    const t = poisonThreads()
     try {
       let settled = false
       const bad = m.detect(poison, { boxes: [box] }).finally(() => { settled = true })
@@ -414,10 +495,10 @@ describe('errors', () => {
         served += 2
       }
       await expect(bad).rejects.toThrow(/the inference worker exited/)
-      expect(kills).toBe(3)
+      expect(t.kills).toBe(3)
       expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
     } finally {
-      proto.postMessage = postMessage
+      t.restore()
       await m.close()
     }
   })

@@ -320,6 +320,37 @@ describe('Scheduler', () => {
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
 
+  it('a request aborted while waiting for its rerun (another request\'s runs first) rejects at once', async () => {
+    const hold = deferred<void>()
+    const rerunOfA = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      if (jobs.includes(0)) await hold.promise  // holds the slot so that A, B and C meet in one batch
+      if (jobs.length > 1 && jobs.includes(13)) throw new Error('the shared batch failed')
+      if (jobs.length === 1 && jobs[0] === 13) {
+        await rerunOfA.promise
+        throw new Error('13 is bad')
+      }
+      return jobs
+    }, 1, 8)
+    const first = s.submit([0])
+    const controller = new AbortController()
+    const events: string[] = []
+    const a = s.submit([13]).catch((e: Error) => events.push(`A ${e.message}`))
+    const b = s.submit([2]).then(() => events.push('B resolved'))
+    const c = s.submit([3], controller.signal).catch((e: Error) => events.push(`C ${e.name}`))
+    hold.resolve()
+    await first
+    await new Promise((r) => setTimeout(r, 20))  // the shared batch has failed; A's rerun is held
+    controller.abort()
+    await c
+    expect(events).toEqual(['C AbortError'])  // neither A's rerun nor B's had to finish first
+    rerunOfA.resolve()
+    await Promise.all([a, b])
+    expect(events).toEqual(['C AbortError', 'A 13 is bad', 'B resolved'])
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
   it('a request that fails and is then aborted rejects once, with its failure', async () => {
     const slow = deferred<number[]>()
     const s = new Scheduler<number, number>(async (jobs) => {

@@ -29,6 +29,8 @@ class SessionWorker {
   onDeath: (() => void) | undefined
   /** Started in place of a thread that died. */
   replacement = false
+  /** Whether a batch was on it when it died. */
+  diedRunning = false
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (m: WorkerReply) => {
@@ -48,6 +50,7 @@ class SessionWorker {
     })
     const fail = (e: Error) => {
       const first = this.failure === undefined
+      if (first) this.diedRunning = this.pending.size > 0
       this.failure ??= e
       for (const p of this.pending.values()) p.reject(this.failure)
       this.pending.clear()
@@ -123,19 +126,22 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   // A thread that dies (a crash, running out of memory) is replaced by a new one on the same
-  // model, so a long-running service recovers, even with one worker. Not a replacement that died
-  // before answering a single batch: that is a crash loop (a batch that kills every thread it
-  // meets), and the slot stays dead; with every slot dead, calls reject with why.
+  // model, so a long-running service recovers, even with one worker. A death with a batch on it
+  // is the batch's doing (run() bounds how many threads one batch may kill), so its thread is
+  // replaced. Not a replacement that died idle before answering a single batch: that is a crash
+  // loop of the thread itself, and the slot stays dead; with every slot dead, calls reject with why.
   private readonly starting = new Set<Promise<void>>()
   private closed = false
+  /** Faces of a batch that killed as many threads as it may: each call that holds one gets no more. */
+  private readonly killers = new WeakSet<FaceJob>()
 
   private watch(w: SessionWorker, slot: number): void {
     w.onDeath = () => {
-      if (this.closed || (w.replacement && w.completed === 0)) return this.settleWaiters()
+      if (this.closed || (w.replacement && w.completed === 0 && !w.diedRunning)) return this.settleWaiters()
       const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
         (fresh) => {
           this.starting.delete(start)
-          if (this.closed) return void fresh.terminate()
+          if (this.closed) return fresh.terminate().then(() => {})
           fresh.replacement = true
           this.workers[slot] = fresh
           this.watch(fresh, slot)
@@ -181,6 +187,10 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
+    // A batch may lose threads to crashes not its own (one more than there are workers: each
+    // other thread, and one replacement); a call rerun alone after its shared batch used that up
+    // (the scheduler's per-call rerun) may lose none, or one bad call would kill every thread.
+    const mayLose = faces.some((f) => this.killers.has(f)) ? 0 : this.workers.length
     for (let deaths = 0; ; deaths++) {
       if (deaths > 0) checkStillWhole(faces)  // read again: the caller may have let a frame go meanwhile
       const input = new Float32Array(faces.length * INPUT_FLOATS)
@@ -195,7 +205,11 @@ export class OnnxRuntimeBackend implements Backend {
         // stands. So it does for a batch that has killed more threads than there are workers: it
         // is the cause, and under steady traffic (replacements answering other batches, so
         // replaced in turn) it would otherwise run, and kill, for as long as the traffic lasts.
-        if (this.usable(worker) || deaths >= this.workers.length) throw e
+        if (this.usable(worker)) throw e
+        if (deaths >= mayLose) {
+          for (const f of faces) this.killers.add(f)
+          throw e
+        }
       } finally {
         this.release(worker)
       }
@@ -213,7 +227,11 @@ export class OnnxRuntimeBackend implements Backend {
   private acquire(): Promise<SessionWorker> {
     this.idle = this.idle.filter((w) => this.usable(w)) // one may have died while idle
     const w = this.idle.pop()
-    return w ? Promise.resolve(w) : new Promise((resolve) => this.waiting.push(resolve))
+    if (w) return Promise.resolve(w)
+    // Every thread dead and none coming (a replacement that failed to load while this batch was
+    // preprocessed again): no release will come, so a dead one serves, and the run says why.
+    if (this.starting.size === 0 && this.workers.every((o) => o.failure)) return Promise.resolve(this.workers[0])
+    return new Promise((resolve) => this.waiting.push(resolve))
   }
 
   private release(w: SessionWorker): void {
