@@ -54,6 +54,7 @@ export class FaceMultitask {
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { model, backend?, ... }')
+    options = { ...options }  // each option read once: a getter cannot give a check one value and the load another
     // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run.
     const unknown = Object.keys(options).filter((k) => !LOAD_OPTIONS.includes(k))
     if (unknown.length > 0) {

@@ -117,16 +117,18 @@ function checkBox(box: unknown, name: string, width: number, height: number): Bo
     const plain = ArrayBuffer.isView(box) ? ' (a plain array: Array.from(box))' : ''
     throw new TypeError(`${name} must be [x1, y1, x2, y2]${plain}, got ${showValue(box)}`)
   }
-  // Array.from visits holes (as undefined), which every() would skip and so pass.
-  if (!Array.from(box).every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    throw new RangeError(`${name} must hold 4 finite numbers, got ${showCoordinates(box)}`)
+  // Read once (a getter gives the check and the crop the same values). Array.from visits holes
+  // (as undefined), which every() would skip and so pass.
+  const v: unknown[] = Array.from(box)
+  if (!v.every((c) => typeof c === 'number' && Number.isFinite(c))) {
+    throw new RangeError(`${name} must hold 4 finite numbers, got ${showCoordinates(v)}`)
   }
-  const [x1, y1, x2, y2] = box as number[]
+  const [x1, y1, x2, y2] = v as number[]
   if (!(x2 > x1 && y2 > y1)) {
-    throw new RangeError(`${name} = [${box.join(', ')}] has zero or negative size: x2 must exceed x1 and y2 exceed y1`)
+    throw new RangeError(`${name} = [${v.join(', ')}] has zero or negative size: x2 must exceed x1 and y2 exceed y1`)
   }
   if (x2 <= 0 || y2 <= 0 || x1 >= width || y1 >= height) {
-    throw new RangeError(`${name} = [${box.join(', ')}] lies entirely outside the ${width}x${height} frame`)
+    throw new RangeError(`${name} = [${v.join(', ')}] lies entirely outside the ${width}x${height} frame`)
   }
   return [x1, y1, x2, y2]
 }
@@ -190,7 +192,9 @@ function checkBoxLists(boxes: unknown, images: number): void {
   const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
   const want = `options.boxes must hold one list of [x1, y1, x2, y2] boxes per image (${plural(images, 'image')})`
   if (!Array.isArray(boxes)) throw new TypeError(`${want}, got ${showValue(boxes)}`)
-  const bad = Array.from(boxes as unknown[]).findIndex((b) => !(Array.isArray(b) && (b.length === 0 || Array.isArray(b[0]))))
+  // Only the lists the images need are looked at (a sparse array of 2^32 - 1 would take seconds);
+  // a typed-array box goes on to checkBox, which says how to pass it.
+  const bad = Array.from(boxes.slice(0, images) as unknown[]).findIndex((b) => !(Array.isArray(b) && (b.length === 0 || Array.isArray(b[0]) || ArrayBuffer.isView(b[0]))))
   if (bad >= 0) {
     const b: unknown = boxes[bad]
     const aBox = Array.isArray(b) && b.length === 4 && b.every((v) => typeof v === 'number')

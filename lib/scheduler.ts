@@ -223,7 +223,11 @@ function aborted(signal: AbortSignal): AbortError {
 
 /** Resolves or rejects a request that has nothing running and nothing left to run. */
 function settle<J, R>(r: Request<J, R>): void {
-  r.release?.()
+  try {
+    r.release?.()
+  } catch {
+    // a look-alike signal whose removeEventListener throws: the call settles all the same
+  }
   if (r.failed) r.reject(r.error)
   else r.resolve(r.results)
 }

@@ -65,6 +65,10 @@ describe('errors', () => {
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box for two images', () => model.detect([frame, frame], { boxes: [box] as never }),
       /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\): options\.boxes\[0\] is \[\d+,\d+,\d+,\d+\], a box: put each image's boxes in a list, \[\[x1, y1, x2, y2\]\]$/, TypeError],
+    ['a typed array as a box, with an array of images', () => model.detect([frame], { boxes: [[new Float32Array([10, 10, 40, 40]) as never]] }),
+      /^options\.boxes\[0\]\[0\] must be \[x1, y1, x2, y2\] \(a plain array: Array\.from\(box\)\), got a Float32Array \[10, 10, 40, 40\]$/, TypeError],
+    ['a sparse box-list array of 2^32 - 1 for one image', () => model.detect([frame], { boxes: new Array(2 ** 32 - 1) }),
+      /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(1 image\): options\.boxes\[0\] is undefined, not a list of boxes$/, TypeError],
     ['one box list for two images', () => model.detect([frame, frame], { boxes: [[box]] }), /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\), got 1 list$/, TypeError],
     ['box lists not in an array', () => model.detect([frame], { boxes: 'all' as never }), /^options\.boxes must hold .* per image \(1 image\), got "all"$/, TypeError],
     ['a box list that is not one', () => model.detect([frame, frame], { boxes: [[box], 7] as never }), /^options\.boxes must hold .* \(2 images\): options\.boxes\[1\] is 7, not a list of boxes$/, TypeError],
@@ -121,6 +125,15 @@ describe('errors', () => {
     rab.resize(0)
     const resized = await pending
     expect(resized[1].mesh).toEqual(want[0].mesh)
+  })
+
+  it('a box is read once: a coordinate getter cannot pass the checks with one value and crop with another', async () => {
+    const want = (await model.detect(frame, { boxes: [box] }))[0].box
+    let reads = 0
+    const shifty = [10, 10, 40, 40]
+    Object.defineProperty(shifty, 2, { enumerable: true, get: () => (reads++ === 0 ? 40 : '1e3') })
+    const [face] = await model.detect(frame, { boxes: [shifty as never] })
+    expect(face.box).toEqual(want)
   })
 
   it('an empty box list gives no faces for its image', async () => {
@@ -290,6 +303,18 @@ describe('errors', () => {
       await expect(FaceMultitask.load({ model: file, maxBatch: 0 })).rejects.toThrow(/options\.maxBatch must be an integer/)
       await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
+    })
+
+    it('each option is read once: a getter cannot give the checks one value and the load another', async () => {
+      let reads = 0
+      const other = variant('other-model.onnx', () => {})
+      const m = await FaceMultitask.load({ get model() { return reads++ === 0 ? file : other } })
+      try {
+        expect(reads).toBe(1)
+        expect(m.info().model).toBe(file)
+      } finally {
+        await m.close()
+      }
     })
   })
 

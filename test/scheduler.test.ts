@@ -254,6 +254,12 @@ describe('Scheduler', () => {
     expect(ran).toEqual([[1, 2]])
   })
 
+  it('a look-alike signal whose removeEventListener throws does not keep the call from settling', async () => {
+    const s = new Scheduler<number, number>(async (jobs) => jobs, 1, 8)
+    const signal = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('not today') } } as unknown as AbortSignal
+    await expect(s.submit([1, 2], signal)).resolves.toEqual([1, 2])
+  })
+
   it('an already aborted signal rejects without running anything; a signal that fires after the request resolved changes nothing and is no longer listened to', async () => {
     let runs = 0
     const s = new Scheduler<number, number>(async (jobs) => { runs++; return jobs }, 1, 4)

@@ -142,6 +142,7 @@ export class TensorRtBackend implements Backend {
         await cache.invalidate(parts, (e as Error).message, gpu.onProgress, plan)
       }
     }
+    const enginePath = await cache.planFile(parts)
     // Cancelled while the plan was being loaded (seconds): the caller gets no model.
     if (gpu.signal?.aborted) {
       await engine.close()
@@ -152,7 +153,7 @@ export class TensorRtBackend implements Backend {
     const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
     const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${preprocessing})`
     // One batch more than there are streams: the next is queued in the addon while the GPU works.
-    return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, await cache.planFile(parts))
+    return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, enginePath)
   }
 
   run(faces: FaceJob[]): Promise<BatchOutputs> {
