@@ -32,10 +32,13 @@ GPUS=""
 if command -v nvidia-smi >/dev/null 2>&1; then
   GPUS="$(nvidia-smi --query-gpu=index,name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
           nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true)"
+  SMI_CUDA="$(nvidia-smi 2>&1 | grep -o 'CUDA Version: *[0-9.]*' | head -n 1)"
+  [ -n "$GPUS" ] || { echo "nvidia-smi says:"; nvidia-smi 2>&1 | head -n 5 | sed 's/^/        /'; }
 fi
 if [ -n "$GPUS" ]; then
   echo "GPU:    (nvidia-smi: index, name, compute capability, driver, memory)"
   echo "$GPUS" | sed 's/^/        /'
+  echo "        driver supports ${SMI_CUDA:-CUDA version unknown} (CUDA 13 needs a driver >= 580)"
 else
   echo "GPU:    none (nvidia-smi $(command -v nvidia-smi >/dev/null 2>&1 && echo 'lists no GPU' || echo 'not found'))"
 fi
@@ -52,35 +55,45 @@ echo "build:  $BUILD"
 
 say "configure (-DFM_BUILD_TESTS=ON)"
 mkdir -p "$BUILD"
-CFG=(-S "$ROOT" -B "$BUILD" -DFM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release)
+# -U: a cached CMAKE_CUDA_ARCHITECTURES (CMake's own default, 75, from an earlier run) would
+# otherwise be taken as the user's choice (CMakeLists.txt) and drop sm_90/sm_100.
+CFG=(-S "$ROOT" -B "$BUILD" -UCMAKE_CUDA_ARCHITECTURES -DFM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release)
 if [ -n "$NVCC" ]; then CFG+=("-DCMAKE_CUDA_COMPILER=$NVCC"); fi
-if ! timeout 180 cmake "${CFG[@]}" >"$BUILD/configure.log" 2>&1; then
+if ! timeout 120 cmake "${CFG[@]}" >"$BUILD/configure.log" 2>&1; then
   tail -n 40 "$BUILD/configure.log"
   result 1 "FAIL: configure (log: $BUILD/configure.log)"
 fi
-grep -E 'face-multitask|CUDA compiler identification' "$BUILD/configure.log" | sed 's/^-- /   /'
+grep -E 'face-multitask|CUDA compiler identification|CXX compiler identification' "$BUILD/configure.log" | sed 's/^-- /   /'
 
 say "build (-j$JOBS)"
-if ! timeout 240 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; then
+if ! timeout 200 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; then
   tail -n 60 "$BUILD/build.log"
   result 1 "FAIL: build (log: $BUILD/build.log)"
 fi
-grep -iE 'warning|error' "$BUILD/build.log" | head -n 20
+grep -iE '(warning|error)( #[0-9]+-D)? *:' "$BUILD/build.log" | head -n 20
 echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test pipeline_gpu_test upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
 HAVE_CUDA_TARGETS=0
 if [ -x "$BUILD/preprocess_cuda_test" ]; then HAVE_CUDA_TARGETS=1; fi
 
 say "ctest"
 # (cd + ctest rather than ctest --test-dir, which needs CMake >= 3.20)
-(cd "$BUILD" && timeout 150 ctest --output-on-failure) 2>&1 | tee "$BUILD/ctest.log"
+(cd "$BUILD" && timeout 180 ctest --output-on-failure --timeout 90) 2>&1 | tee "$BUILD/ctest.log"
 CTEST_RC=${PIPESTATUS[0]}
+say "GPU tests' own output (ctest hides it when they pass)"
+for t in preprocess_cuda kernel_module pipeline_gpu; do
+  out="$(awk -v t="$t" '$0 ~ ("^[0-9]+/[0-9]+ Testing: " t "$") {hit=1} hit && $0 == "Output:" {on=1; getline; next}
+                        on && $0 == "<end of output>" {exit} on' "$BUILD/Testing/Temporary/LastTest.log" 2>/dev/null)"
+  echo "-- $t"
+  printf '%s\n' "$out" | grep -v 'max |cuda - cpu|' | tail -n 15
+  for d in fp32 fp16; do printf '%s\n' "$out" | grep 'max |cuda - cpu|' | grep ", $d" | sort -t= -k2 -g | tail -n 1 | sed "s/^ */   worst $d: /"; done
+done
 CUDA_SKIPPED=0
 if grep -qE '(preprocess_cuda|kernel_module|pipeline_gpu) .*Skipped|SKIPPED: no CUDA device' "$BUILD/ctest.log"; then CUDA_SKIPPED=1; fi
 
 say "benchmark"
 BENCH="not built"
 if [ "$HAVE_CUDA_TARGETS" = 1 ]; then
-  timeout 150 "$BUILD/preprocess_cuda_bench"
+  timeout 90 "$BUILD/preprocess_cuda_bench"
   case $? in
     0) BENCH="ran" ;;
     77) BENCH="SKIPPED (no CUDA device)" ;;
@@ -93,9 +106,12 @@ fi
 
 say "summary"
 echo "GPU:        ${GPUS:-none}"
-echo "ctest:      exit $CTEST_RC$( [ "$CUDA_SKIPPED" = 1 ] && echo ', preprocess_cuda SKIPPED (no CUDA device)')$( [ "$HAVE_CUDA_TARGETS" = 0 ] && echo ', CUDA tests not built')"
+echo "ctest:      exit $CTEST_RC$( [ "$CUDA_SKIPPED" = 1 ] && echo ', GPU tests (preprocess_cuda, kernel_module, pipeline_gpu) SKIPPED (no CUDA device)')$( [ "$HAVE_CUDA_TARGETS" = 0 ] && echo ', CUDA tests not built')"
 echo "benchmark:  $BENCH"
-if [ "$CTEST_RC" != 0 ]; then result 1 "FAIL: ctest"; fi
+if [ -n "$GPUS" ] && [ "$CUDA_SKIPPED" = 1 ]; then
+  result 1 "FAIL: a GPU is present but the CUDA runtime sees none (driver older than the toolkit? ${SMI_CUDA:-})"
+fi
+if [ "$CTEST_RC" != 0 ]; then result 1 "FAIL: ctest (exit $CTEST_RC$( [ "$CTEST_RC" = 124 ] && echo ': timed out'))"; fi
 case "$BENCH" in FAILED*) result 1 "FAIL: benchmark $BENCH" ;; esac
 if [ -n "$GPUS" ]; then
   if [ "$HAVE_CUDA_TARGETS" = 0 ]; then result 1 "FAIL: a GPU is present but no CUDA compiler was found (set CUDACXX)"; fi

@@ -96,6 +96,7 @@ bool run(const std::string& name, const trt::PreprocessKernels& k, const std::ve
     const bool host = cu::gpu_info().name == "Host stand-in";
     const double limit = half ? 1e-3 : (host ? 0.0 : 1e-5);
     check(worst <= limit, name + (half ? " (half)" : " (float32)"), "max |GPU - CPU| = " + std::to_string(worst));
+    std::printf("  %-28s max |GPU - CPU| = %.3g (limit %.0e)\n", (name + (half ? " (half)" : " (float32)")).c_str(), worst, limit);
   }
   return true;
 }

@@ -210,6 +210,7 @@ void run_pipeline(CropMode crop, ResizeMode resize, bool half, int64_t min_batch
   // on the host stand-in (the kernels' source, or the CPU path itself): bit for bit.
   const bool host = cu::gpu_info().name == "Host stand-in";
   check(worst <= (half ? 1e-3 : (host ? 0.0 : 1e-5)), name + ": every face's slices equal the CPU path's", "max |GPU - CPU| = " + std::to_string(worst) + " (batch " + std::to_string(worst_batch) + ")");
+  std::printf("  %-60s max |GPU - CPU| = %.3g\n", name.c_str(), worst);
   check(refused_ok == 1, name + ": an oversized batch is refused alone");
   const trt::PipelineStats st = p->stats();
   check(st.batches == kBatches, name + ": stats count the batches", std::to_string(st.batches));

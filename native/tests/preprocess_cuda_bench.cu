@@ -119,6 +119,7 @@ int main() {
       in_bytes[i + 1] = in_bytes[i] + frame_bytes_under(w);
     }
     CUDA_OK(cudaMemcpy(d_desc, desc.data(), sizeof(FaceDesc) * kMaxFaces, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaStreamSynchronize(0));  // the launches are on a non-blocking stream
     for (OutDtype dtype : {OutDtype::Float32, OutDtype::Float16}) {
       const size_t elem = dtype == OutDtype::Float32 ? 4 : 2;
       for (int batch : kBatches) {

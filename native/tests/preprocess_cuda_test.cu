@@ -124,6 +124,7 @@ void run_case(const std::string& name, const std::vector<Face>& faces, CropMode 
   CUDA_OK(cudaMalloc(&d_desc, sizeof(FaceDesc) * n));
   CUDA_OK(cudaMalloc(&d_out, sizeof(float) * want.size()));
   CUDA_OK(cudaMemcpy(d_desc, desc.data(), sizeof(FaceDesc) * n, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaStreamSynchronize(0));  // a pageable copy may return before its DMA lands; the launch is on another stream
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
