@@ -525,12 +525,14 @@ describe('getOrBuild', () => {
     }
   })
 
-  it('a build sweeps what crashed writers left over a day ago (temp files, a plan without its sidecar), and nothing younger', async () => {
+  it('a build sweeps what crashed processes left over a day ago (temp files, a plan without its sidecar, locks), and nothing younger', async () => {
     const { dir, parts } = fresh('debris')
     const messages: string[] = []
     const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
-    const names = ['.other.fp16.plan.tmp-4242-0a1b2c3d', '.other.fp16.json.tmp-4242-0a1b2c3d', 'timing.gpu.trt10.abcd1234.cache.tmp.4242', 'orphan.fp16.0123456789ab.plan']
-    const young = (n: string) => n.replace(/^(\.?)/, '$1young-')  // the same kind of name, just written
+    const names = ['.other.fp16.plan.tmp-4242-0a1b2c3d', '.other.fp16.json.tmp-4242-0a1b2c3d', 'timing.gpu.trt10.abcd1234.cache.tmp.4242', 'orphan.fp16.0123456789ab.plan',
+      'engine-0123456789abcdef.lock', 'engine-fedcba9876543210.lock.takeover']
+    // The same kind of name, just written (a lock: another key's, held now).
+    const young = (n: string) => (n.startsWith('engine-') ? n.replace('engine-0', 'engine-1').replace('engine-f', 'engine-e') : n.replace(/^(\.?)/, '$1young-'))
     const twoDays = new Date(Date.now() - 2 * 86_400_000)
     for (const n of names) {
       writeFileSync(path.join(dir, n), 'left over')
@@ -543,7 +545,14 @@ describe('getOrBuild', () => {
       expect(left).not.toContain(n)
       expect(left).toContain(young(n))
     }
-    expect(messages.filter((m) => /^removed .*: (an unfinished write|a plan without its sidecar) left by a process that stopped \(over a day old\)$/.test(m))).toHaveLength(4)
+    expect(messages.filter((m) => /^removed .*: (an unfinished write|a plan without its sidecar|a lock never released) left by a process that stopped \(over a day old\)$/.test(m))).toHaveLength(6)
+    // The timing cache's lock is flock()ed, never removed, however old.
+    const timingLock = 'timing.gpu.trt10.abcd1234.cache.lock'
+    writeFileSync(path.join(dir, timingLock), '')
+    utimesSync(path.join(dir, timingLock), twoDays, twoDays)
+    rmSync(cache.files(parts).sidecar)
+    await cache.getOrBuild(parts, counter().build)
+    expect(readdirSync(dir)).toContain(timingLock)
   })
 
   it('invalidate() (the plan failed to deserialize) says why and the next call rebuilds', async () => {

@@ -311,7 +311,11 @@ export class EngineCache {
     await this.removeDebris(say)
   }
 
-  /** Removes what crashed writers left, a day on: temp files, and plans whose sidecar was never written. */
+  /**
+   * Removes what crashed processes left, a day on: temp files, plans whose sidecar was never
+   * written, and engine locks (a live holder refreshes its lock every few seconds; a killed one's
+   * stays until the same engine is loaded again, which may be never).
+   */
   private async removeDebris(say: (m: string) => void): Promise<void> {
     const names = await fs.readdir(this.dir).catch(() => [] as string[])
     const present = new Set(names)
@@ -319,12 +323,15 @@ export class EngineCache {
       // writeFileAtomic's temp files, and the timing cache's (native/tensorrt/builder.cc).
       const temp = /^\..+\.tmp-\d+-[0-9a-f]+$/.test(name) || /\.cache\.tmp\.\d+$/.test(name)
       const orphan = name.endsWith('.plan') && !present.has(`${name.slice(0, -'.plan'.length)}.json`)
-      if (!temp && !orphan) continue
+      // Not the timing cache's lock (timing.*.cache.lock): flock()ed, never removed (file_lock.h).
+      const lock = /^engine-[0-9a-f]{16}\.lock(\.takeover)?$/.test(name)
+      if (!temp && !orphan && !lock) continue
       const file = path.join(this.dir, name)
       const st = await fs.stat(file).catch(() => undefined)
       if (!st?.isFile() || Date.now() - st.mtimeMs < DEBRIS_MS) continue
       await fs.rm(file, { force: true }).catch(() => {})
-      say(`removed ${name}: ${temp ? 'an unfinished write' : 'a plan without its sidecar'} left by a process that stopped (over a day old)`)
+      const what = temp ? 'an unfinished write' : orphan ? 'a plan without its sidecar' : 'a lock never released'
+      say(`removed ${name}: ${what} left by a process that stopped (over a day old)`)
     }
   }
 
