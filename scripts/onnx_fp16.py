@@ -765,6 +765,33 @@ def _run_fp16_session(path):
     return _ort_session(path, disable_opt=True)
 
 
+def output_views(name: str, r, o, space: str, px: float) -> list:
+    """How one output of the FP16 file is held against the FP32 file's: (label, unit, |difference|
+    per value, tolerance or None). Pose translations (p3..p5, img2pose-style: tz is ~10 and more)
+    are compared relative to their size above 1, as FP16 rounds them: half a step at 16..32 is
+    already 0.0078."""
+    import numpy as np
+
+    def softmax(z):
+        z = z.astype(np.float64)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    d = np.abs(o.astype(np.float64) - r)
+    if name == "emotion_logits":
+        return [("emotion", "probability", np.abs(softmax(o) - softmax(r)), TOLERANCES["emotion"]),
+                ("emotion_logits", "logit (info)", d, None)]
+    if name == "mesh":
+        return [("mesh x,y", f"px on 256 chip ({space})", d[..., :2] * px, TOLERANCES["mesh"]),
+                ("mesh z", f"same scale ({space})", d[..., 2:] * px, TOLERANCES["mesh"])]
+    if name == "pose":
+        scale = np.maximum(1.0, np.abs(r[..., 3:].astype(np.float64)))
+        return [("pose p0..p2", "rad", d[..., :3], TOLERANCES["pose"]),
+                ("pose p3..p5", "translation; relative above 1", d[..., 3:] / scale, TOLERANCES["pose"])]
+    unit = {"p_au": "AU intensity", "va": "[-1,1]", "gaze": "rad", "blendshapes": "[0,1]"}.get(name, "")
+    return [(name, unit, d, TOLERANCES.get(name))]
+
+
 def compare(fp32_path: Path, fp16_path: Path, meta: dict, x, labels, is_face, log=_log,
             engine: str = "onnxruntime", reference_inputs: int = 1) -> CompareResult:
     """The FP16 file against the FP32 file, output by output, within TOLERANCES. ONNX Runtime runs
@@ -794,12 +821,6 @@ def compare(fp32_path: Path, fp16_path: Path, meta: dict, x, labels, is_face, lo
     if px is None:
         raise Fp16Error(f"unknown mesh_space {space!r}")
     rows, failures = [], []
-
-    def softmax(z):
-        z = z.astype(np.float64)
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-
     for name, r, o in zip(names, ref, got):
         if o.dtype != np.float32:
             failures.append(f"{name}: the FP16 file gives {o.dtype}, not float32")
@@ -808,19 +829,7 @@ def compare(fp32_path: Path, fp16_path: Path, meta: dict, x, labels, is_face, lo
             failures.append(f"{name}: non-finite values (FP16 file: {bad16}, FP32 file: {bad32})")
             rows.append((name, "", float("nan"), float("nan"), TOLERANCES.get(name), False, "NaN/inf"))
             continue
-        views = []
-        if name == "emotion_logits":
-            views.append(("emotion", "probability", np.abs(softmax(o) - softmax(r)), TOLERANCES["emotion"]))
-            views.append(("emotion_logits", "logit (info)", np.abs(o.astype(np.float64) - r), None))
-        elif name == "mesh":
-            d = np.abs(o.astype(np.float64) - r) * px
-            views.append(("mesh x,y", f"px on 256 chip ({space})", d[..., :2], TOLERANCES["mesh"]))
-            views.append(("mesh z", f"same scale ({space})", d[..., 2:], TOLERANCES["mesh"]))
-        else:
-            unit = {"p_au": "AU intensity", "va": "[-1,1]", "gaze": "rad", "pose": "raw p0..p5",
-                    "blendshapes": "[0,1]"}.get(name, "")
-            views.append((name, unit, np.abs(o.astype(np.float64) - r), TOLERANCES.get(name)))
-        for label, unit, d, tol in views:
+        for label, unit, d, tol in output_views(name, r, o, space, px):
             per = d.reshape(len(d), -1).max(axis=1)
             mf = float(per[is_face].max()) if is_face.any() else float("nan")
             mn = float(per[~is_face].max()) if (~is_face).any() else float("nan")
@@ -1018,6 +1027,17 @@ def self_test(log=_log) -> int:
     check(onnx.numpy_helper.to_array(eps.attribute[0].t).dtype == np.float32
           and float(onnx.numpy_helper.to_array(eps.attribute[0].t)) == np.float32(1e-12),
           "the F.normalize eps stays 1e-12 in FP32")
+
+    # Pose: a translation of 40.3 rounded to FP16 (0.0125 off: a step is 0.03 there) passes; a rotation 0.02 off does not.
+    pose = np.array([[0.1, -0.2, 0.3, 0.05, 0.4, 40.3]])
+    views = output_views("pose", pose, pose.astype(np.float16), "unit_square", 256.0)
+    check(all(float(d.max()) <= tol for _, _, d, tol in views),
+          "pose: FP16 rounding of a translation of 40.3 (0.0125) is within tolerance (relative above 1)")
+    off = pose.copy()
+    off[0, 0] += 0.02
+    views = output_views("pose", pose, off, "unit_square", 256.0)
+    check([float(d.max()) <= tol for _, _, d, tol in views] == [False, True],
+          "pose: a rotation 0.02 rad off is over the tolerance")
 
     x = np.random.default_rng(1).uniform(-2, 2, (3, 3, 6, 6)).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
