@@ -177,9 +177,9 @@ REQUIRED_MODULES = [            # (import name, pip name)
 ]
 
 
-def require_packages(extra: tuple[tuple[str, str], ...] = ()) -> None:
+def require_packages() -> None:
     missing = []
-    for mod, pip_name in [*REQUIRED_MODULES, *extra]:
+    for mod, pip_name in REQUIRED_MODULES:
         try:
             importlib.import_module(mod)
         except ImportError as e:  # noqa: PERF203
@@ -247,7 +247,7 @@ def import_release(release: str):
 
 def check_env() -> int:
     """--check-env: versions, and each release's model classes imported in a process of its own."""
-    require_packages((("onnxscript", "onnxscript"),))
+    require_packages()
     import numpy, onnx, onnxruntime, safetensors, timm, torch, torchvision  # noqa: E401
     print(f"python {sys.version.split()[0]} ({sys.executable})")
     for m in (torch, torchvision, timm, safetensors, onnx, onnxruntime, numpy):
@@ -543,6 +543,13 @@ def load_strict(model, state: dict, source: str) -> None:
     import torch
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
+    # BatchNorm's step counter, never read in eval: torch fills it in when a plain dict (what
+    # safetensors gives, as py-feat loads it) lacks it, and py-feat accepts such a file.
+    counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+    if counters:
+        note(f"{source}: no num_batches_tracked for {len(counters)} BatchNorm layer(s) (a training counter, "
+             f"unused in inference): torch sets it, as py-feat's load does")
+        missing = [k for k in missing if k not in counters]
     unexpected = sorted(set(state) - set(own))
     shape = sorted(f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
@@ -728,45 +735,16 @@ def onnx_opset(path: Path) -> int | None:
     return {o.domain or "ai.onnx": o.version for o in m.opset_import}.get("ai.onnx")
 
 
-def export_onnx_fp32(wrapper, output_names: list[str], path: Path, exporter: str, opset: int) -> str:
-    """Writes the FP32 ONNX file; returns which exporter made it. With exporter="auto" the dynamo
-    exporter is tried first; if it fails, or cannot give the requested opset (torch 2.14's
-    dynamo exporter writes opset 18 and its down-conversion to 17 fails on this model), the
-    TorchScript exporter (dynamo=False) makes the file."""
-    import logging
+def export_onnx_fp32(wrapper, output_names: list[str], path: Path, opset: int) -> None:
+    """Writes the FP32 ONNX file with the TorchScript exporter (dynamo=False). Not the dynamo
+    exporter: torch 2.14's writes opset 18 only (its down-conversion to 17 fails on this model),
+    and its node names are not the ones the tie fix and the FP16 islands find the AU graph by."""
     import warnings
     import torch
-    # py-feat calls roi_align with its default sampling_ratio=-1 (adaptive); both exporters map it
-    # to ONNX's sampling_ratio=0, which is the same adaptive rule, and warn that they did.
+    # py-feat calls roi_align with its default sampling_ratio=-1 (adaptive); the exporter maps it
+    # to ONNX's sampling_ratio=0, which is the same adaptive rule, and warns that it did.
     warnings.filterwarnings("ignore", message="ONNX export for RoIAlign with a non-zero sampling_ratio")
     x = torch.randn(EXPORT_BATCH, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    errors = []
-    if exporter in ("auto", "dynamo"):
-        quiet = [logging.getLogger(n) for n in ("onnxscript", "torch.onnx")]
-        levels = [lg.level for lg in quiet]
-        try:
-            step(f"ONNX export: torch.onnx.export(dynamo=True), opset {opset}")
-            for lg in quiet:
-                lg.setLevel(logging.ERROR)
-            batch = torch.export.Dim(BATCH_AXIS, min=1, max=4096)
-            torch.onnx.export(
-                wrapper, (x,), str(path), dynamo=True, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=output_names,
-                dynamic_shapes={"input": {0: batch}}, external_data=False, optimize=True,
-                verbose=False)
-            got = onnx_opset(path)
-            if got != opset:
-                raise RuntimeError(f"it wrote opset {got} and could not convert it to opset {opset}")
-            return "dynamo"
-        except Exception as e:
-            msg = f"{e.__class__.__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            errors.append(f"dynamo: {msg}")
-            if exporter == "dynamo":
-                raise ExportError(f"the dynamo ONNX exporter failed: {msg}") from e
-            note(f"dynamo exporter: {msg[:300]}; falling back to dynamo=False")
-        finally:
-            for lg, lv in zip(quiet, levels):
-                lg.setLevel(lv)
     step(f"ONNX export: torch.onnx.export(dynamo=False) (TorchScript exporter), opset {opset}")
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX export")
     # torch._assert(boxes.size(1) == 5) in torchvision's roi_align input check: a constant shape test.
@@ -778,9 +756,7 @@ def export_onnx_fp32(wrapper, output_names: list[str], path: Path, exporter: str
             dynamic_axes={n: {0: BATCH_AXIS} for n in [INPUT_NAME, *output_names]},
             do_constant_folding=True)
     except Exception as e:
-        errors.append(f"torchscript: {e.__class__.__name__}: {e}")
-        raise ExportError("ONNX export failed: " + " | ".join(errors)) from e
-    return "torchscript"
+        raise ExportError(f"ONNX export failed: {e.__class__.__name__}: {e}") from e
 
 
 def finish_onnx(path: Path, output_names: list[str], metadata: dict[str, str], opset: int) -> None:
@@ -1114,8 +1090,8 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     try:
         t_export = time.monotonic()
         with torch.no_grad():
-            used = export_onnx_fp32(wrapper, output_names, partial, args.exporter, args.opset)
-        extra["onnx_exporter"] = ("dynamo" if used == "dynamo" else "torchscript (dynamo=False)") + f", opset {args.opset}"
+            export_onnx_fp32(wrapper, output_names, partial, args.opset)
+        extra["onnx_exporter"] = f"torchscript (dynamo=False), opset {args.opset}"
         metadata = contract_metadata(gen, extra, args.contract_metadata)
         finish_onnx(partial, output_names, metadata, args.opset)
         note(f"wrote {partial.name} ({partial.stat().st_size / 2**20:.1f} MiB) with the {extra['onnx_exporter']} exporter "
@@ -1183,13 +1159,7 @@ def parse_args(argv):
     p.add_argument("--zero-au-node", type=int, default=None, metavar="I",
                    help="with --random-weights: make AU node I (0-19, py-feat's AU order) all zero for every "
                         "input, as real weights do on some faces (the AU graph then chooses among equal similarities)")
-    # torch 2.14's dynamo exporter cannot write opset 17 for this model (its down-conversion
-    # fails), so the TorchScript exporter is the default; auto tries dynamo first.
-    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="torchscript",
-                   help="torch.onnx exporter: the TorchScript one (dynamo=False, default), dynamo, or dynamo "
-                        "with the TorchScript one as fallback (auto)")
-    p.add_argument("--opset", type=int, default=OPSET,
-                   help=f"ONNX opset (default {OPSET}; 18 lets torch 2.14's dynamo exporter write the file itself)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     p.add_argument("--contract-metadata", type=Path, default=None, metavar="FILE",
                    help="JSON of the face_multitask.* metadata (default: from dist/lib/contract-metadata.js via node)")
     p.add_argument("--trust-pickle", action="store_true",
@@ -1279,7 +1249,7 @@ def main(argv=None) -> int:
             return import_release_main(args.import_release)
         if args.check_env:
             return check_env()
-        require_packages(() if args.exporter == "torchscript" else (("onnxscript", "onnxscript"),))
+        require_packages()
         import torch
         if args.threads:
             torch.set_num_threads(args.threads)

@@ -420,6 +420,29 @@ describe('face-multitask export', () => {
     expect((await run('export', '--bogus')).code).toBe(2)
   })
 
+  it("scripts/export_onnx.py's strict load takes a file without BatchNorm's num_batches_tracked (py-feat's load does), and still refuses a missing weight", async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const code = `
+import sys, torch
+sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e
+m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+state = {k: v for k, v in m.state_dict().items() if not k.endswith('num_batches_tracked')}
+state['1.running_mean'] = torch.full((4,), 0.5)
+e.load_strict(m, state, 'ckpt')
+print('loaded', float(m[1].running_mean[0]), int(m[1].num_batches_tracked))
+del state['1.weight']
+try:
+    e.load_strict(m, state, 'ckpt')
+except e.ExportError as err:
+    print('refused:', err)
+`
+    const r = await promisify(execFile)(venvPython, ['-c', code])
+    const lines = r.stdout.trim().split('\n').map((l) => l.trim())
+    expect(lines.filter((l) => /^(loaded|refused)/.test(l))).toEqual(['loaded 0.5 0', 'refused: ckpt: the weights do not fit the model; missing 1: 1.weight'])
+    expect(lines[0]).toMatch(/^ckpt: no num_batches_tracked for 1 BatchNorm layer\(s\)/)
+  })
+
   /** scripts/export_onnx.py run directly: its exit code, stdout and stderr. */
   const runScript = (py: string, ...args: string[]) =>
     promisify(execFile)(py, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), ...args], { cwd: dir })

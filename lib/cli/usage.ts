@@ -141,7 +141,7 @@ runs export with another Python that has torch and py-feat's code.
   -h, --help          this help
 
 Other options go to scripts/export_onnx.py as they are: --trust-pickle (a .pt checkpoint that holds
-more than tensors, from a source you trust), --threads N, --opset N, --exporter, --check-env,
+more than tensors, from a source you trust), --threads N, --opset N, --check-env,
 --contract-metadata FILE, --no-node-check, --random-config JSON (with --random-weights: config settings
 laid over the generation's, for an architecture variant), --zero-au-node I (with --random-weights: AU
 node I all zero for every input, as real weights make some on some faces);
