@@ -49,8 +49,9 @@ export interface TensorRtAvailability {
   /** "major.minor", e.g. "9.0". */
   computeCapability?: string
   /**
-   * More, available or not: a library older than the headers, a candidate that failed to load, a
-   * missing plugin library (models with RoiAlign, v2.6+, then cannot be built), the driver's error.
+   * More, available or not: how to fix a library older than the headers, a candidate that failed
+   * to load, a missing plugin library (models with RoiAlign, v2.6+, then cannot be built), the
+   * driver's error.
    */
   detail?: string
 }

@@ -54,12 +54,14 @@ export class FaceMultitask {
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { model, backend?, ... }')
-    options = { ...options }  // each option read once: a getter cannot give a check one value and the load another
     // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run.
     const unknown = Object.keys(options).filter((k) => !LOAD_OPTIONS.includes(k))
     if (unknown.length > 0) {
       throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${LOAD_OPTIONS.join(', ')}`)
     }
+    // Each option read once (inherited ones too): a getter cannot give a check one value and the load another.
+    const given = options as unknown as Record<string, unknown>
+    options = Object.fromEntries(LOAD_OPTIONS.filter((k) => k in given).map((k) => [k, given[k]])) as unknown as LoadOptions
     if (typeof options.model !== 'string' || options.model === '') throw new TypeError('options.model must be the path of an ONNX file')
     const backend = options.backend === undefined ? 'auto' : options.backend  // null is a mistake, not the default
     if (!(BACKENDS as readonly string[]).includes(backend)) {

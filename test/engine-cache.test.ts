@@ -734,7 +734,9 @@ describe('getOrBuild', () => {
     const top = mkdtempSync(path.join(tmpdir(), 'fm-read-only-'))
     chmodSync(top, 0o755)
     const dir = path.join(top, 'read-only')
-    mkdirSync(dir, { mode: 0o555 })
+    mkdirSync(dir, { mode: 0o755 })
+    // With a stale lock in it, as a crashed build leaves: the message is still the folder's.
+    writeFileSync(new EngineCache({ engineDir: dir }).files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), createdAt: new Date().toISOString(), token: 'ro' }))
     chmodSync(dir, 0o555)
     try {
       let message: string
@@ -1059,6 +1061,21 @@ describe('taking over a stale lock', () => {
     expect(debris(dir)).toEqual([])
   })
 
+  it('a waiter that finds another taking over (its guard there) waits with backoff, not in a busy loop', async () => {
+    const { dir, parts } = fresh('takeover-backoff')
+    const cache = new EngineCache({ engineDir: dir, maxPollMs: 50, log: () => {} })
+    deadLock(cache.files(parts).lock, 'judged')
+    writeFileSync(`${cache.files(parts).lock}.takeover`, '')  // fresh: another waiter is at it
+    const open = vi.spyOn(fsp, 'open')
+    try {
+      const err = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(600) }).catch((e) => e)
+      expect(err.name).toBe('AbortError')
+      expect(open.mock.calls.length).toBeLessThan(100) // polls every 50 ms at most; a busy loop makes thousands
+    } finally {
+      open.mockRestore()
+    }
+  })
+
   it('while another waiter is taking over (its guard exists) nothing is touched; a guard left by a crash is cleared', async () => {
     const { dir } = fresh('takeover-guard')
     const file = path.join(dir, 'x.lock')
@@ -1088,7 +1105,12 @@ describe('taking over a stale lock', () => {
       const lock = new EngineCache({ engineDir: dir }).files(parts).lock
       deadLock(lock, 'root')
       const message = getOrBuildAsNobody(top, dir, parts)
-      expect(message).toBe(`cannot remove or replace the lock ${lock}, left by pid ${JSON.parse(readFileSync(lock, 'utf8')).pid} on this host (EPERM): it belongs to another user; its owner (or root) can remove it, or use a folder of your own`)
+      expect(message).toBe(`cannot remove the stale lock ${lock}, left by pid ${JSON.parse(readFileSync(lock, 'utf8')).pid} on this host (EPERM): it belongs to another user (uid 0); its owner (or root) can remove it, or use a folder of your own`)
+      // A takeover guard that user's crashed waiter left: said too, not retried for ever.
+      writeFileSync(`${lock}.takeover`, '')
+      const old = new Date(Date.now() - 60_000)
+      utimesSync(`${lock}.takeover`, old, old)
+      expect(getOrBuildAsNobody(top, dir, parts)).toMatch(/^cannot remove the stale lock .*\.lock\.takeover \(EPERM\): it belongs to another user \(uid 0\)/)
     } finally {
       rmSync(top, { recursive: true, force: true })
     }

@@ -315,6 +315,13 @@ describe('errors', () => {
       } finally {
         await m.close()
       }
+      // Options from a prototype (a defaults object) are options too.
+      const inherited = await FaceMultitask.load(Object.assign(Object.create({ workers: 2, threads: 1 }), { model: file }))
+      try {
+        expect(inherited.info().device).toBe('cpu (2 workers x 1 thread)')
+      } finally {
+        await inherited.close()
+      }
     })
   })
 
@@ -443,6 +450,24 @@ describe('errors', () => {
       for (const f of later) expect(f[0].auValues).toEqual(want)
       while (engine.starting.size > 0) await new Promise((r) => setTimeout(r, 20))
       expect(engine.workers.map((w) => w.failure)).toEqual([undefined, undefined])
+    } finally {
+      t.restore()
+      await m.close()
+    }
+  })
+
+  it('threads that die on every batch and answer none are replaced only so many times in a row; then calls reject with why, at once', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    await m.detect(frame, { boxes: [box] })
+    const t = poisonThreads()
+    try {
+      for (let i = 0; i < 6; i++) await expect(m.detect(poison, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      // Each call kills the thread and one replacement. The replacements that never answered, 5
+      // in a row, are then more than twice what a batch may kill (2 x 2 with one worker): the
+      // third call's second is not replaced, and later calls reject without a thread to kill.
+      expect(t.loads).toBe(5)
+      expect(t.kills).toBe(6)
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
     } finally {
       t.restore()
       await m.close()

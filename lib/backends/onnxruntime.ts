@@ -128,16 +128,23 @@ export class OnnxRuntimeBackend implements Backend {
   // A thread that dies (a crash, running out of memory) is replaced by a new one on the same
   // model, so a long-running service recovers, even with one worker. A death with a batch on it
   // is the batch's doing (run() bounds how many threads one batch may kill), so its thread is
-  // replaced. Not a replacement that died idle before answering a single batch: that is a crash
-  // loop of the thread itself, and the slot stays dead; with every slot dead, calls reject with why.
+  // replaced. Not a replacement that died idle before answering a single batch (a crash loop of
+  // the thread itself), nor one after more replacements in a row than twice what one batch may
+  // kill died answering none (every batch kills: memory gone, a broken runtime; a bad call or two
+  // in a row stay within it): the slot stays dead, and with every slot dead, calls reject with
+  // why rather than reload the model for ever.
   private readonly starting = new Set<Promise<void>>()
   private closed = false
   /** Faces of a batch that killed as many threads as it may: each call that holds one gets no more. */
   private readonly killers = new WeakSet<FaceJob>()
+  /** Per slot: replacements in a row that died before answering a batch. */
+  private readonly barren: number[] = []
 
   private watch(w: SessionWorker, slot: number): void {
     w.onDeath = () => {
-      if (this.closed || (w.replacement && w.completed === 0 && !w.diedRunning)) return this.settleWaiters()
+      this.barren[slot] = w.completed > 0 || !w.replacement ? 0 : (this.barren[slot] ?? 0) + 1
+      const loop = w.replacement && w.completed === 0 && (!w.diedRunning || this.barren[slot] > 2 * (this.workers.length + 1))
+      if (this.closed || loop) return this.settleWaiters()
       const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
         (fresh) => {
           this.starting.delete(start)
@@ -159,7 +166,7 @@ export class OnnxRuntimeBackend implements Backend {
   // With every thread dead and none starting, the batches waiting for one are handed a dead one,
   // whose run rejects at once with why (see usable()); each passes it on to the next.
   private settleWaiters(): void {
-    if (this.starting.size > 0 || !this.workers.every((w) => w.failure) || this.waiting.length === 0) return
+    if (!this.allDead() || this.waiting.length === 0) return
     this.release(this.workers[0])
   }
 
@@ -221,7 +228,12 @@ export class OnnxRuntimeBackend implements Backend {
   // while another worker lives or a replacement is starting. Once all have died and none is
   // coming, any serves, so a run still settles, with why.
   private usable(w: SessionWorker): boolean {
-    return !w.failure || (this.workers.every((o) => o.failure) && this.starting.size === 0)
+    return !w.failure || this.allDead()
+  }
+
+  /** Every thread dead and none starting. */
+  private allDead(): boolean {
+    return this.starting.size === 0 && this.workers.every((w) => w.failure)
   }
 
   private acquire(): Promise<SessionWorker> {
@@ -230,7 +242,7 @@ export class OnnxRuntimeBackend implements Backend {
     if (w) return Promise.resolve(w)
     // Every thread dead and none coming (a replacement that failed to load while this batch was
     // preprocessed again): no release will come, so a dead one serves, and the run says why.
-    if (this.starting.size === 0 && this.workers.every((o) => o.failure)) return Promise.resolve(this.workers[0])
+    if (this.allDead()) return Promise.resolve(this.workers[0])
     return new Promise((resolve) => this.waiting.push(resolve))
   }
 

@@ -327,9 +327,16 @@ export class EngineCache {
       const lock = /^engine-[0-9a-f]{16}\.lock(\.takeover)?$/.test(name)
       if (!temp && !orphan && !lock) continue
       const file = path.join(this.dir, name)
-      const st = await fs.stat(file).catch(() => undefined)
-      if (!st?.isFile() || Date.now() - st.mtimeMs < DEBRIS_MS) continue
-      await fs.rm(file, { force: true }).catch(() => {})
+      let removed: boolean
+      if (name.endsWith('.lock')) {
+        // Under the takeover guard: a waiter taking it over meanwhile keeps its fresh one.
+        removed = await FileLock.removeAbandoned(file, DEBRIS_MS)
+      } else {
+        const st = await fs.stat(file).catch(() => undefined)
+        if (!st?.isFile() || Date.now() - st.mtimeMs < DEBRIS_MS) continue
+        removed = await fs.unlink(file).then(() => true, () => false)
+      }
+      if (!removed) continue
       const what = temp ? 'an unfinished write' : orphan ? 'a plan without its sidecar' : 'a lock never released'
       say(`removed ${name}: ${what} left by a process that stopped (over a day old)`)
     }

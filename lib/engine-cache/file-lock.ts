@@ -79,7 +79,7 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-interface LockState {
+export interface LockState {
   raw: string
   info: LockInfo | undefined
   ino: number
@@ -156,14 +156,22 @@ function staleReason(state: LockState, staleMs: number, unchangedMs: number, con
 const GUARD_STALE_MS = 30_000
 
 /**
- * A lock that cannot be created or removed for want of permission (a shared folder whose lock
- * belongs to another user: a sticky /tmp-like folder lets only its owner remove it), in words.
+ * Removes a stale lock (or takeover guard); gone already is fine. One this process may not remove
+ * because it is another user's (a shared folder with the sticky bit, as /tmp, lets only its owner
+ * remove it) is said in words; other errors (a folder this process cannot write) pass as they are.
  */
-function lockError(e: unknown, file: string, holder?: LockInfo): Error {
-  const code = (e as NodeJS.ErrnoException).code
-  if (code !== 'EACCES' && code !== 'EPERM') return e as Error
-  const whose = holder ? `, left by ${describeHolder(holder)}` : ''
-  return Object.assign(new Error(`cannot remove or replace the lock ${file}${whose} (${code}): it belongs to another user; its owner (or root) can remove it, or use a folder of your own`, { cause: e }), { code: 'ELOCKPERM' })
+async function unlinkOrSay(file: string, holder?: LockInfo): Promise<void> {
+  try {
+    await fs.unlink(file)  // not rm: rm answers EPERM by trying the path as a folder (ENOTDIR)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return
+    const owner = code === 'EACCES' || code === 'EPERM' ? (await fs.stat(file).catch(() => undefined))?.uid : undefined
+    if (owner === undefined || owner === process.getuid?.()) throw e
+    const whose = holder ? `, left by ${describeHolder(holder)}` : ''
+    throw Object.assign(new Error(`cannot remove the stale lock ${file}${whose} (${code}): it belongs to another user (uid ${owner}); ` +
+      'its owner (or root) can remove it, or use a folder of your own', { cause: e }), { code: 'ELOCKPERM' })
+  }
 }
 
 /** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
@@ -272,10 +280,11 @@ export class FileLock {
       if (!state) continue // released between the two calls: try again at once
       if (watched?.ino !== state.ino || watched.mtimeMs !== state.mtimeMs) watched = { ino: state.ino, mtimeMs: state.mtimeMs, since: performance.now() }
       const stale = staleReason(state, staleMs, performance.now() - watched.since, confirmMs)
-      if (stale !== undefined) {
-        if (await FileLock.takeOver(file, state)) options.onStale?.(`took over the stale lock ${file}: ${stale}`)
+      if (stale !== undefined && (await FileLock.takeOver(file, state))) {
+        options.onStale?.(`took over the stale lock ${file}: ${stale}`)
         continue
       }
+      // Not stale, or another waiter is taking it over: wait (a retry at once would spin).
       const now = Date.now()
       waitingSince ??= now
       if (waitingSince === now || now - noted >= waitNoteMs) {
@@ -300,21 +309,30 @@ export class FileLock {
     try {
       fh = await fs.open(guard, 'wx', 0o644)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw lockError(e, guard)
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e // a folder this process cannot write
       const st = await fs.stat(guard).catch(() => undefined)
-      if (st && Math.abs(Date.now() - st.mtimeMs) > GUARD_STALE_MS) await fs.rm(guard, { force: true }).catch(() => {})
+      if (st && Math.abs(Date.now() - st.mtimeMs) > GUARD_STALE_MS) await unlinkOrSay(guard)
       return false // another waiter is taking it over: see what it left
     }
     try {
       await fh.close()
       const now = await inspectLock(file)
       if (!now || now.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || now.raw !== judged.raw) return false
-      // unlink, not rm: rm answers EPERM by trying the path as a folder, and reports ENOTDIR.
-      await fs.unlink(file).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw lockError(e, file, judged.info) })
+      await unlinkOrSay(file, judged.info)
       return true
     } finally {
       await fs.rm(guard, { force: true }).catch(() => {})
     }
+  }
+
+  /**
+   * Removes the lock `file` if it has gone unrefreshed for `ageMs` (a crashed process's, left for
+   * good: a holder refreshes it every few seconds), under the takeover guard; whether it did.
+   */
+  static async removeAbandoned(file: string, ageMs: number): Promise<boolean> {
+    const state = await inspectLock(file).catch(() => undefined)
+    if (!state || Date.now() - state.mtimeMs < ageMs) return false
+    return FileLock.takeOver(file, state).catch(() => false)
   }
 
   private async refresh(): Promise<void> {

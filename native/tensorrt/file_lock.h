@@ -2,8 +2,10 @@
 // timing-cache file (shared/utils/fileLock.cpp). flock() excludes other processes and, since
 // each lock opens the file anew, other threads of this process too; the kernel drops it when a
 // holder dies, so a crash never leaves it taken. The lock file itself is never removed (removing
-// it would let two holders lock two different files). It is opened read-only: flock() needs no
-// write access, so another user sharing the folder can lock the file the first one created.
+// it would let two holders lock two different files). A lock file another user created, which
+// this one may not write, is opened read-only: local flock() needs no write access. (On NFS,
+// where Linux takes flock() as an fcntl lock, an exclusive lock needs a writable descriptor:
+// hence read-write first.)
 #pragma once
 
 #include <fcntl.h>
@@ -21,7 +23,8 @@ class FileLock {
   // Blocks until the lock is held, or fails (held() false, error() says why).
   explicit FileLock(const std::string& path) {
     const std::string file = path + ".lock";
-    fd_ = ::open(file.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0 && (errno == EACCES || errno == EROFS)) fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
       error_ = "cannot open " + file + ": " + std::strerror(errno);
       return;

@@ -365,9 +365,10 @@ Probe probe() {
     return p;
   }
   // Within a major, newer libraries keep the older interfaces, not the reverse: methods the
-  // headers declare (getDeviceMemorySizeV2 came in 10.1) are missing from an older library's
-  // tables, and calling one is undefined behaviour. Refused, not warned about.
-  if (v < static_cast<long>(NV_TENSORRT_VERSION)) {
+  // headers of a later minor declare (getDeviceMemorySizeV2 came in 10.1) are missing from an
+  // older minor's tables, and calling one is undefined behaviour. Refused, not warned about.
+  // (Versions are (major * 100 + minor) * 100 + patch; a patch release adds no methods.)
+  if (v / 100 < static_cast<long>(NV_TENSORRT_VERSION) / 100) {
     s.reason = "TensorRT library older than the headers (library " + s.tensorrt_version + ", built for " +
                s.built_for + ")";
     append_detail(&s, "rebuild the addon against this TensorRT's own headers (TENSORRT_INCLUDE_DIR=<its include folder> npm rebuild face-multitask), or install TensorRT " +
