@@ -506,7 +506,8 @@ def check_config_against_tensors(gen: str, cfg, state: dict) -> None:
     problems = []
     emo = state.get("emotion.cls_head.weight")
     if emo is not None and getattr(cfg, "use_head_v3", False):
-        want = 1024 + (cfg.n_au if getattr(cfg, "emotion_use_au_prob", False) else 0)
+        # UnifiedFeatures.out_dim: ConvNeXt V2-Tiny's 768 channels + the landmark projection.
+        want = 768 + int(getattr(cfg, "unified_lmk_dim", 256)) + (cfg.n_au if getattr(cfg, "emotion_use_au_prob", False) else 0)
         if emo.shape[1] != want:
             problems.append(f"emotion_use_au_prob={getattr(cfg, 'emotion_use_au_prob', None)} means an emotion "
                             f"input of {want}, but emotion.cls_head.weight is {list(emo.shape)}")
