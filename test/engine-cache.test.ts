@@ -534,9 +534,15 @@ describe('getOrBuild', () => {
     // The same kind of name, just written (a lock: another key's, held now).
     const young = (n: string) => (n.startsWith('engine-') ? n.replace('engine-0', 'engine-1').replace('engine-f', 'engine-e') : n.replace(/^(\.?)/, '$1young-'))
     const twoDays = new Date(Date.now() - 2 * 86_400_000)
+    // A lock: its holder's (a pid no longer running on this host).
+    const content = (n: string) => (n.endsWith('.lock') ? JSON.stringify({ pid: deadPid(), hostname: hostname(), createdAt: twoDays.toISOString(), token: 'l' }) : 'left over')
+    // Another host's lock that old is left to acquire(), which watches it first (its clock may lag).
+    const remote = 'engine-abababababababab.lock'
+    writeFileSync(path.join(dir, remote), JSON.stringify({ pid: 1, hostname: 'some-other-host', createdAt: twoDays.toISOString(), token: 'r' }))
+    utimesSync(path.join(dir, remote), twoDays, twoDays)
     for (const n of names) {
-      writeFileSync(path.join(dir, n), 'left over')
-      writeFileSync(path.join(dir, young(n)), 'being written')
+      writeFileSync(path.join(dir, n), content(n))
+      writeFileSync(path.join(dir, young(n)), content(n))
       utimesSync(path.join(dir, n), twoDays, twoDays)
     }
     await cache.getOrBuild(parts, counter().build)
@@ -545,6 +551,7 @@ describe('getOrBuild', () => {
       expect(left).not.toContain(n)
       expect(left).toContain(young(n))
     }
+    expect(left).toContain(remote)
     expect(messages.filter((m) => /^removed .*: (an unfinished write|a plan without its sidecar|a lock never released) left by a process that stopped \(over a day old\)$/.test(m))).toHaveLength(6)
     // The timing cache's lock is flock()ed, never removed, however old.
     const timingLock = 'timing.gpu.trt10.abcd1234.cache.lock'
@@ -1059,6 +1066,14 @@ describe('taking over a stale lock', () => {
     expect(await FileLock.takeOver(file, judge(file))).toBe(true)
     expect(existsSync(file)).toBe(false)
     expect(debris(dir)).toEqual([])
+  })
+
+  it.skipIf(process.platform === 'win32')('a lock path that is a dangling symbolic link is named, not retried for ever', async () => {
+    const { dir, parts } = fresh('lock-symlink')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    symlinkSync(path.join(dir, 'nowhere'), cache.files(parts).lock)
+    const err = await cache.getOrBuild(parts, counter().build, { signal: AbortSignal.timeout(3000) }).catch((e) => e)
+    expect(err.message).toBe(`cannot lock ${cache.files(parts).lock}: it is not a lock file (a symbolic link); remove it`)
   })
 
   it('a waiter that finds another taking over (its guard there) waits with backoff, not in a busy loop', async () => {

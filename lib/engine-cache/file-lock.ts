@@ -166,8 +166,10 @@ async function unlinkOrSay(file: string, holder?: LockInfo): Promise<void> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return
-    const owner = code === 'EACCES' || code === 'EPERM' ? (await fs.stat(file).catch(() => undefined))?.uid : undefined
-    if (owner === undefined || owner === process.getuid?.()) throw e
+    const st = code === 'EACCES' || code === 'EPERM' ? await fs.stat(file).catch((s: NodeJS.ErrnoException) => s) : undefined
+    if ((st as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return  // removed meanwhile
+    const owner = (st as { uid?: number } | undefined)?.uid
+    if (owner === undefined || process.getuid === undefined || owner === process.getuid()) throw e
     const whose = holder ? `, left by ${describeHolder(holder)}` : ''
     throw Object.assign(new Error(`cannot remove the stale lock ${file}${whose} (${code}): it belongs to another user (uid ${owner}); ` +
       'its owner (or root) can remove it, or use a folder of your own', { cause: e }), { code: 'ELOCKPERM' })
@@ -272,12 +274,23 @@ export class FileLock {
     let waitingSince: number | undefined
     let noted = 0
     let watched: { ino: number; mtimeMs: number; since: number } | undefined  // the lock as first seen unchanged
+    let vanished = 0  // tries in a row that found the lock gone
     for (;;) {
       throwIfAborted(signal, `waiting for the lock ${file}`)
       const lock = await FileLock.tryCreate(file, refreshMs, options.what, options.onLost)
       if (lock) return lock
       const state = await inspectLock(file)
-      if (!state) continue // released between the two calls: try again at once
+      if (!state) {
+        // Released between the two calls: try again at once. Twice in a row, the path itself may
+        // be what stops the create (a dangling symlink): said, not retried for ever.
+        if (vanished++ > 0) {
+          const st = await fs.lstat(file).catch(() => undefined)
+          if (st && !st.isFile()) throw new Error(`cannot lock ${file}: it is not a lock file (${st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}); remove it`)
+          await sleep(delay, signal, `waiting for the lock ${file}`)
+        }
+        continue
+      }
+      vanished = 0
       if (watched?.ino !== state.ino || watched.mtimeMs !== state.mtimeMs) watched = { ino: state.ino, mtimeMs: state.mtimeMs, since: performance.now() }
       const stale = staleReason(state, staleMs, performance.now() - watched.since, confirmMs)
       if (stale !== undefined && (await FileLock.takeOver(file, state))) {
@@ -332,6 +345,9 @@ export class FileLock {
   static async removeAbandoned(file: string, ageMs: number): Promise<boolean> {
     const state = await inspectLock(file).catch(() => undefined)
     if (!state || Date.now() - state.mtimeMs < ageMs) return false
+    // Only a holder shown dead on this host: another host's clock may lag by as much (acquire()
+    // watches such a lock before taking it over).
+    if (staleReason(state, ageMs, 0, Infinity) === undefined) return false
     return FileLock.takeOver(file, state).catch(() => false)
   }
 

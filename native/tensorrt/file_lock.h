@@ -24,9 +24,13 @@ class FileLock {
   explicit FileLock(const std::string& path) {
     const std::string file = path + ".lock";
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0 && (errno == EACCES || errno == EROFS)) fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    if (fd_ < 0 && (err == EACCES || err == EROFS)) {
+      fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ < 0 && errno != ENOENT) err = errno;  // absent: the first error (no right to create it) says why
+    }
     if (fd_ < 0) {
-      error_ = "cannot open " + file + ": " + std::strerror(errno);
+      error_ = "cannot open " + file + ": " + std::strerror(err);
       return;
     }
     int r;

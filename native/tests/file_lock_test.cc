@@ -105,6 +105,30 @@ void another_user(const std::string& dir, const std::string& path) {
   check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another user locks the lock file it cannot write");
 }
 
+// A folder this user may not write, without the lock file: the error says so (not "no such file",
+// from the read-only retry).
+void no_right_to_create(const std::string& dir) {
+  const std::string sub = dir + "/read-only";
+  ::mkdir(sub.c_str(), 0555);
+  ::chmod(sub.c_str(), 0555);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(77);
+    FileLock lock(sub + "/timing.cache");
+    std::printf("  %s\n", lock.error().c_str());
+    std::fflush(stdout);
+    ::_exit(!lock.held() && lock.error().find("Permission denied") != std::string::npos ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::rmdir(sub.c_str());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    std::printf("SKIPPED no right to create: cannot become uid 65534 here\n");
+    return;
+  }
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a folder it may not write: the error says permission denied");
+}
+
 }  // namespace
 
 int main() {
@@ -120,6 +144,7 @@ int main() {
   processes(path, std::string(dir) + "/marker-crash", true);
   check(exists(path + ".lock"), "the lock file stays");
   another_user(dir, path);
+  no_right_to_create(dir);
 
   FileLock nowhere(std::string(dir) + "/missing/timing.cache");
   check(!nowhere.held() && nowhere.error().find("missing/timing.cache.lock") != std::string::npos,
