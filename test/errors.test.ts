@@ -456,23 +456,28 @@ describe('errors', () => {
     }
   })
 
-  it('threads that die on every batch and answer none are replaced only so many times in a row; then calls reject with why, at once', async () => {
+  it('threads that die on every batch and answer none: after so many in a row the next starts after a pause, calls meanwhile reject at once saying so, and it serves again', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
-    await m.detect(frame, { boxes: [box] })
+    const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
     const t = poisonThreads()
     try {
-      for (let i = 0; i < 6; i++) await expect(m.detect(poison, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
-      // Each call kills the thread and one replacement. The replacements that never answered, 5
-      // in a row, are then more than twice what a batch may kill (2 x 2 with one worker): the
-      // third call's second is not replaced, and later calls reject without a thread to kill.
+      for (let i = 0; i < 3; i++) await expect(m.detect(poison, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      // Each call killed the thread and one replacement: 5 replacements in a row answered none,
+      // more than twice what a batch may kill (2 x 2 with one worker), so the next waits 1 s.
+      expect({ loads: t.loads, kills: t.kills }).toEqual({ loads: 5, kills: 6 })
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/5 threads in a row died before answering a batch, so the next starts in 1 s$/)
       expect(t.loads).toBe(5)
-      expect(t.kills).toBe(6)
-      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(/the inference worker exited/)
+      const since = Date.now()
+      while (t.loads === 5 && Date.now() - since < 10_000) await new Promise((r) => setTimeout(r, 50))
+      expect(t.loads).toBe(6)
+      let faces
+      while (!faces && Date.now() - since < 20_000) faces = await m.detect(frame, { boxes: [box] }).catch(() => undefined)  // until the replacement has loaded
+      expect(faces![0].auValues).toEqual(want)
     } finally {
       t.restore()
       await m.close()
     }
-  })
+  }, 30_000)
 
   it('a replacement thread that dies idle before answering any batch (a crash loop of its own) is not replaced; calls then reject with why', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })

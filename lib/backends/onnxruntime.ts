@@ -128,12 +128,14 @@ export class OnnxRuntimeBackend implements Backend {
   // A thread that dies (a crash, running out of memory) is replaced by a new one on the same
   // model, so a long-running service recovers, even with one worker. A death with a batch on it
   // is the batch's doing (run() bounds how many threads one batch may kill), so its thread is
-  // replaced. Not a replacement that died idle before answering a single batch (a crash loop of
-  // the thread itself), nor one after more replacements in a row than twice what one batch may
-  // kill died answering none (every batch kills: memory gone, a broken runtime; a bad call or two
-  // in a row stay within it): the slot stays dead, and with every slot dead, calls reject with
-  // why rather than reload the model for ever.
+  // replaced. Not a replacement that died idle before answering a single batch: a crash loop of
+  // the thread itself, and the slot stays dead. Once more replacements in a row than twice what
+  // one batch may kill have died answering none (every batch kills: memory gone, a broken
+  // runtime; or a client retrying one bad input), the next starts only after a pause that
+  // doubles each time, to a minute: meanwhile calls that find no live thread reject at once,
+  // saying so, instead of reloading the model with every call.
   private readonly starting = new Set<Promise<void>>()
+  private readonly pauses = new Set<NodeJS.Timeout>()
   private closed = false
   /** Faces of a batch that killed as many threads as it may: each call that holds one gets no more. */
   private readonly killers = new WeakSet<FaceJob>()
@@ -142,25 +144,38 @@ export class OnnxRuntimeBackend implements Backend {
 
   private watch(w: SessionWorker, slot: number): void {
     w.onDeath = () => {
-      this.barren[slot] = w.completed > 0 || !w.replacement ? 0 : (this.barren[slot] ?? 0) + 1
-      const loop = w.replacement && w.completed === 0 && (!w.diedRunning || this.barren[slot] > 2 * (this.workers.length + 1))
-      if (this.closed || loop) return this.settleWaiters()
-      const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
-        (fresh) => {
-          this.starting.delete(start)
-          if (this.closed) return fresh.terminate().then(() => {})
-          fresh.replacement = true
-          this.workers[slot] = fresh
-          this.watch(fresh, slot)
-          this.release(fresh)
-        },
-        () => {
-          this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead
-          this.settleWaiters()
-        },
-      )
-      this.starting.add(start)
+      const barren = (this.barren[slot] = w.completed > 0 || !w.replacement ? 0 : (this.barren[slot] ?? 0) + 1)
+      if (this.closed || (w.replacement && w.completed === 0 && !w.diedRunning)) return this.settleWaiters()
+      const over = barren - 2 * (this.workers.length + 1)
+      if (over <= 0) return this.replace(slot)
+      const pause = Math.min(60_000, 1000 * 2 ** (over - 1))
+      w.failure = new Error(`${w.failure!.message}; ${barren} threads in a row died before answering a batch, so the next starts in ${pause / 1000} s`)
+      const timer = setTimeout(() => {
+        this.pauses.delete(timer)
+        if (!this.closed) this.replace(slot)
+      }, pause)
+      timer.unref()  // a paused model does not keep the process alive
+      this.pauses.add(timer)
+      this.settleWaiters()
     }
+  }
+
+  private replace(slot: number): void {
+    const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
+      (fresh) => {
+        this.starting.delete(start)
+        if (this.closed) return fresh.terminate().then(() => {})
+        fresh.replacement = true
+        this.workers[slot] = fresh
+        this.watch(fresh, slot)
+        this.release(fresh)
+      },
+      () => {
+        this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead
+        this.settleWaiters()
+      },
+    )
+    this.starting.add(start)
   }
 
   // With every thread dead and none starting, the batches waiting for one are handed a dead one,
@@ -255,6 +270,8 @@ export class OnnxRuntimeBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true
+    for (const t of this.pauses) clearTimeout(t)
+    this.pauses.clear()
     await Promise.all(this.starting) // a replacement still starting ends as soon as it has
     await Promise.all(this.workers.map((w) => w.terminate()))
   }
