@@ -54,8 +54,11 @@ export class FaceMultitask {
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { model, backend?, ... }')
-    // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run.
-    const unknown = Object.keys(options).filter((k) => !LOAD_OPTIONS.includes(k))
+    // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run; one
+    // inherited (a defaults object as prototype) too, as inherited options are read.
+    const keys: string[] = []
+    for (const k in options) keys.push(k)
+    const unknown = keys.filter((k) => !LOAD_OPTIONS.includes(k))
     if (unknown.length > 0) {
       throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${LOAD_OPTIONS.join(', ')}`)
     }

@@ -315,7 +315,8 @@ describe('errors', () => {
       } finally {
         await m.close()
       }
-      // Options from a prototype (a defaults object) are options too.
+      // Options from a prototype (a defaults object) are options too, misspelt ones refused too.
+      await expect(FaceMultitask.load(Object.assign(Object.create({ worker: 2 }), { model: file }))).rejects.toThrow(/^options has unknown key "worker"; the options are /)
       const inherited = await FaceMultitask.load(Object.assign(Object.create({ workers: 2, threads: 1 }), { model: file }))
       try {
         expect(inherited.info().device).toBe('cpu (2 workers x 1 thread)')
