@@ -167,7 +167,8 @@ BuildResult build_engine(const BuildOptions& o) {
   if (!cuda.open(o.device, &error) || !cuda.bind(&error)) return fail(r, error);
 
   CollectingLogger logger(o.log);
-  const LogScope log_scope(&logger);  // the build runs on this thread: its messages go to `logger`
+  // The build runs on this thread, and on TensorRT's own: their messages go to `logger`.
+  const BuildLogScope log_scope(&logger);
   // As trtexec: the standard plugins registered before parsing (the parser maps RoiAlign to
   // the ROIAlign_TRT plugin), and the builder resources findable before creating a builder.
   const bool plugins = init_plugins(&process_logger());

@@ -4,6 +4,7 @@
 
 #include <NvInferRuntime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <functional>
@@ -89,6 +90,39 @@ class LogScope {
   CollectingLogger* previous_;
 };
 
+// The builds under way. TensorRT's builder also works, and may log, on threads of its own
+// (IProgressMonitor and ILogger are called "from multiple internal threads"), which no LogScope
+// covers: their errors and warnings go to every build under way (exactly right while one runs),
+// so that a build's failure carries them, as well as to stderr. Never destroyed.
+struct BuildSinks {
+  std::mutex mutex;
+  std::vector<CollectingLogger*> sinks;
+};
+inline BuildSinks& build_sinks() {
+  static BuildSinks* sinks = new BuildSinks();
+  return *sinks;
+}
+
+// A build's LogScope that also registers its sink for TensorRT's own builder threads.
+class BuildLogScope {
+ public:
+  explicit BuildLogScope(CollectingLogger* sink) : scope_(sink), sink_(sink) {
+    std::lock_guard<std::mutex> lock(build_sinks().mutex);
+    build_sinks().sinks.push_back(sink);
+  }
+  ~BuildLogScope() {
+    std::lock_guard<std::mutex> lock(build_sinks().mutex);  // a message being handed to the sink ends first
+    auto& v = build_sinks().sinks;
+    v.erase(std::find(v.begin(), v.end(), sink_));
+  }
+  BuildLogScope(const BuildLogScope&) = delete;
+  BuildLogScope& operator=(const BuildLogScope&) = delete;
+
+ private:
+  LogScope scope_;
+  CollectingLogger* sink_;
+};
+
 // The one logger given to TensorRT (builders, runtimes, the ONNX parser, the plugin library):
 // see the top of this file. Never destroyed.
 inline nvinfer1::ILogger& process_logger() {
@@ -99,6 +133,9 @@ inline nvinfer1::ILogger& process_logger() {
         sink->log(severity, msg);
       } else if (severity <= Severity::kWARNING) {  // as trtexec shows them; info and verbose dropped
         std::fprintf(stderr, "face-multitask: TensorRT %s: %s\n", severity == Severity::kWARNING ? "warning" : "error", msg);
+        BuildSinks& builds = build_sinks();
+        std::lock_guard<std::mutex> lock(builds.mutex);
+        for (CollectingLogger* s : builds.sinks) s->log(severity, msg);
       }
     }
   };

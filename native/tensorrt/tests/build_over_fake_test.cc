@@ -73,6 +73,7 @@ void builds_and_loads() {
   };
   trt::BuildResult r = trt::build_engine(o);
   check(r.ok && !r.plan.empty(), "a build gives a plan", r.error);
+  check(mentions(r.messages, "a warning from a builder thread"), "a message TensorRT logs from a thread of its own reaches the build's messages");
   std::string seen;
   for (const std::string& e : events) seen += e + "; ";
   check(seen == "start Building<>/3; step Building 0; start Timing<Building>/2; step Timing 0; step Timing 1; finish Timing; "

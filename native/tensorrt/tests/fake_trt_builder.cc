@@ -220,6 +220,8 @@ IHostMemory* BuilderImpl::buildSerializedNetwork(INetworkDefinition& network, IB
     return nullptr;
   };
   if (!n.parsed) return error("the network is empty");
+  // As TensorRT's builder may, a message from a thread of its own (no caller's LogScope there).
+  std::thread([this] { logger->log(ILogger::Severity::kWARNING, "fake TensorRT: a warning from a builder thread"); }).join();
   if (!n.parser_alive) fake_trt_violation("buildSerializedNetwork after the parser that filled the network was destroyed (it owns the weights)");
   if (c.profiles.size() != 1) fake_trt_violation("buildSerializedNetwork with " + std::to_string(c.profiles.size()) + " optimization profiles, not one");
   if (c.profiles.empty()) return error("no optimization profile");
