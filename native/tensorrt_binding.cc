@@ -282,6 +282,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   ~EngineWrap() override {
+    // After AtExit (the environment's teardown, which then runs this finalizer) the hook is gone
+    // and the thread-safe function was released there: it may be freed by now, and releasing it
+    // again crashed the process at exit with two engines loaded.
+    if (at_exit_) return;
     napi_remove_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
     // Collected without close(): stop the pipeline off the JS thread (device memory is freed by
     // its threads and the closing thread, never here).
@@ -292,10 +296,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // The environment is going away (process exit, a worker thread ending) with the model open:
   // close it here, before the process's static destructors and the driver's teardown run,
   // rather than on a thread that could outlive them. Waits for a close() already under way.
+  // Registered after the thread-safe function was made, so it runs while that still exists.
   static void AtExit(void* arg) {
     auto* w = static_cast<EngineWrap*>(arg);
     w->closed_ = true;
     if (w->pipeline_) w->pipeline_->close();
+    w->at_exit_ = true;
+    w->tsfn_.Release();
   }
 
   void finished(Napi::Env env) {
@@ -464,6 +471,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   napi_env env_ = nullptr;
   int inflight_ = 0;
   bool closed_ = false;
+  bool at_exit_ = false;  // AtExit ran: the environment is being torn down
 };
 
 void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c) {

@@ -104,6 +104,11 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(out.lost).toMatch(/CUDA_ERROR_CONTAINED/)
   })
 
+  it('two engines open at exit, one closed and one not, end with the process, not crash it; so do two in a terminated worker', () => {
+    expect(scenario('two').worst).toBe(0)
+    expect(scenario('twoInWorker').terminated).toBe(1)
+  })
+
   it('an idle engine never closed lets the process exit', () => {
     expect(scenario('idle').worst).toBe(0)
   })

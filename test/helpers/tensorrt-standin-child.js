@@ -167,6 +167,30 @@ async function idle() {
   return { worst: compare(out, [f], [{ frame: 0, window: [10, 10, 60, 60] }], 1, 1, false) }
 }
 
+// Two engines open at exit, one closed, one not (and, with "worker", in a worker thread that is
+// terminated): each is torn down once, without crashing the process.
+async function two() {
+  const a = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 4, crop: 1, resize: 1 })
+  const b = await addon.tensorrtLoadStandIn({ streams: 1, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(128, 128, 'rgb', 7)
+  const faces = [{ frame: 0, window: [10, 10, 60, 60] }]
+  const [x, y] = await Promise.all([a.run([f], faces), b.run([f], faces)])
+  await a.close()
+  return { worst: Math.max(compare(x, [f], faces, 1, 1, false), compare(y, [f], faces, 1, 1, false)) }
+}
+
+async function twoInWorker() {
+  const { Worker } = require('node:worker_threads')
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const addon = require(${JSON.stringify(addonPath)})
+    setInterval(() => {}, 1000)  // alive until terminated
+    Promise.all([1, 2].map(() => addon.tensorrtLoadStandIn({ streams: 1, maxBatch: 4, crop: 1, resize: 1 }))).then(() => parentPort.postMessage('loaded'))
+  `, { eval: true })
+  await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject) })
+  return { terminated: await w.terminate() }
+}
+
 const scenarios = {
   square: () => batches(1, 1, false),
   stretch: () => batches(0, 0, false),
@@ -174,6 +198,8 @@ const scenarios = {
   errors,
   lost,
   idle,
+  two,
+  twoInWorker,
 }
 
 scenarios[scenario]().then(
