@@ -55,9 +55,7 @@ echo "build:  $BUILD"
 
 say "configure (-DFM_BUILD_TESTS=ON)"
 mkdir -p "$BUILD"
-# -U: a cached CMAKE_CUDA_ARCHITECTURES (CMake's own default, 75, from an earlier run) would
-# otherwise be taken as the user's choice (CMakeLists.txt) and drop sm_90/sm_100.
-CFG=(-S "$ROOT" -B "$BUILD" -UCMAKE_CUDA_ARCHITECTURES -DFM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release)
+CFG=(-S "$ROOT" -B "$BUILD" -DFM_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release)
 if [ -n "$NVCC" ]; then CFG+=("-DCMAKE_CUDA_COMPILER=$NVCC"); fi
 if ! timeout 120 cmake "${CFG[@]}" >"$BUILD/configure.log" 2>&1; then
   tail -n 40 "$BUILD/configure.log"
