@@ -300,7 +300,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static void AtExit(void* arg) {
     auto* w = static_cast<EngineWrap*>(arg);
     w->closed_ = true;
-    if (w->pipeline_) w->pipeline_->close();
+    if (w->pipeline_) {
+      // Nothing can reach JS now: the batches not yet started are dropped, not run.
+      w->pipeline_->cancel_queued("the environment is shutting down");
+      w->pipeline_->close();
+    }
     w->at_exit_ = true;
     w->tsfn_.Release();
   }

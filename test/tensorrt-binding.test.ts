@@ -8,7 +8,8 @@
 // what lib/backends/tensorrt.ts relies on: run(frames, faces) with frames shared by faces,
 // pinned allocFrame frames, more batches than streams, outputs by name through the thread-safe
 // function, info() and its stage counts, argument refusals, close(), a context-fatal CUDA error,
-// and an idle engine letting the process exit. TensorRT itself is not involved.
+// an idle engine letting the process exit, and a worker terminated with batches queued over a
+// pinned frame. TensorRT itself is not involved.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -107,6 +108,12 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
   it('two engines open at exit, one closed and one not, end with the process, not crash it; so do two in a terminated worker', () => {
     expect(scenario('two').worst).toBe(0)
     expect(scenario('twoInWorker').terminated).toBe(1)
+  })
+
+  it('a worker terminated with batches queued over a pinned frame ends cleanly: the frame is not freed under them', () => {
+    // The frame's finalizer runs at the worker's teardown before the engine's close; before the
+    // pipeline held pinned frames per batch, this faulted in the batches still queued.
+    expect(scenario('pinnedInTerminatedWorker').terminated).toBe(1)
   })
 
   it('an idle engine never closed lets the process exit', () => {

@@ -65,10 +65,29 @@ uint16_t float_to_half(float f) {
   return sign | static_cast<uint16_t>(r);
 }
 
+// The alloc_pinned() blocks a queued or running batch reads: each is held (a use count, under
+// Shared::m) from submit() until the batch is answered and its Job destroyed, so that a block
+// freed meanwhile (its JS buffer collected, or finalized at an environment's teardown while
+// batches are still queued) is freed only once the last batch reading it is done.
+struct PinnedHolds {
+  Pipeline::Shared* s = nullptr;
+  std::vector<const uint8_t*> blocks;
+  PinnedHolds() = default;
+  PinnedHolds(PinnedHolds&& o) noexcept : s(o.s), blocks(std::move(o.blocks)) { o.s = nullptr; }
+  PinnedHolds& operator=(PinnedHolds&& o) noexcept {
+    std::swap(s, o.s);
+    std::swap(blocks, o.blocks);
+    return *this;
+  }
+  ~PinnedHolds();  // never run under Shared::m: the moved-from ones hold nothing
+};
+
 struct Job {
   std::vector<FrameIn> frames;
   std::vector<FaceIn> faces;
   Pipeline::Done done;
+  std::vector<char> pinned;  // per frame: wholly inside an alloc_pinned() block (decided at submit)
+  PinnedHolds holds;
 };
 
 // A batch issued on a context's stream whose outputs are not collected yet.
@@ -124,7 +143,12 @@ struct Pipeline::Shared {
   std::condition_variable started;  // start(): every thread has its buffers (or failed)
   std::deque<Job> queue;
   std::vector<void*> to_free;
-  std::map<const uint8_t*, size_t> pinned;  // alloc_pinned() blocks: base -> bytes
+  struct PinnedBlock {
+    size_t bytes = 0;
+    int uses = 0;           // batches queued or running that read it
+    bool released = false;  // free_pinned() was called: freed when uses drops to 0
+  };
+  std::map<const uint8_t*, PinnedBlock> pinned;  // alloc_pinned() blocks by base address
   std::vector<std::thread> threads;
   int ready = 0;
   std::string start_error;
@@ -132,16 +156,35 @@ struct Pipeline::Shared {
   bool joined = false;
   std::string lost;
 
-  bool is_pinned(const uint8_t* p, size_t n) {
-    std::lock_guard<std::mutex> lock(m);
+  // The block holding [p, p + n) (or, if only p is inside one, that block with *whole false);
+  // null if none. Under m.
+  const uint8_t* block_of(const uint8_t* p, size_t n, bool* whole) {
     auto it = pinned.upper_bound(p);
-    if (it == pinned.begin()) return false;
+    if (it == pinned.begin()) return nullptr;
     --it;
-    return p >= it->first && p + n <= it->first + it->second;
+    if (p < it->first || p >= it->first + it->second.bytes) return nullptr;
+    *whole = n <= static_cast<size_t>(it->first + it->second.bytes - p);
+    return it->first;
+  }
+  void hold(Job& job);  // under m
+  void release(const std::vector<const uint8_t*>& blocks);
+  // Under m: a block freed by the caller and read by no batch goes; to a pipeline thread while
+  // they run (false), else the caller frees it (true: after close(), host memory only).
+  bool retire(const uint8_t* base) {
+    pinned.erase(base);
+    if (joined) return true;
+    to_free.push_back(const_cast<uint8_t*>(base));
+    cv.notify_one();
+    return false;
   }
   void free_now(void* p) {
     const cu::Api* a = cu::driver();
     if (a != nullptr) a->MemFreeHost(p);
+  }
+  void free_here(void* p) {  // off the pipeline threads, after close()
+    std::string ignored;
+    context.bind(&ignored);
+    free_now(p);
   }
   void drain_frees(std::unique_lock<std::mutex>& lock) {
     std::vector<void*> list;
@@ -163,6 +206,41 @@ struct Pipeline::Shared {
   BatchResult failure(int slot, std::string message, cu::Result code);
   void thread_main(int slot);
 };
+
+PinnedHolds::~PinnedHolds() {
+  if (s != nullptr && !blocks.empty()) s->release(blocks);
+}
+
+void Pipeline::Shared::hold(Job& job) {
+  job.pinned.assign(job.frames.size(), 0);
+  for (size_t i = 0; i < job.frames.size(); ++i) {
+    const FrameIn& f = job.frames[i];
+    if (f.data == nullptr || f.height < 1 || f.width < 1) continue;
+    const size_t extent = static_cast<size_t>(f.height - 1) * f.stride + static_cast<size_t>(f.width) * static_cast<size_t>(channels(f.format));
+    bool whole = false;
+    const uint8_t* base = block_of(f.data, extent, &whole);
+    if (base == nullptr) continue;
+    job.pinned[i] = whole ? 1 : 0;  // a frame running past its block is staged, but still holds it
+    if (std::find(job.holds.blocks.begin(), job.holds.blocks.end(), base) == job.holds.blocks.end()) {
+      ++pinned[base].uses;
+      job.holds.blocks.push_back(base);
+    }
+  }
+  if (!job.holds.blocks.empty()) job.holds.s = this;
+}
+
+void Pipeline::Shared::release(const std::vector<const uint8_t*>& blocks) {
+  std::vector<void*> now;
+  {
+    std::lock_guard<std::mutex> lock(m);
+    for (const uint8_t* base : blocks) {
+      auto it = pinned.find(base);
+      if (it == pinned.end()) continue;
+      if (--it->second.uses == 0 && it->second.released && retire(base)) now.push_back(const_cast<uint8_t*>(base));
+    }
+  }
+  for (void* p : now) free_here(p);
+}
 
 bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
   const int64_t n = options.max_batch;
@@ -246,7 +324,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
     for (size_t i = 0; i < job.frames.size(); ++i) {
       if (plan.span[i] == 0) continue;
       src[i] = job.frames[i].data + static_cast<size_t>(plan.lo[i]) * job.frames[i].stride;
-      pinned_frame[i] = is_pinned(src[i], plan.span[i]);
+      pinned_frame[i] = job.pinned[i] != 0;
       staged = staged || !pinned_frame[i];
     }
     if (staged && b.staging.size() < total) {
@@ -529,7 +607,11 @@ void Pipeline::submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Do
     std::lock_guard<std::mutex> lock(shared_->m);
     if (shared_->stop) refused = "the model is closed";
     else if (!shared_->lost.empty()) refused = "the GPU is lost for this model: " + shared_->lost;
-    else shared_->queue.push_back(Job{std::move(frames), std::move(faces), std::move(done)});
+    else {
+      Job job{std::move(frames), std::move(faces), std::move(done), {}, {}};
+      shared_->hold(job);
+      shared_->queue.push_back(std::move(job));
+    }
   }
   if (!refused.empty()) {
     BatchResult r;
@@ -539,6 +621,19 @@ void Pipeline::submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Do
   }
   shared_->cv.notify_one();
 }
+
+void Pipeline::cancel_queued(const std::string& why) {
+  std::deque<Job> dropped;
+  {
+    std::lock_guard<std::mutex> lock(shared_->m);
+    dropped.swap(shared_->queue);
+  }
+  for (Job& job : dropped) {
+    BatchResult r;
+    r.error = why;
+    job.done(std::move(r));
+  }
+}  // the jobs' pinned holds are released here, off the lock
 
 void* Pipeline::alloc_pinned(size_t bytes, std::string* error) {
   const cu::Api* a = cu::driver();
@@ -550,24 +645,22 @@ void* Pipeline::alloc_pinned(size_t bytes, std::string* error) {
     return nullptr;
   }
   std::lock_guard<std::mutex> lock(shared_->m);
-  shared_->pinned[static_cast<const uint8_t*>(p)] = std::max<size_t>(bytes, 1);
+  shared_->pinned[static_cast<const uint8_t*>(p)].bytes = std::max<size_t>(bytes, 1);
   return p;
 }
 
 void Pipeline::free_pinned(void* p) {
   if (p == nullptr) return;
+  const auto* base = static_cast<const uint8_t*>(p);
   {
     std::lock_guard<std::mutex> lock(shared_->m);
-    shared_->pinned.erase(static_cast<const uint8_t*>(p));
-    if (!shared_->joined) {
-      shared_->to_free.push_back(p);
-      shared_->cv.notify_one();
-      return;
-    }
+    auto it = shared_->pinned.find(base);
+    if (it == shared_->pinned.end() || it->second.released) return;  // not alloc_pinned()'s, or freed already
+    it->second.released = true;
+    if (it->second.uses > 0) return;  // the last batch reading it frees it
+    if (!shared_->retire(base)) return;
   }
-  std::string ignored;
-  shared_->context.bind(&ignored);
-  shared_->free_now(p);  // after close(): host memory only, on the caller's thread
+  shared_->free_here(p);
 }
 
 void Pipeline::close() {

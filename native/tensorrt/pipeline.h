@@ -85,14 +85,23 @@ class Pipeline {
   int64_t max_batch() const { return options_.max_batch; }
 
   // Queues one batch (1..max_batch faces); `done` runs on a pipeline thread, exactly once. The
-  // frames' memory must stay valid and unchanged until then. After close() or a lost device,
+  // frames' memory must stay valid and unchanged until then (alloc_pinned() frames are held by
+  // the pipeline itself until then). After close() or a lost device,
   // `done` runs at once (on the calling thread) with the error.
   void submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Done done);
 
   // Page-locked host memory for a frame the caller fills (a camera decoder): the GPU copies from
-  // it directly. Freed by free_pinned (on a pipeline thread while they run).
+  // it directly. Freed by free_pinned (on a pipeline thread while they run), but only once no
+  // batch submitted before still reads it: a block freed under queued batches (its JS buffer
+  // finalized at a worker's teardown) stays until the last of them is answered. A pointer that
+  // is not alloc_pinned()'s, or freed already, is ignored.
   void* alloc_pinned(size_t bytes, std::string* error);
   void free_pinned(void* p);
+
+  // Answers every batch still queued (not yet issued to a context) with `why`, at once, on the
+  // calling thread; the batches issued finish as usual. For an environment's teardown, where no
+  // result can reach JS any more: close() then waits for two batches per context, not the queue.
+  void cancel_queued(const std::string& why);
 
   // Finishes what is queued, stops the threads (each frees its device memory), releases the
   // engine. Blocks; idempotent; safe to call from any thread but a pipeline thread, and from

@@ -15,6 +15,7 @@
 // libnvinfer (tests/fake_trt_runtime.cc) describing CopyEngine's tensors and copies, so
 // deserialization, contexts, shapes, addresses, enqueueV3 and its CUDA-graph capture run through
 // TensorRT's own API, and the stand-in reports any call that breaks what TensorRT states.
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -307,6 +308,98 @@ std::shared_ptr<trt::Pipeline> copy_pipeline(int streams, const std::string& wha
   return p;
 }
 
+// A pinned frame freed while batches that read it are still queued (its JS buffer finalized at a
+// worker's teardown, say) stays until the last of them is answered: each still equals the CPU
+// path. 35 MB: past glibc's largest mmap threshold, so on the host stand-in the free unmaps it
+// and a batch reading it afterwards faults.
+void frees_pinned_under_queued_batches() {
+  const std::string what = "pinned frame freed under queued batches";
+  auto p = copy_pipeline(2, what);
+  if (!p) return;
+  constexpr int kW = 4096, kH = 2160, kBatches = 24;
+  const size_t bytes = static_cast<size_t>(kW) * kH * 4;
+  std::string error;
+  auto* px = static_cast<uint8_t*>(p->alloc_pinned(bytes, &error));
+  check(px != nullptr, what + ": alloc_pinned", error);
+  if (px == nullptr) return;
+  fill_noise(px, bytes, 6);
+  const FrameIn frame{px, kW, kH, static_cast<size_t>(kW) * 4, PixelFormat::BGRA};
+  std::vector<FaceIn> faces(8);
+  std::vector<std::vector<float>> want(faces.size());
+  for (size_t k = 0; k < faces.size(); ++k) {
+    const float x = 100.0f + 450.0f * static_cast<float>(k), y = 80.0f + 230.0f * static_cast<float>(k);
+    faces[k].has_window = true;
+    faces[k].window = face_crop(CropMode::Square, x, y, x + 300.0f, y + 340.0f, kW, kH);
+    std::vector<float> full(kInputFloats);
+    preprocess_face(Frame{px, kW, kH, frame.stride, frame.format}, &faces[k].window, CropMode::Square, ResizeMode::AntialiasBilinear, full.data());
+    for (int o = 0; o < kOutputs; ++o) want[k].insert(want[k].end(), full.begin() + kSliceAt[o], full.begin() + kSliceAt[o] + kSlice);
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  int answered = 0, ok = 0;
+  double worst = 0;
+  for (int bi = 0; bi < kBatches; ++bi) {
+    p->submit({frame}, faces, [&](trt::BatchResult&& r) {
+      std::lock_guard<std::mutex> l(m);
+      if (r.ok && r.outputs.size() == kOutputs) {
+        ++ok;
+        for (size_t k = 0; k < faces.size(); ++k)
+          for (int o = 0; o < kOutputs; ++o)
+            for (int j = 0; j < kSlice; ++j) {
+              const double d = std::fabs(r.outputs[o][k * kSlice + j] - want[k][static_cast<size_t>(o * kSlice + j)]);
+              worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+            }
+      }
+      ++answered;
+      cv.notify_all();
+    });
+  }
+  p->free_pinned(px);  // the batches above are queued, not yet run
+  p->free_pinned(px);  // twice: ignored
+  {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return answered == kBatches; });
+  }
+  const bool host = cu::gpu_info().name == "Host stand-in";
+  check(ok == kBatches, what + ": every batch succeeds", std::to_string(ok) + " of " + std::to_string(kBatches));
+  check(worst <= (host ? 0.0 : 1e-5), what + ": every face equals the CPU path", "max |GPU - CPU| = " + std::to_string(worst));
+  p->close();
+}
+
+// cancel_queued() (an environment's teardown): the batches not yet issued are answered at once
+// with the reason, those issued finish; each exactly once.
+void cancels_the_queue() {
+  auto p = copy_pipeline(1, "cancelled queue");
+  if (!p) return;
+  std::vector<uint8_t> chip(256 * 256 * 3);
+  fill_noise(chip.data(), chip.size(), 7);
+  const std::vector<FrameIn> frames = {FrameIn{chip.data(), 256, 256, 768, PixelFormat::RGB}};
+  constexpr int kBatches = 30;
+  std::mutex m;
+  std::condition_variable cv;
+  int answered = 0, ok = 0, cancelled = 0, other = 0;
+  for (int bi = 0; bi < kBatches; ++bi) {
+    p->submit(frames, std::vector<FaceIn>(8), [&](trt::BatchResult&& r) {
+      std::lock_guard<std::mutex> l(m);
+      ++answered;
+      if (r.ok) ++ok;
+      else if (r.error == "shutting down") ++cancelled;
+      else ++other;
+      cv.notify_all();
+    });
+  }
+  p->cancel_queued("shutting down");
+  {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return answered >= kBatches; });
+  }
+  p->close();
+  const std::string counts = std::to_string(ok) + " ran, " + std::to_string(cancelled) + " cancelled, " + std::to_string(other) + " other";
+  check(answered == kBatches && other == 0, "cancelled queue: every batch answered once, run or cancelled", counts);
+  // The 30 submits take microseconds, a batch of 8 faces milliseconds: most are still queued.
+  check(cancelled >= kBatches / 2, "cancelled queue: the batches still queued are not run", counts);
+}
+
 void loses_the_device() {
   auto p = copy_pipeline(2, "lost device");
   if (!p) return;
@@ -369,6 +462,8 @@ int main() {
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);  // ctest pipeline_host_graph_*
   } else {
     refuses_unservable_engines();
+    frees_pinned_under_queued_batches();
+    cancels_the_queue();
     for (CropMode crop : {CropMode::Square, CropMode::Stretch})
       for (ResizeMode resize : {ResizeMode::AntialiasBilinear, ResizeMode::CenterCrop}) run_pipeline(crop, resize, false);
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, true);

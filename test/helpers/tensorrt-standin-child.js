@@ -191,6 +191,29 @@ async function twoInWorker() {
   return { terminated: await w.terminate() }
 }
 
+// A worker terminated with batches still queued that read a pinned allocFrame frame: the
+// frame's finalizer (run at the worker's teardown, before the engine is closed) must not free
+// the memory under them. 35 MB, so that on the host stand-in the free unmaps it.
+async function pinnedInTerminatedWorker() {
+  const { Worker } = require('node:worker_threads')
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const addon = require(${JSON.stringify(addonPath)})
+    setInterval(() => {}, 1000)  // alive until terminated
+    addon.tensorrtLoadStandIn({ streams: 1, maxBatch: 8, crop: 1, resize: 1 }).then((engine) => {
+      const width = 4096, height = 2160
+      const data = engine.allocFrame(width * height * 4)
+      data.fill(77)
+      const frame = { data, width, height, stride: width * 4, format: 3 }
+      const faces = Array.from({ length: 8 }, (_, k) => ({ frame: 0, window: [100 + 400 * k, 80 + 200 * k, 400 + 400 * k, 420 + 200 * k] }))
+      for (let i = 0; i < 40; i++) engine.run([frame], faces).catch(() => {})
+      parentPort.postMessage('queued')
+    })
+  `, { eval: true })
+  await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject) })
+  return { terminated: await w.terminate() }
+}
+
 const scenarios = {
   square: () => batches(1, 1, false),
   stretch: () => batches(0, 0, false),
@@ -200,6 +223,7 @@ const scenarios = {
   idle,
   two,
   twoInWorker,
+  pinnedInTerminatedWorker,
 }
 
 scenarios[scenario]().then(
