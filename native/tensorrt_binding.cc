@@ -5,6 +5,7 @@
 //                                                                the same over CopyEngine, no TensorRT
 //   engine.run(frames, faces) -> Promise<{ [output]: Float32Array }>
 //   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
+//   engine.closeAtExit() -> closes synchronously (from the process's 'exit' event)
 //   engine.close() -> Promise<void>
 // Long work never runs on the JS thread: builds on their own thread, loads and close() on
 // libuv's pool, batches on the pipeline's threads; results come back through thread-safe
@@ -266,7 +267,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "TensorRtEngine",
                        {InstanceMethod("run", &EngineWrap::Run), InstanceMethod("allocFrame", &EngineWrap::AllocFrame),
-                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("info", &EngineWrap::Info)});
+                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("closeAtExit", &EngineWrap::CloseAtExit),
+                        InstanceMethod("info", &EngineWrap::Info)});
   }
 
   // Made by tensorrtLoad only: the JS constructor takes an External holding the pipeline.
@@ -427,6 +429,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
+  }
+
+  // The process is exiting (its 'exit' event: process.exit() runs no environment teardown on the
+  // main thread, so AtExit would not): drop what is queued and close here, synchronously, so that
+  // no pipeline thread is still in the driver while the process's static destructors run. A
+  // close() already under way on libuv's pool is waited for (close() is idempotent).
+  Napi::Value CloseAtExit(const Napi::CallbackInfo& info) {
+    closed_ = true;
+    pipeline_->cancel_queued("the process is exiting");
+    pipeline_->close();
+    return info.Env().Undefined();
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {

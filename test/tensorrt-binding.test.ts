@@ -8,8 +8,8 @@
 // what lib/backends/tensorrt.ts relies on: run(frames, faces) with frames shared by faces,
 // pinned allocFrame frames, more batches than streams, outputs by name through the thread-safe
 // function, info() and its stage counts, argument refusals, close(), a context-fatal CUDA error,
-// an idle engine letting the process exit, and a worker terminated with batches queued over a
-// pinned frame. TensorRT itself is not involved.
+// an idle engine letting the process exit, a worker terminated with batches queued over a
+// pinned frame, and process.exit() with batches queued (close-at-exit.ts). TensorRT itself is not involved.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -114,6 +114,22 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     // The frame's finalizer runs at the worker's teardown before the engine's close; before the
     // pipeline held pinned frames per batch, this faulted in the batches still queued.
     expect(scenario('pinnedInTerminatedWorker').terminated).toBe(1)
+  })
+
+  it('process.exit() with batches queued: the engine is closed in the exit event, so no device memory is left to the driver\'s teardown', () => {
+    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [CHILD, ADDON, 'exitWithQueued'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), FM_HOST_CUDA_REPORT_AT_EXIT: '1', ...env },
+    })
+    const closed = run({})
+    expect(closed.status, closed.stderr).toBe(0)
+    expect(JSON.parse(closed.stdout.trim())).toEqual({ gpu: 'Host stand-in', queued: 40 })
+    expect(closed.stderr).toMatch(/^host-cuda at exit: 0 device allocations live$/m)
+    // Not registered: the pipeline's buffers are still allocated when the process ends.
+    const unclosed = run({ NO_CLOSE_AT_EXIT: '1' })
+    expect(unclosed.status, unclosed.stderr).toBe(0)
+    expect(unclosed.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
   })
 
   it('an idle engine never closed lets the process exit', () => {

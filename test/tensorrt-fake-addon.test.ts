@@ -138,6 +138,7 @@ it('face-multitask build: a plan built but not stored (a full disk) is exit 1, n
   const engine = {
     run: async () => ({}),
     allocFrame: (n: number) => new Uint8Array(n),
+    closeAtExit: () => {},
     close: async () => {},
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
   }
@@ -190,6 +191,7 @@ it('a signal that fires while the engine loads: no model, and the engine is clos
   const engine = {
     run: async () => ({}),
     allocFrame: (n: number) => new Uint8Array(n),
+    closeAtExit: () => {},
     close: async () => { closed++ },
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
   }
@@ -209,6 +211,7 @@ it('info() says when the GPU is lost (the addon reports a context-fatal error)',
   const engine = {
     run: async () => { throw new Error(state.lost) },
     allocFrame: (n: number) => new Uint8Array(n),
+    closeAtExit: () => {},
     close: async () => {},
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: state.lost, tensors: [], stages: {} }),
   }

@@ -15,6 +15,7 @@ import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import { hasTensorRtBackend, loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
+import { closeAtExit } from './close-at-exit'
 import { checkSameModel, engineOnnx } from './engine-onnx'
 
 /** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
@@ -38,6 +39,8 @@ export interface NativeEngine {
   run(frames: NativeFrame[], faces: { frame: number; window: [number, number, number, number] | null }[]): Promise<BatchOutputs>
   allocFrame(bytes: number): Uint8Array
   close(): Promise<void>
+  /** Synchronous close for the process's 'exit' event (close-at-exit.ts). */
+  closeAtExit(): void
   info(): { preprocessing: 'cuda' | 'cpu'; preprocessingNote: string; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[]; stages: GpuStages }
 }
 
@@ -111,7 +114,11 @@ export class TensorRtBackend implements Backend {
     readonly precision: string,
     readonly slots: number,
     readonly enginePath: string | undefined,  // undefined: built, but not stored (see the cache's message)
-  ) {}
+  ) {
+    this.forget = closeAtExit(engine)
+  }
+
+  private readonly forget: () => void
 
   static async create(load: TensorRtLoad): Promise<TensorRtBackend> {
     const trt = nativeTensorRt()
@@ -175,7 +182,8 @@ export class TensorRtBackend implements Backend {
   }
 
   close(): Promise<void> {
-    return this.engine.close()
+    // Still closed at exit until this close is done: an exit meanwhile waits for it.
+    return this.engine.close().finally(this.forget)
   }
 }
 

@@ -214,6 +214,22 @@ async function pinnedInTerminatedWorker() {
   return { terminated: await w.terminate() }
 }
 
+// process.exit() with batches queued and running: on the main thread it runs no environment
+// teardown, so the engine is closed by lib/backends/close-at-exit.js in the 'exit' event (unless
+// NO_CLOSE_AT_EXIT is set, to show the difference). The host stand-in driver then reports the
+// device allocations still live (FM_HOST_CUDA_REPORT_AT_EXIT).
+async function exitWithQueued() {
+  const { closeAtExit } = require('../../dist/lib/backends/close-at-exit.js')
+  const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 8, crop: 1, resize: 1 })
+  if (!process.env.NO_CLOSE_AT_EXIT) closeAtExit(engine)
+  const f = frame(1280, 720, 'rgb', 5)
+  const faces = Array.from({ length: 8 }, (_, k) => ({ frame: 0, window: [40 + 120 * k, 30 + 60 * k, 240 + 120 * k, 260 + 60 * k] }))
+  for (let i = 0; i < 40; i++) engine.run([f], faces).catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 20))  // some batches running, most queued
+  process.stdout.write(`${JSON.stringify({ gpu: addon.tensorrtStatus().gpuName, queued: 40 })}\n`)
+  process.exit(0)
+}
+
 const scenarios = {
   square: () => batches(1, 1, false),
   stretch: () => batches(0, 0, false),
@@ -224,6 +240,7 @@ const scenarios = {
   two,
   twoInWorker,
   pinnedInTerminatedWorker,
+  exitWithQueued,
 }
 
 scenarios[scenario]().then(

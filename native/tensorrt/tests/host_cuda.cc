@@ -11,7 +11,8 @@
  * device-to-device copies a thread issues while capturing (the stand-in engine's "inference"),
  * and a launch replays them; anything else issued then fails the capture. FM_HOST_CUDA_NO_GRAPHS=1
  * refuses capture, FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=n fails the n-th launch (not fatally),
- * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error. The current context is kept per
+ * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error, FM_HOST_CUDA_REPORT_AT_EXIT=1 reports
+ * device allocations still live when the process ends. The current context is kept per
  * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
@@ -126,8 +127,26 @@ CUresult cuEventRecord(void* e, void* s) {
 }
 CUresult cuEventElapsedTime(float* ms, void* a, void* b) { (void)a; (void)b; *ms = 0.01f; return sticky(); }
 static CUresult alloc(void** p, size_t n) { return posix_memalign(p, 256, n ? n : 1) == 0 ? 0 : 2; }
-CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) { void* q; CUresult r = alloc(&q, n); *p = (CUdeviceptr)(uintptr_t)q; return r; }
-CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)(uintptr_t)p); return 0; }
+// FM_HOST_CUDA_REPORT_AT_EXIT=1: the process's exit prints to stderr how many device allocations
+// are still live ("host-cuda at exit: N device allocations live"): 0 when every pipeline was
+// closed before the process ended.
+static std::atomic<long> g_device_live{0};
+CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
+  void* q;
+  CUresult r = alloc(&q, n);
+  *p = (CUdeviceptr)(uintptr_t)q;
+  if (r == 0) ++g_device_live;
+  return r;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) {
+  if (p != 0) --g_device_live;
+  free((void*)(uintptr_t)p);
+  return 0;
+}
+__attribute__((destructor)) static void report_at_exit() {
+  const char* v = getenv("FM_HOST_CUDA_REPORT_AT_EXIT");
+  if (v != nullptr && *v != '\0' && strcmp(v, "0") != 0) fprintf(stderr, "host-cuda at exit: %ld device allocations live\n", g_device_live.load());
+}
 CUresult cuMemHostAlloc(void** p, size_t n, unsigned f) { (void)f; return alloc(p, n); }
 CUresult cuMemFreeHost(void* p) { free(p); return 0; }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void* st) {
