@@ -214,11 +214,18 @@ class Closers {
     std::lock_guard<std::mutex> lock(m_);
     reap();
     auto done = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back({std::thread([p, done]() {
-                          p->close();
-                          *done = true;
-                        }),
-                        done});
+    try {
+      threads_.reserve(threads_.size() + 1);  // so that the push_back below cannot throw
+      threads_.push_back({std::thread([p, done]() {
+                            p->close();
+                            *done = true;
+                          }),
+                          done});
+    } catch (const std::exception&) {
+      // No thread to be had (a process at its limit): close here rather than end the process
+      // with an exception out of a finalizer.
+      p->close();
+    }
   }
   // `token`: one per registration (Node refuses the same hook and argument twice in one environment).
   static void AtExit(void* token) {

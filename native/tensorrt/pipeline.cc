@@ -7,7 +7,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
+#include <new>
 #include <mutex>
 #include <thread>
 
@@ -483,29 +485,57 @@ struct SlotOps {
     } else {
       // The running batch must have consumed the staging, descriptors and host input first.
       const cu::Result r = running ? cu::driver()->EventSynchronize(b.marks[running->set][kMarkConsumed]) : cu::kSuccess;
-      if (r != cu::kSuccess) refused = s.failure(slot, cuda_error("cuEventSynchronize (inputs consumed)", r), r);
-      else if (s.issue(slot, b, *f, &refused)) return f;
+      if (r != cu::kSuccess) {
+        refused = s.failure(slot, cuda_error("cuEventSynchronize (inputs consumed)", r), r);
+      } else {
+        // An exception (host memory exhausted, or thrown by the engine) fails this batch alone: out
+        // of a pipeline thread it would end the process.
+        try {
+          if (s.issue(slot, b, *f, &refused)) return f;
+        } catch (const std::exception& e) {
+          refused = s.failure(slot, thrown("issuing the batch", e), 0);
+        }
+      }
     }
     f->job.done(std::move(refused));
     return nullptr;
   }
 
-  void collect(std::unique_ptr<InFlight> f) { f->job.done(s.collect(slot, b, *f)); }
+  void collect(std::unique_ptr<InFlight> f) {
+    BatchResult result;
+    try {
+      result = s.collect(slot, b, *f);
+    } catch (const std::exception& e) {
+      result = s.failure(slot, thrown("collecting the batch", e), 0);
+    }
+    f->job.done(std::move(result));
+  }
+
+  static std::string thrown(const char* when, const std::exception& e) {
+    return std::string(when) + ": " + (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ? "out of host memory (std::bad_alloc)" : e.what());
+  }
 };
 
 }  // namespace
 
 void Pipeline::Shared::thread_main(int slot) {
-  auto owned = std::make_unique<SlotBuffers>();
-  SlotBuffers& b = *owned;
+  std::unique_ptr<SlotBuffers> owned;
   std::string error;
-  const bool ok = context.bind(&error) && allocate(b, &error);
+  bool ok = false;
+  try {
+    owned = std::make_unique<SlotBuffers>();
+    ok = context.bind(&error) && allocate(*owned, &error);
+  } catch (const std::exception& e) {
+    error = SlotOps::thrown("allocating its buffers", e);
+  }
   {
     std::lock_guard<std::mutex> lock(m);
     if (!ok && start_error.empty()) start_error = "execution context " + std::to_string(slot) + ": " + error;
     ++ready;
   }
   started.notify_all();
+  if (!owned) return;  // start() fails and joins
+  SlotBuffers& b = *owned;
   SlotOps ops{*this, slot, b};
   slot_loop<Job, InFlight>(m, cv, queue, stop, ok, ops);
   owned.reset();  // device and pinned memory freed here, on this thread, context bound
@@ -584,12 +614,16 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
   s.engine = engine.get();
   p->engine_ = std::move(engine);
   s.graph_counts.assign(static_cast<size_t>(o.streams), {0, 0});
-  for (int k = 0; k < o.streams; ++k) s.threads.emplace_back([&s, k] { s.thread_main(k); });
   std::string failed;
+  try {
+    for (int k = 0; k < o.streams; ++k) s.threads.emplace_back([&s, k] { s.thread_main(k); });
+  } catch (const std::exception& e) {  // no thread could be made (a process at its limit)
+    failed = std::string("starting execution context ") + std::to_string(s.threads.size()) + "'s thread: " + e.what();
+  }
   {
     std::unique_lock<std::mutex> lock(s.m);
-    s.started.wait(lock, [&] { return s.ready == o.streams; });
-    failed = s.start_error;
+    s.started.wait(lock, [&] { return s.ready == static_cast<int>(s.threads.size()); });
+    if (failed.empty()) failed = s.start_error;
   }
   if (!failed.empty()) {
     p->close();

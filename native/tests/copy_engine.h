@@ -6,10 +6,15 @@
 // (FM_ENGINE_STANDIN: test/tensorrt-binding.test.ts). With `graphs`, its enqueues go through
 // the CUDA-graph runner TensorRT's engine uses (tensorrt/graph_runner.h). The device's primary
 // context must be bound when it is made and destroyed.
+// FM_COPY_ENGINE_THROW_AT=n: the n-th enqueue throws std::bad_alloc; FM_COPY_ENGINE_THROW_COLLECT_AT=n:
+// the n-th graphs_ready() (read when a batch is collected) does; what a pipeline thread must
+// survive (pipeline_host_throw*).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +56,7 @@ class CopyEngine : public fm::trt::Engine {
   int contexts() const override { return static_cast<int>(streams_.size()); }
   fm::cu::Stream stream(int slot) const override { return streams_[static_cast<size_t>(slot)]; }
   bool enqueue(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) override {
+    throw_at("FM_COPY_ENGINE_THROW_AT", enqueues_);
     const fm::trt::TensorDesc& input = tensors_[0];
     if (batch < input.min_batch || batch > input.max_batch) {  // as TrtEngine (setInputShape) refuses it
       *error = "batch " + std::to_string(batch) + " is outside the engine's profile [" + std::to_string(input.min_batch) + ", " +
@@ -60,10 +66,19 @@ class CopyEngine : public fm::trt::Engine {
     const auto copy = [&](std::string* why) { return copies(slot, batch, addr, why); };
     return runners_[static_cast<size_t>(slot)]->run(batch, addr, stream(slot), copy, error);
   }
-  int graphs_ready(int slot) const override { return runners_[static_cast<size_t>(slot)]->ready(); }
+  int graphs_ready(int slot) const override {
+    throw_at("FM_COPY_ENGINE_THROW_COLLECT_AT", collects_);
+    return runners_[static_cast<size_t>(slot)]->ready();
+  }
   int graphs_failed(int slot) const override { return runners_[static_cast<size_t>(slot)]->failed(); }
 
  private:
+  static void throw_at(const char* variable, std::atomic<long>& calls) {
+    const char* v = std::getenv(variable);
+    if (v != nullptr && ++calls == std::atol(v)) throw std::bad_alloc();
+  }
+  mutable std::atomic<long> enqueues_{0}, collects_{0};
+
   // The "inference": each face's three slices of its input into the outputs.
   bool copies(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) {
     namespace cu = fm::cu;

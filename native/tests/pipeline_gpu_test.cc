@@ -432,6 +432,24 @@ void an_event_fails() {
   p->close();
 }
 
+// An exception on a pipeline thread (host memory exhausted; the stand-in engine's
+// FM_COPY_ENGINE_THROW_AT / _COLLECT_AT throw std::bad_alloc in the 3rd batch's enqueue or
+// collection) fails that batch alone, with the reason; the model stays usable.
+void a_call_throws() {
+  const bool at_collect = std::getenv("FM_COPY_ENGINE_THROW_COLLECT_AT") != nullptr;
+  const std::string what = std::string("exception while ") + (at_collect ? "collecting" : "issuing");
+  auto p = copy_pipeline(1, what);
+  if (!p) return;
+  int answers = 0;
+  const std::vector<std::string> outcome = one_at_a_time(*p, 5, &answers);
+  check(answers == 5, what + ": every batch answered once");
+  const std::string want = std::string(at_collect ? "collecting" : "issuing") + " the batch: out of host memory (std::bad_alloc)";
+  check(outcome[2] == want, what + ": the batch it hit says why", outcome[2]);
+  check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[3] == "ok" && outcome[4] == "ok", what + ": the other batches succeed", outcome[3]);
+  check(p->lost().empty(), what + ": the model is not lost", p->lost());
+  p->close();
+}
+
 }  // namespace
 
 int main() {
@@ -458,6 +476,8 @@ int main() {
     loses_the_device();
   } else if (std::getenv("FM_HOST_CUDA_EVENT_FAIL_AT") != nullptr) {  // ctest pipeline_host_event (the same)
     an_event_fails();
+  } else if (std::getenv("FM_COPY_ENGINE_THROW_AT") != nullptr || std::getenv("FM_COPY_ENGINE_THROW_COLLECT_AT") != nullptr) {
+    a_call_throws();  // ctest pipeline_host_throw*
   } else if (std::getenv("FM_HOST_CUDA_NO_GRAPHS") != nullptr || std::getenv("FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT") != nullptr) {
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);  // ctest pipeline_host_graph_*
   } else {
