@@ -132,6 +132,13 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(unclosed.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
   })
 
+  it('close() with batches running and queued resolves after every one of their promises', () => {
+    const { order } = scenario('closeAfterRuns')
+    expect(order).toHaveLength(9)
+    expect(order[8]).toBe('close')
+    expect(order.filter((o: string) => o.endsWith('failed'))).toEqual([])
+  })
+
   it('an idle engine never closed lets the process exit', () => {
     expect(scenario('idle').worst).toBe(0)
   })

@@ -230,6 +230,19 @@ async function exitWithQueued() {
   process.exit(0)
 }
 
+// close() called with batches still running and queued: it resolves after every one of their
+// promises has settled, so code after `await close()` sees all results.
+async function closeAfterRuns() {
+  const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(640, 480, 'rgb', 3)
+  const faces = Array.from({ length: 4 }, (_, k) => ({ frame: 0, window: [20 + 100 * k, 20 + 60 * k, 220 + 100 * k, 260 + 60 * k] }))
+  const order = []
+  const runs = Array.from({ length: 8 }, (_, i) => engine.run([f], faces).then(() => order.push(`run ${i}`), () => order.push(`run ${i} failed`)))
+  await engine.close().then(() => order.push('close'))
+  await Promise.all(runs)
+  return { order }
+}
+
 const scenarios = {
   square: () => batches(1, 1, false),
   stretch: () => batches(0, 0, false),
@@ -241,6 +254,7 @@ const scenarios = {
   twoInWorker,
   pinnedInTerminatedWorker,
   exitWithQueued,
+  closeAfterRuns,
 }
 
 scenarios[scenario]().then(
