@@ -32,6 +32,9 @@ struct TrtEngine::Slot {
   cu::DevicePtr memory = 0;  // graphs on: the activation memory every context of the slot uses
   cu::Stream stream = nullptr;
   std::unique_ptr<GraphRunner> graphs;
+  // The sink of TensorRT's messages on the slot's thread, cleared at each enqueue: a failed call
+  // reports its own error, never another slot's or an older one.
+  CollectingLogger logger;
   ~Slot() {
     graphs.reset();
     by_batch.clear();  // the contexts before their stream and their memory
@@ -43,6 +46,13 @@ struct TrtEngine::Slot {
 };
 
 namespace {
+
+// The last error TensorRT logged to this thread's sink (LogScope) during the call under way.
+std::string logged_error() {
+  const CollectingLogger* sink = thread_log_sink();
+  const std::string e = sink != nullptr ? sink->last_error() : std::string();
+  return e.empty() ? "TensorRT logged no error" : e;
+}
 
 // DataType by value, so that older 10.x headers without the newest enumerators compile too.
 void describe_type(nvinfer1::DataType t, TensorDesc* d) {
@@ -155,7 +165,7 @@ bool TrtEngine::make_context(Slot& s, std::unique_ptr<nvinfer1::IExecutionContex
   out->reset(cuda_graphs_ ? engine.createExecutionContext(nvinfer1::ExecutionContextAllocationStrategy::kUSER_MANAGED)
                           : engine.createExecutionContext());
   if (!*out) {
-    *error = "createExecutionContext failed: " + impl_->logger.last_error();
+    *error = "createExecutionContext failed: " + logged_error();
     return false;
   }
   // nullptr is what TensorRT takes when it needs no activation memory (a size of 0).
@@ -175,7 +185,7 @@ bool TrtEngine::set_batch(nvinfer1::IExecutionContext& c, int64_t batch, std::st
     d.nbDims = static_cast<int32_t>(t.shape.size());
     for (size_t k = 0; k < t.shape.size(); ++k) d.d[k] = t.shape[k] < 0 ? batch : t.shape[k];
     if (!c.setInputShape(t.name.c_str(), d)) {
-      *error = "setInputShape(" + t.name + ", batch " + std::to_string(batch) + ") failed: " + impl_->logger.last_error();
+      *error = "setInputShape(" + t.name + ", batch " + std::to_string(batch) + ") failed: " + logged_error();
       return false;
     }
   }
@@ -230,7 +240,8 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     return false;
   }
   Slot& s = *slots_[static_cast<size_t>(slot)];
-  const LogScope log_scope(&impl_->logger);  // called on the slot's thread
+  s.logger.clear_last_error();
+  const LogScope log_scope(&s.logger);  // called on the slot's thread
   nvinfer1::IExecutionContext* c = s.context.get();
   if (cuda_graphs_) {  // this batch size's own context (see Slot)
     std::unique_ptr<nvinfer1::IExecutionContext>& own = s.by_batch[batch];
@@ -249,14 +260,14 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
       return false;
     }
     if (!c->setTensorAddress(t.name.c_str(), addresses[i])) {
-      *error = "setTensorAddress(" + t.name + ") failed: " + impl_->logger.last_error();
+      *error = "setTensorAddress(" + t.name + ") failed: " + logged_error();
       return false;
     }
   }
   // cu::Stream is CUstream_st*, i.e. cudaStream_t.
   const auto enqueue = [&](std::string* why) {
     if (c->enqueueV3(s.stream)) return true;
-    *why = "enqueueV3 failed: " + impl_->logger.last_error();
+    *why = "enqueueV3 failed: " + logged_error();
     return false;
   };
   return s.graphs->run(batch, addresses, s.stream, enqueue, error);

@@ -408,6 +408,11 @@ void loses_the_device() {
   check(answers == 6, "lost device: every batch answered once");
   check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[2] == "ok", "lost device: the batches before the error succeed");
   check(outcome[3].find("CUDA_ERROR_CONTAINED") != std::string::npos, "lost device: the failing batch says why", outcome[3]);
+#if defined(FM_TEST_TENSORRT_ENGINE)
+  // TensorRT's own error for the failed call, from the slot's logger (TrtEngine::enqueue).
+  check(outcome[3].find("enqueueV3 failed: fake TensorRT: enqueueV3: cuMemcpyDtoDAsync failed") != std::string::npos,
+        "lost device: the failing batch carries what TensorRT logged for that call", outcome[3]);
+#endif
   check(p->lost().find("CUDA_ERROR_CONTAINED") != std::string::npos, "lost device: the model says it is lost", p->lost());
   check(outcome[4].find("the GPU is lost for this model") != std::string::npos && outcome[5] == outcome[4],
         "lost device: later batches are refused at once", outcome[4]);
