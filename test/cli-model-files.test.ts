@@ -441,7 +441,7 @@ except e.ExportError as err:
     const lines = r.stdout.trim().split('\n').map((l) => l.trim())
     expect(lines.filter((l) => /^(loaded|refused)/.test(l))).toEqual(['loaded 0.5 0', 'refused: ckpt: the weights do not fit the model; missing 1: 1.weight'])
     expect(lines[0]).toMatch(/^ckpt: no num_batches_tracked for 1 BatchNorm layer\(s\)/)
-  })
+  }, 60_000) // torch's first import on a cold disk takes seconds
 
   /** scripts/export_onnx.py run directly: its exit code, stdout and stderr. */
   const runScript = (py: string, ...args: string[]) =>
