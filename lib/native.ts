@@ -91,6 +91,8 @@ function loadError(dir: string, file: string | undefined, cause: unknown): Error
     `  - Install a package that ships a prebuild for ${platform} (prebuilds/${platform}/, made by \`npm run prebuild\`),`,
     '    or make one here with `npm run prebuild`.',
     '  - Build from source: `npm rebuild face-multitask --build-from-source` (or `npx cmake-js compile` in the package folder).',
+    '    npm 12 and later skip a dependency\'s install script (which builds it) unless your package.json allows it:',
+    '    `npm approve-scripts face-multitask` first.',
     '    This needs a compiler toolchain: CMake >= 3.18 and a C++17 compiler (GCC >= 8, Clang >= 7, MSVC 2019 or newer),',
     '    plus cmake-js and node-addon-api from npm.',
   )
