@@ -7,9 +7,12 @@
 //   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
 //   engine.closeAtExit() -> closes synchronously (from the process's 'exit' event)
 //   engine.close() -> Promise<void>
+//   tensorrtJoinClosers()                                       waits for engines collected unclosed to finish closing
 // Long work never runs on the JS thread: builds on their own thread, loads and close() on
 // libuv's pool, batches on the pipeline's threads; results come back through thread-safe
-// functions. lib/backends/tensorrt.ts is the only caller. NOT YET RUN ON A GPU.
+// functions. The exceptions: the environment's teardown and the process's exit (closeAtExit),
+// which close in place, and a collected engine when no thread can be made for its close.
+// lib/backends/tensorrt.ts is the only caller. NOT YET RUN ON A GPU.
 #include "tensorrt_binding.h"
 
 #include <atomic>
@@ -222,19 +225,23 @@ class Closers {
                           }),
                           done});
     } catch (const std::exception&) {
-      // No thread to be had (a process at its limit): close here rather than end the process
-      // with an exception out of a finalizer.
+      // No thread to be had (a process at its limit): close here, on the JS thread, rather than
+      // end the process with an exception out of a finalizer.
       p->close();
     }
   }
   // `token`: one per registration (Node refuses the same hook and argument twice in one environment).
   static void AtExit(void* token) {
     delete static_cast<char*>(token);
-    Closers& c = get();
+    get().join_all();
+  }
+  // Waits for every close under way (also from the process's 'exit' event: tensorrtJoinClosers,
+  // since process.exit() on the main thread runs no environment teardown).
+  void join_all() {
     std::vector<Entry> all;
     {
-      std::lock_guard<std::mutex> lock(c.m_);
-      all.swap(c.threads_);
+      std::lock_guard<std::mutex> lock(m_);
+      all.swap(threads_);
     }
     for (Entry& e : all) e.thread.join();
   }
@@ -297,7 +304,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (at_exit_) return;
     napi_remove_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
     // Collected without close(): stop the pipeline off the JS thread (device memory is freed by
-    // its threads and the closing thread, never here).
+    // its threads and the closing thread; Closers says when it cannot be).
     if (!closed_ && pipeline_) Closers::get().close(pipeline_);
     tsfn_.Release();
   }
@@ -314,12 +321,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       w->pipeline_->cancel_queued("the environment is shutting down");
       w->pipeline_->close();
     }
+    w->close_done_ = true;
     w->at_exit_ = true;
     w->tsfn_.Release();
   }
 
+  // A batch's promise has settled.
   void finished(Napi::Env env) {
-    if (--inflight_ == 0) tsfn_.Unref(env);
+    if (--inflight_ > 0) return;
+    tsfn_.Unref(env);
+    settle_close(env);
   }
   const std::vector<std::string>& outputs() const { return pipeline_->outputs(); }
 
@@ -411,31 +422,45 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Uint8Array::New(env, static_cast<size_t>(bytes), buffer, 0);
   }
 
+  // Resolves once the pipeline is closed (on libuv's pool: it waits for the batches issued and
+  // queued) and every batch's promise has settled: their completions come through the
+  // thread-safe function, which libuv may serve after the close's own completion.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     class Closer : public Napi::AsyncWorker {
      public:
-      Closer(Napi::Env env, std::shared_ptr<Pipeline> p)
-          : Napi::AsyncWorker(env, "face-multitask:tensorrt-close"), deferred_(Napi::Promise::Deferred::New(env)), p_(std::move(p)) {}
-      Napi::Promise Promise() { return deferred_.Promise(); }
-      void Execute() override { p_->close(); }  // waits for queued batches; their completions follow
-      void OnOK() override { fm::napi::settle(deferred_, [&] { deferred_.Resolve(Env().Undefined()); }); }
-      void OnError(const Napi::Error& e) override { fm::napi::settle(deferred_, [&] { deferred_.Reject(e.Value()); }); }
+      Closer(Napi::Env env, EngineWrap* wrap)
+          : Napi::AsyncWorker(env, "face-multitask:tensorrt-close"), wrap_(wrap), p_(wrap->pipeline_),
+            keep_(Napi::Persistent(wrap->Value())) {}
+      void Execute() override { p_->close(); }
+      void OnOK() override { done(); }
+      void OnError(const Napi::Error&) override { done(); }  // close() reports nothing
 
      private:
-      Napi::Promise::Deferred deferred_;
+      void done() {
+        wrap_->close_done_ = true;
+        wrap_->settle_close(Env());
+      }
+      EngineWrap* wrap_;
       std::shared_ptr<Pipeline> p_;
+      Napi::ObjectReference keep_;  // the engine object, until then
     };
-    if (closed_) {
-      auto d = Napi::Promise::Deferred::New(env);
-      d.Resolve(env.Undefined());
-      return d.Promise();
+    auto d = Napi::Promise::Deferred::New(env);
+    close_waiters_.push_back(d);
+    if (!closed_) {
+      closed_ = true;
+      (new Closer(env, this))->Queue();
+    } else {
+      settle_close(env);  // closed already (or at exit): resolves once no batch is outstanding
     }
-    closed_ = true;
-    auto* w = new Closer(env, pipeline_);
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return d.Promise();
+  }
+
+  void settle_close(Napi::Env env) {
+    if (!close_done_ || inflight_ > 0 || close_waiters_.empty()) return;
+    std::vector<Napi::Promise::Deferred> waiters;
+    waiters.swap(close_waiters_);
+    for (Napi::Promise::Deferred& d : waiters) fm::napi::settle(d, [&] { d.Resolve(env.Undefined()); });
   }
 
   // The process is exiting (its 'exit' event: process.exit() runs no environment teardown on the
@@ -446,6 +471,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     closed_ = true;
     pipeline_->cancel_queued("the process is exiting");
     pipeline_->close();
+    close_done_ = true;
     return info.Env().Undefined();
   }
 
@@ -495,15 +521,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   napi_env env_ = nullptr;
   int inflight_ = 0;
   bool closed_ = false;
+  bool close_done_ = false;  // the pipeline is closed
+  std::vector<Napi::Promise::Deferred> close_waiters_;  // close() calls, until close_done_ and no batch outstanding
   bool at_exit_ = false;  // AtExit ran: the environment is being torn down
 };
 
 void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c) {
   std::unique_ptr<Completion> done(c);
   if (env == nullptr) return;
+  Napi::HandleScope scope(env);
   fm::napi::settle(c->deferred, [&] {
-    Napi::HandleScope scope(env);
-    wrap->finished(env);
     BatchResult& r = c->result;
     if (!r.ok) {
       c->deferred.Reject(Napi::Error::New(env, "TensorRT: " + r.error).Value());
@@ -518,6 +545,7 @@ void run_call_js(Napi::Env env, Napi::Function, EngineWrap* wrap, Completion* c)
     }
     c->deferred.Resolve(out);
   });
+  wrap->finished(env);  // after: a close() waiting for this batch resolves behind it
 }
 
 // Makes the engine on libuv's pool and starts the pipeline on it: TensorRT's (tensorrtLoad) or,
@@ -624,10 +652,16 @@ Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
 }
 #endif
 
+Napi::Value JoinClosers(const Napi::CallbackInfo& info) {
+  Closers::get().join_all();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void init_tensorrt(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, &Closers::AtExit, new char(0));
+  exports.Set("tensorrtJoinClosers", Napi::Function::New(env, JoinClosers, "tensorrtJoinClosers"));
   Napi::Function engine = EngineWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(engine)));
 #if defined(FM_HAVE_TENSORRT)

@@ -9,7 +9,8 @@
 // pinned allocFrame frames, more batches than streams, outputs by name through the thread-safe
 // function, info() and its stage counts, argument refusals, close(), a context-fatal CUDA error,
 // an idle engine letting the process exit, a worker terminated with batches queued over a
-// pinned frame, and process.exit() with batches queued (close-at-exit.ts). TensorRT itself is not involved.
+// pinned frame, process.exit() with batches queued or a collected engine still closing
+// (close-at-exit.ts), and close() settling after every batch. TensorRT itself is not involved.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -130,6 +131,21 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     const unclosed = run({ NO_CLOSE_AT_EXIT: '1' })
     expect(unclosed.status, unclosed.stderr).toBe(0)
     expect(unclosed.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
+  })
+
+  it('process.exit() while an engine collected unclosed is still closing on the addon\'s thread: the exit event waits for it', () => {
+    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--expose-gc', CHILD, ADDON, 'exitWhileDroppedCloses'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), FM_HOST_CUDA_REPORT_AT_EXIT: '1', FM_HOST_CUDA_SLOW_FREE_MS: '40', ...env },
+    })
+    const joined = run({})
+    expect(joined.status, joined.stderr).toBe(0)
+    expect(joined.stderr).toMatch(/^host-cuda at exit: 0 device allocations live$/m)
+    // Without the join, the close is still freeing (slowly) when the process ends.
+    const unjoined = run({ NO_JOIN: '1' })
+    expect(unjoined.status, unjoined.stderr).toBe(0)
+    expect(unjoined.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
   })
 
   it('close() with batches running and queued resolves after every one of their promises', () => {

@@ -15,7 +15,7 @@ import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import { hasTensorRtBackend, loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
-import { closeAtExit } from './close-at-exit'
+import { afterClosing, closeAtExit } from './close-at-exit'
 import { checkSameModel, engineOnnx } from './engine-onnx'
 
 /** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
@@ -25,6 +25,8 @@ export interface NativeTensorRt {
     onProgress: (event: EngineProgress) => void,
   ): { promise: Promise<{ plan: Uint8Array; messages: string[]; tensorrtVersion: string; timingCacheSaved: boolean }>; cancel(): void }
   tensorrtLoad(plan: Uint8Array, options: { streams: number; maxBatch: number; crop: 0 | 1; resize: 0 | 1; cudaGraphs: boolean }): Promise<NativeEngine>
+  /** Waits for engines collected without close() to finish closing (for the process's exit). */
+  tensorrtJoinClosers?(): void
 }
 
 interface NativeFrame {
@@ -118,6 +120,14 @@ export class TensorRtBackend implements Backend {
     this.forget = closeAtExit(engine)
   }
 
+  private static joining = false
+  private static joinAtExit(trt: NativeTensorRt): void {
+    const join = trt.tensorrtJoinClosers
+    if (TensorRtBackend.joining || typeof join !== 'function') return
+    TensorRtBackend.joining = true
+    afterClosing(() => join.call(trt))
+  }
+
   private readonly forget: () => void
 
   static async create(load: TensorRtLoad): Promise<TensorRtBackend> {
@@ -159,6 +169,7 @@ export class TensorRtBackend implements Backend {
     const gpuName = load.status.gpuName ?? 'GPU'
     const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
     const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${preprocessing})`
+    TensorRtBackend.joinAtExit(trt)
     // One batch more than there are streams: the next is queued in the addon while the GPU works.
     return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, enginePath)
   }

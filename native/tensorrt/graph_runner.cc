@@ -52,8 +52,14 @@ bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::St
   bool captured = false;
   if (r == cu::kSuccess) {
     std::string ignored;
-    captured = enqueue(&ignored);
     cu::Graph graph = nullptr;
+    try {
+      captured = enqueue(&ignored);
+    } catch (...) {  // the stream must not stay capturing: every later batch on it would fail
+      a->StreamEndCapture(stream, &graph);
+      if (graph != nullptr) a->GraphDestroy(graph);
+      throw;
+    }
     r = a->StreamEndCapture(stream, &graph);  // always: the stream leaves capture mode
     cu::GraphExec exec = nullptr;             // assigned only on success: a failed call may leave garbage
     if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&exec, graph, 0);

@@ -75,13 +75,24 @@ struct PinnedHolds {
   Pipeline::Shared* s = nullptr;
   std::vector<const uint8_t*> blocks;
   PinnedHolds() = default;
-  PinnedHolds(PinnedHolds&& o) noexcept : s(o.s), blocks(std::move(o.blocks)) { o.s = nullptr; }
+  PinnedHolds(PinnedHolds&& o) noexcept : s(o.s), blocks(std::move(o.blocks)) {
+    o.s = nullptr;
+    o.blocks.clear();
+  }
+  // Releases what this one held (so: never assign to a holding one under Shared::m).
   PinnedHolds& operator=(PinnedHolds&& o) noexcept {
-    std::swap(s, o.s);
-    std::swap(blocks, o.blocks);
+    if (this != &o) {
+      PinnedHolds old(std::move(*this));
+      s = o.s;
+      blocks = std::move(o.blocks);
+      o.s = nullptr;
+      o.blocks.clear();
+    }
     return *this;
   }
-  ~PinnedHolds();  // never run under Shared::m: the moved-from ones hold nothing
+  // Takes Shared::m: never run under it. Every Job destroyed or assigned to under the lock (in
+  // slot_loop, submit) is a moved-from or fresh one, holding nothing.
+  ~PinnedHolds();
 };
 
 struct Job {
@@ -214,6 +225,10 @@ PinnedHolds::~PinnedHolds() {
 }
 
 void Pipeline::Shared::hold(Job& job) {
+  // Allocations first, then only what cannot throw: a count taken is always recorded in holds
+  // (and so released), even when this throws.
+  job.holds.s = this;
+  job.holds.blocks.reserve(job.frames.size());
   job.pinned.assign(job.frames.size(), 0);
   for (size_t i = 0; i < job.frames.size(); ++i) {
     const FrameIn& f = job.frames[i];
@@ -224,11 +239,10 @@ void Pipeline::Shared::hold(Job& job) {
     if (base == nullptr) continue;
     job.pinned[i] = whole ? 1 : 0;  // a frame running past its block is staged, but still holds it
     if (std::find(job.holds.blocks.begin(), job.holds.blocks.end(), base) == job.holds.blocks.end()) {
-      ++pinned[base].uses;
-      job.holds.blocks.push_back(base);
+      job.holds.blocks.push_back(base);  // within the reserve: no throw
+      ++pinned.find(base)->second.uses;
     }
   }
-  if (!job.holds.blocks.empty()) job.holds.s = this;
 }
 
 void Pipeline::Shared::release(const std::vector<const uint8_t*>& blocks) {
@@ -470,34 +484,32 @@ struct SlotOps {
   bool chores() const { return !s.to_free.empty(); }
   void do_chores(std::unique_lock<std::mutex>& lock) { s.drain_frees(lock); }
 
+  // Any exception (host memory exhausted, or thrown by the engine) fails that batch alone: out
+  // of a pipeline thread it would end the process.
   std::unique_ptr<InFlight> issue(Job&& job, int set, const InFlight* running) {
-    std::string gone;
-    {
-      std::lock_guard<std::mutex> lock(s.m);
-      gone = s.lost;
-    }
-    auto f = std::make_unique<InFlight>();
-    f->job = std::move(job);
-    f->set = set;
+    std::unique_ptr<InFlight> f;
     BatchResult refused;
-    if (!gone.empty()) {
-      refused.error = "the GPU is lost for this model: " + gone;
-    } else {
-      // The running batch must have consumed the staging, descriptors and host input first.
-      const cu::Result r = running ? cu::driver()->EventSynchronize(b.marks[running->set][kMarkConsumed]) : cu::kSuccess;
-      if (r != cu::kSuccess) {
-        refused = s.failure(slot, cuda_error("cuEventSynchronize (inputs consumed)", r), r);
-      } else {
-        // An exception (host memory exhausted, or thrown by the engine) fails this batch alone: out
-        // of a pipeline thread it would end the process.
-        try {
-          if (s.issue(slot, b, *f, &refused)) return f;
-        } catch (const std::exception& e) {
-          refused = s.failure(slot, thrown("issuing the batch", e), 0);
-        }
+    try {
+      std::string gone;
+      {
+        std::lock_guard<std::mutex> lock(s.m);
+        gone = s.lost;
       }
+      f = std::make_unique<InFlight>();
+      f->job = std::move(job);
+      f->set = set;
+      if (!gone.empty()) {
+        refused.error = "the GPU is lost for this model: " + gone;
+      } else {
+        // The running batch must have consumed the staging, descriptors and host input first.
+        const cu::Result r = running ? cu::driver()->EventSynchronize(b.marks[running->set][kMarkConsumed]) : cu::kSuccess;
+        if (r != cu::kSuccess) refused = s.failure(slot, cuda_error("cuEventSynchronize (inputs consumed)", r), r);
+        else if (s.issue(slot, b, *f, &refused)) return f;
+      }
+    } catch (...) {
+      refused = thrown("issuing the batch");
     }
-    f->job.done(std::move(refused));
+    (f ? f->job : job).done(std::move(refused));  // the job moves into f only once f exists
     return nullptr;
   }
 
@@ -505,14 +517,34 @@ struct SlotOps {
     BatchResult result;
     try {
       result = s.collect(slot, b, *f);
-    } catch (const std::exception& e) {
-      result = s.failure(slot, thrown("collecting the batch", e), 0);
+    } catch (...) {
+      result = thrown("collecting the batch");
     }
     f->job.done(std::move(result));
   }
 
-  static std::string thrown(const char* when, const std::exception& e) {
-    return std::string(when) + ": " + (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ? "out of host memory (std::bad_alloc)" : e.what());
+  // The batch's error for the exception being handled, after the stream has finished what it
+  // issued (nothing may still use the buffers). Cannot throw: if even the message cannot be
+  // made, a short one that needs no allocation.
+  BatchResult thrown(const char* when) noexcept {
+    try {
+      std::string why;
+      try {
+        throw;
+      } catch (const std::bad_alloc&) {
+        why = "out of host memory (std::bad_alloc)";
+      } catch (const std::exception& e) {
+        why = e.what();
+      } catch (...) {
+        why = "an exception that is not a std::exception";
+      }
+      return s.failure(slot, std::string(when) + ": " + why, 0);
+    } catch (...) {
+      cu::driver()->StreamSynchronize(s.engine->stream(slot));
+      BatchResult r;
+      r.error = "out of memory";  // within the short-string buffer: no allocation
+      return r;
+    }
   }
 };
 
@@ -525,8 +557,12 @@ void Pipeline::Shared::thread_main(int slot) {
   try {
     owned = std::make_unique<SlotBuffers>();
     ok = context.bind(&error) && allocate(*owned, &error);
+  } catch (const std::bad_alloc&) {
+    error = "out of host memory allocating its buffers";
   } catch (const std::exception& e) {
-    error = SlotOps::thrown("allocating its buffers", e);
+    error = std::string("allocating its buffers: ") + e.what();
+  } catch (...) {
+    error = "an exception allocating its buffers";
   }
   {
     std::lock_guard<std::mutex> lock(m);
@@ -636,21 +672,29 @@ std::shared_ptr<Pipeline> Pipeline::start(std::unique_ptr<Engine> engine, const 
 Pipeline::~Pipeline() { close(); }
 
 void Pipeline::submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Done done) {
-  std::string refused;
-  {
+  // Made before the lock, so that if queueing fails it is destroyed (its holds released, which
+  // takes the lock) after it; std::deque::push_back leaves it intact when it throws.
+  Job job{std::move(frames), std::move(faces), std::move(done), {}, {}};
+  const char* refused = nullptr;
+  std::string lost;
+  try {
     std::lock_guard<std::mutex> lock(shared_->m);
-    if (shared_->stop) refused = "the model is closed";
-    else if (!shared_->lost.empty()) refused = "the GPU is lost for this model: " + shared_->lost;
-    else {
-      Job job{std::move(frames), std::move(faces), std::move(done), {}, {}};
+    if (shared_->stop) {
+      refused = "the model is closed";
+    } else if (!shared_->lost.empty()) {
+      refused = "the GPU is lost for this model: ";
+      lost = shared_->lost;
+    } else {
       shared_->hold(job);
       shared_->queue.push_back(std::move(job));
     }
+  } catch (...) {
+    refused = "out of host memory queueing the batch";
   }
-  if (!refused.empty()) {
+  if (refused != nullptr) {
     BatchResult r;
-    r.error = refused;
-    done(std::move(r));
+    r.error = std::string(refused) + lost;
+    job.done(std::move(r));
     return;
   }
   shared_->cv.notify_one();

@@ -84,7 +84,8 @@ class Pipeline {
   const std::string& preprocessing_note() const { return preprocessing_note_; }
   int64_t max_batch() const { return options_.max_batch; }
 
-  // Queues one batch (1..max_batch faces); `done` runs on a pipeline thread, exactly once. The
+  // Queues one batch (1..max_batch faces); `done` runs exactly once: on a pipeline thread, or on
+  // the calling thread when the batch is refused here or dropped by cancel_queued(). The
   // frames' memory must stay valid and unchanged until then (alloc_pinned() frames are held by
   // the pipeline itself until then). After close() or a lost device,
   // `done` runs at once (on the calling thread) with the error.
@@ -93,8 +94,9 @@ class Pipeline {
   // Page-locked host memory for a frame the caller fills (a camera decoder): the GPU copies from
   // it directly. Freed by free_pinned (on a pipeline thread while they run), but only once no
   // batch submitted before still reads it: a block freed under queued batches (its JS buffer
-  // finalized at a worker's teardown) stays until the last of them is answered. A pointer that
-  // is not alloc_pinned()'s, or freed already, is ignored.
+  // finalized at a worker's teardown) stays until the last of them is answered. Free each block
+  // once: a pointer alloc_pinned() did not return is ignored, but a freed block's address may be
+  // handed out again.
   void* alloc_pinned(size_t bytes, std::string* error);
   void free_pinned(void* p);
 

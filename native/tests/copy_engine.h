@@ -7,8 +7,9 @@
 // the CUDA-graph runner TensorRT's engine uses (tensorrt/graph_runner.h). The device's primary
 // context must be bound when it is made and destroyed.
 // FM_COPY_ENGINE_THROW_AT=n: the n-th enqueue throws std::bad_alloc; FM_COPY_ENGINE_THROW_COLLECT_AT=n:
-// the n-th graphs_ready() (read when a batch is collected) does; what a pipeline thread must
-// survive (pipeline_host_throw*).
+// the n-th graphs_ready() (read when a batch is collected) does; FM_COPY_ENGINE_THROW_COPIES_AT=n:
+// the n-th run of its copies (with graphs, the 2nd is the first capture); what a pipeline thread
+// must survive (pipeline_host_throw*).
 #pragma once
 
 #include <atomic>
@@ -77,10 +78,11 @@ class CopyEngine : public fm::trt::Engine {
     const char* v = std::getenv(variable);
     if (v != nullptr && ++calls == std::atol(v)) throw std::bad_alloc();
   }
-  mutable std::atomic<long> enqueues_{0}, collects_{0};
+  mutable std::atomic<long> enqueues_{0}, collects_{0}, copies_{0};
 
   // The "inference": each face's three slices of its input into the outputs.
   bool copies(int slot, int64_t batch, const std::vector<void*>& addr, std::string* error) {
+    throw_at("FM_COPY_ENGINE_THROW_COPIES_AT", copies_);
     namespace cu = fm::cu;
     const cu::Api* a = cu::driver();
     const auto in = reinterpret_cast<cu::DevicePtr>(addr[0]);

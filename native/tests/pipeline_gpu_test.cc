@@ -396,8 +396,9 @@ void cancels_the_queue() {
   p->close();
   const std::string counts = std::to_string(ok) + " ran, " + std::to_string(cancelled) + " cancelled, " + std::to_string(other) + " other";
   check(answered == kBatches && other == 0, "cancelled queue: every batch answered once, run or cancelled", counts);
-  // The 30 submits take microseconds, a batch of 8 faces milliseconds: most are still queued.
-  check(cancelled >= kBatches / 2, "cancelled queue: the batches still queued are not run", counts);
+  // The 30 submits take microseconds, the 30 batches of 8 faces a good part of a second: unless
+  // this thread stalls that long, some are still queued when cancelled.
+  check(cancelled >= 1, "cancelled queue: the batches still queued are not run", counts);
 }
 
 void loses_the_device() {
@@ -438,19 +439,30 @@ void an_event_fails() {
 }
 
 // An exception on a pipeline thread (host memory exhausted; the stand-in engine's
-// FM_COPY_ENGINE_THROW_AT / _COLLECT_AT throw std::bad_alloc in the 3rd batch's enqueue or
-// collection) fails that batch alone, with the reason; the model stays usable.
+// FM_COPY_ENGINE_THROW_AT / _COLLECT_AT / _COPIES_AT throw std::bad_alloc in the 3rd batch's
+// enqueue or collection, or in the first CUDA-graph capture, which is batch 1's) fails that batch
+// alone, with the reason; the model stays usable (a capture that threw has left capture mode).
 void a_call_throws() {
   const bool at_collect = std::getenv("FM_COPY_ENGINE_THROW_COLLECT_AT") != nullptr;
-  const std::string what = std::string("exception while ") + (at_collect ? "collecting" : "issuing");
-  auto p = copy_pipeline(1, what);
+  const bool at_capture = std::getenv("FM_COPY_ENGINE_THROW_COPIES_AT") != nullptr;
+  const std::string what = std::string("exception while ") + (at_collect ? "collecting" : at_capture ? "capturing a graph" : "issuing");
+  trt::PipelineOptions o;
+  o.streams = 1;
+  o.max_batch = 8;
+  std::string error;
+  auto e = make_engine(1, 8, false, 1, at_capture);
+  auto p = e ? trt::Pipeline::start(std::move(e), o, &error) : nullptr;
+  check(p != nullptr, what + ": pipeline starts", error);
   if (!p) return;
   int answers = 0;
   const std::vector<std::string> outcome = one_at_a_time(*p, 5, &answers);
+  const size_t hit = at_capture ? 0 : 2;
   check(answers == 5, what + ": every batch answered once");
   const std::string want = std::string(at_collect ? "collecting" : "issuing") + " the batch: out of host memory (std::bad_alloc)";
-  check(outcome[2] == want, what + ": the batch it hit says why", outcome[2]);
-  check(outcome[0] == "ok" && outcome[1] == "ok" && outcome[3] == "ok" && outcome[4] == "ok", what + ": the other batches succeed", outcome[3]);
+  check(outcome[hit] == want, what + ": the batch it hit says why", outcome[hit]);
+  bool others = true;
+  for (size_t k = 0; k < outcome.size(); ++k) others = others && (k == hit || outcome[k] == "ok");
+  check(others, what + ": the other batches succeed", outcome[hit == 0 ? 1 : 0]);
   check(p->lost().empty(), what + ": the model is not lost", p->lost());
   p->close();
 }
@@ -481,7 +493,8 @@ int main() {
     loses_the_device();
   } else if (std::getenv("FM_HOST_CUDA_EVENT_FAIL_AT") != nullptr) {  // ctest pipeline_host_event (the same)
     an_event_fails();
-  } else if (std::getenv("FM_COPY_ENGINE_THROW_AT") != nullptr || std::getenv("FM_COPY_ENGINE_THROW_COLLECT_AT") != nullptr) {
+  } else if (std::getenv("FM_COPY_ENGINE_THROW_AT") != nullptr || std::getenv("FM_COPY_ENGINE_THROW_COLLECT_AT") != nullptr ||
+             std::getenv("FM_COPY_ENGINE_THROW_COPIES_AT") != nullptr) {
     a_call_throws();  // ctest pipeline_host_throw*
   } else if (std::getenv("FM_HOST_CUDA_NO_GRAPHS") != nullptr || std::getenv("FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT") != nullptr) {
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);  // ctest pipeline_host_graph_*

@@ -230,6 +230,24 @@ async function exitWithQueued() {
   process.exit(0)
 }
 
+// An engine dropped unclosed is collected and closed on a thread of the addon's own (each
+// cuMemFree slowed by FM_HOST_CUDA_SLOW_FREE_MS, so that close is still going on); then
+// process.exit(): the exit event waits for it through tensorrtJoinClosers (unless NO_JOIN).
+async function exitWhileDroppedCloses() {
+  const { afterClosing } = require('../../dist/lib/backends/close-at-exit.js')
+  if (!process.env.NO_JOIN) afterClosing(() => addon.tensorrtJoinClosers())
+  await (async () => {
+    const engine = await addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 4, crop: 1, resize: 1 })
+    await engine.run([frame(256, 256, 'rgb', 4)], [{ frame: 0, window: null }])
+  })()
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  process.stdout.write(`${JSON.stringify({ gpu: addon.tensorrtStatus().gpuName })}\n`)
+  process.exit(0)
+}
+
 // close() called with batches still running and queued: it resolves after every one of their
 // promises has settled, so code after `await close()` sees all results.
 async function closeAfterRuns() {
@@ -255,6 +273,7 @@ const scenarios = {
   pinnedInTerminatedWorker,
   exitWithQueued,
   closeAfterRuns,
+  exitWhileDroppedCloses,
 }
 
 scenarios[scenario]().then(

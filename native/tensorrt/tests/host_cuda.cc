@@ -12,7 +12,7 @@
  * and a launch replays them; anything else issued then fails the capture. FM_HOST_CUDA_NO_GRAPHS=1
  * refuses capture, FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=n fails the n-th launch (not fatally),
  * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error, FM_HOST_CUDA_REPORT_AT_EXIT=1 reports
- * device allocations still live when the process ends. The current context is kept per
+ * device allocations still live when the process ends, FM_HOST_CUDA_SLOW_FREE_MS slows each cuMemFree. The current context is kept per
  * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <vector>
@@ -138,7 +139,10 @@ CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
   if (r == 0) ++g_device_live;
   return r;
 }
+// FM_HOST_CUDA_SLOW_FREE_MS=n: each cuMemFree takes n ms (a close that is still going on at exit).
 CUresult cuMemFree_v2(CUdeviceptr p) {
+  const char* slow = getenv("FM_HOST_CUDA_SLOW_FREE_MS");
+  if (slow != nullptr) usleep((useconds_t)atol(slow) * 1000);
   if (p != 0) --g_device_live;
   free((void*)(uintptr_t)p);
   return 0;
