@@ -418,14 +418,20 @@ describe('atomic writes', () => {
     expect(debris(dir)).toEqual([])
   })
 
-  it('the builder takes away temp files a crashed writer left behind', async () => {
+  it('the builder takes away temp files a crashed writer left behind, not one written in the last minute (another host\'s writer, whose pid means nothing here)', async () => {
     const { dir, parts } = fresh('leftover')
     const cache = new EngineCache({ engineDir: dir, log: () => {} })
     const plan = cache.files(parts).plan
     const leftover = path.join(dir, `.${path.basename(plan)}.tmp-${deadPid()}-deadbeef`)
     writeFileSync(leftover, 'half a plan')
+    const twoMinutesAgo = new Date(Date.now() - 120_000)
+    utimesSync(leftover, twoMinutesAgo, twoMinutesAgo)
+    const writing = path.join(dir, `.${path.basename(plan)}.tmp-${deadPid()}-0badf00d`)
+    writeFileSync(writing, 'a plan being written elsewhere')
     await cache.getOrBuild(parts, counter().build)
     expect(existsSync(leftover)).toBe(false)
+    expect(existsSync(writing)).toBe(true)
+    rmSync(writing)
     expect(debris(dir)).toEqual([])
   })
 })
