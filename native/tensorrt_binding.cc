@@ -5,16 +5,16 @@
 //                                                                the same over CopyEngine, no TensorRT
 //   engine.run(frames, faces) -> Promise<{ [output]: Float32Array }>
 //   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
-//   engine.closeAtExit() -> closes synchronously (from the process's 'exit' event)
 //   engine.close() -> Promise<void>
-//   tensorrtJoinClosers()                                       waits for engines collected unclosed to finish closing
+//   tensorrtCloseAll()                                          closes every engine in place (the process's 'exit' event)
 // Long work never runs on the JS thread: builds on their own thread, loads and close() on
 // libuv's pool, batches on the pipeline's threads; results come back through thread-safe
-// functions. The exceptions: the environment's teardown and the process's exit (closeAtExit),
+// functions. The exceptions: the environment's teardown and the process's exit (tensorrtCloseAll),
 // which close in place, and a collected engine when no thread can be made for its close.
 // lib/backends/tensorrt.ts is the only caller. NOT YET RUN ON A GPU.
 #include "tensorrt_binding.h"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <cmath>
@@ -206,37 +206,65 @@ class EngineWrap;
 
 // Pipelines of engines collected without close() are closed on threads of their own (device
 // memory is never freed on the JS thread); an environment's teardown waits for those still at
-// it, so none runs on into the process's static destructors and the driver's teardown.
+// it, so none runs on into the process's static destructors and the driver's teardown. It also
+// knows every engine's pipeline, for the process's exit (close_all_at_exit).
 class Closers {
  public:
   static Closers& get() {
     static Closers* c = new Closers();  // never destroyed: outlives every environment
     return *c;
   }
-  void close(std::shared_ptr<Pipeline> p) {
+  // An engine made in `env`.
+  void add(napi_env env, const std::shared_ptr<Pipeline>& p) {
     std::lock_guard<std::mutex> lock(m_);
+    live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& l) { return l.pipeline.expired(); }), live_.end());
+    live_.push_back({env, p});
+  }
+  void close(std::shared_ptr<Pipeline> p) {
+    std::unique_lock<std::mutex> lock(m_);
     reap();
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    try {
-      threads_.reserve(threads_.size() + 1);  // so that the push_back below cannot throw
-      threads_.push_back({std::thread([p, done]() {
-                            p->close();
-                            *done = true;
-                          }),
-                          done});
-    } catch (const std::exception&) {
-      // No thread to be had (a process at its limit): close here, on the JS thread, rather than
-      // end the process with an exception out of a finalizer.
-      p->close();
+    if (!exiting_) {
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      try {
+        threads_.reserve(threads_.size() + 1);  // so that the push_back below cannot throw
+        threads_.push_back({std::thread([p, done]() {
+                              p->close();
+                              *done = true;
+                            }),
+                            done});
+        return;
+      } catch (const std::exception&) {
+        // No thread to be had (a process at its limit): close here, on the JS thread, rather
+        // than end the process with an exception out of a finalizer.
+      }
     }
+    lock.unlock();
+    p->close();  // after close_all_at_exit: nothing may be left running past the exit
   }
   // `token`: one per registration (Node refuses the same hook and argument twice in one environment).
   static void AtExit(void* token) {
     delete static_cast<char*>(token);
     get().join_all();
   }
-  // Waits for every close under way (also from the process's 'exit' event: tensorrtJoinClosers,
-  // since process.exit() on the main thread runs no environment teardown).
+  // The process is exiting (the main thread's 'exit' event: process.exit() there runs no
+  // environment teardown, so neither AtExit nor the engines' own hooks would run): closes here
+  // every pipeline of `env` still open, collected or not (batches not yet started are dropped,
+  // those running finish), waits for the closes under way, and from now on closes in place.
+  void close_all_at_exit(napi_env env) {
+    std::vector<std::shared_ptr<Pipeline>> mine;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      exiting_ = true;
+      for (const Live& l : live_)
+        if (l.env == env)
+          if (std::shared_ptr<Pipeline> p = l.pipeline.lock()) mine.push_back(std::move(p));
+    }
+    for (const std::shared_ptr<Pipeline>& p : mine) {
+      p->cancel_queued("the process is exiting");
+      p->close();
+    }
+    join_all();
+  }
   void join_all() {
     std::vector<Entry> all;
     {
@@ -251,6 +279,10 @@ class Closers {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
   };
+  struct Live {
+    napi_env env;
+    std::weak_ptr<Pipeline> pipeline;
+  };
   void reap() {  // joins the finished ones (under m_)
     for (auto it = threads_.begin(); it != threads_.end();) {
       if (*it->done) {
@@ -261,6 +293,8 @@ class Closers {
       }
     }
   }
+  std::vector<Live> live_;
+  bool exiting_ = false;
   std::mutex m_;
   std::vector<Entry> threads_;
 };
@@ -281,8 +315,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "TensorRtEngine",
                        {InstanceMethod("run", &EngineWrap::Run), InstanceMethod("allocFrame", &EngineWrap::AllocFrame),
-                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("closeAtExit", &EngineWrap::CloseAtExit),
-                        InstanceMethod("info", &EngineWrap::Info)});
+                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("info", &EngineWrap::Info)});
   }
 
   // Made by tensorrtLoad only: the JS constructor takes an External holding the pipeline.
@@ -295,6 +328,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     tsfn_.Unref(info.Env());  // an idle model does not keep the process alive
     env_ = info.Env();
     napi_add_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
+    Closers::get().add(env_, pipeline_);
   }
 
   ~EngineWrap() override {
@@ -461,18 +495,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::vector<Napi::Promise::Deferred> waiters;
     waiters.swap(close_waiters_);
     for (Napi::Promise::Deferred& d : waiters) fm::napi::settle(d, [&] { d.Resolve(env.Undefined()); });
-  }
-
-  // The process is exiting (its 'exit' event: process.exit() runs no environment teardown on the
-  // main thread, so AtExit would not): drop what is queued and close here, synchronously, so that
-  // no pipeline thread is still in the driver while the process's static destructors run. A
-  // close() already under way on libuv's pool is waited for (close() is idempotent).
-  Napi::Value CloseAtExit(const Napi::CallbackInfo& info) {
-    closed_ = true;
-    pipeline_->cancel_queued("the process is exiting");
-    pipeline_->close();
-    close_done_ = true;
-    return info.Env().Undefined();
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -652,8 +674,9 @@ Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
 }
 #endif
 
-Napi::Value JoinClosers(const Napi::CallbackInfo& info) {
-  Closers::get().join_all();
+// tensorrtCloseAll(): from the main thread's 'exit' event (lib/backends/close-at-exit.ts).
+Napi::Value CloseAll(const Napi::CallbackInfo& info) {
+  Closers::get().close_all_at_exit(info.Env());
   return info.Env().Undefined();
 }
 
@@ -661,7 +684,7 @@ Napi::Value JoinClosers(const Napi::CallbackInfo& info) {
 
 void init_tensorrt(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, &Closers::AtExit, new char(0));
-  exports.Set("tensorrtJoinClosers", Napi::Function::New(env, JoinClosers, "tensorrtJoinClosers"));
+  exports.Set("tensorrtCloseAll", Napi::Function::New(env, CloseAll, "tensorrtCloseAll"));
   Napi::Function engine = EngineWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(engine)));
 #if defined(FM_HAVE_TENSORRT)

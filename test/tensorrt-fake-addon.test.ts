@@ -138,7 +138,6 @@ it('face-multitask build: a plan built but not stored (a full disk) is exit 1, n
   const engine = {
     run: async () => ({}),
     allocFrame: (n: number) => new Uint8Array(n),
-    closeAtExit: () => {},
     close: async () => {},
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
   }
@@ -191,7 +190,6 @@ it('a signal that fires while the engine loads: no model, and the engine is clos
   const engine = {
     run: async () => ({}),
     allocFrame: (n: number) => new Uint8Array(n),
-    closeAtExit: () => {},
     close: async () => { closed++ },
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: '', tensors: [], stages: {} }),
   }
@@ -211,7 +209,6 @@ it('info() says when the GPU is lost (the addon reports a context-fatal error)',
   const engine = {
     run: async () => { throw new Error(state.lost) },
     allocFrame: (n: number) => new Uint8Array(n),
-    closeAtExit: () => {},
     close: async () => {},
     info: () => ({ preprocessing: 'cuda', preprocessingNote: '', maxBatch: 64, lost: state.lost, tensors: [], stages: {} }),
   }

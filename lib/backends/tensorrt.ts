@@ -15,7 +15,7 @@ import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
 import { hasTensorRtBackend, loadNative } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
-import { afterClosing, closeAtExit } from './close-at-exit'
+import { closeAtExit } from './close-at-exit'
 import { checkSameModel, engineOnnx } from './engine-onnx'
 
 /** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
@@ -25,8 +25,8 @@ export interface NativeTensorRt {
     onProgress: (event: EngineProgress) => void,
   ): { promise: Promise<{ plan: Uint8Array; messages: string[]; tensorrtVersion: string; timingCacheSaved: boolean }>; cancel(): void }
   tensorrtLoad(plan: Uint8Array, options: { streams: number; maxBatch: number; crop: 0 | 1; resize: 0 | 1; cudaGraphs: boolean }): Promise<NativeEngine>
-  /** Waits for engines collected without close() to finish closing (for the process's exit). */
-  tensorrtJoinClosers?(): void
+  /** Closes every engine in place (the process's 'exit' event: close-at-exit.ts). */
+  tensorrtCloseAll?(): void
 }
 
 interface NativeFrame {
@@ -41,8 +41,6 @@ export interface NativeEngine {
   run(frames: NativeFrame[], faces: { frame: number; window: [number, number, number, number] | null }[]): Promise<BatchOutputs>
   allocFrame(bytes: number): Uint8Array
   close(): Promise<void>
-  /** Synchronous close for the process's 'exit' event (close-at-exit.ts). */
-  closeAtExit(): void
   info(): { preprocessing: 'cuda' | 'cpu'; preprocessingNote: string; maxBatch: number; lost: string; tensors: { name: string; input: boolean; dtype: string; shape: number[] }[]; stages: GpuStages }
 }
 
@@ -116,22 +114,11 @@ export class TensorRtBackend implements Backend {
     readonly precision: string,
     readonly slots: number,
     readonly enginePath: string | undefined,  // undefined: built, but not stored (see the cache's message)
-  ) {
-    this.forget = closeAtExit(engine)
-  }
-
-  private static joining = false
-  private static joinAtExit(trt: NativeTensorRt): void {
-    const join = trt.tensorrtJoinClosers
-    if (TensorRtBackend.joining || typeof join !== 'function') return
-    TensorRtBackend.joining = true
-    afterClosing(() => join.call(trt))
-  }
-
-  private readonly forget: () => void
+  ) {}
 
   static async create(load: TensorRtLoad): Promise<TensorRtBackend> {
     const trt = nativeTensorRt()
+    closeAtExit(() => trt.tensorrtCloseAll?.())
     const { gpu, spec } = load
     // With onProgress, notes go there only (the CLI and bench print them); else to stderr.
     const note = gpu.onProgress && ((message: string) => gpu.onProgress?.({ type: 'message', message }))
@@ -169,7 +156,6 @@ export class TensorRtBackend implements Backend {
     const gpuName = load.status.gpuName ?? 'GPU'
     const preprocessing = info.preprocessing === 'cuda' ? 'CUDA preprocessing' : `CPU preprocessing${info.preprocessingNote ? `: ${info.preprocessingNote}` : ''}`
     const device = `${gpuName} (TensorRT ${load.status.tensorrtVersion ?? '?'}, ${gpu.streams} stream${gpu.streams > 1 ? 's' : ''}, ${preprocessing})`
-    TensorRtBackend.joinAtExit(trt)
     // One batch more than there are streams: the next is queued in the addon while the GPU works.
     return new TensorRtBackend(engine, device, onnx.precision, gpu.streams + 1, enginePath)
   }
@@ -193,8 +179,7 @@ export class TensorRtBackend implements Backend {
   }
 
   close(): Promise<void> {
-    // Still closed at exit until this close is done: an exit meanwhile waits for it.
-    return this.engine.close().finally(this.forget)
+    return this.engine.close()
   }
 }
 

@@ -28,8 +28,11 @@ import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, key
 export const UNUSED_DAYS = 30
 /** A temp file or a plan without its sidecar this old is a crash's leftover (no write takes a day). */
 const DEBRIS_MS = 86_400_000
-/** A temp file unwritten this long, whose writer's pid is not alive here, was abandoned. */
-const LEFTOVER_QUIET_MS = 60_000
+/**
+ * A temp file unwritten this long, whose writer's pid is not alive here, was abandoned: well past
+ * a write's seconds and NFS's attribute caching (up to a minute by default).
+ */
+const LEFTOVER_QUIET_MS = 10 * 60_000
 
 /** What a plan's sidecar .json holds. */
 export interface EngineSidecar {
@@ -348,7 +351,7 @@ export class EngineCache {
    * Removes temp files a crashed writer left for these files (called with the lock held). A live
    * writer's is kept (one that lost the lock still finishes its write): its pid is alive here or,
    * for a writer on another host sharing the folder (whose pid means nothing here), the file was
-   * written in the last minute. removeDebris() sweeps any left a day on.
+   * written in the last ten minutes. removeDebris() sweeps any left a day on.
    */
   private async removeLeftovers(files: PlanFiles): Promise<void> {
     const prefixes = [tempPrefix(files.plan), tempPrefix(files.sidecar)]
@@ -359,7 +362,8 @@ export class EngineCache {
       if (pidAlive(pid)) continue
       const file = path.join(this.dir, name)
       const st = await fs.stat(file).catch(() => undefined)
-      if (st && Math.abs(Date.now() - st.mtimeMs) >= LEFTOVER_QUIET_MS) await fs.rm(file, { force: true }).catch(() => {})
+      // A time ahead of this clock (another host's) counts as recent.
+      if (st && Date.now() - st.mtimeMs >= LEFTOVER_QUIET_MS) await fs.rm(file, { force: true }).catch(() => {})
     }
   }
 

@@ -55,10 +55,8 @@ bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::St
     cu::Graph graph = nullptr;
     try {
       captured = enqueue(&ignored);
-    } catch (...) {  // the stream must not stay capturing: every later batch on it would fail
-      a->StreamEndCapture(stream, &graph);
-      if (graph != nullptr) a->GraphDestroy(graph);
-      throw;
+    } catch (...) {  // a failed capture (below); the stream must not stay capturing
+      captured = false;
     }
     r = a->StreamEndCapture(stream, &graph);  // always: the stream leaves capture mode
     cu::GraphExec exec = nullptr;             // assigned only on success: a failed call may leave garbage

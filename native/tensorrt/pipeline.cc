@@ -91,7 +91,8 @@ struct PinnedHolds {
     return *this;
   }
   // Takes Shared::m: never run under it. Every Job destroyed or assigned to under the lock (in
-  // slot_loop, submit) is a moved-from or fresh one, holding nothing.
+  // slot_loop, submit) is a moved-from or fresh one, holding nothing: SlotOps::issue moves the
+  // one it is given into its own at once.
   ~PinnedHolds();
 };
 
@@ -486,7 +487,10 @@ struct SlotOps {
 
   // Any exception (host memory exhausted, or thrown by the engine) fails that batch alone: out
   // of a pipeline thread it would end the process.
-  std::unique_ptr<InFlight> issue(Job&& job, int set, const InFlight* running) {
+  std::unique_ptr<InFlight> issue(Job&& taken, int set, const InFlight* running) {
+    // This function's own: refused, it is destroyed (its pinned holds released, which takes
+    // Shared::m) on return, not with slot_loop's variable under the lock.
+    Job job(std::move(taken));
     std::unique_ptr<InFlight> f;
     BatchResult refused;
     try {
@@ -675,26 +679,23 @@ void Pipeline::submit(std::vector<FrameIn> frames, std::vector<FaceIn> faces, Do
   // Made before the lock, so that if queueing fails it is destroyed (its holds released, which
   // takes the lock) after it; std::deque::push_back leaves it intact when it throws.
   Job job{std::move(frames), std::move(faces), std::move(done), {}, {}};
-  const char* refused = nullptr;
-  std::string lost;
+  BatchResult refused;
   try {
     std::lock_guard<std::mutex> lock(shared_->m);
     if (shared_->stop) {
-      refused = "the model is closed";
+      refused.error = "the model is closed";
     } else if (!shared_->lost.empty()) {
-      refused = "the GPU is lost for this model: ";
-      lost = shared_->lost;
+      refused.error = "the GPU is lost for this model: " + shared_->lost;
     } else {
       shared_->hold(job);
       shared_->queue.push_back(std::move(job));
     }
   } catch (...) {
-    refused = "out of host memory queueing the batch";
+    refused = BatchResult{};
+    refused.error = "out of memory";  // within the short-string buffer: no allocation
   }
-  if (refused != nullptr) {
-    BatchResult r;
-    r.error = std::string(refused) + lost;
-    job.done(std::move(r));
+  if (!refused.error.empty()) {
+    job.done(std::move(refused));
     return;
   }
   shared_->cv.notify_one();
