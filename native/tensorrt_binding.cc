@@ -412,15 +412,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     c->engine = Napi::Persistent(Value());
     Napi::Promise promise = c->deferred.Promise();
-    if (inflight_++ == 0) tsfn_.Ref(env);
     RunTsfn tsfn = tsfn_;
-    guard.release();
-    pipeline_->submit(std::move(frames), std::move(faces), [tsfn, c](BatchResult&& r) mutable {
+    Pipeline::Done done = [tsfn, c](BatchResult&& r) mutable {
       c->result = std::move(r);
       // Refused only while the environment shuts down: the completion's JS references then die
       // with it (never released off the JS thread).
       tsfn.NonBlockingCall(c);
-    });
+    };
+    if (inflight_++ == 0) tsfn_.Ref(env);
+    guard.release();  // from here, `done` (which submit always calls, exactly once) owns it
+    pipeline_->submit(std::move(frames), std::move(faces), std::move(done));
     return promise;
   }
 
