@@ -112,7 +112,8 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     const probe = `for c in node ${COMPILERS.join(' ')}; do command -v "$c" || echo "missing $c"; done`
     fs.writeFileSync(
       path.join(appDir, 'package.json'),
-      JSON.stringify({ name: 'fresh-app', version: '1.0.0', private: true, scripts: { probe } }, null, 2),
+      // allowScripts: as README tells a project on npm 12, which runs no dependency's install script otherwise.
+      JSON.stringify({ name: 'fresh-app', version: '1.0.0', private: true, scripts: { probe }, allowScripts: { 'face-multitask': true } }, null, 2),
     )
     run(
       process.execPath,
