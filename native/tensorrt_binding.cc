@@ -6,7 +6,7 @@
 //   engine.run(frames, faces) -> Promise<{ [output]: Float32Array }>
 //   engine.allocFrame(bytes) -> Uint8Array over pinned memory (zero-copy frames)
 //   engine.close() -> Promise<void>
-//   tensorrtCloseAll()                                          closes every engine in place (the process's 'exit' event)
+//   tensorrtCloseAll()                                          stops builds, closes engines in place (the process's 'exit' event)
 // Long work never runs on the JS thread: builds on their own thread, loads and close() on
 // libuv's pool, batches on the pipeline's threads; results come back through thread-safe
 // functions. The exceptions: the environment's teardown and the process's exit (tensorrtCloseAll),
@@ -64,6 +64,45 @@ std::string string_option(const Napi::Object& o, const char* key) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Builds under way, per environment: the process's exit (tensorrtCloseAll) stops those of the
+// main thread's, since process.exit() there runs no environment teardown (BuildTask::AtExit).
+class RunningBuilds {
+ public:
+  static RunningBuilds& get() {
+    static RunningBuilds* r = new RunningBuilds();  // never destroyed: outlives every environment
+    return *r;
+  }
+  void add(napi_env env, void* key, std::function<void()> stop) {
+    std::lock_guard<std::mutex> lock(m_);
+    list_.push_back({env, key, std::move(stop)});
+  }
+  void remove(void* key) {
+    std::lock_guard<std::mutex> lock(m_);
+    list_.erase(std::remove_if(list_.begin(), list_.end(), [key](const Entry& e) { return e.key == key; }), list_.end());
+  }
+  // Cancels each build of `env` and waits for TensorRT to stop at its next step. On env's own
+  // thread: the tasks are deleted there too, so none goes while this runs.
+  void stop_all(napi_env env) {
+    std::vector<std::function<void()>> stops;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      for (const Entry& e : list_)
+        if (e.env == env) stops.push_back(e.stop);
+    }
+    for (const std::function<void()>& stop : stops) stop();
+  }
+
+ private:
+  struct Entry {
+    napi_env env;
+    void* key;
+    std::function<void()> stop;
+  };
+  std::mutex m_;
+  std::vector<Entry> list_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Builds
 
 struct BuildEvent {
@@ -84,19 +123,23 @@ struct BuildTask {
   bool hooked = false;  // AtExit registered
   explicit BuildTask(Napi::Env e) : deferred(Napi::Promise::Deferred::New(e)), env(e) {}
   ~BuildTask() {
+    RunningBuilds::get().remove(this);
     if (hooked) napi_remove_env_cleanup_hook(env, &BuildTask::AtExit, this);
+    stop();
+  }
+  void stop() {
     *cancel = true;
     if (thread.joinable()) thread.join();
   }
-  // The environment is going away mid-build (process.exit(), a worker ending): cancel the build
-  // and wait for TensorRT to stop at its next step, rather than leave a thread running inside
-  // libnvinfer while the process's static destructors and the driver's teardown run. Registered
-  // after the thread-safe function, so it runs before that is torn down.
+  // The environment is going away mid-build (a worker ending; on the main thread the process's
+  // exit event does this through RunningBuilds): cancel the build and wait for TensorRT to stop
+  // at its next step, rather than leave a thread running inside libnvinfer while the process's
+  // static destructors and the driver's teardown run. Registered after the thread-safe function,
+  // so it runs before that is torn down.
   static void AtExit(void* arg) {
     auto* t = static_cast<BuildTask*>(arg);
     t->hooked = false;
-    *t->cancel = true;
-    if (t->thread.joinable()) t->thread.join();
+    t->stop();
   }
 };
 
@@ -190,6 +233,7 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
     tsfn.Release();  // the finalizer deletes the task once the final call has run
   });
   task->hooked = napi_add_env_cleanup_hook(env, &BuildTask::AtExit, task) == napi_ok;
+  RunningBuilds::get().add(env, task, [task] { task->stop(); });
 
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", promise);
@@ -677,6 +721,9 @@ Napi::Value LoadStandIn(const Napi::CallbackInfo& info) {
 
 // tensorrtCloseAll(): from the main thread's 'exit' event (lib/backends/close-at-exit.ts).
 Napi::Value CloseAll(const Napi::CallbackInfo& info) {
+#if defined(FM_HAVE_TENSORRT)
+  RunningBuilds::get().stop_all(info.Env());
+#endif
   Closers::get().close_all_at_exit(info.Env());
   return info.Env().Undefined();
 }

@@ -88,8 +88,8 @@ Images are decoded and run N at a time, so faces of different images share infer
                      it was beside it) is the same list.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
                      face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
-  --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, where
-                     batches of 64 faces run best; sharp decodes on libuv's pool, sized by
+  --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, so
+                     that batches fill up to maxBatch, 64 by default on TensorRT; sharp decodes on libuv's pool, sized by
                      UV_THREADPOOL_SIZE, default 4)
   --backend <name>   auto (default), cpu or tensorrt
   -h, --help         this help
@@ -111,7 +111,8 @@ them. It shows that everything works; the numbers it prints are meaningless.
 
   --generation <g>   which generation's conventions the synthetic model follows (default v2.5)
   --json             print the result as JSON (the notice about the synthetic model included)
-  --out-dir <dir>    where to write the model and image (default engines/demo in the package)
+  --out-dir <dir>    where to write the model and image (default engines/demo in the package,
+                     or face-multitask-demo in the temp folder where the package is read-only)
   -h, --help         this help
 
 ${REAL_WEIGHTS_HINT.join('\n')}`

@@ -168,7 +168,7 @@ SearchPlan make_plan() {
     add(&plan.pip_dirs, is_libs ? s : s + "/tensorrt_libs");
   }
   if (plan.pip_dirs.size() == before)
-    plan.described.push_back("pip tensorrt_libs (none found: $TENSORRT_PYTHON_SITE, $VIRTUAL_ENV, $CONDA_PREFIX, .venv, ~/.local, /usr/local, /usr)");
+    plan.described.push_back("pip tensorrt_libs (none found: $TENSORRT_PYTHON_SITE, $VIRTUAL_ENV, $CONDA_PREFIX, $FACE_MULTITASK_VENV, .venv, ~/.local, /usr/local, /usr)");
   return plan;
 }
 

@@ -3,8 +3,8 @@
 // scripts/check-tensorrt.sh with CHECK_TENSORRT_ADDON=1 (it builds the addon against the headers
 // being checked):
 //   node binding_over_fake.js <addon.node> <work folder>
-// A build on its own thread with progress events and a timing cache; a build cancelled while it
-// runs rejects with an AbortError; the parser's errors reject once each; the plan loads on libuv's
+// A build on its own thread with progress events and a timing cache; a process exiting mid-build
+// stops it first; a build cancelled while it runs rejects with an AbortError; the parser's errors reject once each; the plan loads on libuv's
 // pool and runs batches whose output (the stand-in plan's "out": a face's first 16 input values)
 // equals the CPU preprocessing; a plan TensorRT refuses rejects with code FM_PLAN_REFUSED.
 // Prints "binding: <passed> passed, <failed> failed".
@@ -35,6 +35,17 @@ async function main() {
   const seen = events.map((e) => `${e.type}:${e.phase}`).join(' ')
   check(seen === 'phase-start:Building step:Building phase-start:Timing step:Timing step:Timing phase-end:Timing step:Building step:Building phase-end:Building',
     'its progress events reach the callback, in order', seen)
+
+  // process.exit() mid-build: the exit event (close-at-exit.ts calls tensorrtCloseAll) cancels
+  // the build and waits for it to stop, so no thread is left inside libnvinfer during the exit.
+  const exiting = require('node:child_process').spawnSync(process.execPath, ['-e', `
+    const addon = require(${JSON.stringify(process.argv[2])})
+    process.prependListener('exit', () => addon.tensorrtCloseAll())
+    addon.tensorrtBuild({ onnx: ${JSON.stringify(onnx)}, minBatch: 1, optBatch: 4, maxBatch: 8 }, () => {}).promise.catch(() => {})
+    setTimeout(() => process.exit(0), 50)
+  `], { encoding: 'utf8', env: { ...process.env, FAKE_TRT_STEP_MS: '300', FAKE_TRT_REPORT_END: '1' }, timeout: 60_000 })
+  check(exiting.status === 0 && /fake TensorRT: the build ended \(cancelled\)/.test(exiting.stderr),
+    'process.exit() mid-build: the exit event cancels the build and waits for it', `exit ${exiting.status}: ${exiting.stderr}`)
 
   // Cancelled while it runs (each stand-in step takes 100 ms: FAKE_TRT_STEP_MS in the environment).
   const slow = addon.tensorrtBuild({ onnx, minBatch: 1, optBatch: 4, maxBatch: 8 }, () => slow.cancel())
