@@ -22,13 +22,18 @@ const OUT = path.join(ROOT, 'build', 'standin')
 const ADDON = path.join(OUT, 'Release', 'face_multitask.node')
 const CHILD = path.join(__dirname, 'helpers', 'tensorrt-standin-child.js')
 
-/** One scenario in a child process: its JSON line (fields as the child writes them). */
-function scenario(name: string, env: NodeJS.ProcessEnv = {}): any {
-  const r = spawnSync(process.execPath, [CHILD, ADDON, name], {
+/** One scenario's child process, over the stand-in driver; what it printed and how it ended. */
+function runChild(name: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []) {
+  return spawnSync(process.execPath, [...nodeArgs, CHILD, ADDON, name], {
     encoding: 'utf8',
     timeout: 120_000,
     env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), ...env },
   })
+}
+
+/** One scenario in a child process: its JSON line (fields as the child writes them). */
+function scenario(name: string, env: NodeJS.ProcessEnv = {}): any {
+  const r = runChild(name, env)
   expect(r.error, `${name}: ${r.error?.message}`).toBeUndefined()
   const line = r.stdout.trim().split('\n').pop() ?? ''
   expect(r.status, `${name} exited ${r.status} (signal ${r.signal}):\n${r.stdout}\n${r.stderr}`).toBe(0)
@@ -118,11 +123,7 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
   })
 
   it('process.exit() with batches queued: the engine is closed in the exit event, so no device memory is left to the driver\'s teardown', () => {
-    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [CHILD, ADDON, 'exitWithQueued'], {
-      encoding: 'utf8',
-      timeout: 120_000,
-      env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), FM_HOST_CUDA_REPORT_AT_EXIT: '1', ...env },
-    })
+    const run = (env: NodeJS.ProcessEnv) => runChild('exitWithQueued', { FM_HOST_CUDA_REPORT_AT_EXIT: '1', ...env })
     const closed = run({})
     expect(closed.status, closed.stderr).toBe(0)
     expect(JSON.parse(closed.stdout.trim())).toEqual({ gpu: 'Host stand-in', queued: 40 })
@@ -134,11 +135,8 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
   })
 
   it('process.exit() while an engine collected unclosed is still closing on the addon\'s thread: the exit event waits for it', () => {
-    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--expose-gc', CHILD, ADDON, 'exitWhileDroppedCloses'], {
-      encoding: 'utf8',
-      timeout: 120_000,
-      env: { ...process.env, LD_LIBRARY_PATH: path.join(OUT, 'host-cuda'), FM_HOST_CUDA_REPORT_AT_EXIT: '1', FM_HOST_CUDA_SLOW_FREE_MS: '200', ...env },
-    })
+    const run = (env: NodeJS.ProcessEnv) =>
+      runChild('exitWhileDroppedCloses', { FM_HOST_CUDA_REPORT_AT_EXIT: '1', FM_HOST_CUDA_SLOW_FREE_MS: '200', ...env }, ['--expose-gc'])
     const joined = run({})
     expect(joined.status, joined.stderr).toBe(0)
     expect(joined.stderr).toMatch(/^host-cuda at exit: 0 device allocations live$/m)
