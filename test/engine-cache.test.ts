@@ -25,6 +25,7 @@ import {
   writeFileAtomic,
 } from '../lib/engine-cache'
 import { renameReplacing } from '../lib/engine-cache/atomic-write'
+import { removeIfSame } from '../lib/engine-cache/file-lock'
 import type { EngineProgress } from '../lib/types'
 import { onnx } from 'onnx-proto'
 import { readOnnxModel } from '../lib/onnx-model'
@@ -1063,6 +1064,21 @@ describe('taking over a stale lock', () => {
     return { raw, info: JSON.parse(raw), ino: st.ino, mtimeMs: st.mtimeMs }
   }
   const deadLock = (file: string, token: string) => writeFileSync(file, JSON.stringify({ pid: deadPid(), hostname: hostname(), createdAt: new Date().toISOString(), token }))
+  /** A dead holder's lock, judged stale, and a waiter's takeover guard beside it. */
+  const lockWithGuard = (name: string) => {
+    const { dir } = fresh(name)
+    const file = path.join(dir, 'x.lock')
+    const guard = `${file}.takeover`
+    deadLock(file, 'judged')
+    const judged = judge(file)
+    writeFileSync(guard, '')
+    return { dir, file, guard, judged }
+  }
+  /** Dated a minute ago: a guard that old was left by a crashed waiter. */
+  const makeOld = (file: string) => {
+    const old = new Date(Date.now() - 60_000)
+    utimesSync(file, old, old)
+  }
 
   it('removes the lock it judged and no other: one replaced since (another waiter took it over first) stays', async () => {
     const { dir } = fresh('takeover-replaced')
@@ -1104,20 +1120,53 @@ describe('taking over a stale lock', () => {
   })
 
   it('while another waiter is taking over (its guard exists) nothing is touched; a guard left by a crash is cleared', async () => {
-    const { dir } = fresh('takeover-guard')
-    const file = path.join(dir, 'x.lock')
-    const guard = `${file}.takeover`
-    deadLock(file, 'judged')
-    const judged = judge(file)
-    writeFileSync(guard, '')
+    const { dir, file, guard, judged } = lockWithGuard('takeover-guard')
     expect(await FileLock.takeOver(file, judged)).toBe(false)
     expect(existsSync(file) && existsSync(guard)).toBe(true)
-    const old = new Date(Date.now() - 60_000)
-    utimesSync(guard, old, old)
+    makeOld(guard)
     expect(await FileLock.takeOver(file, judged)).toBe(false) // clears the crashed waiter's guard
     expect(existsSync(guard)).toBe(false)
     expect(await FileLock.takeOver(file, judged)).toBe(true)
     expect(debris(dir)).toEqual([])
+  })
+
+  it("a crashed waiter's guard is cleared, not a fresh guard another waiter made in its place between the look and the removal", async () => {
+    const { dir, file, guard, judged } = lockWithGuard('takeover-guard-race')
+    makeOld(guard)
+    const stat = fsp.stat
+    const look = vi.spyOn(fsp, 'stat').mockImplementationOnce(async (...args: Parameters<typeof fsp.stat>) => {
+      const st = await stat(...args)  // the crashed waiter's guard, judged stale
+      rmSync(guard)  // meanwhile another waiter clears it and takes its own (often on the same inode)
+      writeFileSync(guard, 'fresh')
+      return st
+    })
+    try {
+      expect(await FileLock.takeOver(file, judged)).toBe(false)
+    } finally {
+      look.mockRestore()
+    }
+    expect(readFileSync(guard, 'utf8')).toBe('fresh')
+    expect(existsSync(file)).toBe(true)
+    expect(debris(dir).sort()).toEqual(['x.lock', 'x.lock.takeover'])
+  })
+
+  it('removeIfSame removes the file judged, and puts back one that took its place (same inode, new time or content)', async () => {
+    const { dir } = fresh('remove-if-same')
+    const file = path.join(dir, 'x.lock')
+    writeFileSync(file, 'a')
+    const old = new Date(Date.now() - 60_000)
+    utimesSync(file, old, old)
+    const st = statSync(file)
+    expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'b' })).toBe(false)
+    utimesSync(file, new Date(), new Date())  // refreshed since it was judged
+    expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'a' })).toBe(false)
+    expect(await removeIfSame(file, { ino: st.ino + 1 })).toBe(false)
+    expect(readFileSync(file, 'utf8')).toBe('a')
+    expect(statSync(file).ino).toBe(st.ino)
+    expect(debris(dir)).toEqual(['x.lock'])
+    expect(await removeIfSame(file, { ino: st.ino, raw: 'a' })).toBe(true)
+    expect(await removeIfSame(file, { ino: st.ino })).toBe(false)  // gone already
+    expect(readdirSync(dir)).toEqual([])
   })
 
   it.skipIf(process.platform === 'win32')("a stale lock of another user in a shared sticky folder (as /tmp) is named, with whose it is", async (ctx) => {

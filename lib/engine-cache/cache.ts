@@ -21,7 +21,7 @@ import { packageRoot } from '../native'
 import type { EngineProgress } from '../types'
 import { abortable, throwIfAborted } from './abort'
 import { tempPrefix, writeFileAtomic } from './atomic-write'
-import { describeHolder, FileLock, type LockOptions, pidAlive } from './file-lock'
+import { describeHolder, FileLock, type LockOptions, pidAlive, removeIfSame } from './file-lock'
 import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, keyedParts, timingCachePath } from './key'
 
 /** Plans of another TensorRT build not loaded for this long are removed after a build (removeUnused). */
@@ -339,7 +339,8 @@ export class EngineCache {
       } else {
         const st = await fs.stat(file).catch(() => undefined)
         if (!st?.isFile() || Date.now() - st.mtimeMs < DEBRIS_MS) continue
-        removed = await fs.unlink(file).then(() => true, () => false)
+        // The one judged, not a waiter's fresh takeover guard made in its place meanwhile.
+        removed = await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs }).catch(() => false)
       }
       if (!removed) continue
       const what = temp ? 'an unfinished write' : orphan ? 'a plan without its sidecar' : 'a lock never released'

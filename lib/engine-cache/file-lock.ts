@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
+import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { sleep, throwIfAborted } from './abort'
 
@@ -156,24 +157,51 @@ function staleReason(state: LockState, staleMs: number, unchangedMs: number, con
 const GUARD_STALE_MS = 30_000
 
 /**
- * Removes a stale lock (or takeover guard); gone already is fine. One this process may not remove
- * because it is another user's (a shared folder with the sticky bit, as /tmp, lets only its owner
- * remove it) is said in words; other errors (a folder this process cannot write) pass as they are.
+ * Throws what keeps this process from removing `file` (`e`, from rename or unlink), in words when
+ * it is another user's (a shared folder with the sticky bit, as /tmp, lets only its owner remove
+ * it); other errors (a folder this process cannot write) pass as they are. Gone meanwhile is fine.
  */
-async function unlinkOrSay(file: string, holder?: LockInfo): Promise<void> {
+async function sayWhyNotRemoved(file: string, e: unknown, holder?: LockInfo): Promise<void> {
+  const code = (e as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return
+  const st = code === 'EACCES' || code === 'EPERM' ? await fs.stat(file).catch((s: NodeJS.ErrnoException) => s) : undefined
+  if ((st as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return  // removed meanwhile
+  const owner = (st as { uid?: number } | undefined)?.uid
+  if (owner === undefined || process.getuid === undefined || owner === process.getuid()) throw e
+  const whose = holder ? `, left by ${describeHolder(holder)}` : ''
+  throw Object.assign(new Error(`cannot remove the stale lock ${file}${whose} (${code}): it belongs to another user (uid ${owner}); ` +
+    'its owner (or root) can remove it, or use a folder of your own', { cause: e }), { code: 'ELOCKPERM' })
+}
+
+/** What identifies the file that was judged: its inode, and its time and content where known. */
+interface Judged { ino: number; mtimeMs?: number; raw?: string }
+
+/**
+ * Removes `file` if it is still the file judged, and says whether it did. A stat then an unlink
+ * would remove whatever took its place between the two (another waiter's fresh lock or guard), so
+ * the file is moved aside first (rename is atomic), checked there, and put back when it is not the
+ * judged one (unless a newer one has taken the place meanwhile: its holder then finds its lock
+ * replaced, says so and goes on, as when a lock is lost). The aside name is a temp file's, which
+ * removeDebris clears should a crash leave it.
+ */
+export async function removeIfSame(file: string, judged: Judged, holder?: LockInfo): Promise<boolean> {
+  const aside = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   try {
-    await fs.unlink(file)  // not rm: rm answers EPERM by trying the path as a folder (ENOTDIR)
+    await fs.rename(file, aside)
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return
-    const st = code === 'EACCES' || code === 'EPERM' ? await fs.stat(file).catch((s: NodeJS.ErrnoException) => s) : undefined
-    if ((st as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return  // removed meanwhile
-    const owner = (st as { uid?: number } | undefined)?.uid
-    if (owner === undefined || process.getuid === undefined || owner === process.getuid()) throw e
-    const whose = holder ? `, left by ${describeHolder(holder)}` : ''
-    throw Object.assign(new Error(`cannot remove the stale lock ${file}${whose} (${code}): it belongs to another user (uid ${owner}); ` +
-      'its owner (or root) can remove it, or use a folder of your own', { cause: e }), { code: 'ELOCKPERM' })
+    await sayWhyNotRemoved(file, e, holder)
+    return false
   }
+  let same = false
+  try {
+    const st = await fs.stat(aside)
+    same = st.ino === judged.ino && (judged.mtimeMs === undefined || st.mtimeMs === judged.mtimeMs) &&
+      (judged.raw === undefined || (await fs.readFile(aside, 'utf8')) === judged.raw)
+  } finally {
+    if (!same) await fs.link(aside, file).catch(() => {})
+    await fs.unlink(aside).catch(() => {})
+  }
+  return same
 }
 
 /** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
@@ -324,17 +352,18 @@ export class FileLock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e // a folder this process cannot write
       const st = await fs.stat(guard).catch(() => undefined)
-      if (st && Math.abs(Date.now() - st.mtimeMs) > GUARD_STALE_MS) await unlinkOrSay(guard)
+      if (st && Math.abs(Date.now() - st.mtimeMs) > GUARD_STALE_MS) await removeIfSame(guard, { ino: st.ino, mtimeMs: st.mtimeMs })
       return false // another waiter is taking it over: see what it left
     }
+    let mine: Judged | undefined
     try {
+      mine = { ino: (await fh.stat()).ino }
       await fh.close()
-      const now = await inspectLock(file)
-      if (!now || now.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || now.raw !== judged.raw) return false
-      await unlinkOrSay(file, judged.info)
-      return true
+      return await removeIfSame(file, judged, judged.info)
     } finally {
-      await fs.rm(guard, { force: true }).catch(() => {})
+      // Only this waiter's guard: one that stalled past GUARD_STALE_MS may have had it cleared.
+      if (mine) await removeIfSame(guard, mine).catch(() => false)
+      else await fh.close().catch(() => {}).then(() => fs.rm(guard, { force: true })).catch(() => {})
     }
   }
 
