@@ -216,24 +216,32 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   b.cancel = cancel.get();
   Napi::Promise promise = owned->deferred.Promise();
 
-  BuildTask* task = owned.release();
+  BuildTask* task = owned.get();
   BuildTsfn tsfn = BuildTsfn::New(env, "face-multitask:tensorrt-build", 0, 1, task,
                                   [](Napi::Env, void*, BuildTask* t) { delete t; });
-  task->options.progress = [tsfn](const BuildProgress& p) mutable {
-    auto* e = new BuildEvent();
-    e->progress = p;
-    if (tsfn.NonBlockingCall(e) != napi_ok) delete e;
-    return true;  // cancellation goes through the flag
-  };
-  task->thread = std::thread([task, tsfn, cancel]() mutable {
-    auto* e = new BuildEvent();
-    e->final = true;
-    e->result = build_engine(task->options);
-    if (tsfn.BlockingCall(e) != napi_ok) delete e;
-    tsfn.Release();  // the finalizer deletes the task once the final call has run
-  });
+  owned.release();  // the thread-safe function's finalizer deletes it
+  try {
+    task->options.progress = [tsfn](const BuildProgress& p) mutable {
+      auto* e = new BuildEvent();
+      e->progress = p;
+      if (tsfn.NonBlockingCall(e) != napi_ok) delete e;
+      return true;  // cancellation goes through the flag
+    };
+    RunningBuilds::get().add(env, task, [task] { task->stop(); });
+    task->thread = std::thread([task, tsfn, cancel]() mutable {
+      auto* e = new BuildEvent();
+      e->final = true;
+      e->result = build_engine(task->options);
+      if (tsfn.BlockingCall(e) != napi_ok) delete e;
+      tsfn.Release();  // the finalizer deletes the task once the final call has run
+    });
+  } catch (const std::exception& e) {
+    // No thread (the process is out of threads or memory): released here, or the thread-safe
+    // function would keep the event loop alive for ever; the finalizer deletes the task.
+    tsfn.Release();
+    throw Napi::Error::New(env, std::string("cannot start the engine build: ") + e.what());
+  }
   task->hooked = napi_add_env_cleanup_hook(env, &BuildTask::AtExit, task) == napi_ok;
-  RunningBuilds::get().add(env, task, [task] { task->stop(); });
 
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", promise);
