@@ -31,6 +31,8 @@ interface Fake {
   engine?: unknown
   /** Runs while the build is under way. */
   duringBuild?: () => void
+  /** How long the build takes (default 20 ms); a cancel does not shorten it (TensorRT past its last step). */
+  buildMs?: number
 }
 
 /** FaceMultitask over the real addon with tensorrtBuild / tensorrtLoad replaced. */
@@ -49,7 +51,7 @@ async function fakeAddon(fake: Fake) {
         fake.builds++
         fake.duringBuild?.()
         setImmediate(() => onProgress({ type: 'phase-start', phase: 'Building', steps: 1 }))
-        return { promise: new Promise((r) => setTimeout(() => r({ plan: fake.plan, messages: [], tensorrtVersion: '10.14.1', timingCacheSaved: true }), 20)), cancel() {} }
+        return { promise: new Promise((r) => setTimeout(() => r({ plan: fake.plan, messages: [], tensorrtVersion: '10.14.1', timingCacheSaved: true }), fake.buildMs ?? 20)), cancel() {} }
       },
       tensorrtLoad: async () => {
         if (fake.refusals-- > 0) throw Object.assign(new Error('deserializeCudaEngine failed: version tag mismatch'), { code: 'FM_PLAN_REFUSED' })
@@ -103,6 +105,23 @@ it('a signal that fires before the native build starts: no build is started, the
   const err = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress, signal: ac.signal }).catch((e) => e)
   expect(err.name).toBe('AbortError')
   expect(fake.builds).toBe(0)
+  const again = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
+  expect(again.message).toMatch(/the fake addon runs no engine/)
+  expect(fake.builds).toBe(1)
+})
+
+it('a build that finishes after its signal fired (TensorRT past its last step) is kept in the cache, and the next load uses it', async () => {
+  const ac = new AbortController()
+  const fake: Fake = { builds: 0, plan: Buffer.from('plan'), refusals: 0, buildMs: 300, duringBuild: () => setTimeout(() => ac.abort(), 50) }
+  const FM = await fakeAddon(fake)
+  const engineDir = path.join(dir, 'abort-late')
+  const err = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress: () => {}, signal: ac.signal }).catch((e) => e)
+  expect(err.name).toBe('AbortError')
+  // The build goes on after the rejection; its lock is released once the plan is stored.
+  const files = () => fsp.readdir(engineDir)
+  for (let i = 0; i < 100 && (await files()).some((f) => f.endsWith('.lock')); i++) await new Promise((r) => setTimeout(r, 50))
+  expect((await files()).filter((f) => f.endsWith('.plan') || f.endsWith('.lock'))).toHaveLength(1)
+  expect((await files()).filter((f) => f.endsWith('.plan'))).toHaveLength(1)
   const again = await FM.load({ model, backend: 'tensorrt', engineDir, onProgress: () => {} }).catch((e) => e)
   expect(again.message).toMatch(/the fake addon runs no engine/)
   expect(fake.builds).toBe(1)

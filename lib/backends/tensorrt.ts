@@ -221,7 +221,8 @@ async function buildPlan(
   }
   // TensorRT read the model again, maybe after a wait for the lock: a file rewritten since the
   // key was made (a new export to the same path) must not be stored under the old bytes' key.
-  const changed = await changedSince(onnx, parts, signal)
+  // Not under the signal: a plan finished after it fired is still kept (cache.finishAbandoned).
+  const changed = await changedSince(onnx, parts)
   if (changed !== undefined) {
     throw new Error(`${changed} changed while the engine was built from ${path.basename(onnx)} (rewritten meanwhile?): the engine is not kept; load the model again`)
   }
