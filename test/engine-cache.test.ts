@@ -897,6 +897,35 @@ describe('across processes', () => {
     expect(existsSync(cache.files(parts).lock)).toBe(true)
   })
 
+  it('a refresh that fails for a moment (out of file handles, an NFS hiccup) does not stop the next ones: the lock stays fresh', async () => {
+    const { dir } = fresh('refresh-hiccup')
+    const file = path.join(dir, 'x.lock')
+    const notes: string[] = []
+    const lock = await FileLock.acquire(file, { staleMs: 600, refreshMs: 50, onLost: (m) => notes.push(m) })
+    const utimes = fsp.utimes
+    const hiccup = vi.spyOn(fsp, 'utimes').mockImplementationOnce(async () => { throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }) })
+    try {
+      await new Promise((r) => setTimeout(r, 120))
+      expect(hiccup).toHaveBeenCalled()
+      const before = statSync(file).mtimeMs
+      await new Promise((r) => setTimeout(r, 200))
+      expect(statSync(file).mtimeMs).toBeGreaterThan(before)
+      expect(notes).toEqual([])
+      // Failing for good: said (once), and still tried.
+      hiccup.mockImplementation(async () => { throw Object.assign(new Error('EIO'), { code: 'EIO' }) })
+      await new Promise((r) => setTimeout(r, 400))
+      expect(notes).toEqual([`cannot refresh the lock ${file} (EIO); trying again: while this goes on, another process may take it over`])
+      hiccup.mockImplementation(utimes)
+      const calls = hiccup.mock.calls.length
+      await new Promise((r) => setTimeout(r, 150))
+      expect(hiccup.mock.calls.length).toBeGreaterThan(calls)
+    } finally {
+      hiccup.mockRestore()
+      await lock.release()
+    }
+    expect(existsSync(file)).toBe(false)
+  })
+
   it('a holder alive on this host that stops refreshing (a worker thread terminated mid-build) is taken over once watched that long', async () => {
     const { dir, parts } = fresh('live-stuck-lock')
     const pidStart = processStart(process.pid)

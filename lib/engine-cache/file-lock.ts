@@ -245,7 +245,7 @@ export interface LockOptions {
   waitNoteMs?: number
   /** Called when a stale lock is taken over. */
   onStale?: (reason: string) => void
-  /** Called when the held lock was removed or replaced by someone else (the holder goes on). */
+  /** Called when the held lock was removed or replaced by someone else (the holder goes on), or fails to refresh three times in a row. */
   onLost?: (reason: string) => void
 }
 
@@ -254,8 +254,9 @@ export class FileLock {
   private timer: NodeJS.Timeout | undefined
   private lost = false
   private released = false
+  private failures = 0  // refreshes in a row that failed without the lock being gone
 
-  private constructor(readonly file: string, readonly token: string, private readonly ino: number, refreshMs: number, private readonly onLost?: (why: string) => void) {
+  private constructor(readonly file: string, readonly token: string, private readonly raw: string, private readonly ino: number, refreshMs: number, private readonly onLost?: (why: string) => void) {
     heldLocks.set(file, token)
     installExitHook()
     this.timer = setInterval(() => { void this.refresh() }, refreshMs)
@@ -276,9 +277,10 @@ export class FileLock {
       throw e
     }
     try {
-      await fh.writeFile(JSON.stringify(info))
+      const raw = JSON.stringify(info)
+      await fh.writeFile(raw)
       const { ino } = await fh.stat()
-      return new FileLock(file, info.token, ino, refreshMs, onLost)
+      return new FileLock(file, info.token, raw, ino, refreshMs, onLost)
     } catch (e) {
       await fs.rm(file, { force: true }).catch(() => {})
       throw e
@@ -387,14 +389,26 @@ export class FileLock {
       if (st.ino !== this.ino) throw Object.assign(new Error('replaced'), { code: 'EREPLACED' })
       const now = new Date()
       await fs.utimes(this.file, now, now)
+      this.failures = 0
     } catch (e) {
       if (this.released) return // released while this refresh ran: nothing was lost
-      this.lost = true
-      try {
-        this.onLost?.(`lost the lock ${this.file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); going on: the write is atomic`)
-      } catch {
-        // a throwing logger must not become an unhandled rejection of this timer's refresh
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message
+      // Gone or replaced: lost. Anything else (out of file handles, an NFS hiccup) may pass: the
+      // next refreshes try again, or a waiter would take over a lock this process still holds.
+      if (code !== 'ENOENT' && code !== 'EREPLACED') {
+        if (++this.failures === 3) this.say(`cannot refresh the lock ${this.file} (${code}); trying again: while this goes on, another process may take it over`)
+        return
       }
+      this.lost = true
+      this.say(`lost the lock ${this.file} (${code}); going on: the write is atomic`)
+    }
+  }
+
+  private say(message: string): void {
+    try {
+      this.onLost?.(message)
+    } catch {
+      // a throwing logger must not become an unhandled rejection of this timer's refresh
     }
   }
 
@@ -404,12 +418,7 @@ export class FileLock {
     if (this.timer) clearInterval(this.timer)
     this.timer = undefined
     heldLocks.delete(this.file)
-    try {
-      const st = await fs.stat(this.file)
-      if (st.ino !== this.ino || parseLock(await fs.readFile(this.file, 'utf8'))?.token !== this.token) return
-      await fs.rm(this.file, { force: true })
-    } catch {
-      // gone already
-    }
+    // Not a waiter's fresh lock, should this one have been taken over meanwhile.
+    await removeIfSame(this.file, { ino: this.ino, raw: this.raw }).catch(() => false)
   }
 }
