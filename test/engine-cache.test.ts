@@ -515,11 +515,14 @@ describe('getOrBuild', () => {
     expect(messages.filter((m) => /its sidecar .*\.json is not a JSON object: rebuilding it$/.test(m))).toHaveLength(3)
   })
 
-  it('a plan that cannot be kept (a full disk) is still used by this process, said so; no half-stored plan is left', async () => {
+  it('a plan that cannot be kept, or locked (a full disk), is still built and used by this process, said so; no half-stored plan is left', async () => {
     const { dir, parts } = fresh('disk-full')
     const messages: string[] = []
     const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m) })
-    for (const failing of ['.plan.tmp-', '.json.tmp-']) {  // the plan's write, then the sidecar's
+    const notKept = /^built .*\.plan in \d+\.\d s, but could not keep it in ".*disk-full" \(no space left on its disk\): this process uses it; the next one builds it again \(free space there, or set options\.engineDir\)$/
+    const notLocked = /^cannot lock .*\.plan in ".*disk-full" \(no space left on its disk\): building it without the cache; this process uses it, the next one builds it again \(free space there, or set options\.engineDir\)$/
+    // The plan's write, the sidecar's, the lock's.
+    for (const [failing, said] of [['.plan.tmp-', notKept], ['.json.tmp-', notKept], ['.lock', notLocked]] as const) {
       const open = fsp.open
       const spy = vi.spyOn(fsp, 'open').mockImplementation(((file: string, ...rest: unknown[]) => {
         if (String(file).includes(failing)) return Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' }))
@@ -533,7 +536,7 @@ describe('getOrBuild', () => {
       } finally {
         spy.mockRestore()
       }
-      expect(messages.at(-1)).toMatch(/^built .*\.plan in \d+\.\d s, but could not keep it in ".*disk-full" \(no space left on its disk\): this process uses it; the next one builds it again \(free space there, or set options\.engineDir\)$/)
+      expect(messages.at(-1)).toMatch(said)
       expect(readdirSync(dir)).toEqual([])
     }
   })

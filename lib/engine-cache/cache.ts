@@ -380,15 +380,9 @@ export class EngineCache {
     }
   }
 
-  private async loadOrBuildIn(parts: EngineKeyParts, key: string, build: EngineBuilder, signal: AbortSignal | undefined, emit: (event: EngineProgress) => void): Promise<Uint8Array> {
-    const files = this.files(parts, key)
-    const name = path.basename(files.plan)
-    const say = (m: string) => this.log(m, emit)
-    await this.ensureDir()
-    const cached = await this.tryLoad(await this.locate(parts, key), parts, key, say)
-    if (cached) return cached
-
-    const lock = await FileLock.acquire(files.lock, {
+  /** Takes the plan's lock, saying for whom it waits meanwhile. */
+  private acquire(files: PlanFiles, name: string, signal: AbortSignal | undefined, say: (m: string) => void): Promise<FileLock> {
+    return FileLock.acquire(files.lock, {
       ...this.lockOptions,
       signal,
       what: name,
@@ -398,6 +392,27 @@ export class EngineCache {
       onStale: say,
       onLost: say,
     })
+  }
+
+  private async loadOrBuildIn(parts: EngineKeyParts, key: string, build: EngineBuilder, signal: AbortSignal | undefined, emit: (event: EngineProgress) => void): Promise<Uint8Array> {
+    const files = this.files(parts, key)
+    const name = path.basename(files.plan)
+    const say = (m: string) => this.log(m, emit)
+    await this.ensureDir()
+    const cached = await this.tryLoad(await this.locate(parts, key), parts, key, say)
+    if (cached) return cached
+
+    let lock: FileLock
+    try {
+      lock = await this.acquire(files, name, signal, say)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e
+      // A full disk stops the lock and the plan's file, not the build: this process still uses it.
+      say(`cannot lock ${name} in "${this.dir}" (${storeFailure(e)}): building it without the cache; this process uses it, ` +
+        'the next one builds it again (free space there, or set options.engineDir)')
+      return abortable(Promise.resolve().then(() => build(emit, signal)), signal, `building ${name}`)
+    }
     let handedOff = false
     try {
       // Whoever held the lock may just have written it (under its own ONNX file's name, maybe).
