@@ -179,7 +179,8 @@ void build_call_js(Napi::Env env, Napi::Function, BuildTask* task, BuildEvent* e
     Napi::Array messages = Napi::Array::New(env, r.messages.size());
     for (size_t i = 0; i < r.messages.size(); ++i) messages.Set(static_cast<uint32_t>(i), r.messages[i]);
     if (!r.ok) {
-      Napi::Error err = Napi::Error::New(env, r.error);  // which lists the parser's errors, each with its node
+      // r.error lists the parser's errors, each with its node; empty only where memory ran out.
+      Napi::Error err = Napi::Error::New(env, r.error.empty() ? "the engine build failed" : r.error);
       err.Set("name", r.cancelled ? "AbortError" : "Error");
       err.Set("messages", messages);
       task->deferred.Reject(err.Value());
@@ -216,6 +217,9 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   b.cancel = cancel.get();
   Napi::Promise promise = owned->deferred.Promise();
 
+  // The final event is made here: the build's thread must not fail to report (nor throw).
+  auto final_event = std::make_unique<BuildEvent>();
+  final_event->final = true;
   BuildTask* task = owned.get();
   BuildTsfn tsfn = BuildTsfn::New(env, "face-multitask:tensorrt-build", 0, 1, task,
                                   [](Napi::Env, void*, BuildTask* t) { delete t; });
@@ -228,13 +232,12 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
       return true;  // cancellation goes through the flag
     };
     RunningBuilds::get().add(env, task, [task] { task->stop(); });
-    task->thread = std::thread([task, tsfn, cancel]() mutable {
-      auto* e = new BuildEvent();
-      e->final = true;
-      e->result = build_engine(task->options);
+    task->thread = std::thread([task, tsfn, cancel, e = final_event.get()]() mutable {
+      e->result = build_engine(task->options);  // never throws
       if (tsfn.BlockingCall(e) != napi_ok) delete e;
       tsfn.Release();  // the finalizer deletes the task once the final call has run
     });
+    final_event.release();  // the thread's now
   } catch (const std::exception& e) {
     // No thread (the process is out of threads or memory): released here, or the thread-safe
     // function would keep the event loop alive for ever; the finalizer deletes the task.

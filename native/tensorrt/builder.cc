@@ -9,9 +9,9 @@
 
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <mutex>
+#include <new>
 
 #include "tensorrt/cuda_driver.h"
 #include "tensorrt/file_lock.h"
@@ -63,11 +63,16 @@ class ProgressMonitor : public nvinfer1::IProgressMonitor {
   std::atomic<bool> cancelled_{false};
 };
 
+// Reads a whole file in one allocation (a model's ONNX is hundreds of MB: not byte by byte).
+// Throws std::bad_alloc where memory runs out; build_engine turns that into its error.
 bool read_file(const std::string& path, std::vector<char>* out) {
-  std::ifstream f(path, std::ios::binary);
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) return false;
-  out->assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  return !f.bad();
+  const std::streamoff size = f.tellg();
+  if (size < 0) return false;
+  out->resize(static_cast<size_t>(size));
+  f.seekg(0);
+  return static_cast<bool>(f.read(out->data(), size));
 }
 
 // Writes `path` through a temp file in the same folder and a rename: readers never see half a
@@ -143,9 +148,38 @@ BuildResult fail(BuildResult r, const std::string& error, const CollectingLogger
   return r;
 }
 
+// A failed result saying `what`, made without throwing (it may be reporting an exhausted heap:
+// the message is then left empty, and the caller says the build failed).
+BuildResult failed_with(const char* what) noexcept {
+  BuildResult r;
+  try {
+    r.error = what;
+  } catch (...) {
+  }
+  return r;
+}
+
+BuildResult build_engine_or_throw(const BuildOptions& o);
+
 }  // namespace
 
-BuildResult build_engine(const BuildOptions& o) {
+BuildResult build_engine(const BuildOptions& options) {
+  // What may throw is this side's own work (TensorRT's API is noexcept): reading the ONNX, copying
+  // the plan, strings. On the build's thread an exception would end the process.
+  try {
+    return build_engine_or_throw(options);
+  } catch (const std::bad_alloc&) {
+    return failed_with("the engine build ran out of host memory");
+  } catch (const std::exception& e) {
+    return failed_with(e.what());
+  } catch (...) {
+    return failed_with("the engine build failed with an unknown exception");
+  }
+}
+
+namespace {
+
+BuildResult build_engine_or_throw(const BuildOptions& o) {
   BuildResult r;
   std::string why;
   const Library* L = library(&why);
@@ -159,8 +193,13 @@ BuildResult build_engine(const BuildOptions& o) {
 
   std::vector<char> onnx;
   if (!read_file(o.onnx_path, &onnx) || onnx.empty()) return fail(r, "cannot read the ONNX file " + o.onnx_path);
-  char abs[PATH_MAX];
-  const std::string model_path = realpath(o.onnx_path.c_str(), abs) ? std::string(abs) : o.onnx_path;
+  // The parser loads external weights from beside this absolute path. Not realpath(): the weights
+  // are the files beside the path as given (a folder of symbolic links, as a Hugging Face
+  // snapshot's), as the engine's key hashes them and ONNX Runtime reads them.
+  char cwd[PATH_MAX];
+  const std::string model_path = o.onnx_path.rfind('/', 0) == 0 || getcwd(cwd, sizeof cwd) == nullptr
+                                     ? o.onnx_path
+                                     : std::string(cwd) + "/" + o.onnx_path;
 
   cu::PrimaryContext cuda;
   std::string error;
@@ -302,4 +341,5 @@ BuildResult build_engine(const BuildOptions& o) {
   return r;
 }
 
+}  // namespace
 }  // namespace fm::trt

@@ -6,8 +6,12 @@
 // file is written, combined by a second build and replaced when TensorRT refuses it; the parser's
 // errors and the inputs the profile cannot serve come back as messages.
 //   build_over_fake_test <work folder>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -133,6 +137,50 @@ void refuses() {
         "a model without the input is refused, naming its inputs", r.error);
 }
 
+// External weights are read from beside the model's path as given (the files the engine's key
+// hashes), not beside a symbolic link's target: a folder of links, as a Hugging Face snapshot.
+void reads_weights_beside_the_path_given() {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir + "/blobs");
+  fs::create_directories(dir + "/snapshot");
+  write("blobs/0a1b", std::string(kModel) + "weights model.onnx.data\n");
+  write("snapshot/model.onnx.data", "weights");
+  fs::remove(dir + "/snapshot/model.onnx");
+  fs::create_symlink("../blobs/0a1b", dir + "/snapshot/model.onnx");
+  trt::BuildOptions o = options(kModel);
+  o.onnx_path = dir + "/snapshot/model.onnx";
+  trt::BuildResult r = trt::build_engine(o);
+  check(r.ok, "a model through a symbolic link finds its external weights beside the link", r.error);
+  const fs::path here = fs::current_path();
+  fs::current_path(dir);
+  o.onnx_path = "snapshot/model.onnx";
+  r = trt::build_engine(o);
+  fs::current_path(here);
+  check(r.ok, "... and so through a relative path (the parser is given an absolute one)", r.error);
+}
+
+// An ONNX file larger than the memory left (a limit on this process's address space): the build
+// fails saying so. An exception out of build_engine would end the process (it runs on a thread).
+void runs_out_of_memory() {
+  const std::string path = write("huge.onnx", kModel);
+  std::filesystem::resize_file(path, std::uintmax_t{2} << 30);  // sparse: 2 GiB on no disk
+  long pages = 0;
+  std::ifstream("/proc/self/statm") >> pages;
+  rlimit before{};
+  getrlimit(RLIMIT_AS, &before);
+  rlimit tight = before;
+  tight.rlim_cur = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
+  if (before.rlim_cur != RLIM_INFINITY && before.rlim_cur < tight.rlim_cur) tight.rlim_cur = before.rlim_cur;
+  const bool limited = setrlimit(RLIMIT_AS, &tight) == 0;
+  trt::BuildOptions o = options(kModel);
+  o.onnx_path = path;
+  const trt::BuildResult r = trt::build_engine(o);
+  setrlimit(RLIMIT_AS, &before);
+  std::remove(path.c_str());
+  check(limited && !r.ok && r.error == "the engine build ran out of host memory",
+        "an ONNX file larger than the memory left fails the build, saying so", r.error);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,6 +188,8 @@ int main(int argc, char** argv) {
   builds_and_loads();
   cancels();
   refuses();
+  reads_weights_beside_the_path_given();
+  runs_out_of_memory();
   std::printf("build: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;
 }

@@ -5,11 +5,13 @@
 //   FAKE-ONNX
 //   input <name> <dims, -1 where dynamic>
 //   error <node index> <node name> <operator> <description...>   (parse then fails with it)
+//   weights <file>   (external weights: must exist beside model_path, which must be absolute)
 // Anything else fails to parse, with one error. Its errors are read through IParserError.
 #include <NvInfer.h>
 #include <NvOnnxParser.h>
 
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -116,7 +118,7 @@ class Parser final : public nvonnxparser::StubIParser {
  public:
   Parser(nvinfer1::INetworkDefinition* network, nvinfer1::ILogger* logger) : network_(network), logger_(logger) {}
   ~Parser() override { fake_trt_network_parsed(network_, 0); }
-  bool parse(void const* data, size_t size, const char*) noexcept override {
+  bool parse(void const* data, size_t size, const char* model_path) noexcept override {
     errors_.clear();
     std::istringstream in(std::string(static_cast<const char*>(data), size));
     std::string line, word;
@@ -136,6 +138,13 @@ class Parser final : public nvonnxparser::StubIParser {
         l >> node >> name >> op;
         std::getline(l >> std::ws, desc);
         errors_.push_back(std::make_unique<ParserError>(node, name, op, desc));
+      } else if (word == "weights") {
+        const std::string model = model_path != nullptr ? model_path : "";
+        if (model.empty() || model[0] != '/') return fail(-1, "", "", "model_path is not an absolute path: " + model);
+        std::string file;
+        l >> file;
+        file = model.substr(0, model.rfind('/') + 1) + file;
+        if (!std::ifstream(file)) return fail(-1, "", "", "the external weights " + file + " are missing");
       } else {
         return fail(-1, "", "", "unknown line: " + line);
       }
