@@ -102,5 +102,8 @@ if (require.main === module) {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0)
     throw e
   })
+  // stderr carries only messages and progress: one that cannot be written (`2>&1 | head`, a log
+  // collector gone) must not end a batch run whose results go to a file.
+  process.stderr.on('error', () => {})
   main(process.argv.slice(2)).then((code) => { process.exitCode = code })
 }

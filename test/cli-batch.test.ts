@@ -664,6 +664,19 @@ describe('readLines (the list and results files)', () => {
   })
 })
 
+describe('face-multitask batch, its messages unreadable', () => {
+  it('a closed stderr (`2>&1 | head -1`, a log collector gone) does not stop the run: every line gets its result', async () => {
+    await png('small.png', 320, 240, 5)
+    const smallList = path.join(dir, 'no-stderr.jsonl')
+    writeFileSync(smallList, Array.from({ length: 20 }, (_, i) => JSON.stringify({ image: 'small.png', boxes: [[10 + i, 10, 200, 200]] })).join('\n') + '\n')
+    const out = path.join(dir, 'no-stderr-results.jsonl')
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'lib', 'cli.js'), 'batch', smallList, '--model', model, '--out', out, '--backend', 'cpu'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    child.stderr.destroy()  // its reading end closed: each of the run's messages (the synthetic model's first) fails with EPIPE
+    expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+  }, 60_000)
+})
+
 describe('face-multitask batch, interrupted (Ctrl-C)', () => {
   it('finishes and writes the images in flight, exits 130; the same command then does only the rest', async () => {
     const n = 1500
