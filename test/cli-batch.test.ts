@@ -419,9 +419,10 @@ describe('face-multitask batch', () => {
     expect(readFileSync(movedOut, 'utf8')).toBe(whole)
   })
 
-  it('a line refused for its keys still names its image in its record', async () => {
+  it('a line refused for its keys still names its image and id in its record', async () => {
     const odd = path.join(dir, 'odd-keys.jsonl')
-    writeFileSync(odd, '{"image": "b.png", "box": [[5, 5, 90, 70]]}\n{"image": "b.png", "id": [1]}\n{"image": 7}\n')
+    writeFileSync(odd, '{"image": "b.png", "box": [[5, 5, 90, 70]]}\n{"image": "b.png", "id": [1]}\n{"image": 7}\n' +
+      '{"image": "b.png", "box": [[5, 5, 90, 70]], "id": "A"}\n{"image": 7, "id": 8}\n{"image": "b.png", "boxes": 5, "id": "C"}\n')
     const out = path.join(dir, 'odd-keys-results.jsonl')
     // Every line an error: the records are written, and the exit code (3) says so.
     const r = await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')
@@ -431,6 +432,9 @@ describe('face-multitask batch', () => {
       { line: 1, image: 'b.png', error: 'unknown key "box" (the keys are image, boxes and id)' },
       { line: 2, image: 'b.png', error: '"id" must be a string or a number' },
       { line: 3, error: '"image" must be the path of an image file' },
+      { line: 4, id: 'A', image: 'b.png', error: 'unknown key "box" (the keys are image, boxes and id)' },
+      { line: 5, id: 8, error: '"image" must be the path of an image file' },
+      { line: 6, id: 'C', image: 'b.png', error: '"boxes" must be an array of [x1, y1, x2, y2] boxes' },
     ])
     // A rerun with nothing left to run is done (0); one good line among errors is too.
     expect((await run('batch', odd, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
@@ -438,10 +442,10 @@ describe('face-multitask batch', () => {
     expect((await run('batch', odd, '--model', model, '--out', path.join(dir, 'odd-keys-mixed.jsonl'), '--backend', 'cpu')).code).toBe(0)
   })
 
-  it('a numeric id that is an integer past 2^53 (JSON.parse would round it) is refused, saying to give it as a string; a fraction is kept', async () => {
+  it('a numeric id that is an integer past 2^53 or beyond a double (JSON.parse would round it) is refused, saying to give it as a string; a fraction is kept', async () => {
     const ids = path.join(dir, 'ids.jsonl')
     const b = '"image": "b.png", "boxes": [[5, 5, 90, 70]]'
-    writeFileSync(ids, [`{${b}, "id": 12345678901234567890}`, `{${b}, "id": 12345678901234567891}`, `{${b}, "id": 9007199254740991}`, `{${b}, "id": "12345678901234567890"}`, `{${b}, "id": 1.5}`].join('\n') + '\n')
+    writeFileSync(ids, [`{${b}, "id": 12345678901234567890}`, `{${b}, "id": 12345678901234567891}`, `{${b}, "id": 9007199254740991}`, `{${b}, "id": "12345678901234567890"}`, `{${b}, "id": 1.5}`, `{${b}, "id": 1e400}`].join('\n') + '\n')
     const out = path.join(dir, 'ids-results.jsonl')
     expect((await run('batch', ids, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
     const refused = (text: string) => `"id" ${text} is an integer over 9007199254740991 in size, which would not be kept as written: give it as a string ("id": "${text}")`
@@ -451,6 +455,7 @@ describe('face-multitask batch', () => {
       [3, 9007199254740991, undefined],
       [4, '12345678901234567890', undefined],
       [5, 1.5, undefined],
+      [6, undefined, '"id" 1e400 is beyond the range of a number, which would not be kept as written: give it as a string ("id": "1e400")'],
     ])
   })
 

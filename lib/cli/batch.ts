@@ -72,24 +72,30 @@ function parseEntry(text: string): Entry {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LineError('must be an object {"image": "...", "boxes"?: [...], "id"?: ...}')
   const { image, boxes, id, ...rest } = v as Record<string, unknown>
-  if (typeof image !== 'string' || image === '') throw new LineError('"image" must be the path of an image file')
-  // From here on the record names the image, as every line's record does once its image is known.
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new LineError(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (the keys are image, boxes and id)`, image)
-  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') throw new LineError('"id" must be a string or a number', image)
   // JSON.parse rounds a number to a double: 12345678901234567890 would come back as ...7000, and
-  // two ids could become one. (A fraction such as 1.5 is kept as written.)
-  if (typeof id === 'number' && Number.isInteger(id) && !Number.isSafeInteger(id)) {
-    const digits = /"id"\s*:\s*(-?\d[\d.eE+-]*)/.exec(text)?.[1] ?? String(id)
-    throw new LineError(`"id" ${digits} is an integer over ${Number.MAX_SAFE_INTEGER} in size, which would not be kept as written: give it as a string ("id": "${digits}")`, image)
+  // two ids could become one; 1e400 as Infinity, written as null. (A fraction such as 1.5 is kept.)
+  const keptAsWritten = (n: number) => Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n))
+  // The record of a line refused carries what is valid of its id and image.
+  const known = {
+    ...(typeof id === 'string' || (typeof id === 'number' && keptAsWritten(id)) ? { id } : {}),
+    ...(typeof image === 'string' && image !== '' ? { image } : {}),
   }
-  if (boxes !== undefined && !Array.isArray(boxes)) throw new LineError('"boxes" must be an array of [x1, y1, x2, y2] boxes', image)
-  return { image, boxes: boxes as Box[] | undefined, ...(id !== undefined ? { id } : {}) }
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') throw new LineError('"id" must be a string or a number', known)
+  if (typeof id === 'number' && !keptAsWritten(id)) {
+    const digits = /"id"\s*:\s*(-?\d[\d.eE+-]*)/.exec(text)?.[1] ?? String(id)
+    const what = Number.isFinite(id) ? `an integer over ${Number.MAX_SAFE_INTEGER} in size` : 'beyond the range of a number'
+    throw new LineError(`"id" ${digits} is ${what}, which would not be kept as written: give it as a string ("id": "${digits}")`, known)
+  }
+  if (known.image === undefined) throw new LineError('"image" must be the path of an image file', known)
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new LineError(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (the keys are image, boxes and id)`, known)
+  if (boxes !== undefined && !Array.isArray(boxes)) throw new LineError('"boxes" must be an array of [x1, y1, x2, y2] boxes', known)
+  return { image: known.image, boxes: boxes as Box[] | undefined, ...('id' in known ? { id: known.id } : {}) }
 }
 
-/** Something wrong with one list line or its image: written as that line's error. */
+/** Something wrong with one list line or its image: written as that line's error, with what is known of the line. */
 class LineError extends Error {
-  constructor(message: string, readonly image?: string) {
+  constructor(message: string, readonly known: { id?: string | number; image?: string } = {}) {
     super(message)
   }
 }
@@ -180,8 +186,8 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   } catch (e) {
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
     const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/: image is (\d+x\d+)/, ': the image is $1')
-    const named = entry?.image ?? (e instanceof LineError ? e.image : undefined)
-    return { line, ...idOf(entry), ...(named !== undefined ? { image: named } : {}), error: message }
+    const known = entry ?? (e instanceof LineError ? e.known : {})
+    return { line, ...idOf(known), ...(known.image !== undefined ? { image: known.image } : {}), error: message }
   }
   let faces
   try {
@@ -196,8 +202,8 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   return { line, ...idOf(entry), image: entry.image, faces: json }
 }
 
-function idOf(entry: Entry | undefined): { id?: string | number } {
-  return entry?.id !== undefined ? { id: entry.id } : {}
+function idOf(entry: { id?: string | number }): { id?: string | number } {
+  return entry.id !== undefined ? { id: entry.id } : {}
 }
 
 class Progress {
