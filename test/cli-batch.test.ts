@@ -9,6 +9,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../lib/cli'
+import { formatSeconds } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
 import { FileLock } from '../lib/engine-cache'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -585,6 +586,15 @@ describe('face-multitask batch', () => {
     const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
     expect(existsSync(`${out}.lock`)).toBe(false)
+    // One left by a run that died in another container (its pid means nothing here), unrefreshed
+    // for two days: refused, saying to remove it.
+    const other = path.join(dir, 'locked-elsewhere.jsonl')
+    writeFileSync(`${other}.lock`, JSON.stringify({ pid: 1, hostname: 'old-container', createdAt: new Date().toISOString(), token: 'gone' }))
+    const twoDays = new Date(Date.now() - 2 * 86_400_000)
+    fs.utimesSync(`${other}.lock`, twoDays, twoDays)
+    const refused = await run('batch', list, '--model', model, '--out', other, '--backend', 'cpu')
+    expect([refused.code, refused.err]).toEqual([1, `face-multitask: --out: "${other}" is being written by another batch run (pid 1 on host old-container): one run per results file; ` +
+      `its lock ${other}.lock has not been refreshed for 48 h 0 min (a run refreshes it every 10 s): if no run is writing the results (one stopped in another container or on another host), remove that file`])
   })
 
   // A lost GPU, or a bug inside the model's code (a TypeError like a bad input's): not the line's
@@ -667,6 +677,10 @@ describe('readLines (the list and results files)', () => {
     for await (const line of readLines(file, Buffer.byteLength('\uFEFFfirst\r\n'))) head.push(line)
     expect(head).toEqual(['first'])  // only the bytes asked for
   })
+})
+
+it('durations in the progress line and summary are rounded before they are split (119.7 s is 2 min 0 s, not 1 min 60 s)', () => {
+  expect([59.94, 59.96, 119.7, 3599.4, 3599.6, 7199, 7230].map(formatSeconds)).toEqual(['59.9 s', '1 min 0 s', '2 min 0 s', '59 min 59 s', '1 h 0 min', '2 h 0 min', '2 h 1 min'])
 })
 
 describe('face-multitask batch, its messages unreadable', () => {

@@ -218,7 +218,8 @@ class Progress {
   start(): void {
     const tty = Boolean(process.stderr.isTTY)
     this.timer = setInterval(() => {
-      if (tty) process.stderr.write(`\r${this.line()}\x1b[K`)
+      // Cut to the terminal's width: a line that wraps is redrawn only in its last row.
+      if (tty) process.stderr.write(`\r${this.line().slice(0, Math.max(20, (process.stderr.columns || 80) - 1))}\x1b[K`)
       else this.io.err(this.line())
     }, tty ? 1000 : 10_000)
     this.timer.unref()
@@ -245,10 +246,15 @@ class Progress {
   }
 }
 
-function formatSeconds(s: number): string {
-  if (s < 60) return `${s.toFixed(1)} s`
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`
+/** A duration as "12.3 s", "2 min 5 s" or "1 h 7 min" (rounded first: 119.7 s is "2 min 0 s", not "1 min 60 s"). */
+export function formatSeconds(s: number): string {
+  if (s < 59.95) return `${s.toFixed(1)} s`
+  if (s < 3599.5) {
+    const whole = Math.round(s)
+    return `${Math.floor(whole / 60)} min ${whole % 60} s`
+  }
+  const minutes = Math.round(s / 60)
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`
 }
 
 /** --out with symlinks resolved (its folder's, when the file does not exist yet). */
@@ -264,6 +270,18 @@ function realOut(out: string): string {
   }
 }
 
+/**
+ * What to do about a results lock nobody refreshes: a run refreshes its lock every 10 s, and one
+ * that died on this host is taken over at once, but one that died in another container or on
+ * another host (its pid means nothing here) is refused until it is removed.
+ */
+function unrefreshed(lockFile: string): string {
+  const idle = Date.now() - (fs.statSync(lockFile, { throwIfNoEntry: false })?.mtimeMs ?? Date.now())
+  if (idle < 60_000) return ''
+  return `; its lock ${lockFile} has not been refreshed for ${formatSeconds(idle / 1000)} (a run refreshes it every 10 s): ` +
+    'if no run is writing the results (one stopped in another container or on another host), remove that file'
+}
+
 export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const args = batchArgs(argv)
   await checkReadableFile(args.list, '<list>')
@@ -274,7 +292,7 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const lockFile = `${realOut(args.out)}.lock`
   const lock = await FileLock.acquire(lockFile, {
     what: `face-multitask batch ${args.list}`,
-    onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file`) },
+    onWait: (holder) => { throw new CliError(`--out: "${args.out}" is being written by another batch run (${describeHolder(holder)}): one run per results file${unrefreshed(lockFile)}`) },
   }).catch((e: unknown) => {
     if (e instanceof CliError) throw e
     const folder = path.dirname(args.out)
@@ -298,6 +316,7 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   const onSigint = () => {
     run.stopping = true
     run.loading.abort()
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')  // on a line of its own, not after the progress line
     io.err('batch: interrupted: finishing the images in flight, then stopping (Ctrl-C again to quit at once)')
     process.once('SIGINT', quit)
   }
@@ -402,7 +421,8 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
   // Every line an error is most likely the run's setup (image paths against the wrong folder),
   // not the images: a script must be able to tell that from a finished run.
   if (progress.ran > 0 && progress.errors === progress.ran) {
-    io.err(`batch: every line this run read got an "error" (see ${args.out}); image paths are relative to the list's folder`)
+    io.err(`batch: every line this run read got an "error" (see ${args.out}); image paths are relative to the list's folder. ` +
+      `A rerun does not redo lines that have a record: once the cause is fixed, give another --out (or remove ${args.out})`)
     return EXIT_ALL_LINES_FAILED
   }
   return 0

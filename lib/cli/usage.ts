@@ -83,7 +83,8 @@ Images are decoded and run N at a time, so faces of different images share infer
                      the others run. Refused, and left as it is: a file not written by batch, or
                      with results of another model, another list or a list changed since (lines
                      added at its end are fine), or the other --no-mesh choice, or one another
-                     run is writing. A file of batch's without any result yet is begun again. A
+                     run is writing (the lock of a run that died in another container or on
+                     another host is named, to remove). A file of batch's without any result yet is begun again. A
                      list moved or copied with its folder (the same bytes, the results file where
                      it was beside it) is the same list.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
@@ -101,7 +102,9 @@ So does a results file that cannot be written (a full disk: no record is left in
 Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
 lines, the run has finished and exits as below). Progress goes to stderr (every second on a terminal, every 10 s
 otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included),
-except 3 when every one of them is an "error" (a wrong folder for the image paths, say).`
+except 3 when every one of them is an "error" (a wrong folder for the image paths, say). A line's
+"error" is its result: a rerun does not run it again; to redo such lines once their cause is fixed,
+give another --out (or remove the results file).`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
 
