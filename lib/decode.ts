@@ -46,6 +46,20 @@ export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect): voi
   }
 }
 
+/**
+ * Throws unless every head's output holds one row per face: a model whose output ignores the
+ * batch axis (a batch of 1 baked in) would give the faces after the first zeros or undefined.
+ */
+export function checkBatchOutputs(spec: ModelSpec, outputs: BatchOutputs, faces: number): void {
+  for (const h of spec.heads) {
+    const { name, dims } = HEAD_OUTPUTS[h]
+    const want = faces * dims.reduce((a, b) => a * b, 1)
+    const got = outputs[name]
+    if (!(got instanceof Float32Array)) throw new Error(`the model gave no float32 output "${name}" for a batch of ${faces}`)
+    if (got.length !== want) throw new Error(`the model's output "${name}" holds ${got.length} values for a batch of ${faces} faces, not ${want} ([${faces}, ${dims.join(', ')}]): its batch axis is not the input's`)
+  }
+}
+
 function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {
   return outputs[name].subarray(i * size, (i + 1) * size)
 }

@@ -1,11 +1,12 @@
 // The public model object: load once, detect() many times from anywhere, close() at the end.
+import path from 'node:path'
 import { markAsUntransferable } from 'node:worker_threads'
 import { type Availability, available, tensorrtProbe } from './availability'
 import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
-import { decodeFace } from './decode'
+import { checkBatchOutputs, decodeFace } from './decode'
 import { AbortError } from './engine-cache'
 import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
@@ -99,7 +100,8 @@ export class FaceMultitask {
     }
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
-    const engine = await OnnxRuntimeBackend.create(options.model, spec, { workers, threads, precision: spec.precision })
+    // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
+    const engine = await OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision })
     // Aborted while the sessions were made: the caller, who gave up, gets no model to close.
     if (gpu.signal?.aborted) {
       await engine.close()
@@ -207,6 +209,7 @@ export class FaceMultitask {
   private async runBatch(jobs: FaceJob[]): Promise<Face[]> {
     checkStillWhole(jobs)
     const outputs = await this.engine.run(jobs)
+    checkBatchOutputs(this.spec, outputs, jobs.length)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }
 }

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import { onnx } from 'onnx-proto'
 import { Reader } from 'protobufjs/minimal'
-import { fileErrorReason } from './describe'
+import { fileErrorReason, readableFile } from './describe'
 
 export interface OnnxValueInfo {
   name: string
@@ -139,6 +139,9 @@ export function parseOnnxModel(buf: Uint8Array): OnnxModelInfo {
 
 /** Reads and parses an ONNX file; errors say which file and why. */
 export async function readOnnxModel(file: string): Promise<OnnxModelInfo> {
+  // Not read before it is known to be a file: reading a FIFO would wait for a writer for ever.
+  const readable = await readableFile(file)
+  if ('problem' in readable) throw new Error(`options.model: cannot read "${file}": ${readable.problem}`)
   let buf: Buffer
   try {
     buf = await readFile(file)

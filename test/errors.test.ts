@@ -1,7 +1,7 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { closeSync, openSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -293,6 +293,42 @@ describe('errors', () => {
       const f = variant('noout.onnx', (m) => { m.graph!.output = m.graph!.output.filter((o) => o.name !== 'va') })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/the model has no output named "va"/)
     })
+    it('further outputs of other types (float16, bool) are allowed and left alone; the results are the same', async () => {
+      const want = (await model.detect(frame, { boxes: [box] }))[0]
+      for (const [type, name] of [[onnx.TensorProto.DataType.FLOAT16, 'f16'], [onnx.TensorProto.DataType.BOOL, 'bool']] as const) {
+        const f = variant(`extra-${name}.onnx`, (m) => {
+          m.graph!.node.push(onnx.NodeProto.create({ name: 'extra.Cast', opType: 'Cast', input: ['va'], output: ['extra'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: type }] }))
+          m.graph!.output.push(onnx.ValueInfoProto.create({ name: 'extra', type: { tensorType: { elemType: type, shape: { dim: [{ dimParam: 'N' }, { dimValue: 2 }] } } } }))
+        })
+        const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
+        try {
+          const got = (await m.detect(frame, { boxes: [box, box] }))
+          expect(got.map((x) => [x.auValues, x.valence])).toEqual([[want.auValues, want.valence], [want.auValues, want.valence]])
+        } finally {
+          await m.close()
+        }
+      }
+    })
+    it('an output that does not follow the batch (a batch of 1 baked in) fails the call, naming it; not zeros for the later faces', async () => {
+      const I64 = onnx.TensorProto.DataType.INT64
+      const f = variant('batch1-au.onnx', (m) => {
+        for (const n of m.graph!.node) n.output = n.output.map((o) => (o === 'p_au' ? 'p_au_full' : o))
+        for (const [name, v] of [['s0', 0], ['s1', 1], ['ax', 0]] as const) m.graph!.initializer.push(onnx.TensorProto.create({ name, dims: [1], dataType: I64, int64Data: [v] }))
+        m.graph!.node.push(onnx.NodeProto.create({ name: 'sl', opType: 'Slice', input: ['p_au_full', 's0', 's1', 'ax'], output: ['p_au'] }))
+      })
+      const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
+      try {
+        const err = await m.detect(frame, { boxes: [box, box] }).catch((e) => e)
+        expect(err.message).toBe('the model\'s output "p_au" holds 20 values for a batch of 2 faces, not 40 ([2, 20]): its batch axis is not the input\'s')
+      } finally {
+        await m.close()
+      }
+    })
+    it('a model path that is not a regular file (a FIFO) is refused at once, not read for ever', async () => {
+      const fifo = path.join(dir, 'fifo.onnx')
+      execFileSync('mkfifo', [fifo])
+      await expect(FaceMultitask.load({ model: fifo })).rejects.toThrow(`options.model: cannot read "${fifo}": not a regular file`)
+    })
     it('an input of the wrong shape', async () => {
       const f = variant('badin.onnx', (m) => { m.graph!.input[0].type!.tensorType!.shape!.dim[2].dimValue = 256 })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/input "input" has shape \[N,3,256,224\], expected \[N,3,224,224\]/)
@@ -393,6 +429,23 @@ describe('errors', () => {
       await second.worker.terminate()
       expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
       expect(engine.workers[0]).not.toBe(second)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('a thread that dies after the model file was rewritten is not replaced by one on the new file: calls reject, saying the file changed', async () => {
+    const copy = path.join(dir, 'rewritten-under.onnx')
+    writeFileSync(copy, makeFixtureModel({ generation: 'v2.5' }))
+    const m = await FaceMultitask.load({ model: copy, workers: 1, threads: 1 })
+    const engine = (m as unknown as { engine: { workers: { worker: { terminate(): Promise<number> } }[] } }).engine
+    try {
+      await m.detect(frame, { boxes: [box] })
+      writeFileSync(`${copy}.new`, makeFixtureModel({ generation: 'v2.5', seed: 2 }))  // another export of the same generation
+      renameSync(`${copy}.new`, copy)
+      await engine.workers[0].worker.terminate()
+      const err = await m.detect(frame, { boxes: [box] }).catch((e) => e)
+      expect(err.message).toMatch(new RegExp(`no thread can replace it: the model file "${copy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" changed since it was loaded \\(rewritten\\): load the model again$`))
     } finally {
       await m.close()
     }
@@ -516,8 +569,8 @@ describe('errors', () => {
       rmSync(f, { force: true })
       execFileSync('mkfifo', [f])
     }
-    type Session = { worker: { postMessage(...a: unknown[]): void; terminate(): Promise<number> } }
-    const engine = (m as unknown as { engine: { workers: Session[]; starting: Set<Promise<void>> } }).engine
+    type Session = { worker: { postMessage(...a: unknown[]): void; terminate(): Promise<number> }; failure?: Error }
+    const engine = (m as unknown as { engine: { workers: Session[] } }).engine
     const w = engine.workers[0].worker
     const post = w.postMessage.bind(w)
     const reads: Promise<unknown>[] = []
@@ -527,11 +580,11 @@ describe('errors', () => {
       void w.terminate()
     }
     const call = m.detect(frame, { boxes: [box] }).then(() => 'resolved', (e: Error) => e.message)
-    while (engine.starting.size === 0) await new Promise((r) => setTimeout(r, 10))
-    await Promise.all([...engine.starting])  // the replacement has failed to load
+    // The replacement has failed to load.
+    while (!/no thread can replace it/.test(engine.workers[0].failure?.message ?? '')) await new Promise((r) => setTimeout(r, 10))
     for (const f of fifos) closeSync(openSync(f, 'w'))  // the pool is free again
     await Promise.all(reads)
-    expect(await call).toMatch(/the inference worker exited/)
+    expect(await call).toMatch(/^the inference worker exited \(code \d+\); no thread can replace it: the model file ".*deleted\.onnx" changed since it was loaded \(removed\): load the model again$/)
     await m.close()
   }, 30_000)
 

@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE } from '../contract'
 
 export type WorkerRequest =
-  | { type: 'load'; model: string; threads: number }
+  | { type: 'load'; model: string; threads: number; outputs: string[] }
   | { type: 'run'; id: number; input: ArrayBuffer; batch: number }
 
 export interface WireTensor {
@@ -24,6 +24,8 @@ export type WorkerReply =
 const port = parentPort
 if (!port) throw new Error('onnxruntime-worker must run in a worker thread')
 let session: ort.InferenceSession | undefined
+/** The outputs decoding reads: a model's further outputs (allowed, of any type) are not fetched. */
+let fetches: string[] = []
 
 function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
   try {
@@ -45,6 +47,7 @@ port.on('message', async (msg: WorkerRequest) => {
         // Runtime's own copy on stderr (and again for each request rerun alone) is noise in a service's log.
         logSeverityLevel: 4,
       })
+      fetches = msg.outputs.filter((name) => session!.outputNames.includes(name))
       send({ type: 'loaded', inputs: [...session.inputNames], outputs: [...session.outputNames] })
     } catch (e) {
       send({ type: 'error', message: (e as Error).message })
@@ -53,10 +56,11 @@ port.on('message', async (msg: WorkerRequest) => {
   }
   try {
     const input = new ort.Tensor('float32', new Float32Array(msg.input), [msg.batch, 3, INPUT_SIZE, INPUT_SIZE])
-    const result = await session!.run({ [INPUT_NAME]: input })
+    const result = await session!.run({ [INPUT_NAME]: input }, fetches)
     const outputs: Record<string, WireTensor> = {}
     const transfer = new Set<ArrayBuffer>()
     for (const [name, t] of Object.entries(result)) {
+      if (t.type !== 'float32') throw new Error(`the model's output "${name}" is ${t.type}, not float32`)
       const data = t.data as Float32Array
       outputs[name] = { buffer: data.buffer as ArrayBuffer, byteOffset: data.byteOffset, length: data.length, dims: [...t.dims] }
       transfer.add(data.buffer as ArrayBuffer)

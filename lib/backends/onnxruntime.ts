@@ -1,9 +1,10 @@
 // CPU backend: native preprocessing on libuv's pool, straight into a buffer that is then
 // transferred to a worker thread running an ONNX Runtime session.
+import { statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import type { ModelSpec } from '../contract'
+import { HEAD_OUTPUTS, type ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
@@ -39,12 +40,14 @@ class SessionWorker {
         this.pending.delete(m.id!)
         if (this.pending.size === 0) worker.unref()
         if (!p) return
-        if (m.type === 'error') p.reject(new Error(`onnxruntime: ${m.message}`))
-        else {
-          this.completed++
+        if (m.type === 'error') return p.reject(new Error(`onnxruntime: ${m.message}`))
+        this.completed++
+        try {
           const out: BatchOutputs = {}
           for (const [name, t] of Object.entries(m.outputs)) out[name] = new Float32Array(t.buffer, t.byteOffset, t.length)
           p.resolve(out)
+        } catch (e) {
+          p.reject(new Error(`onnxruntime: the outputs could not be read: ${(e as Error).message}`))  // thrown here, it would end the process
         }
       }
     })
@@ -64,14 +67,14 @@ class SessionWorker {
     worker.unref()
   }
 
-  static async start(model: string, threads: number): Promise<SessionWorker> {
+  static async start(model: string, threads: number, outputs: string[]): Promise<SessionWorker> {
     const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
     disableOnnxRuntimeTelemetry()
     const worker = new Worker(file)
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
-      worker.postMessage({ type: 'load', model, threads } satisfies WorkerRequest)
+      worker.postMessage({ type: 'load', model, threads, outputs } satisfies WorkerRequest)
     })
     if (reply.type !== 'loaded') {
       await worker.terminate()
@@ -98,6 +101,18 @@ class SessionWorker {
 
 }
 
+/**
+ * What tells a file rewritten or replaced: its inode, size and time of last change; undefined when
+ * it is gone. Synchronous: a thread is replaced even while libuv's pool is held up (see run()).
+ */
+function fileStamp(file: string): string | undefined {
+  const st = statSync(file, { throwIfNoEntry: false })
+  return st && `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`
+}
+
+/** The outputs decoding reads (a model may have more, of any type: not fetched). */
+const headOutputs = (spec: ModelSpec) => spec.heads.map((h) => HEAD_OUTPUTS[h].name)
+
 export interface OnnxRuntimeOptions {
   workers: number
   threads?: number
@@ -113,8 +128,10 @@ export class OnnxRuntimeBackend implements Backend {
 
   private constructor(
     private readonly workers: SessionWorker[],
-    spec: ModelSpec,
+    private readonly spec: ModelSpec,
     private readonly model: string,
+    /** The model file as the first threads loaded it: a replacement thread must load the same model. */
+    private readonly stamp: string | undefined,
     private readonly threads: number,
     readonly precision: string,
   ) {
@@ -161,7 +178,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   private replace(slot: number): void {
-    const start: Promise<void> = SessionWorker.start(this.model, this.threads).then(
+    const start: Promise<void> = this.modelUnchanged().then(() => SessionWorker.start(this.model, this.threads, headOutputs(this.spec))).then(
       (fresh) => {
         this.starting.delete(start)
         if (this.closed) return fresh.terminate().then(() => {})
@@ -170,8 +187,10 @@ export class OnnxRuntimeBackend implements Backend {
         this.watch(fresh, slot)
         this.release(fresh)
       },
-      () => {
-        this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead
+      (e: unknown) => {
+        this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead, saying why
+        const dead = this.workers[slot]
+        dead.failure = new Error(`${dead.failure?.message ?? 'the inference worker died'}; no thread can replace it: ${(e as Error).message}`)
         this.settleWaiters()
       },
     )
@@ -195,17 +214,24 @@ export class OnnxRuntimeBackend implements Backend {
     return this.workers.length + 1
   }
 
+  /** Rejects when the model file is no longer the one loaded (rewritten, removed). */
+  private async modelUnchanged(): Promise<void> {
+    const now = fileStamp(this.model)
+    if (now !== this.stamp) throw new Error(`the model file "${this.model}" changed since it was loaded (${now === undefined ? 'removed' : 'rewritten'}): load the model again`)
+  }
+
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
+    const stamp = fileStamp(model)
     const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
-    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads)))
+    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads, headOutputs(spec))))
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, model, threads, opts.precision ?? 'fp32')
+    return new OnnxRuntimeBackend(workers, spec, model, stamp, threads, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
