@@ -168,10 +168,17 @@ export function readModelSpec(file: string, model: OnnxModelInfo): ModelSpec {
   const outputs = new Map(model.outputs.map((v) => [v.name, v]))
   for (const h of heads) checkTensor(file, 'output', outputs.get(HEAD_OUTPUTS[h].name), HEAD_OUTPUTS[h].name, HEAD_OUTPUTS[h].dims)
 
-  return {
+  // Frozen: model.spec is public, and decoding and preprocessing read it on every call (a head
+  // popped or a crop changed by a caller would desynchronise them from the loaded engine).
+  return deepFreeze({
     generation, crop, resize, meshSpace, pose, gaze, conventionRelease, heads,
     precision: declaredPrecision(file, meta),
     synthetic: meta[META_PREFIX + 'synthetic'] === 'true',
     metadata: meta,
-  }
+  })
+}
+
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (typeof v === 'object' && v !== null) deepFreeze(v)
+  return Object.freeze(o)
 }

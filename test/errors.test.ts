@@ -633,6 +633,13 @@ describe('errors', () => {
     }
   })
 
+  it('model.spec cannot be changed by a caller: decoding and preprocessing read it on every call', async () => {
+    expect(() => (model.spec.heads as string[]).pop()).toThrow(TypeError)
+    expect(() => { (model.spec as { crop: string }).crop = 'stretch' }).toThrow(TypeError)
+    expect(() => { (model.spec.pose.pitch as { sign: number }).sign = -1 }).toThrow(TypeError)
+    expect((await model.detect(frame, { boxes: [box] }))[0].auValues).toHaveLength(20)
+  })
+
   it('detect() after close() is refused, close() is idempotent', async () => {
     const m = await FaceMultitask.load({ model: file })
     const inFlight = m.detect(frame, { boxes: [box] })
