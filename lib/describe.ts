@@ -21,6 +21,17 @@ export function fileErrorReason(e: unknown): string {
   return messageOf(e)
 }
 
+/**
+ * Errors of the system rather than of the file (out of file handles or memory, an I/O error, a
+ * network file system that did not answer): the same read may succeed later, so a batch stops
+ * and its rerun reads the file again, instead of recording the file as unreadable for good.
+ */
+const PASSING = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EIO', 'EAGAIN', 'EBUSY', 'ESTALE', 'ETIMEDOUT', 'ENOTCONN', 'EINTR'])
+
+export function isPassingFileError(e: unknown): boolean {
+  return PASSING.has((e as NodeJS.ErrnoException)?.code ?? '')
+}
+
 /** The message of anything thrown, for one line of output. */
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
@@ -32,13 +43,15 @@ export const NOT_REGULAR = 'not a regular file'
 /**
  * Whether `file` is a regular file this process may read: its size, or why not in a few words
  * ('no such file', 'it is a directory', NOT_REGULAR, 'permission denied'). Only regular files:
- * opening a FIFO waits for a writer, for ever where there is none.
+ * opening a FIFO waits for a writer, for ever where there is none. An error of the system, not of
+ * the file (isPassingFileError), is thrown.
  */
 export async function readableFile(file: string): Promise<{ size: number } | { problem: string }> {
   let stats
   try {
     stats = await stat(file)
   } catch (e) {
+    if (isPassingFileError(e)) throw e  // not a problem of the file's
     return { problem: fileErrorReason(e) }
   }
   if (stats.isDirectory()) return { problem: 'it is a directory' }
@@ -46,6 +59,7 @@ export async function readableFile(file: string): Promise<{ size: number } | { p
   try {
     await access(file, constants.R_OK)
   } catch (e) {
+    if (isPassingFileError(e)) throw e
     return { problem: fileErrorReason(e) }
   }
   return { size: stats.size }

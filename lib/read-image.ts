@@ -1,7 +1,8 @@
 // Encoded images (JPEG, PNG, WebP, TIFF, GIF, AVIF, ... as a file or bytes) to the 8-bit frame
 // detect() takes, decoded as py-feat decodes them (8-bit RGB, grey and RGBA files byte for byte),
 // so that results match py-feat's.
-import { describeValue, messageOf, NOT_REGULAR, readableFile } from './describe'
+import fsp from 'node:fs/promises'
+import { describeValue, fileErrorReason, isPassingFileError, messageOf, NOT_REGULAR, readableFile } from './describe'
 import { MAX_SIDE } from './image-input'
 import type { ImageInput } from './types'
 
@@ -40,16 +41,27 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   if (!isPath && source.length === 0) throw new Error(`${what} is not a readable image: it is empty`)
   // Loaded here rather than at the top so the CLI's `--help` works even where sharp's binary does not.
   const { default: sharp } = await import('sharp')
+  let bytes: Uint8Array
   if (isPath) {
     // Checked here: sharp would call an unreadable or empty file "unsupported image format", and
     // a FIFO (a batch list may name one) would hang it. A FIFO's bytes can be passed as a Buffer.
     const f = await readableFile(source)
     if ('problem' in f) throw new Error(`${what} is not a readable image: ${f.problem}${f.problem === NOT_REGULAR ? ' (pass its bytes instead)' : ''}`)
     if (f.size === 0) throw new Error(`${what} is not a readable image: the file is empty (0 bytes)`)
+    // Read here, not by sharp: an error of the system (out of file handles, EIO) keeps its code
+    // (isPassingFileError), where sharp's message would make it look like a bad file.
+    try {
+      bytes = await fsp.readFile(source)
+    } catch (e) {
+      if (isPassingFileError(e)) throw Object.assign(new Error(`${what} could not be read: ${messageOf(e)}`, { cause: e }), { code: (e as NodeJS.ErrnoException).code })
+      throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`)
+    }
+  } else {
+    bytes = source
   }
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
   try {
-    const image = sharp(source)
+    const image = sharp(bytes)
     const meta = await image.metadata()  // the header only
     if ((meta.width ?? 0) > MAX_SIDE || (meta.height ?? 0) > MAX_SIDE) {
       throw new RangeError(`${what} is ${meta.width}x${meta.height}: detect() takes at most ${MAX_SIDE} pixels a side; scale it down first`)
@@ -60,7 +72,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     decoded = await image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   } catch (e) {
     if (e instanceof RangeError) throw e  // ours, above
-    if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, source, what), { cause: e })
+    if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, bytes, what), { cause: e })
     throw new Error(`${what} is not a readable image: ${messageOf(e)}`)
   }
   const { data, info } = decoded
@@ -75,7 +87,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
 const PIXEL_LIMIT = 0x3fff * 0x3fff
 
 /** Why an image over sharp's pixel limit is refused, with its size and what to do instead. */
-async function tooLarge(sharp: typeof import('sharp'), source: string | Uint8Array, what: string): Promise<string> {
+async function tooLarge(sharp: typeof import('sharp'), source: Uint8Array, what: string): Promise<string> {
   let head = `${what} has more pixels than`
   try {
     const { width, height } = await sharp(source, { limitInputPixels: false }).metadata()  // the header only

@@ -4,6 +4,7 @@
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
 import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import fsp from 'node:fs/promises'
 import { hostname } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
@@ -611,6 +612,27 @@ describe('face-multitask batch', () => {
     expect(r.code).toBe(1)
     expect(r.err).toContain(`face-multitask: line 2 (chip.png): ${error.message}; stopped: the results so far are in ${out}, and the same command goes on from there`)
     // Lines after the failed one may have run too; they are not written, so the file stays in list order.
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
+    const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(rerun.code).toBe(0)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
+  })
+
+  it.each(['EMFILE', 'EIO'])('an error of the system reading an image (%s) stops the run rather than stand as that image\'s error; the same command then finishes it', async (code) => {
+    const out = path.join(dir, `stopped-${code}.jsonl`)
+    const readFile = fsp.readFile
+    const spy = vi.spyOn(fsp, 'readFile').mockImplementation(((file: string, ...rest: unknown[]) => {
+      if (String(file).endsWith('chip.png')) return Promise.reject(Object.assign(new Error(`${code}: the system failed, open '${file}'`), { code }))  // line 2
+      return (readFile as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
+    }) as typeof fsp.readFile)
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
+    } finally {
+      spy.mockRestore()
+    }
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(new RegExp(`face-multitask: line 2 \\(chip\\.png\\): ".*chip\\.png" could not be read: ${code}: the system failed, open '.*chip\\.png'; stopped: the results so far are in .*stopped-${code}\\.jsonl, and the same command goes on from there`))
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
     const rerun = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
     expect(rerun.code).toBe(0)

@@ -5,11 +5,12 @@
 //
 // What fails for one line (bad JSON, an unreadable image, a box outside it) is written as that
 // line's error and the run goes on. What fails in the model itself (an inference error, a lost
-// GPU) stops the run: every line done so far is kept, and a rerun redoes only the rest.
+// GPU), or in the system reading an image (out of file handles, EIO), stops the run: every line
+// done so far is kept, and a rerun redoes only the rest.
 import fs from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileErrorReason } from '../describe'
+import { fileErrorReason, isPassingFileError } from '../describe'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
 import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
@@ -184,6 +185,9 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
     image = await readImage(path.resolve(listDir, entry.image))
     facesToRun(image, entry.boxes ? { boxes: entry.boxes } : undefined, model.spec.crop)  // throws what detect() would
   } catch (e) {
+    // An error of the system reading the image (out of file handles, EIO) stops the run, as the
+    // model's do: recorded, it would stand for the image for good, and a rerun would not read it again.
+    if (isPassingFileError(e)) throw new Error(`line ${line} (${entry?.image}): ${messageOf(e)}`, { cause: e })
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
     const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/: image is (\d+x\d+)/, ': the image is $1')
     const known = entry ?? (e instanceof LineError ? e.known : {})

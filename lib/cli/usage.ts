@@ -96,8 +96,9 @@ Images are decoded and run N at a time, so faces of different images share infer
   -h, --help         this help
 
 A line whose JSON, image file or boxes are wrong gets an "error" and the run goes on. An error of
-the model itself (inference failed, the GPU was lost) stops the run with exit code 1; what was
-done is kept, and the same command goes on from there; the message names the line that met it.
+the model itself (inference failed, the GPU was lost), or of the system reading an image (out of
+file handles or memory, an I/O error), stops the run with exit code 1; what was done is kept, and
+the same command goes on from there; the message names the line that met it.
 So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
 lines, the run has finished and exits as below). Progress goes to stderr (every second on a terminal, every 10 s
