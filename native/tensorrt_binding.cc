@@ -16,11 +16,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
+#include <chrono>
 #include <cmath>
-#include <functional>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -269,11 +272,36 @@ class Closers {
     static Closers* c = new Closers();  // never destroyed: outlives every environment
     return *c;
   }
-  // An engine made in `env`.
-  void add(napi_env env, const std::shared_ptr<Pipeline>& p) {
+  // A load (Loader::Execute, on libuv's pool) begins in `env`; false once the process is exiting
+  // (none starts then). The exit waits for the loads under way: one cannot be stopped inside
+  // TensorRT's deserialization, and must not run on into the process's teardown.
+  bool load_starting(napi_env env) {
     std::lock_guard<std::mutex> lock(m_);
-    live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& l) { return l.pipeline.expired(); }), live_.end());
-    live_.push_back({env, p});
+    if (exiting_) return false;
+    ++loading_[env];
+    return true;
+  }
+  // The load is done: its pipeline (if it made one) is known from here, for the exit; or, the
+  // exit having begun meanwhile, closed at once and not handed out (*p reset).
+  void load_finished(napi_env env, std::shared_ptr<Pipeline>* p) noexcept {
+    std::unique_lock<std::mutex> lock(m_);
+    bool close_now = *p && exiting_;
+    if (*p && !exiting_) {
+      try {
+        live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& l) { return l.pipeline.expired(); }), live_.end());
+        live_.push_back({env, *p});
+      } catch (...) {
+        close_now = true;  // no memory to list it: not handed out unknown to the exit
+      }
+    }
+    if (close_now) {
+      lock.unlock();
+      (*p)->close();
+      p->reset();
+      lock.lock();
+    }
+    if (--loading_.find(env)->second == 0) loading_.erase(env);
+    loaded_.notify_all();
   }
   void close(std::shared_ptr<Pipeline> p) {
     std::unique_lock<std::mutex> lock(m_);
@@ -308,8 +336,11 @@ class Closers {
   void close_all_at_exit(napi_env env) {
     std::vector<std::shared_ptr<Pipeline>> mine;
     {
-      std::lock_guard<std::mutex> lock(m_);
+      std::unique_lock<std::mutex> lock(m_);
       exiting_ = true;
+      // Loads under way finish first (each closing what it made); bounded, should the pool be
+      // held up by work that waits on this thread.
+      loaded_.wait_for(lock, std::chrono::minutes(2), [&] { return loading_.count(env) == 0; });
       for (const Live& l : live_)
         if (l.env == env)
           if (std::shared_ptr<Pipeline> p = l.pipeline.lock()) mine.push_back(std::move(p));
@@ -349,6 +380,8 @@ class Closers {
     }
   }
   std::vector<Live> live_;
+  std::map<napi_env, int> loading_;  // loads under way, per environment
+  std::condition_variable loaded_;
   bool exiting_ = false;
   std::mutex m_;
   std::vector<Entry> threads_;
@@ -383,7 +416,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     tsfn_.Unref(info.Env());  // an idle model does not keep the process alive
     env_ = info.Env();
     napi_add_env_cleanup_hook(env_, &EngineWrap::AtExit, this);
-    Closers::get().add(env_, pipeline_);
   }
 
   ~EngineWrap() override {
@@ -634,9 +666,18 @@ class Loader : public Napi::AsyncWorker {
   using Factory = std::function<std::unique_ptr<Engine>(std::string* error, bool* refused)>;
   Loader(Napi::Env env, Factory factory, PipelineOptions options)
       : Napi::AsyncWorker(env, "face-multitask:tensorrt-load"), deferred_(Napi::Promise::Deferred::New(env)),
-        factory_(std::move(factory)), options_(options) {}
+        factory_(std::move(factory)), options_(options), env_(env) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
+    if (!Closers::get().load_starting(env_)) {
+      error_ = "the process is exiting";
+      return;
+    }
+    // Told in every case (an exception included): the process's exit waits for it.
+    struct Finished {
+      Loader* self;
+      ~Finished() { Closers::get().load_finished(self->env_, &self->pipeline_); }
+    } finished{this};
     std::unique_ptr<Engine> engine = factory_(&error_, &refused_);
     factory_ = nullptr;  // frees the plan it holds
     if (engine) pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
@@ -645,7 +686,7 @@ class Loader : public Napi::AsyncWorker {
     Napi::Env env = Env();
     fm::napi::settle(deferred_, [&] {
       if (!pipeline_) {
-        Napi::Error e = Napi::Error::New(env, error_);
+        Napi::Error e = Napi::Error::New(env, error_.empty() ? "the process is exiting" : error_);
         // The JS side rebuilds a cached plan that TensorRT refuses, instead of trusting it.
         if (refused_) e.Set("code", "FM_PLAN_REFUSED");
         deferred_.Reject(e.Value());
@@ -665,6 +706,7 @@ class Loader : public Napi::AsyncWorker {
   std::shared_ptr<Pipeline> pipeline_;
   std::string error_;
   bool refused_ = false;
+  napi_env env_;
 };
 
 // options.cudaGraphs: true unless false is given.

@@ -146,6 +146,17 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(unjoined.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
   })
 
+  it('process.exit() while an engine is still loading: the exit event waits for the load and closes what it made', () => {
+    const run = (env: NodeJS.ProcessEnv) => runChild('exitWhileLoading', { FM_HOST_CUDA_REPORT_AT_EXIT: '1', FM_HOST_CUDA_SLOW_ALLOC_MS: '40', ...env })
+    const waited = run({})
+    expect(waited.status, waited.stderr).toBe(0)
+    expect(waited.stderr).toMatch(/^host-cuda at exit: 0 device allocations live$/m)
+    // Without it, the load is still allocating when the process ends.
+    const unwaited = run({ NO_CLOSE_AT_EXIT: '1' })
+    expect(unwaited.status, unwaited.stderr).toBe(0)
+    expect(unwaited.stderr).toMatch(/^host-cuda at exit: [1-9]\d* device allocations live$/m)
+  })
+
   it('close() with batches running and queued resolves after every one of their promises', () => {
     const { order } = scenario('closeAfterRuns')
     expect(order).toHaveLength(9)

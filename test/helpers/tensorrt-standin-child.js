@@ -248,6 +248,18 @@ async function exitWhileDroppedCloses() {
   process.exit(0)
 }
 
+// process.exit() while an engine is still being loaded on libuv's pool (each cuMemAlloc slowed by
+// FM_HOST_CUDA_SLOW_ALLOC_MS): the exit event waits for the load and closes what it made (unless
+// NO_CLOSE_AT_EXIT).
+async function exitWhileLoading() {
+  const { closeAtExit } = require('../../dist/lib/backends/close-at-exit.js')
+  if (!process.env.NO_CLOSE_AT_EXIT) closeAtExit(() => addon.tensorrtCloseAll())
+  addon.tensorrtLoadStandIn({ streams: 2, maxBatch: 8, crop: 1, resize: 1 }).catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 150))  // some buffers allocated, more to come
+  process.stdout.write(`${JSON.stringify({ gpu: addon.tensorrtStatus().gpuName })}\n`)
+  process.exit(0)
+}
+
 // close() called with batches still running and queued: it resolves after every one of their
 // promises has settled, so code after `await close()` sees all results. (Before close() waited
 // for the batches' promises, the close's own completion could come first when the event loop was
@@ -276,6 +288,7 @@ const scenarios = {
   exitWithQueued,
   closeAfterRuns,
   exitWhileDroppedCloses,
+  exitWhileLoading,
 }
 
 scenarios[scenario]().then(

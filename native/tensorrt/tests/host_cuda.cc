@@ -12,7 +12,8 @@
  * and a launch replays them; anything else issued then fails the capture. FM_HOST_CUDA_NO_GRAPHS=1
  * refuses capture, FM_HOST_CUDA_GRAPH_LAUNCH_FAIL_AT=n fails the n-th launch (not fatally),
  * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error, FM_HOST_CUDA_REPORT_AT_EXIT=1 reports
- * device allocations still live when the process ends, FM_HOST_CUDA_SLOW_FREE_MS slows each cuMemFree. The current context is kept per
+ * device allocations still live when the process ends, FM_HOST_CUDA_SLOW_FREE_MS slows each cuMemFree,
+ * FM_HOST_CUDA_SLOW_ALLOC_MS each cuMemAlloc. The current context is kept per
  * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
@@ -132,7 +133,10 @@ static CUresult alloc(void** p, size_t n) { return posix_memalign(p, 256, n ? n 
 // are still live ("host-cuda at exit: N device allocations live"): 0 when every pipeline was
 // closed before the process ended.
 static std::atomic<long> g_device_live{0};
+// FM_HOST_CUDA_SLOW_ALLOC_MS=n: each cuMemAlloc takes n ms (a load still going on at exit).
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
+  const char* slow = getenv("FM_HOST_CUDA_SLOW_ALLOC_MS");
+  if (slow != nullptr) usleep((useconds_t)atol(slow) * 1000);
   void* q;
   CUresult r = alloc(&q, n);
   *p = (CUdeviceptr)(uintptr_t)q;
