@@ -53,6 +53,17 @@ export function checkStillWhole(jobs: readonly FaceJob[]): void {
   }
 }
 
+/** Whether a buffer was detached (transferred): a view of it reads as empty, which alone says nothing. */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer.byteLength !== 0) return false
+  try {
+    new Uint8Array(buffer)  // throws on a detached buffer (Node 20 has no ArrayBuffer.prototype.detached)
+    return false
+  } catch {
+    return true
+  }
+}
+
 function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box'> {
   if (typeof image !== 'object' || image === null) {
     throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${image === null ? 'null' : typeof image}`)
@@ -85,7 +96,8 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   // A view cut tightly out of a padded frame is whole.
   const needed = frameBytes(width, height, rowStride, fmt.channels)
   if (data.byteLength < needed) {
-    throw new RangeError(`${name}.data holds ${data.byteLength} bytes; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
+    const detached = isDetached(data.buffer) ? ' (its buffer was detached: transferred elsewhere?)' : ''
+    throw new RangeError(`${name}.data holds ${data.byteLength} bytes${detached}; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
   }
   let bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   // Frames are read in place while the call runs; memory that can shrink under it (a resizable
