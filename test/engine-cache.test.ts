@@ -539,6 +539,26 @@ describe('getOrBuild', () => {
       expect(messages.at(-1)).toMatch(said)
       expect(readdirSync(dir)).toEqual([])
     }
+    // A plan stored before the disk filled is loaded, not built again without the lock.
+    const { state, build } = counter()
+    await cache.getOrBuild(parts, build)
+    const open = fsp.open
+    const full = vi.spyOn(fsp, 'open').mockImplementation(((file: string, ...rest: unknown[]) => {
+      if (String(file).endsWith('.lock')) return Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' }))
+      return (open as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
+    }) as typeof fsp.open)
+    try {
+      // Its sidecar made unreadable for the first look, as if stored just after it.
+      const read = vi.spyOn(fsp, 'readFile').mockRejectedValueOnce(Object.assign(new Error('ENOENT'), { code: 'ENOENT' }))
+      try {
+        expect(Buffer.from(await cache.getOrBuild(parts, build)).toString()).toContain('plan from in-process #1')
+      } finally {
+        read.mockRestore()
+      }
+    } finally {
+      full.mockRestore()
+    }
+    expect(state.builds).toBe(1)
   })
 
   it('a build sweeps what crashed processes left over a day ago (temp files, a plan without its sidecar, locks), and nothing younger', async () => {
@@ -1189,16 +1209,45 @@ describe('taking over a stale lock', () => {
     const old = new Date(Date.now() - 60_000)
     utimesSync(file, old, old)
     const st = statSync(file)
-    expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'b' })).toBe(false)
-    utimesSync(file, new Date(), new Date())  // refreshed since it was judged
-    expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'a' })).toBe(false)
-    expect(await removeIfSame(file, { ino: st.ino + 1 })).toBe(false)
+    // Not the file judged: left in place, never moved aside (its holder would find it gone).
+    const moved = vi.spyOn(fsp, 'rename')
+    try {
+      expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'b' })).toBe(false)
+      utimesSync(file, new Date(), new Date())  // refreshed since it was judged
+      expect(await removeIfSame(file, { ino: st.ino, mtimeMs: st.mtimeMs, raw: 'a' })).toBe(false)
+      expect(await removeIfSame(file, { ino: st.ino + 1 })).toBe(false)
+      expect(moved).not.toHaveBeenCalled()
+    } finally {
+      moved.mockRestore()
+    }
     expect(readFileSync(file, 'utf8')).toBe('a')
     expect(statSync(file).ino).toBe(st.ino)
     expect(debris(dir)).toEqual(['x.lock'])
     expect(await removeIfSame(file, { ino: st.ino, raw: 'a' })).toBe(true)
     expect(await removeIfSame(file, { ino: st.ino })).toBe(false)  // gone already
     expect(readdirSync(dir)).toEqual([])
+  })
+
+  it('removeIfSame puts back a file that took the judged one\'s place just before the move, by renaming where there are no hard links', async () => {
+    const { dir } = fresh('remove-if-same-race')
+    const file = path.join(dir, 'x.lock')
+    writeFileSync(file, 'judged')
+    const judged = { ino: statSync(file).ino, raw: 'judged' }
+    const rename = fsp.rename
+    const move = vi.spyOn(fsp, 'rename').mockImplementationOnce(async (from, to) => {
+      rmSync(file)
+      writeFileSync(file, 'fresh')  // another waiter's, made between the check and the move
+      return rename(from, to)
+    })
+    const link = vi.spyOn(fsp, 'link').mockRejectedValue(Object.assign(new Error('ENOTSUP: operation not supported'), { code: 'ENOTSUP' }))
+    try {
+      expect(await removeIfSame(file, judged)).toBe(false)
+    } finally {
+      move.mockRestore()
+      link.mockRestore()
+    }
+    expect(readFileSync(file, 'utf8')).toBe('fresh')
+    expect(readdirSync(dir)).toEqual(['x.lock'])
   })
 
   it.skipIf(process.platform === 'win32')("a stale lock of another user in a shared sticky folder (as /tmp) is named, with whose it is", async (ctx) => {

@@ -409,6 +409,9 @@ export class EngineCache {
       const code = (e as NodeJS.ErrnoException).code
       if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e
       // A full disk stops the lock and the plan's file, not the build: this process still uses it.
+      // Unless a process that held the lock stored the plan before the disk filled.
+      const ready = await this.tryLoad(await this.locate(parts, key), parts, key)
+      if (ready) return ready
       say(`cannot lock ${name} in "${this.dir}" (${storeFailure(e)}): building it without the cache; this process uses it, ` +
         'the next one builds it again (free space there, or set options.engineDir)')
       return abortable(Promise.resolve().then(() => build(emit, signal)), signal, `building ${name}`)

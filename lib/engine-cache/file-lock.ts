@@ -178,13 +178,15 @@ interface Judged { ino: number; mtimeMs?: number; raw?: string }
 
 /**
  * Removes `file` if it is still the file judged, and says whether it did. A stat then an unlink
- * would remove whatever took its place between the two (another waiter's fresh lock or guard), so
- * the file is moved aside first (rename is atomic), checked there, and put back when it is not the
- * judged one (unless a newer one has taken the place meanwhile: its holder then finds its lock
- * replaced, says so and goes on, as when a lock is lost). The aside name is a temp file's, which
- * removeDebris clears should a crash leave it.
+ * would remove whatever took its place between the two (another waiter's fresh lock or guard).
+ * So the file is checked in place first (one that is not the judged one is left untouched), then
+ * moved aside (rename is atomic) and checked again there: in the moment between the two checks
+ * another may have taken its place, and is put back (with link(), which refuses to replace a
+ * newer one; where the file system has no hard links, renamed back). The aside name is a temp
+ * file's, which removeDebris clears should a crash leave it.
  */
 export async function removeIfSame(file: string, judged: Judged, holder?: LockInfo): Promise<boolean> {
+  if (!(await isJudged(file, judged))) return false
   const aside = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   try {
     await fs.rename(file, aside)
@@ -194,14 +196,31 @@ export async function removeIfSame(file: string, judged: Judged, holder?: LockIn
   }
   let same = false
   try {
-    const st = await fs.stat(aside)
-    same = st.ino === judged.ino && (judged.mtimeMs === undefined || st.mtimeMs === judged.mtimeMs) &&
-      (judged.raw === undefined || (await fs.readFile(aside, 'utf8')) === judged.raw)
+    same = await isJudged(aside, judged)
   } finally {
-    if (!same) await fs.link(aside, file).catch(() => {})
-    await fs.unlink(aside).catch(() => {})
+    if (!same) await putBack(aside, file)
+    else await fs.unlink(aside).catch(() => {})
   }
   return same
+}
+
+/** Whether `file` is the file judged: its inode, and its time and content where given. */
+async function isJudged(file: string, judged: Judged): Promise<boolean> {
+  const st = await fs.stat(file).catch(() => undefined)
+  if (!st || st.ino !== judged.ino || (judged.mtimeMs !== undefined && st.mtimeMs !== judged.mtimeMs)) return false
+  return judged.raw === undefined || (await fs.readFile(file, 'utf8').catch(() => undefined)) === judged.raw
+}
+
+/** Puts a file moved aside by mistake back in its place, unless a newer one has taken it. */
+async function putBack(aside: string, file: string): Promise<void> {
+  try {
+    await fs.link(aside, file)
+  } catch (e) {
+    // EEXIST: a newer one is there (its holder goes on; this one's finds its lock replaced).
+    // Another error (no hard links: FAT, exFAT, some SMB and FUSE mounts): renamed back instead.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return void (await fs.rename(aside, file).catch(() => {}))
+  }
+  await fs.unlink(aside).catch(() => {})
 }
 
 /** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
@@ -343,7 +362,7 @@ export class FileLock {
    * Removes a lock judged stale, unless it changed since it was judged (another waiter took it
    * over and made a fresh one, or its holder refreshed it). Waiters take over one at a time, under
    * a guard file created with O_EXCL: the lock is checked again and removed while no other waiter
-   * can remove or replace it, so a live lock is never moved from under its holder. A guard is held
+   * can remove or replace it (removeIfSame leaves a lock that is not the judged one in place). A guard is held
    * for milliseconds; one whose time is more than GUARD_STALE_MS from now was left by a crash.
    */
   static async takeOver(file: string, judged: LockState): Promise<boolean> {
@@ -393,10 +412,12 @@ export class FileLock {
     } catch (e) {
       if (this.released) return // released while this refresh ran: nothing was lost
       const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message
-      // Gone or replaced: lost. Anything else (out of file handles, an NFS hiccup) may pass: the
-      // next refreshes try again, or a waiter would take over a lock this process still holds.
-      if (code !== 'ENOENT' && code !== 'EREPLACED') {
-        if (++this.failures === 3) this.say(`cannot refresh the lock ${this.file} (${code}); trying again: while this goes on, another process may take it over`)
+      // Replaced: lost. Anything else may pass (out of file handles, an NFS hiccup; gone for the
+      // moment a waiter checks it aside, see removeIfSame): the next refreshes try again, or a
+      // waiter would take over a lock this process still holds. Gone three times in a row: lost.
+      ++this.failures
+      if (code !== 'EREPLACED' && !(code === 'ENOENT' && this.failures >= 3)) {
+        if (this.failures === 3) this.say(`cannot refresh the lock ${this.file} (${code}); trying again: while this goes on, another process may take it over`)
         return
       }
       this.lost = true
