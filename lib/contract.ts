@@ -41,22 +41,23 @@ export interface SignedChannel {
   sign: 1 | -1
 }
 
+/** What a model file declares (frozen: read by decoding and preprocessing on every call). */
 export interface ModelSpec {
-  generation: Generation
-  crop: CropMode
-  resize: ResizeMode
-  meshSpace: MeshSpace
-  pose: { pitch: SignedChannel; roll: SignedChannel; yaw: SignedChannel }
-  gaze: { pitch: SignedChannel; yaw: SignedChannel }
+  readonly generation: Generation
+  readonly crop: CropMode
+  readonly resize: ResizeMode
+  readonly meshSpace: MeshSpace
+  readonly pose: Readonly<{ pitch: Readonly<SignedChannel>; roll: Readonly<SignedChannel>; yaw: Readonly<SignedChannel> }>
+  readonly gaze: Readonly<{ pitch: Readonly<SignedChannel>; yaw: Readonly<SignedChannel> }>
   /** The py-feat release whose crop, signs and units the metadata follows. */
-  conventionRelease: string
-  heads: Head[]
+  readonly conventionRelease: string
+  readonly heads: readonly Head[]
   /** The file's own compute types (face_multitask.precision; FP32 where absent). */
-  precision: Precision
+  readonly precision: Precision
   /** A model the project generated for tests: its outputs mean nothing. */
-  synthetic: boolean
+  readonly synthetic: boolean
   /** Every metadata entry, prefixed or not, as the file holds it. */
-  metadata: Record<string, string>
+  readonly metadata: Readonly<Record<string, string>>
 }
 
 export class ContractError extends Error {
@@ -174,7 +175,7 @@ export function readModelSpec(file: string, model: OnnxModelInfo): ModelSpec {
     generation, crop, resize, meshSpace, pose, gaze, conventionRelease, heads,
     precision: declaredPrecision(file, meta),
     synthetic: meta[META_PREFIX + 'synthetic'] === 'true',
-    metadata: meta,
+    metadata: { ...meta },  // a copy: the model file's parsed metadata is the caller's
   })
 }
 

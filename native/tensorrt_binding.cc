@@ -282,19 +282,19 @@ class Closers {
     return true;
   }
   // The load is done: its pipeline (if it made one) is known from here, for the exit; or, the
-  // exit having begun meanwhile, closed at once and not handed out (*p reset).
-  void load_finished(napi_env env, std::shared_ptr<Pipeline>* p) noexcept {
+  // exit having begun meanwhile, closed at once and not handed out (*p reset, and why returned).
+  const char* load_finished(napi_env env, std::shared_ptr<Pipeline>* p) noexcept {
     std::unique_lock<std::mutex> lock(m_);
-    bool close_now = *p && exiting_;
+    const char* dropped = *p && exiting_ ? "the process is exiting" : nullptr;
     if (*p && !exiting_) {
       try {
         live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& l) { return l.pipeline.expired(); }), live_.end());
         live_.push_back({env, *p});
       } catch (...) {
-        close_now = true;  // no memory to list it: not handed out unknown to the exit
+        dropped = "out of memory";  // not handed out unknown to the exit
       }
     }
-    if (close_now) {
+    if (dropped != nullptr) {
       lock.unlock();
       (*p)->close();
       p->reset();
@@ -302,6 +302,7 @@ class Closers {
     }
     if (--loading_.find(env)->second == 0) loading_.erase(env);
     loaded_.notify_all();
+    return dropped;
   }
   void close(std::shared_ptr<Pipeline> p) {
     std::unique_lock<std::mutex> lock(m_);
@@ -674,19 +675,21 @@ class Loader : public Napi::AsyncWorker {
       return;
     }
     // Told in every case (an exception included): the process's exit waits for it.
-    struct Finished {
-      Loader* self;
-      ~Finished() { Closers::get().load_finished(self->env_, &self->pipeline_); }
-    } finished{this};
-    std::unique_ptr<Engine> engine = factory_(&error_, &refused_);
-    factory_ = nullptr;  // frees the plan it holds
-    if (engine) pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
+    try {
+      std::unique_ptr<Engine> engine = factory_(&error_, &refused_);
+      factory_ = nullptr;  // frees the plan it holds
+      if (engine) pipeline_ = Pipeline::start(std::move(engine), options_, &error_);
+    } catch (...) {
+      Closers::get().load_finished(env_, &pipeline_);
+      throw;  // the promise rejects with it (node-addon-api's AsyncWorker)
+    }
+    if (const char* dropped = Closers::get().load_finished(env_, &pipeline_)) error_ = dropped;
   }
   void OnOK() override {
     Napi::Env env = Env();
     fm::napi::settle(deferred_, [&] {
       if (!pipeline_) {
-        Napi::Error e = Napi::Error::New(env, error_.empty() ? "the process is exiting" : error_);
+        Napi::Error e = Napi::Error::New(env, error_);
         // The JS side rebuilds a cached plan that TensorRT refuses, instead of trusting it.
         if (refused_) e.Set("code", "FM_PLAN_REFUSED");
         deferred_.Reject(e.Value());

@@ -24,6 +24,8 @@ class SessionWorker {
   private nextId = 1
   /** Set once the thread has died; every later run rejects with it. */
   failure: Error | undefined
+  /** Why the thread died, as first said (failure may add what follows: a pause, no replacement). */
+  death: string | undefined
   /** Batches it has answered with outputs. */
   completed = 0
   /** Told once, when the thread dies (not when terminate() ends it). */
@@ -55,6 +57,7 @@ class SessionWorker {
       const first = this.failure === undefined
       if (first) this.diedRunning = this.pending.size > 0
       this.failure ??= e
+      this.death ??= this.failure.message
       for (const p of this.pending.values()) p.reject(this.failure)
       this.pending.clear()
       if (first) this.onDeath?.()
@@ -166,7 +169,7 @@ export class OnnxRuntimeBackend implements Backend {
       const over = barren - 2 * (this.workers.length + 1)
       if (over <= 0) return this.replace(slot)
       const pause = Math.min(60_000, 1000 * 2 ** (over - 1))
-      w.failure = new Error(`${w.failure!.message}; ${barren} threads in a row died before answering a batch, so the next starts in ${pause / 1000} s`)
+      w.failure = new Error(`${w.death}; ${barren} threads in a row died before answering a batch, so the next starts in ${pause / 1000} s`)
       const timer = setTimeout(() => {
         this.pauses.delete(timer)
         if (!this.closed) this.replace(slot)
@@ -190,7 +193,7 @@ export class OnnxRuntimeBackend implements Backend {
       (e: unknown) => {
         this.starting.delete(start)  // the model cannot be loaded again: this slot stays dead, saying why
         const dead = this.workers[slot]
-        dead.failure = new Error(`${dead.failure?.message ?? 'the inference worker died'}; no thread can replace it: ${(e as Error).message}`)
+        dead.failure = new Error(`${dead.death ?? 'the inference worker died'}; no thread can replace it: ${(e as Error).message}`)
         this.settleWaiters()
       },
     )
