@@ -17,13 +17,14 @@ export interface ImageInput {
 /** A face box in frame pixels: [x1, y1, x2, y2]. */
 export type Box = readonly [number, number, number, number]
 
-export interface DetectOptions {
+/** detect()'s options; `B`: the boxes' shape, Box[] for one image, Box[][] for an array of images. */
+export interface DetectOptions<B extends readonly Box[] | readonly (readonly Box[])[] = readonly Box[] | readonly (readonly Box[])[]> {
   /**
    * Face boxes. For one image: Box[]. For an array of images: Box[][], one list per image.
    * An empty list gives no faces for its image. Omit them when the images are already-made
    * 256x256 chips.
    */
-  boxes?: readonly Box[] | readonly (readonly Box[])[]
+  boxes?: B
   /**
    * Gives up on the call: its faces still waiting for a batch are dropped (a real-time rig
    * skipping a stale frame) and it rejects with an AbortError (name 'AbortError', the signal's
