@@ -639,6 +639,31 @@ describe('face-multitask batch', () => {
     expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
+  it('a list replaced at its path while the run reads it (a new file renamed over it) stops the run rather than be read under the first one\'s hash', async () => {
+    const replaced = path.join(dir, 'replaced.jsonl')
+    writeFileSync(replaced, LIST.map(lineText).join('\n') + '\n')
+    const out = path.join(dir, 'replaced-results.jsonl')
+    const load = FaceMultitask.load.bind(FaceMultitask)
+    // While the model loads (after the list was hashed and counted), another list takes its path.
+    const spy = vi.spyOn(FaceMultitask, 'load').mockImplementationOnce(async (options) => {
+      writeFileSync(`${replaced}.new`, [...LIST].reverse().map(lineText).join('\n') + '\n')
+      fs.renameSync(`${replaced}.new`, replaced)
+      return load(options)
+    })
+    let r
+    try {
+      r = await run('batch', replaced, '--model', model, '--out', out, '--backend', 'cpu')
+    } finally {
+      spy.mockRestore()
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: ${replaced} was replaced while this run read it (another file is at its path now): run the command again; stopped: the results so far are in ${out}`)])
+    expect(records(out).slice(1)).toEqual([])
+    // The file holds no result yet: the rerun begins it again for the list now there.
+    const rerun = await run('batch', replaced, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(rerun.code).toBe(0)
+    expect(records(out).slice(1).map((x) => x.image)).toEqual([...LIST].reverse().filter((e) => e !== '').map((e) => (typeof e === 'string' ? undefined : e.image)))
+  })
+
   it('behind one slow image, at most 4 x concurrency lines are started and held: memory stays bounded', async () => {
     const out = path.join(dir, 'slow-results.jsonl')
     let calls = 0

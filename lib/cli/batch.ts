@@ -7,6 +7,7 @@
 // line's error and the run goes on. What fails in the model itself (an inference error, a lost
 // GPU), or in the system reading an image (out of file handles, EIO), stops the run: every line
 // done so far is kept, and a rerun redoes only the rest.
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -20,7 +21,7 @@ import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseComma
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
-import { completeBytes, readLines } from './lines'
+import { completeBytes, type FileId, openSame, readLines, readStream } from './lines'
 import { type BatchHeader, type OpenedLog, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
@@ -112,6 +113,9 @@ interface ListSnapshot {
   /** The list's real path: a rerun through a symlink or another relative path names the same list,
    * and its relative image paths start from this file's folder. */
   file: string
+  /** The file read when the run began: a list replaced meanwhile (an editor or a script writing
+   * a new file in its place) stops the run rather than be read under the first one's hash. */
+  id: FileId
   bytes: number
   /** Whether a last line was left out as still being written. */
   unfinished: boolean
@@ -119,38 +123,49 @@ interface ListSnapshot {
 
 function listSnapshot(list: string): ListSnapshot {
   const file = fs.realpathSync(list)
-  const size = fs.statSync(file).size
-  const complete = completeBytes(file, size)
-  if (complete === size) return { file, bytes: size, unfinished: false }
-  const last = lastLine(file, complete, size)
-  if (last.trim() === '') return { file, bytes: complete, unfinished: false }  // no line yet
+  const fd = openSame(file)
+  let st: fs.Stats
+  let last = ''
+  let complete: number
   try {
-    JSON.parse(last)
-  } catch {
-    return { file, bytes: complete, unfinished: true }
-  }
-  // Whole, but a \r at its end is half a \r\n: left out, the \n added next is this line's ending.
-  return { file, bytes: last.endsWith('\r') ? size - 1 : size, unfinished: false }
-}
-
-/** The list's bytes from `start` to `end` (its last line, without a newline), as text. */
-function lastLine(file: string, start: number, end: number): string {
-  const fd = fs.openSync(file, 'r')
-  try {
-    const bytes = Buffer.alloc(end - start)
-    fs.readSync(fd, bytes, 0, bytes.length, start)
-    const text = bytes.toString('utf8')
-    return start === 0 && text.startsWith('\uFEFF') ? text.slice(1) : text  // readLines drops the mark too
+    st = fs.fstatSync(fd)
+    complete = completeBytes(file, st.size, st)
+    if (complete < st.size) last = lastLine(fd, complete, st.size)
   } finally {
     fs.closeSync(fd)
   }
+  const id = { dev: st.dev, ino: st.ino }
+  if (complete === st.size) return { file, id, bytes: st.size, unfinished: false }
+  if (last.trim() === '') return { file, id, bytes: complete, unfinished: false }  // no line yet
+  try {
+    JSON.parse(last)
+  } catch {
+    return { file, id, bytes: complete, unfinished: true }
+  }
+  // Whole, but a \r at its end is half a \r\n: left out, the \n added next is this line's ending.
+  return { file, id, bytes: last.endsWith('\r') ? st.size - 1 : st.size, unfinished: false }
+}
+
+/** The list's bytes from `start` to `end` (its last line, without a newline), as text. */
+function lastLine(fd: number, start: number, end: number): string {
+  const bytes = Buffer.alloc(end - start)
+  fs.readSync(fd, bytes, 0, bytes.length, start)
+  const text = bytes.toString('utf8')
+  return start === 0 && text.startsWith('\uFEFF') ? text.slice(1) : text  // readLines drops the mark too
+}
+
+/** The SHA-256 of the bytes this run reads, even if the list grows meanwhile. */
+async function listSha256(list: ListSnapshot): Promise<string> {
+  const hash = createHash('sha256')
+  if (list.bytes > 0) for await (const chunk of readStream(list.file, { end: list.bytes, highWaterMark: 1 << 20, same: list.id })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
 }
 
 /** The list's lines and its non-blank ones (the progress line's total); undefined: stopped by Ctrl-C. */
 async function countEntries(list: ListSnapshot, stopping: () => boolean): Promise<{ lines: number; entries: number } | undefined> {
   let lines = 0
   let entries = 0
-  for await (const text of readLines(list.file, list.bytes)) {
+  for await (const text of readLines(list.file, list.bytes, list.id)) {
     if (stopping()) return undefined
     lines++
     if (text.trim() !== '') entries++
@@ -164,7 +179,7 @@ async function header(args: BatchArgs, list: ListSnapshot): Promise<BatchHeader>
     faceMultitaskBatch: 1,
     list: list.file,
     listBytes: list.bytes,
-    listSha256: await hashFile(list.file, undefined, list.bytes),  // the bytes this run reads, even if it grows meanwhile
+    listSha256: await listSha256(list),
     outFromList: path.relative(path.dirname(list.file), realOut(args.out)),
     model: path.resolve(args.model),
     modelSha256: await hashFile(args.model),
@@ -467,33 +482,37 @@ async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask
     fatal ??= run.failure.error
   }
   let line = 0
-  for await (const text of readLines(list.file, list.bytes)) {
-    line++
-    fatal ??= run.failure.error
-    if (fatal !== undefined || run.stopping) break
-    if (text.trim() === '' || done.has(line)) continue
-    // Results wait in `order` until the lines before them are written: behind one slow image,
-    // at most 4 x concurrency of them, so memory stays bounded.
-    // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
-    while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
-    if (fatal !== undefined || run.stopping) break
-    const slot: { record?: object | null } = {}
-    order.push(slot)
-    running++
-    void runEntry(model, line, text, listDir, args.mesh).then(
-      (record) => {
-        slot.record = record
-      },
-      (e: unknown) => {
-        fatal ??= e
-        slot.record = null
-      },
-    ).finally(() => {
-      running--
-      flush()
-      wake?.()
-      wake = undefined
-    })
+  try {
+    for await (const text of readLines(list.file, list.bytes, list.id)) {
+      line++
+      fatal ??= run.failure.error
+      if (fatal !== undefined || run.stopping) break
+      if (text.trim() === '' || done.has(line)) continue
+      // Results wait in `order` until the lines before them are written: behind one slow image,
+      // at most 4 x concurrency of them, so memory stays bounded.
+      // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
+      while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
+      if (fatal !== undefined || run.stopping) break
+      const slot: { record?: object | null } = {}
+      order.push(slot)
+      running++
+      void runEntry(model, line, text, listDir, args.mesh).then(
+        (record) => {
+          slot.record = record
+        },
+        (e: unknown) => {
+          fatal ??= e
+          slot.record = null
+        },
+      ).finally(() => {
+        running--
+        flush()
+        wake?.()
+        wake = undefined
+      })
+    }
+  } catch (e) {
+    fatal ??= e  // the list could not be read on (replaced meanwhile): the lines in flight still finish
   }
   while (running > 0) await new Promise<void>((r) => { wake = r })
   return fatal ?? run.failure.error

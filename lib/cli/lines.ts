@@ -4,10 +4,32 @@
 // list or results file of any size takes little memory; stopping early closes it.
 import fs from 'node:fs'
 
+/** Which file a path named: a file replaced at its path (written anew and renamed over it) differs. */
+export interface FileId {
+  dev: number
+  ino: number
+}
+
+/**
+ * Opens `file` for reading; with `same`, only if it is still that file, else throws (a reader
+ * would read another file's bytes under the first one's name and hash).
+ */
+export function openSame(file: string, same?: FileId): number {
+  const fd = fs.openSync(file, 'r')
+  if (same) {
+    const st = fs.fstatSync(fd)
+    if (st.dev !== same.dev || st.ino !== same.ino) {
+      fs.closeSync(fd)
+      throw new Error(`${file} was replaced while this run read it (another file is at its path now): run the command again`)
+    }
+  }
+  return fd
+}
+
 /** The bytes of a file's first `size` up to and including its last newline (a line without one
  * may still be being written, or was cut off mid-write). Read from the end, a chunk at a time. */
-export function completeBytes(file: string, size: number): number {
-  const fd = fs.openSync(file, 'r')
+export function completeBytes(file: string, size: number, same?: FileId): number {
+  const fd = openSame(file, same)
   try {
     const chunk = Buffer.alloc(64 * 1024)
     for (let end = size; end > 0;) {
@@ -23,9 +45,16 @@ export function completeBytes(file: string, size: number): number {
   }
 }
 
-export async function* readLines(file: string, end?: number): AsyncGenerator<string> {
+/** A read stream of `file`'s bytes before `end`, of the file `same` names when given (see openSame). */
+export function readStream(file: string, options: { encoding?: BufferEncoding; end?: number; highWaterMark?: number; same?: FileId }): fs.ReadStream {
+  const { end, same, ...rest } = options
+  // The stream owns the descriptor and closes it.
+  return fs.createReadStream(file, { ...rest, fd: openSame(file, same), start: 0, ...(end !== undefined ? { end: end - 1 } : {}) })
+}
+
+export async function* readLines(file: string, end?: number, same?: FileId): AsyncGenerator<string> {
   if (end === 0) return
-  const input = fs.createReadStream(file, { encoding: 'utf8', ...(end !== undefined ? { end: end - 1 } : {}) })
+  const input = readStream(file, { encoding: 'utf8', end, same })
   let first = true
   const clean = (line: string): string => {
     if (first) {
