@@ -79,6 +79,8 @@ bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::St
 }
 
 int GraphRunner::ready() const {
+  // Off (a capture failed on some context): graphs this one captured before no longer replay.
+  if (!enabled_ || off_->load()) return 0;
   int n = 0;
   for (const auto& g : graphs_) n += g.second.exec != nullptr;
   return n;
