@@ -319,6 +319,15 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
     return false;
   };
   if (n < 1 || n > options.max_batch) return fail("a batch of " + std::to_string(n) + " faces (1.." + std::to_string(options.max_batch) + ")", 0);
+  // The binding checks these; a caller that does not (C++) gets this batch failed, not a read out of bounds.
+  for (int k = 0; k < n; ++k) {
+    const FaceIn& face = job.faces[static_cast<size_t>(k)];
+    if (face.frame < 0 || static_cast<size_t>(face.frame) >= job.frames.size())
+      return fail("faces[" + std::to_string(k) + "].frame " + std::to_string(face.frame) + " is not one of the batch's " + std::to_string(job.frames.size()) + " frames", 0);
+    const FrameIn& frame = job.frames[static_cast<size_t>(face.frame)];
+    if (!face.has_window && (frame.width != kChip || frame.height != kChip))
+      return fail("faces[" + std::to_string(k) + "] has no crop window, but its frame is " + std::to_string(frame.width) + "x" + std::to_string(frame.height) + ", not a " + std::to_string(kChip) + "x" + std::to_string(kChip) + " chip", 0);
+  }
   f.n = n;
   f.start = std::chrono::steady_clock::now();
   f.host_ms = 0;  // staging copies and CPU preprocessing, on this thread

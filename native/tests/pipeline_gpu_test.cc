@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <random>
 #include <string>
@@ -308,6 +309,31 @@ std::shared_ptr<trt::Pipeline> copy_pipeline(int streams, const std::string& wha
   return p;
 }
 
+// Faces a caller did not check (the binding does; a C++ caller may not): a frame index past the
+// batch's frames, a face without a window on a frame that is not a 256x256 chip. Each fails its
+// batch, saying which face; the pipeline serves the next.
+void refuses_bad_faces() {
+  const std::string what = "faces the binding would refuse";
+  auto p = copy_pipeline(1, what);
+  if (!p) return;
+  std::vector<uint8_t> chip(256 * 256 * 3, 90), small(100 * 100 * 3, 90);
+  const FrameIn chip_frame{chip.data(), 256, 256, 768, PixelFormat::RGB}, small_frame{small.data(), 100, 100, 300, PixelFormat::RGB};
+  const auto outcome = [&](std::vector<FrameIn> frames, std::vector<FaceIn> faces) {
+    std::promise<std::string> got;
+    p->submit(std::move(frames), std::move(faces), [&](trt::BatchResult&& r) { got.set_value(r.ok ? "ok" : r.error); });
+    return got.get_future().get();
+  };
+  FaceIn past;
+  past.frame = 1;
+  std::string r = outcome({chip_frame}, {FaceIn{}, past});
+  check(r.find("faces[1].frame 1 is not one of the batch's 1 frames") != std::string::npos, what + ": a frame index past the frames", r);
+  r = outcome({small_frame}, {FaceIn{}});
+  check(r.find("faces[0] has no crop window, but its frame is 100x100, not a 256x256 chip") != std::string::npos, what + ": no window on a frame that is not a chip", r);
+  r = outcome({chip_frame}, {FaceIn{}});
+  check(r == "ok", what + ": the next batch runs", r);
+  p->close();
+}
+
 // A pinned frame freed while batches that read it are still queued (its JS buffer finalized at a
 // worker's teardown, say) stays until the last of them is answered: each still equals the CPU
 // path. 35 MB: past glibc's largest mmap threshold, so on the host stand-in the free unmaps it
@@ -519,6 +545,7 @@ int main() {
     run_pipeline(CropMode::Square, ResizeMode::AntialiasBilinear, false, 1, true);  // ctest pipeline_host_graph_*
   } else {
     refuses_unservable_engines();
+    refuses_bad_faces();
     frees_pinned_under_queued_batches();
     cancels_the_queue();
     for (CropMode crop : {CropMode::Square, CropMode::Stretch})
