@@ -59,9 +59,8 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   } else {
     bytes = source
   }
-  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
-  try {
-    const image = sharp(bytes)
+  const decode = async (input: string | Uint8Array) => {
+    const image = sharp(input)
     const meta = await image.metadata()  // the header only
     if ((meta.width ?? 0) > MAX_SIDE || (meta.height ?? 0) > MAX_SIDE) {
       throw new RangeError(`${what} is ${meta.width}x${meta.height}: detect() takes at most ${MAX_SIDE} pixels a side; scale it down first`)
@@ -69,7 +68,17 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     if (meta.format === 'tiff' && (meta.orientation ?? 1) > 1) image.rotate()
     const background = meta.background
     if (meta.format === 'gif' && meta.hasAlpha && background && 'r' in background) image.flatten({ background })
-    decoded = await image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
+    return image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
+  }
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }
+  try {
+    try {
+      decoded = await decode(bytes)
+    } catch (e) {
+      // libvips's own format (.v) loads from a file only: read again by its path.
+      if (!isPath || !/unsupported image format/i.test(messageOf(e))) throw e
+      decoded = await decode(source)
+    }
   } catch (e) {
     if (e instanceof RangeError) throw e  // ours, above
     if (/exceeds pixel limit/i.test(messageOf(e))) throw new Error(await tooLarge(sharp, bytes, what), { cause: e })

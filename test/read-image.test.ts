@@ -33,6 +33,14 @@ describe('readImage', () => {
     }
   })
 
+  it("libvips's own format (.v), which sharp loads from a path only: read by its path, exactly its pixels", async () => {
+    const file = path.join(dir, 'rgb.v')
+    await sharp(pixels(3), raw(3)).toFile(file)
+    const image = await readImage(file)
+    expect({ width: image.width, height: image.height, format: image.format }).toEqual({ width: W, height: H, format: 'rgb' })
+    expect(image.data.equals(pixels(3))).toBe(true)
+  })
+
   it('alpha is dropped and grey is expanded to three equal channels', async () => {
     const rgba = await readImage(await sharp(pixels(4), raw(4)).png().toBuffer())
     const want = Buffer.from(pixels(4).filter((_, i) => i % 4 !== 3))
