@@ -86,8 +86,8 @@ export class Scheduler<J, R> {
         }
       }
       w = { requests, onAbort }
+      signal.addEventListener('abort', onAbort, { once: true })  // first: one that throws leaves nothing watched
       this.watched.set(signal, w)
-      signal.addEventListener('abort', onAbort, { once: true })
     }
     const { requests, onAbort } = w
     requests.add(request)

@@ -260,6 +260,33 @@ describe('Scheduler', () => {
     await expect(s.submit([1, 2], signal)).resolves.toEqual([1, 2])
   })
 
+  it('a look-alike signal whose addEventListener throws once: a later call on it is still listened to, and aborts', async () => {
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => { await gate.promise; return jobs }, 1, 1)
+    let listener: (() => void) | undefined
+    let refuse = true
+    const signal = {
+      aborted: false,
+      addEventListener(_type: string, l: () => void) {
+        if (refuse) {
+          refuse = false
+          throw new Error('not yet')
+        }
+        listener = l
+      },
+      removeEventListener() {},
+    }
+    await Promise.resolve().then(() => s.submit([1], signal as unknown as AbortSignal)).catch(() => {})
+    const running = s.submit([0])  // holds the one slot
+    const queued = s.submit([2], signal as unknown as AbortSignal)
+    expect(listener).toBeDefined()
+    signal.aborted = true
+    listener?.()
+    await expect(queued).rejects.toMatchObject({ name: 'AbortError' })
+    gate.resolve()
+    await expect(running).resolves.toEqual([0])
+  })
+
   it('an already aborted signal rejects without running anything; a signal that fires after the request resolved changes nothing and is no longer listened to', async () => {
     let runs = 0
     const s = new Scheduler<number, number>(async (jobs) => { runs++; return jobs }, 1, 4)
