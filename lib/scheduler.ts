@@ -115,10 +115,8 @@ export class Scheduler<J, R> {
     while (this.busy < this.slots && this.queued > 0) {
       const batch = this.takeBatch()
       this.busy++
-      this.runningItems += batch.length
       this.runOne(batch).finally(() => {
         this.busy--
-        this.runningItems -= batch.length
         this.pump()
         if (this.queued === 0 && this.busy === 0) this.idleWaiters.splice(0).forEach((w) => w())
       })
@@ -160,7 +158,7 @@ export class Scheduler<J, R> {
       else requests.set(it.request, [it])
     }
     for (const r of requests.keys()) r.running++
-    const failure = await this.attempt(batch)
+    const failure = await this.attempt(batch)  // counted in pending.running while it runs, as each rerun below
     if (failure && requests.size > 1) {
       // The failure may be one request's own (something in its input that got past the checks):
       // each request's items run again on their own, so it fails that request only. Each request
@@ -191,6 +189,7 @@ export class Scheduler<J, R> {
 
   /** Runs items as one batch and stores their results; says what went wrong, if anything. */
   private async attempt(items: Item<J, R>[]): Promise<{ error: unknown } | undefined> {
+    this.runningItems += items.length
     try {
       const results = await this.runBatch(items.map((it) => it.job))
       if (results.length !== items.length) throw new Error(`internal: a batch of ${items.length} gave ${results.length} results`)
@@ -200,6 +199,8 @@ export class Scheduler<J, R> {
       return undefined
     } catch (error) {
       return { error }
+    } finally {
+      this.runningItems -= items.length
     }
   }
 

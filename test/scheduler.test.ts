@@ -143,6 +143,32 @@ describe('Scheduler', () => {
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
 
+  it('while a failed shared batch is rerun per call, pending.running counts the faces of the rerun under way, not the whole batch', async () => {
+    const gate = deferred<void>()
+    const seen: { jobs: number[]; running: number }[] = []
+    let s: Scheduler<number, number>
+    s = new Scheduler<number, number>(async (jobs) => {
+      seen.push({ jobs, running: s.pending.running })
+      if (jobs.includes(0)) await gate.promise
+      if (jobs.includes(13)) throw new Error('item 13 is bad')
+      return jobs
+    }, 1, 8)
+    const first = s.submit([0])
+    const results = Promise.allSettled([s.submit([1, 2]), s.submit([13]), s.submit([3])])
+    gate.resolve()
+    await first
+    await results
+    expect(seen).toEqual([
+      { jobs: [0], running: 1 },
+      { jobs: [1, 13, 3, 2], running: 4 },
+      { jobs: [1, 2], running: 2 },
+      { jobs: [13], running: 1 },
+      { jobs: [3], running: 1 },
+    ])
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
   it('a failure of the backend itself still rejects every request in the batch, each once', async () => {
     let calls = 0
     const gate = deferred<void>()
