@@ -31,6 +31,15 @@ async function run(...argv: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') }
 }
 
+/** Runs the CLI with `spy` in place (fault injection), restored after. */
+async function runWith(spy: { mockRestore(): void }, ...argv: string[]) {
+  try {
+    return await run(...argv)
+  } finally {
+    spy.mockRestore()
+  }
+}
+
 /** Runs batch with detect() going through `wrap` (fault injection: delays, failures), restored after. */
 async function runWrapped(wrap: (image: ImageInput, detect: () => Promise<unknown>) => Promise<unknown>, ...argv: string[]) {
   const original = FaceMultitask.prototype.detect
@@ -297,12 +306,7 @@ describe('face-multitask batch', () => {
       fs.appendFileSync(file, `${lineText(LIST[1])}\n{"image": "chip.png", "i`)  // a program appends to the list meanwhile
       return load(options)
     })
-    let r
-    try {
-      r = await run('batch', file, '--model', model, '--out', out, '--backend', 'cpu')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWith(spy, 'batch', file, '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
     expect(r.err).toMatch(/batch: 2 lines this run \(3 faces, 0 with errors\) in .*; 2\/2 lines in /)
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1, 2])
@@ -483,12 +487,7 @@ describe('face-multitask batch', () => {
       if (a[0] !== 1 && a[0] !== 2 && ++writes === 3) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
       return (original as (...x: unknown[]) => number)(...a)
     }) as typeof fs.writeSync)
-    let r
-    try {
-      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWith(spy, 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: ENOSPC: no space left on device, write; stopped: the results so far are in ${out}`)])
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // the header, line 1, then the failed write
     expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
@@ -499,26 +498,15 @@ describe('face-multitask batch', () => {
     const first = path.join(dir, 'first.jsonl')
     // Line 2's record (the 3rd write) written in part, the rest then written.
     const out = path.join(dir, 'short-write.jsonl')
-    let spy = stubWrites((n, bytes, write) => write(n === 3 ? bytes.subarray(0, 100) : bytes))
-    let r
-    try {
-      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
-    } finally {
-      spy.mockRestore()
-    }
-    expect(r.code).toBe(0)
+    const whole = await runWith(stubWrites((n, bytes, write) => write(n === 3 ? bytes.subarray(0, 100) : bytes)), 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    expect(whole.code).toBe(0)
     expect(resultsText(out)).toBe(resultsText(first))
     // Written in part, the rest then refused: the part is cut off, and the run stops.
     const full = path.join(dir, 'short-write-full.jsonl')
-    spy = stubWrites((n, bytes, write) => {
+    const r = await runWith(stubWrites((n, bytes, write) => {
       if (n === 4) throw enospc()
       return write(n === 3 ? bytes.subarray(0, 100) : bytes)
-    })
-    try {
-      r = await run('batch', list, '--model', model, '--out', full, '--backend', 'cpu', '--concurrency', '1')
-    } finally {
-      spy.mockRestore()
-    }
+    }), 'batch', list, '--model', model, '--out', full, '--backend', 'cpu', '--concurrency', '1')
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${full}: ENOSPC: no space left on device, write; stopped: the results so far are in ${full}`)])
     expect(r.err).toMatch(/batch: 1 lines this run/)
     expect(resultsText(full)).toBe(resultsText(first).split('\n').slice(0, 2).join('\n') + '\n')  // the header and line 1, whole
@@ -625,12 +613,7 @@ describe('face-multitask batch', () => {
       if (String(file).endsWith('chip.png')) return Promise.reject(Object.assign(new Error(`${code}: the system failed, open '${file}'`), { code }))  // line 2
       return (readFile as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
     }) as typeof fsp.readFile)
-    let r
-    try {
-      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWith(spy, 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
     expect(r.code).toBe(1)
     expect(r.err).toMatch(new RegExp(`face-multitask: line 2 \\(chip\\.png\\): ".*chip\\.png" could not be read: ${code}: the system failed, open '.*chip\\.png'; stopped: the results so far are in .*stopped-${code}\\.jsonl, and the same command goes on from there`))
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
@@ -650,12 +633,7 @@ describe('face-multitask batch', () => {
       fs.renameSync(`${replaced}.new`, replaced)
       return load(options)
     })
-    let r
-    try {
-      r = await run('batch', replaced, '--model', model, '--out', out, '--backend', 'cpu')
-    } finally {
-      spy.mockRestore()
-    }
+    const r = await runWith(spy, 'batch', replaced, '--model', model, '--out', out, '--backend', 'cpu')
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: ${replaced} was replaced while this run read it (another file is at its path now): run the command again; stopped: the results so far are in ${out}`)])
     expect(records(out).slice(1)).toEqual([])
     // The file holds no result yet: the rerun begins it again for the list now there.
