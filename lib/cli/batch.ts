@@ -21,7 +21,7 @@ import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseComma
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
-import { completeBytes, type FileId, openSame, readLines, readStream } from './lines'
+import { completeBytesIn, type FileId, readLines, readStream } from './lines'
 import { type BatchHeader, type OpenedLog, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
@@ -123,13 +123,13 @@ interface ListSnapshot {
 
 function listSnapshot(list: string): ListSnapshot {
   const file = fs.realpathSync(list)
-  const fd = openSame(file)
+  const fd = fs.openSync(file, 'r')
   let st: fs.Stats
   let last = ''
   let complete: number
   try {
     st = fs.fstatSync(fd)
-    complete = completeBytes(file, st.size, st)
+    complete = completeBytesIn(fd, st.size)
     if (complete < st.size) last = lastLine(fd, complete, st.size)
   } finally {
     fs.closeSync(fd)

@@ -14,7 +14,7 @@ export interface FileId {
  * Opens `file` for reading; with `same`, only if it is still that file, else throws (a reader
  * would read another file's bytes under the first one's name and hash).
  */
-export function openSame(file: string, same?: FileId): number {
+function openSame(file: string, same?: FileId): number {
   const fd = fs.openSync(file, 'r')
   if (same) {
     const st = fs.fstatSync(fd)
@@ -28,21 +28,26 @@ export function openSame(file: string, same?: FileId): number {
 
 /** The bytes of a file's first `size` up to and including its last newline (a line without one
  * may still be being written, or was cut off mid-write). Read from the end, a chunk at a time. */
-export function completeBytes(file: string, size: number, same?: FileId): number {
-  const fd = openSame(file, same)
+export function completeBytes(file: string, size: number): number {
+  const fd = fs.openSync(file, 'r')
   try {
-    const chunk = Buffer.alloc(64 * 1024)
-    for (let end = size; end > 0;) {
-      const start = Math.max(0, end - chunk.length)
-      const n = fs.readSync(fd, chunk, 0, end - start, start)
-      const i = chunk.subarray(0, n).lastIndexOf(0x0a)
-      if (i >= 0) return start + i + 1
-      end = start
-    }
-    return 0
+    return completeBytesIn(fd, size)
   } finally {
     fs.closeSync(fd)
   }
+}
+
+/** completeBytes() of a file open as `fd`. */
+export function completeBytesIn(fd: number, size: number): number {
+  const chunk = Buffer.alloc(64 * 1024)
+  for (let end = size; end > 0;) {
+    const start = Math.max(0, end - chunk.length)
+    const n = fs.readSync(fd, chunk, 0, end - start, start)
+    const i = chunk.subarray(0, n).lastIndexOf(0x0a)
+    if (i >= 0) return start + i + 1
+    end = start
+  }
+  return 0
 }
 
 /** A read stream of `file`'s bytes before `end`, of the file `same` names when given (see openSame). */

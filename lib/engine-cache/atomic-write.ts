@@ -40,6 +40,11 @@ export function tempPrefix(file: string): string {
   return `.${path.basename(file)}.tmp-`
 }
 
+/** A temp file's path for `file`, in its folder: this process's and unique (removeDebris knows the name). */
+export function tempPath(file: string): string {
+  return path.join(path.dirname(file), `${tempPrefix(file)}${process.pid}-${randomBytes(4).toString('hex')}`)
+}
+
 /**
  * Writes `file` so that readers see either the old file or the whole new one, never a part: the
  * data goes to a temp file in the same folder, is fsynced, then renamed over `file` (and the folder
@@ -48,7 +53,7 @@ export function tempPrefix(file: string): string {
  */
 export async function writeFileAtomic(file: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
   const dir = path.dirname(file)
-  const tmp = path.join(dir, `${tempPrefix(file)}${process.pid}-${randomBytes(4).toString('hex')}`)
+  const tmp = tempPath(file)
   let fh: fs.FileHandle | undefined = await fs.open(tmp, 'wx', 0o644)
   try {
     if (typeof data === 'string' || data instanceof Uint8Array) {

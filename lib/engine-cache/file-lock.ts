@@ -17,9 +17,9 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
-import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { sleep, throwIfAborted } from './abort'
+import { tempPath } from './atomic-write'
 
 /** What a lock file holds. */
 export interface LockInfo {
@@ -187,7 +187,7 @@ interface Judged { ino: number; mtimeMs?: number; raw?: string }
  */
 export async function removeIfSame(file: string, judged: Judged, holder?: LockInfo): Promise<boolean> {
   if (!(await isJudged(file, judged))) return false
-  const aside = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+  const aside = tempPath(file)
   try {
     await fs.rename(file, aside)
   } catch (e) {
@@ -223,7 +223,7 @@ async function putBack(aside: string, file: string): Promise<void> {
   await fs.unlink(aside).catch(() => {})
 }
 
-/** Locks this process holds, removed if it exits while holding them (a crash leaves them to the pid check). */
+/** Locks this process holds (with what each holds), removed if it exits while holding them (a crash leaves them to the pid check). */
 const heldLocks = new Map<string, string>()
 let exitHookInstalled = false
 
@@ -231,9 +231,9 @@ function installExitHook(): void {
   if (exitHookInstalled) return
   exitHookInstalled = true
   process.on('exit', () => {
-    for (const [file, token] of heldLocks) {
+    for (const [file, raw] of heldLocks) {
       try {
-        if (parseLock(readFileSync(file, 'utf8'))?.token === token) unlinkSync(file)
+        if (readFileSync(file, 'utf8') === raw) unlinkSync(file)
       } catch {
         // gone already
       }
@@ -275,8 +275,8 @@ export class FileLock {
   private released = false
   private failures = 0  // refreshes in a row that failed without the lock being gone
 
-  private constructor(readonly file: string, readonly token: string, private readonly raw: string, private readonly ino: number, refreshMs: number, private readonly onLost?: (why: string) => void) {
-    heldLocks.set(file, token)
+  private constructor(readonly file: string, private readonly raw: string, private readonly ino: number, refreshMs: number, private readonly onLost?: (why: string) => void) {
+    heldLocks.set(file, raw)
     installExitHook()
     this.timer = setInterval(() => { void this.refresh() }, refreshMs)
     this.timer.unref()
@@ -299,7 +299,7 @@ export class FileLock {
       const raw = JSON.stringify(info)
       await fh.writeFile(raw)
       const { ino } = await fh.stat()
-      return new FileLock(file, info.token, raw, ino, refreshMs, onLost)
+      return new FileLock(file, raw, ino, refreshMs, onLost)
     } catch (e) {
       await fs.rm(file, { force: true }).catch(() => {})
       throw e
