@@ -60,6 +60,30 @@ export function checkBatchOutputs(spec: ModelSpec, outputs: BatchOutputs, faces:
   }
 }
 
+/**
+ * What detect() rejects with when the model gave NaN or an infinity for a face of the call (an
+ * FP16 overflow, a broken export): the face's numbers would mean nothing, and its emotion label
+ * would be picked from NaN. It belongs to the call's images, not to the model, which stays usable.
+ */
+export class NonFiniteOutputError extends Error {
+  constructor(readonly output: string, value: number, hint: string) {
+    super(`the model gave ${String(value)} in its output "${output}" for a face of this call, so its results would be meaningless${hint}`)
+    this.name = 'NonFiniteOutputError'
+  }
+}
+
+/**
+ * Throws NonFiniteOutputError when a head's output holds NaN or an infinity. A batch shared by
+ * several calls is rerun call by call on a throw, so the error reaches the call(s) whose faces
+ * gave it. `hint` ends the message (what the backend suggests trying).
+ */
+export function checkFiniteOutputs(spec: ModelSpec, outputs: BatchOutputs, hint = ''): void {
+  for (const h of spec.heads) {
+    const { name } = HEAD_OUTPUTS[h]
+    for (const v of outputs[name]) if (!Number.isFinite(v)) throw new NonFiniteOutputError(name, v, hint)
+  }
+}
+
 function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {
   return outputs[name].subarray(i * size, (i + 1) * size)
 }

@@ -6,7 +6,7 @@ import { type ModelSpec, readModelSpec } from './contract'
 import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
-import { checkBatchOutputs, decodeFace } from './decode'
+import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
 import { AbortError } from './engine-cache'
 import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
@@ -210,6 +210,8 @@ export class FaceMultitask {
     checkStillWhole(jobs)
     const outputs = await this.engine.run(jobs)
     checkBatchOutputs(this.spec, outputs, jobs.length)
+    checkFiniteOutputs(this.spec, outputs, this.engine.precision !== 'fp16' ? ''
+      : `; FP16 can overflow where FP32 does not: compare with ${this.engine.name === 'tensorrt' ? "load option precision: 'fp32'" : 'the FP32 export of the model'}`)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }
 }

@@ -1,6 +1,7 @@
 export { FaceMultitask } from './face-multitask'
 export { available } from './availability'
 export { readImage } from './read-image'
+export { NonFiniteOutputError } from './decode'
 export type { DecodedImage } from './read-image'
 export type { Availability, OnnxRuntimeAvailability, TensorRtAvailability } from './availability'
 export { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from './labels'

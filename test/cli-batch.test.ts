@@ -13,6 +13,7 @@ import { main } from '../lib/cli'
 import { formatSeconds } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
 import { FileLock } from '../lib/engine-cache'
+import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, ImageInput } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
@@ -672,6 +673,18 @@ describe('face-multitask batch', () => {
     expect(r.err).toContain('batch: 0 lines this run')  // the lines behind the failed one are not written
     expect(records(out).slice(1)).toEqual([])
   }, 20_000)
+
+  it('NaN from the model for a line\'s faces is that line\'s error and the run goes on (a stop would stop every rerun there)', async () => {
+    const out = path.join(dir, 'nan-results.jsonl')
+    const r = await runWrapped(async (image, detect) => {
+      if (image.width === 320) throw new NonFiniteOutputError('emotion_logits', NaN, '')
+      return detect()
+    }, slowFirstList('nan.jsonl'), '--model', model, '--out', out, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    const got = records(out).slice(1)
+    expect(got[0]).toEqual({ line: 1, image: 'a.png', error: 'the model gave NaN in its output "emotion_logits" for a face of this call, so its results would be meaningless' })
+    expect(got.slice(1).map((x) => [x.line, (x.faces as unknown[]).length])).toEqual(Array.from({ length: 19 }, (_, i) => [i + 2, 1]))
+  })
 
   it('bad arguments are usage errors (exit 2) naming the argument', async () => {
     const cases: [string[], RegExp][] = [

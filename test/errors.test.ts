@@ -327,6 +327,38 @@ describe('errors', () => {
         await m.close()
       }
     })
+    it('an output holding NaN fails only the call whose face gave it, naming the output; calls batched with it resolve as before', async () => {
+      // emotion_logits + 0 * sqrt(the crop's centre, red, normalised): NaN for a dark face, unchanged for a bright one.
+      const I64 = onnx.TensorProto.DataType.INT64
+      const f = variant('nan-dark.onnx', (m) => {
+        for (const n of m.graph!.node) n.output = n.output.map((o) => (o === 'emotion_logits' ? 'emotion_raw' : o))
+        const ints = [['c0', [0, 112, 112]], ['c1', [1, 113, 113]], ['axes', [1, 2, 3]], ['shape', [-1, 1]]] as const
+        for (const [name, v] of ints) m.graph!.initializer.push(onnx.TensorProto.create({ name, dims: [v.length], dataType: I64, int64Data: [...v] }))
+        m.graph!.initializer.push(onnx.TensorProto.create({ name: 'zero', dims: [], dataType: onnx.TensorProto.DataType.FLOAT, floatData: [0] }))
+        m.graph!.node.push(
+          onnx.NodeProto.create({ name: 'centre', opType: 'Slice', input: ['input', 'c0', 'c1', 'axes'], output: ['centre'] }),
+          onnx.NodeProto.create({ name: 'flat', opType: 'Reshape', input: ['centre', 'shape'], output: ['centre_flat'] }),
+          onnx.NodeProto.create({ name: 'root', opType: 'Sqrt', input: ['centre_flat'], output: ['root'] }),
+          onnx.NodeProto.create({ name: 'none', opType: 'Mul', input: ['root', 'zero'], output: ['none'] }),
+          onnx.NodeProto.create({ name: 'nan_or_not', opType: 'Add', input: ['emotion_raw', 'none'], output: ['emotion_logits'] }),
+        )
+      })
+      const bright = { ...frame, data: new Uint8Array(W * H * 3).fill(250) }
+      const want = (await model.detect(bright, { boxes: [box] }))[0]
+      const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
+      try {
+        // The first calls take the free slots, so the dark call shares a later batch with bright ones.
+        const calls = [bright, bright, bright, frame, bright].map((image) => m.detect(image, { boxes: [box, box] }))
+        const settled = await Promise.allSettled(calls)
+        const dark = settled.splice(3, 1)[0]
+        expect(dark.status === 'rejected' && (dark.reason as Error).message).toBe('the model gave NaN in its output "emotion_logits" for a face of this call, so its results would be meaningless')
+        for (const r of settled) {
+          expect(r.status === 'fulfilled' && r.value.map((x) => [x.emotion, x.emotionValues])).toEqual([[want.emotion, want.emotionValues], [want.emotion, want.emotionValues]])
+        }
+      } finally {
+        await m.close()
+      }
+    })
     it('a model path that is not a regular file (a FIFO) is refused at once, not read for ever', async () => {
       const fifo = path.join(dir, 'fifo.onnx')
       execFileSync('mkfifo', [fifo])

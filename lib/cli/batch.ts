@@ -3,15 +3,16 @@
 // model's scheduler batches faces across them; results are written in list order as they come
 // (result-log.ts), and a rerun of the same command goes on where the last one stopped.
 //
-// What fails for one line (bad JSON, an unreadable image, a box outside it) is written as that
-// line's error and the run goes on. What fails in the model itself (an inference error, a lost
-// GPU), or in the system reading an image (out of file handles, EIO), stops the run: every line
-// done so far is kept, and a rerun redoes only the rest.
+// What fails for one line (bad JSON, an unreadable image, a box outside it, NaN from the model for
+// its faces) is written as that line's error and the run goes on. What fails in the model itself
+// (an inference error, a lost GPU), or in the system reading an image (out of file handles, EIO),
+// stops the run: every line done so far is kept, and a rerun redoes only the rest.
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileErrorReason, isPassingFileError } from '../describe'
+import { NonFiniteOutputError } from '../decode'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
 import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
@@ -212,6 +213,9 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   try {
     faces = await model.detect(image, entry.boxes ? { boxes: entry.boxes } : undefined)
   } catch (e) {
+    // NaN from the model for this image's faces is this line's result, as a bad box is: stopping
+    // would stop every rerun at the same line.
+    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: e.message }
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }

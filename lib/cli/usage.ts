@@ -96,7 +96,8 @@ Images are decoded and run N at a time, so faces of different images share infer
   --backend <name>   auto (default), cpu or tensorrt
   -h, --help         this help
 
-A line whose JSON, image file or boxes are wrong gets an "error" and the run goes on. An error of
+A line whose JSON, image file or boxes are wrong, or for whose faces the model gives NaN (an FP16
+overflow), gets an "error" and the run goes on. An error of
 the model itself (inference failed, the GPU was lost), or of the system reading an image (out of
 file handles or memory, an I/O error), stops the run with exit code 1; what was done is kept, and
 the same command goes on from there; the message names the line that met it.
