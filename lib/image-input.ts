@@ -190,8 +190,11 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
     const got = Array.isArray(options) ? 'an array (pass the boxes as { boxes: [...] })' : options === null ? 'null' : typeof options
     throw new TypeError(`options must be an object { boxes?, signal? }, got ${got}`)
   }
-  // An unknown key (a typo such as `box`) would otherwise be ignored and a 256x256 frame run as a chip.
-  const unknown = options === undefined ? [] : Object.keys(options).filter((k) => !DETECT_OPTIONS.includes(k))
+  // An unknown key (a typo such as `box`) would otherwise be ignored and a 256x256 frame run as a chip;
+  // inherited keys too (a defaults object as prototype), as inherited options are read (as load() does).
+  const keys: string[] = []
+  for (const k in options) keys.push(k)
+  const unknown = keys.filter((k) => !DETECT_OPTIONS.includes(k))
   if (unknown.length > 0) {
     throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${DETECT_OPTIONS.join(' and ')}`)
   }

@@ -54,6 +54,7 @@ describe('errors', () => {
     ['a box too large for float32', () => model.detect(frame, { boxes: [box, [0, 0, 1e39, 40]] }), /options\.boxes\[1\] = \[0, 0, 1e\+39, 40\] has no usable crop in float32/, RangeError],
     ['boxes passed as options', () => model.detect(frame, [box] as never), /options must be an object \{ boxes\?, signal\? \}, got an array \(pass the boxes as \{ boxes: \[\.\.\.\] \}\)/, TypeError],
     ['an unknown option', () => model.detect(frame, { box: [box] } as never), /options has unknown key "box"; the options are boxes and signal/, TypeError],
+    ['an unknown option inherited (a defaults object as prototype)', () => model.detect(frame, Object.assign(Object.create({ box: [box] }), { signal: undefined })), /^options has unknown key "box"; the options are boxes and signal$/, TypeError],
     ['a hole in the images', () => model.detect([frame, , frame] as never), /images\[1\] must be an object/, TypeError],
     ['a hole in a box list', () => model.detect(frame, { boxes: [box, , box] as never }), /options\.boxes\[1\] must be \[x1, y1, x2, y2\], got undefined/, TypeError],
     ['a hole in a box', () => model.detect(frame, { boxes: [[10, , 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10, undefined, 40, 40\]$/, RangeError],
