@@ -7,7 +7,7 @@ import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
-import { AbortError } from './engine-cache'
+import { AbortError, abortable } from './engine-cache/abort'
 import { describeValue } from './describe'
 import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
@@ -101,13 +101,17 @@ export class FaceMultitask {
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
-    const engine = await OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision })
-    // Aborted while the sessions were made: the caller, who gave up, gets no model to close.
-    if (gpu.signal?.aborted) {
-      await engine.close()
+    const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision })
+    try {
+      // An abort rejects at once (a large model's sessions take seconds): the caller, who gave
+      // up, gets no model to close, and the sessions are closed once made.
+      const engine = await abortable(creating, gpu.signal, 'FaceMultitask.load()')
+      return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
+    } catch (e) {
+      if (!gpu.signal?.aborted) throw e
+      creating.then((engine) => engine.close(), () => {})
       throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     }
-    return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
   }
 
   /**

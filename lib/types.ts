@@ -128,7 +128,11 @@ export interface LoadOptions {
   cudaGraphs?: boolean
   /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
   onProgress?: (event: EngineProgress) => void
-  /** Cancels load(): waiting for another process's engine build, building one, or loading it. */
+  /**
+   * Cancels load(): waiting for another process's engine build, building one, loading it, or
+   * making the CPU sessions. It rejects at once with an AbortError; what was under way is closed
+   * once it is done.
+   */
   signal?: AbortSignal
 }
 

@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { onnx } from 'onnx-proto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { tempDir } from './helpers/temp-dir'
@@ -264,6 +265,30 @@ describe('errors', () => {
   })
 
   describe('load', () => {
+    it('an abort while the CPU sessions are made rejects at once, and the sessions are closed once made', async () => {
+      let made: (() => void) | undefined
+      let closed = 0
+      const create = OnnxRuntimeBackend.create
+      const spy = vi.spyOn(OnnxRuntimeBackend, 'create').mockImplementation(async (...args) => {
+        const engine = await create.apply(OnnxRuntimeBackend, args)
+        await new Promise<void>((r) => { made = r })  // made only when the test says (a large model's seconds)
+        const close = engine.close.bind(engine)
+        engine.close = () => { closed++; return close() }
+        return engine
+      })
+      try {
+        const controller = new AbortController()
+        const loading = FaceMultitask.load({ model: file, backend: 'cpu', signal: controller.signal })
+        await vi.waitFor(() => expect(made).toBeDefined())
+        controller.abort('gave up')
+        await expect(loading).rejects.toMatchObject({ name: 'AbortError', message: 'FaceMultitask.load() was aborted', cause: 'gave up' })
+        expect(closed).toBe(0)
+        made!()
+        await vi.waitFor(() => expect(closed).toBe(1))
+      } finally {
+        spy.mockRestore()
+      }
+    })
     it('missing model file', async () => {
       await expect(FaceMultitask.load({ model: path.join(dir, 'nope.onnx') })).rejects.toThrow(/options\.model: cannot read ".*nope\.onnx": no such file/)
     })
