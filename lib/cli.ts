@@ -53,7 +53,7 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
   if (first === 'help' || first === '--help' || first === '-h') {
     const topic = rest[0]
     if (rest.length > 1) throw new UsageError(`${first} takes one command at most, got ${rest.map((a) => `"${a}"`).join(', ')}`)
-    if (topic === undefined || topic === 'help') io.out(MAIN_USAGE)
+    if (topic === undefined || topic === 'help' || topic === '--help' || topic === '-h') io.out(MAIN_USAGE)
     else if (Object.hasOwn(COMMANDS, topic)) io.out(COMMANDS[topic].usage)
     else throw new UsageError(`help: unknown command "${topic}" (commands: ${Object.keys(COMMANDS).join(', ')})`)
     return 0

@@ -2,10 +2,12 @@
 // view that renders TensorRT's IProgressMonitor events.
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { describe, expect, it } from 'vitest'
+import sharp from 'sharp'
+import { describe, expect, it, vi } from 'vitest'
 import { tensorrtAvailability } from '../lib/availability'
 import { main } from '../lib/cli'
 import { BuildProgressView } from '../lib/cli/progress'
+import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import { tempDir } from './helpers/temp-dir'
@@ -45,11 +47,50 @@ describe('face-multitask build', () => {
       [[model, '--opt-level', '9'], '--opt-level must be an integer from 0 to 5, got 9'],
       [[model, '--streams', '2'], "Unknown option '--streams'"],
     ]
-    for (const [argv, message] of cases) {
-      const r = await run('build', ...argv)
-      expect(r.code, argv.join(' ')).toBe(2)
-      expect(r.err).toContain(message)
-      expect(r.err, argv.join(' ')).not.toMatch(/minBatch|optBatch|maxBatch|options\./)
+    // detect and batch take the same engine flags (to load the engine build made), checked alike.
+    const list = path.join(dir, 'list.jsonl')
+    writeFileSync(list, '')
+    const commands = [['build'], ['detect', path.join(dir, 'chip.png'), '--model', model], ['batch', list, '--model', model, '--out', path.join(dir, 'out.jsonl')]]
+    for (const command of commands) {
+      for (const [argv, message] of command[0] === 'build' ? cases : cases.slice(1).map(([a, m]) => [a.slice(1), m] as const)) {
+        const r = await run(...command, ...argv)
+        expect(r.code, [...command, ...argv].join(' ')).toBe(2)
+        expect(r.err).toContain(message)
+        expect(r.err, argv.join(' ')).not.toMatch(/minBatch|optBatch|maxBatch|options\./)
+      }
+    }
+  })
+
+  it('detect and batch load with the engine flags given (so they find the engine build made); on the CPU --max-batch is the faces per batch', async () => {
+    await sharp({ create: { width: 256, height: 256, channels: 3, background: { r: 120, g: 90, b: 60 } } }).png().toFile(path.join(dir, 'chip.png'))
+    const list = path.join(dir, 'one.jsonl')
+    writeFileSync(list, '{"image": "chip.png"}\n')
+    const flags = ['--precision', 'fp32', '--max-batch', '7', '--opt-batch', '4', '--min-batch', '2', '--opt-level', '1', '--workspace-mib', '512', '--engine-dir', dir]
+    const want = { precision: 'fp32', maxBatch: 7, optBatch: 4, minBatch: 2, builderOptimizationLevel: 1, workspaceMiB: 512, engineDir: dir, model, backend: 'cpu' }
+    for (const command of [['detect', path.join(dir, 'chip.png')], ['batch', list, '--out', path.join(dir, 'one-out.jsonl')]]) {
+      const load = FaceMultitask.load
+      const maxBatch: number[] = []
+      const spy = vi.spyOn(FaceMultitask, 'load').mockImplementation(async (options) => {
+        const m = await load.call(FaceMultitask, options)
+        maxBatch.push(m.info().maxBatch)
+        return m
+      })
+      try {
+        const r = await run(...command, '--model', model, '--backend', 'cpu', ...flags)
+        expect([r.code, r.err], command[0]).toEqual([0, expect.any(String)])
+        expect(spy).toHaveBeenCalledWith(expect.objectContaining(want))
+        expect(maxBatch).toEqual([7])
+      } finally {
+        spy.mockRestore()
+      }
+    }
+    // No flags: none passed (the library's defaults, the engine build makes without flags).
+    const spy = vi.spyOn(FaceMultitask, 'load')
+    try {
+      await run('detect', path.join(dir, 'chip.png'), '--model', model, '--backend', 'cpu')
+      expect(Object.keys(spy.mock.calls[0][0]).sort()).toEqual(['backend', 'model', 'onProgress', 'signal'])
+    } finally {
+      spy.mockRestore()
     }
   })
 

@@ -92,6 +92,7 @@ describe('face-multitask CLI', () => {
     expect(detectHelp).toMatch(/^usage: face-multitask detect/)
     for (const flag of ['--help', '-h']) expect(await run(flag, 'detect')).toMatchObject({ code: 0, out: detectHelp })
     expect(await run('help', 'help')).toMatchObject({ code: 0, out: (await run('help')).out })  // the main help lists `help [command]`
+    for (const flag of ['--help', '-h']) expect(await run('help', flag)).toMatchObject({ code: 0, out: (await run('help')).out })  // as after any other command
     const extra = await run('help', 'detect', 'extra')
     expect(extra.code).toBe(2)
     expect(extra.err).toMatch(/^face-multitask: help takes one command at most, got "detect", "extra"/)

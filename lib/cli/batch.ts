@@ -19,6 +19,7 @@ import type { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, ImageInput } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
+import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
@@ -31,6 +32,7 @@ interface BatchArgs {
   model: string
   out: string
   backend: CliBackend
+  engine: EngineOptions
   concurrency: number
   mesh: boolean
 }
@@ -44,6 +46,7 @@ function batchArgs(argv: string[]): BatchArgs {
     backend: { type: 'string' },
     concurrency: { type: 'string' },
     'no-mesh': { type: 'boolean' },
+    ...ENGINE_FLAGS,
   })
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length === 0 ? '<list>: missing the list file (JSON lines: {"image": "a.jpg", "boxes": [[x1, y1, x2, y2]]})' : `<list>: one list file, got ${positionals.length} (${positionals.join(', ')})`)
@@ -56,7 +59,7 @@ function batchArgs(argv: string[]): BatchArgs {
   if (!/^\d+$/.test(values.concurrency ?? '32') || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
     throw new UsageError(`--concurrency must be an integer from 1 to ${MAX_CONCURRENCY}, got "${values.concurrency}"`)
   }
-  return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, concurrency, mesh: !values['no-mesh'] }
+  return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine: engineOptions(values), concurrency, mesh: !values['no-mesh'] }
 }
 
 interface Entry {
@@ -418,7 +421,7 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
   }
   if (done.size > 0) io.err(`batch: ${done.size} of ${total} lines already have results in ${args.out}: going on with the rest`)
   try {
-    run.model = await loadModel(args.model, args.backend, run.loading.signal)
+    run.model = await loadModel(args.model, args.backend, args.engine, run.loading.signal)
   } catch (e) {
     if (!run.stopping) throw e
     io.err('batch: stopped before the model was loaded; nothing ran')

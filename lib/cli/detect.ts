@@ -3,6 +3,7 @@ import { CHIP_SIZE } from '../contract'
 import type { Box, ModelInfo } from '../types'
 import { checkBoxesInImage, parseBoxes } from './boxes'
 import { type Io, UsageError, parseCommand } from './common'
+import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
 import { faceTable, facesJson, runLine } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
@@ -16,6 +17,7 @@ interface DetectArgs {
   boxes?: Box[]
   json: boolean
   backend: CliBackend
+  engine: EngineOptions
 }
 
 /**
@@ -35,6 +37,7 @@ function detectArgs(argv: string[]): DetectArgs {
     boxes: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     backend: { type: 'string' },
+    ...ENGINE_FLAGS,
   })
   if (positionals.length === 0) throw new UsageError('<image>: missing image path')
   if (positionals.length > 1) throw new UsageError(`<image>: one image at a time, got ${positionals.length} (${positionals.join(', ')})`)
@@ -51,6 +54,7 @@ function detectArgs(argv: string[]): DetectArgs {
     boxes: values.boxes === undefined ? undefined : parseBoxes(joinBoxes(values.boxes)),
     json: values.json ?? false,
     backend: backend as CliBackend,
+    engine: engineOptions(values),
   }
 }
 
@@ -60,6 +64,8 @@ export interface DetectFileRequest {
   backend: CliBackend
   /** Omitted: the image must be a 256x256 chip. */
   boxes?: readonly Box[]
+  /** The engine flags given (none: the defaults). */
+  engine?: EngineOptions
   /** Called once the model is loaded (detect warns here when the model is synthetic). */
   onLoad?: (info: ModelInfo) => void
 }
@@ -76,7 +82,7 @@ export async function detectFile(req: DetectFileRequest): Promise<DetectFileResu
   else if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
     throw new UsageError(`${NO_BOXES_MESSAGE}; ${req.file} is ${image.width}x${image.height}`)
   }
-  const result = await runModel({ model: req.model, backend: req.backend, image, file: req.file, boxes: req.boxes, onLoad: req.onLoad })
+  const result = await runModel({ model: req.model, backend: req.backend, image, file: req.file, boxes: req.boxes, engine: req.engine, onLoad: req.onLoad })
   return { ...result, width: image.width, height: image.height }
 }
 
@@ -99,6 +105,7 @@ export async function detectCommand(argv: string[], io: Io): Promise<number> {
     model: args.model,
     backend: args.backend,
     boxes: args.boxes,
+    engine: args.engine,
     onLoad: (info) => { if (info.synthetic) io.err(syntheticWarning(args.model)) },
   })
   if (args.json) io.out(facesJson(result.faces))

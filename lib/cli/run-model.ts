@@ -4,6 +4,7 @@ import { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, Face, ImageInput, ModelInfo } from '../types'
 import { CliError, UsageError, messageOf } from './common'
+import { type EngineOptions, flagNames } from './engine-flags'
 import { BuildProgressView } from './progress'
 
 export const CLI_BACKENDS = ['auto', 'cpu', 'tensorrt'] as const
@@ -17,6 +18,8 @@ export interface RunRequest {
   file: string
   /** Omitted: the image is a 256x256 chip. */
   boxes?: readonly Box[]
+  /** The engine flags given (none: the defaults). */
+  engine?: EngineOptions
   /** Called once the model is loaded, before it runs (e.g. to warn that it is synthetic). */
   onLoad?: (info: ModelInfo) => void
 }
@@ -30,10 +33,10 @@ export interface RunResult {
 
 /** The library speaks of its options (options.model); on the command line that is --model. */
 function cliMessage(e: unknown): string {
-  return messageOf(e)
+  return flagNames(messageOf(e)
     .replace(/^options\.model\b/, '--model')
     .replace(/^options\.backend: '(\w+)'/, '--backend $1')
-    .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu')
+    .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu'))
 }
 
 /**
@@ -47,12 +50,15 @@ function boxesMessage(e: unknown, file: string): string {
     .replace(/^image is (\d+x\d+):/, `${file} is $1:`)
 }
 
-/** Loads a model for a command, showing a first engine build's progress; a failure is a CliError. */
-export async function loadModel(model: string, backend: CliBackend, signal?: AbortSignal): Promise<FaceMultitask> {
+/**
+ * Loads a model for a command, showing a first engine build's progress; a failure is a CliError.
+ * `engine`: the engine flags given (engine-flags.ts), which also find the engine `build` made.
+ */
+export async function loadModel(model: string, backend: CliBackend, engine: EngineOptions, signal?: AbortSignal): Promise<FaceMultitask> {
   // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
   try {
-    return await FaceMultitask.load({ model, backend, onProgress: (e) => view.on(e), signal })
+    return await FaceMultitask.load({ ...engine, model, backend, onProgress: (e) => view.on(e), signal })
   } catch (e) {
     throw new CliError(cliMessage(e))
   } finally {
@@ -63,7 +69,7 @@ export async function loadModel(model: string, backend: CliBackend, signal?: Abo
 /** Any failure of load or detect becomes a CliError (exit 1) with the library's message. */
 export async function runModel(req: RunRequest): Promise<RunResult> {
   const t0 = performance.now()
-  const model = await loadModel(req.model, req.backend)
+  const model = await loadModel(req.model, req.backend, req.engine ?? {})
   try {
     const loadMs = performance.now() - t0
     const info = model.info()

@@ -2,6 +2,25 @@
 import { GENERATIONS } from '../contract'
 import { REAL_WEIGHTS_HINT } from './notices'
 
+/** The TensorRT engine flags' lines (build, detect, batch: lib/cli/engine-flags.ts). */
+export const ENGINE_FLAGS_USAGE = `  --precision <p>      fp16 (default), bf16 (Ampere and newer; needs a BF16 ONNX, which export does
+                       not write) or fp32. TensorRT takes the precision from the ONNX: fp16 builds
+                       the .fp16.onnx that \`face-multitask export\` writes beside the .fp32.onnx;
+                       without --precision an FP32-only model builds in fp32
+  --min-batch N        the engine profile's smallest batch (default 1; fewer faces run padded to it)
+  --opt-batch N        the batch the kernels are tuned for (default 8, moved into [min, max])
+  --max-batch N        the largest batch (default 64; on the CPU, faces per batch, default 32);
+                       larger requests are split
+  --opt-level N        builder optimization level 0-5 (default 3)
+  --workspace-mib N    builder workspace limit (default: TensorRT's)
+  --engine-dir DIR     the engine cache folder (default engines/ in the package's folder)`
+
+
+const ENGINE_SECTION = `TensorRT engine flags, as \`build\` takes them (a plan is made for its flags: the same flags
+load the engine \`build\` made, others build another; on the CPU only --max-batch counts, as the
+faces per batch):
+${ENGINE_FLAGS_USAGE}`
+
 export const MAIN_USAGE = `usage: face-multitask <command> [options]
 
 py-feat's face_multitask_v2 facial-behaviour model: action units, emotions, valence/arousal,
@@ -9,7 +28,8 @@ gaze, head pose, a 478-point face mesh and blendshapes for each face box of an i
 
 commands:
   detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
-             run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...)
+             run the model on the faces of an image (JPEG, PNG, WebP, TIFF, ...); it and batch
+             take build's engine flags, to load the engine build made
   batch <list.jsonl> --model <onnx> --out <results.jsonl> [--no-mesh] [--concurrency N] [--backend B]
              many images: one JSON line of results per list line; a rerun goes on where it stopped
   demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir DIR]
@@ -34,6 +54,7 @@ exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad
 3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C)`
 
 export const DETECT_USAGE = `usage: face-multitask detect <image> --model <onnx> [--boxes "x1,y1,x2,y2;..."] [--json] [--backend auto|cpu|tensorrt]
+                            [engine flags: --precision P --max-batch N ... --engine-dir DIR]
 
 Runs the model on the faces of one image and prints, per face: the box py-feat reports, the top
 emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees and radians).
@@ -53,9 +74,12 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
   --backend <name>   auto (default: TensorRT when available, else the CPU), cpu or tensorrt
   -h, --help         this help
 
+${ENGINE_SECTION}
+
 Face detection is not built in yet: boxes come from your own detector.`
 
 export const BATCH_USAGE = `usage: face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl> [--no-mesh] [--concurrency N] [--backend auto|cpu|tensorrt]
+                           [engine flags: --precision P --max-batch N ... --engine-dir DIR]
 
 Runs the model on the faces of many images: a batch job over a folder of photos or a dataset.
 Images are decoded and run N at a time, so faces of different images share inference batches.
@@ -96,11 +120,13 @@ Images are decoded and run N at a time, so faces of different images share infer
   --backend <name>   auto (default), cpu or tensorrt
   -h, --help         this help
 
+${ENGINE_SECTION}
+
 A line whose JSON, image file or boxes are wrong, or for whose faces the model gives NaN (an FP16
-overflow), gets an "error" and the run goes on. An error of
-the model itself (inference failed, the GPU was lost), or of the system reading an image (out of
-file handles or memory, an I/O error), stops the run with exit code 1; what was done is kept, and
-the same command goes on from there; the message names the line that met it.
+overflow), gets an "error" and the run goes on. An error of the model itself (inference failed,
+the GPU was lost), or of the system reading an image (out of file handles or memory, an I/O
+error), stops the run with exit code 1; what was done is kept, and the same command goes on from
+there; the message names the line that met it.
 So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
 lines, the run has finished and exits as below). Progress goes to stderr (every second on a terminal, every 10 s
@@ -186,18 +212,10 @@ export const BUILD_USAGE = `usage: face-multitask build <onnx> [--precision fp16
 
 Builds the TensorRT engine for <onnx> on this GPU and stores it in the engine cache, showing
 TensorRT's progress (a first build takes minutes; Ctrl-C cancels it). FaceMultitask.load() with
-the same options then loads it in seconds. An engine already in the cache is reused, not rebuilt.
+the same options, and detect or batch with the same flags, then load it in seconds. An engine
+already in the cache is reused, not rebuilt.
 
-  --precision <p>      fp16 (default), bf16 (Ampere and newer; needs a BF16 ONNX, which export does
-                       not write) or fp32. TensorRT takes the precision
-                       from the ONNX: fp16 builds the .fp16.onnx that \`face-multitask export\` writes
-                       beside the .fp32.onnx; without --precision an FP32-only model builds in fp32
-  --min-batch N        the engine profile's smallest batch (default 1; fewer faces run padded to it)
-  --opt-batch N        the batch the kernels are tuned for (default 8, moved into [min, max])
-  --max-batch N        the largest batch (default 64); larger requests are split
-  --opt-level N        builder optimization level 0-5 (default 3)
-  --workspace-mib N    builder workspace limit (default: TensorRT's)
-  --engine-dir DIR     the engine cache folder (default engines/ in the package)
+${ENGINE_FLAGS_USAGE}
   --json               print the loaded engine's description as JSON
   -h, --help           this help
 
