@@ -109,7 +109,7 @@ export class FaceMultitask {
       return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
     } catch (e) {
       if (!gpu.signal?.aborted) throw e
-      creating.then((engine) => engine.close(), () => {})
+      creating.then((engine) => engine.close()).catch(() => {})  // nothing is waiting for either
       throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     }
   }
