@@ -5,9 +5,15 @@ import { checkSignal } from './engine-cache/abort'
 import type { EngineProgress, LoadOptions, Precision } from './types'
 
 export const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
-/** maxBatch's default on TensorRT (also the engine profile's kMAX); the CPU keeps 32. */
+/** maxBatch's default on TensorRT (also the engine profile's kMAX). */
 export const TENSORRT_MAX_BATCH = 64
-export const CPU_MAX_BATCH = 32
+/**
+ * maxBatch's default on the CPU. A larger batch is not faster per face there (README's benchmark:
+ * 14.6 faces/s at batch 1, 14.0 at 8, 12.9 at 32 on 2 cores) and ONNX Runtime keeps memory for
+ * the largest it ran (peak RSS 626 MiB at batch 1, 1318 MiB at 16): 8 bounds both memory and a
+ * request's wait behind a batch, and leaves machines with many cores some batching.
+ */
+export const CPU_MAX_BATCH = 8
 /** The most faces in one batch on any backend. */
 export const MAX_BATCH_LIMIT = 4096
 

@@ -94,7 +94,7 @@ export interface LoadOptions {
   /** 'auto' (default) takes TensorRT when it is available, else the CPU. 'cpu' is 'onnxruntime'. */
   backend?: 'auto' | 'cpu' | BackendName
   /**
-   * Faces per inference batch at most; larger requests are split. Default 32 on the CPU, 64 on
+   * Faces per inference batch at most; larger requests are split. Default 8 on the CPU, 64 on
    * TensorRT, where it is also the engine profile's maximum batch.
    */
   maxBatch?: number

@@ -44,7 +44,7 @@ describe('backend choice', () => {
       expect(info.backend).toBe('onnxruntime')
       expect(info.device).toMatch(/cpu/i)
       expect(info.fallbackReason).toBe(`TensorRT is not available: ${tensorrt.reason}`)
-      expect(info.maxBatch).toBe(32) // the CPU's default; TensorRT's is 64
+      expect(info.maxBatch).toBe(8) // the CPU's default; TensorRT's is 64
     } finally {
       await model.close()
     }

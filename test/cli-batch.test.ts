@@ -686,6 +686,19 @@ describe('face-multitask batch', () => {
     expect(got.slice(1).map((x) => [x.line, (x.faces as unknown[]).length])).toEqual(Array.from({ length: 19 }, (_, i) => [i + 2, 1]))
   })
 
+  it('--workers and --threads make the CPU sessions', async () => {
+    const load = FaceMultitask.load
+    const devices: string[] = []
+    const spy = vi.spyOn(FaceMultitask, 'load').mockImplementation(async (options) => {
+      const m = await load.call(FaceMultitask, options)
+      devices.push(m.info().device)
+      return m
+    })
+    const r = await runWith(spy, 'batch', list, '--model', model, '--out', path.join(dir, 'workers-results.jsonl'), '--backend', 'cpu', '--workers', '2', '--threads', '1')
+    expect(r.code).toBe(0)
+    expect(devices).toEqual(['cpu (2 workers x 1 thread)'])
+  })
+
   it('bad arguments are usage errors (exit 2) naming the argument', async () => {
     const cases: [string[], RegExp][] = [
       [[list, '--model', model], /--out is required/],
@@ -693,6 +706,8 @@ describe('face-multitask batch', () => {
       [['--model', model, '--out', 'x.jsonl'], /<list>: missing the list file/],
       [[list, '--model', model, '--out', 'x.jsonl', '--concurrency', '0'], /--concurrency must be an integer from 1 to 4096, got "0"/],
       [[list, '--model', model, '--out', 'x.jsonl', '--concurrency', '2.5'], /--concurrency must be an integer from 1 to 4096, got "2\.5"/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--workers', '65'], /--workers must be an integer from 1 to 64, got "65"/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--threads', '0'], /--threads must be an integer from 1 to 256, got "0"/],
       [[list, '--model', model, '--out', 'x.jsonl', '--backend', 'gpu'], /--backend must be one of auto, cpu, tensorrt, got "gpu"/],
     ]
     for (const [argv, message] of cases) {

@@ -17,7 +17,7 @@ import { describeHolder, FileLock } from '../engine-cache/file-lock'
 import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
-import type { Box, ImageInput } from '../types'
+import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
 import { faceToJson } from './format'
@@ -32,7 +32,8 @@ interface BatchArgs {
   model: string
   out: string
   backend: CliBackend
-  engine: EngineOptions
+  /** The engine flags, and --workers / --threads (the CPU's sessions). */
+  engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads'>
   concurrency: number
   mesh: boolean
 }
@@ -46,6 +47,8 @@ function batchArgs(argv: string[]): BatchArgs {
     backend: { type: 'string' },
     concurrency: { type: 'string' },
     'no-mesh': { type: 'boolean' },
+    workers: { type: 'string' },
+    threads: { type: 'string' },
     ...ENGINE_FLAGS,
   })
   if (positionals.length !== 1) {
@@ -55,11 +58,17 @@ function batchArgs(argv: string[]): BatchArgs {
   if (!values.out) throw new UsageError('--out is required: the results file (JSON lines; a rerun with the same --out goes on where the last run stopped)')
   const backend = values.backend ?? 'auto'
   if (!(CLI_BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
-  const concurrency = values.concurrency === undefined ? 32 : Number(values.concurrency)
-  if (!/^\d+$/.test(values.concurrency ?? '32') || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-    throw new UsageError(`--concurrency must be an integer from 1 to ${MAX_CONCURRENCY}, got "${values.concurrency}"`)
-  }
-  return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine: engineOptions(values), concurrency, mesh: !values['no-mesh'] }
+  const concurrency = intFlag(values.concurrency, 'concurrency', MAX_CONCURRENCY) ?? 32
+  const workers = intFlag(values.workers, 'workers', 64)
+  const threads = intFlag(values.threads, 'threads', 256)
+  const engine = { ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}) }
+  return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine, concurrency, mesh: !values['no-mesh'] }
+}
+
+function intFlag(value: string | undefined, name: string, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${value}"`)
+  return Number(value)
 }
 
 interface Entry {

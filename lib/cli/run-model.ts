@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks'
 import { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
-import type { Box, Face, ImageInput, ModelInfo } from '../types'
+import type { Box, Face, ImageInput, LoadOptions, ModelInfo } from '../types'
 import { CliError, UsageError, messageOf } from './common'
 import { type EngineOptions, flagNames } from './engine-flags'
 import { BuildProgressView } from './progress'
@@ -52,9 +52,10 @@ function boxesMessage(e: unknown, file: string): string {
 
 /**
  * Loads a model for a command, showing a first engine build's progress; a failure is a CliError.
- * `engine`: the engine flags given (engine-flags.ts), which also find the engine `build` made.
+ * `engine`: the engine flags given (engine-flags.ts), which also find the engine `build` made;
+ * for batch also its CPU sessions' --workers and --threads.
  */
-export async function loadModel(model: string, backend: CliBackend, engine: EngineOptions, signal?: AbortSignal): Promise<FaceMultitask> {
+export async function loadModel(model: string, backend: CliBackend, engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads'>, signal?: AbortSignal): Promise<FaceMultitask> {
   // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
   try {

@@ -9,7 +9,7 @@ export const ENGINE_FLAGS_USAGE = `  --precision <p>      fp16 (default), bf16 (
                        without --precision an FP32-only model builds in fp32
   --min-batch N        the engine profile's smallest batch (default 1; fewer faces run padded to it)
   --opt-batch N        the batch the kernels are tuned for (default 8, moved into [min, max])
-  --max-batch N        the largest batch (default 64; on the CPU, faces per batch, default 32);
+  --max-batch N        the largest batch (default 64; on the CPU, faces per batch, default 8);
                        larger requests are split
   --opt-level N        builder optimization level 0-5 (default 3)
   --workspace-mib N    builder workspace limit (default: TensorRT's)
@@ -79,7 +79,7 @@ ${ENGINE_SECTION}
 Face detection is not built in yet: boxes come from your own detector.`
 
 export const BATCH_USAGE = `usage: face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl> [--no-mesh] [--concurrency N] [--backend auto|cpu|tensorrt]
-                           [engine flags: --precision P --max-batch N ... --engine-dir DIR]
+                           [--workers N] [--threads N] [engine flags: --precision P --max-batch N ... --engine-dir DIR]
 
 Runs the model on the faces of many images: a batch job over a folder of photos or a dataset.
 Images are decoded and run N at a time, so faces of different images share inference batches.
@@ -115,8 +115,11 @@ Images are decoded and run N at a time, so faces of different images share infer
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
                      face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, so
-                     that batches fill up to maxBatch, 64 by default on TensorRT; sharp decodes on libuv's pool, sized by
-                     UV_THREADPOOL_SIZE, default 4)
+                     that batches fill up to --max-batch, 64 by default on TensorRT; sharp
+                     decodes on libuv's pool, sized by UV_THREADPOOL_SIZE, default 4)
+  --workers <n>      CPU: inference threads, each with its own ONNX Runtime session (default 1;
+                     1 to 64); each holds the model's memory again
+  --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
   --backend <name>   auto (default), cpu or tensorrt
   -h, --help         this help
 
