@@ -90,7 +90,7 @@ function loadError(dir: string, file: string | undefined, cause: unknown): Error
     '  - In a clone of the repository: run `npm run build` (cmake-js compiles build/Release/face_multitask.node).',
     `  - Install a package that ships a prebuild for ${platform} (prebuilds/${platform}/, made by \`npm run prebuild\`),`,
     '    or make one here with `npm run prebuild`.',
-    '  - Build from source: `npm rebuild face-multitask --build-from-source` (or `npx cmake-js compile` in the package folder).',
+    '  - Build from source: `FACE_MULTITASK_BUILD_FROM_SOURCE=1 npm rebuild face-multitask` (or `npx cmake-js compile` in the package folder).',
     '    npm 12 and later skip a dependency\'s install script (which builds it) unless your package.json allows it:',
     '    `npm approve-scripts face-multitask` first.',
     '    This needs a compiler toolchain: CMake >= 3.18 and a C++17 compiler (GCC >= 8, Clang >= 7, MSVC 2019 or newer),',

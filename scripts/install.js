@@ -1,21 +1,24 @@
 // `npm install`: keep the addon that loads (a local build, or the prebuild shipped for this
-// platform); build it from source with cmake-js when none loads, when --build-from-source is
-// set, or when the addon that loads has no TensorRT backend but this machine has the TensorRT
-// and CUDA headers to compile one (the prebuild is made without them). That last build may fail
-// (no compiler, say): the prebuilt addon then stays and the install still succeeds.
-// FACE_MULTITASK_PREBUILT_ONLY=1 keeps the prebuild. Plain JavaScript: it runs before the
-// TypeScript is compiled.
+// platform); build it from source with cmake-js when none loads, when --build-from-source (or
+// FACE_MULTITASK_BUILD_FROM_SOURCE=1) is set, or when the addon that loads has no TensorRT backend
+// but this machine has the TensorRT and CUDA headers to compile one (the prebuild is made without
+// them). That last build may fail (no compiler, a header missing): it is made in a folder of its
+// own and put in place only once it loads with the backend, so the addon that loaded stays and
+// the install still succeeds. FACE_MULTITASK_PREBUILT_ONLY=1 keeps the prebuild. Plain
+// JavaScript: it runs before the TypeScript is compiled.
 'use strict'
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 const { findTensorrtHeaders } = require('./tensorrt-headers')
 
 const root = path.join(__dirname, '..')
-const cmakeJs = (command) =>
-  spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), command, '--log-level', 'warn'], { cwd: root, stdio: 'inherit' })
-const compile = () => cmakeJs('compile')
+const ADDON = 'face_multitask.node'
+const cmakeJs = (command, out) =>
+  spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), command, '--log-level', 'warn', ...(out ? ['--out', out] : [])], { cwd: root, stdio: 'inherit' })
+const fromSource = process.env.npm_config_build_from_source === 'true' || process.env.FACE_MULTITASK_BUILD_FROM_SOURCE === '1'
 
-if (process.env.npm_config_build_from_source !== 'true') {
+if (!fromSource) {
   let addon = null
   try {
     addon = require('node-gyp-build')(root)
@@ -28,20 +31,28 @@ if (process.env.npm_config_build_from_source !== 'true') {
     const headers = findTensorrtHeaders()
     if (typeof addon.tensorrtLoad === 'function' || !headers.include || process.env.FACE_MULTITASK_PREBUILT_ONLY === '1') process.exit(0)
     console.log(`face-multitask: TensorRT ${headers.major} headers at ${headers.include}: building the addon with its TensorRT backend ` +
-      '(the prebuilt one has none; FACE_MULTITASK_PREBUILT_ONLY=1 skips this)')
-    // Configured again first: `compile` alone keeps a build folder's configuration, and one made
-    // before the headers were installed would build the addon without the backend again (CMake
-    // looks for the headers at every configure).
-    const configured = cmakeJs('configure')
-    const r = configured.status === 0 ? compile() : configured
+      '(the addon that loads has none; FACE_MULTITASK_PREBUILT_ONLY=1 skips this)')
+    // A folder of its own, configured afresh (CMake looks for the headers at every configure): a
+    // failure leaves build/Release, and whatever loads now, as it is.
+    const out = path.join('build', 'with-tensorrt')
+    const configured = cmakeJs('configure', out)
+    const r = configured.status === 0 ? cmakeJs('compile', out) : configured
+    const built = path.join(root, out, 'Release', ADDON)
     if (r.status !== 0) {
-      console.log('face-multitask: that build failed (see above); keeping the prebuilt addon, which runs on the CPU only. ' +
-        'Once the build works (CMake >= 3.18, a C++17 compiler), `npm rebuild face-multitask` makes it again.')
-    } else if (typeof require('node-gyp-build')(root).tensorrtLoad !== 'function') {
-      console.log('face-multitask: the addon was built, but without its TensorRT backend: see CMake\'s message above')
+      console.log('face-multitask: that build failed (see its first error above); keeping the addon that loads, which runs on the CPU only. ' +
+        'Once the cause is fixed, `npm rebuild face-multitask` tries again.')
+    } else if (typeof require(built).tensorrtLoad !== 'function') {
+      console.log('face-multitask: the addon was built, but without its TensorRT backend (see CMake\'s message above); keeping the addon that loads')
+    } else {
+      // Where node-gyp-build looks first; renamed into place, so no process ever loads half a file.
+      fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true })
+      const dest = path.join(root, 'build', 'Release', ADDON)
+      fs.copyFileSync(built, `${dest}.tmp`)
+      fs.renameSync(`${dest}.tmp`, dest)
+      console.log(`face-multitask: the addon with its TensorRT backend is in place (${dest})`)
     }
     process.exit(0)
   }
 }
-const r = compile()
+const r = cmakeJs('compile')
 process.exit(r.status ?? 1)

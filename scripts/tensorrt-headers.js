@@ -16,13 +16,21 @@ function cudaDirs(env) {
     env.CUDA_HOME && path.join(env.CUDA_HOME, 'include'), '/usr/local/cuda/include', '/usr/include'].filter(Boolean)
 }
 
+/** The TensorRT headers the backend includes (NvInferPlugin.h: Debian/Ubuntu ship it apart, in libnvinfer-headers-plugin-dev). */
+const TENSORRT_HEADERS = ['NvInfer.h', 'NvOnnxParser.h', 'NvInferPlugin.h']
+
 /**
  * The headers a build would use: { include, cuda, major } when TensorRT >= 10 and CUDA's headers
  * are both found; otherwise { why } saying what is missing.
  */
 function findTensorrtHeaders(env = process.env, exists = fs.existsSync, read = (f) => fs.readFileSync(f, 'utf8')) {
-  const include = tensorrtDirs(env).find((d) => exists(path.join(d, 'NvInfer.h')) && exists(path.join(d, 'NvOnnxParser.h')))
-  if (!include) return { why: 'no TensorRT headers (NvInfer.h, NvOnnxParser.h) where the build looks' }
+  const dirs = tensorrtDirs(env)
+  const include = dirs.find((d) => TENSORRT_HEADERS.every((h) => exists(path.join(d, h))))
+  if (!include) {
+    const part = dirs.find((d) => exists(path.join(d, 'NvInfer.h')))
+    if (part) return { why: `TensorRT headers at ${part} lack ${TENSORRT_HEADERS.filter((h) => !exists(path.join(part, h))).join(', ')} (Debian/Ubuntu: libnvinfer-headers-plugin-dev, libnvonnxparsers-dev)` }
+    return { why: `no TensorRT headers (${TENSORRT_HEADERS.join(', ')}) where the build looks` }
+  }
   let major = NaN
   try {
     const m = /^#define (?:NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE) +(\d+)/m.exec(read(path.join(include, 'NvInferVersion.h')))

@@ -26,10 +26,12 @@ function dir(name: string, files: Record<string, string>): string {
 // Only the test's folders exist: the machine's own /usr/local/cuda or /usr/include play no part.
 const exists = (f: string) => f.startsWith(tmp) && fs.existsSync(f)
 
-const trt10 = dir('trt10/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10 //!< major\n' })
-const trt11 = dir('trt11/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define TRT_MAJOR_ENTERPRISE 11\n' })
-const trt8 = dir('trt8/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 8\n' })
-const noParser = dir('noparser/include', { 'NvInfer.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n' })
+const trt10 = dir('trt10/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferPlugin.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10 //!< major\n' })
+const trt11 = dir('trt11/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferPlugin.h': '', 'NvInferVersion.h': '#define TRT_MAJOR_ENTERPRISE 11\n' })
+const trt8 = dir('trt8/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferPlugin.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 8\n' })
+const noParser = dir('noparser/include', { 'NvInfer.h': '', 'NvInferPlugin.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n' })
+// Debian/Ubuntu ship NvInferPlugin.h in a package of its own, which the loader includes.
+const noPlugin = dir('noplugin/include', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n' })
 const cuda = dir('cuda/include', { 'cuda.h': '', 'cuda_runtime_api.h': '' })
 
 describe('building from source', () => {
@@ -49,7 +51,7 @@ describe('building from source', () => {
 })
 
 describe('the install script on a machine that gained TensorRT headers', () => {
-  it('configures the build folder again, so the addon is built with the backend (tried here: the headers are empty)', (ctx) => {
+  it('configures a build folder afresh, so the addon is built with the backend (tried here: the headers are empty), and a failed build leaves the addon that loads', (ctx) => {
     const built = path.join(__dirname, '..', 'build', 'Release', 'face_multitask.node')
     if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run build)')
     if (typeof (require(built) as { tensorrtLoad?: unknown }).tensorrtLoad === 'function') ctx.skip('this checkout\'s addon has the TensorRT backend already')
@@ -68,14 +70,16 @@ describe('the install script on a machine that gained TensorRT headers', () => {
     expect(before.stdout).toMatch(/TensorRT backend OFF/)
     fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true })
     fs.copyFileSync(built, path.join(pkg, 'build', 'Release', 'face_multitask.node'))
-    const headers = dir('gained', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n', 'cuda.h': '', 'cuda_runtime_api.h': '' })
+    const headers = dir('gained', { 'NvInfer.h': '', 'NvOnnxParser.h': '', 'NvInferPlugin.h': '', 'NvInferVersion.h': '#define NV_TENSORRT_MAJOR 10\n', 'cuda.h': '', 'cuda_runtime_api.h': '' })
     const r = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], {
       cwd: pkg, env: { ...env, TENSORRT_INCLUDE_DIR: headers, CUDA_INCLUDE_DIR: headers }, encoding: 'utf8', timeout: 600_000,
     })
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout).toContain(`TensorRT 10 headers at ${headers}: building the addon with its TensorRT backend`)
     expect(r.stdout).toMatch(/TensorRT backend ON \(headers /)  // CMake saw them: the folder was configured again
-    expect(r.stdout).toContain('that build failed (see above); keeping the prebuilt addon')
+    expect(r.stdout).toContain('that build failed (see its first error above); keeping the addon that loads')
+    // The addon that loaded is still there, unchanged: the failed build was made in a folder of its own.
+    expect(fs.readFileSync(path.join(pkg, 'build', 'Release', 'face_multitask.node')).equals(fs.readFileSync(built))).toBe(true)
   }, 600_000)
 })
 
@@ -89,9 +93,10 @@ describe('findTensorrtHeaders (the install script)', () => {
     expect(r).toEqual({ include: trt11, cuda, major: 11 })
   })
 
-  it('says why not: no headers, no parser header, TensorRT older than 10, no CUDA headers', () => {
+  it('says why not: no headers, no parser or plugin header, TensorRT older than 10, no CUDA headers', () => {
     expect(findTensorrtHeaders({}, exists).why).toMatch(/no TensorRT headers/)
-    expect(findTensorrtHeaders({ TENSORRT_INCLUDE_DIR: noParser, CUDA_INCLUDE_DIR: cuda }, exists).why).toMatch(/no TensorRT headers/)
+    expect(findTensorrtHeaders({ TENSORRT_INCLUDE_DIR: noParser, CUDA_INCLUDE_DIR: cuda }, exists).why).toBe(`TensorRT headers at ${noParser} lack NvOnnxParser.h (Debian/Ubuntu: libnvinfer-headers-plugin-dev, libnvonnxparsers-dev)`)
+    expect(findTensorrtHeaders({ TENSORRT_INCLUDE_DIR: noPlugin, CUDA_INCLUDE_DIR: cuda }, exists).why).toBe(`TensorRT headers at ${noPlugin} lack NvInferPlugin.h (Debian/Ubuntu: libnvinfer-headers-plugin-dev, libnvonnxparsers-dev)`)
     expect(findTensorrtHeaders({ TENSORRT_INCLUDE_DIR: trt8, CUDA_INCLUDE_DIR: cuda }, exists).why).toMatch(/not 10\.x or later/)
     expect(findTensorrtHeaders({ TENSORRT_INCLUDE_DIR: trt10 }, exists).why).toMatch(/no CUDA headers/)
   })
