@@ -6,6 +6,7 @@
 // happens in build/prebuild/, apart from the dev build in build/Release, so running this never
 // removes the binary that tests in a clone load. One N-API 9 binary serves every Node.js >= 20.9.
 import { execFileSync, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
@@ -42,7 +43,8 @@ const USAGE = `usage: node dist/scripts/prebuild.js [--clean] [--no-strip] [--ch
   (prebuildify's layout, read by node-gyp-build), then checks that node-gyp-build loads it.
   --clean     rebuild from scratch (default: incremental, in build/prebuild/)
   --no-strip  keep symbols (default: strip on linux and macOS)
-  --check     build nothing; fail unless this platform's prebuild is there and loads
+  --check     build nothing; fail unless this platform's prebuild is there, loads, and was built
+              from the native sources there now
               (run by npm before \`npm publish\`)`
 
 export function parseArgs(argv: string[]): PrebuildArgs | 'help' {
@@ -108,6 +110,26 @@ function checkGlibc(file: string, log: (s: string) => void): void {
   log(`prebuild: ${path.basename(file)} needs glibc ${need} or later`)
 }
 
+/** What the addon is built from: a prebuild made from other sources is stale. */
+const SOURCES = ['CMakeLists.txt', 'cmake', 'native']
+/** Beside the prebuilds: the digest of SOURCES they were built from (prebuild --check compares it). */
+const SOURCES_FILE = 'sources.sha256'
+
+/** SHA-256 over SOURCES under `root`: every file's path and bytes, in path order. */
+export function sourcesDigest(root: string): string {
+  const files: string[] = []
+  const walk = (rel: string): void => {
+    const abs = path.join(root, rel)
+    if (!fs.existsSync(abs)) return
+    if (fs.statSync(abs).isDirectory()) for (const f of fs.readdirSync(abs)) walk(path.join(rel, f))
+    else files.push(rel.split(path.sep).join('/'))
+  }
+  for (const s of SOURCES) walk(s)
+  const hash = createHash('sha256')
+  for (const f of files.sort()) hash.update(`${f}\0`).update(fs.readFileSync(path.join(root, f))).update('\0')
+  return hash.digest('hex')
+}
+
 function describe(file: string): string {
   return `${file} (${(fs.statSync(file).size / 1024).toFixed(1)} KiB)`
 }
@@ -167,6 +189,7 @@ export async function prebuild(args: PrebuildArgs, log: (s: string) => void = co
     )
   })
 
+  fs.writeFileSync(path.join(tuple, SOURCES_FILE), `${sourcesDigest(root)}\n`)
   return checkPrebuild(root, log)
 }
 
@@ -194,6 +217,16 @@ export function checkPrebuild(root: string, log: (s: string) => void = console.l
   const { p, n } = JSON.parse(check.stdout.trim().split('\n').pop()!) as { p: string; n: number }
   if (!written.includes(p) || typeof n !== 'number') throw new Error(`node-gyp-build resolved ${p}, not a prebuild in ${tuple}`)
   log(`prebuild: node-gyp-build loads ${path.relative(root, p)} (inputFloats ${n})`)
+  // A prebuild made before the native code changed would ship the old code under the new version.
+  let recorded: string | undefined
+  try {
+    recorded = fs.readFileSync(path.join(tuple, SOURCES_FILE), 'utf8').trim()
+  } catch {
+    // no record: said below
+  }
+  if (recorded !== sourcesDigest(root)) {
+    throw new Error(`the prebuild in ${tuple} was ${recorded === undefined ? 'made with no record of its sources' : `built from other sources than ${SOURCES.join(', ')} hold now`}: run \`npm run prebuild\` again`)
+  }
   return written
 }
 

@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { checkPrebuild, parseArgs } from '../scripts/prebuild'
+import { checkPrebuild, parseArgs, sourcesDigest } from '../scripts/prebuild'
 import { tempDir } from './helpers/temp-dir'
 
 const TUPLE = `${process.platform}-${process.arch}`
@@ -30,5 +30,28 @@ describe('prebuild --check (before npm publish)', () => {
     fs.mkdirSync(path.join(root, 'prebuilds', TUPLE), { recursive: true })
     fs.writeFileSync(path.join(root, 'prebuilds', TUPLE, 'face-multitask.napi.node'), 'not an ELF file')
     expect(() => checkPrebuild(root, () => {})).toThrow(/does not load:[\s\S]*(invalid ELF header|not a valid|too short)/)
+  })
+
+  it('fails when the native sources changed since the prebuild was made (it would ship the old code), or nothing records them', (ctx) => {
+    const built = path.join(__dirname, '..', 'build', 'Release', 'face_multitask.node')
+    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run build)')
+    const root = tempRoot()
+    const tuple = path.join(root, 'prebuilds', TUPLE)
+    fs.mkdirSync(tuple, { recursive: true })
+    fs.copyFileSync(built, path.join(tuple, 'face-multitask.napi.node'))
+    fs.mkdirSync(path.join(root, 'native', 'tensorrt'), { recursive: true })
+    fs.writeFileSync(path.join(root, 'native', 'tensorrt', 'a.cc'), 'int a = 1;\n')
+    fs.writeFileSync(path.join(root, 'CMakeLists.txt'), 'project(x)\n')
+    expect(() => checkPrebuild(root, () => {})).toThrow(`the prebuild in ${tuple} was made with no record of its sources: run \`npm run prebuild\` again`)
+    fs.writeFileSync(path.join(tuple, 'sources.sha256'), `${sourcesDigest(root)}\n`)
+    expect(checkPrebuild(root, () => {})).toEqual([path.join(tuple, 'face-multitask.napi.node')])
+    for (const [file, text] of [['native/tensorrt/a.cc', 'int a = 2;\n'], ['native/b.h', ''], ['cmake/embed.cmake', '']]) {
+      const before = sourcesDigest(root)
+      fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true })
+      fs.writeFileSync(path.join(root, file), text)
+      expect(sourcesDigest(root), file).not.toBe(before)
+      expect(() => checkPrebuild(root, () => {}), file).toThrow(`the prebuild in ${tuple} was built from other sources than CMakeLists.txt, cmake, native hold now: run \`npm run prebuild\` again`)
+      fs.writeFileSync(path.join(tuple, 'sources.sha256'), `${sourcesDigest(root)}\n`)
+    }
   })
 })
