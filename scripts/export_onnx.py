@@ -42,7 +42,7 @@ Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-f
 
 Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, an output folder
 that cannot be written, a failed check, a missing environment), 2 bad arguments (argparse's usage
-errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM), which the CLI reports as 1.
+errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), which the CLI reports as 1.
 Failures are reported as one line `[export] error: ...` on stderr.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
@@ -182,8 +182,12 @@ def require_packages() -> None:
     for mod, pip_name in REQUIRED_MODULES:
         try:
             importlib.import_module(mod)
-        except ImportError as e:  # noqa: PERF203
+        except ModuleNotFoundError as e:  # noqa: PERF203
             missing.append(f"{pip_name} ({e.__class__.__name__}: {e})")
+        except (ImportError, MemoryError, OSError) as e:
+            # Installed, but it cannot be loaded (out of memory, a broken install): setting up again may not help.
+            raise ExportError(f"the Python package {pip_name} of {sys.executable} is installed but cannot be loaded "
+                              f"({e.__class__.__name__}: {e}); out of memory, or a broken install") from None
     if missing:
         raise ExportError(
             f"missing Python package(s) for {sys.executable}: " + "; ".join(missing)
@@ -496,6 +500,8 @@ def build_network(gen: str, mv2, saved_cfg: dict):
     except ExportError:
         raise
     except Exception as e:
+        if out_of_memory(e):
+            raise  # not the config's fault: said as such by main()
         raise ExportError(f"the checkpoint's config does not fit py-feat {GENERATIONS[gen].code_release}'s "
                           f"MEGraphAUv2 ({e.__class__.__name__}: {e}); config: {json.dumps(saved_cfg, sort_keys=True)}") from e
 
@@ -924,6 +930,31 @@ def node_check(path: Path) -> None:
     note(f"readModelSpec: {r.stdout.strip()[:400]}")
 
 
+def lock_outputs(out_dir: Path, stem: str) -> None:
+    """One export at a time writes a stem's files: a second one into the same folder would remove
+    the first's .partial and rename its own weights over the file the first verified. The lock
+    (flock on a hidden file beside them) lasts until this process ends, crash included."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    lock = out_dir / f".{stem}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ExportError(f"--out: cannot write in {out_dir} ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ExportError(f"another export is writing {stem}.fp32.onnx and .fp16.onnx in {out_dir} now: "
+                          "wait for it to end, or give another --out") from None
+    _HELD_LOCKS.append(fd)  # kept open (and so held) until the process ends
+
+
+_HELD_LOCKS: list[int] = []
+
+
 def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
     """The FP16 file for TensorRT's strongly typed builds, made from the verified FP32 file by
     scripts/onnx_fp16.py (FP32 islands with explicit Casts: GRN, LayerNorm, F.normalize, the AU top-k
@@ -984,6 +1015,11 @@ def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
         os.replace(partial, fp16_path)
         note(f"wrote {fp16_path} ({fp16_path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f}s")
         return fp16_path
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        fp16_path.unlink(missing_ok=True)
+        raise ExportError(f"FP16: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}. No FP16 file was written; "
+                          f"the FP32 file {fp32_path.name} is written and verified (--no-fp16 exports it alone)") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         fp16_path.unlink(missing_ok=True)
@@ -1081,8 +1117,12 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     if ("blendshapes" in heads) != ("blendshapes" in output_names):
         raise ExportError(f"contract heads for {gen} are {heads}, but the model's outputs are {output_names}")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"--out: cannot make {out_dir} ({e.strerror or e})") from None
     stem = f"face_multitask_{gen}" + (f".random-seed{ckpt.random_seed}" if is_random else "")
+    lock_outputs(out_dir, stem)
     onnx_path = out_dir / f"{stem}.fp32.onnx"
     # Written as .partial and renamed once verified: a failed or interrupted export leaves no file
     # the runtime would load (an earlier export's files stay as they were).
@@ -1232,6 +1272,12 @@ def check_out_dir(out_dir: Path, given: bool) -> None:
                           f"{what}: cannot be made, {at} is not writable")
 
 
+def out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, or torch's or numpy's in their own words."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and bool(
+        re.search(r"can't allocate memory|not enough memory|out of memory|Cannot allocate memory", str(e))))
+
+
 def _stop_on_sigterm(signum, frame):
     # As Ctrl-C: the .partial files are removed on the way out (a process manager's or the CLI's kill).
     raise KeyboardInterrupt
@@ -1240,6 +1286,8 @@ def _stop_on_sigterm(signum, frame):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop_on_sigterm)  # a closed terminal: its .partial files go too
     try:
         if not (args.import_release or args.check_env or args.random_weights):
             check_checkpoint_path(args.checkpoint)
@@ -1272,8 +1320,14 @@ def main(argv=None) -> int:
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
-        print("[export] interrupted (Ctrl-C or SIGTERM)", file=sys.stderr, flush=True)
+        print("[export] interrupted (Ctrl-C, SIGTERM or SIGHUP)", file=sys.stderr, flush=True)
         return 130
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        print(f"[export] error: out of memory ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else 'no details'}); "
+              "the export needs a few GB: close other programs, or use a machine with more", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

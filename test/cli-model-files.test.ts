@@ -2,7 +2,7 @@
 // Python environment the export needs is missing.
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { onnx } from 'onnx-proto'
@@ -72,6 +72,28 @@ describe('face-multitask inspect', () => {
     const r = await run('inspect', file)
     expect(r.code).toBe(1)
     expect(r.out).toMatch(/REFUSED: .*"face_multitask\.mesh_space" is missing/)
+  })
+
+  it('an ONNX whose weights are in a file beside it (external data): listed; that file missing is said and exit 1, as load() fails', async () => {
+    const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
+    const w = m.graph!.initializer.find((t) => t.dataType === onnx.TensorProto.DataType.FLOAT && (t.rawData?.length ?? 0) > 0)!
+    const folder = path.join(dir, 'external')
+    mkdirSync(folder, { recursive: true })
+    writeFileSync(path.join(folder, 'weights.bin'), w.rawData)
+    w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'weights.bin' }), onnx.StringStringEntryProto.create({ key: 'length', value: String(w.rawData.length) })]
+    w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+    w.rawData = new Uint8Array(0)
+    const file = path.join(folder, 'ext.onnx')
+    writeFileSync(file, onnx.ModelProto.encode(m).finish())
+    const ok = await run('inspect', file)
+    expect([ok.code, ok.out]).toEqual([0, expect.stringMatching(/external data\s+weights\.bin\n\s+contract\s+ok: the runtime loads it/)])
+    await (await FaceMultitask.load({ model: file, backend: 'cpu' })).close()  // it does
+    rmSync(path.join(folder, 'weights.bin'))
+    const r = await run('inspect', file)
+    expect(r.code).toBe(1)
+    expect(r.out).toMatch(/external data\s+weights\.bin \(MISSING\)\n\s+contract\s+ok, but the runtime cannot load it: its external data is missing/)
+    expect(r.err).toBe(`face-multitask: ${file}: the file holding its weights "weights.bin" is not beside it (copy it with the model)`)
+    await expect(FaceMultitask.load({ model: file, backend: 'cpu' })).rejects.toThrow()  // and it cannot
   })
 
   it('an ONNX declaring a precision load() does not know is refused, as load() refuses it', async () => {
@@ -531,7 +553,7 @@ except e.ExportError as err:
     child.stdout.once('data', () => child.kill(sig))
     const [code, signal] = await once(child, 'exit')
     expect(stderr).not.toMatch(/Traceback/)
-    expect(stderr).toBe('[export] interrupted (Ctrl-C or SIGTERM)\n')
+    expect(stderr).toBe('[export] interrupted (Ctrl-C, SIGTERM or SIGHUP)\n')
     expect([code, signal]).toEqual([130, null])
     const left = existsSync(out) ? readdirSync(out, { recursive: true }).map(String) : []
     expect(left.filter((f) => f.endsWith('.partial'))).toEqual([])
@@ -574,6 +596,71 @@ print(p)`
     const made = await promisify(execFile)(venvPython, ['-c', make], { cwd: dir })
     return made.stdout.trim().split('\n').pop()!
   }
+
+  it('scripts/export_onnx.py: a second export of the same files into the same folder is refused while the first runs, not renamed over its verified file', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'two-exports')
+    mkdirSync(out, { recursive: true })
+    const lock = (hold: boolean) => `import sys; from pathlib import Path; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))})
+import export_onnx as e
+try:
+    e.lock_outputs(Path(${JSON.stringify(out)}), 'face_multitask_v2.8')
+    print('held', flush=True)
+except e.ExportError as err:
+    print(err, flush=True)
+${hold ? 'sys.stdin.read()' : ''}`
+    const first = spawn(venvPython, ['-c', lock(true)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      const [held] = (await once(first.stdout, 'data')) as [Buffer]
+      expect(held.toString().trim()).toBe('held')
+      const second = await promisify(execFile)(venvPython, ['-c', lock(false)])
+      expect(second.stdout).toBe(`another export is writing face_multitask_v2.8.fp32.onnx and .fp16.onnx in ${out} now: wait for it to end, or give another --out\n`)
+    } finally {
+      first.stdin.end()
+      if (first.exitCode === null) await once(first, 'exit')
+    }
+    expect((await promisify(execFile)(venvPython, ['-c', lock(false)])).stdout).toBe('held\n')  // released with its process
+  }, 60_000)
+
+  it('scripts/export_onnx.py: out of memory is one line saying so (not a traceback, not blamed on the checkpoint); a package that is installed but cannot load is not called missing; SIGHUP stops it as Ctrl-C does', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const mods = path.join(dir, 'broken-module')
+    mkdirSync(mods, { recursive: true })
+    writeFileSync(path.join(mods, 'brokenmod.py'), 'raise ImportError("libbroken.so: failed to map segment from shared object")\n')
+    const script = `import os, signal, sys, time; sys.path.insert(0, ${JSON.stringify(path.join(packageRoot(), 'scripts'))}); sys.path.insert(0, ${JSON.stringify(mods)})
+import export_onnx as e
+def oom(*a, **k): raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4194304 bytes. Error code 12 (Cannot allocate memory)")
+e.make_random_checkpoint = oom
+print('oom', e.main(['--random-weights', '--generation', 'v2.8', '--out', ${JSON.stringify(path.join(dir, 'oom'))}]), flush=True)
+e.release_config = oom  # building the network runs out of memory: not the config's fault
+try:
+    e.build_network('v2.8', None, {})
+except e.ExportError as err:
+    print('blamed the config', flush=True)
+except RuntimeError as err:
+    print('oom passed through', e.out_of_memory(err), flush=True)
+try:
+    e.REQUIRED_MODULES = [('brokenmod', 'brokenmod')]
+    e.require_packages()
+except e.ExportError as err:
+    print(err, flush=True)
+def hangup(*a, **k):
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(5)
+e.REQUIRED_MODULES = []
+e.make_random_checkpoint = hangup
+print('hup', e.main(['--random-weights', '--generation', 'v2.8', '--out', ${JSON.stringify(path.join(dir, 'oom'))}]), flush=True)`
+    const r = await promisify(execFile)(venvPython, ['-c', script]).catch((e) => e as { stdout: string; stderr: string })
+    expect(r.stdout.split('\n').filter((l) => l !== '' && !l.startsWith('[export'))).toEqual([
+      'oom 1',
+      'oom passed through True',
+      `the Python package brokenmod of ${venvPython} is installed but cannot be loaded (ImportError: libbroken.so: failed to map segment from shared object); out of memory, or a broken install`,
+      'hup 130',
+    ])
+    expect(r.stderr).toContain("[export] error: out of memory (RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4194304 bytes. Error code 12 (Cannot allocate memory)); the export needs a few GB: close other programs, or use a machine with more\n")
+    expect(r.stderr).toContain('[export] interrupted (Ctrl-C, SIGTERM or SIGHUP)\n')
+    expect(r.stderr).not.toContain('Traceback')
+  }, 120_000)
 
   it('scripts/export_onnx.py: a closed stdout (`export ... | head -1`) ends the progress lines, not the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')

@@ -1,5 +1,6 @@
 // `face-multitask inspect`: what a checkpoint (safetensors) or an exported ONNX holds —
 // generation, config, heads, conventions — read in Node, without Python.
+import { existsSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { ContractError, type Generation, HEADS, type Head, META_PREFIX, readModelSpec } from '../contract'
@@ -263,14 +264,24 @@ async function inspectOnnx(file: string, io: Io): Promise<void> {
   const fmt = (vs: typeof model.inputs) => vs.map((v) => `${v.name} ${v.elemType}[${v.shape.join(',')}]`).join(', ')
   io.out(`  inputs               ${fmt(model.inputs)}`)
   io.out(`  outputs              ${fmt(model.outputs)}`)
+  // Weights stored beside the model (ONNX external data): the runtime reads them from its folder.
+  const missing = model.externalData.filter((f) => !existsSync(path.resolve(path.dirname(file), f)))
+  if (model.externalData.length > 0) {
+    io.out(`  external data        ${model.externalData.map((f) => (missing.includes(f) ? `${f} (MISSING)` : f)).join(', ')}`)
+  }
+  let spec
   try {
-    const spec = readModelSpec(file, model)
-    io.out(`  contract             ok: the runtime loads it${spec.synthetic ? ' (synthetic: its numbers mean nothing)' : ''}`)
+    spec = readModelSpec(file, model)
   } catch (e) {
     if (!(e instanceof ContractError)) throw e
     io.out(`  contract             REFUSED: ${e.message}`)
     throw new CliError(`${file} does not follow the ONNX contract`)
   }
+  if (missing.length > 0) {
+    io.out('  contract             ok, but the runtime cannot load it: its external data is missing')
+    throw new CliError(`${file}: the file${missing.length > 1 ? 's' : ''} holding its weights ${missing.map((f) => `"${f}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not beside it (copy ${missing.length > 1 ? 'them' : 'it'} with the model)`)
+  }
+  io.out(`  contract             ok: the runtime loads it${spec.synthetic ? ' (synthetic: its numbers mean nothing)' : ''}`)
 }
 
 export async function inspectCommand(argv: string[], io: Io): Promise<number> {

@@ -181,8 +181,11 @@ more than tensors, from a source you trust), --threads N, --opset N, --check-env
 --contract-metadata FILE, --no-node-check, --random-config JSON (with --random-weights: config settings
 laid over the generation's, for an architecture variant), --zero-au-node I (with --random-weights: AU
 node I all zero for every input, as real weights make some on some faces);
-\`<venv>/bin/python scripts/export_onnx.py --help\` in the package's folder lists them. Exit code 0 when the files are
-written, 1 when the export fails (or is interrupted), 2 for bad arguments.`
+\`<venv>/bin/python scripts/export_onnx.py --help\` in the package's folder lists them. Each file is
+written beside its final name and renamed once verified, so a failed or interrupted export leaves
+none half made; a second export of the same files into the same folder is refused while one runs
+(a lock file, .<name>.lock, stays beside them). Exit code 0 when the files are written, 1 when the
+export fails (or is interrupted), 2 for bad arguments.`
 
 export const INSPECT_USAGE = `usage: face-multitask inspect <checkpoint.safetensors|model.onnx>
 
