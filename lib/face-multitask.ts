@@ -9,7 +9,7 @@ import { TensorRtBackend } from './backends/tensorrt'
 import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
 import { AbortError, abortable } from './engine-cache/abort'
 import { describeValue } from './describe'
-import { CPU_MAX_BATCH, gpuOptions } from './gpu-options'
+import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
@@ -71,8 +71,8 @@ export class FaceMultitask {
     if (!(BACKENDS as readonly string[]).includes(backend)) {
       throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${describeValue(backend)}`)
     }
-    const workers = positiveInt(options.workers, 'options.workers', 1, 64)
-    const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, 256)
+    const workers = positiveInt(options.workers, 'options.workers', 1, MAX_WORKERS)
+    const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, MAX_THREADS)
     // Checked on every machine, so mistakes show before the code meets a GPU.
     const gpu = gpuOptions(options)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
@@ -108,8 +108,8 @@ export class FaceMultitask {
       const engine = await abortable(creating, gpu.signal, 'FaceMultitask.load()')
       return new FaceMultitask(options.model, spec, engine, maxBatch, fallbackReason)
     } catch (e) {
+      creating.then((engine) => engine.close()).catch(() => {})  // made after all: nobody will close it
       if (!gpu.signal?.aborted) throw e
-      creating.then((engine) => engine.close()).catch(() => {})  // nothing is waiting for either
       throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     }
   }
@@ -215,7 +215,7 @@ export class FaceMultitask {
     const outputs = await this.engine.run(jobs)
     checkBatchOutputs(this.spec, outputs, jobs.length)
     checkFiniteOutputs(this.spec, outputs, this.engine.precision !== 'fp16' ? ''
-      : `; FP16 can overflow where FP32 does not: compare with ${this.engine.name === 'tensorrt' ? "load option precision: 'fp32'" : 'the FP32 export of the model'}`)
+      : `; FP16 can overflow where FP32 does not: compare with ${this.engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }
 }

@@ -14,6 +14,9 @@ export const TENSORRT_MAX_BATCH = 64
  * request's wait behind a batch, and leaves machines with many cores some batching.
  */
 export const CPU_MAX_BATCH = 8
+/** The most CPU inference threads (workers), and intra-op threads per worker. */
+export const MAX_WORKERS = 64
+export const MAX_THREADS = 256
 /** The most faces in one batch on any backend. */
 export const MAX_BATCH_LIMIT = 4096
 

@@ -129,9 +129,9 @@ export interface LoadOptions {
   /** TensorRT: progress of a first-run engine build (minutes) and the cache's notes. */
   onProgress?: (event: EngineProgress) => void
   /**
-   * Cancels load(): waiting for another process's engine build, building one, loading it, or
-   * making the CPU sessions. It rejects at once with an AbortError; what was under way is closed
-   * once it is done.
+   * Cancels load(). Waiting for another process's engine build, building one, and making the CPU
+   * sessions reject at once with an AbortError (what was under way is closed, or stops, once it
+   * can); an engine being read from the cache is waited for, then closed.
    */
   signal?: AbortSignal
 }

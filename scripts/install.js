@@ -38,17 +38,29 @@ if (!fromSource) {
     const configured = cmakeJs('configure', out)
     const r = configured.status === 0 ? cmakeJs('compile', out) : configured
     const built = path.join(root, out, 'Release', ADDON)
+    // What the new build is: 'with' or 'without' the backend, or why it does not load.
+    let result = ''
+    if (r.status === 0) {
+      try {
+        result = typeof require(built).tensorrtLoad === 'function' ? 'with' : 'without'
+      } catch (e) {
+        result = `it does not load (${String((e && e.message) || e).split('\n')[0]})`
+      }
+    }
     if (r.status !== 0) {
       console.log('face-multitask: that build failed (see its first error above); keeping the addon that loads, which runs on the CPU only. ' +
         'Once the cause is fixed, `npm rebuild face-multitask` tries again.')
-    } else if (typeof require(built).tensorrtLoad !== 'function') {
-      console.log('face-multitask: the addon was built, but without its TensorRT backend (see CMake\'s message above); keeping the addon that loads')
+    } else if (result !== 'with') {
+      console.log(`face-multitask: the addon was built, but ${result === 'without' ? 'without its TensorRT backend (see CMake\'s message above)' : result}; keeping the addon that loads`)
     } else {
       // Where node-gyp-build looks first; renamed into place, so no process ever loads half a file.
       fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true })
       const dest = path.join(root, 'build', 'Release', ADDON)
       fs.copyFileSync(built, `${dest}.tmp`)
       fs.renameSync(`${dest}.tmp`, dest)
+      // build/ configured with the headers too, so that its next build (`npm run build` in a clone)
+      // makes the addon with the backend again rather than overwrite this one without it.
+      cmakeJs('configure')
       console.log(`face-multitask: the addon with its TensorRT backend is in place (${dest})`)
     }
     process.exit(0)

@@ -289,6 +289,14 @@ describe('errors', () => {
         spy.mockRestore()
       }
     })
+    it('a look-alike signal whose listener methods throw: load() still loads on the CPU (and nothing is left rejected unhandled)', async () => {
+      for (const broken of ['addEventListener', 'removeEventListener']) {
+        const signal = { aborted: false, addEventListener() {}, removeEventListener() {}, [broken]() { throw new Error('not today') } }
+        const m = await FaceMultitask.load({ model: file, backend: 'cpu', signal: signal as never })
+        expect((await m.detect(frame, { boxes: [box] })).length).toBe(1)
+        await m.close()
+      }
+    })
     it('missing model file', async () => {
       await expect(FaceMultitask.load({ model: path.join(dir, 'nope.onnx') })).rejects.toThrow(/options\.model: cannot read ".*nope\.onnx": no such file/)
     })

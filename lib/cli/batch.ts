@@ -19,7 +19,8 @@ import type { FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
-import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
+import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
+import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
 import { faceToJson } from './format'
 import { readImage } from './image'
 import { syntheticWarning } from './notices'
@@ -59,17 +60,12 @@ function batchArgs(argv: string[]): BatchArgs {
   const backend = values.backend ?? 'auto'
   if (!(CLI_BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
   const concurrency = intFlag(values.concurrency, 'concurrency', MAX_CONCURRENCY) ?? 32
-  const workers = intFlag(values.workers, 'workers', 64)
-  const threads = intFlag(values.threads, 'threads', 256)
+  const workers = intFlag(values.workers, 'workers', MAX_WORKERS)
+  const threads = intFlag(values.threads, 'threads', MAX_THREADS)
   const engine = { ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}) }
   return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine, concurrency, mesh: !values['no-mesh'] }
 }
 
-function intFlag(value: string | undefined, name: string, max: number): number | undefined {
-  if (value === undefined) return undefined
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${value}"`)
-  return Number(value)
-}
 
 interface Entry {
   id?: string | number
@@ -227,7 +223,7 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   } catch (e) {
     // NaN from the model for this image's faces is this line's result, as a bad box is: stopping
     // would stop every rerun at the same line.
-    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: e.message }
+    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: flagNames(e.message) }
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }

@@ -17,9 +17,12 @@ export const ENGINE_FLAGS = {
 
 export type EngineOptions = Pick<LoadOptions, 'precision' | 'minBatch' | 'optBatch' | 'maxBatch' | 'builderOptimizationLevel' | 'workspaceMiB' | 'engineDir'>
 
-function intArg(value: string | undefined, name: string): number | undefined {
+/** A whole-number flag; with `max`, from 1 to max (else the library checks its range, naming the flag). */
+export function intFlag(value: string | undefined, name: string, max?: number): number | undefined {
   if (value === undefined) return undefined
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`)
+  if (max !== undefined) {
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${value}"`)
+  } else if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`)
   return Number(value)
 }
 
@@ -60,11 +63,11 @@ export function engineOptions(values: ParsedCommand<typeof ENGINE_FLAGS>['values
   }
   const given: EngineOptions = {
     precision: values.precision as Precision | undefined,
-    minBatch: intArg(values['min-batch'], 'min-batch'),
-    optBatch: intArg(values['opt-batch'], 'opt-batch'),
-    maxBatch: intArg(values['max-batch'], 'max-batch'),
-    builderOptimizationLevel: intArg(values['opt-level'], 'opt-level'),
-    workspaceMiB: intArg(values['workspace-mib'], 'workspace-mib'),
+    minBatch: intFlag(values['min-batch'], 'min-batch'),
+    optBatch: intFlag(values['opt-batch'], 'opt-batch'),
+    maxBatch: intFlag(values['max-batch'], 'max-batch'),
+    builderOptimizationLevel: intFlag(values['opt-level'], 'opt-level'),
+    workspaceMiB: intFlag(values['workspace-mib'], 'workspace-mib'),
     engineDir: values['engine-dir'],
   }
   const options = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as EngineOptions  // absent: the default

@@ -30,14 +30,31 @@ export function throwIfAborted(signal: AbortSignal | undefined, what: string): v
   if (signal?.aborted) throw new AbortError(`aborted ${what}`, { cause: signal.reason })
 }
 
-/** Settles like `promise`, or rejects with an AbortError as soon as `signal` fires. */
+/**
+ * Settles like `promise`, or rejects with an AbortError as soon as `signal` fires. A look-alike
+ * signal whose listener methods throw (checkSignal accepts one) is not listened to, rather than
+ * rejecting or leaving a rejection unhandled.
+ */
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
   if (!signal) return promise
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new AbortError(`aborted ${what}`, { cause: signal.reason }))
+    const stopListening = () => {
+      try {
+        signal.removeEventListener('abort', onAbort)
+      } catch {
+        // a look-alike's: nothing more to do
+      }
+    }
     if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    else {
+      try {
+        signal.addEventListener('abort', onAbort, { once: true })
+      } catch {
+        // not listened to: the promise still settles it
+      }
+    }
+    promise.then((v) => { stopListening(); resolve(v) }, (e: unknown) => { stopListening(); reject(e) })
   })
 }
 
