@@ -1,5 +1,5 @@
 // Finds and loads the C++ addon (native/addon.cc) through node-gyp-build: a local build in
-// build/Release (a clone after `npm run build`) wins, else the prebuild for this platform in
+// build/Release (a clone after `npm run compile`) wins, else the prebuild for this platform in
 // prebuilds/<platform>-<arch>/ (a published package, made by `npm run prebuild`). Loading is lazy,
 // so importing the package never fails; the first use throws one Error that says how to fix it.
 import fs from 'node:fs'
@@ -87,7 +87,7 @@ function loadError(dir: string, file: string | undefined, cause: unknown): Error
     lines.push(`  - Use Node.js >= 20.9.0: the addon needs N-API ${NAPI_VERSION}, this Node.js has N-API ${napi}.`)
   }
   lines.push(
-    '  - In a clone of the repository: run `npm run build` (cmake-js compiles build/Release/face_multitask.node).',
+    '  - In a clone of the repository: run `npm run compile` (cmake-js compiles build/Release/face_multitask.node).',
     `  - Install a package that ships a prebuild for ${platform} (prebuilds/${platform}/, made by \`npm run prebuild\`),`,
     '    or make one here with `npm run prebuild`.',
     '  - Build from source: `FACE_MULTITASK_BUILD_FROM_SOURCE=1 npm rebuild face-multitask` (or `npx cmake-js compile` in the package folder).',

@@ -58,7 +58,7 @@ if (!fromSource) {
       const dest = path.join(root, 'build', 'Release', ADDON)
       fs.copyFileSync(built, `${dest}.tmp`)
       fs.renameSync(`${dest}.tmp`, dest)
-      // build/ configured with the headers too, so that its next build (`npm run build` in a clone)
+      // build/ configured with the headers too, so that its next build (`npm run compile` in a clone)
       // makes the addon with the backend again rather than overwrite this one without it.
       cmakeJs('configure')
       console.log(`face-multitask: the addon with its TensorRT backend is in place (${dest})`)

@@ -53,7 +53,7 @@ describe('building from source', () => {
 describe('the install script on a machine that gained TensorRT headers', () => {
   it('configures a build folder afresh, so the addon is built with the backend (tried here: the headers are empty), and a failed build leaves the addon that loads', (ctx) => {
     const built = path.join(__dirname, '..', 'build', 'Release', 'face_multitask.node')
-    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run build)')
+    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run compile)')
     if (typeof (require(built) as { tensorrtLoad?: unknown }).tensorrtLoad === 'function') ctx.skip('this checkout\'s addon has the TensorRT backend already')
     // The package as installed: its sources and node_modules; a build folder configured without
     // the headers, holding the CPU-only addon it built.

@@ -34,7 +34,7 @@ describe('prebuild --check (before npm publish)', () => {
 
   it('fails when the native sources changed since the prebuild was made (it would ship the old code), or nothing records them', (ctx) => {
     const built = path.join(__dirname, '..', 'build', 'Release', 'face_multitask.node')
-    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run build)')
+    if (!fs.existsSync(built)) ctx.skip('no addon built in this checkout (npm run compile)')
     const root = tempRoot()
     const tuple = path.join(root, 'prebuilds', TUPLE)
     fs.mkdirSync(tuple, { recursive: true })
