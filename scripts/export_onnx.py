@@ -356,7 +356,9 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
                 # torch's own text goes on about options it lists later, with terminal colour codes: only
                 # the line naming what it refused is kept.
                 plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-                why = next((ln.strip() for ln in plain.splitlines() if "Unsupported global" in ln or "GLOBAL" in ln), "")
+                # What it refused, without torch's advice (add_safe_globals: for a caller of torch.load, not of this CLI).
+                found = re.search(r"Unsupported global: GLOBAL [\w.]+", plain)
+                why = found.group(0) if found else ""
                 raise ExportError(f"{path}: the pickle holds objects beyond tensors and plain containers, "
                                   f"which torch.load(weights_only=True) refuses. If you trust the file, "
                                   f"pass --trust-pickle." + (f" ({why})" if why else "")) from e

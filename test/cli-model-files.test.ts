@@ -574,7 +574,7 @@ torch.save({"model": {"a": torch.zeros(1)}, "config": argparse.Namespace(n_au=20
       'it holds a bare state dict of 300 tensors (layer0.weight, layer1.weight, layer10.weight, ...), without the config\n')
     const o = await runScript(venvPython, obj, '--no-fp16')
     expect(o.code).toBe(1)
-    expect(o.stderr).toMatch(/^\[export\] error: .*: the pickle holds objects beyond tensors and plain containers, which torch\.load\(weights_only=True\) refuses\. If you trust the file, pass --trust-pickle\. \(.*argparse\.Namespace.*\)\n$/)
+    expect(o.stderr).toMatch(/^\[export\] error: .*: the pickle holds objects beyond tensors and plain containers, which torch\.load\(weights_only=True\) refuses\. If you trust the file, pass --trust-pickle\. \(Unsupported global: GLOBAL argparse\.Namespace\)\n$/)
     expect(o.stderr).not.toContain('\x1b[')  // no terminal colour codes
   }, 120_000)
 
