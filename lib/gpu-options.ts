@@ -8,8 +8,8 @@ export const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
 /** maxBatch's default on TensorRT (also the engine profile's kMAX). */
 export const TENSORRT_MAX_BATCH = 64
 /**
- * maxBatch's default on the CPU. A larger batch is not faster per face there (README's benchmark:
- * 14.6 faces/s at batch 1, 14.0 at 8, 12.9 at 32 on 2 cores) and ONNX Runtime keeps memory for
+ * maxBatch's default on the CPU. A larger batch is not faster per face there (README's benchmark,
+ * bare session.run: 13.6 faces/s at batch 1, 13.3 at 8, 12.7 at 32 on 2 cores) and ONNX Runtime keeps memory for
  * the largest it ran (peak RSS 626 MiB at batch 1, 1318 MiB at 16): 8 bounds both memory and a
  * request's wait behind a batch, and leaves machines with many cores some batching.
  */
