@@ -96,6 +96,21 @@ describe('face-multitask inspect', () => {
     await expect(FaceMultitask.load({ model: file, backend: 'cpu' })).rejects.toThrow()  // and it cannot
   })
 
+  it("metadata other than its generation's conventions (a hand-edited file) is a warning, since the runtime follows the file", async () => {
+    const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.8' }))
+    m.metadataProps.find((p) => p.key === 'face_multitask.crop')!.value = 'stretch'
+    m.metadataProps.find((p) => p.key === 'face_multitask.pose_convention')!.value = 'pitch=+p0,roll=-p2,yaw=+p1'
+    const file = path.join(dir, 'edited.onnx')
+    writeFileSync(file, onnx.ModelProto.encode(m).finish())
+    const r = await run('inspect', file)
+    expect(r.code).toBe(0)
+    expect(r.err.split('\n')).toEqual([
+      'face-multitask: warning: crop is "stretch", not v2.8\'s "square" (py-feat 2.1.5): the runtime follows the file',
+      'face-multitask: warning: pose_convention is "pitch=+p0,roll=-p2,yaw=+p1", not v2.8\'s "pitch=-p0,roll=-p2,yaw=+p1" (py-feat 2.1.5): the runtime follows the file',
+    ])
+    expect((await run('inspect', path.join(dir, 'v24.onnx'))).err).toBe('')  // an exported file's own values: no warning
+  })
+
   it('an ONNX declaring a precision load() does not know is refused, as load() refuses it', async () => {
     const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
     m.metadataProps.push(onnx.StringStringEntryProto.create({ key: 'face_multitask.precision', value: 'int8' }))

@@ -282,6 +282,14 @@ async function inspectOnnx(file: string, io: Io): Promise<void> {
     throw new CliError(`${file}: the file${missing.length > 1 ? 's' : ''} holding its weights ${missing.map((f) => `"${f}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not beside it (copy ${missing.length > 1 ? 'them' : 'it'} with the model)`)
   }
   io.out(`  contract             ok: the runtime loads it${spec.synthetic ? ' (synthetic: its numbers mean nothing)' : ''}`)
+  // The runtime follows the file; a value other than its generation's (a hand-edited file) is said.
+  const conv = GENERATION_CONVENTIONS[spec.generation]
+  const expected: [string, string][] = [['crop', conv.crop], ['resize', conv.resize], ['mesh_space', conv.meshSpace],
+    ['pose_convention', conv.poseConvention], ['gaze_convention', conv.gazeConvention]]
+  for (const [key, want] of expected) {
+    const got = model.metadata[META_PREFIX + key]
+    if (got !== want) io.err(`face-multitask: warning: ${key} is "${got}", not ${spec.generation}'s "${want}" (${conv.conventionRelease}): the runtime follows the file`)
+  }
 }
 
 export async function inspectCommand(argv: string[], io: Io): Promise<number> {
