@@ -151,6 +151,9 @@ export async function readOnnxModel(file: string): Promise<OnnxModelInfo> {
   try {
     return parseOnnxModel(buf)
   } catch (e) {
-    throw new Error(`options.model: "${file}" is not a readable ONNX model (${(e as Error).message})`)
+    const why = (e as Error).message
+    // protobuf's words for a length that runs past the end of the bytes: most often a file cut short.
+    const cut = /index out of range/.test(why) ? '; it ends before what it declares: cut off by a copy or download?' : ''
+    throw new Error(`options.model: "${file}" is not a readable ONNX model (${why}${cut})`)
   }
 }

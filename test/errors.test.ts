@@ -305,6 +305,12 @@ describe('errors', () => {
       writeFileSync(f, Buffer.from('this is not a model\n'.repeat(10)))
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/options\.model: .*junk\.onnx" is not a readable ONNX model/)
     })
+    it('an ONNX file cut short (a copy or download stopped) is said to be', async () => {
+      const f = path.join(dir, 'cut.onnx')
+      const whole = makeFixtureModel({ generation: 'v2.5' })
+      writeFileSync(f, whole.subarray(0, Math.floor(whole.length / 2)))
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/is not a readable ONNX model \(index out of range: .*; it ends before what it declares: cut off by a copy or download\?\)$/)
+    })
     it('a directory', async () => {
       await expect(FaceMultitask.load({ model: dir })).rejects.toThrow(/it is a directory/)
     })
