@@ -1239,6 +1239,9 @@ def parse_args(argv):
         if args.out.strip() == "":
             p.error("--out: empty path (give the folder to write to)")
         args.out = Path(args.out)
+    if args.contract_metadata is not None and not args.contract_metadata.is_file():
+        # Said now, not after minutes of building the network.
+        p.error(f"--contract-metadata {args.contract_metadata}: no such file")
     return args
 
 

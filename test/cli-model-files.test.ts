@@ -536,6 +536,7 @@ except e.ExportError as err:
       [[ckpt, '--zero-au-node', '7'], '--zero-au-node goes with --random-weights only'],
       [['--random-weights', '--generation', 'v2.5', '--zero-au-node', '20'], '--zero-au-node must be an AU node from 0 to 19, got 20'],
       [[ckpt, '--out', ''], '--out: empty path'],
+      [[ckpt, '--contract-metadata', path.join(dir, 'none.json')], `--contract-metadata ${path.join(dir, 'none.json')}: no such file`],
     ]
     for (const [args, message] of cases) {
       const r = await runScript(python!, ...args)
