@@ -17,6 +17,7 @@ import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, ImageInput } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
 
 const dir = tempDir('batch')
@@ -687,16 +688,10 @@ describe('face-multitask batch', () => {
   })
 
   it('--workers and --threads make the CPU sessions', async () => {
-    const load = FaceMultitask.load
-    const devices: string[] = []
-    const spy = vi.spyOn(FaceMultitask, 'load').mockImplementation(async (options) => {
-      const m = await load.call(FaceMultitask, options)
-      devices.push(m.info().device)
-      return m
-    })
+    const { spy, infos } = spyOnLoad()
     const r = await runWith(spy, 'batch', list, '--model', model, '--out', path.join(dir, 'workers-results.jsonl'), '--backend', 'cpu', '--workers', '2', '--threads', '1')
     expect(r.code).toBe(0)
-    expect(devices).toEqual(['cpu (2 workers x 1 thread)'])
+    expect(infos.map((i) => i.device)).toEqual(['cpu (2 workers x 1 thread)'])
   })
 
   it('bad arguments are usage errors (exit 2) naming the argument', async () => {

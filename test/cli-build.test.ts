@@ -10,6 +10,7 @@ import { BuildProgressView } from '../lib/cli/progress'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withoutTensorrt } from './helpers/without-tensorrt'
+import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
 
 const dir = tempDir('cli-build')
@@ -68,18 +69,12 @@ describe('face-multitask build', () => {
     const flags = ['--precision', 'fp32', '--max-batch', '7', '--opt-batch', '4', '--min-batch', '2', '--opt-level', '1', '--workspace-mib', '512', '--engine-dir', dir]
     const want = { precision: 'fp32', maxBatch: 7, optBatch: 4, minBatch: 2, builderOptimizationLevel: 1, workspaceMiB: 512, engineDir: dir, model, backend: 'cpu' }
     for (const command of [['detect', path.join(dir, 'chip.png')], ['batch', list, '--out', path.join(dir, 'one-out.jsonl')]]) {
-      const load = FaceMultitask.load
-      const maxBatch: number[] = []
-      const spy = vi.spyOn(FaceMultitask, 'load').mockImplementation(async (options) => {
-        const m = await load.call(FaceMultitask, options)
-        maxBatch.push(m.info().maxBatch)
-        return m
-      })
+      const { spy, infos } = spyOnLoad()
       try {
         const r = await run(...command, '--model', model, '--backend', 'cpu', ...flags)
         expect([r.code, r.err], command[0]).toEqual([0, expect.any(String)])
         expect(spy).toHaveBeenCalledWith(expect.objectContaining(want))
-        expect(maxBatch).toEqual([7])
+        expect(infos.map((i) => i.maxBatch)).toEqual([7])
       } finally {
         spy.mockRestore()
       }
