@@ -33,6 +33,8 @@ function positiveInt(value: unknown, name: string, fallback: number, max = 4096)
 
 export class FaceMultitask {
   private readonly scheduler: Scheduler<FaceJob, Face>
+  /** What a NaN output's error suggests trying, for this backend and precision. */
+  private readonly nonFiniteHint: string
   private closed = false
   private closing: Promise<void> | undefined
 
@@ -46,6 +48,8 @@ export class FaceMultitask {
     private readonly fallbackReason?: string,
   ) {
     this.scheduler = new Scheduler((jobs) => this.runBatch(jobs), engine.slots, maxBatch)
+    this.nonFiniteHint = engine.precision !== 'fp16' ? ''
+      : `; FP16 can overflow where FP32 does not: compare with ${engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`
   }
 
   /** Which backends can run on this machine, and for each that cannot, exactly why. */
@@ -214,8 +218,7 @@ export class FaceMultitask {
     checkStillWhole(jobs)
     const outputs = await this.engine.run(jobs)
     checkBatchOutputs(this.spec, outputs, jobs.length)
-    checkFiniteOutputs(this.spec, outputs, this.engine.precision !== 'fp16' ? ''
-      : `; FP16 can overflow where FP32 does not: compare with ${this.engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`)
+    checkFiniteOutputs(this.spec, outputs, this.nonFiniteHint)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }
 }

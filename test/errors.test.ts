@@ -28,6 +28,28 @@ function variant(name: string, edit: (m: onnx.ModelProto) => void): string {
   return out
 }
 
+/**
+ * The fixture with head output `head` computed by `nodes` from the original, renamed `<head>_raw`,
+ * and the 1-D int64 constants `ints`.
+ */
+function headRewritten(name: string, head: string, ints: Record<string, number[]>, nodes: onnx.INodeProto[]): string {
+  return variant(name, (m) => {
+    for (const n of m.graph!.node) n.output = n.output.map((o) => (o === head ? `${head}_raw` : o))
+    for (const [c, v] of Object.entries(ints)) m.graph!.initializer.push(onnx.TensorProto.create({ name: c, dims: [v.length], dataType: onnx.TensorProto.DataType.INT64, int64Data: v }))
+    m.graph!.node.push(...nodes.map((n) => onnx.NodeProto.create(n)))
+  })
+}
+
+/** `body` run on the model in `file` (one worker, one thread), closed after. */
+async function withModel(file: string, body: (m: FaceMultitask) => Promise<void>): Promise<void> {
+  const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+  try {
+    await body(m)
+  } finally {
+    await m.close()
+  }
+}
+
 describe('errors', () => {
   let model: FaceMultitask
   beforeAll(async () => {
@@ -343,50 +365,31 @@ describe('errors', () => {
           m.graph!.node.push(onnx.NodeProto.create({ name: 'extra.Cast', opType: 'Cast', input: ['va'], output: ['extra'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: type }] }))
           m.graph!.output.push(onnx.ValueInfoProto.create({ name: 'extra', type: { tensorType: { elemType: type, shape: { dim: [{ dimParam: 'N' }, { dimValue: 2 }] } } } }))
         })
-        const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
-        try {
+        await withModel(f, async (m) => {
           const got = (await m.detect(frame, { boxes: [box, box] }))
           expect(got.map((x) => [x.auValues, x.valence])).toEqual([[want.auValues, want.valence], [want.auValues, want.valence]])
-        } finally {
-          await m.close()
-        }
+        })
       }
     })
     it('an output that does not follow the batch (a batch of 1 baked in) fails the call, naming it; not zeros for the later faces', async () => {
-      const I64 = onnx.TensorProto.DataType.INT64
-      const f = variant('batch1-au.onnx', (m) => {
-        for (const n of m.graph!.node) n.output = n.output.map((o) => (o === 'p_au' ? 'p_au_full' : o))
-        for (const [name, v] of [['s0', 0], ['s1', 1], ['ax', 0]] as const) m.graph!.initializer.push(onnx.TensorProto.create({ name, dims: [1], dataType: I64, int64Data: [v] }))
-        m.graph!.node.push(onnx.NodeProto.create({ name: 'sl', opType: 'Slice', input: ['p_au_full', 's0', 's1', 'ax'], output: ['p_au'] }))
-      })
-      const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
-      try {
+      const f = headRewritten('batch1-au.onnx', 'p_au', { s0: [0], s1: [1], ax: [0] }, [{ name: 'sl', opType: 'Slice', input: ['p_au_raw', 's0', 's1', 'ax'], output: ['p_au'] }])
+      await withModel(f, async (m) => {
         const err = await m.detect(frame, { boxes: [box, box] }).catch((e) => e)
         expect(err.message).toBe('the model\'s output "p_au" holds 20 values for a batch of 2 faces, not 40 ([2, 20]): its batch axis is not the input\'s')
-      } finally {
-        await m.close()
-      }
+      })
     })
     it('an output holding NaN fails only the call whose face gave it, naming the output; calls batched with it resolve as before', async () => {
-      // emotion_logits + 0 * sqrt(the crop's centre, red, normalised): NaN for a dark face, unchanged for a bright one.
-      const I64 = onnx.TensorProto.DataType.INT64
-      const f = variant('nan-dark.onnx', (m) => {
-        for (const n of m.graph!.node) n.output = n.output.map((o) => (o === 'emotion_logits' ? 'emotion_raw' : o))
-        const ints = [['c0', [0, 112, 112]], ['c1', [1, 113, 113]], ['axes', [1, 2, 3]], ['shape', [-1, 1]]] as const
-        for (const [name, v] of ints) m.graph!.initializer.push(onnx.TensorProto.create({ name, dims: [v.length], dataType: I64, int64Data: [...v] }))
-        m.graph!.initializer.push(onnx.TensorProto.create({ name: 'zero', dims: [], dataType: onnx.TensorProto.DataType.FLOAT, floatData: [0] }))
-        m.graph!.node.push(
-          onnx.NodeProto.create({ name: 'centre', opType: 'Slice', input: ['input', 'c0', 'c1', 'axes'], output: ['centre'] }),
-          onnx.NodeProto.create({ name: 'flat', opType: 'Reshape', input: ['centre', 'shape'], output: ['centre_flat'] }),
-          onnx.NodeProto.create({ name: 'root', opType: 'Sqrt', input: ['centre_flat'], output: ['root'] }),
-          onnx.NodeProto.create({ name: 'none', opType: 'Mul', input: ['root', 'zero'], output: ['none'] }),
-          onnx.NodeProto.create({ name: 'nan_or_not', opType: 'Add', input: ['emotion_raw', 'none'], output: ['emotion_logits'] }),
-        )
-      })
+      // emotion_logits + (r - r), r = sqrt(the crop's centre, red, normalised): NaN for a dark face, unchanged for a bright one.
+      const f = headRewritten('nan-dark.onnx', 'emotion_logits', { c0: [0, 112, 112], c1: [1, 113, 113], axes: [1, 2, 3], shape: [-1, 1] }, [
+        { name: 'centre', opType: 'Slice', input: ['input', 'c0', 'c1', 'axes'], output: ['centre'] },
+        { name: 'flat', opType: 'Reshape', input: ['centre', 'shape'], output: ['centre_flat'] },
+        { name: 'root', opType: 'Sqrt', input: ['centre_flat'], output: ['root'] },
+        { name: 'none', opType: 'Sub', input: ['root', 'root'], output: ['none'] },
+        { name: 'nan_or_not', opType: 'Add', input: ['emotion_logits_raw', 'none'], output: ['emotion_logits'] },
+      ])
       const bright = { ...frame, data: new Uint8Array(W * H * 3).fill(250) }
       const want = (await model.detect(bright, { boxes: [box] }))[0]
-      const m = await FaceMultitask.load({ model: f, workers: 1, threads: 1 })
-      try {
+      await withModel(f, async (m) => {
         // The first calls take the free slots, so the dark call shares a later batch with bright ones.
         const calls = [bright, bright, bright, frame, bright].map((image) => m.detect(image, { boxes: [box, box] }))
         const settled = await Promise.allSettled(calls)
@@ -395,9 +398,7 @@ describe('errors', () => {
         for (const r of settled) {
           expect(r.status === 'fulfilled' && r.value.map((x) => [x.emotion, x.emotionValues])).toEqual([[want.emotion, want.emotionValues], [want.emotion, want.emotionValues]])
         }
-      } finally {
-        await m.close()
-      }
+      })
     })
     it('a model path that is not a regular file (a FIFO) is refused at once, not read for ever', async () => {
       const fifo = path.join(dir, 'fifo.onnx')

@@ -16,10 +16,10 @@ import { NonFiniteOutputError } from '../decode'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
 import { hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
+import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
 import { facesToRun } from '../image-input'
 import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
-import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
 import { faceToJson } from './format'
 import { readImage } from './image'
@@ -65,7 +65,6 @@ function batchArgs(argv: string[]): BatchArgs {
   const engine = { ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}) }
   return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine, concurrency, mesh: !values['no-mesh'] }
 }
-
 
 interface Entry {
   id?: string | number
