@@ -3,6 +3,7 @@
 import { AU_NAMES } from '../labels'
 import type { Box, Face, ModelInfo } from '../types'
 import { boxText } from './boxes'
+import { shortestFloat32, shortestValues } from './float32-json'
 
 const DEG = 180 / Math.PI
 
@@ -48,7 +49,11 @@ export function faceTable(faces: readonly Face[], boxes?: readonly Box[]): strin
   return lines
 }
 
-/** A face as JSON: every field of Face, typed arrays as plain arrays, in a fixed key order. */
+/**
+ * A face as JSON: every field of Face, typed arrays as plain arrays, in a fixed key order. The
+ * model's float32 values are given as their shortest decimals (float32-json.ts); the box, which
+ * is the caller's, is left as it is.
+ */
 export interface JsonFace {
   box: { x: number; y: number; width: number; height: number }
   emotion: string
@@ -68,28 +73,29 @@ export interface JsonFace {
 
 export function faceToJson(f: Face): JsonFace {
   const { box, gaze, pose } = f
+  const short = shortestFloat32
   const out: JsonFace = {
     box: { x: box.x, y: box.y, width: box.width, height: box.height },
     emotion: f.emotion,
-    emotions: { ...f.emotions },
-    valence: f.valence,
-    arousal: f.arousal,
-    aus: { ...f.aus },
-    gaze: { yaw: gaze.yaw, pitch: gaze.pitch, angle: gaze.angle },
-    pose: { pitch: pose.pitch, roll: pose.roll, yaw: pose.yaw, x: pose.x, y: pose.y, z: pose.z },
-    landmarks68: Array.from(f.landmarks68),
-    mesh: Array.from(f.mesh),
-    auValues: Array.from(f.auValues),
-    emotionValues: Array.from(f.emotionValues),
+    emotions: shortestValues(f.emotions),
+    valence: short(f.valence),
+    arousal: short(f.arousal),
+    aus: shortestValues(f.aus),
+    gaze: shortestValues({ yaw: gaze.yaw, pitch: gaze.pitch, angle: gaze.angle }),
+    pose: shortestValues({ pitch: pose.pitch, roll: pose.roll, yaw: pose.yaw, x: pose.x, y: pose.y, z: pose.z }),
+    landmarks68: Array.from(f.landmarks68, short),
+    mesh: Array.from(f.mesh, short),
+    auValues: Array.from(f.auValues, short),
+    emotionValues: Array.from(f.emotionValues, short),
   }
   if (f.blendshapes && f.blendshapeValues) {
     // Placed after pose, before the arrays, whatever order the object was built in.
     const { landmarks68, mesh, auValues, emotionValues, ...head } = out
     return {
       ...head,
-      blendshapes: { ...f.blendshapes },
+      blendshapes: shortestValues(f.blendshapes),
       landmarks68, mesh, auValues, emotionValues,
-      blendshapeValues: Array.from(f.blendshapeValues),
+      blendshapeValues: Array.from(f.blendshapeValues, short),
     }
   }
   return out

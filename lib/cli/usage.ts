@@ -70,7 +70,8 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
                      boxes of all of them, in order (--boxes A --boxes B is --boxes "A;B"). Use
                      --boxes=... when the first number is negative. Without --boxes the image
                      must be a 256x256 face chip.
-  --json             print a JSON array of faces (every field, mesh and landmarks included)
+  --json             print a JSON array of faces (every field, mesh and landmarks included;
+                     float32 values as their shortest decimals, which read back exactly)
   --backend <name>   auto (default: TensorRT when available, else the CPU), cpu or tensorrt
   -h, --help         this help
 
