@@ -42,7 +42,7 @@ Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-f
 
 Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, an output folder
 that cannot be written, a failed check, a missing environment), 2 bad arguments (argparse's usage
-errors), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), which the CLI reports as 1.
+errors, and a --random-config setting the release's config does not have), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), which the CLI reports as 1.
 Failures are reported as one line `[export] error: ...` on stderr.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
@@ -142,6 +142,10 @@ RANDOM_MARKER = "face_multitask.random_weights_seed"     # safetensors metadata 
 
 class ExportError(Exception):
     """A problem with the input or the environment, reported without a traceback."""
+
+
+class BadArgument(ExportError):
+    """An argument found wrong only once py-feat's code is loaded: exit 2, as argparse's are."""
 
 
 _T0 = time.monotonic()
@@ -638,7 +642,7 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict |
     if overrides:
         unknown = sorted(set(overrides) - set(saved_cfg))
         if unknown:
-            raise ExportError(f"--random-config: {', '.join(unknown)}: not a setting of {gen}'s config "
+            raise BadArgument(f"--random-config: {', '.join(unknown)}: not a setting of {gen}'s config "
                               f"(py-feat {G.code_release}); its settings: {', '.join(sorted(saved_cfg))}")
         saved_cfg.update(overrides)
     step(f"random weights: {gen} architecture, seed {seed}, py-feat {G.code_release} classes"
@@ -1317,9 +1321,9 @@ def main(argv=None) -> int:
             export_checkpoint(path, args.out or path.parent, args.generation, args)
         return 0
     except ExportError as e:
-        # 1: the export failed; 2 stays argparse's, for bad arguments (parse_args exits with it).
+        # 1: the export failed; 2: a bad argument (parse_args exits with 2 for those it can judge).
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
-        return 1
+        return 2 if isinstance(e, BadArgument) else 1
     except OSError as e:
         # Writing the files (a full disk, a folder removed meanwhile): the error, not a traceback.
         print(f"[export] error: {e}", file=sys.stderr, flush=True)
