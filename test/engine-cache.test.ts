@@ -4,7 +4,7 @@
 // the compiled dist/lib/engine-cache/ (the test script runs tsc first).
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import { hostname, tmpdir, uptime } from 'node:os'
 import path from 'node:path'
@@ -673,15 +673,41 @@ describe('getOrBuild', () => {
     // Meanwhile another process refused the same plan, removed it and built a new one.
     await cache.invalidate(parts, 'refused elsewhere')
     const rebuilt = await cache.getOrBuild(parts, counter(0, 'second').build)
-    await cache.invalidate(parts, 'refused here', undefined, old)
+    await cache.invalidate(parts, 'refused here', { refused: old })
     expect(readFileSync(cache.files(parts).plan)).toEqual(Buffer.from(rebuilt))
     expect(messages.at(-1)).toMatch(/refused here; it has been rebuilt since \(another process\?\), so the new one is tried$/)
-    await cache.invalidate(parts, 'refused here too', undefined, rebuilt)
+    await cache.invalidate(parts, 'refused here too', { refused: rebuilt })
     expect(existsSync(cache.files(parts).plan)).toBe(false)
     // Another process, having removed the sidecar, is storing a new plan (its sidecar comes next): left alone.
     writeFileSync(cache.files(parts).plan, 'a new plan being stored')
-    await cache.invalidate(parts, 'refused here again', undefined, rebuilt)
+    await cache.invalidate(parts, 'refused here again', { refused: rebuilt })
     expect(readFileSync(cache.files(parts).plan, 'utf8')).toBe('a new plan being stored')
+  })
+
+  it("invalidate() waits for the plan's lock: a plan another process stores meanwhile is kept, not removed as it lands", async () => {
+    const { dir, parts } = fresh('invalidate-locked')
+    const messages: string[] = []
+    const cache = new EngineCache({ engineDir: dir, log: (m) => messages.push(m), maxPollMs: 20 })
+    const refused = await cache.getOrBuild(parts, counter(0, 'refused').build)
+    const files = cache.files(parts)
+    // Another process refused the plan too and holds the lock to rebuild it.
+    const held = await FileLock.acquire(files.lock, { refreshMs: 50 })
+    const gaveUp = new AbortController()
+    const abandoned = cache.invalidate(parts, 'refused, then cancelled', { refused, signal: gaveUp.signal })
+    const invalidating = cache.invalidate(parts, 'refused here', { refused })
+    await new Promise((r) => setTimeout(r, 200))
+    expect(existsSync(files.plan) && existsSync(files.sidecar)).toBe(true)
+    gaveUp.abort()
+    await expect(abandoned).rejects.toMatchObject({ name: 'AbortError' })
+    // It stores its new plan (built elsewhere here), then releases the lock.
+    const elsewhere = new EngineCache({ engineDir: path.join(dir, 'elsewhere'), log: () => {} })
+    const rebuilt = await elsewhere.getOrBuild(parts, counter(0, 'rebuilt').build)
+    renameSync(elsewhere.files(parts).plan, files.plan)
+    renameSync(elsewhere.files(parts).sidecar, files.sidecar)
+    await held.release()
+    await invalidating
+    expect(readFileSync(files.plan)).toEqual(Buffer.from(rebuilt))
+    expect(messages.at(-1)).toMatch(/refused here; it has been rebuilt since \(another process\?\), so the new one is tried$/)
   })
 
   it('an AbortSignal aborts a build: AbortError at once; the lock is held until the builder stops; a plan it finished anyway is kept', async () => {

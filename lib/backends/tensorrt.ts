@@ -143,7 +143,7 @@ export class TensorRtBackend implements Backend {
       } catch (e) {
         // A plan TensorRT refuses (another build of the library, a damaged file) is rebuilt once.
         if ((e as { code?: string }).code !== 'FM_PLAN_REFUSED' || attempt > 0) throw new Error(`TensorRT could not load the engine for ${path.basename(onnx.path)}: ${(e as Error).message}`, { cause: e })
-        await cache.invalidate(parts, (e as Error).message, gpu.onProgress, plan)
+        await cache.invalidate(parts, (e as Error).message, { onProgress: gpu.onProgress, refused: plan, signal: gpu.signal })
       }
     }
     const enginePath = await cache.planFile(parts)

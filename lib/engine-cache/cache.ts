@@ -89,6 +89,15 @@ export interface GetOrBuildOptions {
  */
 export type EngineBuilder = (onProgress: (event: EngineProgress) => void, signal?: AbortSignal) => Promise<Uint8Array>
 
+export interface InvalidateOptions {
+  /** Where the note goes besides the log ({type: 'message'}). */
+  onProgress?: (event: EngineProgress) => void
+  /** The plan's bytes that failed: a plan rebuilt since (other bytes) is kept. */
+  refused?: Uint8Array
+  /** Stops waiting for the lock (another process building the same plan). */
+  signal?: AbortSignal
+}
+
 interface Inflight {
   promise: Promise<Uint8Array>
   listeners: Set<(event: EngineProgress) => void>
@@ -198,28 +207,49 @@ export class EngineCache {
   /**
    * Drops a cached plan the caller could not use (it failed to deserialize): says why, removes the
    * sidecar then the plan; the next getOrBuild() rebuilds it. With `refused` (the bytes that
-   * failed), a plan rebuilt since by another process is kept rather than removed.
+   * failed), a plan rebuilt since by another process is kept rather than removed. Done under the
+   * plan's lock, so that a plan another process is storing meanwhile is not removed as it lands
+   * (this waits for a build under way, which `signal` can abandon).
    */
-  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, onProgress?: (event: EngineProgress) => void, refused?: Uint8Array): Promise<void> {
-    const found = typeof partsOrKey === 'string' ? await this.findByKey(partsOrKey) : await this.locate(partsOrKey, engineCacheKey(partsOrKey))
-    if (!found) return
-    const name = path.basename(found.plan)
-    if (refused) {
-      // Another process may have rebuilt it since these bytes were read: keep what it wrote. No
-      // sidecar: another process removed it (and may be storing a new plan): nothing to do here.
-      const sidecar = await readSidecar(found.sidecar)
-      if (!sidecar) return
-      if (sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
-        this.log(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`, onProgress)
-        return
-      }
-    }
-    this.log(`${name}: ${reason}; removing it, it will be rebuilt`, onProgress)
+  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, opts: InvalidateOptions = {}): Promise<void> {
+    const { onProgress, refused, signal } = opts
+    const key = typeof partsOrKey === 'string' ? partsOrKey : engineCacheKey(partsOrKey)
+    const find = () => typeof partsOrKey === 'string' ? this.findByKey(key) : this.locate(partsOrKey, key)
+    const first = await find()
+    if (!first) return
+    const name = path.basename(first.plan)
+    const say = (m: string) => this.log(m, onProgress)
+    const cannotRemove = (e: unknown) => new Error(`${name}: ${reason}; and it cannot be removed from "${this.dir}" (${(e as Error).message}): set options.engineDir to a writable folder`, { cause: e })
+    let lock: FileLock | undefined
     try {
-      await fs.rm(found.sidecar, { force: true })
-      await fs.rm(found.plan, { force: true })
+      lock = await this.acquire(first, name, signal, say)
     } catch (e) {
-      throw new Error(`${name}: ${reason}; and it cannot be removed from "${this.dir}" (${(e as Error).message}): set options.engineDir to a writable folder`, { cause: e })
+      const code = (e as NodeJS.ErrnoException).code
+      // A full disk stops the lock file, not the removal: removed unlocked, as best it can be.
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw (e as Error).name === 'AbortError' ? e : cannotRemove(e)
+    }
+    try {
+      const found = await find()
+      if (!found) return
+      if (refused) {
+        // Another process may have rebuilt it since these bytes were read: keep what it wrote. No
+        // sidecar: another process removed it (and may be storing a new plan): nothing to do here.
+        const sidecar = await readSidecar(found.sidecar)
+        if (!sidecar) return
+        if (sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
+          say(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`)
+          return
+        }
+      }
+      say(`${name}: ${reason}; removing it, it will be rebuilt`)
+      try {
+        await fs.rm(found.sidecar, { force: true })
+        await fs.rm(found.plan, { force: true })
+      } catch (e) {
+        throw cannotRemove(e)
+      }
+    } finally {
+      await lock?.release()
     }
   }
 
