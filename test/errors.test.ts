@@ -1,7 +1,7 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { closeSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -442,6 +442,19 @@ describe('errors', () => {
     // In a child process: the failure this guards against was std::terminate of the whole process.
     const r = spawnSync(process.execPath, [path.join(__dirname, 'helpers', 'terminate-worker-child.js')], { encoding: 'utf8', timeout: 120_000 })
     expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }, r.stderr).toEqual({ status: 0, signal: null, stdout: 'survived' })
+  }, 120_000)
+
+  it('process.exit() while ONNX Runtime loads the model exits with its code, not an abort of the process', () => {
+    // The child exits as soon as an inference thread enters onnxruntime-node's native load (which
+    // aborted the process, exit code 134): the exit waits for the load instead.
+    const child = path.join(__dirname, 'helpers', 'exit-during-ort-load-child.js')
+    for (let round = 0; round < 3; round++) {
+      const marker = path.join(dir, `ort-load-mark-${round}`)
+      const r = spawnSync(process.execPath, ['--require', child, child, file], {
+        encoding: 'utf8', timeout: 120_000, env: { ...process.env, FM_TEST_LOAD_MARKER: marker },
+      })
+      expect({ status: r.status, signal: r.signal, marked: existsSync(marker) }, r.stderr + r.stdout).toEqual({ status: 7, signal: null, marked: true })
+    }
   }, 120_000)
 
   it('a batch whose inference thread dies under it runs again on another worker: the call resolves', async () => {

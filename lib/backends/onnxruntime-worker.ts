@@ -2,11 +2,12 @@
 // it is called on, so inference never runs on the caller's event loop. Inputs arrive and
 // outputs leave as transferred ArrayBuffers (no copies).
 import { parentPort } from 'node:worker_threads'
-import * as ort from 'onnxruntime-node'
+import type * as Ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE } from '../contract'
+import { gatedLoad } from './onnxruntime-load-gate'
 
 export type WorkerRequest =
-  | { type: 'load'; model: string; threads: number; outputs: string[] }
+  | { type: 'load'; model: string; threads: number; outputs: string[]; gate: SharedArrayBuffer }
   | { type: 'run'; id: number; input: ArrayBuffer; batch: number }
 
 export interface WireTensor {
@@ -23,7 +24,9 @@ export type WorkerReply =
 
 const port = parentPort
 if (!port) throw new Error('onnxruntime-worker must run in a worker thread')
-let session: ort.InferenceSession | undefined
+/** onnxruntime-node, required inside the load's gate: registering its native module is a native call too. */
+let ort: typeof Ort
+let session: Ort.InferenceSession | undefined
 /** The outputs decoding reads: a model's further outputs (allowed, of any type) are not fetched. */
 let fetches: string[] = []
 
@@ -38,15 +41,19 @@ function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 port.on('message', async (msg: WorkerRequest) => {
   if (msg.type === 'load') {
     try {
-      session = await ort.InferenceSession.create(msg.model, {
-        intraOpNumThreads: msg.threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        // Fatal only: a failed run comes back to its caller as the rejection's message; ONNX
-        // Runtime's own copy on stderr (and again for each request rerun alone) is noise in a service's log.
-        logSeverityLevel: 4,
+      session = await gatedLoad(msg.gate, () => {
+        ort = require('onnxruntime-node') as typeof Ort
+        return ort.InferenceSession.create(msg.model, {
+          intraOpNumThreads: msg.threads,
+          interOpNumThreads: 1,
+          executionMode: 'sequential',
+          graphOptimizationLevel: 'all',
+          // Fatal only: a failed run comes back to its caller as the rejection's message; ONNX
+          // Runtime's own copy on stderr (and again for each request rerun alone) is noise in a service's log.
+          logSeverityLevel: 4,
+        })
       })
+      if (!session) return // the process is exiting: this thread is about to end
       fetches = msg.outputs.filter((name) => session!.outputNames.includes(name))
       send({ type: 'loaded', inputs: [...session.inputNames], outputs: [...session.outputNames] })
     } catch (e) {

@@ -9,6 +9,7 @@ import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
 import type { Backend } from './backend'
+import { openLoadGate } from './onnxruntime-load-gate'
 import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
 import type { WorkerReply, WorkerRequest } from './onnxruntime-worker'
 
@@ -74,11 +75,12 @@ class SessionWorker {
     const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
     disableOnnxRuntimeTelemetry()
     const worker = new Worker(file)
+    const gate = openLoadGate()
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
-      worker.postMessage({ type: 'load', model, threads, outputs } satisfies WorkerRequest)
-    })
+      worker.postMessage({ type: 'load', model, threads, outputs, gate: gate.buffer } satisfies WorkerRequest)
+    }).finally(gate.close)
     if (reply.type !== 'loaded') {
       await worker.terminate()
       throw new Error(`onnxruntime could not load "${model}": ${reply.type === 'error' ? reply.message : 'unexpected reply'}`)
