@@ -23,8 +23,9 @@ import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseComma
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
 import { faceToJson } from './format'
 import { readImage } from './image'
-import { syntheticWarning } from './notices'
+import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
+import { syntheticWarning } from './notices'
 import { type BatchHeader, type OpenedLog, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
@@ -465,7 +466,7 @@ export const EXIT_ALL_LINES_FAILED = 3
  * Runs every line of the list's snapshot not yet done, `concurrency` at a time, writing results
  * in list order. Returns the error that stopped the run (the model's, or the results file's), if one did.
  */
-async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, done: Set<number>, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
+async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, done: LineSet, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
   // The folder of the file itself, as the header names it: through a symlink elsewhere, the list's
   // images are still the ones a rerun by its real path (or the run that began the results) read.
   const listDir = path.dirname(list.file)

@@ -12,6 +12,7 @@ import fs from 'node:fs'
 import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
 import { CliError } from './common'
+import { LineSet } from './line-set'
 import { completeBytes, readLines } from './lines'
 
 export interface BatchHeader {
@@ -33,7 +34,7 @@ export interface BatchHeader {
 export interface OpenedLog {
   log: ResultLog
   /** List lines that already have a result in the file. */
-  done: Set<number>
+  done: LineSet
   /** What was found and repaired, for the user (an incomplete last line dropped, a list moved). */
   notes: string[]
 }
@@ -59,7 +60,7 @@ export class ResultLog {
     }
     if (stats && !stats.isFile()) fail(`"${file}" is not a regular file`)
     const size = stats?.size ?? -1
-    if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${headerLine(header)}\n`), done: new Set(), notes: [] }
+    if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${headerLine(header)}\n`), done: new LineSet(), notes: [] }
     // Checked before anything is written: a refused file is left as it was.
     const complete = completeBytes(file, size)
     if (complete === 0) {
@@ -68,12 +69,12 @@ export class ResultLog {
       const text = size < 1 << 20 ? fs.readFileSync(file, 'utf8') : ''
       if (isPartHeader(text)) {
         const log = ResultLog.begin(file, 'w+', `${headerLine(header)}\n`)
-        return { log, done: new Set(), notes: [`"${file}" held only part of a batch header (a run stopped while writing it) and no results; begun again for this run`] }
+        return { log, done: new LineSet(), notes: [`"${file}" held only part of a batch header (a run stopped while writing it) and no results; begun again for this run`] }
       }
       const { differs, moved } = await headerDifferences(file, text, header)
       if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
       updateListFields(file, text, header)
-      return { log: ResultLog.begin(file, 'a+', '\n'), done: new Set(), notes: moved }
+      return { log: ResultLog.begin(file, 'a+', '\n'), done: new LineSet(), notes: moved }
     }
     const { done, differs, moved, headerText } = await readDone(file, complete, header)
     if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
@@ -97,7 +98,7 @@ export class ResultLog {
    */
   private static beginAgain(file: string, header: BatchHeader, differs: string[]): OpenedLog {
     const log = ResultLog.begin(file, 'w+', `${headerLine(header)}\n`)
-    return { log, done: new Set(), notes: [`"${file}" held no results yet, only the header of a run of ${differs.join(' and ')}; begun again for this run`] }
+    return { log, done: new LineSet(), notes: [`"${file}" held no results yet, only the header of a run of ${differs.join(' and ')}; begun again for this run`] }
   }
 
   /** Opens the file for appending (writes always go to its end), or 'w+' emptied, and writes `text`. */
@@ -212,8 +213,8 @@ function isPartHeader(text: string): boolean {
  * another run is refused at its first result (results would be mixed); with none, `differs`
  * says how it differs.
  */
-async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: Set<number>; headerText: string } & HeaderCheck> {
-  const done = new Set<number>()
+async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: LineSet; headerText: string } & HeaderCheck> {
+  const done = new LineSet()
   let check: HeaderCheck = { differs: [], moved: [] }
   let headerText = ''
   let n = 0
