@@ -725,6 +725,26 @@ describe('readLines (the list and results files)', () => {
     for await (const line of readLines(file, Buffer.byteLength('\uFEFFfirst\r\n'))) head.push(line)
     expect(head).toEqual(['first'])  // only the bytes asked for
   })
+
+  it('lineHeads gives the first bytes of each line, across read chunks (4 MiB), as readLines splits them', async () => {
+    const { lineHeads, readLines } = await import('../lib/cli/lines')
+    const file = path.join(dir, 'heads.txt')
+    // Lines shorter and longer than the head, one running over several chunks, empty lines, and
+    // a chunk edge inside a head: the sixth line begins 5 bytes before the second chunk ends.
+    const lines = ['{"line":1,"a":1}', 'y'.repeat(8 * 2 ** 20 - 131), '', 'short', 'z'.repeat(100), '{"line":123456789,"faces":[]}', '']
+    expect(lines.slice(0, 5).reduce((at, line) => at + line.length + 1, 0)).toBe(8 * 2 ** 20 - 5)
+    writeFileSync(file, lines.join('\n') + '\n')
+    const size = statSync(file).size
+    const whole: string[] = []
+    for await (const line of readLines(file, size)) whole.push(line)
+    const heads: string[] = []
+    for await (const head of lineHeads(file, size, 12)) heads.push(head.toString('latin1'))
+    expect(heads).toEqual(whole.map((line) => line.slice(0, 12)))
+    expect(heads).toHaveLength(lines.length)
+    const cut: string[] = []
+    for await (const head of lineHeads(file, Buffer.byteLength(lines[0]) + 5, 64)) cut.push(head.toString('latin1'))
+    expect(cut).toEqual([lines[0], 'yyyy'])  // only the bytes asked for; a last line without its newline whole
+  })
 })
 
 it('durations in the progress line and summary are rounded before they are split (119.7 s is 2 min 0 s, not 1 min 60 s)', () => {

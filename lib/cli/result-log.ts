@@ -13,7 +13,7 @@ import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
 import { CliError } from './common'
 import { LineSet } from './line-set'
-import { completeBytes, readLines } from './lines'
+import { completeBytes, lineHeads, readLines } from './lines'
 
 export interface BatchHeader {
   faceMultitaskBatch: 1
@@ -40,6 +40,8 @@ export interface OpenedLog {
 }
 
 const RECORD_START = /^\{"line":(\d+),/
+/** Enough of a record's start for RECORD_START: 8 bytes, up to 16 digits and the comma. */
+const RECORD_HEAD_BYTES = 32
 
 export class ResultLog {
   /** The file's size: where the next record begins (the file is locked: no one else appends). */
@@ -214,18 +216,17 @@ function isPartHeader(text: string): boolean {
  * says how it differs.
  */
 async function readDone(file: string, complete: number, header: BatchHeader): Promise<{ done: LineSet; headerText: string } & HeaderCheck> {
-  const done = new LineSet()
-  let check: HeaderCheck = { differs: [], moved: [] }
   let headerText = ''
-  let n = 0
   for await (const text of readLines(file, complete)) {
-    n++
-    if (n === 1) {
-      check = await headerDifferences(file, text, header)
-      headerText = text
-      continue
-    }
-    const m = RECORD_START.exec(text)
+    headerText = text
+    break
+  }
+  const check = await headerDifferences(file, headerText, header)
+  const done = new LineSet()
+  let n = 0
+  for await (const head of lineHeads(file, complete, RECORD_HEAD_BYTES)) {
+    if (++n === 1) continue
+    const m = RECORD_START.exec(head.toString('latin1'))
     if (!m) throw new CliError(`--out: "${file}" line ${n} is not a result of face-multitask batch; give another --out`)
     if (check.differs.length > 0) {
       throw new CliError(`--out: "${file}" holds results of ${check.differs.join(' and ')}: going on would mix two runs in one file; give another --out, or the same list, model and --no-mesh choice`)
