@@ -3,7 +3,7 @@
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { spawn } from 'node:child_process'
-import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import { hostname } from 'node:os'
 import path from 'node:path'
@@ -176,6 +176,21 @@ describe('face-multitask batch', () => {
     expect(readFileSync(cut).equals(full)).toBe(true)
     const again = await run('batch', list, '--model', model, '--out', cut, '--backend', 'cpu')
     expect([again.code, again.err]).toEqual([0, `batch: all 7 lines already have results in ${cut}: nothing left to run`])
+  })
+
+  it('a rerun over a results file of a GiB or more says it reads it first', async () => {
+    const full = readFileSync(path.join(dir, 'first.jsonl'))
+    const big = path.join(dir, 'big-cut.jsonl')
+    const lines = full.toString('utf8').split('\n')
+    writeFileSync(big, full.subarray(0, lines[0].length + lines[1].length + 2))  // the header and line 1
+    truncateSync(big, 2 ** 30)  // and a GiB of a line cut off mid-write (sparse: no disk used)
+    const r = await run('batch', list, '--model', model, '--out', big, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(r.err.split('\n').slice(0, 2)).toEqual([
+      `batch: reading the 1.0 GiB of results in ${big} to go on from them`,
+      `batch: dropped an incomplete last line of ${2 ** 30 - lines[0].length - lines[1].length - 2} bytes (a run stopped while writing it); its image runs again`,
+    ])
+    expect(readFileSync(big).equals(full)).toBe(true)
   })
 
   it('--no-mesh leaves the mesh out and keeps the rest; a rerun that changes the choice is refused', async () => {

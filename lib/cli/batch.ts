@@ -333,6 +333,9 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   let list, opened
   try {
     list = listSnapshot(args.list)
+    const before = fs.statSync(args.out, { throwIfNoEntry: false })?.size ?? 0
+    // A long run's results (hundreds of GB with meshes) take a while to read through: said first.
+    if (before >= 2 ** 30) io.err(`batch: reading the ${(before / 2 ** 30).toFixed(1)} GiB of results in ${args.out} to go on from them`)
     opened = await ResultLog.open(args.out, await header(args, list))
   } catch (e) {
     await lock.release()
