@@ -356,7 +356,7 @@ export class EngineCache {
     const present = new Set(names)
     for (const name of names) {
       // writeFileAtomic's temp files, and the timing cache's (native/tensorrt/builder.cc).
-      const temp = /^\..+\.tmp-\d+-[0-9a-f]+$/.test(name) || /\.cache\.tmp\.\d+$/.test(name)
+      const temp = /^\..+\.tmp-\d+-[0-9a-f]+$/.test(name) || /\.cache\.tmp\.\d+(\.\d+)?$/.test(name)
       const orphan = name.endsWith('.plan') && !present.has(`${name.slice(0, -'.plan'.length)}.json`)
       // Not the timing cache's lock (timing.*.cache.lock): flock()ed, never removed (file_lock.h).
       const lock = /^engine-[0-9a-f]{16}\.lock(\.takeover)?$/.test(name)

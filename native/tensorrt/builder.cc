@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -76,9 +77,12 @@ bool read_file(const std::string& path, std::vector<char>* out) {
 }
 
 // Writes `path` through a temp file in the same folder and a rename: readers never see half a
-// file, and two processes writing the same cache leave one complete copy.
+// file, and two processes writing the same cache leave one complete copy. The temp name is this
+// process's and this write's: on NFS, flock() is an fcntl lock, which two threads of one process
+// share, so two builds in one process may be here at once.
 bool write_atomically(const std::string& path, const void* data, size_t size, std::string* error) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  static std::atomic<unsigned> writes{0};
+  const std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(writes++);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
     *error = "cannot write " + tmp;
