@@ -42,7 +42,7 @@ Output: <out>/face_multitask_<gen>[.random-seed<N>].fp32.onnx and, unless --no-f
 
 Exit status: 0 done, 1 the export failed (an unreadable or unknown checkpoint, an output folder
 that cannot be written, a failed check, a missing environment), 2 bad arguments (argparse's usage
-errors, and a --random-config setting the release's config does not have), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), which the CLI reports as 1.
+errors, and a --random-config the release's config or network refuses), as the face-multitask CLI; 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), which the CLI reports as 1.
 Failures are reported as one line `[export] error: ...` on stderr.
 
 --random-weights makes a checkpoint of that generation's architecture with seeded random weights
@@ -648,7 +648,15 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict |
     step(f"random weights: {gen} architecture, seed {seed}, py-feat {G.code_release} classes"
          + (f", config changed: {json.dumps(overrides, sort_keys=True)}" if overrides else ""))
     torch.manual_seed(seed)
-    model, cfg, _ = build_network(gen, mv2, saved_cfg)
+    try:
+        model, cfg, _ = build_network(gen, mv2, saved_cfg)
+    except ExportError as e:
+        if not overrides:
+            raise
+        # The release's own config builds (tested): what the network refuses is the change.
+        raise BadArgument(f"--random-config {json.dumps(overrides, sort_keys=True)}: py-feat "
+                          f"{G.code_release}'s network cannot be built with it ({e.__cause__.__class__.__name__}: "
+                          f"{e.__cause__})" if e.__cause__ else f"--random-config: {e}") from e
     randomise(model, seed, bool(getattr(cfg, "mesh_normalized", False)) and gen != "v2.4", cfg.image_size)
     if zero_au_node is not None:
         # Its branch (1x1 conv, BatchNorm, ReLU) gives 0 everywhere: a BatchNorm bias far below what

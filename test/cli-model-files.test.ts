@@ -732,6 +732,9 @@ print('still running', file=sys.stderr)`
     const unknown = await runScript(venvPython, '--random-weights', '--generation', 'v2.7', '--random-config', '{"gaze_hiden": 64}', '--no-fp16', '--out', out)
     expect(unknown.code).toBe(2)  // a bad argument, found once py-feat's config class is loaded
     expect(unknown.stderr).toMatch(/^\[export\] error: --random-config: gaze_hiden: not a setting of v2\.7's config \(py-feat 2\.1\.1\); its settings: afg_channels, .*gaze_hidden, /)
+    const unbuildable = await runScript(venvPython, '--random-weights', '--generation', 'v2.7', '--random-config', '{"gaze_bins": "x"}', '--no-fp16', '--out', out)
+    expect(unbuildable.code).toBe(2)
+    expect(unbuildable.stderr).toMatch(/^\[export\] error: --random-config \{"gaze_bins": "x"\}: py-feat 2\.1\.1's network cannot be built with it \(ValueError: invalid literal for int\(\) with base 10: 'x'\)$/m)
     expect(existsSync(path.join(out, 'random-seed0'))).toBe(false)
   }, 120_000)
 
