@@ -1135,6 +1135,20 @@ describe('across processes', () => {
   }, 20_000)
 })
 
+describe('sleep (the lock\'s polling)', () => {
+  it('an abort rejects at once and leaves no timer to hold the process', async () => {
+    const { sleep } = await import('../lib/engine-cache/abort')
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+    const before = timers()
+    const stop = new AbortController()
+    const slept = sleep(60_000, stop.signal, 'waiting')
+    expect(timers()).toBe(before + 1)
+    stop.abort()
+    await expect(slept).rejects.toMatchObject({ name: 'AbortError' })
+    expect(timers()).toBe(before)
+  })
+})
+
 describe('taking over a stale lock', () => {
   const judge = (file: string) => {
     const raw = readFileSync(file, 'utf8')

@@ -2,8 +2,10 @@
 // down while inside its native session load: process.exit() during load() did so, with exit code
 // 134 instead of the one asked for. So each inference thread's load goes through a gate shared
 // with the thread that started it: at that thread's 'exit', a load under way is waited for (it
-// cannot be stopped), and one not yet begun does not begin. Runs are not gated: onnxruntime-node
-// returns from a run into a dying thread without aborting (test/errors.test.ts).
+// cannot be stopped), and one not yet begun does not begin. Runs are not gated: an exit with runs
+// in flight ended with its own code in every trial (the exit stops a thread otherwise than
+// worker.terminate(), which does abort a thread inside a run: close() terminates the threads only
+// once no batch runs on them).
 const BUSY = 0
 const EXITING = 1
 /** How long an exit waits for loads under way: a real model loads in seconds. */

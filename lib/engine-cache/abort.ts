@@ -58,6 +58,8 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
   })
 }
 
+/** Waits `ms`; an abort rejects at once and clears the timer (which would hold the process up to `ms`). */
 export function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
-  return abortable(new Promise((resolve) => setTimeout(resolve, ms)), signal, what)
+  let timer: NodeJS.Timeout | undefined
+  return abortable(new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) }), signal, what).finally(() => clearTimeout(timer))
 }
