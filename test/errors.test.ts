@@ -444,14 +444,14 @@ describe('errors', () => {
     expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }, r.stderr).toEqual({ status: 0, signal: null, stdout: 'survived' })
   }, 120_000)
 
-  it('process.exit() while ONNX Runtime loads the model exits with its code, not an abort of the process', () => {
-    // The child exits as soon as an inference thread enters onnxruntime-node's native load (which
-    // aborted the process, exit code 134): the exit waits for the load instead.
-    const child = path.join(__dirname, 'helpers', 'exit-during-ort-load-child.js')
+  it.each(['load', 'run'])('process.exit() while ONNX Runtime is inside a %s exits with its code, not an abort of the process', (when) => {
+    // The child exits as soon as an inference thread enters onnxruntime-node's native call (which
+    // aborted the process, exit code 134): the exit waits for the call instead.
+    const child = path.join(__dirname, 'helpers', 'exit-during-ort-call-child.js')
     for (let round = 0; round < 3; round++) {
-      const marker = path.join(dir, `ort-load-mark-${round}`)
+      const marker = path.join(dir, `ort-${when}-mark-${round}`)
       const r = spawnSync(process.execPath, ['--require', child, child, file], {
-        encoding: 'utf8', timeout: 120_000, env: { ...process.env, FM_TEST_LOAD_MARKER: marker },
+        encoding: 'utf8', timeout: 120_000, env: { ...process.env, FM_TEST_EXIT_MARKER: marker, FM_TEST_EXIT_IN: when },
       })
       expect({ status: r.status, signal: r.signal, marked: existsSync(marker) }, r.stderr + r.stdout).toEqual({ status: 7, signal: null, marked: true })
     }

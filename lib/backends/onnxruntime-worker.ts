@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads'
 import type * as Ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE } from '../contract'
-import { gatedLoad } from './onnxruntime-load-gate'
+import { gatedCall } from './onnxruntime-exit-gate'
 
 export type WorkerRequest =
   | { type: 'load'; model: string; threads: number; outputs: string[]; gate: SharedArrayBuffer }
@@ -24,9 +24,11 @@ export type WorkerReply =
 
 const port = parentPort
 if (!port) throw new Error('onnxruntime-worker must run in a worker thread')
-/** onnxruntime-node, required inside the load's gate: registering its native module is a native call too. */
+/** onnxruntime-node, required inside the gate: registering its native module is a native call too. */
 let ort: typeof Ort
 let session: Ort.InferenceSession | undefined
+/** The gate every native call goes through (onnxruntime-exit-gate.ts), from the load request. */
+let gate: SharedArrayBuffer
 /** The outputs decoding reads: a model's further outputs (allowed, of any type) are not fetched. */
 let fetches: string[] = []
 
@@ -41,7 +43,8 @@ function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 port.on('message', async (msg: WorkerRequest) => {
   if (msg.type === 'load') {
     try {
-      session = await gatedLoad(msg.gate, () => {
+      gate = msg.gate
+      session = await gatedCall(gate, () => {
         ort = require('onnxruntime-node') as typeof Ort
         return ort.InferenceSession.create(msg.model, {
           intraOpNumThreads: msg.threads,
@@ -63,7 +66,8 @@ port.on('message', async (msg: WorkerRequest) => {
   }
   try {
     const input = new ort.Tensor('float32', new Float32Array(msg.input), [msg.batch, 3, INPUT_SIZE, INPUT_SIZE])
-    const result = await session!.run({ [INPUT_NAME]: input }, fetches)
+    const result = await gatedCall(gate, () => session!.run({ [INPUT_NAME]: input }, fetches))
+    if (!result) return // the process is exiting: this thread is about to end
     const outputs: Record<string, WireTensor> = {}
     const transfer = new Set<ArrayBuffer>()
     for (const [name, t] of Object.entries(result)) {

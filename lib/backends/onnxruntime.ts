@@ -9,7 +9,7 @@ import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
 import type { Backend } from './backend'
-import { openLoadGate } from './onnxruntime-load-gate'
+import { openExitGate } from './onnxruntime-exit-gate'
 import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
 import type { WorkerReply, WorkerRequest } from './onnxruntime-worker'
 
@@ -75,12 +75,14 @@ class SessionWorker {
     const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
     disableOnnxRuntimeTelemetry()
     const worker = new Worker(file)
-    const gate = openLoadGate()
+    // The process's exit waits for the thread's calls into ONNX Runtime, for as long as it runs.
+    const gate = openExitGate()
+    worker.once('exit', gate.close)
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
       worker.postMessage({ type: 'load', model, threads, outputs, gate: gate.buffer } satisfies WorkerRequest)
-    }).finally(gate.close)
+    })
     if (reply.type !== 'loaded') {
       await worker.terminate()
       throw new Error(`onnxruntime could not load "${model}": ${reply.type === 'error' ? reply.message : 'unexpected reply'}`)

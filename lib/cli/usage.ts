@@ -114,7 +114,7 @@ Images are decoded and run N at a time, so faces of different images share infer
                      list moved or copied with its folder (the same bytes, the results file where
                      it was beside it) is the same list.
   --no-mesh          leave each face's 478-point mesh out of the results (landmarks68 stay): a
-                     face's record shrinks from about 34 KB to 7 KB. A rerun must keep the choice.
+                     face's record shrinks from about 19 KB to 4.5 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, so
                      that batches fill up to --max-batch, 64 by default on TensorRT; sharp
                      decodes on libuv's pool, sized by UV_THREADPOOL_SIZE, default 4). Each is
