@@ -156,20 +156,25 @@ function deadPid(): number {
 }
 
 /**
- * Runs getOrBuild() in a child process as user nobody (root writes anywhere), from copies of the
- * compiled modules in `top`, a folder every user can read (the checkout may not be); what it says.
+ * Runs `call` (an expression on `cache`, an EngineCache of `dir`, giving a promise) in a child
+ * process as user nobody (root writes anywhere), from copies of the compiled modules in `top`, a
+ * folder every user can read (the checkout may not be); what it resolves to, or its error's message.
  */
-function getOrBuildAsNobody(top: string, dir: string, parts: EngineKeyParts): string {
+function asNobody(top: string, dir: string, call: string): string {
   const lib = path.dirname(path.dirname(compiled))
   cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
   for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
   const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
-  const script = `require(${cacheModule}).EngineCache.prototype.getOrBuild.call(
-    new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} }),
-    ${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => console.log('built'), (e) => console.log(e.message))`
+  const script = `const cache = new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} });
+    (${call}).then((v) => console.log(v), (e) => console.log(e.message))`
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
   expect(r.stderr).toBe('')
   return r.stdout.trim()
+}
+
+/** getOrBuild() as user nobody (asNobody): 'built', or why not. */
+function getOrBuildAsNobody(top: string, dir: string, parts: EngineKeyParts): string {
+  return asNobody(top, dir, `cache.getOrBuild(${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => 'built')`)
 }
 
 describe('cache key', () => {
@@ -815,6 +820,32 @@ describe('getOrBuild', () => {
         message = (await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)).message
       }
       expect(message).toMatch(/the engine cache folder ".*read-only" is not writable .*set options\.engineDir to a writable folder/)
+    } finally {
+      rmSync(top, { recursive: true, force: true })
+    }
+  })
+
+  it.skipIf(process.platform === 'win32')('invalidate() in a folder it cannot write to: a plan rebuilt since is kept; one to remove says it cannot be', async () => {
+    const { parts } = fresh('read-only-invalidate')
+    const asRoot = process.getuid?.() === 0  // then as user nobody, as above
+    const top = mkdtempSync(path.join(tmpdir(), 'fm-read-only-'))
+    chmodSync(top, 0o755)
+    const dir = path.join(top, 'read-only')
+    mkdirSync(dir, { mode: 0o755 })
+    const plan = await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build)
+    chmodSync(dir, 0o555)
+    const invalidate = async (refused: Uint8Array) => {
+      if (asRoot) {
+        const bytes = `Buffer.from(${JSON.stringify(Buffer.from(refused).toString('base64'))}, 'base64')`
+        return asNobody(top, dir, `cache.invalidate(${JSON.stringify(parts)}, 'refused', { refused: ${bytes} }).then(() => 'done')`)
+      }
+      return new EngineCache({ engineDir: dir, log: () => {} }).invalidate(parts, 'refused', { refused }).then(() => 'done', (e: Error) => e.message)
+    }
+    try {
+      // Bytes other than the plan's: another process rebuilt it since; nothing to remove (no lock needed).
+      expect(await invalidate(Buffer.from('an older plan'))).toBe('done')
+      expect(await invalidate(plan)).toMatch(/: refused; and it cannot be removed from ".*read-only" \(.*\): set options\.engineDir to a writable folder$/)
+      expect(readFileSync(new EngineCache({ engineDir: dir }).files(parts).plan)).toEqual(Buffer.from(plan))
     } finally {
       rmSync(top, { recursive: true, force: true })
     }

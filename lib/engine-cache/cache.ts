@@ -224,9 +224,9 @@ export class EngineCache {
     try {
       lock = await this.acquire(first, name, signal, say)
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      // A full disk stops the lock file, not the removal: removed unlocked, as best it can be.
-      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw (e as Error).name === 'AbortError' ? e : cannotRemove(e)
+      if ((e as Error).name === 'AbortError') throw e
+      // No lock file (a full disk, a folder this process may only read): checked and removed
+      // unlocked, as best it can be; a removal that is needed and fails says so below.
     }
     try {
       const found = await find()
