@@ -1021,6 +1021,59 @@ describe('across processes', () => {
     expect(messages.some((m) => m.includes(`its holder, pid ${process.pid} on this host, runs but has not refreshed it for 0 s`))).toBe(true)
   })
 
+  it('a process killed the moment its lock appears leaves a lock that says whose it is: the next one takes it over at once, not after staleMs', async () => {
+    const { dir } = fresh('killed-at-create')
+    const file = path.join(dir, 'engine-0123456789abcdef.lock')
+    // The child dies (SIGKILL) right after the call that put the lock's name in place returns.
+    const child = `
+      const fsp = require('node:fs/promises')
+      for (const name of ['open', 'link']) {
+        const real = fsp[name]
+        fsp[name] = async (...args) => {
+          const r = await real(...args)
+          if (String(args[name === 'link' ? 1 : 0]) === ${JSON.stringify(file)}) process.kill(process.pid, 'SIGKILL')
+          return r
+        }
+      }
+      require(${JSON.stringify(compiled)}).FileLock.acquire(${JSON.stringify(file)})`
+    const ran = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8' })
+    expect(ran.signal).toBe('SIGKILL')
+    expect(existsSync(file)).toBe(true)
+    const stale: string[] = []
+    // The default staleMs (10 minutes): only the lock's content can show its holder is gone.
+    const lock = await FileLock.acquire(file, { signal: AbortSignal.timeout(5000), onStale: (m) => stale.push(m) })
+    await lock.release()
+    expect(stale).toEqual([`took over the stale lock ${file}: its holder, pid ${ran.pid} on this host, is no longer running`])
+    // Besides, the crash left only the temp file the lock was written in (the day-old sweep's).
+    expect(readdirSync(dir)).toEqual([expect.stringMatching(new RegExp(`^\\.engine-0123456789abcdef\\.lock\\.tmp-${ran.pid}-[0-9a-f]+$`))])
+  })
+
+  it('a lock is made where the file system has no hard links (in place), and when an NFS link is answered EEXIST though it was made', async () => {
+    const { dir } = fresh('link-refused')
+    const file = path.join(dir, 'x.lock')
+    const link = fsp.link
+    for (const [how, fake] of [
+      ['no hard links', () => Promise.reject(Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' }))],
+      ['a lost reply', async (from: string, to: string) => {
+        await link(from, to)
+        throw Object.assign(new Error('EEXIST: file already exists, link'), { code: 'EEXIST' })
+      }],
+    ] as const) {
+      const spy = vi.spyOn(fsp, 'link').mockImplementation(fake as typeof fsp.link)
+      try {
+        const lock = await FileLock.acquire(file, { signal: AbortSignal.timeout(3000) })
+        expect(JSON.parse(readFileSync(file, 'utf8')).pid, how).toBe(process.pid)
+        expect(readdirSync(dir), how).toEqual(['x.lock'])
+        // Held: another try finds it taken.
+        await expect(FileLock.acquire(file, { signal: AbortSignal.timeout(200) }), how).rejects.toThrow(AbortError)
+        await lock.release()
+        expect(readdirSync(dir), how).toEqual([])
+      } finally {
+        spy.mockRestore()
+      }
+    }
+  })
+
   const ownMachineId = (() => {
     try {
       return readFileSync('/etc/machine-id', 'utf8').trim() || undefined

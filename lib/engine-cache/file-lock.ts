@@ -1,7 +1,8 @@
 // The cross-process lock that makes one process build an engine while the others wait.
 //
-// The lock is a file created with O_EXCL ('wx') holding pid, the process's start time, hostname,
-// boot and machine ids, time and a random token. A lock held on this host is stale when its pid no
+// The lock is a file created whole (written aside, then linked to its name, which fails if it
+// exists) holding pid, the process's start time, hostname, boot and machine ids, time and a
+// random token. A lock held on this host is stale when its pid no
 // longer runs (or now runs another process: a restarted container reuses pids, and a host that
 // restarted runs none of the old ones); a holder seen alive there is taken over only once the
 // waiter has watched its lock go unrefreshed for staleMs (its own clock: a wall clock stepped
@@ -282,12 +283,53 @@ export class FileLock {
     this.timer.unref()
   }
 
-  /** Tries once to create `file` with O_EXCL. */
+  /**
+   * Tries once to create `file`, whole: its content is written to a temp file first, then linked
+   * to the lock's name (link() fails if the name exists, as O_EXCL does). A lock made with
+   * open('wx') and then written is empty for a moment: a process killed then left a lock no pid
+   * check could judge, which blocked every waiter until it aged past staleMs (10 minutes). A
+   * crash now leaves at most the temp file, which removeDebris clears. Where the file system has
+   * no hard links, the lock is made with open('wx') as before.
+   */
   private static async tryCreate(file: string, refreshMs: number, what: string | undefined, onLost?: (why: string) => void): Promise<FileLock | undefined> {
     const info: LockInfo = {
       pid: process.pid, hostname: os.hostname(), pidStart: processStart(process.pid), pidNamespace: pidNamespace(), bootId: bootId(), machineId: machineId(),
       createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what,
     }
+    const raw = JSON.stringify(info)
+    const tmp = tempPath(file)
+    const fh = await fs.open(tmp, 'wx', 0o644)
+    try {
+      await fh.writeFile(raw)
+    } catch (e) {
+      await fh.close().catch(() => {})
+      await fs.rm(tmp, { force: true }).catch(() => {})
+      throw e
+    }
+    await fh.close()
+    let ino: number
+    try {
+      await fs.link(tmp, file)
+      ino = (await fs.stat(tmp)).ino
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      // NFS: a link whose reply was lost is retried and answered EEXIST although it was made;
+      // the temp file's link count says which (nothing else links to it).
+      const st = code === 'EEXIST' ? await fs.stat(tmp).catch(() => undefined) : undefined
+      if (st?.nlink === 2) ino = st.ino
+      else {
+        await fs.rm(tmp, { force: true }).catch(() => {})
+        if (code === 'EEXIST') return undefined
+        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EOPNOTSUPP') return FileLock.tryCreateInPlace(file, raw, refreshMs, onLost)
+        throw e
+      }
+    }
+    await fs.rm(tmp, { force: true }).catch(() => {})
+    return new FileLock(file, raw, ino, refreshMs, onLost)
+  }
+
+  /** tryCreate() on a file system without hard links (FAT, exFAT, some SMB and FUSE mounts): O_EXCL, then the write. */
+  private static async tryCreateInPlace(file: string, raw: string, refreshMs: number, onLost?: (why: string) => void): Promise<FileLock | undefined> {
     let fh: fs.FileHandle
     try {
       fh = await fs.open(file, 'wx', 0o644)
@@ -296,7 +338,6 @@ export class FileLock {
       throw e
     }
     try {
-      const raw = JSON.stringify(info)
       await fh.writeFile(raw)
       const { ino } = await fh.stat()
       return new FileLock(file, raw, ino, refreshMs, onLost)
