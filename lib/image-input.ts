@@ -28,6 +28,12 @@ export interface FaceJob {
   box: Rect
 }
 
+/** What a frame object may hold. */
+const FRAME_KEYS = ['data', 'width', 'height', 'format', 'stride']
+
+/** How far from the frame's origin a square crop's window may reach (2^24 px). */
+const MAX_WINDOW_COORDINATE = 2 ** 24
+
 /** The most pixels a frame may have a side. */
 export const MAX_SIDE = 1 << 16
 
@@ -68,6 +74,12 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (typeof image !== 'object' || image === null) {
     throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${image === null ? 'null' : typeof image}`)
   }
+  // An unknown key (a misspelt `fromat`, a decoder's `channels: 4`) would otherwise leave the
+  // default rgb in force and run the wrong pixels without a word.
+  const unknown = Object.keys(image).filter((k) => !FRAME_KEYS.includes(k))
+  if (unknown.length > 0) {
+    throw new TypeError(`${name} has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; a frame is { ${FRAME_KEYS.join(', ')} } (format: ${Object.keys(PIXEL_FORMATS).join(', ')})`)
+  }
   const { data, width, height, format = 'rgb', stride } = image as ImageInput
   if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
     throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray`)
@@ -80,6 +92,11 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   // describeValue (JSON.stringify throws on a bigint and shows a symbol as undefined).
   if (typeof format !== 'string' || !Object.hasOwn(PIXEL_FORMATS, format)) {
     throw new TypeError(`${name}.format must be one of ${Object.keys(PIXEL_FORMATS).join(', ')}, got ${describeValue(format)}`)
+  }
+  // Four bytes a pixel and no format said: an RGBA frame (a canvas ImageData, whose keys are
+  // its prototype's) would be read as rgb, its rows sheared, without a word.
+  if ((image as ImageInput).format === undefined && stride === undefined && data.byteLength === width * height * 4) {
+    throw new TypeError(`${name} has no format and holds ${data.byteLength} bytes, 4 per pixel of ${width}x${height}: give its format ('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer)`)
   }
   const fmt = PIXEL_FORMATS[format as PixelFormat]
   const rowBytes = width * fmt.channels
@@ -154,6 +171,13 @@ function checkCrop(box: Box, name: string, crop: CropMode, width: number, height
   const [, , w, h] = c.window
   if (!(c.window.every(Number.isFinite) && c.box.every(Number.isFinite) && w > 0 && h > 0)) {
     throw new RangeError(`${name} = [${box.join(', ')}] has no usable crop in float32 (py-feat's precision): its coordinates are too large or its size too small`)
+  }
+  // Past 2^24 px float32 no longer resolves whole pixels, and torch folds such coordinates back
+  // into the frame differently on the CPU (a truncating product) and on CUDA (fmod): py-feat has
+  // no one answer there to match. Only the square crop reflects; v2.4's is clamped to the frame.
+  const [x, y] = c.window
+  if (crop === 'square' && Math.max(Math.abs(x), Math.abs(y), Math.abs(x + w), Math.abs(y + h)) > MAX_WINDOW_COORDINATE) {
+    throw new RangeError(`${name} = [${box.join(', ')}] gives a crop window [${c.window.join(', ')}] reaching past ±2^24 px, where float32 (py-feat's precision) no longer resolves pixels`)
   }
   return c
 }

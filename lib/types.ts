@@ -3,12 +3,12 @@ import type { AuName, BlendshapeName, EmotionName } from './labels'
 
 export type PixelFormat = 'rgb' | 'rgba' | 'bgr' | 'bgra' | 'gray'
 
-/** A frame (or a 256x256 chip) in memory: 8-bit pixels, rows `stride` bytes apart. */
+/** A frame (or a 256x256 chip) in memory: 8-bit pixels, rows `stride` bytes apart. No other keys. */
 export interface ImageInput {
   data: Uint8Array | Uint8ClampedArray
   width: number
   height: number
-  /** Default 'rgb'. */
+  /** Default 'rgb', except where `data` holds exactly 4 bytes a pixel: there it must be given. */
   format?: PixelFormat
   /** Bytes from one row to the next; default width * channels. */
   stride?: number

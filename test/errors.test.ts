@@ -58,6 +58,16 @@ describe('errors', () => {
   })
   afterAll(() => model?.close())
 
+  /** A canvas ImageData's shape: RGBA bytes, width and height as getters of its prototype. */
+  class ImageDataLike {
+    readonly #size: [number, number]
+    constructor(readonly data: Uint8ClampedArray, width: number, height: number) {
+      this.#size = [width, height]
+    }
+    get width() { return this.#size[0] }
+    get height() { return this.#size[1] }
+  }
+
   const badCalls: [string, () => Promise<unknown>, RegExp, ErrorConstructor][] = [
     ['unknown format', () => model.detect({ ...frame, format: 'yuv' as never }, { boxes: [box] }), /image\.format must be one of rgb, rgba, bgr, bgra, gray/, TypeError],
     ['a format that is not a string', () => model.detect({ ...frame, format: Object.create(null) }, { boxes: [box] }), /^image\.format must be one of rgb, rgba, bgr, bgra, gray, got an object \(Object\)$/, TypeError],
@@ -104,7 +114,22 @@ describe('errors', () => {
     ['a stride past 2^53 on a one-row frame', () => model.detect({ data: new Uint8Array(W * 3), width: W, height: 1, stride: 2 ** 60 }, { boxes: [[0, 0, 10, 1]] }), /^image\.stride must be at most 2\^53 - 1/, RangeError],
     ['stride a string', () => model.detect({ ...frame, stride: '192' as never }, { boxes: [box] }), /image\.stride must be an integer of at least width \* channels \(192\), got "192"/, TypeError],
     ['second image bad', () => model.detect([frame, { ...frame, height: 0 }], { boxes: [[box], [box]] }), /images\[1\]\.height must be an integer/, RangeError],
+    ['a misspelt frame key (the format left at rgb)', () => model.detect({ ...frame, fromat: 'rgba' } as never, { boxes: [box] }),
+      /^image has unknown key "fromat"; a frame is \{ data, width, height, format, stride \} \(format: rgb, rgba, bgr, bgra, gray\)$/, TypeError],
+    ["a decoder's channels instead of a format", () => model.detect([frame, { ...frame, channels: 4, rowStride: 256 }] as never, { boxes: [[box], [box]] }),
+      /^images\[1\] has unknown keys "channels", "rowStride"; a frame is /, TypeError],
+    ['four bytes a pixel and no format (a canvas ImageData)', () => model.detect(new ImageDataLike(new Uint8ClampedArray(W * H * 4), W, H) as never, { boxes: [box] }),
+      /^image has no format and holds 12288 bytes, 4 per pixel of 64x48: give its format \('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer\)$/, TypeError],
+    ['a square crop reaching past 2^24 px', () => model.detect(frame, { boxes: [box, [-2e7, -2e7, 2e7, 2e7]] }),
+      /^options\.boxes\[1\] = \[-20000000, -20000000, 20000000, 20000000\] gives a crop window \[-24000000, -24000000, 48000000, 48000000\] reaching past ±2\^24 px, where float32/, RangeError],
   ]
+
+  it('a frame of four bytes a pixel with its format given runs, and a square window just inside 2^24 px', async () => {
+    const rgbInLarger = { ...frame, data: Buffer.concat([frame.data, new Uint8Array(W * H)]), format: 'rgb' as const }
+    expect(await model.detect(rgbInLarger, { boxes: [box] })).toEqual(await model.detect(frame, { boxes: [box] }))
+    const rgba = { data: new Uint8Array(W * H * 4), width: W, height: H, format: 'rgba' as const }
+    expect(await model.detect(rgba, { boxes: [box, [-6e6, -6e6, 6e6, 6e6]] })).toHaveLength(2)
+  })
 
   it.each(badCalls)('%s', async (_name, call, message, type) => {
     const err = await call().catch((e) => e)

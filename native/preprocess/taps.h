@@ -105,9 +105,11 @@ FM_HD float reflect(float in, int size) {
   const float span = static_cast<float>(size);
   in = fabsf(fsub(in, min));
   const float extra = fmodf(in, span);  // exact on both sides
-  // torch casts floor(in / span) to int. From 2^24 on every float is an even integer, and past
-  // 2^31 the cast is undefined in C++ while the GPU saturates (to an odd INT_MAX): so the parity
-  // is taken only below 2^24, where the cast is exact on both sides.
+  // torch's CUDA formula (GridSampler.h). Its CPU kernel folds with a truncating product
+  // instead, which rounds differently once coordinates pass 2^24 px: lib/image-input.ts refuses
+  // windows that reach that far, so the two agree on every window that runs. The flips count is
+  // read only below 2^24 (from there every float is even; past 2^31 the cast is undefined in C++
+  // while the GPU saturates to an odd INT_MAX).
   const float flips = floorf(fdiv(in, span));
   const bool odd = flips < 16777216.0f && (static_cast<int>(flips) & 1) != 0;
   return odd ? fadd(fsub(span, extra), min) : fadd(extra, min);
