@@ -98,9 +98,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 
 if (require.main === module) {
   // `face-multitask detect ... --json | head` closes stdout early: stop quietly, not with EPIPE.
+  // Any other failure (`> results.json` on a full disk) is said in one line, as other errors are.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0)
-    throw e
+    process.stderr.write(`face-multitask: cannot write the output: ${messageOf(e)}\n`)
+    process.exit(1)
   })
   // stderr carries only messages and progress: one that cannot be written (`2>&1 | head`, a log
   // collector gone) must not end a batch run whose results go to a file.

@@ -1,8 +1,8 @@
 // The command line, called in-process through main() with captured output, plus one run of the
 // compiled bin as a child process (the test script builds dist with tsc first).
-import { execFile } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
@@ -364,6 +364,18 @@ describe('face-multitask CLI', () => {
     const child = await promisify(execFile)(process.execPath, [bin, 'detect']).catch((e) => e)
     expect(child.code).toBe(2)
     expect(child.stderr).toMatch(/<image>: missing image path/)
+  })
+
+  it('output that cannot be written (a full disk) is said in one line, exit 1, no stack trace', async (ctx) => {
+    const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
+    if (!existsSync('/dev/full')) ctx.skip('no /dev/full here to stand for a full disk')
+    for (const args of [['--help'], ['inspect', model]]) {
+      const full = openSync('/dev/full', 'w')
+      const child = spawnSync(process.execPath, [bin, ...args], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' })
+      closeSync(full)
+      expect(child.status, args[0]).toBe(1)
+      expect(child.stderr, args[0]).toBe('face-multitask: cannot write the output: ENOSPC: no space left on device, write\n')
+    }
   })
 })
 
