@@ -1,6 +1,8 @@
 // CUDA graphs per batch size over a plain enqueue (see graph_runner.h).
 #include "tensorrt/graph_runner.h"
 
+#include <cstdio>
+
 namespace fm::trt {
 
 GraphRunner::~GraphRunner() {
@@ -32,6 +34,8 @@ bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::St
       return false;
     }
     // Anything else: this size runs plainly from now on, this batch included.
+    std::fprintf(stderr, "face-multitask: CUDA graph replay (batch %lld) failed, plain enqueues for that size: %s\n",
+                 static_cast<long long>(batch), cu::error_text(r).c_str());
     a->GraphExecDestroy(g.exec);
     g.exec = nullptr;
     g.failed = true;
@@ -50,27 +54,38 @@ bool GraphRunner::run(int64_t batch, const std::vector<void*>& addresses, cu::St
   if (r != cu::kSuccess) return true;  // the batch's own error: its collection reports it
   r = a->StreamBeginCapture(stream, cu::kStreamCaptureModeThreadLocal);
   bool captured = false;
+  std::string why = r == cu::kSuccess ? "" : "cuStreamBeginCapture: " + cu::error_text(r);
   if (r == cu::kSuccess) {
-    std::string ignored;
+    std::string enqueue_error;
     cu::Graph graph = nullptr;
     try {
-      captured = enqueue(&ignored);
+      captured = enqueue(&enqueue_error);
     } catch (...) {  // a failed capture (below); the stream must not stay capturing
       captured = false;
+      enqueue_error = "an exception";
     }
     r = a->StreamEndCapture(stream, &graph);  // always: the stream leaves capture mode
+    if (!captured) why = "the enqueue under capture: " + enqueue_error;
+    else if (r != cu::kSuccess) why = "cuStreamEndCapture: " + cu::error_text(r);
     cu::GraphExec exec = nullptr;             // assigned only on success: a failed call may leave garbage
-    if (captured && r == cu::kSuccess && graph != nullptr) r = a->GraphInstantiate(&exec, graph, 0);
+    if (captured && r == cu::kSuccess && graph != nullptr) {
+      r = a->GraphInstantiate(&exec, graph, 0);
+      if (r != cu::kSuccess) why = "cuGraphInstantiate: " + cu::error_text(r);
+    }
     if (captured && r == cu::kSuccess) g.exec = exec;
+    if (captured && r == cu::kSuccess && exec == nullptr) why = "the capture recorded no graph";
     if (graph != nullptr) a->GraphDestroy(graph);
   }
   if (!captured || r != cu::kSuccess || g.exec == nullptr) {
+    // Said once per engine (the first runner to turn graphs off): why they are off.
+    if (!off_->exchange(true))
+      std::fprintf(stderr, "face-multitask: CUDA graph capture (batch %lld) failed, plain enqueues from now on: %s\n",
+                   static_cast<long long>(batch), why.c_str());
     // Nothing captured ever runs; the batch already has. Whether an engine's enqueue can be
     // captured does not depend on the batch size: plain enqueues for every size from now on.
     if (g.exec != nullptr) a->GraphExecDestroy(g.exec);
     g.exec = nullptr;
     g.failed = true;
-    off_->store(true);
     after_failed_capture_ = true;
     return true;
   }

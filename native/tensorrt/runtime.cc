@@ -243,14 +243,21 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
   s.logger.clear_last_error();
   const LogScope log_scope(&s.logger);  // called on the slot's thread
   nvinfer1::IExecutionContext* c = s.context.get();
-  if (cuda_graphs_) {  // this batch size's own context (see Slot)
+  const auto own_it = cuda_graphs_ ? s.by_batch.find(batch) : s.by_batch.end();
+  if (own_it != s.by_batch.end()) {  // this batch size's own context (see Slot)
+    c = own_it->second.get();
+  } else if (cuda_graphs_ && !graphs_off_.load()) {  // a new size that may still get a graph
     std::unique_ptr<nvinfer1::IExecutionContext>& own = s.by_batch[batch];
-    if (!own && !(make_context(s, &own, error) && set_batch(*own, batch, error))) {
+    if (!(make_context(s, &own, error) && set_batch(*own, batch, error))) {
       s.by_batch.erase(batch);
       return false;
     }
     c = own.get();
   } else if (!set_batch(*c, batch, error)) {
+    // Graphs off (not asked for, or a capture failed engine-wide): the slot's plain context runs
+    // every size without one of its own (with graphs: on the slot's memory, same stream) rather
+    // than a new context per size, whose creation would be the first TensorRT call after the
+    // failed capture (before the retried enqueue that absorbs its stale error).
     return false;
   }
   for (size_t i = 0; i < tensors_.size(); ++i) {

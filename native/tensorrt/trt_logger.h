@@ -37,15 +37,15 @@ class CollectingLogger {
     if (severity > Severity::kWARNING || msg == nullptr) return;
     const char* tag = severity == Severity::kWARNING ? "warning: " : "error: ";
     std::lock_guard<std::mutex> lock(mutex_);
-    std::string line = std::string(tag) + msg;
-    if (severity != Severity::kWARNING) last_error_ = msg;
-    messages_.push_back(line);  // the last keep_: what explains a failure comes late
-    if (messages_.size() > keep_) messages_.pop_front();
-    if (forward_) {
-      try {
-        forward_(static_cast<int>(severity), msg);
-      } catch (...) {
-      }
+    // ILogger::log is noexcept: a std::bad_alloc here (TensorRT logs most when memory runs out)
+    // would end the process; the message is dropped instead.
+    try {
+      std::string line = std::string(tag) + msg;
+      if (severity != Severity::kWARNING) last_error_ = msg;
+      messages_.push_back(std::move(line));  // the last keep_: what explains a failure comes late
+      if (messages_.size() > keep_) messages_.pop_front();
+      if (forward_) forward_(static_cast<int>(severity), msg);
+    } catch (...) {
     }
   }
 
