@@ -80,7 +80,8 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   if (unknown.length > 0) {
     throw new TypeError(`${name} has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; a frame is { ${FRAME_KEYS.join(', ')} } (format: ${Object.keys(PIXEL_FORMATS).join(', ')})`)
   }
-  const { data, width, height, format = 'rgb', stride } = image as ImageInput
+  const { data, width, height, format: given, stride } = image as ImageInput
+  const format = given === undefined ? 'rgb' : given
   if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
     throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray`)
   }
@@ -95,7 +96,7 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   // Four bytes a pixel and no format said: an RGBA frame (a canvas ImageData, whose keys are
   // its prototype's) would be read as rgb, its rows sheared, without a word.
-  if ((image as ImageInput).format === undefined && stride === undefined && data.byteLength === width * height * 4) {
+  if (given === undefined && stride === undefined && data.byteLength === width * height * 4) {
     throw new TypeError(`${name} has no format and holds ${data.byteLength} bytes, 4 per pixel of ${width}x${height}: give its format ('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer)`)
   }
   const fmt = PIXEL_FORMATS[format as PixelFormat]

@@ -243,6 +243,10 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
   s.logger.clear_last_error();
   const LogScope log_scope(&s.logger);  // called on the slot's thread
   nvinfer1::IExecutionContext* c = s.context.get();
+  // Graphs off (not asked for, or a capture failed engine-wide): a size without its own context
+  // runs on the slot's plain one (with graphs: on the slot's memory, same stream) rather than a
+  // new context per size, whose creation would be the first TensorRT call after the failed
+  // capture (before the retried enqueue that absorbs its stale error).
   const auto own_it = cuda_graphs_ ? s.by_batch.find(batch) : s.by_batch.end();
   if (own_it != s.by_batch.end()) {  // this batch size's own context (see Slot)
     c = own_it->second.get();
@@ -254,10 +258,6 @@ bool TrtEngine::enqueue(int slot, int64_t batch, const std::vector<void*>& addre
     }
     c = own.get();
   } else if (!set_batch(*c, batch, error)) {
-    // Graphs off (not asked for, or a capture failed engine-wide): the slot's plain context runs
-    // every size without one of its own (with graphs: on the slot's memory, same stream) rather
-    // than a new context per size, whose creation would be the first TensorRT call after the
-    // failed capture (before the retried enqueue that absorbs its stale error).
     return false;
   }
   for (size_t i = 0; i < tensors_.size(); ++i) {
