@@ -13,6 +13,9 @@ import { hasTensorRtBackend, loadNative, nativeAddonPath, packageRoot } from './
 /** The reason when the addon has no tensorrtStatus() export (built without TensorRT's headers). */
 export const NO_TENSORRT_BACKEND = 'this build has no TensorRT backend (headers absent at build time)'
 
+/** The status's first reason for an addon built without TensorRT's headers (native/tensorrt/README.md). */
+export const HEADERS_ABSENT = 'headers absent at build time'
+
 /** What the addon's tensorrtStatus() reports (native/addon.cc). */
 export interface TensorRtStatus {
   available: boolean
@@ -27,6 +30,8 @@ export interface TensorRtStatus {
   gpuName?: string
   computeCapability?: string
   smCount?: number
+  /** How many GPUs the CUDA driver sees (0 also when there is no driver). */
+  gpuCount?: number
   /** The newest CUDA the driver supports, e.g. "13.0". */
   cudaDriverVersion?: string
 }
@@ -150,8 +155,20 @@ export function describeTensorrtStatus(raw: TensorRtStatus | { reason: string })
   if (typeof raw.gpuName === 'string' && raw.gpuName) out.gpu = raw.gpuName
   if (typeof raw.computeCapability === 'string' && raw.computeCapability) out.computeCapability = raw.computeCapability
   if (typeof raw.detail === 'string' && raw.detail.trim()) out.detail = raw.detail.trim()
+  const noGpu = raw.reason === HEADERS_ABSENT && raw.gpuCount === 0 ? noGpuEither(raw.cudaDriverVersion) : ''
+  if (noGpu) out.detail = out.detail ? `${noGpu} ${out.detail[0].toUpperCase()}${out.detail.slice(1)}` : noGpu
   if (!out.available) out.reason = typeof raw.reason === 'string' && raw.reason.trim() ? raw.reason.trim() : 'the native addon reports TensorRT unavailable and gives no reason'
   return out
+}
+
+/**
+ * An addon without the headers still asks the driver for the GPU (native/tensorrt/loader.cc): where
+ * there is none, rebuilding with the headers would not help, and the headers-absent reason alone
+ * suggests it would.
+ */
+function noGpuEither(cudaDriverVersion: unknown): string {
+  const why = typeof cudaDriverVersion === 'string' && cudaDriverVersion ? `the CUDA driver (${cudaDriverVersion}) sees no GPU` : 'no CUDA driver was found'
+  return `No NVIDIA GPU here either (${why}), so rebuilding with TensorRT's headers would not make the backend available on this machine; the CPU backend (onnxruntime) runs here.`
 }
 
 export interface TensorRtProbe {
@@ -161,9 +178,6 @@ export interface TensorRtProbe {
 }
 
 let probed: Promise<TensorRtProbe> | undefined
-
-/** The status's first reason for an addon built without TensorRT's headers (native/tensorrt/README.md). */
-export const HEADERS_ABSENT = 'headers absent at build time'
 
 /**
  * The GPU backend's availability and, when the addon answered, its full status (probed once per

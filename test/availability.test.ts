@@ -268,6 +268,21 @@ describe('the TensorRT probe runs in a child process', () => {
     }
   })
 
+  it('an addon without the headers on a machine without a GPU says that rebuilding would not help', async () => {
+    const { describeTensorrtStatus, HEADERS_ABSENT } = await import('../lib/availability')
+    const rebuild = 'this build of the addon has no TensorRT backend: ... `npm rebuild face-multitask` builds it with one'
+    const headersOnly = { available: false, reason: HEADERS_ABSENT, detail: rebuild }
+    const noDriver = describeTensorrtStatus({ ...headersOnly, gpuCount: 0, cudaDriverVersion: null as unknown as string })
+    expect(noDriver.reason).toBe(HEADERS_ABSENT)
+    expect(noDriver.detail).toBe(`No NVIDIA GPU here either (no CUDA driver was found), so rebuilding with TensorRT's headers would not make the backend available on this machine; the CPU backend (onnxruntime) runs here. T${rebuild.slice(1)}`)
+    expect(describeTensorrtStatus({ ...headersOnly, gpuCount: 0, cudaDriverVersion: '13.0' }).detail).toMatch(/^No NVIDIA GPU here either \(the CUDA driver \(13\.0\) sees no GPU\)/)
+    // A GPU is there (or the count is unknown): the rebuild advice stands alone.
+    expect(describeTensorrtStatus({ ...headersOnly, gpuCount: 1, gpuName: 'NVIDIA L4', cudaDriverVersion: '13.0' })).toEqual({ available: false, reason: HEADERS_ABSENT, gpu: 'NVIDIA L4', detail: rebuild })
+    expect(describeTensorrtStatus(headersOnly).detail).toBe(rebuild)
+    // Another reason with no GPU is already about the GPU.
+    expect(describeTensorrtStatus({ available: false, reason: 'no GPU', gpuCount: 0, cudaDriverVersion: '13.0' }).detail).toBeUndefined()
+  })
+
   it('describes a status without a reason, and a missing status', async () => {
     const { describeTensorrtStatus } = await import('../lib/availability')
     expect(describeTensorrtStatus({ available: false }).reason).toMatch(/gives no reason/)
