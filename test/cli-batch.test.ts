@@ -362,11 +362,25 @@ describe('face-multitask batch', () => {
     }
   })
 
+  it('a run whose model does not load leaves no results file it made; one that was there keeps its header', async () => {
+    const broken = path.join(dir, 'broken.onnx')
+    writeFileSync(broken, 'not an onnx file')
+    const out = path.join(dir, 'failed-load-new.jsonl')
+    const r = await run('batch', list, '--model', broken, '--out', out, '--backend', 'cpu')
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(broken)])
+    expect(fs.existsSync(out)).toBe(false)
+    expect(fs.existsSync(`${out}.lock`)).toBe(false)
+    // An empty file the user made is not removed: the failed run's header stays in it (begun again below).
+    writeFileSync(out, '')
+    expect((await run('batch', list, '--model', broken, '--out', out, '--backend', 'cpu')).code).toBe(1)
+    expect(records(out)).toEqual([expect.objectContaining({ faceMultitaskBatch: 1, model: broken })])
+  })
+
   it('a results file with no result yet, begun for another model (its load failed) or list, is begun again for this run', async () => {
-    const first = readFileSync(path.join(dir, 'first.jsonl'))
     const broken = path.join(dir, 'broken.onnx')
     writeFileSync(broken, 'not an onnx file')
     const out = path.join(dir, 'failed-load.jsonl')
+    writeFileSync(out, '')  // there before: the failed run keeps its header in it
     expect((await run('batch', list, '--model', broken, '--out', out, '--backend', 'cpu')).code).toBe(1)
     expect(records(out)).toEqual([expect.objectContaining({ faceMultitaskBatch: 1, model: broken })])  // the header alone
     const r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')

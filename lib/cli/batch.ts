@@ -373,8 +373,11 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
     process.removeListener('SIGINT', onSigint)
     process.removeListener('SIGINT', quit)
     // Each step even if the one before fails: a lock kept would refuse the next run in this process.
+    // A run that never had a model (its load failed or was interrupted) leaves no results file it
+    // made; one that stopped later keeps its file, which the stop's message names.
     try {
-      log.close()
+      if (run.model === undefined) log.closeUnfinished()
+      else log.close()
     } catch (e) {
       run.failure.fail(e)
     }

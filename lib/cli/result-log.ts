@@ -46,8 +46,10 @@ const RECORD_HEAD_BYTES = 32
 export class ResultLog {
   /** The file's size: where the next record begins (the file is locked: no one else appends). */
   private end: number
+  private records = 0
 
-  private constructor(private fd: number, readonly file: string) {
+  /** `made`: the file did not exist before this run. */
+  private constructor(private fd: number, readonly file: string, private readonly made: boolean) {
     this.end = fs.fstatSync(fd).size
   }
 
@@ -113,9 +115,10 @@ export class ResultLog {
     }
     try {
       if (text !== '') writeAll(fd, Buffer.from(text))
-      return new ResultLog(fd, file)
+      return new ResultLog(fd, file, flags === 'ax+')
     } catch (e) {
       fs.closeSync(fd)
+      if (flags === 'ax+') fs.rmSync(file, { force: true })  // made here: no part of a header left
       throw new CliError(`--out: cannot write "${file}": ${fileErrorReason(e)}`)
     }
   }
@@ -134,11 +137,22 @@ export class ResultLog {
       throw e
     }
     this.end += line.length
+    this.records++
   }
 
   /** Flushes what was written to the disk (a power cut then loses nothing written before). */
   sync(): void {
     fs.fsyncSync(this.fd)
+  }
+
+  /**
+   * Closes the file, and removes it when this run made it and wrote no record: a run that failed
+   * or stopped before its first line (a model that does not load) leaves no file holding only a
+   * header. A file that was there before is kept as it is.
+   */
+  closeUnfinished(): void {
+    this.close()
+    if (this.made && this.records === 0) fs.rmSync(this.file, { force: true })
   }
 
   close(): void {
