@@ -1223,6 +1223,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--check-env", action="store_true", help="check the Python environment and exit")
     p.add_argument("--import-release", help=argparse.SUPPRESS)
+    # Only the checks below and main's path checks, then exit 0: they need nothing but the standard
+    # library, so the CLI runs them with any python3 when the project's environment is missing.
+    p.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not (args.check_env or args.import_release):
         if args.random_weights:
@@ -1310,6 +1313,8 @@ def main(argv=None) -> int:
             check_checkpoint_path(args.checkpoint)
         if not (args.import_release or args.check_env):
             check_out_dir(args.out or (Path(".") if args.random_weights else args.checkpoint.parent), args.out is not None)
+        if args.check_args:
+            return 0
         if args.import_release:
             require_packages()
             return import_release_main(args.import_release)

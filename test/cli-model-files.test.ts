@@ -316,18 +316,37 @@ describe('face-multitask export', () => {
     if (saved === undefined) delete process.env.FACE_MULTITASK_PYTHON
     else process.env.FACE_MULTITASK_PYTHON = saved
   })
+  /** A checkpoint file that exists (the environment's check comes before its contents are read). */
+  function checkpoint(): string {
+    const file = path.join(dir, 'no-env', 'face_multitask_v28.safetensors')
+    mkdirSync(path.dirname(file), { recursive: true })
+    writeFileSync(file, 'weights')
+    return file
+  }
+
   it('without the Python environment says how to set it up', async () => {
     process.env.FACE_MULTITASK_PYTHON = path.join(dir, 'no-python')
-    const r = await run('export', 'face_multitask_v28.safetensors')
+    const r = await run('export', checkpoint())
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/npm run setup:python/)
+    expect((await run('export', '--random-weights', '--generation', 'v2.8', '--out', dir)).err).toMatch(/npm run setup:python/)
+  })
+
+  it("without the Python environment a wrong argument is still said first, in the script's own words and exit code", async () => {
+    process.env.FACE_MULTITASK_PYTHON = path.join(dir, 'no-python')
+    const noGeneration = await run('export', '--random-weights')
+    expect([noGeneration.code, noGeneration.err]).toEqual([2, expect.stringMatching(/^usage: export_onnx\.py [^]*\nexport_onnx\.py: error: --random-weights needs --generation v2\.4\|v2\.5\|v2\.7\|v2\.8$/)])
+    const missing = path.join(dir, 'not-there.safetensors')
+    expect(await run('export', missing)).toMatchObject({ code: 1, err: `[export] error: ${missing}: no such file` })
+    expect((await run('export', checkpoint(), '--seed', '3')).code).toBe(2)  // --seed goes with --random-weights only
+    expect((await run('export', checkpoint(), '--out', path.join(checkpoint(), 'sub'))).err).toMatch(/^\[export\] error: --out .*: cannot be made, .* is a file, not a folder$/)
   })
   it('FACE_MULTITASK_VENV (where `npm run setup:python` was told to make the venv) is where its Python is looked for', async () => {
     const saved = { python: process.env.FACE_MULTITASK_PYTHON, venv: process.env.FACE_MULTITASK_VENV }
     delete process.env.FACE_MULTITASK_PYTHON
     process.env.FACE_MULTITASK_VENV = path.join(dir, 'other-disk', 'venv')
     try {
-      const r = await run('export', 'face_multitask_v28.safetensors')
+      const r = await run('export', checkpoint())
       expect(r.code).toBe(1)
       expect(r.err).toContain(`and ${path.join(dir, 'other-disk', 'venv', 'bin', 'python')} does not exist.`)
       expect(r.err).toContain('with the same FACE_MULTITASK_VENV.')
@@ -342,7 +361,7 @@ describe('face-multitask export', () => {
     const link = path.join(dir, 'python-link')
     symlinkSync(path.join(dir, 'gone', 'python3.11'), link)
     process.env.FACE_MULTITASK_PYTHON = link
-    const r = await run('export', 'face_multitask_v28.safetensors')
+    const r = await run('export', checkpoint())
     expect(r.code).toBe(1)
     expect(r.err).toContain(`and ${link} is a link to ${path.join(dir, 'gone', 'python3.11')}, which cannot be used: no such file.\nSet it up once with`)
   })

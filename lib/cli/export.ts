@@ -1,7 +1,7 @@
 // `face-multitask export`: turns a py-feat checkpoint into the ONNX files the runtime loads. The
 // work is py-feat's own model code in Python (scripts/export_onnx.py); this only finds the
 // project's Python environment and runs the script with the user's arguments.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileErrorReason } from '../describe'
@@ -49,10 +49,37 @@ export function exportExitCode(code: number | null): 0 | 1 | 2 {
   return code === 0 || code === 2 ? code : 1
 }
 
+/**
+ * Without the project's environment, the script's own argument and path checks (standard library
+ * only: `--check-args`) run with the system's python3, so a wrong argument is said (exit 2, or 1
+ * for a missing checkpoint) before the advice to set Python up, as it is with the environment.
+ * Undefined when they pass, or no python3 answers as the script does.
+ */
+function argumentError(script: string, argv: string[], io: Io): number | undefined {
+  const r = spawnSync('python3', [script, '--check-args', ...argv], { encoding: 'utf8', timeout: 30_000, windowsHide: true })
+  const said = r.stderr?.trimEnd() ?? ''
+  if (r.status === 2 && /^usage: export_onnx\.py/m.test(said)) {
+    io.err(said)
+    return 2
+  }
+  if (r.status === 1 && said.startsWith('[export] error: ')) {
+    io.err(said)
+    return 1
+  }
+  return undefined
+}
+
 export async function exportCommand(argv: string[], io: Io): Promise<number> {
   if (argv.length === 0) throw new UsageError('give a checkpoint file, or --random-weights --generation G')
-  const python = exportPython()
   const script = path.join(packageRoot(), 'scripts', 'export_onnx.py')
+  let python: string
+  try {
+    python = exportPython()
+  } catch (e) {
+    const code = argumentError(script, argv, io)
+    if (code !== undefined) return code
+    throw e
+  }
   io.err(`face-multitask: running ${shownPath(script)} with ${python}`)
   // Progress lines stream straight through: an export takes seconds to minutes.
   const child = spawn(python, [script, ...argv], { stdio: 'inherit' })
