@@ -26,13 +26,18 @@
 //     execution context per captured graph, since a shape change alters state the graph relies on);
 //   - an execution context destroyed after its engine, an engine after its runtime;
 //   - a method the addon is not expected to call aborts, naming it.
+// FAKE_TRT_REPORT_AT_EXIT=1: the process's exit prints to stderr how many execution contexts were
+// created ("fake-trt at exit: N execution contexts created"), which no call above can show: how
+// many contexts TrtEngine makes once CUDA graphs are off.
 // Only check-tensorrt.sh builds it (it needs the headers, which are never committed).
 #include <NvInfer.h>
 #include <dlfcn.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <string>
@@ -46,6 +51,14 @@ using namespace nvinfer1;
 namespace {
 
 void violation(const std::string& what) { fake_trt_violation(what); }
+
+// Every execution context created in the process (FAKE_TRT_REPORT_AT_EXIT).
+std::atomic<long> g_contexts_created{0};
+__attribute__((destructor)) void report_at_exit() {
+  const char* v = std::getenv("FAKE_TRT_REPORT_AT_EXIT");
+  if (v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0)
+    std::fprintf(stderr, "fake-trt at exit: %ld execution contexts created\n", g_contexts_created.load());
+}
 
 // The host stand-in driver, already loaded by the addon (its primary context is current on the
 // threads that enqueue).
@@ -254,6 +267,7 @@ IExecutionContext* EngineImpl::createExecutionContext(ExecutionContextAllocation
   impl->user_managed = strategy == ExecutionContextAllocationStrategy::kUSER_MANAGED;
   impl->handle = new ContextHandle(impl);
   ++contexts;
+  ++g_contexts_created;
   return impl->handle;
 }
 
