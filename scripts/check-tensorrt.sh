@@ -185,7 +185,7 @@ queue_fake_tensorrt() {  # queue_fake_tensorrt <include dir> <major> <objects di
 }
 
 over_fake_tensorrt() {  # after queue_fake_tensorrt's jobs have been compiled
-  local inc="$1" major="$2" ft="$WORK/fake-trt-$2" case env out job
+  local inc="$1" major="$2" ft="$WORK/fake-trt-$2" case env out job made
   echo "-- the builder, TrtEngine and the pipeline over working stand-in TensorRT libraries and the host stand-in driver"
   for job in "${FAKE_JOBS[@]}"; do
     if [[ "$TOOLS_FAILED" == *" $job "* ]] || [[ "$job" == stubs* ]]; then fail "$job"; return; fi
@@ -414,6 +414,25 @@ for INC in "${DIRS[@]}"; do
     else
       fail "messages from threads without a sink: $SM"
     fi
+    # Two GPUs: the status describes device 0, while a build is judged by the device it runs on
+    # (BuildOptions::device), as trtexec reads the properties of the device it selects.
+    smoke_on() {  # smoke_on <FAKE_CUDA> <device>: the smoke tool's output
+      (cd "$WORK/run" && env -i PATH="$PATH" HOME="$WORK/home" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA="$1" \
+        "$SMOKE" "$WORK/model.onnx" "$2" 2>&1) || echo "the smoke tool exited $?"
+    }
+    status_case "^reason: GPU too old \\(sm_61; TensorRT $MAJOR needs ≥ sm_75\\)\$" "sm_61 then sm_89 -> the status is device 0's: GPU too old" \
+      TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=6.1,8.9
+    status_case "^gpuCount: 2\$" "... of 2 GPUs" TENSORRT_LIB_DIR="$F/full" "${CUDA[@]}" FAKE_CUDA=6.1,8.9
+    SM1="$(smoke_on 6.1,8.9 1)"
+    grep -q '^build: createInferBuilder failed' <<<"$SM1" && pass "... a build on device 1 (sm_89) is not refused for device 0's sm_61" ||
+      fail "a build on device 1 (sm_89), device 0 sm_61: $SM1"
+    SM1="$(smoke_on 8.9,6.1 1)"
+    grep -q "^build: TensorRT is not available: CUDA device 1: GPU too old (sm_61; TensorRT $MAJOR needs ≥ sm_75)\$" <<<"$SM1" &&
+      pass "sm_89 then sm_61 -> a build on device 1 is refused: GPU too old, naming the device" ||
+      fail "a build on device 1 (sm_61), device 0 sm_89: $SM1"
+    SM1="$(smoke_on 8.9 1)"
+    grep -q '^build: CUDA device 1: CUDA_ERROR_INVALID_DEVICE' <<<"$SM1" && pass "one GPU -> a build on device 1 says there is no such device" ||
+      fail "a build on device 1 of one GPU: $SM1"
     PL="$(sed -n 's/^process logger //p' <<<"$SM")"
     if [ -n "$PL" ] && [ "$(grep -c "^createInfer\(Builder\|Runtime\) logger $PL\$" <<<"$SM")" = 2 ]; then
       pass "the builder and the runtime are both given the one process-wide logger"

@@ -188,7 +188,8 @@ BuildResult build_engine_or_throw(const BuildOptions& o) {
   std::string why;
   const Library* L = library(&why);
   if (L == nullptr) return fail(r, "TensorRT is not available: " + why);
-  if (!status().available) return fail(r, "TensorRT is not available: " + status().reason);
+  const std::string unavailable = unavailable_on(o.device);  // status() judges device 0's GPU; the build runs on o.device
+  if (!unavailable.empty()) return fail(r, "TensorRT is not available: " + unavailable);
   if (L->createNvOnnxParser == nullptr) return fail(r, "the TensorRT ONNX parser library is not loaded");
   r.tensorrt_version = status().tensorrt_version;
   if (!(o.min_batch >= 1 && o.min_batch <= o.opt_batch && o.opt_batch <= o.max_batch))

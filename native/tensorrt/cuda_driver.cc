@@ -229,6 +229,14 @@ const GpuInfo& gpu_info() {
   return g;
 }
 
+bool compute_capability(int ordinal, int* major, int* minor) {
+  const Api* a = driver();
+  Device dev = 0;
+  return a != nullptr && a->Init(0) == kSuccess && a->DeviceGet(&dev, ordinal) == kSuccess &&
+         a->DeviceGetAttribute(major, kAttrComputeCapabilityMajor, dev) == kSuccess &&
+         a->DeviceGetAttribute(minor, kAttrComputeCapabilityMinor, dev) == kSuccess;
+}
+
 PrimaryContext::~PrimaryContext() {
   if (ctx_ != nullptr) driver()->DevicePrimaryCtxRelease(dev_);
 }

@@ -140,6 +140,10 @@ struct GpuInfo {
 // Probes once per process (cuInit, device 0's name, compute capability, SM count) and caches.
 const GpuInfo& gpu_info();
 
+// The compute capability of device `ordinal` (any device, where gpu_info() is device 0's); false
+// when the driver does not answer or has no such device.
+bool compute_capability(int ordinal, int* major, int* minor);
+
 // The primary context of one device, retained for this object's lifetime. bind() makes it
 // current on the calling thread: call it on every thread before TensorRT or driver calls
 // (TensorRT's CUDA runtime then uses this context).

@@ -271,6 +271,13 @@ struct Probe {
   bool lib_via_default = true;  // found through the default library path
 };
 
+// "GPU too old (sm_XY; TensorRT Z needs ≥ sm_75)", or "" for a compute capability TensorRT runs on.
+std::string too_old(int cc_major, int cc_minor, int trt_major) {
+  if (cc_major * 10 + cc_minor >= kMinComputeCapability) return "";
+  return "GPU too old (sm_" + std::to_string(cc_major) + std::to_string(cc_minor) + "; TensorRT " + std::to_string(trt_major) +
+         " needs \u2265 sm_" + std::to_string(kMinComputeCapability) + ")";
+}
+
 // The GPU half of the status: filled whenever the driver answers; sets the reason only if none
 // is set yet (the library reasons come first).
 void probe_gpu(Status* s, int trt_major) {
@@ -289,9 +296,8 @@ void probe_gpu(Status* s, int trt_major) {
   } else if (g.device_count == 0) {
     s->reason = "no GPU";
     append_detail(s, g.driver_error.empty() ? "cuDeviceGetCount: 0 devices" : g.driver_error);
-  } else if (g.cc_major * 10 + g.cc_minor < kMinComputeCapability) {
-    s->reason = "GPU too old (sm_" + std::to_string(g.cc_major) + std::to_string(g.cc_minor) + "; TensorRT " +
-                std::to_string(trt_major) + " needs \u2265 sm_" + std::to_string(kMinComputeCapability) + ")";
+  } else {
+    s->reason = too_old(g.cc_major, g.cc_minor, trt_major);
   }
 }
 
@@ -418,6 +424,24 @@ const Probe& probed() {
 }  // namespace
 
 const Status& status() { return probed().status; }
+
+std::string unavailable_on(int device) {
+  const Status& s = status();
+#if defined(FM_HAVE_TENSORRT)
+  // Every reason but device 0's compute capability holds for any device (the libraries, the
+  // driver, no GPU at all). The capability is the selected device's, as trtexec reads the
+  // properties of the device it selects.
+  const cu::GpuInfo& g = cu::gpu_info();
+  if (device == 0 || s.reason != too_old(g.cc_major, g.cc_minor, NV_TENSORRT_MAJOR)) return s.reason;
+  int major = 0, minor = 0;
+  if (!cu::compute_capability(device, &major, &minor)) return "";
+  const std::string why = too_old(major, minor, NV_TENSORRT_MAJOR);
+  return why.empty() ? why : "CUDA device " + std::to_string(device) + ": " + why;
+#else
+  (void)device;
+  return s.reason;
+#endif
+}
 
 const Library* library(std::string* why) {
   const Probe& p = probed();

@@ -61,6 +61,12 @@ struct Status {
 // answer. Thread-safe; never throws.
 const Status& status();
 
+// Why TensorRT cannot build or run on CUDA device `device`, or "" when it can: status()'s reason,
+// except that the compute capability judged is that device's, not device 0's (a build on device 1
+// is neither refused because device 0 is old nor let through because device 0 is new). An
+// ordinal the driver does not have is left to opening the device, which says so.
+std::string unavailable_on(int device);
+
 // The resolved entry points (valid only when status().available, or at least when the
 // library part of the status passed). Signatures as declared in NvInfer.h / NvOnnxParser.h /
 // NvInferPlugin.h; loader.cc checks them against the headers at compile time.

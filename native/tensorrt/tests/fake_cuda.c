@@ -3,6 +3,8 @@
  *   "nodevice"      cuInit -> CUDA_ERROR_NO_DEVICE (100)
  *   "mismatch"      cuInit -> CUDA_ERROR_SYSTEM_DRIVER_MISMATCH (803)
  *   "<major>.<minor>"  one GPU of that compute capability, named "Fake GPU sm_<major><minor>"
+ *   "<major>.<minor>,<major>.<minor>,..."  one such GPU each, in ordinal order (a build on device 1
+ *                   is judged by device 1's compute capability, the status by device 0's)
  * Primary contexts are pretend ones; streams, events and memory return CUDA_ERROR_NOT_SUPPORTED (801). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +12,19 @@
 
 typedef int CUresult;
 static const char* mode(void) { const char* m = getenv("FAKE_CUDA"); return m ? m : "8.9"; }
-static int cc(int minor) {
+static int gpus(void) {
+  int n = 1;
+  for (const char* m = mode(); *m; ++m) n += *m == ',';
+  return n;
+}
+static int cc(int dev, int minor) {
+  const char* m = mode();
+  for (int k = 0; k < dev && m != NULL; ++k) {
+    m = strchr(m, ',');
+    if (m != NULL) ++m;
+  }
   int a = 0, b = 0;
-  if (sscanf(mode(), "%d.%d", &a, &b) != 2) return 0;
+  if (m == NULL || sscanf(m, "%d.%d", &a, &b) != 2) return 0;
   return minor ? b : a;
 }
 
@@ -24,21 +36,22 @@ CUresult cuInit(unsigned flags) {
 }
 CUresult cuDriverGetVersion(int* v) { *v = 13000; return 0; }
 CUresult cuGetErrorName(CUresult r, const char** s) {
-  *s = r == 100 ? "CUDA_ERROR_NO_DEVICE" : r == 803 ? "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH" : "CUDA_ERROR_NOT_SUPPORTED";
+  *s = r == 100 ? "CUDA_ERROR_NO_DEVICE" : r == 101 ? "CUDA_ERROR_INVALID_DEVICE" : r == 803 ? "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH" : "CUDA_ERROR_NOT_SUPPORTED";
   return 0;
 }
-CUresult cuGetErrorString(CUresult r, const char** s) { *s = r == 100 ? "no CUDA-capable device is detected" : "fake"; return 0; }
-CUresult cuDeviceGetCount(int* n) { *n = 1; return 0; }
-CUresult cuDeviceGet(int* d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : 101; }
+CUresult cuGetErrorString(CUresult r, const char** s) {
+  *s = r == 100 ? "no CUDA-capable device is detected" : r == 101 ? "invalid device ordinal" : "fake";
+  return 0;
+}
+CUresult cuDeviceGetCount(int* n) { *n = gpus(); return 0; }
+CUresult cuDeviceGet(int* d, int ordinal) { *d = ordinal; return ordinal >= 0 && ordinal < gpus() ? 0 : 101; }
 CUresult cuDeviceGetName(char* name, int len, int dev) {
-  (void)dev;
-  snprintf(name, (size_t)len, "Fake GPU sm_%d%d", cc(0), cc(1));
+  snprintf(name, (size_t)len, "Fake GPU sm_%d%d", cc(dev, 0), cc(dev, 1));
   return 0;
 }
 CUresult cuDeviceGetAttribute(int* v, int attr, int dev) {
-  (void)dev;
-  if (attr == 75) *v = cc(0);
-  else if (attr == 76) *v = cc(1);
+  if (attr == 75) *v = cc(dev, 0);
+  else if (attr == 76) *v = cc(dev, 1);
   else if (attr == 16) *v = 42;
   else return 801;
   return 0;

@@ -2,7 +2,9 @@
 // TensorRT (whose factories print the logger they are given and return NULL) and prints their
 // errors: the call sequence up to TensorRT's factories runs, and a refusal comes back as an error,
 // not a crash. Also checks how process_logger() routes messages to the threads' sinks.
+// Arguments: [model.onnx] [CUDA device the builds run on, 0 if not given].
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   fm::trt::BuildOptions o;
   o.onnx_path = argc > 1 ? argv[1] : "/nonexistent.onnx";
+  o.device = argc > 2 ? std::atoi(argv[2]) : 0;
   fm::trt::BuildResult r = fm::trt::build_engine(o);
   std::printf("build: %s\n", r.ok ? "ok" : r.error.c_str());
   o.min_batch = 4;
