@@ -74,6 +74,8 @@ interface ParityCase {
   /** An AU node made all zero for every input (export --zero-au-node), as real weights do on some faces. */
   zeroAuNode?: number
   noFp16?: true
+  /** Tolerances of this case where they differ from TOLERANCE, each with its reason at the case. */
+  tolerance?: Partial<Record<Output, number>>
 }
 const CASES: ParityCase[] = [
   { name: 'v2.4', generation: 'v2.4', release: 'py-feat 2.0.3', reference: 'py-feat 2.0.3 network + dev commit 3128756c crop/centre crop/decode (re-stated)' },
@@ -83,6 +85,12 @@ const CASES: ParityCase[] = [
   { name: 'v2.7 gaze MLP, emotion without AUs', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_hidden: 256, emotion_use_au_prob: false } },
   { name: 'v2.7 pose-fed gaze FCs, no eye windows', generation: 'v2.7', release: 'py-feat 2.1.1', reference: 'py-feat 2.1.1', config: { gaze_eye_roi: false, gaze_bins: 0 } },
   { name: 'v2.8', generation: 'v2.8', release: 'py-feat 2.1.5', reference: 'py-feat 2.1.5 (newest release)' },
+  // The mesh head's output taken as 256-px chip coordinates (mesh_normalized false), not [0, 1]: a
+  // checkpoint trained so, or a config saved without the field (py-feat's default flips between
+  // releases). Its random head, scaled for pixel outputs, puts mesh points up to 3.5e5 px out,
+  // where one float32 step is 0.03 px: mesh x,y and the landmarks are held to 0.2 px there (a few
+  // steps; mesh x,y / box side keeps 5e-4). No FP16 file: the export's FP16 check is in [0, 1] units.
+  { name: 'v2.8 mesh in chip pixels', generation: 'v2.8', release: 'py-feat 2.1.5', reference: 'py-feat 2.1.5', config: { mesh_normalized: false }, noFp16: true, tolerance: { mesh: 0.2, landmarks: 0.2 } },
   // Its row of similarities is all equal: the AU graph's neighbours are torch's choice among ties,
   // which the export reproduces (ONNX's TopK takes the lowest indices); the emotions read the AUs.
   { name: 'v2.5 AU node 7 all zero', generation: 'v2.5', release: 'py-feat 2.0.3', reference: 'py-feat 2.0.3', zeroAuNode: 7 },
@@ -281,7 +289,8 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
     const rule = `|---|---|${outs.map(() => '---:').join('|')}|`
     const rows = [...summary].map(([g, m]) => {
       const ref = CASES.find((x) => x.name === g)?.reference ?? ''
-      return `| ${g} | ${ref} | ${outs.map((o) => (m.has(o) ? m.get(o)!.max.toExponential(1) : '—')).join(' | ')} |`
+      const own = CASES.find((x) => x.name === g)?.tolerance ?? {}
+      return `| ${g} | ${ref} | ${outs.map((o) => (m.has(o) ? m.get(o)!.max.toExponential(1) + (own[o] !== undefined ? ` (≤ ${own[o]})` : '') : '—')).join(' | ')} |`
     })
     const tol = `| tolerance | | ${outs.map((o) => String(TOLERANCE[o])).join(' | ')} |`
     const worst = [...summary].flatMap(([g, m]) => [...m].map(([o, w]) => `  ${g} ${COLUMN[o]}: ${w.max.toExponential(2)} at ${w.where}`))
@@ -396,8 +405,9 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
           const where = `${label} ${frame} box ${i} "${photo!.faces[i].label}" ${JSON.stringify(photo!.faces[i].box_given)}`
           const w = worst.get(output)
           if (!w || !(max <= w.max)) worst.set(output, { max, where: `${frame} box ${i} (${photo!.faces[i].label})` })
-          if (!(max <= TOLERANCE[output])) {
-            failures.push(`${where}: ${output}${detail} max |ours - py-feat| = ${max.toExponential(3)} > ${TOLERANCE[output]} ` +
+          const tolerance = parityCase.tolerance?.[output] ?? TOLERANCE[output]
+          if (!(max <= tolerance)) {
+            failures.push(`${where}: ${output}${detail} max |ours - py-feat| = ${max.toExponential(3)} > ${tolerance} ` +
               `(at element ${at}: ours ${a[at]}, py-feat ${b[at]})`)
           }
         }
