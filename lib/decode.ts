@@ -88,6 +88,17 @@ function row(outputs: BatchOutputs, name: string, i: number, size: number): Floa
   return outputs[name].subarray(i * size, (i + 1) * size)
 }
 
+/**
+ * The angle between the gaze and the camera axis, as py-feat's Detectorv2.forward computes it:
+ * arccos(clip(cos(pitch) * cos(yaw), -1, 1)) in numpy on the model's float32 gaze, so in float32.
+ * In float64 a face looking at the camera (|yaw|, |pitch| < 2.4e-4, where the float32 product of
+ * the cosines is 1 exactly) would get up to 3.4e-4 rad where py-feat gives 0.
+ */
+export function gazeAngle(pitch: number, yaw: number): number {
+  const f = Math.fround
+  return f(Math.acos(Math.min(1, Math.max(-1, f(f(Math.cos(pitch)) * f(Math.cos(yaw)))))))
+}
+
 export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, box: Rect): Face {
   const size = (h: keyof typeof HEAD_OUTPUTS) => HEAD_OUTPUTS[h].dims.reduce((a, b) => a * b, 1)
   const blendshapes = spec.heads.includes('blendshapes')
@@ -128,7 +139,7 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
     gaze: {
       yaw: gazeYaw,
       pitch: gazePitch,
-      angle: Math.acos(Math.min(1, Math.max(-1, Math.cos(gazePitch) * Math.cos(gazeYaw)))),
+      angle: gazeAngle(gazePitch, gazeYaw),
     },
     pose: {
       pitch: spec.pose.pitch.sign * p[spec.pose.pitch.index],
