@@ -105,7 +105,7 @@ export class FaceMultitask {
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
     // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
-    const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision })
+    const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision, externalData: onnx.externalData })
     try {
       // An abort rejects at once (a large model's sessions take seconds): the caller, who gave
       // up, gets no model to close, and the sessions are closed once made.

@@ -1,7 +1,7 @@
 // Bad input gets a clear error naming the argument, and nothing else breaks: requests in flight
 // still resolve, the model stays usable, the process keeps running.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { closeSync, existsSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
 
 const dir = tempDir('errors')
@@ -560,6 +561,32 @@ describe('errors', () => {
       await engine.workers[0].worker.terminate()
       const err = await m.detect(frame, { boxes: [box] }).catch((e) => e)
       expect(err.message).toMatch(new RegExp(`no thread can replace it: the model file "${copy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" changed since it was loaded \\(rewritten\\): load the model again$`))
+    } finally {
+      await m.close()
+    }
+  })
+
+  it("a thread that dies after the model's external-data weights were rewritten (the .onnx untouched) is not replaced on them either", async () => {
+    const folder = path.join(dir, 'external-weights')
+    mkdirSync(folder, { recursive: true })
+    const file = path.join(folder, 'm.onnx')
+    const first = withExternalData(makeFixtureModel({ generation: 'v2.5' }), 'm.weights')
+    writeFileSync(file, first.onnx)
+    writeFileSync(path.join(folder, 'm.weights'), first.weights)
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    const engine = (m as unknown as { engine: { workers: { worker: { terminate(): Promise<number> } }[] } }).engine
+    try {
+      const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+      // A thread that dies with the files as they were is replaced, and gives the same results.
+      await engine.workers[0].worker.terminate()
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      // Another fixture of the generation: the same tensors and layout, other weights.
+      const other = withExternalData(makeFixtureModel({ generation: 'v2.5', seed: 2 }), 'm.weights')
+      expect(other.weights.length).toBe(first.weights.length)
+      writeFileSync(path.join(folder, 'm.weights'), other.weights)
+      await engine.workers[0].worker.terminate()
+      const err = await m.detect(frame, { boxes: [box] }).catch((e) => e)
+      expect(err.message).toMatch(/no thread can replace it: the model's weights file \(ONNX external data\) ".*m\.weights" changed since it was loaded \(rewritten\): load the model again$/)
     } finally {
       await m.close()
     }

@@ -117,6 +117,11 @@ function fileStamp(file: string): string | undefined {
   return st && `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`
 }
 
+/** The files a session reads: the model, and the external-data files beside it that hold its weights. */
+function modelFiles(model: string, externalData: readonly string[]): string[] {
+  return [model, ...new Set(externalData.map((location) => path.resolve(path.dirname(model), location)))]
+}
+
 /** The outputs decoding reads (a model may have more, of any type: not fetched). */
 const headOutputs = (spec: ModelSpec) => spec.heads.map((h) => HEAD_OUTPUTS[h].name)
 
@@ -125,6 +130,8 @@ export interface OnnxRuntimeOptions {
   threads?: number
   /** What the model declares: ONNX Runtime runs the graph in its own types (FP16 weights stay FP16). */
   precision?: string
+  /** The model's external-data locations (OnnxModelInfo.externalData): a replaced thread reads them too. */
+  externalData?: readonly string[]
 }
 
 export class OnnxRuntimeBackend implements Backend {
@@ -137,8 +144,9 @@ export class OnnxRuntimeBackend implements Backend {
     private readonly workers: SessionWorker[],
     private readonly spec: ModelSpec,
     private readonly model: string,
-    /** The model file as the first threads loaded it: a replacement thread must load the same model. */
-    private readonly stamp: string | undefined,
+    /** The model's files and their stamps as the first threads loaded them: a replacement thread must load the same model. */
+    private readonly files: string[],
+    private readonly stamps: (string | undefined)[],
     private readonly threads: number,
     readonly precision: string,
   ) {
@@ -221,15 +229,20 @@ export class OnnxRuntimeBackend implements Backend {
     return this.workers.length + 1
   }
 
-  /** Rejects when the model file is no longer the one loaded (rewritten, removed). */
+  /** Rejects when the model file, or a file holding its weights, is no longer the one loaded (rewritten, removed). */
   private async modelUnchanged(): Promise<void> {
-    const now = fileStamp(this.model)
-    if (now !== this.stamp) throw new Error(`the model file "${this.model}" changed since it was loaded (${now === undefined ? 'removed' : 'rewritten'}): load the model again`)
+    this.files.forEach((file, i) => {
+      const now = fileStamp(file)
+      if (now === this.stamps[i]) return
+      const what = i === 0 ? 'the model file' : `the model's weights file (ONNX external data)`
+      throw new Error(`${what} "${file}" changed since it was loaded (${now === undefined ? 'removed' : 'rewritten'}): load the model again`)
+    })
   }
 
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
-    const stamp = fileStamp(model)
+    const files = modelFiles(model, opts.externalData ?? [])
+    const stamps = files.map(fileStamp)
     const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
     const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads, headOutputs(spec))))
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
@@ -238,7 +251,7 @@ export class OnnxRuntimeBackend implements Backend {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, model, stamp, threads, opts.precision ?? 'fp32')
+    return new OnnxRuntimeBackend(workers, spec, model, files, stamps, threads, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {
