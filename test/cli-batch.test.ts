@@ -17,6 +17,7 @@ import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, ImageInput } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
+import { withExternalData } from './helpers/external-data'
 import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
 
@@ -374,6 +375,39 @@ describe('face-multitask batch', () => {
     writeFileSync(out, '')
     expect((await run('batch', list, '--model', broken, '--out', out, '--backend', 'cpu')).code).toBe(1)
     expect(records(out)).toEqual([expect.objectContaining({ faceMultitaskBatch: 1, model: broken })])
+  })
+
+  it('a model whose weights sit beside it (ONNX external data) is another model when those weights change, its .onnx the same', async () => {
+    const folder = path.join(dir, 'external')
+    fs.mkdirSync(folder, { recursive: true })
+    const ext = path.join(folder, 'm.onnx')
+    const weights = path.join(folder, 'm.weights')
+    const first = withExternalData(makeFixtureModel({ generation: 'v2.5' }), 'm.weights')
+    writeFileSync(ext, first.onnx)
+    writeFileSync(weights, first.weights)
+    const out = path.join(dir, 'external-results.jsonl')
+    const short = path.join(dir, 'short-list.jsonl')
+    writeFileSync(short, LIST.slice(0, 2).map(lineText).join('\n') + '\n')
+    expect((await run('batch', short, '--model', ext, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(records(out)[0]).toMatchObject({ modelExternalData: [{ location: 'm.weights', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }] })
+    // The same .onnx, other weights (another fixture of the generation: the same layout), a line added.
+    const other = withExternalData(makeFixtureModel({ generation: 'v2.5', seed: 2 }), 'm.weights')
+    expect(other.weights.length).toBe(first.weights.length)
+    writeFileSync(weights, other.weights)
+    fs.appendFileSync(short, lineText(LIST[7]) + '\n')
+    const before = readFileSync(out)
+    const r = await run('batch', short, '--model', ext, '--out', out, '--backend', 'cpu')
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`holds results of another model (${ext} with other weights in "m.weights", its ONNX external data): going on would mix two runs in one file`)])
+    expect(readFileSync(out).equals(before)).toBe(true)
+    // The weights as they were: it goes on.
+    writeFileSync(weights, first.weights)
+    const again = await run('batch', short, '--model', ext, '--out', out, '--backend', 'cpu')
+    expect([again.code, again.err]).toEqual([0, expect.stringContaining('batch: 2 of 3 lines already have results')])
+    // A weights file gone: said before anything is written.
+    rmSync(weights)
+    const gone = await run('batch', short, '--model', ext, '--out', path.join(dir, 'external-gone.jsonl'), '--backend', 'cpu')
+    expect([gone.code, gone.err]).toEqual([1, `face-multitask: --model: ${ext} keeps weights in "m.weights" (ONNX external data), which cannot be read: no such file`])
+    expect(existsSync(path.join(dir, 'external-gone.jsonl'))).toBe(false)
   })
 
   it('a results file with no result yet, begun for another model (its load failed) or list, is begun again for this run', async () => {

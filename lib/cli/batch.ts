@@ -14,10 +14,11 @@ import { performance } from 'node:perf_hooks'
 import { fileErrorReason, isPassingFileError } from '../describe'
 import { NonFiniteOutputError } from '../decode'
 import { describeHolder, FileLock } from '../engine-cache/file-lock'
-import { hashFile } from '../engine-cache/key'
+import { hashExternalData, hashFile } from '../engine-cache/key'
 import type { FaceMultitask } from '../face-multitask'
 import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
 import { facesToRun } from '../image-input'
+import { readOnnxModel } from '../onnx-model'
 import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
@@ -184,6 +185,7 @@ async function countEntries(list: ListSnapshot, stopping: () => boolean): Promis
 
 async function header(args: BatchArgs, list: ListSnapshot): Promise<BatchHeader> {
   await checkReadableFile(args.model, '--model')
+  const externalData = await modelExternalData(args.model)
   return {
     faceMultitaskBatch: 1,
     list: list.file,
@@ -192,7 +194,27 @@ async function header(args: BatchArgs, list: ListSnapshot): Promise<BatchHeader>
     outFromList: path.relative(path.dirname(list.file), realOut(args.out)),
     model: path.resolve(args.model),
     modelSha256: await hashFile(args.model),
+    ...(externalData ? { modelExternalData: externalData } : {}),
     mesh: args.mesh,
+  }
+}
+
+/**
+ * The hashes of the files beside the model that hold its weights (ONNX external data), if it has
+ * any: new weights there with the same .onnx are another model. Undefined too for a file that is
+ * not a readable ONNX model: the model's load then says why.
+ */
+async function modelExternalData(model: string): Promise<BatchHeader['modelExternalData']> {
+  let locations: string[]
+  try {
+    locations = (await readOnnxModel(model)).externalData
+  } catch {
+    return undefined
+  }
+  try {
+    return await hashExternalData(model, locations)
+  } catch (e) {
+    throw new CliError(`--model: ${messageOf(e)}`)
   }
 }
 

@@ -1,7 +1,8 @@
 // The output of `face-multitask batch`: one JSON line per list line, appended as results come, so
 // a run that stops (Ctrl-C, a crash, a lost GPU) keeps every line written and the next run with
 // the same --out does only the rest. Its first line says which list and model the results come
-// from: a rerun with another model (other bytes), another list (or one changed other than by lines
+// from: a rerun with another model (other bytes, in the .onnx or in the external-data files beside
+// it that hold its weights), another list (or one changed other than by lines
 // added at its end) or the other --no-mesh choice is refused rather than mixing results, unless
 // the file holds no result yet (a run that stopped or failed before its first line): that one is
 // begun again. A list at another path is the same list when its bytes are, and the results file
@@ -27,6 +28,8 @@ export interface BatchHeader {
   model: string
   /** The model file's bytes: a rerun must run the same model, wherever it now lives. */
   modelSha256: string
+  /** The bytes of the files beside it that hold its weights (ONNX external data), where it has them. */
+  modelExternalData?: { location: string; sha256: string }[]
   /** Whether the faces carry their mesh (--no-mesh): one file holds one kind of record. */
   mesh: boolean
 }
@@ -278,6 +281,10 @@ async function headerDifferences(file: string, text: string, want: BatchHeader):
   const differs: string[] = []
   const moved: string[] = []
   if (got.modelSha256 !== want.modelSha256) differs.push(`another model (${got.model}, sha256 ${String(got.modelSha256).slice(0, 12)}...; --model is ${want.modelSha256.slice(0, 12)}...)`)
+  else if (JSON.stringify(got.modelExternalData ?? null) !== JSON.stringify(want.modelExternalData ?? null)) {
+    const files = [...new Set([...(got.modelExternalData ?? []), ...(want.modelExternalData ?? [])].map((e) => e.location))]
+    differs.push(`another model (${got.model} with other weights in ${files.map((f) => `"${f}"`).join(', ')}, its ONNX external data)`)
+  }
   const sameList = typeof got.list === 'string' && sameFile(got.list, want.list)
   // A list at another path may be this one moved with its folder: the results file sits beside it as before.
   const movedWith = !sameList && typeof got.outFromList === 'string' && got.outFromList === want.outFromList

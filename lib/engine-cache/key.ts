@@ -179,7 +179,7 @@ export async function hashFile(file: string, signal?: AbortSignal, bytes?: numbe
  * hashed. TensorRT's parser reads them from beside the .onnx, so new weights there with the same
  * .onnx must make another engine.
  */
-async function hashExternalData(onnx: string, locations: readonly string[], signal?: AbortSignal): Promise<EngineKeyParts['externalData']> {
+export async function hashExternalData(onnx: string, locations: readonly string[], signal?: AbortSignal): Promise<EngineKeyParts['externalData']> {
   if (locations.length === 0) return undefined
   const hashed: NonNullable<EngineKeyParts['externalData']> = []
   for (const location of [...new Set(locations)].sort()) {
