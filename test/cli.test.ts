@@ -366,6 +366,21 @@ describe('face-multitask CLI', () => {
     expect(child.stderr).toMatch(/<image>: missing image path/)
   })
 
+  it('detect reads an image piped to - or /dev/stdin, as from its file; bytes that are no image are said so', async (ctx) => {
+    const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
+    if (!existsSync('/dev/stdin')) ctx.skip('no /dev/stdin here')
+    const args = ['--model', model, '--backend', 'cpu', '--json']
+    const fromFile = spawnSync(process.execPath, [bin, 'detect', chip, ...args], { encoding: 'utf8' })
+    expect(fromFile.status).toBe(0)
+    // spawnSync's `input` reaches the child through a pipe: /dev/stdin is a FIFO there, not a file.
+    const piped = spawnSync(process.execPath, [bin, 'detect', '/dev/stdin', ...args], { input: readFileSync(chip), encoding: 'utf8' })
+    expect([piped.status, piped.stdout]).toEqual([0, fromFile.stdout])
+    const dash = spawnSync(process.execPath, [bin, 'detect', '-', ...args], { input: readFileSync(chip), encoding: 'utf8' })
+    expect([dash.status, dash.stdout]).toEqual([0, fromFile.stdout])
+    const junk = spawnSync(process.execPath, [bin, 'detect', '/dev/stdin', ...args], { input: 'not an image\n', encoding: 'utf8' })
+    expect([junk.status, junk.stderr]).toEqual([1, expect.stringMatching(/^face-multitask: "\/dev\/stdin" \(a pipe, 13 bytes read\) is not a readable image: .*unsupported image format\n/)])
+  })
+
   it('output that cannot be written (a full disk) is said in one line, exit 1, no stack trace', async (ctx) => {
     const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
     if (!existsSync('/dev/full')) ctx.skip('no /dev/full here to stand for a full disk')

@@ -77,7 +77,7 @@ export interface DetectFileResult extends RunResult {
 
 /** Decodes an image file and runs the model on its faces (shared by detect and demo). */
 export async function detectFile(req: DetectFileRequest): Promise<DetectFileResult> {
-  const image = await readImage(req.file)
+  const image = await readImage(req.file, { pipe: true })
   if (req.boxes) checkBoxesInImage(req.boxes, image.width, image.height, req.file)
   else if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
     throw new UsageError(`${NO_BOXES_MESSAGE}; ${req.file} is ${image.width}x${image.height}`)

@@ -1,16 +1,45 @@
 // An image file for the CLI: the library's readImage (decoded as py-feat decodes), its errors as
 // the CLI's (exit code 1, message as it is).
+import fs from 'node:fs'
 import { type DecodedImage, readImage as decode } from '../read-image'
 import { isPassingFileError } from '../describe'
 import { CliError, messageOf } from './common'
 
 export type { DecodedImage }
 
-export async function readImage(file: string): Promise<DecodedImage> {
+/**
+ * `pipe`: a FIFO (`/dev/stdin` with the image piped in, a named pipe) is read to its end and
+ * decoded from its bytes (detect's one image). Without it (batch), a FIFO is refused as the
+ * library refuses one: a list naming a pipe nobody writes to would hang the run.
+ */
+export async function readImage(file: string, { pipe = false } = {}): Promise<DecodedImage> {
   try {
+    const stdin = pipe && STDIN.includes(file)
+    if (stdin || (pipe && fs.statSync(file, { throwIfNoEntry: false })?.isFIFO())) {
+      const bytes = stdin ? await readStdin(file) : await fs.promises.readFile(file)
+      try {
+        return await decode(bytes)
+      } catch (e) {
+        const said = messageOf(e)
+        const rest = /^the \d+-byte source /.exec(said) ? said.replace(/^the \d+-byte source /, ' ') : `: ${said}`
+        throw new CliError(`"${file}" (a pipe, ${bytes.length} bytes read)${rest}`)
+      }
+    }
     return await decode(file)
   } catch (e) {
-    if (isPassingFileError(e)) throw e  // the system's, not the file's: batch stops, and its rerun reads the file again
-    throw new CliError(messageOf(e))
+    if (isPassingFileError(e) || e instanceof CliError) throw e  // the system's, not the file's: batch stops, and its rerun reads the file again
+    // The library's advice to pass a pipe's bytes is for its callers; the CLI has no such way.
+    throw new CliError(messageOf(e).replace(/ \(pass its bytes instead\)$/, ''))
   }
+}
+
+/** Names of this process's standard input. Read through the stream, not by opening the path: a
+ * parent process's pipe may be a socket (Node's own child processes), which Linux will not open. */
+const STDIN = ['-', '/dev/stdin']
+
+async function readStdin(file: string): Promise<Buffer> {
+  if (process.stdin.isTTY) throw new CliError(`"${file}": standard input is a terminal; pipe an image in (face-multitask detect - ... < photo.jpg)`)
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
 }

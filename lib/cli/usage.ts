@@ -63,7 +63,7 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
                      first frame). EXIF orientation is NOT applied (a TIFF's is, as py-feat's
                      Pillow fallback does), nor is an embedded colour profile (py-feat applies
                      neither): boxes are in the stored pixel grid, and the model sees the stored
-                     pixel values.
+                     pixel values. - (or /dev/stdin, or a named pipe) reads an image piped in.
   --model <onnx>     the model file (made by \`face-multitask export\`); required, once
   --boxes <list>     face boxes in pixels, "x1,y1,x2,y2" separated by ";", e.g.
                      --boxes "120,80,330,330;400,90,560,300". May be given more than once: the
