@@ -163,6 +163,21 @@ describe('face-multitask batch', () => {
     expect(byLine[6]).toEqual({ line: 6, image: 'b.png', error: 'boxes[0] = [400, 400, 500, 500] lies entirely outside the 200x150 frame' })
   })
 
+  it("a line whose image the model's crop cannot take says so in the list's terms", async () => {
+    const tiny = path.join(dir, 'tiny.png')
+    await sharp(Buffer.alloc(3, 9), { raw: { width: 1, height: 1, channels: 3 } }).png().toFile(tiny)
+    const v24 = path.join(dir, 'v24.onnx')
+    writeFileSync(v24, makeFixtureModel({ generation: 'v2.4' }))
+    const lines = path.join(dir, 'crop-lines.jsonl')
+    writeFileSync(lines, [{ image: 'tiny.png', boxes: [[0, 0, 1, 1]] }, { image: 'b.png' }].map(lineText).join('\n') + '\n')
+    const out = path.join(dir, 'crop-lines-results.jsonl')
+    expect((await run('batch', lines, '--model', v24, '--out', out, '--backend', 'cpu')).code).toBe(3)
+    expect(records(out).slice(1).map((x) => x.error)).toEqual([
+      "the image is 1x1: this model's stretched crop (py-feat v2.4) needs a frame of at least 2x2 pixels",
+      'boxes is required: the image is 200x150, and only 256x256 chips can run without boxes',
+    ])
+  })
+
   it('a rerun keeps the lines done, redoes a line cut off mid-write, and gives the same file', async () => {
     const full = readFileSync(path.join(dir, 'first.jsonl'))
     const cut = path.join(dir, 'cut.jsonl')

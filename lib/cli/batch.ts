@@ -235,7 +235,7 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
     // model's do: recorded, it would stand for the image for good, and a rerun would not read it again.
     if (isPassingFileError(e)) throw new Error(`line ${line} (${entry?.image}): ${messageOf(e)}`, { cause: e })
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
-    const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/: image is (\d+x\d+)/, ': the image is $1')
+    const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/(^|: )image is (\d+x\d+)/, '$1the image is $2')
     const known = entry ?? (e instanceof LineError ? e.known : {})
     return { line, ...idOf(known), ...(known.image !== undefined ? { image: known.image } : {}), error: message }
   }
