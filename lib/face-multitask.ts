@@ -13,7 +13,7 @@ import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-optio
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
-import type { Box, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
+import type { Box, BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
 /** What load() may be given: LoadOptions' keys, every one (the type makes this list complete). */
@@ -183,8 +183,8 @@ export class FaceMultitask {
    * memory is read while the call runs: keep it unchanged until the promise settles (which, even
    * on failure, happens only once nothing of this call is still running).
    */
-  detect(image: ImageInput, options?: DetectOptions<readonly Box[]>): Promise<Face[]>
-  detect(images: readonly ImageInput[], options?: DetectOptions<readonly (readonly Box[])[]>): Promise<Face[][]>
+  detect(image: ImageInput, options?: DetectOptions<readonly BoxInput[]>): Promise<Face[]>
+  detect(images: readonly ImageInput[], options?: DetectOptions<readonly (readonly BoxInput[])[]>): Promise<Face[][]>
   async detect(input: ImageInput | readonly ImageInput[], options?: DetectOptions): Promise<Face[] | Face[][]> {
     if (this.closed) throw new Error('detect() called after close(): the model is closed')
     const { single, perImage, signal } = facesToRun(input, options, this.spec.crop)

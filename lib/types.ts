@@ -17,8 +17,14 @@ export interface ImageInput {
 /** A face box in frame pixels: [x1, y1, x2, y2]. */
 export type Box = readonly [number, number, number, number]
 
-/** detect()'s options; `B`: the boxes' shape, Box[] for one image, Box[][] for an array of images. */
-export interface DetectOptions<B extends readonly Box[] | readonly (readonly Box[])[] = readonly Box[] | readonly (readonly Box[])[]> {
+/**
+ * A box as detect() takes it: a Box, or any array of numbers, such as a detector's number[][]
+ * rows; that it holds exactly four finite numbers is checked when detect() is called.
+ */
+export type BoxInput = Box | readonly number[]
+
+/** detect()'s options; `B`: the boxes' shape, BoxInput[] for one image, BoxInput[][] for an array of images. */
+export interface DetectOptions<B extends readonly BoxInput[] | readonly (readonly BoxInput[])[] = readonly BoxInput[] | readonly (readonly BoxInput[])[]> {
   /**
    * Face boxes. For one image: Box[]. For an array of images: Box[][], one list per image.
    * An empty list gives no faces for its image. Omit them when the images are already-made
