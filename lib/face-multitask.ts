@@ -13,7 +13,7 @@ import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-optio
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { Scheduler } from './scheduler'
-import type { Box, BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
+import type { BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
 /** What load() may be given: LoadOptions' keys, every one (the type makes this list complete). */
