@@ -11,6 +11,7 @@ import { faceCrop, type Rect } from '../lib/crop'
 import { PIXEL_FORMATS } from '../lib/image-input'
 import { loadNative } from '../lib/native'
 import type { Box, PixelFormat } from '../lib/types'
+import { repack } from './helpers/repack'
 
 interface FixtureCase {
   name: string
@@ -64,24 +65,6 @@ function makeFrame(f: FixtureCase['frame']): Uint8Array {
     for (let k = 0; k < n; k++) rgb[3 * k] = rgb[3 * k + 1] = rgb[3 * k + 2] = lowbias32((base + k) >>> 0) >>> 24
   }
   return rgb
-}
-
-/** The RGB frame repacked as `format`, `pad` spare bytes per row, starting `offset` bytes into its buffer. */
-function repack(rgb: Uint8Array, width: number, height: number, format: PixelFormat, pad: number, offset: number) {
-  const channels = PIXEL_FORMATS[format].channels
-  const stride = width * channels + pad
-  const buf = new Uint8Array(offset + stride * height).fill(0xa5) // junk in the padding
-  const data = buf.subarray(offset)
-  const order = { rgb: [0, 1, 2], rgba: [0, 1, 2], bgr: [2, 1, 0], bgra: [2, 1, 0], gray: [0] }[format]
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const src = (y * width + x) * 3
-      const dst = y * stride + x * channels
-      for (let k = 0; k < order.length; k++) data[dst + k] = rgb[src + order[k]]
-      if (channels === 4) data[dst + 3] = 0x3c // alpha is ignored
-    }
-  }
-  return { data, stride }
 }
 
 function runNative(c: FixtureCase, data: Uint8Array, stride: number, format: PixelFormat, window: Rect | null): Float32Array {
