@@ -11,6 +11,7 @@ import { main } from '../lib/cli'
 import { packageRoot } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { FaceMultitask } from '../lib/face-multitask'
+import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
 
 const dir = tempDir('cli-files')
@@ -75,16 +76,12 @@ describe('face-multitask inspect', () => {
   })
 
   it('an ONNX whose weights are in a file beside it (external data): listed; that file missing is said and exit 1, as load() fails', async () => {
-    const m = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
-    const w = m.graph!.initializer.find((t) => t.dataType === onnx.TensorProto.DataType.FLOAT && (t.rawData?.length ?? 0) > 0)!
+    const split = withExternalData(makeFixtureModel({ generation: 'v2.5' }), 'weights.bin')
     const folder = path.join(dir, 'external')
     mkdirSync(folder, { recursive: true })
-    writeFileSync(path.join(folder, 'weights.bin'), w.rawData)
-    w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'weights.bin' }), onnx.StringStringEntryProto.create({ key: 'length', value: String(w.rawData.length) })]
-    w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
-    w.rawData = new Uint8Array(0)
+    writeFileSync(path.join(folder, 'weights.bin'), split.weights)
     const file = path.join(folder, 'ext.onnx')
-    writeFileSync(file, onnx.ModelProto.encode(m).finish())
+    writeFileSync(file, split.onnx)
     const ok = await run('inspect', file)
     expect([ok.code, ok.out]).toEqual([0, expect.stringMatching(/external data\s+weights\.bin\n\s+contract\s+ok: the runtime loads it/)])
     await (await FaceMultitask.load({ model: file, backend: 'cpu' })).close()  // it does

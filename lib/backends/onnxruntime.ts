@@ -117,9 +117,10 @@ function fileStamp(file: string): string | undefined {
   return st && `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`
 }
 
-/** The files a session reads: the model, and the external-data files beside it that hold its weights. */
-function modelFiles(model: string, externalData: readonly string[]): string[] {
-  return [model, ...new Set(externalData.map((location) => path.resolve(path.dirname(model), location)))]
+/** The files a session reads (the model, and the external-data files beside it that hold its weights), stamped. */
+function stampModelFiles(model: string, externalData: readonly string[]): { file: string; stamp: string | undefined }[] {
+  const files = [model, ...new Set(externalData.map((location) => path.resolve(path.dirname(model), location)))]
+  return files.map((file) => ({ file, stamp: fileStamp(file) }))
 }
 
 /** The outputs decoding reads (a model may have more, of any type: not fetched). */
@@ -144,9 +145,8 @@ export class OnnxRuntimeBackend implements Backend {
     private readonly workers: SessionWorker[],
     private readonly spec: ModelSpec,
     private readonly model: string,
-    /** The model's files and their stamps as the first threads loaded them: a replacement thread must load the same model. */
-    private readonly files: string[],
-    private readonly stamps: (string | undefined)[],
+    /** The model's files as the first threads loaded them (the .onnx first): a replacement thread must load the same model. */
+    private readonly loaded: { file: string; stamp: string | undefined }[],
     private readonly threads: number,
     readonly precision: string,
   ) {
@@ -231,18 +231,17 @@ export class OnnxRuntimeBackend implements Backend {
 
   /** Rejects when the model file, or a file holding its weights, is no longer the one loaded (rewritten, removed). */
   private async modelUnchanged(): Promise<void> {
-    this.files.forEach((file, i) => {
+    for (const [i, { file, stamp }] of this.loaded.entries()) {
       const now = fileStamp(file)
-      if (now === this.stamps[i]) return
+      if (now === stamp) continue
       const what = i === 0 ? 'the model file' : `the model's weights file (ONNX external data)`
       throw new Error(`${what} "${file}" changed since it was loaded (${now === undefined ? 'removed' : 'rewritten'}): load the model again`)
-    })
+    }
   }
 
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
-    const files = modelFiles(model, opts.externalData ?? [])
-    const stamps = files.map(fileStamp)
+    const loaded = stampModelFiles(model, opts.externalData ?? [])
     const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
     const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads, headOutputs(spec))))
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
@@ -251,7 +250,7 @@ export class OnnxRuntimeBackend implements Backend {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, model, files, stamps, threads, opts.precision ?? 'fp32')
+    return new OnnxRuntimeBackend(workers, spec, model, loaded, threads, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {

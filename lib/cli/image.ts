@@ -20,9 +20,10 @@ export async function readImage(file: string, { pipe = false } = {}): Promise<De
       try {
         return await decode(bytes)
       } catch (e) {
+        // The library names bytes "the N-byte source ..."; here they have a name.
         const said = messageOf(e)
-        const rest = /^the \d+-byte source /.exec(said) ? said.replace(/^the \d+-byte source /, ' ') : `: ${said}`
-        throw new CliError(`"${file}" (a pipe, ${bytes.length} bytes read)${rest}`)
+        const rest = said.replace(/^the \d+-byte source /, ' ')
+        throw new CliError(`"${file}" (a pipe, ${bytes.length} bytes read)${rest === said ? `: ${said}` : rest}`)
       }
     }
     return await decode(file)

@@ -49,7 +49,6 @@ const RECORD_HEAD_BYTES = 32
 export class ResultLog {
   /** The file's size: where the next record begins (the file is locked: no one else appends). */
   private end: number
-  private records = 0
 
   /** `made`: the file did not exist before this run. */
   private constructor(private fd: number, readonly file: string, private readonly made: boolean) {
@@ -140,7 +139,6 @@ export class ResultLog {
       throw e
     }
     this.end += line.length
-    this.records++
   }
 
   /** Flushes what was written to the disk (a power cut then loses nothing written before). */
@@ -149,13 +147,13 @@ export class ResultLog {
   }
 
   /**
-   * Closes the file, and removes it when this run made it and wrote no record: a run that failed
-   * or stopped before its first line (a model that does not load) leaves no file holding only a
-   * header. A file that was there before is kept as it is.
+   * Closes the file, and removes it when this run made it: for a run that never had a model (its
+   * load failed or was interrupted), which wrote only the header. A file that was there before is
+   * kept as it is.
    */
   closeUnfinished(): void {
     this.close()
-    if (this.made && this.records === 0) fs.rmSync(this.file, { force: true })
+    if (this.made) fs.rmSync(this.file, { force: true })
   }
 
   close(): void {
