@@ -11,6 +11,29 @@ export function describeValue(value: unknown): string {
   return String(value)
 }
 
+/**
+ * What `value` is, in words for "got ...", where it cannot be an object of named keys (options, a
+ * frame); undefined where it can. Checked before its keys are listed: a Buffer has one key per
+ * byte (a 20 MB one took 28 s and a 229 MB message to list), and a Map or a Promise has none of
+ * its own, so would pass as an empty object.
+ */
+export function notKeyedObject(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return describeValue(value)
+  if (Array.isArray(value)) return 'an array'
+  if (Buffer.isBuffer(value)) return 'a Buffer'
+  const tag = Object.prototype.toString.call(value).slice(8, -1)
+  if (ArrayBuffer.isView(value) || ['ArrayBuffer', 'SharedArrayBuffer', 'Map', 'Set', 'WeakMap', 'WeakSet'].includes(tag)) return `a ${tag}`
+  if (typeof (value as { then?: unknown }).then === 'function') return 'a Promise (await it first)'
+  return undefined
+}
+
+/** "has unknown key(s) ...": at most 8 named, the count of the rest after them. */
+export function unknownKeysMessage(name: string, unknown: string[]): string {
+  const shown = unknown.slice(0, 8).map((k) => JSON.stringify(k)).join(', ')
+  const more = unknown.length > 8 ? ` and ${unknown.length - 8} more` : ''
+  return `${name} has unknown key${unknown.length > 1 ? 's' : ''} ${shown}${more}`
+}
+
 /** Why a file could not be read, in a few words (ENOENT: 'no such file'), else the error's message. */
 export function fileErrorReason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException)?.code

@@ -8,7 +8,7 @@ import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
 import { AbortError, abortable } from './engine-cache/abort'
-import { describeValue } from './describe'
+import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
 import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
@@ -58,14 +58,15 @@ export class FaceMultitask {
   }
 
   static async load(options: LoadOptions): Promise<FaceMultitask> {
-    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { model, backend?, ... }')
+    const got = notKeyedObject(options)
+    if (got !== undefined) throw new TypeError(`options must be an object { model, backend?, ... }, got ${got}${got === 'a Buffer' ? ' (options.model is the ONNX file\'s path)' : ''}`)
     // A misspelt option (maxbatch, worker) would otherwise be dropped and its default run; one
     // inherited (a defaults object as prototype) too, as inherited options are read.
     const keys: string[] = []
     for (const k in options) keys.push(k)
     const unknown = keys.filter((k) => !LOAD_OPTIONS.includes(k))
     if (unknown.length > 0) {
-      throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${LOAD_OPTIONS.join(', ')}`)
+      throw new TypeError(`${unknownKeysMessage('options', unknown)}; the options are ${LOAD_OPTIONS.join(', ')}`)
     }
     // Each option read once (inherited ones too): a getter cannot give a check one value and the load another.
     const given = options as unknown as Record<string, unknown>

@@ -2,7 +2,7 @@
 // argument and what is wrong with it; nothing reaches native code unchecked.
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
-import { describeValue } from './describe'
+import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
 import { checkSignal } from './engine-cache/abort'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
 
@@ -71,14 +71,17 @@ function isDetached(buffer: ArrayBufferLike): boolean {
 }
 
 function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box'> {
-  if (typeof image !== 'object' || image === null) {
-    throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${image === null ? 'null' : typeof image}`)
+  const got = notKeyedObject(image)
+  if (got !== undefined) {
+    // Raw bytes (pixels, or an image file's) are the likeliest: say how to pass each.
+    const bytes = /^a (Buffer|Uint8Array|Uint8ClampedArray)$/.test(got) ? ': pixels as { data, width, height, format }; an image file\'s bytes through readImage()' : ''
+    throw new TypeError(`${name} must be an object { data, width, height, format?, stride? }, got ${got}${bytes}`)
   }
   // An unknown key (a misspelt `fromat`, a decoder's `channels: 4`) would otherwise leave the
   // default rgb in force and run the wrong pixels without a word.
-  const unknown = Object.keys(image).filter((k) => !FRAME_KEYS.includes(k))
+  const unknown = Object.keys(image as object).filter((k) => !FRAME_KEYS.includes(k))
   if (unknown.length > 0) {
-    throw new TypeError(`${name} has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; a frame is { ${FRAME_KEYS.join(', ')} } (format: ${Object.keys(PIXEL_FORMATS).join(', ')})`)
+    throw new TypeError(`${unknownKeysMessage(name, unknown)}; a frame is { ${FRAME_KEYS.join(', ')} } (format: ${Object.keys(PIXEL_FORMATS).join(', ')})`)
   }
   const { data, width, height, format: given, stride } = image as ImageInput
   const format = given === undefined ? 'rgb' : given
@@ -211,9 +214,9 @@ const DETECT_OPTIONS = ['boxes', 'signal']
  * the caller passed one image (and so expects Face[] back rather than Face[][]).
  */
 export function facesToRun(input: unknown, options: DetectOptions | undefined, crop: CropMode): { single: boolean; perImage: FaceJob[][]; signal?: AbortSignal } {
-  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
-    const got = Array.isArray(options) ? 'an array (pass the boxes as { boxes: [...] })' : options === null ? 'null' : typeof options
-    throw new TypeError(`options must be an object { boxes?, signal? }, got ${got}`)
+  const got = options === undefined ? undefined : notKeyedObject(options)
+  if (got !== undefined) {
+    throw new TypeError(`options must be an object { boxes?, signal? }, got ${got === 'an array' ? 'an array (pass the boxes as { boxes: [...] })' : got}`)
   }
   // An unknown key (a typo such as `box`) would otherwise be ignored and a 256x256 frame run as a chip;
   // inherited keys too (a defaults object as prototype), as inherited options are read (as load() does).
@@ -221,7 +224,7 @@ export function facesToRun(input: unknown, options: DetectOptions | undefined, c
   for (const k in options) keys.push(k)
   const unknown = keys.filter((k) => !DETECT_OPTIONS.includes(k))
   if (unknown.length > 0) {
-    throw new TypeError(`options has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${DETECT_OPTIONS.join(' and ')}`)
+    throw new TypeError(`${unknownKeysMessage('options', unknown)}; the options are ${DETECT_OPTIONS.join(' and ')}`)
   }
   const signal = checkSignal(options?.signal, 'options.signal')
   return { ...jobsFor(input, options?.boxes, crop), signal }

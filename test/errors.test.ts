@@ -9,6 +9,7 @@ import { onnx } from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
+import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from '../lib/index'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
@@ -121,6 +122,17 @@ describe('errors', () => {
       /^images\[1\] has unknown keys "channels", "rowStride"; a frame is /, TypeError],
     ['four bytes a pixel and no format (a canvas ImageData)', () => model.detect(new ImageDataLike(new Uint8ClampedArray(W * H * 4), W, H) as never, { boxes: [box] }),
       /^image has no format and holds 12288 bytes, 4 per pixel of 64x48: give its format \('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer\)$/, TypeError],
+    // Refused by kind before its keys are listed: a Buffer's keys are its byte indices (listing a
+    // 1080p frame's took 9 s and a 67 MB message), a Map or a Promise has none of its own.
+    ['raw pixels as the image', () => model.detect(Buffer.alloc(1920 * 1080 * 3), { boxes: [box] }),
+      /^image must be an object \{ data, width, height, format\?, stride\? \}, got a Buffer: pixels as \{ data, width, height, format \}; an image file's bytes through readImage\(\)$/, TypeError],
+    ['raw pixels in the images', () => model.detect([frame, new Uint8ClampedArray(W * H * 4)] as never, { boxes: [[box], [box]] }),
+      /^images\[1\] must be an object \{ data, width, height, format\?, stride\? \}, got a Uint8ClampedArray: pixels as/, TypeError],
+    ['an image not awaited', () => model.detect(Promise.resolve(frame) as never, { boxes: [box] }), /^image must be an object .*, got a Promise \(await it first\)$/, TypeError],
+    ['a typed array as the options', () => model.detect(frame, new Float32Array(1 << 20) as never), /^options must be an object \{ boxes\?, signal\? \}, got a Float32Array$/, TypeError],
+    ['a Map as the options (it would pass as no options, the boxes unread)', () => model.detect(frame, new Map([['boxes', [box]]]) as never), /^options must be an object \{ boxes\?, signal\? \}, got a Map$/, TypeError],
+    ['many unknown frame keys: 8 named, the rest counted', () => model.detect({ ...frame, ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])) } as never, { boxes: [box] }),
+      /^image has unknown keys "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7" and 12 more; a frame is /, TypeError],
     ['a square crop reaching past 2^24 px', () => model.detect(frame, { boxes: [box, [-2e7, -2e7, 2e7, 2e7]] }),
       /^options\.boxes\[1\] = \[-20000000, -20000000, 20000000, 20000000\] gives a crop window \[-24000000, -24000000, 48000000, 48000000\] reaching past ±2\^24 px, where float32/, RangeError],
   ]
@@ -300,6 +312,15 @@ describe('errors', () => {
     expect(own.byteLength).toBeLessThan(7 * 1024)
   })
 
+  it("the exported label lists cannot be changed: decoding reads them, so a caller's sort() would relabel every later face", async () => {
+    const before = await model.detect(frame, { boxes: [box] })
+    expect(() => (EMOTION_NAMES as unknown as string[]).sort()).toThrow(TypeError)
+    expect(() => (AU_NAMES as unknown as string[]).reverse()).toThrow(TypeError)
+    expect(() => (BLENDSHAPE_NAMES as unknown as string[]).push('x')).toThrow(TypeError)
+    expect(() => (LANDMARK68_MESH_INDEX as number[]).fill(0)).toThrow(TypeError)
+    expect(await model.detect(frame, { boxes: [box] })).toEqual(before)
+  })
+
   it('requests in flight still resolve correctly while bad ones are rejected', async () => {
     const good = await model.detect(frame, { boxes: [box] })
     const results = await Promise.allSettled([
@@ -441,6 +462,9 @@ describe('errors', () => {
       await expect(FaceMultitask.load({ model: file, maxBatch: 0 })).rejects.toThrow(/options\.maxBatch must be an integer/)
       await expect(FaceMultitask.load({ model: file, workers: '2' as never })).rejects.toThrow(new TypeError('options.workers must be an integer from 1 to 64, got "2"'))
       await expect(FaceMultitask.load({} as never)).rejects.toThrow(/options\.model must be the path/)
+      // The model's bytes instead of its path: refused at once, not as one unknown key per byte.
+      await expect(FaceMultitask.load((await readFile(file)) as never)).rejects.toThrow(new TypeError("options must be an object { model, backend?, ... }, got a Buffer (options.model is the ONNX file's path)"))
+      await expect(FaceMultitask.load([{ model: file }] as never)).rejects.toThrow(new TypeError('options must be an object { model, backend?, ... }, got an array'))
     })
 
     it('each option is read once: a getter cannot give the checks one value and the load another', async () => {
