@@ -66,22 +66,37 @@ export function checkBatchOutputs(spec: ModelSpec, outputs: BatchOutputs, faces:
  * would be picked from NaN. It belongs to the call's images, not to the model, which stays usable.
  */
 export class NonFiniteOutputError extends Error {
-  constructor(readonly output: string, value: number, hint: string) {
-    super(`the model gave ${String(value)} in its output "${output}" for a face of this call, so its results would be meaningless${hint}`)
+  /** `face`: the argument the face came in, with its box (`options.boxes[1] = [10, 20, 90, 110]`). */
+  constructor(readonly output: string, value: number, hint: string, readonly face: string) {
+    super(`the model gave ${String(value)} in its output "${output}" for ${face}, so that face's results would be meaningless; the call gives none${hint}`)
     this.name = 'NonFiniteOutputError'
   }
 }
 
 /**
- * Throws NonFiniteOutputError when a head's output holds NaN or an infinity. A batch shared by
- * several calls is rerun call by call on a throw, so the error reaches the call(s) whose faces
- * gave it. `hint` ends the message (what the backend suggests trying).
+ * Throws NonFiniteOutputError, naming the first face, when a head's output holds NaN or an
+ * infinity. A batch shared by several calls is rerun call by call on a throw, so the error
+ * reaches the call(s) whose faces gave it. `faces`: each row's FaceJob.face. `hint` ends the
+ * message (what the backend suggests trying).
  */
-export function checkFiniteOutputs(spec: ModelSpec, outputs: BatchOutputs, hint = ''): void {
+export function checkFiniteOutputs(spec: ModelSpec, outputs: BatchOutputs, faces: readonly string[], hint = ''): void {
+  let first: { row: number; output: string; value: number } | undefined
+  const rows = new Set<number>()
   for (const h of spec.heads) {
     const { name } = HEAD_OUTPUTS[h]
-    for (const v of outputs[name]) if (!Number.isFinite(v)) throw new NonFiniteOutputError(name, v, hint)
+    const values = outputs[name]
+    const size = values.length / faces.length
+    for (let k = 0; k < values.length; k++) {
+      if (Number.isFinite(values[k])) continue
+      const row = Math.floor(k / size)
+      rows.add(row)
+      if (first === undefined || row < first.row) first = { row, output: name, value: values[k] }
+    }
   }
+  if (first === undefined) return
+  const others = rows.size - 1
+  const face = `${faces[first.row]}${others > 0 ? ` (and ${others} other face${others > 1 ? 's' : ''} of this call)` : ''}`
+  throw new NonFiniteOutputError(first.output, first.value, hint, face)
 }
 
 function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {

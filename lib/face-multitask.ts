@@ -219,7 +219,7 @@ export class FaceMultitask {
     checkStillWhole(jobs)
     const outputs = await this.engine.run(jobs)
     checkBatchOutputs(this.spec, outputs, jobs.length)
-    checkFiniteOutputs(this.spec, outputs, this.nonFiniteHint)
+    checkFiniteOutputs(this.spec, outputs, jobs.map((j) => j.face), this.nonFiniteHint)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))
   }
 }

@@ -19,6 +19,8 @@ export const PIXEL_FORMATS: Record<PixelFormat, { code: number; channels: number
 export interface FaceJob {
   /** The argument the frame came in (`image`, `images[2]`), for errors found after the checks. */
   image: string
+  /** The argument the face came in, with its box (`options.boxes[1] = [10, 20, 90, 110]`; a chip: `the chip image`), for errors about its outputs. */
+  face: string
   data: Uint8Array
   width: number
   height: number
@@ -70,7 +72,7 @@ function isDetached(buffer: ArrayBufferLike): boolean {
   }
 }
 
-function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box'> {
+function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box' | 'face'> {
   const got = notKeyedObject(image)
   if (got !== undefined) {
     // Raw bytes (pixels, or an image file's) are the likeliest: say how to pass each.
@@ -186,7 +188,7 @@ function checkCrop(box: Box, name: string, crop: CropMode, width: number, height
   return c
 }
 
-function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box'>, crop: CropMode, imageName: string): FaceJob[] {
+function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window' | 'box' | 'face'>, crop: CropMode, imageName: string): FaceJob[] {
   if (!Array.isArray(list)) throw new TypeError(`${name} must be an array of [x1, y1, x2, y2] boxes, got ${showValue(list)}`)
   // The stretched crop's sampling grid spans (size - 1) pixels: a frame 1 pixel wide or high has none.
   if (crop === 'stretch' && list.length > 0 && (image.width < 2 || image.height < 2)) {
@@ -195,15 +197,16 @@ function checkBoxList(list: unknown, name: string, image: Omit<FaceJob, 'window'
   // Array.from visits holes (as undefined), which map() would skip and so drop a face.
   return Array.from(list, (b: unknown, i) => {
     const where = `${name}[${i}]`
-    return { ...image, ...checkCrop(checkBox(b, where, image.width, image.height), where, crop, image.width, image.height) }
+    const given = checkBox(b, where, image.width, image.height)
+    return { ...image, face: `${where} = [${given.join(', ')}]`, ...checkCrop(given, where, crop, image.width, image.height) }
   })
 }
 
-function chipJob(image: Omit<FaceJob, 'window' | 'box'>, name: string): FaceJob {
+function chipJob(image: Omit<FaceJob, 'window' | 'box' | 'face'>, name: string): FaceJob {
   if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
     throw new RangeError(`options.boxes is required: ${name} is ${image.width}x${image.height}, and only 256x256 chips can run without boxes`)
   }
-  return { ...image, window: null, box: CHIP_BOX }
+  return { ...image, face: `the chip ${name}`, window: null, box: CHIP_BOX }
 }
 
 /** What detect() may be given in its options. */

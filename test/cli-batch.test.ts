@@ -2,7 +2,7 @@
 // rerun goes on with. Faces are checked against the library's detect() on the same decoded pixels
 // (whose values parity.test.ts checks against py-feat); what is checked here is that every line
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import { hostname } from 'node:os'
@@ -250,7 +250,19 @@ describe('face-multitask batch', () => {
     const tooLong = await run('batch', list, '--model', model, '--out', longLink)
     expect([tooLong.code, tooLong.err]).toEqual([1, expect.stringContaining(`face-multitask: --out: cannot write "${target}.lock" beside the results: `)])
     const folder = await run('batch', list, '--model', model, '--out', dir)
-    expect([folder.code, folder.err]).toEqual([1, `face-multitask: --out: "${dir}" is not a regular file`])
+    const notAFile = 'is not a regular file: batch writes its results to a file, which a rerun with the same --out goes on from'
+    expect([folder.code, folder.err]).toEqual([1, `face-multitask: --out: "${dir}" ${notAFile}`])
+    // Stdout, a device, a pipe: refused before a lock is made beside them (root may write in /dev).
+    const fifo = path.join(dir, 'results.fifo')
+    execFileSync('mkfifo', [fifo])
+    for (const out of ['/dev/null', fifo]) {
+      const r = await run('batch', list, '--model', model, '--out', out)
+      expect([r.code, r.err]).toEqual([1, `face-multitask: --out: "${out}" ${notAFile}`])
+      expect(existsSync(`${out}.lock`)).toBe(false)
+    }
+    const dash = await run('batch', list, '--model', model, '--out', '-')
+    expect([dash.code, dash.err]).toEqual([2, expect.stringContaining('batch: --out: "-" (stdout) cannot hold the results: batch writes them to a file, which a rerun with the same --out goes on from')])
+    expect(existsSync('-')).toBe(false)
     const nowhere = path.join(dir, 'no-such-folder', 'out.jsonl')
     const w = await run('batch', list, '--model', model, '--out', nowhere)
     expect([w.code, w.err]).toEqual([1, `face-multitask: --out: the folder "${path.dirname(nowhere)}" does not exist`])
@@ -756,12 +768,12 @@ describe('face-multitask batch', () => {
   it('NaN from the model for a line\'s faces is that line\'s error and the run goes on (a stop would stop every rerun there)', async () => {
     const out = path.join(dir, 'nan-results.jsonl')
     const r = await runWrapped(async (image, detect) => {
-      if (image.width === 320) throw new NonFiniteOutputError('emotion_logits', NaN, '')
+      if (image.width === 320) throw new NonFiniteOutputError('emotion_logits', NaN, '', 'options.boxes[0] = [100, 50, 260, 220]')
       return detect()
     }, slowFirstList('nan.jsonl'), '--model', model, '--out', out, '--backend', 'cpu')
     expect(r.code).toBe(0)
     const got = records(out).slice(1)
-    expect(got[0]).toEqual({ line: 1, image: 'a.png', error: 'the model gave NaN in its output "emotion_logits" for a face of this call, so its results would be meaningless' })
+    expect(got[0]).toEqual({ line: 1, image: 'a.png', error: 'the model gave NaN in its output "emotion_logits" for boxes[0] = [100, 50, 260, 220], so that face\'s results would be meaningless; the call gives none' })
     expect(got.slice(1).map((x) => [x.line, (x.faces as unknown[]).length])).toEqual(Array.from({ length: 19 }, (_, i) => [i + 2, 1]))
   })
 
@@ -781,7 +793,7 @@ describe('face-multitask batch', () => {
       [[list, '--model', model, '--out', 'x.jsonl', '--concurrency', '2.5'], /--concurrency must be an integer from 1 to 4096, got "2\.5"/],
       [[list, '--model', model, '--out', 'x.jsonl', '--workers', '65'], /--workers must be an integer from 1 to 64, got "65"/],
       [[list, '--model', model, '--out', 'x.jsonl', '--threads', '0'], /--threads must be an integer from 1 to 256, got "0"/],
-      [[list, '--model', model, '--out', 'x.jsonl', '--backend', 'gpu'], /--backend must be one of auto, cpu, tensorrt, got "gpu"/],
+      [[list, '--model', model, '--out', 'x.jsonl', '--backend', 'gpu'], /--backend must be one of auto, cpu, onnxruntime, tensorrt, got "gpu"/],
     ]
     for (const [argv, message] of cases) {
       const r = await run('batch', ...argv)

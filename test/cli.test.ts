@@ -6,9 +6,10 @@ import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'no
 import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../lib/cli'
 import { faceToJson } from '../lib/cli/format'
+import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import type { Box } from '../lib/types'
@@ -175,6 +176,11 @@ describe('face-multitask CLI', () => {
     expect(r.out).toMatch(/gaze\s+yaw [+-]\d+\.\d° \([+-]\d\.\d{4} rad\)/)
     expect(r.out).toMatch(/52 blendshapes/)
     expect(r.out).toMatch(/backend onnxruntime/)
+    // The backend's own name, as load(), bench and doctor use it, is the CPU backend's other name.
+    const named = await run('detect', png, '--model', model, '--boxes', boxesArg, '--backend', 'onnxruntime')
+    expect(named.code).toBe(0)
+    const untimed = (text: string) => text.replace(/load [\d.]+ ms, detect 2 faces [\d.]+ ms/, '')
+    expect(untimed(named.out)).toBe(untimed(r.out))
   })
 
   it('runs a 256x256 chip without --boxes', async () => {
@@ -304,8 +310,19 @@ describe('face-multitask CLI', () => {
     expect(r.err).toBe(`face-multitask: --backend tensorrt is not available: ${tensorrt.reason}; use --backend auto or cpu`)
   })
 
+  it('NaN from the model for one face: exit 1, naming that box as --boxes counts it', async () => {
+    const face = 'options.boxes[1] = [20, 30, 80, 90]'
+    const spy = vi.spyOn(FaceMultitask.prototype, 'detect').mockRejectedValueOnce(new NonFiniteOutputError('p_au', NaN, '', face))
+    try {
+      const r = await run('detect', png, '--model', model, '--boxes', boxesArg)
+      expect([r.code, r.err.split('\n').at(-1)]).toEqual([1, 'face-multitask: the model gave NaN in its output "p_au" for box 2 (20,30,80,90) of --boxes, so that face\'s results would be meaningless; the call gives none'])
+    } finally {
+      spy.mockRestore()
+    }
+  })
+
   it('other bad arguments: exit 2', async () => {
-    expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu, tensorrt, got "gpu"/)
+    expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu, onnxruntime, tensorrt, got "gpu"/)
     expect((await run('detect', png, '--model', model, '--frob')).code).toBe(2)
     expect((await run('detect', '--model', model)).code).toBe(2)
     expect((await run('frobnicate')).code).toBe(2)
@@ -345,6 +362,8 @@ describe('face-multitask CLI', () => {
       expect(result.synthetic).toBe(true)
       expect(result.notice).toMatch(/MEANINGLESS/)
       expect(result.generation).toBe('v2.4')
+      // Names no other file is likely to have, since a file of that name is replaced.
+      expect([path.basename(result.model), path.basename(result.image.file)]).toEqual(['face_multitask_v2.4.synthetic.onnx', 'face-multitask-demo.png'])
       expect(result.faces).toHaveLength(3)
       expect(result.faces[0].blendshapes).toBeUndefined() // v2.4 has no blendshapes head
       expect(r.err).toMatch(/MEANINGLESS/)

@@ -9,7 +9,7 @@ import { onnx } from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
-import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX } from '../lib/index'
+import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, NonFiniteOutputError } from '../lib/index'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
@@ -441,10 +441,17 @@ describe('errors', () => {
         const calls = [bright, bright, bright, frame, bright].map((image) => m.detect(image, { boxes: [box, box] }))
         const settled = await Promise.allSettled(calls)
         const dark = settled.splice(3, 1)[0]
-        expect(dark.status === 'rejected' && (dark.reason as Error).message).toBe('the model gave NaN in its output "emotion_logits" for a face of this call, so its results would be meaningless')
+        expect(dark.status === 'rejected' && (dark.reason as Error).message).toBe('the model gave NaN in its output "emotion_logits" for options.boxes[0] = [10, 10, 40, 40] (and 1 other face of this call), so that face\'s results would be meaningless; the call gives none')
         for (const r of settled) {
           expect(r.status === 'fulfilled' && r.value.map((x) => [x.emotion, x.emotionValues])).toEqual([[want.emotion, want.emotionValues], [want.emotion, want.emotionValues]])
         }
+        // One dark face among bright ones, in a call of two images: the error names that face alone.
+        const half = { ...bright, data: bright.data.map((v, k) => (Math.floor(k / 3) % W < W / 2 ? v : 90)) }
+        const err = await m.detect([bright, half], { boxes: [[box], [[2, 10, 22, 30], [42, 10, 62, 30]]] }).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(NonFiniteOutputError)
+        expect([(err as NonFiniteOutputError).output, (err as NonFiniteOutputError).face]).toEqual(['emotion_logits', 'options.boxes[1][1] = [42, 10, 62, 30]'])
+        expect((err as Error).message).toBe('the model gave NaN in its output "emotion_logits" for options.boxes[1][1] = [42, 10, 62, 30], so that face\'s results would be meaningless; the call gives none')
+        expect(await m.detect(half, { boxes: [[2, 10, 22, 30]] })).toHaveLength(1)
       })
     })
     it('a model path that is not a regular file (a FIFO) is refused at once, not read for ever', async () => {

@@ -27,7 +27,7 @@ import { readImage } from './image'
 import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
 import { syntheticWarning } from './notices'
-import { type BatchHeader, type OpenedLog, ResultLog } from './result-log'
+import { type BatchHeader, notRegular, type OpenedLog, ResultLog } from './result-log'
 import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
@@ -59,6 +59,7 @@ function batchArgs(argv: string[]): BatchArgs {
   }
   if (!values.model) throw new UsageError('--model is required: the ONNX file to run (made by `face-multitask export`)')
   if (!values.out) throw new UsageError('--out is required: the results file (JSON lines; a rerun with the same --out goes on where the last run stopped)')
+  if (values.out === '-') throw new UsageError('--out: "-" (stdout) cannot hold the results: batch writes them to a file, which a rerun with the same --out goes on from')
   const backend = values.backend ?? 'auto'
   if (!(CLI_BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
   const concurrency = intFlag(values.concurrency, 'concurrency', MAX_CONCURRENCY) ?? 32
@@ -245,7 +246,7 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   } catch (e) {
     // NaN from the model for this image's faces is this line's result, as a bad box is: stopping
     // would stop every rerun at the same line.
-    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: flagNames(e.message) }
+    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: flagNames(e.message.replace(/options\.boxes/g, 'boxes').replace(/\bthe chip image\b/, 'the chip')) }
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }
@@ -342,6 +343,12 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   // Two runs appending to one file would write lines twice: the second is refused (a lock left
   // by a run that died is taken over).
   // Named after the file itself: two paths to it (a symlink) share one lock.
+  // Not a lock beside a device or a pipe (/dev/stdout, /dev/null: root may create files in /dev).
+  let outStats: fs.Stats | undefined
+  try {
+    outStats = fs.statSync(args.out, { throwIfNoEntry: false })
+  } catch { /* unreadable: the lock's creation or ResultLog.open says why */ }
+  if (outStats?.isFile() === false) throw new CliError(`--out: ${notRegular(args.out)}`)
   const lockFile = `${realOut(args.out)}.lock`
   const lock = await FileLock.acquire(lockFile, {
     what: `face-multitask batch ${args.list}`,

@@ -86,7 +86,8 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
   for (const line of demoBanner('below')) banner(line)
   const { dir, note } = await demoDir(args.outDir)
   const modelFile = path.join(dir, `face_multitask_${args.generation}.synthetic.onnx`)
-  const imageFile = path.join(dir, 'demo.png')
+  // Names no other file is likely to have: a file already there by that name is replaced.
+  const imageFile = path.join(dir, 'face-multitask-demo.png')
   let modelState: string
   let imageState: string
   try {

@@ -46,6 +46,11 @@ const RECORD_START = /^\{"line":(\d+),/
 /** Enough of a record's start for RECORD_START: 8 bytes, up to 16 digits and the comma. */
 const RECORD_HEAD_BYTES = 32
 
+/** Why --out cannot be what it names: stdout, a pipe or a device holds nothing a rerun could go on from. */
+export function notRegular(file: string): string {
+  return `"${file}" is not a regular file: batch writes its results to a file, which a rerun with the same --out goes on from`
+}
+
 export class ResultLog {
   /** The file's size: where the next record begins (the file is locked: no one else appends). */
   private end: number
@@ -64,7 +69,7 @@ export class ResultLog {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot read "${file}": ${fileErrorReason(e)}`)
     }
-    if (stats && !stats.isFile()) fail(`"${file}" is not a regular file`)
+    if (stats && !stats.isFile()) fail(notRegular(file))
     const size = stats?.size ?? -1
     if (size <= 0) return { log: ResultLog.begin(file, size < 0 ? 'ax+' : 'a+', `${headerLine(header)}\n`), done: new LineSet(), notes: [] }
     // Checked before anything is written: a refused file is left as it was.

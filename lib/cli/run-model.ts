@@ -7,7 +7,7 @@ import { CliError, UsageError, messageOf } from './common'
 import { type EngineOptions, flagNames } from './engine-flags'
 import { BuildProgressView } from './progress'
 
-export const CLI_BACKENDS = ['auto', 'cpu', 'tensorrt'] as const
+export const CLI_BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const  // onnxruntime: cpu's other name, as in load()
 export type CliBackend = (typeof CLI_BACKENDS)[number]
 
 export interface RunRequest {
@@ -40,14 +40,18 @@ function cliMessage(e: unknown): string {
 }
 
 /**
- * What the library finds wrong with --boxes only once the model's crop is known (a box whose crop
- * overflows float32; v2.4's stretched crop on a frame under 2x2), in the command line's terms: the
- * flag, the box counted from 1, the file.
+ * What the library says of a face, in the command line's terms: the flag, the box counted from 1,
+ * the file. For what it finds wrong with --boxes only once the model's crop is known (a box whose
+ * crop overflows float32; v2.4's stretched crop on a frame under 2x2), and the face an output of
+ * the model is NaN for.
  */
 function boxesMessage(e: unknown, file: string): string {
+  const box = (i: string, coords: string) => `box ${Number(i) + 1} (${coords.replace(/, /g, ',')})`
   return messageOf(e)
-    .replace(/^options\.boxes\[(\d+)\] = \[([^\]]*)\]/, (_m, i: string, coords: string) => `--boxes: box ${Number(i) + 1} (${coords.replace(/, /g, ',')})`)
+    .replace(/^options\.boxes\[(\d+)\] = \[([^\]]*)\]/, (_m, i: string, coords: string) => `--boxes: ${box(i, coords)}`)
+    .replace(/options\.boxes\[(\d+)\] = \[([^\]]*)\]/g, (_m, i: string, coords: string) => `${box(i, coords)} of --boxes`)
     .replace(/^image is (\d+x\d+):/, `${file} is $1:`)
+    .replace(/\bthe chip image\b/, `the chip ${file}`)
 }
 
 /**
@@ -86,7 +90,7 @@ export async function runModel(req: RunRequest): Promise<RunResult> {
     try {
       faces = await model.detect(req.image, req.boxes ? { boxes: req.boxes } : undefined)
     } catch (e) {
-      throw new CliError(cliMessage(e))
+      throw new CliError(cliMessage(boxesMessage(e, req.file)))
     }
     return { faces, info, loadMs, detectMs: performance.now() - t1 }
   } finally {

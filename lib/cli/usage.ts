@@ -72,7 +72,8 @@ emotion, valence/arousal, the top 5 action units, gaze and head pose (degrees an
                      must be a 256x256 face chip.
   --json             print a JSON array of faces (every field, mesh and landmarks included;
                      float32 values as their shortest decimals, which read back exactly)
-  --backend <name>   auto (default: TensorRT when available, else the CPU), cpu or tensorrt
+  --backend <name>   auto (default: TensorRT when available, else the CPU), cpu (also named
+                     onnxruntime) or tensorrt
   -h, --help         this help
 
 ${ENGINE_SECTION}
@@ -123,7 +124,7 @@ Images are decoded and run N at a time, so faces of different images share infer
   --workers <n>      CPU: inference threads, each with its own ONNX Runtime session (default 1;
                      1 to 64); each holds the model's memory again
   --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
-  --backend <name>   auto (default), cpu or tensorrt
+  --backend <name>   auto (default), cpu (also named onnxruntime) or tensorrt
   -h, --help         this help
 
 ${ENGINE_SECTION}
@@ -149,8 +150,10 @@ them. It shows that everything works; the numbers it prints are meaningless.
 
   --generation <g>   which generation's conventions the synthetic model follows (default v2.5)
   --json             print the result as JSON (the notice about the synthetic model included)
-  --out-dir <dir>    where to write the model and image (default engines/demo in the package,
-                     or face-multitask-demo in the temp folder where the package is read-only)
+  --out-dir <dir>    where to write the model (face_multitask_<generation>.synthetic.onnx) and
+                     the image (face-multitask-demo.png), replacing files of those names (default
+                     engines/demo in the package, or face-multitask-demo in the temp folder where
+                     the package is read-only)
   -h, --help         this help
 
 ${REAL_WEIGHTS_HINT.join('\n')}`
