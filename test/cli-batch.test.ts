@@ -10,7 +10,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../lib/cli'
-import { formatSeconds } from '../lib/cli/batch'
+import { formatSeconds, Progress } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
 import { FileLock } from '../lib/engine-cache'
 import { NonFiniteOutputError } from '../lib/decode'
@@ -839,6 +839,17 @@ describe('readLines (the list and results files)', () => {
 
 it('durations in the progress line and summary are rounded before they are split (119.7 s is 2 min 0 s, not 1 min 60 s)', () => {
   expect([59.94, 59.96, 119.7, 3599.4, 3599.6, 7199, 7230].map(formatSeconds)).toEqual(['59.9 s', '1 min 0 s', '2 min 0 s', '59 min 59 s', '1 h 0 min', '2 h 0 min', '2 h 1 min'])
+})
+
+it('the progress line: rate and ETA from the lines finished (results wait to be written in list order); on a rerun the faces and errors say they are this run\'s', () => {
+  const io = { out: () => {}, err: () => {} }
+  const first = new Progress(io, 40, 0)
+  Object.assign(first, { ran: 1, finished: 20, faces: 2, errors: 0 })  // one line written, 19 more waiting behind a slow one
+  expect(first.line(performance.now() + 10_000)).toBe('batch: 1/40 lines (2.5%) · 2 faces, 0 errors · 2.0 lines/s · ETA 10.0 s')
+  const rerun = new Progress(io, 40, 30)
+  Object.assign(rerun, { ran: 4, finished: 4, faces: 6, errors: 1 })
+  expect(rerun.line(performance.now() + 2_000)).toBe('batch: 34/40 lines (85.0%) · this run 4 lines, 6 faces, 1 errors · 2.0 lines/s · ETA 3.0 s')
+  expect(new Progress(io, 40, 0).line()).toBe('batch: 0/40 lines (0.0%) · 0 faces, 0 errors · 0.0 lines/s')  // no ETA before a line ends
 })
 
 describe('face-multitask batch, its messages unreadable', () => {

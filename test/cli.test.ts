@@ -13,7 +13,7 @@ import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import type { Box } from '../lib/types'
-import { withIccChunk } from './helpers/png'
+import { emptyPng, withIccChunk } from './helpers/png'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import { tempDir } from './helpers/temp-dir'
 
@@ -398,6 +398,13 @@ describe('face-multitask CLI', () => {
     expect([dash.status, dash.stdout]).toEqual([0, fromFile.stdout])
     const junk = spawnSync(process.execPath, [bin, 'detect', '/dev/stdin', ...args], { input: 'not an image\n', encoding: 'utf8' })
     expect([junk.status, junk.stderr]).toEqual([1, expect.stringMatching(/^face-multitask: "\/dev\/stdin" \(a pipe, 13 bytes read\) is not a readable image: .*unsupported image format\n/)])
+    // `-` is named as what it is; the library's advice to decode an image itself is not the CLI's.
+    const table = spawnSync(process.execPath, [bin, 'detect', '-', '--model', model, '--backend', 'cpu'], { input: readFileSync(chip), encoding: 'utf8' })
+    expect([table.status, table.stdout.split('\n')[0]]).toEqual([0, 'standard input (256x256): a 256x256 chip'])
+    const outside = spawnSync(process.execPath, [bin, 'detect', '-', '--model', model, '--boxes', '300,300,400,400'], { input: readFileSync(chip), encoding: 'utf8' })
+    expect([outside.status, outside.stderr]).toEqual([2, expect.stringContaining('lies entirely outside standard input, which is 256x256')])
+    const huge = spawnSync(process.execPath, [bin, 'detect', '-', ...args], { input: emptyPng(17000, 17000) })
+    expect([huge.status, huge.stderr.toString()]).toEqual([1, expect.stringMatching(/^face-multitask: standard input \(a pipe, 65 bytes read\) is 17000x17000 \(289000000 pixels\), more than readImage\(\) decodes .*; scale it down first\n/)])
   })
 
   it('output that cannot be written (a full disk) is said in one line, exit 1, no stack trace', async (ctx) => {

@@ -260,10 +260,12 @@ function idOf(entry: { id?: string | number }): { id?: string | number } {
   return entry.id !== undefined ? { id: entry.id } : {}
 }
 
-class Progress {
+export class Progress {
   private readonly t0 = performance.now()
   ran = 0  // lines written this run
-  faces = 0
+  /** Lines whose result came this run, written or still waiting for a line before them. */
+  finished = 0
+  faces = 0  // of the lines written this run
   errors = 0
   private timer: NodeJS.Timeout | undefined
 
@@ -284,13 +286,18 @@ class Progress {
     if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
   }
 
-  line(): string {
+  line(now = performance.now()): string {
     const done = this.before + this.ran
-    const s = (performance.now() - this.t0) / 1000
-    const rate = this.ran / Math.max(s, 1e-3)
-    const eta = rate > 0 ? ` · ETA ${formatSeconds((this.total - done) / rate)}` : ''
+    const s = (now - this.t0) / 1000
+    // The rate counts lines finished, not written: results are written in list order, so they
+    // reach the file in bursts (behind a slow image; the first batches end together), and a rate
+    // of lines written made the ETA climb for seconds, then drop.
+    const rate = this.finished / Math.max(s, 1e-3)
+    const eta = rate > 0 ? ` · ETA ${formatSeconds(Math.max(0, this.total - this.before - this.finished) / rate)}` : ''
     const pct = this.total > 0 ? ` (${((100 * done) / this.total).toFixed(1)}%)` : ''
-    return `batch: ${done}/${this.total} lines${pct} · ${this.faces} faces · ${this.errors} errors · ${rate.toFixed(1)} lines/s${eta}`
+    // On a rerun the lines count the earlier runs' too; the faces and errors are this run's.
+    const counts = `${this.before > 0 ? `this run ${this.ran} lines, ` : ''}${this.faces} faces, ${this.errors} errors`
+    return `batch: ${done}/${this.total} lines${pct} · ${counts} · ${rate.toFixed(1)} lines/s${eta}`
   }
 
   summary(out: string): string {
@@ -546,6 +553,7 @@ async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask
       void runEntry(model, line, text, listDir, args.mesh).then(
         (record) => {
           slot.record = record
+          progress.finished++
         },
         (e: unknown) => {
           fatal ??= e

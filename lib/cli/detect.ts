@@ -5,7 +5,7 @@ import { checkBoxesInImage, parseBoxes } from './boxes'
 import { type Io, UsageError, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
 import { faceTable, facesJson, runLine } from './format'
-import { readImage } from './image'
+import { imageName, readImage } from './image'
 import { syntheticWarning } from './notices'
 import { CLI_BACKENDS, type CliBackend, type RunResult, runModel } from './run-model'
 
@@ -78,11 +78,12 @@ export interface DetectFileResult extends RunResult {
 /** Decodes an image file and runs the model on its faces (shared by detect and demo). */
 export async function detectFile(req: DetectFileRequest): Promise<DetectFileResult> {
   const image = await readImage(req.file, { pipe: true })
-  if (req.boxes) checkBoxesInImage(req.boxes, image.width, image.height, req.file)
+  const name = imageName(req.file)
+  if (req.boxes) checkBoxesInImage(req.boxes, image.width, image.height, name)
   else if (image.width !== CHIP_SIZE || image.height !== CHIP_SIZE) {
-    throw new UsageError(`${NO_BOXES_MESSAGE}; ${req.file} is ${image.width}x${image.height}`)
+    throw new UsageError(`${NO_BOXES_MESSAGE}; ${name} is ${image.width}x${image.height}`)
   }
-  const result = await runModel({ model: req.model, backend: req.backend, image, file: req.file, boxes: req.boxes, engine: req.engine, onLoad: req.onLoad })
+  const result = await runModel({ model: req.model, backend: req.backend, image, file: name, boxes: req.boxes, engine: req.engine, onLoad: req.onLoad })
   return { ...result, width: image.width, height: image.height }
 }
 
@@ -109,6 +110,6 @@ export async function detectCommand(argv: string[], io: Io): Promise<number> {
     onLoad: (info) => { if (info.synthetic) io.err(syntheticWarning(args.model)) },
   })
   if (args.json) io.out(facesJson(result.faces))
-  else for (const line of detectReport(args.image, result, args.boxes)) io.out(line)
+  else for (const line of detectReport(imageName(args.image), result, args.boxes)) io.out(line)
   return 0
 }

@@ -21,22 +21,32 @@ export async function readImage(file: string, { pipe = false } = {}): Promise<De
         return await decode(bytes)
       } catch (e) {
         // The library names bytes "the N-byte source ..."; here they have a name.
-        const said = messageOf(e)
+        const said = cliWords(messageOf(e))
         const rest = said.replace(/^the \d+-byte source /, ' ')
-        throw new CliError(`"${file}" (a pipe, ${bytes.length} bytes read)${rest === said ? `: ${said}` : rest}`)
+        const name = file === '-' ? imageName(file) : `"${file}"`
+        throw new CliError(`${name} (a pipe, ${bytes.length} bytes read)${rest === said ? `: ${said}` : rest}`)
       }
     }
     return await decode(file)
   } catch (e) {
     if (isPassingFileError(e) || e instanceof CliError) throw e  // the system's, not the file's: batch stops, and its rerun reads the file again
-    // The library's advice to pass a pipe's bytes is for its callers; the CLI has no such way.
-    throw new CliError(messageOf(e).replace(/ \(pass its bytes instead\)$/, ''))
+    throw new CliError(cliWords(messageOf(e)))
   }
+}
+
+/** The library's advice to pass a pipe's bytes, or to decode the image itself, is for its callers: the CLI has no such way. */
+function cliWords(message: string): string {
+  return message.replace(/ \(pass its bytes instead\)$/, '').replace(/, or decode it yourself \(sharp with limitInputPixels\) and pass its pixels to detect\(\)$/, '')
 }
 
 /** Names of this process's standard input. Read through the stream, not by opening the path: a
  * parent process's pipe may be a socket (Node's own child processes), which Linux will not open. */
 const STDIN = ['-', '/dev/stdin']
+
+/** How messages name an image file: `-` is standard input. */
+export function imageName(file: string): string {
+  return file === '-' ? 'standard input' : file
+}
 
 async function readStdin(file: string): Promise<Buffer> {
   if (process.stdin.isTTY) throw new CliError(`"${file}": standard input is a terminal; pipe an image in (face-multitask detect - ... < photo.jpg)`)
