@@ -109,16 +109,23 @@ export function onnxruntimeAvailability(): OnnxRuntimeAvailability {
   return version ? { available: true, device: 'cpu', version } : { available: true, device: 'cpu' }
 }
 
+/** What starts the probe's status line. */
+const STATUS_MARK = 'face-multitask tensorrt status: '
+
 /**
  * Runs `addonFile`'s tensorrtStatus() in a child Node.js process and resolves with what it printed,
  * or a reason: the addon lacks the export, the child crashed or did not answer in time. The
  * caller's event loop keeps running meanwhile (cuInit can take seconds on a machine with many GPUs).
  */
 export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<TensorRtStatus | { reason: string; noBackend?: boolean }> {
+  // The status goes on a line of its own after a marker: the child's stdout is shared with
+  // whatever else runs in it (a NODE_OPTIONS preload such as dotenv/config, an APM agent,
+  // TensorRT or the driver), whose one printed line would otherwise make the GPU unavailable.
   const script = [
     'const a = require(process.argv[1]);',
-    "if (typeof a.tensorrtStatus !== 'function') { process.stdout.write('null'); process.exit(0) }",
-    'process.stdout.write(JSON.stringify(a.tensorrtStatus()))',
+    `const say = (s) => process.stdout.write('\\n${STATUS_MARK}' + s + '\\n');`,
+    "if (typeof a.tensorrtStatus !== 'function') { say('null'); process.exit(0) }",
+    'say(JSON.stringify(a.tensorrtStatus()))',
   ].join('\n')
   return new Promise((resolve) => {
     execFile(process.execPath, ['-e', script, addonFile], { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', windowsHide: true, maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
@@ -127,9 +134,11 @@ export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT
       if (e?.signal) return resolve({ reason: `the TensorRT probe crashed (${e.signal}) while loading TensorRT or the CUDA driver${firstStderrLine(stderr)}` })
       if (e && typeof e.code === 'number') return resolve({ reason: `the TensorRT probe failed (exit code ${e.code})${firstStderrLine(stderr)}` })
       if (e) return resolve({ reason: `the TensorRT probe could not run: ${e.message}` })
+      const line = stdout.split('\n').reverse().find((l) => l.startsWith(STATUS_MARK))
       let raw: unknown
       try {
-        raw = JSON.parse(stdout)
+        if (line === undefined) throw new Error('no status line')
+        raw = JSON.parse(line.slice(STATUS_MARK.length))
       } catch {
         return resolve({ reason: `the TensorRT probe printed no status: ${JSON.stringify(stdout.slice(0, 200))}` })
       }

@@ -197,6 +197,23 @@ describe('the TensorRT probe runs in a child process', () => {
     expect(describeTensorrtStatus(raw)).toEqual({ available: false, reason })
   })
 
+  it('output of others in the probe (a NODE_OPTIONS preload such as dotenv/config, the library itself) does not hide the status', async () => {
+    const { probeTensorrtStatus } = await import('../lib/availability')
+    const status = { available: true, tensorrtVersion: '10.14.1', smCount: 132 }
+    const noisy = addon('prints-too', `console.log('[TRT] loaded {'); exports.tensorrtStatus = () => { process.stdout.write('no newline after this'); return ${JSON.stringify(status)} }`)
+    const preload = addon('preload', "console.log('[dotenv@17.2.3] injecting env (2) from .env')")
+    const before = process.env.NODE_OPTIONS
+    process.env.NODE_OPTIONS = `${before ?? ''} --require ${preload}`
+    try {
+      expect(await probeTensorrtStatus(noisy)).toEqual(status)
+    } finally {
+      if (before === undefined) delete process.env.NODE_OPTIONS
+      else process.env.NODE_OPTIONS = before
+    }
+    const none = addon('prints-only', "console.log('{}'); process.exit(0)")
+    expect(await probeTensorrtStatus(none)).toEqual({ reason: 'the TensorRT probe printed no status: "{}\\n"' })
+  })
+
   it('describes an available TensorRT', async () => {
     const { probeTensorrtStatus, describeTensorrtStatus } = await import('../lib/availability')
     const status = { available: true, tensorrtVersion: '10.14.1', gpuName: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', smCount: 132 }
