@@ -733,7 +733,7 @@ describe('getOrBuild', () => {
     const err = await cache.getOrBuild(parts, slow, { signal: ac.signal }).catch((e) => e)
     expect(err.name).toBe('AbortError')
     expect(Date.now() - t0).toBeLessThan(1000)
-    expect(sawSignal).toBe(ac.signal)
+    expect(sawSignal?.aborted).toBe(true)  // the build's own signal: every caller of it aborted
     // The builder still runs: its lock stays, so no second build starts beside it.
     expect(finished).toBe(false)
     expect(existsSync(cache.files(parts).lock)).toBe(true)
@@ -798,6 +798,69 @@ describe('getOrBuild', () => {
     expect(stepsHeard).toBeGreaterThan(0) // it heard the build's steps until it gave up
     expect(owner).toHaveLength(heard)
     expect(builds).toBe(1) // the second caller waited for the build the first started, and loaded its plan
+  })
+
+  it('a build shared by callers in one process is cancelled only once every one of them has aborted', async () => {
+    // A builder that honours its signal, as TensorRT does at its next step.
+    let builds = 0
+    let cancelled = 0
+    const honours = async (_p: unknown, signal?: AbortSignal) => {
+      builds++
+      for (let step = 0; step < 10; step++) {
+        await new Promise((r) => setTimeout(r, 40))
+        if (signal?.aborted) {
+          cancelled++
+          throw new AbortError('cancelled')
+        }
+      }
+      return Buffer.from('plan')
+    }
+    const started = (cache: EngineCache, parts: EngineKeyParts, signal?: AbortSignal) => cache.getOrBuild(parts, honours, signal ? { signal } : {})
+    // One caller's timeout: the others (one without a signal) still get the one build's plan.
+    {
+      const { dir, parts } = fresh('shared-one-aborts')
+      const cache = new EngineCache({ engineDir: dir, log: () => {}, maxPollMs: 20 })
+      const a = new AbortController()
+      const first = started(cache, parts, a.signal)
+      await new Promise((r) => setTimeout(r, 20))
+      const second = started(cache, parts)
+      const third = started(cache, parts, new AbortController().signal)
+      await new Promise((r) => setTimeout(r, 100))
+      a.abort()
+      const err = await first.catch((e) => e)
+      expect([err.name, err.message]).toEqual(['AbortError', 'aborted waiting for the engine build, which goes on for the other callers in this process'])
+      expect(Buffer.from(await second).toString()).toBe('plan')
+      expect(Buffer.from(await third).toString()).toBe('plan')
+      expect([builds, cancelled]).toEqual([1, 0])
+    }
+    // Every caller aborted: the build is cancelled, and a later caller builds afresh.
+    {
+      builds = 0
+      const { dir, parts } = fresh('shared-all-abort')
+      const cache = new EngineCache({ engineDir: dir, log: () => {}, maxPollMs: 20 })
+      const a = new AbortController()
+      const b = new AbortController()
+      const first = started(cache, parts, a.signal)
+      const second = started(cache, parts, b.signal)
+      await new Promise((r) => setTimeout(r, 60))
+      a.abort()
+      b.abort()
+      expect((await first.catch((e) => e)).name).toBe('AbortError')
+      expect((await second.catch((e) => e)).name).toBe('AbortError')
+      expect(Buffer.from(await started(cache, parts)).toString()).toBe('plan')
+      expect([builds, cancelled]).toEqual([2, 1])
+    }
+    // The only caller aborted as its plan was stored: an AbortError all the same; the plan is kept.
+    {
+      builds = 0
+      const { dir, parts } = fresh('shared-abort-when-ready')
+      const a = new AbortController()
+      const cache = new EngineCache({ engineDir: dir, log: (m) => { if (m.startsWith('built ')) a.abort() }, maxPollMs: 20 })
+      const err = await started(cache, parts, a.signal).catch((e) => e)
+      expect([err.name, err.message]).toEqual(['AbortError', 'aborted as the engine was ready (it is kept in the cache)'])
+      expect(Buffer.from(await started(cache, parts)).toString()).toBe('plan')
+      expect(builds).toBe(1)
+    }
   })
 
   it.skipIf(process.platform === 'win32')('a folder it cannot write to is named, with the option to change it', async () => {

@@ -19,7 +19,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { packageRoot } from '../native'
 import type { EngineProgress } from '../types'
-import { abortable, throwIfAborted } from './abort'
+import { AbortError, abortable, throwIfAborted } from './abort'
 import { tempPrefix, writeFileAtomic } from './atomic-write'
 import { describeHolder, FileLock, type LockOptions, pidAlive, removeIfSame } from './file-lock'
 import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, keyedParts, timingCachePath } from './key'
@@ -101,6 +101,33 @@ export interface InvalidateOptions {
 interface Inflight {
   promise: Promise<Uint8Array>
   listeners: Set<(event: EngineProgress) => void>
+  /** Takes a caller into the build: it is cancelled only once every caller in it has aborted. */
+  join(signal: AbortSignal | undefined): void
+}
+
+/**
+ * The signal a shared build runs under: it fires once every caller that joined has aborted; never
+ * while one without a signal is in. One caller's timeout must not throw away minutes of building
+ * that the others still wait for.
+ */
+function sharedSignal(): { signal: AbortSignal; join(signal: AbortSignal | undefined): void } {
+  const controller = new AbortController()
+  let live = 0
+  let pinned = false
+  return {
+    signal: controller.signal,
+    join(signal) {
+      if (!signal) {
+        pinned = true
+        return
+      }
+      if (signal.aborted) return
+      live++
+      signal.addEventListener('abort', () => {
+        if (--live === 0 && !pinned) controller.abort(signal.reason)
+      }, { once: true })
+    },
+  }
 }
 
 /** In-process builds under way, by folder and key: callers in one process share one build. */
@@ -170,10 +197,12 @@ export class EngineCache {
       const running = inflight.get(id)
       if (!running) break
       if (onProgress) running.listeners.add(onProgress)
+      running.join(signal)
       try {
         return await abortable(running.promise, signal, 'waiting for this process\'s build of the same engine')
       } catch (e) {
-        // Our own signal, or a failed build: give up. The builder's signal: take over the build.
+        // Our own signal, or a failed build: give up. A build every caller in it had abandoned
+        // (cancelled before this one joined): take over the build.
         if (signal?.aborted || (e as Error)?.name !== 'AbortError') throw e
       } finally {
         if (onProgress) running.listeners.delete(onProgress)
@@ -190,17 +219,25 @@ export class EngineCache {
         }
       }
     }
-    const promise = this.loadOrBuild(parts, key, build, signal, emit)
-    const entry: Inflight = { promise, listeners }
+    const shared = sharedSignal()
+    shared.join(signal)
+    const promise = this.loadOrBuild(parts, key, build, shared.signal, emit)
+    const entry: Inflight = { promise, listeners, join: shared.join }
     inflight.set(id, entry)
-    // A caller that gave up hears no more of a build that may go on until TensorRT's next step.
+    // Settled, the build is gone, whichever caller is still waiting (this one may have aborted).
+    promise.then(() => {}, () => {}).finally(() => { if (inflight.get(id) === entry) inflight.delete(id) })
+    // A caller that gave up hears no more of a build that may go on for the others, or until TensorRT's next step.
     const deafen = () => { if (onProgress) listeners.delete(onProgress) }
     signal?.addEventListener('abort', deafen, { once: true })
     try {
-      return await promise
+      return await abortable(promise, signal, 'waiting for the engine build, which goes on for the other callers in this process')
+    } catch (e) {
+      if (!(signal?.aborted && shared.signal.aborted)) throw e  // the build's failure, or others still wait for it
+      // Every caller gone: the build's own AbortError (at once) says where it stopped, waiting for
+      // another process's lock or building; a plan done just before is in the cache.
+      throw await promise.then(() => new AbortError('aborted as the engine was ready (it is kept in the cache)', { cause: signal.reason }), (stopped: unknown) => stopped)
     } finally {
       signal?.removeEventListener('abort', deafen)
-      if (inflight.get(id) === entry) inflight.delete(id)
     }
   }
 
