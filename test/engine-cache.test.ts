@@ -165,16 +165,16 @@ function asNobody(top: string, dir: string, call: string): string {
   cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
   for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
   const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
-  const script = `const cache = new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: () => {} });
+  const script = `const logs = []; const cache = new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: (m) => logs.push(m) });
     (${call}).then((v) => console.log(v), (e) => console.log(e.message))`
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: top })
   expect(r.stderr).toBe('')
   return r.stdout.trim()
 }
 
-/** getOrBuild() as user nobody (asNobody): 'built', or why not. */
+/** getOrBuild() as user nobody (asNobody): 'built' and what the cache said, or why not. */
 function getOrBuildAsNobody(top: string, dir: string, parts: EngineKeyParts): string {
-  return asNobody(top, dir, `cache.getOrBuild(${JSON.stringify(parts)}, async () => Buffer.from('plan')).then(() => 'built')`)
+  return asNobody(top, dir, `cache.getOrBuild(${JSON.stringify(parts)}, async () => Buffer.from('plan')).then((p) => 'built ' + Buffer.from(p) + ': ' + logs.join(' | '))`)
 }
 
 describe('cache key', () => {
@@ -863,7 +863,7 @@ describe('getOrBuild', () => {
     }
   })
 
-  it.skipIf(process.platform === 'win32')('a folder it cannot write to is named, with the option to change it', async () => {
+  it.skipIf(process.platform === 'win32')('a folder it cannot write to or make (the package\'s own, installed by root): the plan is built and used without the cache, saying so', async () => {
     const { parts } = fresh('read-only')
     // Root writes anywhere: then the cache runs in a child process as user nobody, from copies
     // of the compiled modules in a folder every user can read (the checkout may not be).
@@ -872,17 +872,22 @@ describe('getOrBuild', () => {
     chmodSync(top, 0o755)
     const dir = path.join(top, 'read-only')
     mkdirSync(dir, { mode: 0o755 })
-    // With a stale lock in it, as a crashed build leaves: the message is still the folder's.
+    // With a stale lock in it, as a crashed build leaves: what stops it is still the folder.
     writeFileSync(new EngineCache({ engineDir: dir }).files(parts).lock, JSON.stringify({ pid: deadPid(), hostname: hostname(), createdAt: new Date().toISOString(), token: 'ro' }))
     chmodSync(dir, 0o555)
+    const getOrBuild = async (folder: string) => {
+      if (asRoot) return getOrBuildAsNobody(top, folder, parts)
+      const logs: string[] = []
+      const plan = await new EngineCache({ engineDir: folder, log: (m) => logs.push(m) }).getOrBuild(parts, async () => Buffer.from('plan'))
+      return `built ${Buffer.from(plan)}: ${logs.join(' | ')}`
+    }
+    const name = path.basename(new EngineCache({ engineDir: dir }).files(parts).plan)
+    const advice = 'building it without the cache; this process uses it, the next one builds it again'
     try {
-      let message: string
-      if (asRoot) {
-        message = getOrBuildAsNobody(top, dir, parts)
-      } else {
-        message = (await new EngineCache({ engineDir: dir, log: () => {} }).getOrBuild(parts, counter().build).catch((e) => e)).message
-      }
-      expect(message).toMatch(/the engine cache folder ".*read-only" is not writable .*set options\.engineDir to a writable folder/)
+      expect(await getOrBuild(dir)).toBe(`built plan: cannot lock ${name} in "${dir}" (the folder is not writable): ${advice} (make it writable, or set options.engineDir)`)
+      const unmade = path.join(dir, 'engines')
+      expect(await getOrBuild(unmade)).toBe(`built plan: cannot lock ${name} in "${unmade}" (the folder cannot be made here): ${advice} (make it, or set options.engineDir)`)
+      expect(readdirSync(dir)).toEqual([path.basename(new EngineCache({ engineDir: dir }).files(parts).lock)])  // nothing written
     } finally {
       rmSync(top, { recursive: true, force: true })
     }

@@ -308,10 +308,13 @@ export class EngineCache {
     return undefined
   }
 
-  private async ensureDir(): Promise<void> {
+  /** Makes the folder; false where this process may not (then it builds without the cache). */
+  private async ensureDir(): Promise<boolean> {
     try {
       await fs.mkdir(this.dir, { recursive: true })
+      return true
     } catch (e) {
+      if (notWritable(e)) return false
       throw new Error(`cannot create the engine cache folder "${this.dir}": ${(e as Error).message} (set options.engineDir to a writable folder)`, { cause: e })
     }
   }
@@ -439,8 +442,7 @@ export class EngineCache {
     try {
       return await this.loadOrBuildIn(parts, key, build, signal, emit)
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      if (notWritable(e)) {
         throw new Error(`the engine cache folder "${this.dir}" is not writable (${(e as Error).message}); set options.engineDir to a writable folder`, { cause: e })
       }
       throw e
@@ -465,23 +467,29 @@ export class EngineCache {
     const files = this.files(parts, key)
     const name = path.basename(files.plan)
     const say = (m: string) => this.log(m, emit)
-    await this.ensureDir()
-    const cached = await this.tryLoad(await this.locate(parts, key), parts, key, say)
+    const made = await this.ensureDir()
+    const cached = made ? await this.tryLoad(await this.locate(parts, key), parts, key, say) : undefined
     if (cached) return cached
+    // A full disk, or a folder this process may not write to (the package's own, installed by
+    // root), stops the lock and the plan's file, not the build: this process still uses it,
+    // rather than a backend 'auto' falling back to the CPU for want of a folder.
+    const withoutCache = (why: string, fix: string) => {
+      say(`cannot lock ${name} in "${this.dir}" (${why}): building it without the cache; this process uses it, ` +
+        `the next one builds it again (${fix}, or set options.engineDir)`)
+      return abortable(Promise.resolve().then(() => build(emit, signal)), signal, `building ${name}`)
+    }
+    if (!made) return withoutCache('the folder cannot be made here', 'make it')
 
     let lock: FileLock
     try {
       lock = await this.acquire(files, name, signal, say)
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
-      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e
-      // A full disk stops the lock and the plan's file, not the build: this process still uses it.
+      if (code !== 'ENOSPC' && code !== 'EDQUOT' && !notWritable(e)) throw e
       // Unless a process that held the lock stored the plan before the disk filled.
       const ready = await this.tryLoad(await this.locate(parts, key), parts, key)
       if (ready) return ready
-      say(`cannot lock ${name} in "${this.dir}" (${storeFailure(e)}): building it without the cache; this process uses it, ` +
-        'the next one builds it again (free space there, or set options.engineDir)')
-      return abortable(Promise.resolve().then(() => build(emit, signal)), signal, `building ${name}`)
+      return withoutCache(storeFailure(e), notWritable(e) ? 'make it writable' : 'free space there')
     }
     let handedOff = false
     try {
@@ -572,6 +580,11 @@ function storeFailure(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code
   if (code === 'ENOSPC') return 'no space left on its disk'
   if (code === 'EDQUOT') return 'the disk quota is used up'
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'the folder is not writable'
+  if (notWritable(e)) return 'the folder is not writable'
   return (e as Error).message
+}
+
+function notWritable(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
 }
