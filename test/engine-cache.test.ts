@@ -24,7 +24,7 @@ import {
   UNUSED_DAYS,
   writeFileAtomic,
 } from '../lib/engine-cache'
-import { renameReplacing } from '../lib/engine-cache/atomic-write'
+import { renameReplacing, tempPath } from '../lib/engine-cache/atomic-write'
 import { removeIfSame } from '../lib/engine-cache/file-lock'
 import type { EngineProgress } from '../lib/types'
 import { onnx } from 'onnx-proto'
@@ -230,6 +230,10 @@ describe('cache key', () => {
     for (const [onnxName, base] of [['模型 v2.onnx', 'v2'], ['--help.onnx', 'help'], ['.hidden.onnx', 'hidden'], ['模型.onnx', 'model']]) {
       expect(engineFileName({ ...baseParts(), onnxName })).toBe(`${base}.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
     }
+    // A long ONNX name is cut: the plan's temp file (".<name>.tmp-<pid>-<hex>") must fit in a file name's 255.
+    const long = engineFileName({ ...baseParts(), onnxName: `${'m'.repeat(250)}.onnx` })
+    expect(long).toBe(`${'m'.repeat(64)}.fp16.b1-8-64.nvidia-h100-80gb-hbm3-sm90.trt10.14.1.${key.slice(0, 12)}.plan`)
+    expect(path.basename(tempPath(long)).length).toBeLessThan(255)
   })
 
   it('rejects malformed parts, naming the field', () => {

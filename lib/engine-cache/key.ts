@@ -139,7 +139,9 @@ export function gpuSlug(gpu: EngineKeyParts['gpu']): string {
 export function engineFileName(parts: EngineKeyParts, key = engineCacheKey(parts)): string {
   // The export's own precision suffix (model.fp16.onnx) is not repeated: the plan's follows.
   // Never leading '-' or '.' (a name tools would read as an option, or a hidden file): "模型 v2" -> "v2".
-  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+/, '') || 'model'
+  // At most 64 characters of it (the key tells plans apart): with the rest and a temp file's
+  // prefix and suffix the name stays under the 255 a file name may have.
+  const base = path.basename(parts.onnxName).replace(/\.onnx$/i, '').replace(/\.(fp16|bf16|fp32)$/i, '').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+/, '').slice(0, 64) || 'model'
   const { minBatch, optBatch, maxBatch } = parts.profile
   return `${base}.${parts.precision}.b${minBatch}-${optBatch}-${maxBatch}.${gpuSlug(parts.gpu)}.trt${slug(parts.tensorrt.version)}.${key.slice(0, 12)}.plan`
 }
