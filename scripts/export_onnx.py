@@ -193,9 +193,12 @@ def require_packages() -> None:
             raise ExportError(f"the Python package {pip_name} of {sys.executable} is installed but cannot be loaded "
                               f"({e.__class__.__name__}: {e}); out of memory, or a broken install") from None
     if missing:
-        raise ExportError(
-            f"missing Python package(s) for {sys.executable}: " + "; ".join(missing)
-            + f". Install them with: {SETUP_HINT}")
+        # A Python the user chose (the CLI runs $FACE_MULTITASK_PYTHON) is theirs to fix, not the venv.
+        chosen = os.environ.get("FACE_MULTITASK_PYTHON")
+        fix = (f"install {SCRIPTS.parent / 'requirements-python.txt'} into it ({sys.executable} -m pip install -r ...), "
+               "or unset FACE_MULTITASK_PYTHON to use the project's .venv" if chosen else f"Install them with: {SETUP_HINT}")
+        raise ExportError(f"missing Python package(s) for {sys.executable}"
+                          + (" (FACE_MULTITASK_PYTHON)" if chosen else "") + ": " + "; ".join(missing) + f". {fix[0].upper()}{fix[1:]}")
 
 
 def find_release(release: str) -> Path:
@@ -316,6 +319,22 @@ def sniff_format(path: Path) -> str:
                       f"nor a safetensors file{hint}; first bytes {head[:8]!r}")
 
 
+def safetensors_cut_off(path: Path) -> str | None:
+    """Why a safetensors file whose header reads is still unreadable, where it is shorter than its
+    header says its tensors are (a download stopped after the header)."""
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        need, size = 8 + n + int(end), path.stat().st_size
+    except (OSError, ValueError, TypeError, KeyError, IndexError, struct.error):
+        return None
+    if size >= need:
+        return None
+    return f"a safetensors file cut off: its tensors end at byte {need}, the file has {size} (an interrupted download or copy?)"
+
+
 def random_marker(path: Path, value) -> int | None:
     """The seed a --random-weights checkpoint records (RANDOM_MARKER), or None when there is none."""
     if value is None:
@@ -339,7 +358,7 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Checkpoint:
                 meta = f.metadata() or {}
             state = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
-            raise ExportError(f"{path}: not a readable safetensors file: {e}") from e
+            raise ExportError(f"{path}: {safetensors_cut_off(path) or 'not a readable safetensors file'}: {e}") from e
         if "config" not in meta:
             raise ExportError(f"{path}: safetensors metadata has no 'config' (py-feat's files keep the "
                               f"model config there as JSON); metadata keys: {sorted(meta)}")
@@ -512,14 +531,18 @@ def build_network(gen: str, mv2, saved_cfg: dict):
                           f"MEGraphAUv2 ({e.__class__.__name__}: {e}); config: {json.dumps(saved_cfg, sort_keys=True)}") from e
 
 
-def check_config_against_tensors(gen: str, cfg, state: dict) -> None:
+def check_config_against_tensors(gen: str, cfg, state: dict, model=None) -> None:
     """Clear messages for the usual ways a config and its tensors disagree (the strict load below
     would catch them too, as a list of keys)."""
     problems = []
     emo = state.get("emotion.cls_head.weight")
     if emo is not None and getattr(cfg, "use_head_v3", False):
-        # UnifiedFeatures.out_dim: ConvNeXt V2-Tiny's 768 channels + the landmark projection.
-        want = 768 + int(getattr(cfg, "unified_lmk_dim", 256)) + (cfg.n_au if getattr(cfg, "emotion_use_au_prob", False) else 0)
+        # UnifiedFeatures.out_dim: the backbone's channels (768 for ConvNeXt V2-Tiny, the published
+        # one; a fine-tuned checkpoint may have another backbone) + the landmark projection.
+        unified = getattr(getattr(model, "unified", None), "out_dim", None)
+        if not isinstance(unified, int):
+            unified = 768 + int(getattr(cfg, "unified_lmk_dim", 256))
+        want = unified + (cfg.n_au if getattr(cfg, "emotion_use_au_prob", False) else 0)
         if emo.shape[1] != want:
             problems.append(f"emotion_use_au_prob={getattr(cfg, 'emotion_use_au_prob', None)} means an emotion "
                             f"input of {want}, but emotion.cls_head.weight is {list(emo.shape)}")
@@ -681,8 +704,13 @@ def make_random_checkpoint(gen: str, seed: int, out_dir: Path, overrides: dict |
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)  # as torch.save's and the ONNX files (safetensors writes 0600)
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as e:
         partial.unlink(missing_ok=True)
+        if not any(ckpt_dir.iterdir()):
+            ckpt_dir.rmdir()  # made for it: nothing left behind
+        if isinstance(e, Exception):
+            # A full disk, a file size limit: safetensors' own error is no OSError, and would be a traceback.
+            raise ExportError(f"cannot write {path}: {e.__class__.__name__}: {e}") from e
         raise
     note(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {len(state)} tensors)")
     return path
@@ -953,6 +981,8 @@ def lock_outputs(out_dir: Path, stem: str) -> None:
     except ImportError:  # not POSIX: no lock
         return
     lock = out_dir / f".{stem}.lock"
+    if str(lock.resolve()) in _HELD_LOCKS:
+        return  # taken already by this process (before writing a --random-weights checkpoint)
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -963,10 +993,10 @@ def lock_outputs(out_dir: Path, stem: str) -> None:
         os.close(fd)
         raise ExportError(f"another export is writing {stem}.fp32.onnx and .fp16.onnx in {out_dir} now: "
                           "wait for it to end, or give another --out") from None
-    _HELD_LOCKS.append(fd)  # kept open (and so held) until the process ends
+    _HELD_LOCKS[str(lock.resolve())] = fd  # kept open (and so held) until the process ends
 
 
-_HELD_LOCKS: list[int] = []
+_HELD_LOCKS: dict[str, int] = {}
 
 
 def export_fp16(fp32_path: Path, fp16_path: Path, args) -> Path:
@@ -1077,7 +1107,7 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
         model, cfg, dropped = build_network(gen, mv2, ckpt.config)
         if dropped:
             note(f"config keys the class does not know (py-feat's loader drops them too): {', '.join(dropped)}")
-        check_config_against_tensors(gen, cfg, ckpt.state_dict)
+        check_config_against_tensors(gen, cfg, ckpt.state_dict, model)
     except ExportError as e:
         raise ExportError(f"{path}: {e}") from None  # as every other error about the file, it is named
     trainable, numel, ntensors = count_params(model)
@@ -1327,6 +1357,13 @@ def main(argv=None) -> int:
         step(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
         if args.random_weights:
             out_dir = args.out or Path(".")
+            # Locked before its checkpoint is written: a second export of the same seed waits for
+            # none of it, and cannot replace the checkpoint the first one is reading.
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ExportError(f"--out: cannot make {out_dir} ({e.strerror or e})") from None
+            lock_outputs(out_dir, f"face_multitask_{args.generation}.random-seed{args.seed}")
             ckpt_path = make_random_checkpoint(args.generation, args.seed, out_dir, args.random_config, args.zero_au_node)
             export_checkpoint(ckpt_path, out_dir, args.generation, args)
         else:

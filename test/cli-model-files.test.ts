@@ -1,8 +1,8 @@
 // `inspect` and `export` of the CLI: reading model files in Node, and a clear message when the
 // Python environment the export needs is missing.
-import { execFile, spawn } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { onnx } from 'onnx-proto'
@@ -511,6 +511,11 @@ except e.ExportError as err:
     const c = await runScript(venvPython, cut, '--no-fp16')
     expect(c.code).toBe(1)
     expect(c.stderr).toMatch(new RegExp(`^\\[export\\] error: .*face_multitask_v28\\.safetensors: a safetensors file cut off: its header alone is \\d+ bytes, the file 100 \\(an interrupted download or copy\\?\\)\\n$`))
+    // Cut off after its header, in its tensors' bytes: the same advice, not safetensors' own words alone.
+    const size = statSync(full).size
+    writeFileSync(cut, readFileSync(full).subarray(0, size - 4))
+    const t = await runScript(venvPython, cut, '--no-fp16')
+    expect([t.code, t.stderr]).toEqual([1, expect.stringMatching(new RegExp(`^\\[export\\] error: .*face_multitask_v28\\.safetensors: a safetensors file cut off: its tensors end at byte ${size}, the file has ${size - 4} \\(an interrupted download or copy\\?\\): `))])
     const meta = path.join(dir, 'cut-header', 'meta.json')
     for (const [text, why] of [['{"a": ', 'not JSON'], ['[1, 2]', 'must be a JSON object of strings']]) {
       writeFileSync(meta, text)
@@ -753,6 +758,55 @@ print('still running', file=sys.stderr)`
     expect(unbuildable.stderr).toMatch(/^\[export\] error: --random-config \{"gaze_bins": "x"\}: py-feat 2\.1\.1's network cannot be built with it \(ValueError: invalid literal for int\(\) with base 10: 'x'\)$/m)
     expect(existsSync(path.join(out, 'random-seed0'))).toBe(false)
   }, 120_000)
+
+  it('scripts/export_onnx.py: a checkpoint whose backbone is not ConvNeXt V2-Tiny (a fine-tuned variant py-feat loads) exports and runs', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'atto')
+    // The emotion head's input is the backbone's width (320 for Atto, not Tiny's 768) + the landmark projection.
+    const r = await runScript(venvPython, '--random-weights', '--generation', 'v2.5', '--random-config', '{"backbone": "convnextv2_atto"}', '--no-fp16', '--out', out)
+    expect(r.code, r.stderr).toBe(0)
+    const model = await FaceMultitask.load({ model: path.join(out, 'face_multitask_v2.5.random-seed0.fp32.onnx'), backend: 'cpu' })
+    try {
+      const faces = await model.detect({ data: new Uint8Array(256 * 256 * 3).fill(128), width: 256, height: 256 })
+      expect(faces).toHaveLength(1)
+      expect(Object.keys(faces[0].aus)).toHaveLength(20)
+    } finally {
+      await model.close()
+    }
+  }, 120_000)
+
+  it('scripts/export_onnx.py --random-weights: a second export of the seed is refused before it writes the checkpoint; a checkpoint that cannot be written is one line, no folder left', async (ctx) => {
+    if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
+    const out = path.join(dir, 'seed-lock')
+    mkdirSync(out, { recursive: true })
+    // Another export of the seed holds the outputs' lock (flock, as the script takes it).
+    const lock = path.join(out, '.face_multitask_v2.5.random-seed3.lock')
+    const holder = spawn(venvPython, ['-c', `import fcntl, os, sys, time\nfd = os.open(${JSON.stringify(lock)}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)`])
+    try {
+      await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+      const r = await runScript(venvPython, '--random-weights', '--generation', 'v2.5', '--seed', '3', '--no-fp16', '--out', out)
+      expect([r.code, r.stderr]).toEqual([1, `[export] error: another export is writing face_multitask_v2.5.random-seed3.fp32.onnx and .fp16.onnx in ${out} now: wait for it to end, or give another --out\n`])
+      expect(existsSync(path.join(out, 'random-seed3'))).toBe(false)
+    } finally {
+      holder.kill()
+    }
+    // A file size limit (as a full disk): safetensors' own error, which is no OSError, said in one line.
+    const limited = spawnSync('bash', ['-c', `ulimit -f 20000 && exec "$0" "$@"`, venvPython, path.join(packageRoot(), 'scripts', 'export_onnx.py'),
+      '--random-weights', '--generation', 'v2.5', '--seed', '4', '--no-fp16', '--out', out], { encoding: 'utf8', cwd: dir })
+    expect(limited.status).toBe(1)
+    expect(limited.stderr).not.toMatch(/Traceback/)
+    expect(limited.stderr).toMatch(new RegExp(`\\[export\\] error: cannot write ${out}/random-seed4/face_multitask_v2\\.safetensors: SafetensorError: .*File too large`))
+    expect(existsSync(path.join(out, 'random-seed4'))).toBe(false)
+  }, 180_000)
+
+  it('scripts/export_onnx.py run by a FACE_MULTITASK_PYTHON without torch: the advice is to fix that Python, not to make the venv', async (ctx) => {
+    const system = '/usr/bin/python3'
+    if (!existsSync(system) || spawnSync(system, ['-c', 'import torch']).status === 0) ctx.skip('no /usr/bin/python3 without torch here')
+    const r = spawnSync(system, [path.join(packageRoot(), 'scripts', 'export_onnx.py'), '--random-weights', '--generation', 'v2.5', '--out', path.join(dir, 'no-torch')],
+      { encoding: 'utf8', env: { ...process.env, FACE_MULTITASK_PYTHON: system } })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/^\[export\] error: missing Python package\(s\) for \/usr\/bin\/python3 \(FACE_MULTITASK_PYTHON\): .*torch \(ModuleNotFoundError.*\. Install .*requirements-python\.txt into it \(\/usr\/bin\/python3 -m pip install -r \.\.\.\), or unset FACE_MULTITASK_PYTHON to use the project's \.venv\n$/)
+  })
 
   it('scripts/export_onnx.py: a weight stored as an integer is refused by name; an int32 counter (num_batches_tracked) is not', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
