@@ -66,9 +66,10 @@ export function checkBatchOutputs(spec: ModelSpec, outputs: BatchOutputs, faces:
  * would be picked from NaN. It belongs to the call's images, not to the model, which stays usable.
  */
 export class NonFiniteOutputError extends Error {
-  /** `face`: the argument the face came in, with its box (`options.boxes[1] = [10, 20, 90, 110]`). */
-  constructor(readonly output: string, value: number, hint: string, readonly face: string) {
-    super(`the model gave ${String(value)} in its output "${output}" for ${face}, so that face's results would be meaningless; the call gives none${hint}`)
+  /** `face`: the argument the face came in, with its box (`options.boxes[1] = [10, 20, 90, 110]`); `others`: how many more faces of the call gave one. */
+  constructor(readonly output: string, value: number, hint: string, readonly face: string, others = 0) {
+    const more = others > 0 ? ` (and ${others} other face${others > 1 ? 's' : ''} of this call)` : ''
+    super(`the model gave ${String(value)} in its output "${output}" for ${face}${more}, so that face's results would be meaningless; the call gives none${hint}`)
     this.name = 'NonFiniteOutputError'
   }
 }
@@ -93,10 +94,7 @@ export function checkFiniteOutputs(spec: ModelSpec, outputs: BatchOutputs, faces
       if (first === undefined || row < first.row) first = { row, output: name, value: values[k] }
     }
   }
-  if (first === undefined) return
-  const others = rows.size - 1
-  const face = `${faces[first.row]}${others > 0 ? ` (and ${others} other face${others > 1 ? 's' : ''} of this call)` : ''}`
-  throw new NonFiniteOutputError(first.output, first.value, hint, face)
+  if (first !== undefined) throw new NonFiniteOutputError(first.output, first.value, hint, faces[first.row], rows.size - 1)
 }
 
 function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {
