@@ -1097,6 +1097,12 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     if gen in ("v2.7", "v2.8") and args.opset < 16:
         raise ExportError(f"{path}: --opset {args.opset} is too old for {gen}: its gaze head's RoiAlign needs opset 16 or "
                           f"later for the aligned (half_pixel) mode (the default is {OPSET})")
+    if args.opset < 17 and not args.no_fp16:
+        # Below 17 torch spells LayerNorm out in primitive ops, where the FP16 conversion cannot
+        # find it to keep it in FP32 (it would fail after the FP32 export, naming its rule only).
+        raise ExportError(f"{path}: --opset {args.opset} is too old for the FP16 file: its FP32 islands keep "
+                          f"LayerNormalization, an op of opset 17 and later; give --opset 17 or later (the "
+                          f"default is {OPSET}), or --no-fp16 for the FP32 file alone")
     if ckpt.file_format != G.file_format:
         note(f"note: {gen} is published as {G.file_format}; this file is {ckpt.file_format} (py-feat 2.x reads both)")
 
@@ -1244,7 +1250,7 @@ def parse_args(argv):
     p.add_argument("--zero-au-node", type=int, default=None, metavar="I",
                    help="with --random-weights: make AU node I (0-19, py-feat's AU order) all zero for every "
                         "input, as real weights do on some faces (the AU graph then chooses among equal similarities)")
-    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; 17 or later for the FP16 file, 16 or later for v2.7+)")
     p.add_argument("--contract-metadata", type=Path, default=None, metavar="FILE",
                    help="JSON of the face_multitask.* metadata (default: from dist/lib/contract-metadata.js via node)")
     p.add_argument("--trust-pickle", action="store_true",

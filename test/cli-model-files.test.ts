@@ -819,12 +819,17 @@ print('still running', file=sys.stderr)`
     expect([r.code, r.stderr]).toEqual([1, `[export] error: ${ckpt}: weights stored as integers, not floating point: log_var_au (int64)\n`])
   }, 120_000)
 
-  it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode) is refused before the export', async (ctx) => {
+  it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode), or below 17 with the FP16 file, is refused before the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'old-opset')
     const r = await runScript(venvPython, '--random-weights', '--generation', 'v2.8', '--no-fp16', '--opset', '15', '--out', out)
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/\[export\] error: .*face_multitask_v28\.safetensors: --opset 15 is too old for v2\.8: its gaze head's RoiAlign needs opset 16 or later/)
+    // Below 17 the FP16 file cannot be made (LayerNorm is spelt out in primitive ops): said before the export.
+    const fp16 = await runScript(venvPython, '--random-weights', '--generation', 'v2.5', '--opset', '16', '--out', out)
+    expect(fp16.code).toBe(1)
+    expect(fp16.stderr).toMatch(/\[export\] error: .*face_multitask_v2\.safetensors: --opset 16 is too old for the FP16 file: its FP32 islands keep LayerNormalization, an op of opset 17 and later; give --opset 17 or later \(the default is 17\), or --no-fp16 for the FP32 file alone\n$/)
+    expect(readdirSync(out).filter((f) => f.includes('.onnx'))).toEqual([])
   }, 180_000)
 
   it('scripts/export_onnx.py: an export whose check against PyTorch fails leaves no .onnx the runtime would load', async (ctx) => {
