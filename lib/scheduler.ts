@@ -1,8 +1,9 @@
 // Many requests meet here: the moment an execution slot is free, whatever is waiting (up to
 // maxBatch items, across requests) goes as one batch. No added delay when idle, large batches
-// under load, and a request larger than maxBatch is split, never rejected. A batch takes one item
-// from each waiting request in turn, so a small request (a camera's frame) waits for one batch,
-// not for every item of a large request queued before it (a batch job's thousands). A failing batch
+// under load, and a request larger than maxBatch is split, never rejected. Requests are served in
+// the order they came, each whole where it fits; one with more items left than a batch holds
+// gives one item per turn and goes to the back, so a small request (a camera's frame) waits for
+// one batch, not for every item of a large request queued before it (a batch job's thousands). A failing batch
 // shared by several requests is rerun per request, so one request's failure is its own. A request settles
 // only once none of its batches is still running: until then a backend may still read its
 // frames, so a caller that reuses a frame buffer once detect() settles never races one. A
@@ -124,21 +125,37 @@ export class Scheduler<J, R> {
   }
 
   /**
-   * The next batch: one item from each waiting request in turn, up to maxBatch. A request served
-   * goes to the back of the line, and the next batch goes on from there: with more large requests
-   * waiting than a batch holds, a small one behind them still comes up within a few batches.
+   * The next batch, up to maxBatch items. Waiting requests are taken in line order, each whole
+   * where it fits: equal small requests (cameras' frames) finish in the order they came, each as
+   * early as it can. (Taken one item each in turn, they all finished only at the end, and a
+   * caller's timeout threw away the items of its request already run.) A request with more items
+   * left than a batch holds gives one per turn and goes to the back of the line: with more large
+   * requests waiting than a batch holds, a small one behind them still comes up within a few
+   * batches. One cut off by the batch's end keeps its place and finishes first in the next.
    */
   private takeBatch(): Item<J, R>[] {
     const batch: Item<J, R>[] = []
+    const take = (w: Waiting<J, R>, n: number) => {
+      for (const end = Math.min(w.items.length, w.next + n); w.next < end;) batch.push(w.items[w.next++])
+    }
+    const served: Waiting<J, R>[] = []  // taken from this batch, items left, in line order
     while (batch.length < this.maxBatch && this.head < this.waiting.length) {
       const w = this.waiting[this.head]!
       // The slot is cleared as it is passed: the queue must not keep a settled request's frames
       // (a service decoding each frame into a new buffer would hold up to a thousand of them).
       this.waiting[this.head++] = undefined
       if (w.dropped) continue
-      batch.push(w.items[w.next++])
-      if (w.next < w.items.length) this.waiting.push(w)
+      take(w, w.items.length - w.next > this.maxBatch ? 1 : this.maxBatch - batch.length)
+      if (w.next < w.items.length) served.push(w)
     }
+    // Room left: no other request waits, so those served fill it, in order.
+    for (const w of served) take(w, this.maxBatch - batch.length)
+    const left = served.filter((w) => w.next < w.items.length)
+    const keep = left.filter((w) => w.items.length - w.next <= this.maxBatch)
+    // Back at the front, in the slots this batch emptied; the large ones behind everyone.
+    this.head -= keep.length
+    keep.forEach((w, i) => { this.waiting[this.head + i] = w })
+    for (const w of left) if (w.items.length - w.next > this.maxBatch) this.waiting.push(w)
     if (this.head === this.waiting.length) {
       this.waiting = []
       this.head = 0

@@ -34,7 +34,7 @@ describe('Scheduler', () => {
     gates[0].resolve()
     await a
     await new Promise((r) => setImmediate(r))
-    expect(batches[1]).toEqual([2, 4, 3, 5]) // what waited goes as one batch (a job of each request in turn), capped at 4
+    expect(batches[1]).toEqual([2, 3, 4, 5]) // what waited goes as one batch, requests whole in the order they came, capped at 4
     gates[1].resolve()
     await new Promise((r) => setImmediate(r))
     gates[2].resolve()
@@ -59,10 +59,32 @@ describe('Scheduler', () => {
     gate.resolve()
     expect(await small).toEqual([1, 2])
     expect(batches.length).toBe(2)  // the small request was done by the first batch after the held one
-    expect(batches[1]).toEqual([100, 1, 101, 2])
+    expect(batches[1]).toEqual([100, 1, 2, 101])  // the large one gives one job a turn, then fills the room left
     expect(await large).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i))  // in order, whole
     expect(await first).toEqual([-1])
     expect(batches.slice(2).map((b) => b.length)).toEqual([4, 4, 4, 4, 2])
+  })
+
+  it('equal small requests (cameras\' frames) finish in the order they came, each in the first batch it fits, not all at the end', async () => {
+    const batches: number[][] = []
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs) => {
+      batches.push(jobs)
+      if (jobs.includes(-1)) await gate.promise
+      await new Promise((r) => setImmediate(r))
+      return jobs
+    }, 1, 8)
+    const first = s.submit([-1])
+    const done: number[] = []
+    // 10 frames of 4 faces: two frames a batch, in the order they came.
+    const calls = Array.from({ length: 10 }, (_, c) => s.submit([0, 1, 2, 3].map((f) => 10 * c + f)).then(() => { done.push(c) }))
+    // Then frames of 6: one cut off by a batch's end keeps its place, its rest first in the next batch.
+    const sixes = [100, 200, 300].map((c) => s.submit([0, 1, 2, 3, 4, 5].map((f) => c + f)).then(() => { done.push(c) }))
+    gate.resolve()
+    await Promise.all([first, ...calls, ...sixes])
+    expect(done).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100, 200, 300])
+    expect(batches.slice(1, 3)).toEqual([[0, 1, 2, 3, 10, 11, 12, 13], [20, 21, 22, 23, 30, 31, 32, 33]])
+    expect(batches.slice(6)).toEqual([[100, 101, 102, 103, 104, 105, 200, 201], [202, 203, 204, 205, 300, 301, 302, 303], [304, 305]])
   })
 
   it('with more large requests waiting than a batch holds, a small one behind them comes up within a few batches', async () => {
@@ -138,7 +160,7 @@ describe('Scheduler', () => {
     expect(a).toEqual({ status: 'fulfilled', value: [10, 20] })
     expect(bad).toMatchObject({ status: 'rejected', reason: { message: 'item 13 is bad' } })
     expect(c).toEqual({ status: 'fulfilled', value: [30] })
-    expect(batches).toEqual([[0], [1, 13, 3, 2], [1, 2], [13], [3]])
+    expect(batches).toEqual([[0], [1, 2, 13, 3], [1, 2], [13], [3]])
     await s.idle()
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
@@ -160,7 +182,7 @@ describe('Scheduler', () => {
     await results
     expect(seen).toEqual([
       { jobs: [0], running: 1 },
-      { jobs: [1, 13, 3, 2], running: 4 },
+      { jobs: [1, 2, 13, 3], running: 4 },
       { jobs: [1, 2], running: 2 },
       { jobs: [13], running: 1 },
       { jobs: [3], running: 1 },
