@@ -192,6 +192,15 @@ describe('face-multitask batch', () => {
     expect(readFileSync(cut).equals(full)).toBe(true)
     const again = await run('batch', list, '--model', model, '--out', cut, '--backend', 'cpu')
     expect([again.code, again.err]).toEqual([0, `batch: all 7 lines already have results in ${cut}: nothing left to run`])
+    // Cut by hand and saved by an editor, which ends the file with a newline: not whole JSON, so redone too.
+    const last = Buffer.byteLength(lines[lines.length - 2])
+    const half = Math.floor(last / 2)
+    writeFileSync(cut, Buffer.concat([full.subarray(0, full.length - 1 - last + half), Buffer.from('\n')]))
+    const redone = await run('batch', list, '--model', model, '--out', cut, '--backend', 'cpu')
+    expect(redone.code).toBe(0)
+    expect(redone.err).toContain(`batch: dropped an incomplete last line of ${half + 1} bytes (not whole JSON: cut by hand, or by a copy that stopped?); its image runs again`)
+    expect(redone.err).toContain('batch: 6 of 7 lines already have results')
+    expect(readFileSync(cut).equals(full)).toBe(true)
   })
 
   it('a rerun over a results file of a GiB or more says it reads it first', async () => {

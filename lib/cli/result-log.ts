@@ -14,7 +14,7 @@ import { fileErrorReason } from '../describe'
 import { hashFile } from '../engine-cache/key'
 import { CliError } from './common'
 import { LineSet } from './line-set'
-import { completeBytes, lineHeads, readLines } from './lines'
+import { completeBytes, completeBytesIn, lineHeads, readLines } from './lines'
 
 export interface BatchHeader {
   faceMultitaskBatch: 1
@@ -87,19 +87,21 @@ export class ResultLog {
       updateListFields(file, text, header)
       return { log: ResultLog.begin(file, 'a+', '\n'), done: new LineSet(), notes: moved }
     }
-    const { done, differs, moved, headerText } = await readDone(file, complete, header)
+    const whole = wholeRecordsEnd(file, complete)
+    const { done, differs, moved, headerText } = await readDone(file, whole, header)
     if (differs.length > 0) return ResultLog.beginAgain(file, header, differs)
     updateListFields(file, headerText, header)
     const log = ResultLog.begin(file, 'a+', '')
-    if (complete === size) return { log, done, notes: moved }
+    if (whole === size) return { log, done, notes: moved }
     try {
-      fs.ftruncateSync(log.fd, complete)
-      log.end = complete
+      fs.ftruncateSync(log.fd, whole)
+      log.end = whole
     } catch (e) {
       log.close()
       fail(`cannot cut the incomplete last line off "${file}": ${fileErrorReason(e)}`)
     }
-    return { log, done, notes: [...moved, `dropped an incomplete last line of ${size - complete} bytes (a run stopped while writing it); its image runs again`] }
+    const why = whole === complete ? 'a run stopped while writing it' : 'not whole JSON: cut by hand, or by a copy that stopped?'
+    return { log, done, notes: [...moved, `dropped an incomplete last line of ${size - whole} bytes (${why}); its image runs again`] }
   }
 
   /**
@@ -254,6 +256,29 @@ async function readDone(file: string, complete: number, header: BatchHeader): Pr
     done.add(Number(m[1]))
   }
   return { done, headerText, ...check }
+}
+
+/**
+ * Where the file's whole records end: `complete` (the bytes up to its last newline), or the start
+ * of a last record that is not whole JSON. A run writes each record whole with its newline last,
+ * but a record cut by hand and saved by an editor (which ends the file with a newline), or by a
+ * copy that stopped, would otherwise stand for its line for good. The header is not judged here.
+ */
+function wholeRecordsEnd(file: string, complete: number): number {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const start = completeBytesIn(fd, complete - 1)
+    if (start === 0) return complete  // the header: judged by headerDifferences
+    const last = Buffer.alloc(complete - start)
+    fs.readSync(fd, last, 0, last.length, start)
+    JSON.parse(last.toString('utf8'))
+    return complete
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e
+    return completeBytesIn(fd, complete - 1)
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 /** How a results file's header differs from this run (nothing: the same run), and, when the list

@@ -140,7 +140,8 @@ lines, the run has finished and exits as below). Progress goes to stderr (every 
 otherwise). Exit code 0 when every line the run read has a result (lines with an "error" included),
 except 3 when every one of them is an "error" (a wrong folder for the image paths, say). A line's
 "error" is its result: a rerun does not run it again; to redo such lines once their cause is fixed,
-give another --out (or remove the results file).`
+give another --out (or remove the results file). Records removed by hand are redone by a rerun and
+added at the end, out of list order: each record names its "line".`
 
 export const DEMO_USAGE = `usage: face-multitask demo [--generation ${GENERATIONS.join('|')}] [--json] [--out-dir <dir>]
 
