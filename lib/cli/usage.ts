@@ -99,7 +99,8 @@ Images are decoded and run N at a time, so faces of different images share infer
                      reads the list as it was when it began: lines added meanwhile are left for
                      the next run, and so is a last line without a line ending that is not
                      JSON yet (it may still be being written); a list replaced at its path
-                     meanwhile (a new file renamed over it) stops the run.
+                     meanwhile (a new file renamed over it) is never read in its place: the
+                     run reads on in the file it began with, or stops before reading any.
   --model <onnx>     the model file (made by \`face-multitask export\`); required
   --out <file>       the results, one JSON line per list line, in list order:
                        {"line": 1, "image": "photos/a.jpg", "faces": [...]}   (faces as detect --json)
