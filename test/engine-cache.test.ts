@@ -1116,8 +1116,18 @@ describe('across processes', () => {
     const lock = await FileLock.acquire(file, { signal: AbortSignal.timeout(5000), onStale: (m) => stale.push(m) })
     await lock.release()
     expect(stale).toEqual([`took over the stale lock ${file}: its holder, pid ${ran.pid} on this host, is no longer running`])
-    // Besides, the crash left only the temp file the lock was written in (the day-old sweep's).
-    expect(readdirSync(dir)).toEqual([expect.stringMatching(new RegExp(`^\\.engine-0123456789abcdef\\.lock\\.tmp-${ran.pid}-[0-9a-f]+$`))])
+    // Besides, the crash left only the temp file the lock was written in: kept while it may be a
+    // live maker's (10 s), removed by the next lock taken once it cannot be.
+    const left = readdirSync(dir)
+    expect(left).toEqual([expect.stringMatching(new RegExp(`^\\.engine-0123456789abcdef\\.lock\\.new\\.tmp-${ran.pid}-[0-9a-f]+$`))])
+    const old = new Date(Date.now() - 20_000)
+    utimesSync(path.join(dir, left[0]), old, old)
+    // One naming another host sharing the folder is that host's to judge: kept.
+    const theirs = path.join(dir, `.engine-0123456789abcdef.lock.new.tmp-${deadPid()}-0badf00d`)
+    writeFileSync(theirs, JSON.stringify({ pid: deadPid(), hostname: 'another-host', createdAt: old.toISOString(), token: 't' }))
+    utimesSync(theirs, old, old)
+    await (await FileLock.acquire(file)).release()
+    expect(readdirSync(dir)).toEqual([path.basename(theirs)])
   })
 
   it('a lock is made where the file system has no hard links (in place), and when an NFS link is answered EEXIST though it was made', async () => {

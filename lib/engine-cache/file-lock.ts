@@ -18,9 +18,10 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
+import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { sleep, throwIfAborted } from './abort'
-import { tempPath } from './atomic-write'
+import { tempPath, tempPrefix } from './atomic-write'
 
 /** What a lock file holds. */
 export interface LockInfo {
@@ -78,6 +79,29 @@ export function pidAlive(pid: number): boolean {
     return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Where tryCreate writes a lock before linking it to its name. */
+const newLockPath = (file: string) => tempPath(`${file}.new`)
+
+/**
+ * Removes the locks that processes killed between writing one and linking it left (tryCreate):
+ * hidden files of a few bytes, beside a user's results otherwise for good. Only those of a pid
+ * not alive here, untouched for 10 s (a live maker's exists for a moment only), empty or naming
+ * this host (one of another host sharing the folder is its own: its pid means nothing here).
+ */
+async function removeDeadTemps(file: string): Promise<void> {
+  const prefix = tempPrefix(`${file}.new`)
+  const dir = path.dirname(file)
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || pidAlive(Number(name.slice(prefix.length).split('-')[0]))) continue
+    const temp = path.join(dir, name)
+    const st = await fs.stat(temp).catch(() => undefined)
+    if (!st?.isFile() || Date.now() - st.mtimeMs < 10_000) continue
+    const raw = await fs.readFile(temp, 'utf8').catch(() => undefined)
+    if (raw === undefined || (raw !== '' && parseLock(raw)?.hostname !== os.hostname())) continue
+    await fs.rm(temp, { force: true }).catch(() => {})
   }
 }
 
@@ -297,7 +321,7 @@ export class FileLock {
       createdAt: new Date().toISOString(), token: randomBytes(12).toString('hex'), what,
     }
     const raw = JSON.stringify(info)
-    const tmp = tempPath(file)
+    const tmp = newLockPath(file)
     const fh = await fs.open(tmp, 'wx', 0o644)
     try {
       await fh.writeFile(raw)
@@ -368,7 +392,10 @@ export class FileLock {
     for (;;) {
       throwIfAborted(signal, `waiting for the lock ${file}`)
       const lock = await FileLock.tryCreate(file, refreshMs, options.what, options.onLost)
-      if (lock) return lock
+      if (lock) {
+        await removeDeadTemps(file)
+        return lock
+      }
       const state = await inspectLock(file)
       if (!state) {
         // Released between the two calls: try again at once. Twice in a row, the path itself may
