@@ -271,11 +271,12 @@ function wholeRecordsEnd(file: string, complete: number): number {
     if (start === 0) return complete  // the header: judged by headerDifferences
     const last = Buffer.alloc(complete - start)
     fs.readSync(fd, last, 0, last.length, start)
-    JSON.parse(last.toString('utf8'))
-    return complete
-  } catch (e) {
-    if (!(e instanceof SyntaxError)) throw e
-    return completeBytesIn(fd, complete - 1)
+    try {
+      JSON.parse(last.toString('utf8'))
+      return complete
+    } catch {
+      return start
+    }
   } finally {
     fs.closeSync(fd)
   }
