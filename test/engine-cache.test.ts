@@ -25,6 +25,7 @@ import {
   writeFileAtomic,
 } from '../lib/engine-cache'
 import { renameReplacing, tempPath } from '../lib/engine-cache/atomic-write'
+import { hashBytes } from '../lib/engine-cache/key'
 import { removeIfSame } from '../lib/engine-cache/file-lock'
 import type { EngineProgress } from '../lib/types'
 import { onnx } from 'onnx-proto'
@@ -267,6 +268,21 @@ describe('hashing the ONNX', () => {
     const prefix = 3 * 1024 * 1024 + 7  // a prefix over several chunks
     expect(await hashFile(file, undefined, prefix)).toBe(sha(bytes.subarray(0, prefix)))
     expect(await hashFile(file, undefined, 0)).toBe(sha(Buffer.alloc(0)))
+  })
+
+  it('hashes a plan in memory off the event loop, to the same digest', async () => {
+    // A plan is hashed at each load and store: on the JS thread a 100 MB plan held every timer of
+    // the process for a third of a second. A 1 ms timer fires while 64 MiB are hashed only when
+    // the digest runs elsewhere (a synchronous hash resolves before any timer can run).
+    const bytes = randomBytes(64 * 1024 * 1024)
+    let ticks = 0
+    const timer = setInterval(() => { ticks++ }, 1)
+    const digest = await hashBytes(bytes)
+    clearInterval(timer)
+    expect(digest).toBe(sha(bytes))
+    expect(ticks).toBeGreaterThan(0)
+    expect(await hashBytes(bytes.subarray(5, 9))).toBe(sha(bytes.subarray(5, 9)))
+    expect(await hashBytes(new Uint8Array(0))).toBe(sha(Buffer.alloc(0)))
   })
 
   /** A one-initializer ONNX graph; with `location`, its weights are kept in that file (external data). */

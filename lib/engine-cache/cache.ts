@@ -13,7 +13,6 @@
 // the folder).
 //
 // The key is in key.ts, the lock in file-lock.ts, the atomic writes in atomic-write.ts.
-import { createHash } from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -22,7 +21,7 @@ import type { EngineProgress } from '../types'
 import { AbortError, abortable, throwIfAborted } from './abort'
 import { tempPrefix, writeFileAtomic } from './atomic-write'
 import { describeHolder, FileLock, type LockOptions, pidAlive, removeIfSame } from './file-lock'
-import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, keyedParts, timingCachePath } from './key'
+import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, hashBytes, keyedParts, timingCachePath } from './key'
 
 /** Plans of another TensorRT build not loaded for this long are removed after a build (removeUnused). */
 export const UNUSED_DAYS = 30
@@ -273,7 +272,7 @@ export class EngineCache {
         // sidecar: another process removed it (and may be storing a new plan): nothing to do here.
         const sidecar = await readSidecar(found.sidecar)
         if (!sidecar) return
-        if (sidecar.planSha256 !== createHash('sha256').update(refused).digest('hex')) {
+        if (sidecar.planSha256 !== (await hashBytes(refused))) {
           say(`${name}: ${reason}; it has been rebuilt since (another process?), so the new one is tried`)
           return
         }
@@ -352,7 +351,7 @@ export class EngineCache {
       why?.(`${name}: the sidecar exists but the plan does not: rebuilding it`)
       return undefined
     }
-    if (bytes.length !== sidecar.planBytes || createHash('sha256').update(bytes).digest('hex') !== sidecar.planSha256) {
+    if (bytes.length !== sidecar.planBytes || (await hashBytes(bytes)) !== sidecar.planSha256) {
       why?.(`${name}: the plan's bytes do not match its sidecar (${bytes.length} bytes, expected ${sidecar.planBytes}; corrupt or truncated): rebuilding it`)
       return undefined
     }
@@ -562,7 +561,7 @@ export class EngineCache {
       key,
       parts,
       planBytes: bytes.length,
-      planSha256: createHash('sha256').update(bytes).digest('hex'),
+      planSha256: await hashBytes(bytes),
       createdAt: new Date().toISOString(),
       builtBy: { pid: process.pid, hostname: os.hostname() },
     }
