@@ -7,7 +7,7 @@ import type { Backend } from './backends/backend'
 import { OnnxRuntimeBackend } from './backends/onnxruntime'
 import { TensorRtBackend } from './backends/tensorrt'
 import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
-import { AbortError, abortable } from './engine-cache/abort'
+import { AbortError, abortable, reasonOf } from './engine-cache/abort'
 import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
 import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
@@ -80,7 +80,7 @@ export class FaceMultitask {
     const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, MAX_THREADS)
     // Checked on every machine, so mistakes show before the code meets a GPU.
     const gpu = gpuOptions(options)
-    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
+    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
     let fallbackReason: string | undefined
     let useTensorRt = false
     const probe = backend === 'tensorrt' || backend === 'auto' ? await tensorrtProbe(true) : undefined
@@ -104,7 +104,7 @@ export class FaceMultitask {
       }
     }
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
-    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
+    if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
     // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
     const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision, externalData: onnx.externalData })
     try {
@@ -115,7 +115,7 @@ export class FaceMultitask {
     } catch (e) {
       creating.then((engine) => engine.close()).catch(() => {})  // made after all: nobody will close it
       if (!gpu.signal?.aborted) throw e
-      throw new AbortError('FaceMultitask.load() was aborted', { cause: gpu.signal.reason })
+      throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
     }
   }
 

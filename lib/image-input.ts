@@ -1,8 +1,10 @@
 // Checks what detect() was given and turns it into one job per face. Every error names the
 // argument and what is wrong with it; nothing reaches native code unchecked.
+import { types } from 'node:util'
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
 import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
+import { isResizable, plainBytes } from './plain-bytes'
 import { checkSignal } from './engine-cache/abort'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
 
@@ -87,9 +89,11 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   const { data, width, height, format: given, stride } = image as ImageInput
   const format = given === undefined ? 'rgb' : given
-  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) {
-    throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray`)
+  // By the object's own kind (a Proxy of one is not one; one from another vm context is).
+  if (!(types.isUint8Array(data) || types.isUint8ClampedArray(data))) {
+    throw new TypeError(`${name}.data must be a Buffer, Uint8Array or Uint8ClampedArray, got ${notKeyedObject(data) ?? describeValue(data)}`)
   }
+  let bytes = plainBytes(data)
   for (const [key, v] of [['width', width], ['height', height]] as const) {
     if (typeof v !== 'number') throw new TypeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${describeValue(v)}`)
     if (!Number.isInteger(v) || v < 1 || v > MAX_SIDE) throw new RangeError(`${name}.${key} must be an integer from 1 to ${MAX_SIDE}, got ${String(v)}`)
@@ -101,8 +105,8 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   // Four bytes a pixel and no format said: an RGBA frame (a canvas ImageData, whose keys are
   // its prototype's) would be read as rgb, its rows sheared, without a word.
-  if (given === undefined && stride === undefined && data.byteLength === width * height * 4) {
-    throw new TypeError(`${name} has no format and holds ${data.byteLength} bytes, 4 per pixel of ${width}x${height}: give its format ('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer)`)
+  if (given === undefined && stride === undefined && bytes.byteLength === width * height * 4) {
+    throw new TypeError(`${name} has no format and holds ${bytes.byteLength} bytes, 4 per pixel of ${width}x${height}: give its format ('rgba' or 'bgra'; 'rgb' for an rgb frame in a larger buffer)`)
   }
   const fmt = PIXEL_FORMATS[format as PixelFormat]
   const rowBytes = width * fmt.channels
@@ -118,29 +122,53 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
   }
   // A view cut tightly out of a padded frame is whole.
   const needed = frameBytes(width, height, rowStride, fmt.channels)
-  if (data.byteLength < needed) {
-    const detached = isDetached(data.buffer) ? ' (its buffer was detached: transferred elsewhere?)' : ''
-    throw new RangeError(`${name}.data holds ${data.byteLength} bytes${detached}; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
+  if (bytes.byteLength < needed) {
+    const detached = isDetached(bytes.buffer) ? ' (its buffer was detached: transferred elsewhere?)' : ''
+    throw new RangeError(`${name}.data holds ${bytes.byteLength} bytes${detached}; a ${width}x${height} ${format} frame with stride ${rowStride} needs ${needed} (stride * (height - 1) + width * channels)`)
   }
-  let bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   // Frames are read in place while the call runs; memory that can shrink under it (a resizable
   // ArrayBuffer) is copied once instead, so a resize cannot pull it from under the reader.
-  if ((bytes.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) bytes = bytes.slice(0, needed)
+  const buffer = bytes.buffer
+  if (isResizable && !types.isSharedArrayBuffer(buffer) && isResizable.call(buffer as ArrayBuffer)) bytes = new Uint8Array(bytes.subarray(0, needed))  // a copy (a Buffer's slice() is a view)
   return { image: name, data: bytes, width, height, stride: rowStride, format: fmt.code }
 }
 
 // How a box error shows what it was given. JSON.stringify alone throws on a bigint or a cycle,
 // which replaced the message naming the box with its own.
-function showValue(value: unknown): string {
-  if (typeof value === 'bigint') return describeValue(value)
+// Bounded: a frame's pixels passed as boxes by mistake made a 75-million-character message (and
+// 400 MB of them a RangeError naming nothing), seconds of the event loop either way.
+function showValue(value: unknown, depth = 0): string {
+  if (typeof value === 'bigint' || typeof value === 'symbol') return describeValue(value)
   // A typed array (a detector's Float32Array box) would show as {"0":1,"1":2,...}.
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}${value instanceof DataView ? '' : ` [${Array.from(value as unknown as ArrayLike<number>).join(', ')}]`}`
+  if (ArrayBuffer.isView(value)) {
+    const tag = Object.prototype.toString.call(value).slice(8, -1)
+    if (types.isDataView(value)) return `a ${tag}`
+    const items = value as unknown as ArrayLike<number>
+    const shown = Array.from({ length: Math.min(items.length, SHOWN_ITEMS) }, (_, i) => String(items[i]))
+    return `a ${tag}${items.length > 4 ? ` of ${items.length}` : ''} [${shown.join(', ')}${items.length > SHOWN_ITEMS ? ', ...' : ''}]`
+  }
+  if (Array.isArray(value)) {
+    if (depth >= 2) return value.length === 0 ? '[]' : '[...]'
+    const shown = Array.from({ length: Math.min(value.length, SHOWN_ITEMS) }, (_, i) => showValue(value[i], depth + 1))
+    return `[${shown.join(', ')}${value.length > SHOWN_ITEMS ? `, ... (${value.length} items)` : ''}]`
+  }
+  if (typeof value === 'object' && value !== null) {
+    // A plain object (a detector's { x, y, width, height }) by its keys and values; others by kind.
+    const proto = Object.getPrototypeOf(value) as unknown
+    if (depth >= 2 || (proto !== Object.prototype && proto !== null)) return describeValue(value)
+    const keys = Object.keys(value)
+    const shown = keys.slice(0, SHOWN_ITEMS).map((k) => `${JSON.stringify(k)}: ${showValue((value as Record<string, unknown>)[k], depth + 1)}`)
+    return `{${shown.join(', ')}${keys.length > SHOWN_ITEMS ? `, ... (${keys.length} keys)` : ''}}`
+  }
   try {
-    return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? describeValue(value)
+    return JSON.stringify(value) ?? describeValue(value)
   } catch {
     return describeValue(value)
   }
 }
+
+/** How many items of an array an error message shows. */
+const SHOWN_ITEMS = 8
 
 // A box's coordinates one by one: NaN and Infinity as numbers, a string quoted, a hole as undefined.
 function showCoordinates(box: unknown[]): string {
@@ -152,9 +180,9 @@ function checkBox(box: unknown, name: string, width: number, height: number): Bo
     const plain = ArrayBuffer.isView(box) ? ' (a plain array: Array.from(box))' : ''
     throw new TypeError(`${name} must be [x1, y1, x2, y2]${plain}, got ${showValue(box)}`)
   }
-  // Read once (a getter gives the check and the crop the same values). Array.from visits holes
-  // (as undefined), which every() would skip and so pass.
-  const v: unknown[] = Array.from(box)
+  // Each read once (a getter gives the check and the crop the same values; a length read again
+  // could say 2^32 - 1), a hole as undefined, which every() would skip and so pass.
+  const v: unknown[] = [box[0], box[1], box[2], box[3]]
   if (!v.every((c) => typeof c === 'number' && Number.isFinite(c))) {
     throw new RangeError(`${name} must hold 4 finite numbers, got ${showCoordinates(v)}`)
   }

@@ -2,8 +2,10 @@
 // detect() takes, decoded as py-feat decodes them (8-bit RGB, grey and RGBA files byte for byte),
 // so that results match py-feat's.
 import fsp from 'node:fs/promises'
+import { types } from 'node:util'
 import { describeValue, fileErrorReason, isPassingFileError, messageOf, NOT_REGULAR, readableFile } from './describe'
 import { MAX_SIDE } from './image-input'
+import { plainBytes } from './plain-bytes'
 import type { ImageInput } from './types'
 
 export interface DecodedImage extends ImageInput {
@@ -34,7 +36,8 @@ export interface DecodedImage extends ImageInput {
  */
 export async function readImage(source: string | Uint8Array): Promise<DecodedImage> {
   const isPath = typeof source === 'string'
-  if (!(isPath && source !== '') && !(source instanceof Uint8Array)) {
+  // By the object's own kind: a Proxy of bytes reached sharp, which failed in V8's words.
+  if (!(isPath && source !== '') && !types.isUint8Array(source)) {
     throw new TypeError(`source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got ${describeValue(source)}`)
   }
   const what = isPath ? `"${source}"` : `the ${source.length}-byte source`
@@ -57,7 +60,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
       throw new Error(`${what} is not a readable image: ${fileErrorReason(e)}`)
     }
   } else {
-    bytes = source
+    bytes = plainBytes(source)
   }
   const decode = async (input: string | Uint8Array) => {
     const image = sharp(input)

@@ -9,7 +9,7 @@
 // frames, so a caller that reuses a frame buffer once detect() settles never races one. A
 // request whose AbortSignal fires leaves the queue at once (a real-time rig dropping a stale
 // frame) and rejects as soon as none of its batches is running.
-import { AbortError } from './engine-cache/abort'
+import { AbortError, reasonOf } from './engine-cache/abort'
 
 interface Request<J, R> {
   results: R[]
@@ -236,7 +236,7 @@ export class Scheduler<J, R> {
 }
 
 function aborted(signal: AbortSignal): AbortError {
-  return new AbortError('detect() was aborted', { cause: signal.reason })
+  return new AbortError('detect() was aborted', { cause: reasonOf(signal) })
 }
 
 /** Resolves or rejects a request that has nothing running and nothing left to run. */

@@ -95,7 +95,7 @@ describe('errors', () => {
     ['a hole in a box', () => model.detect(frame, { boxes: [[10, , 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10, undefined, 40, 40\]$/, RangeError],
     ['a bigint in a box', () => model.detect(frame, { boxes: [[10n, 10, 40, 40] as never] }), /^options\.boxes\[0\] must hold 4 finite numbers, got \[10n, 10, 40, 40\]$/, RangeError],
     ['a bigint as a box', () => model.detect(frame, { boxes: [10n as never] }), /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got 10n$/, TypeError],
-    ['a box that holds itself', () => { const b: unknown[] = [1, 2]; b.push(b); return model.detect(frame, { boxes: [b as never] }) }, /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got an array$/, TypeError],
+    ['a box that holds itself', () => { const b: unknown[] = [1, 2]; b.push(b); return model.detect(frame, { boxes: [b as never] }) }, /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got \[1, 2, \[1, 2, \[\.\.\.\]\]\]$/, TypeError],
     ['a typed array as a box', () => model.detect(frame, { boxes: [new Float32Array([10, 10, 40, 40]) as never] }),
       /^options\.boxes\[0\] must be \[x1, y1, x2, y2\] \(a plain array: Array\.from\(box\)\), got a Float32Array \[10, 10, 40, 40\]$/, TypeError],
     ['boxes not an array', () => model.detect(frame, { boxes: 5 as never }), /^options\.boxes must be an array of \[x1, y1, x2, y2\] boxes, got 5$/, TypeError],
@@ -103,7 +103,7 @@ describe('errors', () => {
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
     ['one box for two images', () => model.detect([frame, frame], { boxes: [box] as never }),
-      /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\): options\.boxes\[0\] is \[\d+,\d+,\d+,\d+\], a box: put each image's boxes in a list, \[\[x1, y1, x2, y2\]\]$/, TypeError],
+      /^options\.boxes must hold one list of \[x1, y1, x2, y2\] boxes per image \(2 images\): options\.boxes\[0\] is \[10, 10, 40, 40\], a box: put each image's boxes in a list, \[\[x1, y1, x2, y2\]\]$/, TypeError],
     ['a typed array as a box, with an array of images', () => model.detect([frame], { boxes: [[new Float32Array([10, 10, 40, 40]) as never]] }),
       /^options\.boxes\[0\]\[0\] must be \[x1, y1, x2, y2\] \(a plain array: Array\.from\(box\)\), got a Float32Array \[10, 10, 40, 40\]$/, TypeError],
     ['a sparse box-list array of 2^32 - 1 for one image', () => model.detect([frame], { boxes: new Array(2 ** 32 - 1) }),
@@ -133,6 +133,15 @@ describe('errors', () => {
     ['a Map as the options (it would pass as no options, the boxes unread)', () => model.detect(frame, new Map([['boxes', [box]]]) as never), /^options must be an object \{ boxes\?, signal\? \}, got a Map$/, TypeError],
     ['many unknown frame keys: 8 named, the rest counted', () => model.detect({ ...frame, ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])) } as never, { boxes: [box] }),
       /^image has unknown keys "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7" and 12 more; a frame is /, TypeError],
+    // Shown in a few items: a 4K frame's pixels as the boxes made a 75-million-character message.
+    ['a frame\'s pixels as the boxes', () => model.detect(frame, { boxes: new Uint8Array(3840 * 2160 * 3) as never }),
+      /^options\.boxes must be an array of \[x1, y1, x2, y2\] boxes, got a Uint8Array of 24883200 \[0, 0, 0, 0, 0, 0, 0, 0, \.\.\.\]$/, TypeError],
+    ['a long flat array as a box', () => model.detect(frame, { boxes: [Array.from({ length: 1e6 }, (_, i) => i) as never] }),
+      /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\. \(1000000 items\)\]$/, TypeError],
+    ['a detector\'s box object', () => model.detect(frame, { boxes: [{ x: 10, y: 10, width: 30, height: 30 } as never] }),
+      /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got \{"x": 10, "y": 10, "width": 30, "height": 30\}$/, TypeError],
+    ['a Proxy of a Uint8Array as data', () => model.detect({ ...frame, data: new Proxy(frame.data, {}) }, { boxes: [box] }),
+      /^image\.data must be a Buffer, Uint8Array or Uint8ClampedArray, got an object \(Object\)$/, TypeError],
     ['a square crop reaching past 2^24 px', () => model.detect(frame, { boxes: [box, [-2e7, -2e7, 2e7, 2e7]] }),
       /^options\.boxes\[1\] = \[-20000000, -20000000, 20000000, 20000000\] gives a crop window \[-24000000, -24000000, 48000000, 48000000\] reaching past ±2\^24 px, where float32/, RangeError],
   ]
@@ -199,6 +208,51 @@ describe('errors', () => {
     Object.defineProperty(shifty, 2, { enumerable: true, get: () => (reads++ === 0 ? 40 : '1e3') })
     const [face] = await model.detect(frame, { boxes: [shifty as never] })
     expect(face.box).toEqual(want)
+  })
+
+  it('a box\'s length is read once: one that says 4, then more, runs as the 4 it said', async () => {
+    const want = await model.detect(frame, { boxes: [box] })
+    let reads = 0
+    const target = [...box, 'more']
+    const lying = new Proxy(target, { get: (t, k) => (k === 'length' ? (reads++ === 0 ? 4 : 5) : Reflect.get(t, k)) })
+    expect(await model.detect(frame, { boxes: [lying as never] })).toEqual(want)
+  })
+
+  it('a view whose own properties say another buffer, offset or length is read by what it is', async () => {
+    const want = await model.detect(frame, { boxes: [box] })
+    // A subclass saying offset 0 for a view 10 bytes in: the frame was read from 10 bytes early.
+    class Offset0 extends Uint8ClampedArray { get byteOffset() { return 0 } }
+    const at10 = new Offset0(frame.data.length + 10)
+    at10.set(frame.data, 10)
+    expect(await model.detect({ ...frame, data: at10.subarray(10) }, { boxes: [box] })).toEqual(want)
+    // An own byteLength saying more than it holds: refused by what it holds, named as the caller's.
+    const short = Object.defineProperty(frame.data.slice(0, 100), 'byteLength', { value: frame.data.length })
+    await expect(model.detect({ ...frame, data: short }, { boxes: [box] })).rejects.toThrow(/^image\.data holds 100 bytes; a 64x48 rgb frame/)
+    // A resizable buffer behind a shadowed `buffer`: copied all the same, so a resize to nothing
+    // while the call runs cannot pull the memory from under it (it crashed the process).
+    const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void })(frame.data.length, { maxByteLength: frame.data.length })
+    const hidden = new Uint8Array(rab)
+    hidden.set(frame.data)
+    Object.defineProperty(hidden, 'buffer', { value: new ArrayBuffer(8) })
+    const pending = model.detect({ ...frame, data: hidden }, { boxes: [box, box] })
+    rab.resize(0)
+    expect((await pending)[1]).toEqual(want[0])
+  })
+
+  it('a look-alike signal whose reason getter throws: the call rejects as aborted, the process goes on', async () => {
+    class Signal extends EventTarget {
+      aborted = false
+      get reason(): unknown { throw new Error('reason getter') }
+    }
+    const signal = new Signal()
+    const busy = [model.detect(frame, { boxes: [box] }), model.detect(frame, { boxes: [box] })]
+    const call = model.detect(frame, { boxes: [box], signal: signal as unknown as AbortSignal })
+    signal.aborted = true
+    signal.dispatchEvent(new Event('abort'))
+    const err = await call.catch((e) => e)
+    expect(err.name).toBe('AbortError')
+    expect(err.cause.message).toBe('reason getter')
+    expect(await Promise.all(busy)).toHaveLength(2)
   })
 
   it('an empty box list gives no faces for its image', async () => {

@@ -147,9 +147,21 @@ for f in ("o6.tif", "t.gif"):
     }
   })
 
+  it('bytes are read by what they are, whatever their own properties say', async () => {
+    const png = await sharp(pixels(3), raw(3)).png().toBuffer()
+    const want = await readImage(png)
+    // A subclass saying offset 0 for a view 7 bytes in.
+    class Offset0 extends Uint8Array { get byteOffset() { return 0 } }
+    const at7 = new Offset0(png.length + 7)
+    at7.set(png, 7)
+    expect(await readImage(at7.subarray(7))).toEqual(want)
+  })
+
   it('bad sources are refused with what was wrong', async () => {
     await expect(readImage(42 as never)).rejects.toThrow(new TypeError("source must be an image file's path (a non-empty string) or its encoded bytes (a Buffer or Uint8Array), got 42"))
     await expect(readImage('')).rejects.toThrow(TypeError)
+    // A Proxy of bytes is not bytes (it reached sharp, which failed in V8's words).
+    await expect(readImage(new Proxy(Buffer.from('not an image'), {}))).rejects.toThrow(/^source must be an image file's path .*, got an object \(Object\)$/)
     await expect(readImage(Buffer.from('not an image'))).rejects.toThrow(/^the 12-byte source is not a readable image: /)
     await expect(readImage(path.join(dir, 'nope.png'))).rejects.toThrow(/nope\.png" is not a readable image: no such file$/)
     await expect(readImage(dir)).rejects.toThrow(/is not a readable image: it is a directory$/)

@@ -9,6 +9,7 @@ import type { TensorRtStatus } from '../availability'
 import type { ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
 import { AbortError, changedSince, EngineCache, type EngineKeyParts, engineKeyParts } from '../engine-cache'
+import { reasonOf } from '../engine-cache/abort'
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
@@ -150,7 +151,7 @@ export class TensorRtBackend implements Backend {
     // Cancelled while the plan was being loaded (seconds): the caller gets no model.
     if (gpu.signal?.aborted) {
       await engine.close()
-      throw new AbortError(`loading the TensorRT engine for ${path.basename(onnx.path)} was cancelled`, { cause: gpu.signal.reason })
+      throw new AbortError(`loading the TensorRT engine for ${path.basename(onnx.path)} was cancelled`, { cause: reasonOf(gpu.signal) })
     }
     const info = engine.info()
     const gpuName = load.status.gpuName ?? 'GPU'
@@ -193,7 +194,7 @@ async function buildPlan(
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
   // A signal that fired before this point gets no 'abort' event: no build is started for it.
-  if (signal?.aborted) throw new AbortError(`the engine build for ${path.basename(onnx)} was cancelled before it started`, { cause: signal.reason })
+  if (signal?.aborted) throw new AbortError(`the engine build for ${path.basename(onnx)} was cancelled before it started`, { cause: reasonOf(signal) })
   const handle = trt.tensorrtBuild(
     {
       onnx,

@@ -17,6 +17,18 @@ export function checkSignal(value: unknown, name: string): AbortSignal | undefin
   throw new TypeError(`${name} must be an AbortSignal (from an AbortController), got ${describeValue(value)}`)
 }
 
+/**
+ * Why `signal` fired: its reason, or what its reason getter throws (a look-alike's), which in an
+ * abort listener would be an uncaught exception ending the process.
+ */
+export function reasonOf(signal: AbortSignal): unknown {
+  try {
+    return signal.reason
+  } catch (e) {
+    return e
+  }
+}
+
 /** Rejection of a call whose AbortSignal fired (name 'AbortError', code 'ABORT_ERR', like Node's own). */
 export class AbortError extends Error {
   readonly code = 'ABORT_ERR'
@@ -27,7 +39,7 @@ export class AbortError extends Error {
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new AbortError(`aborted ${what}`, { cause: signal.reason })
+  if (signal?.aborted) throw new AbortError(`aborted ${what}`, { cause: reasonOf(signal) })
 }
 
 /**
@@ -38,7 +50,7 @@ export function throwIfAborted(signal: AbortSignal | undefined, what: string): v
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
   if (!signal) return promise
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AbortError(`aborted ${what}`, { cause: signal.reason }))
+    const onAbort = () => reject(new AbortError(`aborted ${what}`, { cause: reasonOf(signal) }))
     const stopListening = () => {
       try {
         signal.removeEventListener('abort', onAbort)

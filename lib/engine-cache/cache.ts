@@ -18,7 +18,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { packageRoot } from '../native'
 import type { EngineProgress } from '../types'
-import { AbortError, abortable, throwIfAborted } from './abort'
+import { AbortError, abortable, reasonOf, throwIfAborted } from './abort'
 import { tempPrefix, writeFileAtomic } from './atomic-write'
 import { describeHolder, FileLock, type LockOptions, pidAlive, removeIfSame } from './file-lock'
 import { canonicalJson, type EngineKeyParts, engineCacheKey, engineFileName, hashBytes, keyedParts, timingCachePath } from './key'
@@ -123,7 +123,7 @@ function sharedSignal(): { signal: AbortSignal; join(signal: AbortSignal | undef
       if (signal.aborted) return
       live++
       signal.addEventListener('abort', () => {
-        if (--live === 0 && !pinned) controller.abort(signal.reason)
+        if (--live === 0 && !pinned) controller.abort(reasonOf(signal))
       }, { once: true })
     },
   }
@@ -234,7 +234,7 @@ export class EngineCache {
       if (!(signal?.aborted && shared.signal.aborted)) throw e  // the build's failure, or others still wait for it
       // Every caller gone: the build's own AbortError (at once) says where it stopped, waiting for
       // another process's lock or building; a plan done just before is in the cache.
-      throw await promise.then(() => new AbortError('aborted as the engine was ready (it is kept in the cache)', { cause: signal.reason }), (stopped: unknown) => stopped)
+      throw await promise.then(() => new AbortError('aborted as the engine was ready (it is kept in the cache)', { cause: reasonOf(signal) }), (stopped: unknown) => stopped)
     } finally {
       signal?.removeEventListener('abort', deafen)
     }
