@@ -160,6 +160,12 @@ describe('face-multitask CLI', () => {
         // The float32 values as their shortest decimals: each reads back as the model's float32.
         expect(json[0].mesh.map(Math.fround)).toEqual(Array.from(faces[0].mesh))
         expect(Math.fround(json[1].aus.AU12)).toBe(faces[1].aus.AU12)
+        // The box too (float32, as py-feat computes it): 240.12, not 240.1199951171875.
+        const [odd] = await m.detect({ data, width: info.width, height: info.height, format: 'rgb' }, { boxes: [[100.3, 50.1, 260.7, 250.2]] })
+        const box = faceToJson(odd).box
+        expect(Object.values(box).map(Math.fround)).toEqual([odd.box.x, odd.box.y, odd.box.width, odd.box.height])
+        expect(box.width).toBe(240.12)  // 1.2 x the longer side, 200.1
+        for (const v of Object.values(box)) expect(String(v).replace('.', '').replace(/^0+/, '').length).toBeLessThanOrEqual(9)
         const digits = json[0].mesh.map((v) => String(v).replace(/^-|e.*$/g, '').replace('.', '').replace(/^0+/, '').length)
         expect(Math.max(...digits)).toBeLessThanOrEqual(9)
       } finally {

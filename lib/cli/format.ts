@@ -75,7 +75,7 @@ export function faceToJson(f: Face): JsonFace {
   const { box, gaze, pose } = f
   const short = shortestFloat32
   const out: JsonFace = {
-    box: { x: box.x, y: box.y, width: box.width, height: box.height },
+    box: shortestValues({ x: box.x, y: box.y, width: box.width, height: box.height }),
     emotion: f.emotion,
     emotions: shortestValues(f.emotions),
     valence: short(f.valence),
