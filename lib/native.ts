@@ -73,12 +73,13 @@ export function packageRoot(): string {
   return (root = first ?? path.resolve(__dirname, '..', '..'))
 }
 
-function loadError(dir: string, file: string | undefined, cause: unknown): Error {
+export function loadError(dir: string, file: string | undefined, cause: unknown): Error {
   const reason = cause instanceof Error ? cause.message.trim() : String(cause)
   const platform = `${process.platform}-${process.arch}`
   const napi = Number(process.versions.napi ?? 0)
+  // No "face-multitask:" before it: the CLI puts one before every error.
   const lines = [
-    `face-multitask: could not load the native addon for ${platform}, Node.js ${process.version} (N-API ${napi || 'unknown'}).`,
+    `could not load face-multitask's native addon for ${platform}, Node.js ${process.version} (N-API ${napi || 'unknown'}).`,
     file ? `  Found ${file}, but it failed to load: ${reason}` : `  ${reason.split('\n').join('\n  ')}`,
     `  Looked in ${path.join(dir, 'build', 'Release')} and ${path.join(dir, 'prebuilds', platform)}.`,
     'Possible fixes:',
@@ -86,13 +87,21 @@ function loadError(dir: string, file: string | undefined, cause: unknown): Error
   if (napi && napi < NAPI_VERSION) {
     lines.push(`  - Use Node.js >= 20.9.0: the addon needs N-API ${NAPI_VERSION}, this Node.js has N-API ${napi}.`)
   }
+  // An installed package has no dev dependencies (prebuildify, for `npm run prebuild`): only what
+  // works there is offered.
+  if (dir.split(path.sep).includes('node_modules')) {
+    lines.push(
+      '  - Build it from source: `FACE_MULTITASK_BUILD_FROM_SOURCE=1 npm rebuild face-multitask` in your project.',
+      '    npm 12 and later skip a dependency\'s install script (which builds it) unless your package.json allows it:',
+      '    `npm approve-scripts face-multitask` first.',
+    )
+  } else {
+    lines.push(
+      '  - In a clone of the repository: `npm run compile` (cmake-js compiles build/Release/face_multitask.node),',
+      `    or \`npm run prebuild\` (writes prebuilds/${platform}/, which a package packed from the clone ships).`,
+    )
+  }
   lines.push(
-    '  - In a clone of the repository: run `npm run compile` (cmake-js compiles build/Release/face_multitask.node).',
-    `  - Install a package that ships a prebuild for ${platform} (prebuilds/${platform}/, made by \`npm run prebuild\`),`,
-    '    or make one here with `npm run prebuild`.',
-    '  - Build from source: `FACE_MULTITASK_BUILD_FROM_SOURCE=1 npm rebuild face-multitask` (or `npx cmake-js compile` in the package folder).',
-    '    npm 12 and later skip a dependency\'s install script (which builds it) unless your package.json allows it:',
-    '    `npm approve-scripts face-multitask` first.',
     '    This needs a compiler toolchain: CMake >= 3.18 and a C++17 compiler (GCC >= 8, Clang >= 7, MSVC 2019 or newer),',
     '    plus cmake-js and node-addon-api from npm.',
   )

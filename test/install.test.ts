@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { NAPI_VERSION } from '../lib/native'
+import { loadError, NAPI_VERSION } from '../lib/native'
 import { tempDir } from './helpers/temp-dir'
 const { findTensorrtHeaders } = require('../scripts/tensorrt-headers.js') as {
   findTensorrtHeaders: (
@@ -48,6 +48,21 @@ describe('building from source', () => {
     expect(fs.readFileSync(path.join(out, 'CMakeCache.txt'), 'utf8')).toMatch(/^CMAKE_JS_INC:\w+=.*node-api-headers[\\/]include/m)
     expect(require('../package.json').binary.napi_versions).toEqual([NAPI_VERSION])
   }, 180_000)
+})
+
+describe('an addon that does not load', () => {
+  it('is told with fixes that work where the package is: npm rebuild when installed, npm run compile or prebuild in a clone', () => {
+    const installed = loadError(path.join('/app', 'node_modules', 'face-multitask'), undefined, new Error('no addon found')).message
+    expect(installed).toMatch(/^could not load face-multitask's native addon for /)  // the CLI adds "face-multitask: "
+    expect(installed).toMatch(/`FACE_MULTITASK_BUILD_FROM_SOURCE=1 npm rebuild face-multitask` in your project/)
+    // prebuildify is a dev dependency: `npm run prebuild` fails in an installed package.
+    expect(installed).not.toMatch(/npm run (prebuild|compile)/)
+    const clone = loadError(path.join('/src', 'face-multitask'), '/src/face-multitask/build/Release/face_multitask.node', new Error('invalid ELF header')).message
+    expect(clone).toMatch(/Found \/src\/face-multitask\/build\/Release\/face_multitask\.node, but it failed to load: invalid ELF header/)
+    expect(clone).toMatch(/`npm run compile`/)
+    expect(clone).toMatch(/`npm run prebuild`/)
+    expect(clone).not.toMatch(/npm rebuild/)
+  })
 })
 
 describe('the install script on a machine that gained TensorRT headers', () => {
