@@ -138,6 +138,8 @@ describe.skipIf(process.platform === 'win32')('npm pack with a prebuild, install
     expect(prebuilds.length).toBe(1)
     expect(prebuilds[0]).toMatch(/^prebuilds\/[^/]+\/face-multitask\.napi(\.[a-z0-9]+)*\.node$/)
     for (const f of files) expect(f).not.toMatch(/^(build|node_modules|test|engines|lib)\//)
+    // Source maps name lib/*.ts, which is not shipped: a stack trace would point at missing files.
+    expect(files.filter((f) => f.endsWith('.map'))).toEqual([])
     // A few hundred KiB today; ONNX Runtime and libvips come from their own packages.
     expect(pack.size).toBeLessThan(5 << 20)
   })
