@@ -41,7 +41,11 @@ export interface DetectOptions<B extends readonly BoxInput[] | readonly (readonl
   signal?: AbortSignal
 }
 
-/** The region the model saw, in frame pixels: the expanded box py-feat reports. */
+/**
+ * The face's box as py-feat reports it (FaceRect), in frame pixels, float32: v2.5 and later the
+ * expanded square the model saw; v2.4 its clamped box rounded to whole pixels (the model samples
+ * the unrounded one); a chip run without boxes [0, 0, 256, 256]. The mesh is mapped into it.
+ */
 export interface FaceBox {
   x: number
   y: number

@@ -50,9 +50,9 @@ export function faceTable(faces: readonly Face[], boxes?: readonly Box[]): strin
 }
 
 /**
- * A face as JSON: every field of Face, typed arrays as plain arrays, in a fixed key order. The
- * model's float32 values are given as their shortest decimals (float32-json.ts); the box, which
- * is the caller's, is left as it is.
+ * A face as JSON: every field of Face, typed arrays as plain arrays, in a fixed key order. Its
+ * float32 values (the box too, computed in float32 as py-feat does) are given as their shortest
+ * decimals (float32-json.ts).
  */
 export interface JsonFace {
   box: { x: number; y: number; width: number; height: number }
