@@ -139,6 +139,7 @@ function checkImage(image: unknown, name: string): Omit<FaceJob, 'window' | 'box
 // 400 MB of them a RangeError naming nothing), seconds of the event loop either way.
 function showValue(value: unknown, depth = 0): string {
   if (typeof value === 'bigint' || typeof value === 'symbol') return describeValue(value)
+  if (typeof value === 'number') return String(value)  // NaN and Infinity, which JSON shows as null
   // A typed array (a detector's Float32Array box) would show as {"0":1,"1":2,...}.
   if (ArrayBuffer.isView(value)) {
     const tag = Object.prototype.toString.call(value).slice(8, -1)

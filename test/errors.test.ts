@@ -99,6 +99,7 @@ describe('errors', () => {
     ['a typed array as a box', () => model.detect(frame, { boxes: [new Float32Array([10, 10, 40, 40]) as never] }),
       /^options\.boxes\[0\] must be \[x1, y1, x2, y2\] \(a plain array: Array\.from\(box\)\), got a Float32Array \[10, 10, 40, 40\]$/, TypeError],
     ['boxes not an array', () => model.detect(frame, { boxes: 5 as never }), /^options\.boxes must be an array of \[x1, y1, x2, y2\] boxes, got 5$/, TypeError],
+    ['boxes NaN', () => model.detect(frame, { boxes: NaN as never }), /^options\.boxes must be an array of \[x1, y1, x2, y2\] boxes, got NaN$/, TypeError],
     ['a null stride', () => model.detect({ ...frame, stride: null as never }, { boxes: [box] }), /^image\.stride must be an integer of at least width \* channels \(192\), got null$/, TypeError],
     ['box of 3 numbers', () => model.detect(frame, { boxes: [[1, 2, 3] as never] }), /options\.boxes\[0\] must be \[x1, y1, x2, y2\]/, TypeError],
     ['no boxes for a frame that is not a chip', () => model.detect(frame), /options\.boxes is required: image is 64x48/, RangeError],
