@@ -689,6 +689,16 @@ def run(args) -> None:
 
         boxes = torch.tensor([b["box"] for b in photo["boxes"]], dtype=torch.float32)
         faces_data = det.crop_faces_from_boxes(img, boxes)
+        if photo.get("chip"):
+            # A 256x256 frame that is the face chip itself (what the package runs without boxes):
+            # forward() is given the frame as the face, with the box [0, 0, 256, 256], in place of
+            # a crop (crop_faces_from_boxes only makes the per-frame structure forward() reads).
+            chip_box = torch.tensor([[0.0, 0.0, 256.0, 256.0]])
+            if (H, W) != (256, 256) or boxes.tolist() != chip_box.tolist():
+                raise ParityError(f"{name}: a chip is a 256x256 frame with the one box [0, 0, 256, 256]")
+            faces_data[0]["faces"] = img.float() / 255.0
+            faces_data[0]["boxes"] = chip_box
+            faces_data[0]["new_boxes"] = chip_box
         with torch.inference_mode():
             x_in = mt.preprocess(torch.cat([f["faces"] for f in faces_data], dim=0))
         x_in.float().cpu().numpy().astype("<f4").tofile(args.out / f"{name}.input.f32")
@@ -719,7 +729,7 @@ def run(args) -> None:
                 "blendshapes": f32list(cols(bs_names)[i]) if gen != "v2.4" else None,
             })
         manifest["photos"].append({
-            "name": name, "file": photo["file"], "crop": photo.get("crop"), "width": W, "height": H,
+            "name": name, "file": photo["file"], "crop": photo.get("crop"), "chip": bool(photo.get("chip")), "width": W, "height": H,
             "rgb": f"{name}.rgb", "input": f"{name}.input.f32", "mesh": f"{name}.mesh.f32",
             "faces": faces,
         })

@@ -26,7 +26,9 @@
 // out of a photo). py-feat decodes each photo (torchvision.io.read_image via its ImageDataset) and
 // writes the RGB bytes; Node runs on those bytes (JPEG decoders differ by +-1), and also on the grey
 // photo as a one-channel 'gray' frame and on the PNG as an 'rgba' frame (py-feat repeats grey and
-// drops alpha), each held to the same reference.
+// drops alpha), each held to the same reference; and, on the RGB bytes, each box in a call of its
+// own and every frame in one call of many images. A 256x256 cut marked 'chip' runs without boxes,
+// against py-feat's forward() given it as the face (box [0, 0, 256, 256]).
 //
 // Checkpoints: scripts/export_onnx.py --random-weights (fixed seed; --random-config for the
 // architecture variants in CASES) writes the checkpoint in
@@ -136,6 +138,8 @@ interface RefPhoto {
   name: string
   file: string
   crop: [number, number, number, number] | null
+  /** A 256x256 frame that is a face chip: run without boxes (py-feat's forward given it as the face). */
+  chip: boolean
   width: number
   height: number
   rgb: string
@@ -323,23 +327,35 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
       model = await FaceMultitask.load({ model: onnx, backend: 'cpu' })
       const spec = model.spec
       const native = loadNative()
+      const frames: { photo: RefPhoto; rgb: Uint8Array; boxes: Box[]; input: Float32Array }[] = []
       for (const photo of manifest.photos) {
         const rgb = new Uint8Array(fs.readFileSync(path.join(refDir, photo.rgb)))
         const { width, height } = photo
         const boxes = photo.faces.map((f) => f.box_given as unknown as Box)
         const runs: NodeRun[] = []
         for (const { variant, data, format } of inputVariants(photo, rgb)) {
-          const faces = await model.detect({ data, width, height, format }, { boxes })
+          // A chip runs without boxes: the frame is the face's 256x256 chip.
+          const faces = photo.chip ? await model.detect({ data, width, height, format }) : await model.detect({ data, width, height, format }, { boxes })
           // The native preprocessing alone, for the model-input comparison (what detect() feeds the model).
           const { code, channels } = PIXEL_FORMATS[format]
           const input = new Float32Array(boxes.length * native.inputFloats)
           native.preprocessSync(
-            boxes.map((b) => ({ data, width, height, stride: width * channels, format: code, window: faceCrop(spec.crop, b, width, height).window })),
+            boxes.map((b) => ({ data, width, height, stride: width * channels, format: code, window: photo.chip ? null : faceCrop(spec.crop, b, width, height).window })),
             spec.crop === 'square' ? 1 : 0, spec.resize === 'antialias_bilinear' ? 1 : 0, input)
           runs.push({ variant, faces, input })
+          if (variant === 'rgb' && !photo.chip) {
+            frames.push({ photo, rgb, boxes, input })
+            // Each box in a call of its own, one after another: batches of one face.
+            const alone: Face[] = []
+            for (const box of boxes) alone.push(...(await model.detect({ data, width, height, format }, { boxes: [box] })))
+            runs.push({ variant: 'rgb, one box per call', faces: alone, input })
+          }
         }
         ours.set(photo.name, runs)
       }
+      // Every frame with boxes in one call (an array of images): its faces split across batches.
+      const all = await model.detect(frames.map(({ photo, rgb }) => ({ data: rgb, width: photo.width, height: photo.height })), { boxes: frames.map((f) => f.boxes) })
+      frames.forEach(({ photo, input }, k) => ours.get(photo.name)!.push({ variant: 'rgb, all frames in one call', faces: all[k], input }))
       console.log(`[parity ${label}] export ${cached ? 'cached' : `${((t1 - t0) / 1000).toFixed(0)} s`}, ` +
         `py-feat reference ${((t2 - t1) / 1000).toFixed(0)} s, Node ${((Date.now() - t2) / 1000).toFixed(0)} s; ` +
         `${manifest.photos.length} frames, ${manifest.photos.reduce((n, p) => n + p.faces.length, 0)} faces`)
@@ -381,9 +397,11 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
       // At least six real photographs, and at least one non-square frame.
       expect(new Set(manifest.photos.map((p) => p.file)).size).toBeGreaterThanOrEqual(6)
       expect(manifest.photos.some((p) => p.width !== p.height)).toBe(true)
-      // The grey photo also runs as a 'gray' frame, the PNG as an 'rgba' frame (see inputVariants).
+      // The grey photo also runs as a 'gray' frame, the PNG as an 'rgba' frame (see inputVariants);
+      // every frame with boxes also one box per call, and all of them in one call; a chip without boxes.
       const variants = new Set([...ours.values()].flat().map((r) => r.variant))
-      expect([...variants].sort()).toEqual(['gray', 'rgb', 'rgba'])
+      expect([...variants].sort()).toEqual(['gray', 'rgb', 'rgb, all frames in one call', 'rgb, one box per call', 'rgba'])
+      expect(manifest.photos.filter((p) => p.chip).map((p) => [p.width, p.height, p.faces.length])).toEqual([[256, 256, 1]])
     })
 
     // One test per frame; each checks every box and every output and names the worst offenders.
@@ -427,12 +445,22 @@ describe.skipIf(!enabled)('parity with py-feat (npm run test:parity; skipped und
           check(i, 'meshRel', [...every(f.mesh, 3, 0).map((x) => x / w), ...every(f.mesh, 3, 1).map((y) => y / h)],
             [...every(m, 3, 0).map((x) => x / w), ...every(m, 3, 1).map((y) => y / h)], ' (x / width, then y / height)')
           check(i, 'landmarks', f.landmarks68, ref.landmarks68)
+          // The records by name hold the values of py-feat's columns of that name, and the top
+          // emotion is py-feat's most probable one (where the top two are not within tolerance).
+          const names = manifest.names
+          check(i, 'au', names.au.map((n) => f.aus[n as keyof Face['aus']]), ref.aus, ' (by name)')
+          check(i, 'emotion', names.emotion.map((n) => f.emotions[n as keyof Face['emotions']]), ref.emotions, ' (by name)')
+          const [top, second] = [...ref.emotions.keys()].sort((a, b) => ref.emotions[b] - ref.emotions[a])
+          if (ref.emotions[top] - ref.emotions[second] > 2 * TOLERANCE.emotion && f.emotion !== names.emotion[top]) {
+            failures.push(`${label} ${frame} box ${i}: emotion "${f.emotion}", py-feat's most probable is "${names.emotion[top]}"`)
+          }
           if (ref.blendshapes === null) {
             if (f.blendshapeValues !== undefined) failures.push(`${label} ${frame} box ${i}: blendshapes from a model without them`)
           } else if (f.blendshapeValues === undefined) {
             failures.push(`${label} ${frame} box ${i}: no blendshapes, py-feat has them`)
           } else {
             check(i, 'blendshapes', f.blendshapeValues, ref.blendshapes)
+            check(i, 'blendshapes', names.blendshape!.map((n) => f.blendshapes![n as keyof NonNullable<Face['blendshapes']>]), ref.blendshapes, ' (by name)')
           }
         })
       }
