@@ -147,6 +147,22 @@ describe.each(GENERATIONS)('CPU pipeline, $generation conventions', (g) => {
     }
   })
 
+  it('a batch in a reused input buffer reads only its own faces: a small batch after a full one, then a full one again', async () => {
+    // Input buffers come back from the worker thread with its outputs and serve later batches (no
+    // allocation and page faults per batch): a batch of 2 then runs in an 8-face buffer that
+    // still holds the last batch's faces.
+    const other = noiseFrame(width, height, 99)
+    const eight: Box[] = Array.from({ length: 8 }, (_, i) => [10 + 70 * i, 20 + 5 * i, 110 + 70 * i, 140 + 5 * i])
+    const two: Box[] = [[300, 100, 420, 240], [30, 40, 150, 170]]
+    for (const [data, bs] of [[frame, eight], [other, two], [other, eight]] as const) {
+      const faces = await model.detect({ data, width, height }, { boxes: [...bs] })
+      const ref = await reference(file, data, width, height, [...bs], g.crop, g.resize)
+      expect(faces).toHaveLength(bs.length)
+      faces.forEach((f, i) => AU_NAMES.forEach((n, k) => expect(f.aus[n]).toBeCloseTo(ref.p_au[i * 20 + k], 4)))
+    }
+    expect((model as unknown as { engine: { spare: ArrayBuffer[] } }).engine.spare.length).toBeGreaterThan(0)
+  })
+
   it('splits a request above maxBatch over two workers and gives the faces of the whole, in order', async () => {
     const small = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: 2, workers: 2, threads: 1 })
     try {
