@@ -40,8 +40,9 @@ function stageLine(s: GpuStages | undefined): string {
     `download ${per(s.downloadMs)}, host staging ${per(s.hostMs)}; CUDA graphs replaying: ${s.cudaGraphs}, fallbacks: ${s.cudaGraphFallbacks}`
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+/** The nearest-rank percentile of ascending values: of 200, p50 is the 100th and p99 the 198th. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]
 }
 
 /** Faces/s with `inflight` calls of `batch` faces always outstanding, for `seconds`. */

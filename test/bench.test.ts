@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { mkdirSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { percentile } from '../scripts/bench-tensorrt'
 import { tempDir } from './helpers/temp-dir'
 
 const BENCH = path.join(__dirname, '..', 'dist', 'scripts', 'bench.js')
@@ -43,4 +44,13 @@ describe('npm run bench', () => {
     expect(stderr).toContain('bench: interrupted (SIGINT)')
     expect(readdirSync(tmp)).toEqual([])
   }, 60_000)
+})
+
+describe('latency percentiles (bench --backend tensorrt)', () => {
+  it('are nearest-rank: of 1..200 ms, p50 is 100 and p99 198; of 1..100, p99 is 99, not the maximum', () => {
+    const ms = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
+    expect([percentile(ms(200), 50), percentile(ms(200), 99)]).toEqual([100, 198])
+    expect([percentile(ms(100), 50), percentile(ms(100), 99), percentile(ms(100), 100)]).toEqual([50, 99, 100])
+    expect(percentile([7], 50)).toBe(7)
+  })
 })
