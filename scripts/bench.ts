@@ -104,6 +104,19 @@ function positiveInt(flag: string, value: string, max: number): number {
   return n
 }
 
+/** `--flag value` or `--flag=value` at argv[i]: the flag, its value (undefined or '' when none), and the index of the last argument it took. */
+function splitFlag(argv: string[], i: number): { flag: string; value: string | undefined; last: number } {
+  const arg = argv[i]
+  const eq = arg.indexOf('=')
+  return eq >= 0 ? { flag: arg.slice(0, eq), value: arg.slice(eq + 1), last: i } : { flag: arg, value: argv[i + 1], last: i + 1 }
+}
+
+function secondsOf(value: string): number {
+  const s = Number(value)
+  if (!(s > 0 && s <= 3600)) throw new UsageError(`--seconds: "${value}" is not a number of seconds in (0, 3600]`)
+  return s
+}
+
 function parseArgs(argv: string[]): BenchOptions | 'help' {
   // The pipeline's own default (one worker, every available core), passed explicitly to both
   // sides so the bare session is guaranteed to run with the worker's intraOpNumThreads.
@@ -120,20 +133,16 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
       else opts.pyfeat = true
       continue
     }
-    const eq = arg.indexOf('=')
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg
+    const { flag, value, last } = splitFlag(argv, i)
     if (!['--model', '--batches', '--seconds', '--threads', '--checkpoint', '--images'].includes(flag)) throw new UsageError(`unknown argument "${arg}"`)
-    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i]
+    i = last
     if (value === undefined || value === '') throw new UsageError(`${flag}: missing value`)
     if (flag === '--model') opts.model = value
     else if (flag === '--checkpoint') opts.checkpoint = value
     else if (flag === '--images') opts.images = value
     else if (flag === '--threads') opts.threads = positiveInt(flag, value, 256)
-    else if (flag === '--seconds') {
-      const s = Number(value)
-      if (!(s > 0 && s <= 3600)) throw new UsageError(`--seconds: "${value}" is not a number of seconds in (0, 3600]`)
-      opts.seconds = s
-    } else {
+    else if (flag === '--seconds') opts.seconds = secondsOf(value)
+    else {
       // 4096 is FaceMultitask's maxBatch limit; duplicates would only repeat a row.
       opts.batches = [...new Set(value.split(',').map((v) => positiveInt(flag, v.trim(), 4096)))]
       batchesGiven = true
@@ -900,11 +909,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   const backendAt = argv.findIndex((a) => a === '--backend' || a.startsWith('--backend='))
   if (backendAt >= 0) {
-    const backend = argv[backendAt].includes('=') ? argv[backendAt].split('=')[1] : argv[backendAt + 1]
-    const rest = argv.filter((_, i) => i !== backendAt && (argv[backendAt].includes('=') || i !== backendAt + 1))
+    const { value: backend, last } = splitFlag(argv, backendAt)
+    const rest = argv.filter((_, i) => i < backendAt || i > last)
     if (backend === 'tensorrt') return tensorrtMain(rest)
     if (backend !== 'cpu' && backend !== 'onnxruntime') {
-      process.stderr.write(`bench: --backend must be cpu, onnxruntime or tensorrt, got ${JSON.stringify(backend)}\n`)
+      const got = backend === undefined || backend === '' ? 'no value' : JSON.stringify(backend)
+      process.stderr.write(`bench: --backend must be cpu, onnxruntime or tensorrt, got ${got}\n(run with --help for usage)\n`)
       return 2
     }
     argv = rest
@@ -945,12 +955,13 @@ async function tensorrtMain(argv: string[]): Promise<number> {
         opts.json = true
         continue
       }
-      const value = argv[++i]
-      if (value === undefined) throw new UsageError(`${arg}: missing value`)
-      if (arg === '--model') opts.model = value
-      else if (arg === '--seconds') opts.seconds = positiveInt(arg, value, 3600)
-      else if (arg === '--streams') opts.streams = positiveInt(arg, value, 16)
-      else throw new UsageError(`unknown argument "${arg}" (with --backend tensorrt: --model, --seconds, --streams, --json)`)
+      const { flag, value, last } = splitFlag(argv, i)
+      if (!['--model', '--seconds', '--streams'].includes(flag)) throw new UsageError(`unknown argument "${arg}" (with --backend tensorrt: --model, --seconds, --streams, --json)`)
+      i = last
+      if (value === undefined || value === '') throw new UsageError(`${flag}: missing value`)
+      if (flag === '--model') opts.model = value
+      else if (flag === '--seconds') opts.seconds = secondsOf(value)
+      else opts.streams = positiveInt(flag, value, 16)
     }
     if (!opts.model) throw new UsageError('--backend tensorrt needs --model <onnx> (an export; `face-multitask export` writes the .fp16.onnx)')
   } catch (e) {

@@ -25,6 +25,20 @@ describe('npm run bench', () => {
     }
   }, 60_000)
 
+  it('--backend tensorrt reads its options as the CPU bench does (--flag=value, fractional --seconds); a bare --backend is named', () => {
+    for (const [args, status, said] of [
+      [['--backend', 'tensorrt', '--model=x', '--seconds', '0.5', '--streams=3'], 1, /^bench: (TensorRT|--model)/],  // parsed: fails on the machine or the file
+      [['--backend'], 2, /^bench: --backend must be cpu, onnxruntime or tensorrt, got no value\n/],
+      [['--backend=tensorrt', '--seconds'], 2, /^bench: --seconds: missing value\n/],
+      [['--backend', 'tensorrt', '--model', 'x', '--streams=0'], 2, /^bench: --streams: "0" is not an integer from 1 to 16\n/],
+      [['--backend', 'tensorrt', '--model', 'x', '--seconds=0'], 2, /^bench: --seconds: "0" is not a number of seconds in \(0, 3600\]\n/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [BENCH, ...args], { encoding: 'utf8' })
+      expect(r.stderr, args.join(' ')).toMatch(said)
+      expect(r.status, args.join(' ')).toBe(status)
+    }
+  }, 60_000)
+
   it('Ctrl-C while measuring removes its temp folder and exits 130', async () => {
     const tmp = path.join(dir, 'tmp')
     mkdirSync(tmp)
