@@ -287,7 +287,7 @@ function faceJobs(spec: ModelSpec, frame: ImageInput, boxes: Box[]): FaceJob[] {
  * batch the size the bare session runs. Returns one timed round per call (warm-up first, when
  * the budget has one), on a model loaded once.
  */
-async function openPipeline(file: string, threads: number, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; close: () => Promise<void> }> {
+async function openPipeline(file: string, threads: number, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; device: string; close: () => Promise<void> }> {
   const model = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: boxes.length, workers: 1, threads })
   const stream = async (until: number, minRuns: number): Promise<{ runs: number; faces: number }> => {
     let runs = 0
@@ -308,7 +308,7 @@ async function openPipeline(file: string, threads: number, frame: ImageInput, bo
     const parts = await Promise.all([stream(until, b.minRuns), stream(until, b.minRuns)])
     return { runs: parts[0].runs + parts[1].runs, faces: parts[0].faces + parts[1].faces, seconds: (performance.now() - start) / 1000 }
   }
-  return { round, close: () => model.close() }
+  return { round, device: model.info().device, close: () => model.close() }
 }
 
 /** Faces/s of session.run alone on a tensor made once: the ceiling the pipeline is measured against. */
@@ -377,8 +377,7 @@ interface ModelResult {
 const facesPerSec = (t: Timing) => t.faces / t.seconds
 const msPerFace = (t: Timing) => (t.seconds * 1000) / t.faces
 
-async function benchBatch(model: FaceMultitask, file: string, session: ort.InferenceSession, frame: ImageInput, batch: number, opts: BenchOptions): Promise<BatchRow> {
-  const spec = model.spec
+async function benchBatch(spec: ModelSpec, file: string, session: ort.InferenceSession, frame: ImageInput, batch: number, opts: BenchOptions): Promise<BatchRow & { device: string }> {
   const boxes = makeBoxes(batch)
   const jobs = faceJobs(spec, frame, boxes)
   const main: Budget = { warmSeconds: Math.min(1, opts.seconds * 0.2), minWarm: 2, seconds: opts.seconds, minRuns: 3 }
@@ -415,6 +414,7 @@ async function benchBatch(model: FaceMultitask, file: string, session: ort.Infer
 
   const ratio = facesPerSec(pipe) / facesPerSec(bare.timing)
   return {
+    device: pipeline.device,
     batch,
     pipelineFacesPerSec: facesPerSec(pipe),
     bareFacesPerSec: facesPerSec(bare.timing),
@@ -430,19 +430,21 @@ async function benchBatch(model: FaceMultitask, file: string, session: ort.Infer
 
 async function benchModel(name: string, file: string, frame: ImageInput, opts: BenchOptions): Promise<ModelResult> {
   progress(`${name}: loading (${opts.threads} intra-op thread${opts.threads > 1 ? 's' : ''})`)
-  const maxBatch = Math.max(...opts.batches)
-  const model = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch, workers: 1, threads: opts.threads })
-  // Both sessions stay loaded for the whole model: only one of them is ever running, and an idle
-  // ORT pool sleeps, so the two do not compete for the cores.
+  const spec = readModelSpec(file, await readOnnxModel(file))
+  // The bare session stays loaded for the whole model, beside each batch size's pipeline: only one
+  // of the two is ever running, and an idle ORT pool sleeps, so they do not compete for the cores.
   const session = await ort.InferenceSession.create(file, sessionOptions(opts.threads))
   try {
     const rows: BatchRow[] = []
-    for (const batch of opts.batches) rows.push(await benchBatch(model, file, session, frame, batch, opts))
-    const { spec } = model
-    return { name, file, generation: spec.generation, synthetic: spec.synthetic, crop: spec.crop, resize: spec.resize, device: model.info().device, rows }
+    let device = ''
+    for (const batch of opts.batches) {
+      const { device: ran, ...row } = await benchBatch(spec, file, session, frame, batch, opts)
+      rows.push(row)
+      device = ran
+    }
+    return { name, file, generation: spec.generation, synthetic: spec.synthetic, crop: spec.crop, resize: spec.resize, device, rows }
   } finally {
     await session.release()
-    await model.close()
   }
 }
 
