@@ -52,7 +52,7 @@ const PYFEAT_TARGET_RATIO = 1.5
 /** Hidden first argument: this file run as the child that measures our side of --pyfeat. */
 const OURS_CHILD = '--internal-pyfeat-ours-child'
 
-const USAGE = `usage: npm run bench [-- --model <onnx>] [--backend cpu] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
+const USAGE = `usage: npm run bench [-- --model <onnx>] [--backend cpu] [--batches 1,8,32] [--seconds N] [--threads N] [--repeat N] [--json]
        npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--images <dir|files>]
                         [--batches 1,16] [--seconds N] [--threads N] [--json]
        npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]
@@ -68,6 +68,9 @@ The synthetic fixture model (generation v2.5) is always measured; --model adds a
   --seconds N    seconds per throughput measurement (after a warm-up), default ${DEFAULT_SECONDS}
   --threads N    onnxruntime intra-op threads, for the pipeline's worker and the bare
                  session alike (default: available cores, as FaceMultitask.load does)
+  --repeat N     measure each batch size N times (1 to 20, default 1) and show the run of median
+                 overhead, with the lowest and highest overhead beside it: on a small machine one
+                 run's overhead moves by several percent
   --json         after the table, print the results as one JSON document
   --help         print this help
 
@@ -90,6 +93,7 @@ interface BenchOptions {
   batches: number[]
   seconds: number
   threads: number
+  repeat: number
   json: boolean
   pyfeat: boolean
   checkpoint: string | undefined
@@ -121,7 +125,7 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
   // The pipeline's own default (one worker, every available core), passed explicitly to both
   // sides so the bare session is guaranteed to run with the worker's intraOpNumThreads.
   const opts: BenchOptions = {
-    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), json: false,
+    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), repeat: 1, json: false,
     pyfeat: false, checkpoint: undefined, images: undefined,
   }
   let batchesGiven = false
@@ -134,13 +138,14 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
       continue
     }
     const { flag, value, last } = splitFlag(argv, i)
-    if (!['--model', '--batches', '--seconds', '--threads', '--checkpoint', '--images'].includes(flag)) throw new UsageError(`unknown argument "${arg}"`)
+    if (!['--model', '--batches', '--seconds', '--threads', '--repeat', '--checkpoint', '--images'].includes(flag)) throw new UsageError(`unknown argument "${arg}"`)
     i = last
     if (value === undefined || value === '') throw new UsageError(`${flag}: missing value`)
     if (flag === '--model') opts.model = value
     else if (flag === '--checkpoint') opts.checkpoint = value
     else if (flag === '--images') opts.images = value
     else if (flag === '--threads') opts.threads = positiveInt(flag, value, 256)
+    else if (flag === '--repeat') opts.repeat = positiveInt(flag, value, 20)
     else if (flag === '--seconds') opts.seconds = secondsOf(value)
     else {
       // 4096 is FaceMultitask's maxBatch limit; duplicates would only repeat a row.
@@ -151,6 +156,7 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
   if (opts.pyfeat) {
     if (!opts.model) throw new UsageError('--pyfeat: give --model, an export of a py-feat checkpoint (or an export with --random-weights)')
     if (!batchesGiven) opts.batches = PYFEAT_BATCHES
+    if (opts.repeat !== 1) throw new UsageError('--repeat goes without --pyfeat (the py-feat comparison runs each side once)')
   } else if (opts.checkpoint !== undefined || opts.images !== undefined) {
     throw new UsageError(`${opts.checkpoint !== undefined ? '--checkpoint' : '--images'} goes with --pyfeat only`)
   }
@@ -348,7 +354,7 @@ function measureDecode(spec: ModelSpec, outputs: BatchOutputs, jobs: FaceJob[], 
 
 // ---------------------------------------------------------------- per model
 
-interface BatchRow {
+export interface BatchRow {
   batch: number
   pipelineFacesPerSec: number
   bareFacesPerSec: number
@@ -361,6 +367,8 @@ interface BatchRow {
   decodeMsPerFace: number
   pipelineRuns: number
   bareRuns: number
+  /** With --repeat: the lowest and highest overhead over the repeats (this row is the median's run). */
+  overheadRangePct?: [number, number]
 }
 
 interface ModelResult {
@@ -438,14 +446,26 @@ async function benchModel(name: string, file: string, frame: ImageInput, opts: B
     const rows: BatchRow[] = []
     let device = ''
     for (const batch of opts.batches) {
-      const { device: ran, ...row } = await benchBatch(spec, file, session, frame, batch, opts)
-      rows.push(row)
-      device = ran
+      const runs: BatchRow[] = []
+      for (let k = 0; k < opts.repeat; k++) {
+        if (opts.repeat > 1) progress(`  batch ${batch}: repeat ${k + 1}/${opts.repeat}`)
+        const { device: ran, ...row } = await benchBatch(spec, file, session, frame, batch, opts)
+        runs.push(row)
+        device = ran
+      }
+      rows.push(medianRun(runs))
     }
     return { name, file, generation: spec.generation, synthetic: spec.synthetic, crop: spec.crop, resize: spec.resize, device, rows }
   } finally {
     await session.release()
   }
+}
+
+/** The run of median overhead (the lower middle of an even count), with the range over all runs when there are several. */
+export function medianRun(runs: BatchRow[]): BatchRow {
+  const sorted = [...runs].sort((a, b) => a.overheadPct - b.overheadPct)
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]
+  return runs.length > 1 ? { ...median, overheadRangePct: [sorted[0].overheadPct, sorted[sorted.length - 1].overheadPct] } : median
 }
 
 // ---------------------------------------------------------------- report
@@ -479,13 +499,13 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
     'face-multitask CPU benchmark (onnxruntime backend)',
     `machine: ${machine.cpu}, ${machine.cores} cores (available parallelism ${machine.availableParallelism}), ${machine.platform}, ${machine.memoryGiB} GiB`,
     `software: Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, addon ${machine.addon}`,
-    `settings: ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB frame, ~${FACE_SIDE} px boxes, ${opts.threads} intra-op thread(s) for pipeline worker and bare session, ${opts.seconds} s per measurement`,
+    `settings: ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB frame, ~${FACE_SIDE} px boxes, ${opts.threads} intra-op thread(s) for pipeline worker and bare session, ${opts.seconds} s per measurement${opts.repeat > 1 ? `, each batch size measured ${opts.repeat} times` : ''}`,
     '',
   ]
   const header = ['model', 'batch', 'pipeline f/s', 'bare f/s', 'ratio', 'overhead', 'preprocess ms/f', 'infer ms/f', 'decode ms/f']
   const rows = results.flatMap((m) => m.rows.map((r) => [
     m.name, String(r.batch), fmtRate(r.pipelineFacesPerSec), fmtRate(r.bareFacesPerSec), r.ratio.toFixed(3),
-    `${r.overheadPct.toFixed(1)}%`, fmtMs(r.preprocessMsPerFace), fmtMs(r.inferMsPerFace), fmtMs(r.decodeMsPerFace),
+    `${r.overheadPct.toFixed(1)}%${r.overheadRangePct ? ` (${r.overheadRangePct.map((v) => v.toFixed(1)).join(' to ')})` : ''}`, fmtMs(r.preprocessMsPerFace), fmtMs(r.inferMsPerFace), fmtMs(r.decodeMsPerFace),
   ]))
   lines.push(...textTable(header, rows), '')
   for (const m of results) {
@@ -495,7 +515,8 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
     const at = m.rows.find((r) => r.batch === OVERHEAD_TARGET_BATCH)
     if (at) {
       const note = m.name === 'fixture' ? ' [tiny fixture: see note 2]' : ''
-      lines.push(`  pipeline overhead at batch ${OVERHEAD_TARGET_BATCH}: ${at.overheadPct.toFixed(1)}% (target <= ${OVERHEAD_TARGET_PCT}%: ${verdict(at.overheadPct <= OVERHEAD_TARGET_PCT)})${note}`)
+      const of = opts.repeat > 1 ? `, the median of ${opts.repeat} runs` : ', one run'
+      lines.push(`  pipeline overhead at batch ${OVERHEAD_TARGET_BATCH}: ${at.overheadPct.toFixed(1)}%${of} (target <= ${OVERHEAD_TARGET_PCT}%: ${verdict(at.overheadPct <= OVERHEAD_TARGET_PCT)})${note}`)
     }
   }
   lines.push(

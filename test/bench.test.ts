@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { mkdirSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { type BatchRow, medianRun } from '../scripts/bench'
 import { percentile } from '../scripts/bench-tensorrt'
 import { tempDir } from './helpers/temp-dir'
 
@@ -66,5 +67,27 @@ describe('latency percentiles (bench --backend tensorrt)', () => {
     expect([percentile(ms(200), 50), percentile(ms(200), 99)]).toEqual([100, 198])
     expect([percentile(ms(100), 50), percentile(ms(100), 99), percentile(ms(100), 100)]).toEqual([50, 99, 100])
     expect(percentile([7], 50)).toBe(7)
+  })
+})
+
+describe('--repeat', () => {
+  const row = (overheadPct: number, batch = 8) => ({ batch, overheadPct, pipelineFacesPerSec: 100 - overheadPct } as BatchRow)
+  it('shows the run of median overhead with the lowest and highest beside it; one run alone, as it is', () => {
+    const five = [3.3, -2.3, 1.1, -1.0, 4.3].map((o) => row(o))
+    expect(medianRun(five)).toMatchObject({ overheadPct: 1.1, pipelineFacesPerSec: 98.9, overheadRangePct: [-2.3, 4.3] })
+    expect(medianRun([row(2), row(5)])).toMatchObject({ overheadPct: 2, overheadRangePct: [2, 5] })
+    expect(medianRun([row(7)])).toEqual(row(7))
+  })
+
+  it('is an integer from 1 to 20, and not for --pyfeat', () => {
+    for (const [args, said] of [
+      [['--repeat', '0'], /^bench: --repeat: "0" is not an integer from 1 to 20\n/],
+      [['--repeat=21'], /^bench: --repeat: "21" is not an integer from 1 to 20\n/],
+      [['--model', 'm.onnx', '--pyfeat', '--repeat', '3'], /^bench: --repeat goes without --pyfeat/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [BENCH, ...args], { encoding: 'utf8' })
+      expect(r.stderr, args.join(' ')).toMatch(said)
+      expect(r.status).toBe(2)
+    }
   })
 })
