@@ -680,12 +680,13 @@ describe('errors', () => {
 
   /** Makes every inference thread die on a batch with a chip that starts bright (the poison frame's); counts loads and kills. */
   function poisonThreads(): { loads: number; kills: number; restore(): void } {
-    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer }, transfer?: unknown): void }
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer; batch?: number }, transfer?: unknown): void }
     const postMessage = proto.postMessage
     const counts = { loads: 0, kills: 0, restore: () => { proto.postMessage = postMessage } }
     proto.postMessage = function (this: Worker, msg, transfer) {
       if (msg?.type === 'load') counts.loads++
-      const chips = msg?.type === 'run' ? new Float32Array(msg.input!) : undefined
+      // Only the batch's own faces: a reused input buffer may hold an earlier, larger batch's after them.
+      const chips = msg?.type === 'run' ? new Float32Array(msg.input!, 0, msg.batch! * 3 * 224 * 224) : undefined
       const bright = (k: number) => chips![k * 3 * 224 * 224] >= 1
       if (!chips || !Array.from({ length: chips.length / (3 * 224 * 224) }, (_, k) => k).some(bright)) return postMessage.call(this, msg, transfer)
       counts.kills++
