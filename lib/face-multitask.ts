@@ -18,7 +18,7 @@ import type { BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo,
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
 /** What load() may be given: LoadOptions' keys, every one (the type makes this list complete). */
 const LOAD_OPTIONS = Object.keys({
-  model: 1, backend: 1, maxBatch: 1, workers: 1, threads: 1, precision: 1, minBatch: 1, optBatch: 1, streams: 1, engineDir: 1,
+  model: 1, backend: 1, maxBatch: 1, workers: 1, threads: 1, spinWait: 1, precision: 1, minBatch: 1, optBatch: 1, streams: 1, engineDir: 1,
   builderOptimizationLevel: 1, workspaceMiB: 1, cudaGraphs: 1, onProgress: 1, signal: 1,
 } satisfies Record<keyof LoadOptions, 1>)
 
@@ -78,6 +78,9 @@ export class FaceMultitask {
     }
     const workers = positiveInt(options.workers, 'options.workers', 1, MAX_WORKERS)
     const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, MAX_THREADS)
+    if (options.spinWait !== undefined && typeof options.spinWait !== 'boolean') {
+      throw new TypeError(`options.spinWait must be true or false, got ${describeValue(options.spinWait)}`)
+    }
     // Checked on every machine, so mistakes show before the code meets a GPU.
     const gpu = gpuOptions(options)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
@@ -106,7 +109,7 @@ export class FaceMultitask {
     const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
     // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
-    const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, precision: spec.precision, externalData: onnx.externalData })
+    const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, spinWait: options.spinWait ?? true, precision: spec.precision, externalData: onnx.externalData })
     try {
       // An abort rejects at once (a large model's sessions take seconds): the caller, who gave
       // up, gets no model to close, and the sessions are closed once made.

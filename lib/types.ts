@@ -112,6 +112,14 @@ export interface LoadOptions {
   workers?: number
   /** CPU backend: intra-op threads per worker (default: available cores / workers). */
   threads?: number
+  /**
+   * CPU backend: ONNX Runtime's intra-op threads spin-wait for work (default true, ONNX Runtime's
+   * own default: the most faces/s when the cores are this model's alone). false lets them sleep
+   * when they run out of work, giving the cores to the event loop, image decoding and other
+   * processes: more faces/s when the cores are shared (several models or processes on them),
+   * fewer on an otherwise idle machine (README, "Benchmarks").
+   */
+  spinWait?: boolean
   // The TensorRT options below are checked on every machine, so mistakes show before a GPU does.
   /**
    * TensorRT: engine precision, 'fp16' (default), 'bf16' (Ampere and newer; from an ONNX that

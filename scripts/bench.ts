@@ -2,8 +2,8 @@
 // comes to a bare onnxruntime-node session.run on the same model (the pipeline's overhead), and
 // where the time per face goes (preprocess, infer, decode).
 //
-//   npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--json]
-//   npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--batches 1,16] [--seconds N] [--threads N]
+//   npm run bench [-- --model <onnx>] [--batches 1,8,32] [--seconds N] [--threads N] [--no-spin-wait] [--repeat N] [--json]
+//   npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--batches 1,16] [--seconds N] [--threads N] [--no-spin-wait]
 //   npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]   (scripts/bench-tensorrt.ts)
 //
 // --pyfeat instead compares the pipeline with py-feat's own PyTorch FP32 pipeline
@@ -25,6 +25,7 @@ import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { type FaceJob, facesToRun } from '../lib/image-input'
 import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
+import { sessionOptions } from '../lib/backends/onnxruntime-session-options'
 import type { Box, ImageInput } from '../lib/types'
 import { exportPython } from '../lib/cli/export'
 import { readImage } from '../lib/cli/image'
@@ -52,9 +53,9 @@ const PYFEAT_TARGET_RATIO = 1.5
 /** Hidden first argument: this file run as the child that measures our side of --pyfeat. */
 const OURS_CHILD = '--internal-pyfeat-ours-child'
 
-const USAGE = `usage: npm run bench [-- --model <onnx>] [--backend cpu] [--batches 1,8,32] [--seconds N] [--threads N] [--repeat N] [--json]
+const USAGE = `usage: npm run bench [-- --model <onnx>] [--backend cpu] [--batches 1,8,32] [--seconds N] [--threads N] [--no-spin-wait] [--repeat N] [--json]
        npm run bench -- --model <onnx> --pyfeat [--checkpoint <file>] [--images <dir|files>]
-                        [--batches 1,16] [--seconds N] [--threads N] [--json]
+                        [--batches 1,16] [--seconds N] [--threads N] [--no-spin-wait] [--json]
        npm run bench -- --backend tensorrt --model <onnx> [--seconds N] [--streams N] [--json]
                         (a GPU with TensorRT; --backend tensorrt --help says what it measures)
 
@@ -68,6 +69,8 @@ The synthetic fixture model (generation v2.5) is always measured; --model adds a
   --seconds N    seconds per throughput measurement (after a warm-up), default ${DEFAULT_SECONDS}
   --threads N    onnxruntime intra-op threads, for the pipeline's worker and the bare
                  session alike (default: available cores, as FaceMultitask.load does)
+  --no-spin-wait onnxruntime's intra-op threads sleep when out of work, both sides (load option
+                 spinWait: false); default: they spin-wait, as FaceMultitask.load's default
   --repeat N     measure each batch size N times (1 to 20, default 1) and show the run of median
                  overhead, with the lowest and highest overhead beside it: on a small machine one
                  run's overhead moves by several percent
@@ -93,6 +96,8 @@ interface BenchOptions {
   batches: number[]
   seconds: number
   threads: number
+  /** ONNX Runtime's intra-op threads spin-wait for work (false: --no-spin-wait), both sides. */
+  spinWait: boolean
   repeat: number
   json: boolean
   pyfeat: boolean
@@ -125,16 +130,17 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
   // The pipeline's own default (one worker, every available core), passed explicitly to both
   // sides so the bare session is guaranteed to run with the worker's intraOpNumThreads.
   const opts: BenchOptions = {
-    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), repeat: 1, json: false,
+    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), spinWait: true, repeat: 1, json: false,
     pyfeat: false, checkpoint: undefined, images: undefined,
   }
   let batchesGiven = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--help' || arg === '-h') return 'help'
-    if (arg === '--json' || arg === '--pyfeat') {
+    if (arg === '--json' || arg === '--pyfeat' || arg === '--no-spin-wait') {
       if (arg === '--json') opts.json = true
-      else opts.pyfeat = true
+      else if (arg === '--pyfeat') opts.pyfeat = true
+      else opts.spinWait = false
       continue
     }
     const { flag, value, last } = splitFlag(argv, i)
@@ -271,11 +277,6 @@ function timeSplit<T>(untimed: () => T, timed: (prepared: T) => number, b: Budge
 
 // ---------------------------------------------------------------- the measurements
 
-/** The session options of lib/backends/onnxruntime-worker.ts, so bare and pipeline run the same graph the same way. */
-function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
-  return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' }
-}
-
 /** The native crop/resize flags the CPU backend derives from the model's metadata. */
 function nativeModes(spec: ModelSpec): { crop: 0 | 1; resize: 0 | 1 } {
   return { crop: spec.crop === 'square' ? 1 : 0, resize: spec.resize === 'antialias_bilinear' ? 1 : 0 }
@@ -293,8 +294,8 @@ function faceJobs(spec: ModelSpec, frame: ImageInput, boxes: Box[]): FaceJob[] {
  * batch the size the bare session runs. Returns one timed round per call (warm-up first, when
  * the budget has one), on a model loaded once.
  */
-async function openPipeline(file: string, threads: number, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; device: string; close: () => Promise<void> }> {
-  const model = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: boxes.length, workers: 1, threads })
+async function openPipeline(file: string, settings: { threads: number; spinWait: boolean }, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; device: string; close: () => Promise<void> }> {
+  const model = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: boxes.length, workers: 1, threads: settings.threads, spinWait: settings.spinWait })
   const stream = async (until: number, minRuns: number): Promise<{ runs: number; faces: number }> => {
     let runs = 0
     let faces = 0
@@ -399,7 +400,7 @@ async function benchBatch(spec: ModelSpec, file: string, session: ort.InferenceS
   // Pipeline and bare take turns, ROUNDS rounds each, so that load from outside (another process
   // on a shared machine) that comes and goes weighs on both sides alike, not on one.
   const tensor = new ort.Tensor('float32', input, [batch, 3, INPUT_SIZE, INPUT_SIZE])
-  const pipeline = await openPipeline(file, opts.threads, frame, boxes)
+  const pipeline = await openPipeline(file, opts, frame, boxes)
   const pipeRounds: Timing[] = []
   const bareRounds: Timing[] = []
   let bare: { timing: Timing; outputs: BatchOutputs } | undefined
@@ -441,7 +442,7 @@ async function benchModel(name: string, file: string, frame: ImageInput, opts: B
   const spec = readModelSpec(file, await readOnnxModel(file))
   // The bare session stays loaded for the whole model, beside each batch size's pipeline: only one
   // of the two is ever running, and an idle ORT pool sleeps, so they do not compete for the cores.
-  const session = await ort.InferenceSession.create(file, sessionOptions(opts.threads))
+  const session = await ort.InferenceSession.create(file, sessionOptions(opts))
   try {
     const rows: BatchRow[] = []
     let device = ''
@@ -499,7 +500,7 @@ function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]
     'face-multitask CPU benchmark (onnxruntime backend)',
     `machine: ${machine.cpu}, ${machine.cores} cores (available parallelism ${machine.availableParallelism}), ${machine.platform}, ${machine.memoryGiB} GiB`,
     `software: Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, addon ${machine.addon}`,
-    `settings: ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB frame, ~${FACE_SIDE} px boxes, ${opts.threads} intra-op thread(s) for pipeline worker and bare session, ${opts.seconds} s per measurement${opts.repeat > 1 ? `, each batch size measured ${opts.repeat} times` : ''}`,
+    `settings: ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB frame, ~${FACE_SIDE} px boxes, ${opts.threads} intra-op thread(s) for pipeline worker and bare session${opts.spinWait ? '' : ' (no spin-wait)'}, ${opts.seconds} s per measurement${opts.repeat > 1 ? `, each batch size measured ${opts.repeat} times` : ''}`,
     '',
   ]
   const header = ['model', 'batch', 'pipeline f/s', 'bare f/s', 'ratio', 'overhead', 'preprocess ms/f', 'infer ms/f', 'decode ms/f']
@@ -585,6 +586,7 @@ interface SideResult {
 interface OursChildParams {
   model: string
   threads: number
+  spinWait: boolean
   batches: number[]
   seconds: number
   images: string
@@ -656,7 +658,7 @@ async function oursChild(p: OursChildParams): Promise<void> {
       }
       return { images: [...groups.keys()].map((k) => frames[k]), boxes: [...groups.values()], n: indices.length }
     })
-    const model = await FaceMultitask.load({ model: p.model, backend: 'cpu', maxBatch: batch, workers: 1, threads: p.threads })
+    const model = await FaceMultitask.load({ model: p.model, backend: 'cpu', maxBatch: batch, workers: 1, threads: p.threads, spinWait: p.spinWait })
     try {
       const once = async (k: number): Promise<number> => {
         const call = plan[k % plan.length]
@@ -769,7 +771,7 @@ function pyfeatReport(machine: MachineInfo, opts: BenchOptions, model: string, s
     `checkpoint: ${ckpt.file}${ckpt.verified ? ' (sha256 = the model\'s metadata)' : ''}`,
     `faces: ${ours.faces} (boxes labelled ${FACE_LABEL_PREFIX}* in ${rel(PARITY_BOXES)}) on ${ours.photos.length} frames from ${rel(images)}`,
     `CPU pressure (/proc/pressure/cpu "some" avg60, other work on the machine): ${pressure}`,
-    `settings: ${opts.threads} intra-op thread(s) both sides (py-feat: torch.set_num_threads(${py.threads}), ${py.interopThreads} inter-op; ours: 1 worker, intraOpNumThreads ${opts.threads}, ${OURS_IN_FLIGHT} detect() calls in flight), >= ${opts.seconds} s per batch size after a warm-up`,
+    `settings: ${opts.threads} intra-op thread(s) both sides (py-feat: torch.set_num_threads(${py.threads}), ${py.interopThreads} inter-op; ours: 1 worker, intraOpNumThreads ${opts.threads}${opts.spinWait ? '' : ' without spin-wait'}, ${OURS_IN_FLIGHT} detect() calls in flight), >= ${opts.seconds} s per batch size after a warm-up`,
     '',
   ]
   const header = ['backend', 'batch', 'faces/s', 'peak RSS', 'ratio vs py-feat', `target >= ${PYFEAT_TARGET_RATIO}x`, 'CPU ms/face']
@@ -831,7 +833,7 @@ async function runPyfeat(opts: BenchOptions): Promise<void> {
   const py = JSON.parse(await runChild(python, pyArgs, 'scripts/bench_pyfeat.py')) as SideResult
 
   progress('face-multitask side (a process of its own)')
-  const params: OursChildParams = { model, threads: opts.threads, batches: opts.batches, seconds: opts.seconds, images, boxes: PARITY_BOXES }
+  const params: OursChildParams = { model, threads: opts.threads, spinWait: opts.spinWait, batches: opts.batches, seconds: opts.seconds, images, boxes: PARITY_BOXES }
   const ours = JSON.parse(await runChild(process.execPath, [__filename, OURS_CHILD, JSON.stringify(params)], 'our side')) as SideResult
   if (ours.faces !== py.faces) throw new Error(`the two sides ran on different faces (${ours.faces} vs ${py.faces})`)
   progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
@@ -842,7 +844,7 @@ async function runPyfeat(opts: BenchOptions): Promise<void> {
   if (opts.json) {
     out.push('', JSON.stringify({
       machine, cpuPressureAvg60: pressureAt, model, generation: spec.generation, synthetic: spec.synthetic, checkpoint: ckpt,
-      settings: { threads: opts.threads, seconds: opts.seconds, batches: opts.batches, images, boxes: PARITY_BOXES, labelPrefix: FACE_LABEL_PREFIX, oursInFlight: OURS_IN_FLIGHT },
+      settings: { threads: opts.threads, spinWait: opts.spinWait, seconds: opts.seconds, batches: opts.batches, images, boxes: PARITY_BOXES, labelPrefix: FACE_LABEL_PREFIX, oursInFlight: OURS_IN_FLIGHT },
       target: { ratio: PYFEAT_TARGET_RATIO }, pyfeat: py, ours,
       ratios: Object.fromEntries(opts.batches.map((b) => [String(b), ours.facesPerSec[String(b)] / py.facesPerSec[String(b)]])),
     }, null, 2))
@@ -910,7 +912,7 @@ async function run(opts: BenchOptions): Promise<void> {
     progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
     const out = report(machine, opts, results)
     if (opts.json) {
-      out.push('', JSON.stringify({ machine, settings: { frame: [FRAME_WIDTH, FRAME_HEIGHT], faceSide: FACE_SIDE, threads: opts.threads, seconds: opts.seconds, batches: opts.batches }, targets: { overheadPct: OVERHEAD_TARGET_PCT, overheadBatch: OVERHEAD_TARGET_BATCH, preprocessMsPerFace: PREPROCESS_TARGET_MS }, models: results }, null, 2))
+      out.push('', JSON.stringify({ machine, settings: { frame: [FRAME_WIDTH, FRAME_HEIGHT], faceSide: FACE_SIDE, threads: opts.threads, spinWait: opts.spinWait, seconds: opts.seconds, batches: opts.batches }, targets: { overheadPct: OVERHEAD_TARGET_PCT, overheadBatch: OVERHEAD_TARGET_BATCH, preprocessMsPerFace: PREPROCESS_TARGET_MS }, models: results }, null, 2))
     }
     process.stdout.write(`${out.join('\n')}\n`)
   } finally {

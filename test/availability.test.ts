@@ -97,7 +97,7 @@ describe('TensorRT options, checked on a CPU-only machine', () => {
     ['precision unknown', { precision: 'int8' as never }, /options\.precision must be one of fp16, bf16, fp32, got "int8"/, TypeError],
     ['precision not a string', { precision: 16 as never }, /options\.precision must be one of fp16, bf16, fp32, got 16/, TypeError],
     ['precision null', { precision: null as never }, /options\.precision must be one of fp16, bf16, fp32, got null/, TypeError],
-    ['a misspelt option', { maxbatch: 4 } as never, /^options has unknown key "maxbatch"; the options are model, backend, maxBatch, workers, threads, precision, minBatch, optBatch, streams, engineDir, builderOptimizationLevel, workspaceMiB, cudaGraphs, onProgress, signal$/, TypeError],
+    ['a misspelt option', { maxbatch: 4 } as never, /^options has unknown key "maxbatch"; the options are model, backend, maxBatch, workers, threads, spinWait, precision, minBatch, optBatch, streams, engineDir, builderOptimizationLevel, workspaceMiB, cudaGraphs, onProgress, signal$/, TypeError],
     ['two misspelt options', { worker: 2, engineDirectory: '/tmp' } as never, /^options has unknown keys "worker", "engineDirectory"; the options are /, TypeError],
     ['minBatch zero', { minBatch: 0 }, /options\.minBatch must be an integer from 1 to 4096, got 0/, RangeError],
     ['minBatch fractional', { minBatch: 1.5 }, /options\.minBatch must be an integer from 1 to 4096, got 1\.5/, RangeError],

@@ -786,11 +786,15 @@ describe('face-multitask batch', () => {
     expect(got.slice(1).map((x) => [x.line, (x.faces as unknown[]).length])).toEqual(Array.from({ length: 19 }, (_, i) => [i + 2, 1]))
   })
 
-  it('--workers and --threads make the CPU sessions', async () => {
+  it('--workers, --threads and --no-spin-wait make the CPU sessions', async () => {
     const { spy, infos } = spyOnLoad()
     const r = await runWith(spy, 'batch', list, '--model', model, '--out', path.join(dir, 'workers-results.jsonl'), '--backend', 'cpu', '--workers', '2', '--threads', '1')
     expect(r.code).toBe(0)
     expect(infos.map((i) => i.device)).toEqual(['cpu (2 workers x 1 thread)'])
+    const sleeping = spyOnLoad()
+    const again = await runWith(sleeping.spy, 'batch', list, '--model', model, '--out', path.join(dir, 'no-spin-results.jsonl'), '--backend', 'cpu', '--threads', '1', '--no-spin-wait')
+    expect(again.code).toBe(0)
+    expect(sleeping.infos.map((i) => i.device)).toEqual(['cpu (1 worker x 1 thread, no spin-wait)'])
   })
 
   it('bad arguments are usage errors (exit 2) naming the argument', async () => {

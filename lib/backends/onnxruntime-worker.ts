@@ -5,9 +5,10 @@ import { parentPort } from 'node:worker_threads'
 import type * as Ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE } from '../contract'
 import { gatedCall } from './onnxruntime-exit-gate'
+import { type SessionSettings, sessionOptions } from './onnxruntime-session-options'
 
 export type WorkerRequest =
-  | { type: 'load'; model: string; threads: number; outputs: string[]; gate: SharedArrayBuffer }
+  | { type: 'load'; model: string; settings: SessionSettings; outputs: string[]; gate: SharedArrayBuffer }
   | { type: 'run'; id: number; input: ArrayBuffer; batch: number }
 
 export interface WireTensor {
@@ -47,10 +48,7 @@ port.on('message', async (msg: WorkerRequest) => {
       session = await gatedCall(gate, () => {
         ort = require('onnxruntime-node') as typeof Ort
         return ort.InferenceSession.create(msg.model, {
-          intraOpNumThreads: msg.threads,
-          interOpNumThreads: 1,
-          executionMode: 'sequential',
-          graphOptimizationLevel: 'all',
+          ...sessionOptions(msg.settings),
           // Fatal only: a failed run comes back to its caller as the rejection's message; ONNX
           // Runtime's own copy on stderr (and again for each request rerun alone) is noise in a service's log.
           logSeverityLevel: 4,

@@ -11,6 +11,7 @@ import { loadNative, packageRoot } from '../native'
 import type { Backend } from './backend'
 import { openExitGate } from './onnxruntime-exit-gate'
 import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
+import type { SessionSettings } from './onnxruntime-session-options'
 import type { WorkerReply, WorkerRequest } from './onnxruntime-worker'
 
 const INPUT_FLOATS = 3 * 224 * 224
@@ -74,7 +75,7 @@ class SessionWorker {
     worker.unref()
   }
 
-  static async start(model: string, threads: number, outputs: string[]): Promise<SessionWorker> {
+  static async start(model: string, settings: SessionSettings, outputs: string[]): Promise<SessionWorker> {
     const file = path.join(packageRoot(), 'dist', 'lib', 'backends', 'onnxruntime-worker.js')
     disableOnnxRuntimeTelemetry()
     const worker = new Worker(file)
@@ -84,7 +85,7 @@ class SessionWorker {
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
-      worker.postMessage({ type: 'load', model, threads, outputs, gate: gate.buffer } satisfies WorkerRequest)
+      worker.postMessage({ type: 'load', model, settings, outputs, gate: gate.buffer } satisfies WorkerRequest)
     })
     if (reply.type !== 'loaded') {
       await worker.terminate()
@@ -132,6 +133,8 @@ const headOutputs = (spec: ModelSpec) => spec.heads.map((h) => HEAD_OUTPUTS[h].n
 export interface OnnxRuntimeOptions {
   workers: number
   threads?: number
+  /** ONNX Runtime's intra-op threads spin-wait for work (LoadOptions.spinWait). */
+  spinWait: boolean
   /** What the model declares: ONNX Runtime runs the graph in its own types (FP16 weights stay FP16). */
   precision?: string
   /** The model's external-data locations (OnnxModelInfo.externalData): a replaced thread reads them too. */
@@ -150,13 +153,14 @@ export class OnnxRuntimeBackend implements Backend {
     private readonly model: string,
     /** The model's files as the first threads loaded them (the .onnx first): a replacement thread must load the same model. */
     private readonly loaded: { file: string; stamp: string | undefined }[],
-    private readonly threads: number,
+    private readonly settings: SessionSettings,
     readonly precision: string,
   ) {
     this.crop = spec.crop === 'square' ? 1 : 0
     this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
     this.idle = [...workers]
-    this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''})`
+    const { threads } = settings
+    this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''}${settings.spinWait ? '' : ', no spin-wait'})`
     workers.forEach((w, slot) => this.watch(w, slot))
   }
 
@@ -224,7 +228,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   private replace(slot: number): void {
-    const start: Promise<void> = this.modelUnchanged().then(() => SessionWorker.start(this.model, this.threads, headOutputs(this.spec))).then(
+    const start: Promise<void> = this.modelUnchanged().then(() => SessionWorker.start(this.model, this.settings, headOutputs(this.spec))).then(
       (fresh) => {
         this.starting.delete(start)
         if (this.closed) return fresh.terminate().then(() => {})
@@ -273,15 +277,15 @@ export class OnnxRuntimeBackend implements Backend {
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
     const loaded = stampModelFiles(model, opts.externalData ?? [])
-    const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers))
-    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, threads, headOutputs(spec))))
+    const settings = { threads: opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers)), spinWait: opts.spinWait }
+    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, settings, headOutputs(spec))))
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) {
       await Promise.all(workers.map((w) => w.terminate())) // the ones that did load stop too
       throw failed.reason
     }
-    return new OnnxRuntimeBackend(workers, spec, model, loaded, threads, opts.precision ?? 'fp32')
+    return new OnnxRuntimeBackend(workers, spec, model, loaded, settings, opts.precision ?? 'fp32')
   }
 
   async run(faces: FaceJob[]): Promise<BatchOutputs> {

@@ -35,8 +35,8 @@ interface BatchArgs {
   model: string
   out: string
   backend: CliBackend
-  /** The engine flags, and --workers / --threads (the CPU's sessions). */
-  engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads'>
+  /** The engine flags, and --workers / --threads / --no-spin-wait (the CPU's sessions). */
+  engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads' | 'spinWait'>
   concurrency: number
   mesh: boolean
 }
@@ -52,6 +52,7 @@ function batchArgs(argv: string[]): BatchArgs {
     'no-mesh': { type: 'boolean' },
     workers: { type: 'string' },
     threads: { type: 'string' },
+    'no-spin-wait': { type: 'boolean' },
     ...ENGINE_FLAGS,
   })
   if (positionals.length !== 1) {
@@ -65,7 +66,10 @@ function batchArgs(argv: string[]): BatchArgs {
   const concurrency = intFlag(values.concurrency, 'concurrency', MAX_CONCURRENCY) ?? 32
   const workers = intFlag(values.workers, 'workers', MAX_WORKERS)
   const threads = intFlag(values.threads, 'threads', MAX_THREADS)
-  const engine = { ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}) }
+  const engine = {
+    ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}),
+    ...(values['no-spin-wait'] ? { spinWait: false } : {}),
+  }
   return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine, concurrency, mesh: !values['no-mesh'] }
 }
 

@@ -57,9 +57,9 @@ function boxesMessage(e: unknown, file: string): string {
 /**
  * Loads a model for a command, showing a first engine build's progress; a failure is a CliError.
  * `engine`: the engine flags given (engine-flags.ts), which also find the engine `build` made;
- * for batch also its CPU sessions' --workers and --threads.
+ * for batch also its CPU sessions' --workers, --threads and --no-spin-wait.
  */
-export async function loadModel(model: string, backend: CliBackend, engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads'>, signal?: AbortSignal): Promise<FaceMultitask> {
+export async function loadModel(model: string, backend: CliBackend, engine: EngineOptions & Pick<LoadOptions, 'workers' | 'threads' | 'spinWait'>, signal?: AbortSignal): Promise<FaceMultitask> {
   // A first run on a GPU builds the TensorRT engine (minutes): its progress, as `build` shows it.
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY))
   try {

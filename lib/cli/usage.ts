@@ -81,7 +81,7 @@ ${ENGINE_SECTION}
 Face detection is not built in yet: boxes come from your own detector.`
 
 export const BATCH_USAGE = `usage: face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl> [--no-mesh] [--concurrency N] [--backend auto|cpu|tensorrt]
-                           [--workers N] [--threads N] [engine flags: --precision P --max-batch N ... --engine-dir DIR]
+                           [--workers N] [--threads N] [--no-spin-wait] [engine flags: --precision P --max-batch N ... --engine-dir DIR]
 
 Runs the model on the faces of many images: a batch job over a folder of photos or a dataset.
 Images are decoded and run N at a time, so faces of different images share inference batches.
@@ -125,6 +125,9 @@ Images are decoded and run N at a time, so faces of different images share infer
   --workers <n>      CPU: inference threads, each with its own ONNX Runtime session (default 1;
                      1 to 64); each holds the model's memory again
   --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
+  --no-spin-wait     CPU: ONNX Runtime's threads sleep when out of work instead of spinning:
+                     more faces/s when the cores are shared with other work, fewer on an
+                     otherwise idle machine
   --backend <name>   auto (default), cpu (also named onnxruntime) or tensorrt
   -h, --help         this help
 
