@@ -344,16 +344,29 @@ def make_v24_detector(det, checkpoint: Path):
     """A Detectorv2 that behaves as 3128756c's: py-feat 2.0.3's class (`det` is 2.0.3's
     feat.detector_v2) with 3128756c's crop_faces_from_boxes, forward and _mesh_to_original_frame,
     and 3128756c's MultitaskModel.preprocess and __call__ (re-stated verbatim)."""
+    sys.path.insert(0, str(SCRIPTS))
+    import pyfeat_v24
+    pyfeat_v24.check_release_code(sys.modules["feat.multitask.model_v2"])
+
+    Detectorv2_3128756c, MultitaskModel3128756c = v24_classes(det)
+    d = Detectorv2_3128756c(device="cpu", identity_model=None, multitask_weights=str(checkpoint),
+                            amp=False, compile=False)
+    # 3128756c's MultitaskModel: 2.0.3's object (same loading) with 3128756c's preprocess/__call__.
+    d.multitask.__class__ = MultitaskModel3128756c
+    return d
+
+
+def v24_classes(det):
+    """3128756c's Detectorv2 and MultitaskModel: py-feat 2.0.3's classes (`det` is 2.0.3's
+    feat.detector_v2) with the methods 3128756c has differently, re-stated verbatim below. Apart
+    from make_v24_detector, the crop fuzz (scripts/crop_fuzz_reference.py) calls their
+    crop_faces_from_boxes and preprocess, which need no checkpoint."""
     import dataclasses
 
     import numpy as np
     import torch
     import torch.nn.functional as F
     import torchvision.transforms.v2.functional as TF
-
-    sys.path.insert(0, str(SCRIPTS))
-    import pyfeat_v24
-    pyfeat_v24.check_release_code(sys.modules["feat.multitask.model_v2"])
 
     inf = sys.modules["feat.multitask.inference"]
     # Module-level names of 3128756c's detector_v2.py / inference.py that the methods below use;
@@ -595,11 +608,7 @@ def make_v24_detector(det, checkpoint: Path):
             y = (xy01[:, :, 1] * h[:, None] + top[:, None] - pad_top[:, None]) / scale[:, None]
             return torch.stack([x, y, mesh[:, :, 2]], dim=-1)          # [N,478,3]
 
-    d = Detectorv2_3128756c(device="cpu", identity_model=None, multitask_weights=str(checkpoint),
-                            amp=False, compile=False)
-    # 3128756c's MultitaskModel: 2.0.3's object (same loading) with 3128756c's preprocess/__call__.
-    d.multitask.__class__ = MultitaskModel3128756c
-    return d
+    return Detectorv2_3128756c, MultitaskModel3128756c
 
 
 # ---------------------------------------------------------------------------------------------
