@@ -8,7 +8,7 @@ export interface ImageInput {
   data: Uint8Array | Uint8ClampedArray
   width: number
   height: number
-  /** Default 'rgb', except where `data` holds exactly 4 bytes a pixel: there it must be given. */
+  /** Default 'rgb', except where `data` holds exactly 4 bytes a pixel and no `stride` is given: there it must be given. */
   format?: PixelFormat
   /** Bytes from one row to the next; default width * channels. */
   stride?: number

@@ -83,7 +83,7 @@ describe('face-multitask doctor', () => {
     const base = mkdtempSync(path.join(scratch, 'doctor-'))
     const file = path.join(base, 'plain-file')
     writeFileSync(file, 'x')
-    const hint = 'choose another folder: --engine-dir DIR on the command line (build, doctor), engineDir in FaceMultitask.load'
+    const hint = 'choose another folder: --engine-dir DIR on the command line (build, detect, batch, doctor), engineDir in FaceMultitask.load'
     const r = await run('doctor', '--engine-dir', file)
     expect(r.code).toBe(0)
     expect(r.out).toMatch(new RegExp(`^engine cache +${esc(file)} \\(NOT usable: it is a file, not a folder; ${esc(hint)}\\)$`, 'm'))

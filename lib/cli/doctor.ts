@@ -84,7 +84,7 @@ export async function doctorReport(engineDir?: string): Promise<DoctorReport> {
   }
 }
 
-const OTHER_FOLDER = 'choose another folder: --engine-dir DIR on the command line (build, doctor), engineDir in FaceMultitask.load'
+const OTHER_FOLDER = 'choose another folder: --engine-dir DIR on the command line (build, detect, batch, doctor), engineDir in FaceMultitask.load'
 
 function engineCacheText(cache: DoctorReport['engineCache']): string {
   if (cache.problem) return `NOT usable: ${cache.problem}; ${OTHER_FOLDER}`
