@@ -174,7 +174,8 @@ export function readModelSpec(file: string, model: OnnxModelInfo): ModelSpec {
   return deepFreeze({
     generation, crop, resize, meshSpace, pose, gaze, conventionRelease, heads,
     precision: declaredPrecision(file, meta),
-    synthetic: meta[META_PREFIX + 'synthetic'] === 'true',
+    // A value other than true/false is refused: a model saying "yes" would otherwise lose the SYNTHETIC warnings.
+    synthetic: meta[META_PREFIX + 'synthetic'] !== undefined && oneOf(file, meta, 'synthetic', ['true', 'false'] as const) === 'true',
     metadata: { ...meta },  // a copy: the model file's parsed metadata is the caller's
   })
 }

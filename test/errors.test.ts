@@ -446,6 +446,12 @@ describe('errors', () => {
       const f = variant('badcrop.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.crop')!.value = 'circle' })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.crop" has unknown value "circle"/)
     })
+    it('a synthetic value other than true or false names the key (a model saying "yes" would lose its SYNTHETIC warnings)', async () => {
+      const f = variant('badsynthetic.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.synthetic')!.value = 'yes' })
+      await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.synthetic" has unknown value "yes" \(expected one of true, false\)/)
+      const real = variant('notsynthetic.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.synthetic')!.value = 'false' })
+      await withModel(real, async (m) => expect(m.info().synthetic).toBe(false))
+    })
     it('a bad pose convention names the key', async () => {
       const f = variant('badpose.onnx', (m) => { m.metadataProps.find((p) => p.key === 'face_multitask.pose_convention')!.value = 'pitch=p0' })
       await expect(FaceMultitask.load({ model: f })).rejects.toThrow(/"face_multitask\.pose_convention" has unknown value/)
