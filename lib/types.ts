@@ -114,10 +114,10 @@ export interface LoadOptions {
   threads?: number
   /**
    * CPU backend: ONNX Runtime's intra-op threads spin-wait for work (default true, ONNX Runtime's
-   * own default: the most faces/s when the cores are this model's alone). false lets them sleep
-   * when they run out of work, giving the cores to the event loop, image decoding and other
-   * processes: more faces/s when the cores are shared (several models or processes on them),
-   * fewer on an otherwise idle machine (README, "Benchmarks").
+   * own default). false lets them sleep when they run out of work, giving the cores to the event
+   * loop, image decoding and other processes: more faces/s when the cores are shared (several
+   * models or processes on them), about the same, at most a few percent fewer, when the cores are
+   * this model's alone (README, "Benchmarks").
    */
   spinWait?: boolean
   // The TensorRT options below are checked on every machine, so mistakes show before a GPU does.

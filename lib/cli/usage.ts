@@ -126,8 +126,8 @@ Images are decoded and run N at a time, so faces of different images share infer
                      1 to 64); each holds the model's memory again
   --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
   --no-spin-wait     CPU: ONNX Runtime's threads sleep when out of work instead of spinning:
-                     more faces/s when the cores are shared with other work, fewer on an
-                     otherwise idle machine
+                     more faces/s when the cores are shared with other work, about the
+                     same (at most a few percent fewer) on an otherwise idle machine
   --backend <name>   auto (default), cpu (also named onnxruntime) or tensorrt
   -h, --help         this help
 
