@@ -47,7 +47,7 @@ export class FaceMultitask {
     /** Why backend 'auto' did not take TensorRT. */
     private readonly fallbackReason?: string,
   ) {
-    this.scheduler = new Scheduler((jobs) => this.runBatch(jobs), engine.slots, maxBatch)
+    this.scheduler = new Scheduler((jobs, wanted) => this.runBatch(jobs, wanted), engine.slots, maxBatch)
     this.nonFiniteHint = engine.precision !== 'fp16' ? ''
       : `; FP16 can overflow where FP32 does not: compare with ${engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`
   }
@@ -218,9 +218,9 @@ export class FaceMultitask {
     return this.closing
   }
 
-  private async runBatch(jobs: FaceJob[]): Promise<Face[]> {
+  private async runBatch(jobs: FaceJob[], wanted: () => boolean[]): Promise<Face[]> {
     checkStillWhole(jobs)
-    const outputs = await this.engine.run(jobs)
+    const outputs = await this.engine.run(jobs, wanted)
     checkBatchOutputs(this.spec, outputs, jobs.length)
     checkFiniteOutputs(this.spec, outputs, jobs.map((j) => j.face), this.nonFiniteHint)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))

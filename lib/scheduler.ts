@@ -29,8 +29,12 @@ interface Item<J, R> {
   index: number
 }
 
-/** Runs one batch; resolves with one result per job, in order. */
-export type BatchRunner<J, R> = (jobs: J[]) => Promise<R[]>
+/**
+ * Runs one batch; resolves with one result per job, in order. `wanted()` says, per job, whether
+ * its request still wants it: one that failed or was aborted since the batch formed (a stale
+ * frame, while the batch waited for a busy backend) need not be run, and its result is dropped.
+ */
+export type BatchRunner<J, R> = (jobs: J[], wanted: () => boolean[]) => Promise<R[]>
 
 /** A request's items not yet in a batch: items[next..]; dropped: it failed or was aborted. */
 interface Waiting<J, R> {
@@ -208,7 +212,7 @@ export class Scheduler<J, R> {
   private async attempt(items: Item<J, R>[]): Promise<{ error: unknown } | undefined> {
     this.runningItems += items.length
     try {
-      const results = await this.runBatch(items.map((it) => it.job))
+      const results = await this.runBatch(items.map((it) => it.job), () => items.map((it) => !it.request.failed))
       if (results.length !== items.length) throw new Error(`internal: a batch of ${items.length} gave ${results.length} results`)
       items.forEach((it, k) => {
         if (!it.request.failed) it.request.results[it.index] = results[k]

@@ -311,6 +311,58 @@ describe('errors', () => {
     await expect(model.detect(frame, { boxes: [box], signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' })
   })
 
+  it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
+    // Every batch sent to the thread is held until released, as a long inference would hold it.
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer; batch?: number }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    const sent: number[][] = []  // per batch sent, each face's first chip value
+    const held: (() => void)[] = []
+    let onSent = () => {}
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      if (msg?.type !== 'run') return postMessage.call(this, msg, transfer)
+      const chips = new Float32Array(msg.input!, 0, msg.batch! * 3 * 224 * 224)
+      sent.push(Array.from({ length: msg.batch! }, (_, k) => chips[k * 3 * 224 * 224]))
+      held.push(() => postMessage.call(this, msg, transfer))
+      onSent()
+    }
+    const sentCount = (n: number) => new Promise<void>((resolve) => {
+      onSent = () => { if (sent.length >= n) resolve() }
+      onSent()
+    })
+    const release = () => held.shift()!()
+    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
+    try {
+      await withModel(file, async (m) => {
+        const a = m.detect(fill(40), { boxes: [box] })
+        await sentCount(1)  // on the thread
+        const x = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
+        const controller = new AbortController()
+        const stale = m.detect(fill(120), { boxes: [box], signal: controller.signal })
+        const stale2 = stale.catch((e: unknown) => e)
+        const fresh = m.detect(fill(160), { boxes: [box] })
+        expect(m.pending.queued).toBe(2)  // both slots busy: the stale and fresh frames wait
+        release()
+        await a
+        await sentCount(2)  // x on the thread; the stale and fresh frames taken as one batch, waiting for it
+        await vi.waitFor(() => expect(m.pending.queued).toBe(0))
+        controller.abort('next frame arrived')
+        release()
+        await x
+        await sentCount(3)
+        release()
+        expect(await stale2).toMatchObject({ name: 'AbortError', cause: 'next frame arrived' })
+        const got = (await fresh)[0].auValues
+        expect(sent.map((b) => b.length)).toEqual([1, 1, 1])  // the stale frame's face never reached the thread
+        expect(sent[2][0]).toBeGreaterThan(sent[1][0])  // the one sent is the fresh frame's (brighter)
+        proto.postMessage = postMessage
+        expect(got).toEqual((await m.detect(fill(160), { boxes: [box] }))[0].auValues)
+        expect(m.pending).toEqual({ queued: 0, running: 0 })
+      })
+    } finally {
+      proto.postMessage = postMessage
+    }
+  })
+
   it('a signal that is not an AbortSignal but behaves as one (a polyfill, another realm) aborts a call as AbortController does', async () => {
     // The shape the abort-controller polyfill has: an EventTarget with `aborted` and `reason`.
     class PolyfilledSignal extends EventTarget {

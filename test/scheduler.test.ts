@@ -302,6 +302,38 @@ describe('Scheduler', () => {
     expect(ran).toEqual([[1, 2]])
   })
 
+  it('a batch runner is told, when it asks, which of its jobs are still wanted: those of a request aborted since the batch formed are not; a batch none of whose jobs is wanted may reject', async () => {
+    const gates = [deferred<void>(), deferred<void>()]
+    let phase = 0
+    const asked: boolean[][] = []
+    const s = new Scheduler<number, number>(async (jobs, wanted) => {
+      await gates[phase].promise  // waiting for a busy backend, as a preprocessed CPU batch waits for its thread
+      const w = wanted()
+      asked.push(w)
+      if (!w.some(Boolean)) throw new Error('nothing to run')
+      return jobs.map((j, i) => (w[i] ? j * 10 : -1))
+    }, 2, 3)
+    const busy = [s.submit([0]), s.submit([9])]  // both slots
+    const stale = new AbortController()
+    const a = s.submit([1, 2], stale.signal)
+    const b = s.submit([3])
+    const gone = new AbortController()
+    const c = s.submit([4], gone.signal)
+    phase = 1
+    gates[0].resolve()
+    await Promise.all(busy)
+    await new Promise((r) => setImmediate(r))
+    expect(s.pending).toEqual({ queued: 0, running: 4 })  // [1, 2, 3] and [4] formed, waiting
+    stale.abort('next frame')
+    gone.abort('next frame')
+    gates[1].resolve()
+    await expect(a).rejects.toMatchObject({ name: 'AbortError', cause: 'next frame' })
+    await expect(c).rejects.toMatchObject({ name: 'AbortError', cause: 'next frame' })  // its own abort, not the runner's error
+    expect(await b).toEqual([30])
+    await s.idle()
+    expect(asked).toEqual([[true], [true], [false, false, true], [false]])
+  })
+
   it('a look-alike signal whose removeEventListener throws does not keep the call from settling', async () => {
     const s = new Scheduler<number, number>(async (jobs) => jobs, 1, 8)
     const signal = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('not today') } } as unknown as AbortSignal

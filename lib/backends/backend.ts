@@ -16,7 +16,12 @@ export interface Backend {
   stages?(): GpuStages
   /** TensorRT: why the GPU is lost (a context-fatal CUDA error), or '' while it is not. */
   lost?(): string
-  run(faces: FaceJob[]): Promise<BatchOutputs>
+  /**
+   * `wanted()`, asked just before inference, says which faces are still wanted: the others (a
+   * call aborted while the batch waited for the engine) may be left out, their rows of the
+   * outputs then holding anything, and a batch with none wanted may reject instead of running.
+   */
+  run(faces: FaceJob[], wanted?: () => boolean[]): Promise<BatchOutputs>
   /** Frees everything; called once no batch is running. */
   close(): Promise<void>
 }

@@ -130,6 +130,24 @@ function stampModelFiles(model: string, externalData: readonly string[]): { file
 /** The outputs decoding reads (a model may have more, of any type: not fetched). */
 const headOutputs = (spec: ModelSpec) => spec.heads.map((h) => HEAD_OUTPUTS[h].name)
 
+/** The indices of the faces still wanted, in order; undefined when all are. */
+function wantedRows(wanted: boolean[] | undefined, faces: number): number[] | undefined {
+  if (!wanted || wanted.length !== faces || wanted.every(Boolean)) return undefined
+  return wanted.flatMap((w, i) => (w ? [i] : []))
+}
+
+/** Outputs of the faces at `rows` back in their rows of a batch of `faces`; the rows left out hold zeros. */
+function spreadRows(outputs: BatchOutputs, rows: number[], faces: number): BatchOutputs {
+  const out: BatchOutputs = {}
+  for (const [name, t] of Object.entries(outputs)) {
+    const size = t.length / rows.length
+    const full = new Float32Array(faces * size)
+    rows.forEach((to, k) => full.set(t.subarray(k * size, (k + 1) * size), to * size))
+    out[name] = full
+  }
+  return out
+}
+
 export interface OnnxRuntimeOptions {
   workers: number
   threads?: number
@@ -288,7 +306,7 @@ export class OnnxRuntimeBackend implements Backend {
     return new OnnxRuntimeBackend(workers, spec, model, loaded, settings, opts.precision ?? 'fp32')
   }
 
-  async run(faces: FaceJob[]): Promise<BatchOutputs> {
+  async run(faces: FaceJob[], wanted?: () => boolean[]): Promise<BatchOutputs> {
     // A batch may lose threads to crashes not its own (one more than there are workers: each
     // other thread, and one replacement); a call rerun alone after its shared batch used that up
     // (the scheduler's per-call rerun) may lose none, or one bad call would kill every thread.
@@ -299,7 +317,17 @@ export class OnnxRuntimeBackend implements Backend {
       await loadNative().preprocess(faces, this.crop, this.resize, input)
       const worker = await this.acquire()
       try {
-        return await worker.run(input, faces.length)
+        // The batch was preprocessed while another ran, and may have waited a whole inference for
+        // this worker: the faces of calls aborted meanwhile (a real-time rig's stale frames) are
+        // left out, rather than run for nobody ahead of the frames that replaced them.
+        const rows = wantedRows(wanted?.(), faces.length)
+        if (rows?.length === 0) {
+          this.giveBack(input.buffer as ArrayBuffer)
+          throw new Error('internal: no face of this batch is still wanted')  // every call in it has already failed or been aborted
+        }
+        if (!rows) return await worker.run(input, faces.length)
+        rows.forEach((from, to) => input.copyWithin(to * INPUT_FLOATS, from * INPUT_FLOATS, (from + 1) * INPUT_FLOATS))
+        return spreadRows(await worker.run(input, rows.length), rows, faces.length)
       } catch (e) {
         // Its thread died with the batch on it: run it again (the input went to that thread) on
         // a worker that lives or is replacing it; the batch is not the cause (that would be an
