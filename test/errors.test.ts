@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
 import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, NonFiniteOutputError } from '../lib/index'
+import type { Box, LoadOptions } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
@@ -43,8 +44,8 @@ function headRewritten(name: string, head: string, ints: Record<string, number[]
 }
 
 /** `body` run on the model in `file` (one worker, one thread), closed after. */
-async function withModel(file: string, body: (m: FaceMultitask) => Promise<void>): Promise<void> {
-  const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+async function withModel(file: string, body: (m: FaceMultitask) => Promise<void>, options: Partial<LoadOptions> = {}): Promise<void> {
+  const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1, ...options })
   try {
     await body(m)
   } finally {
@@ -309,6 +310,22 @@ describe('errors', () => {
     await Promise.all(busy)
     expect(model.pending).toEqual({ queued: 0, running: 0 })
     await expect(model.detect(frame, { boxes: [box], signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' })
+  })
+
+  it('calls are served in the order they came: a one-face call does not overtake an earlier large one whose preprocessing takes longer', async () => {
+    // Both batches take a slot on an idle model and preprocess at once on libuv's pool; the small
+    // one's ends first, but the thread is the earlier batch's.
+    const big = { data: new Uint8Array(1280 * 720 * 3).map((_, i) => (i * 7) & 255), width: 1280, height: 720 }
+    const many: Box[] = Array.from({ length: 32 }, (_, i) => [20 + (i % 8) * 100, 20 + (i % 4) * 50, 620 + (i % 8) * 80, 700])
+    await withModel(file, async (m) => {
+      for (let round = 0; round < 10; round++) {
+        const order: string[] = []
+        const a = m.detect(big, { boxes: many }).then(() => order.push('large, first'))
+        const b = m.detect(big, { boxes: [[300, 200, 400, 300]] }).then(() => order.push('one face, second'))
+        await Promise.all([a, b])
+        expect(order, `round ${round}`).toEqual(['large, first', 'one face, second'])
+      }
+    }, { maxBatch: 32 })
   })
 
   it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {

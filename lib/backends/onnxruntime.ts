@@ -275,6 +275,12 @@ export class OnnxRuntimeBackend implements Backend {
   /** Workers waiting for a batch to run on. */
   private idle: SessionWorker[]
   private waiting: ((w: SessionWorker) => void)[] = []
+  /**
+   * Settles once the latest batch to start has asked for its worker: batches ask in the order
+   * they started, so calls are served in the order they came, not in the order their
+   * preprocessing ends (a one-face call would overtake an earlier large one on an idle model).
+   */
+  private lastTurn: Promise<void> = Promise.resolve()
 
   // One batch more than there are workers: the next batch is preprocessed while the workers
   // infer, so preprocessing adds no time to a busy pipeline.
@@ -314,8 +320,17 @@ export class OnnxRuntimeBackend implements Backend {
     for (let deaths = 0; ; deaths++) {
       if (deaths > 0) checkStillWhole(faces)  // read again: the caller may have let a frame go meanwhile
       const input = this.takeInput(faces.length)
-      await loadNative().preprocess(faces, this.crop, this.resize, input)
-      const worker = await this.acquire()
+      const earlier = this.lastTurn
+      let turnTaken!: () => void
+      this.lastTurn = new Promise((resolve) => { turnTaken = resolve })
+      let worker: SessionWorker
+      try {
+        await loadNative().preprocess(faces, this.crop, this.resize, input)
+        await earlier
+        worker = await this.acquire()
+      } finally {
+        turnTaken()
+      }
       try {
         // The batch was preprocessed while another ran, and may have waited a whole inference for
         // this worker: the faces of calls aborted meanwhile (a real-time rig's stale frames) are
