@@ -328,6 +328,32 @@ describe('errors', () => {
     }, { maxBatch: 32 })
   })
 
+  it('with a thread idle for every earlier batch, a batch takes one as soon as it is preprocessed: a one-face call does not wait for an earlier large one\'s preprocessing (two workers)', async () => {
+    // Both batches preprocess at once on an idle model with two threads; the small one's ends first
+    // and takes the second thread, leaving the first for the large one: nobody is overtaken.
+    const big = { data: new Uint8Array(1280 * 720 * 3).map((_, i) => (i * 7) & 255), width: 1280, height: 720 }
+    // 96 faces: their preprocessing (~20 ms) outlasts the one face's by far, even on a loaded machine.
+    const many: Box[] = Array.from({ length: 96 }, (_, i) => [20 + (i % 8) * 100, 20 + (i % 4) * 50, 620 + (i % 8) * 80, 700])
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; batch?: number }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    const sent: number[] = []
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      if (msg?.type === 'run') sent.push(msg.batch!)
+      return postMessage.call(this, msg, transfer)
+    }
+    try {
+      await withModel(file, async (m) => {
+        for (let round = 0; round < 5; round++) {
+          sent.length = 0
+          await Promise.all([m.detect(big, { boxes: many }), m.detect(big, { boxes: [[300, 200, 400, 300]] })])
+          expect(sent, `round ${round}`).toEqual([1, 96])
+        }
+      }, { maxBatch: 96, workers: 2 })
+    } finally {
+      proto.postMessage = postMessage
+    }
+  })
+
   it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
     // Every batch sent to the thread is held until released, as a long inference would hold it.
     const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer; batch?: number }, transfer?: unknown): void }

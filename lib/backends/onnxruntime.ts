@@ -276,11 +276,14 @@ export class OnnxRuntimeBackend implements Backend {
   private idle: SessionWorker[]
   private waiting: ((w: SessionWorker) => void)[] = []
   /**
-   * Settles once the latest batch to start has asked for its worker: batches ask in the order
-   * they started, so calls are served in the order they came, not in the order their
-   * preprocessing ends (a one-face call would overtake an earlier large one on an idle model).
+   * Settles once every batch started so far has its worker: batches ask in the order they
+   * started, so calls are served in the order they came, not in the order their preprocessing
+   * ends (a one-face call would overtake an earlier large one on an idle model).
    */
   private lastTurn: Promise<void> = Promise.resolve()
+  /** Batches started and still without a worker, by when they started (see run()). */
+  private unserved: number[] = []
+  private turns = 0
 
   // One batch more than there are workers: the next batch is preprocessed while the workers
   // infer, so preprocessing adds no time to a busy pipeline.
@@ -322,14 +325,21 @@ export class OnnxRuntimeBackend implements Backend {
       const input = this.takeInput(faces.length)
       const earlier = this.lastTurn
       let turnTaken!: () => void
-      this.lastTurn = new Promise((resolve) => { turnTaken = resolve })
+      const mine = new Promise<void>((resolve) => { turnTaken = resolve })
+      this.lastTurn = Promise.all([earlier, mine]).then(() => {})
+      const turn = this.turns++
+      this.unserved.push(turn)
       let worker: SessionWorker
       try {
         await loadNative().preprocess(faces, this.crop, this.resize, input)
-        await earlier
+        // With a thread idle for each earlier batch still preprocessing, and one more, taking it
+        // overtakes nobody: waiting for them would leave it idle for nothing (workers > 1).
+        const ahead = this.unserved.indexOf(turn)
+        if (this.idle.filter((w) => this.usable(w)).length <= ahead) await earlier
         worker = await this.acquire()
       } finally {
         turnTaken()
+        this.unserved.splice(this.unserved.indexOf(turn), 1)
       }
       try {
         // The batch was preprocessed while another ran, and may have waited a whole inference for
