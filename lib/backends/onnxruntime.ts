@@ -323,24 +323,7 @@ export class OnnxRuntimeBackend implements Backend {
     for (let deaths = 0; ; deaths++) {
       if (deaths > 0) checkStillWhole(faces)  // read again: the caller may have let a frame go meanwhile
       const input = this.takeInput(faces.length)
-      const earlier = this.lastTurn
-      let turnTaken!: () => void
-      const mine = new Promise<void>((resolve) => { turnTaken = resolve })
-      this.lastTurn = Promise.all([earlier, mine]).then(() => {})
-      const turn = this.turns++
-      this.unserved.push(turn)
-      let worker: SessionWorker
-      try {
-        await loadNative().preprocess(faces, this.crop, this.resize, input)
-        // With a thread idle for each earlier batch still preprocessing, and one more, taking it
-        // overtakes nobody: waiting for them would leave it idle for nothing (workers > 1).
-        const ahead = this.unserved.indexOf(turn)
-        if (this.idle.filter((w) => this.usable(w)).length <= ahead) await earlier
-        worker = await this.acquire()
-      } finally {
-        turnTaken()
-        this.unserved.splice(this.unserved.indexOf(turn), 1)
-      }
+      const worker = await this.workerInTurn(loadNative().preprocess(faces, this.crop, this.resize, input))
       try {
         // The batch was preprocessed while another ran, and may have waited a whole inference for
         // this worker: the faces of calls aborted meanwhile (a real-time rig's stale frames) are
@@ -382,6 +365,29 @@ export class OnnxRuntimeBackend implements Backend {
   /** Every thread dead and none starting. */
   private allDead(): boolean {
     return this.starting.size === 0 && this.workers.every((w) => w.failure)
+  }
+
+  /**
+   * A worker for the batch starting now, once its preprocessing (`preprocessed`) is done, in the
+   * order batches started (lastTurn).
+   */
+  private async workerInTurn(preprocessed: Promise<void>): Promise<SessionWorker> {
+    const earlier = this.lastTurn
+    let turnTaken!: () => void
+    this.lastTurn = Promise.all([earlier, new Promise<void>((resolve) => { turnTaken = resolve })]).then(() => {})
+    const turn = this.turns++
+    this.unserved.push(turn)
+    try {
+      await preprocessed
+      // With a thread idle for each earlier batch still preprocessing, and one more, taking it
+      // overtakes nobody: waiting for them would leave it idle for nothing (workers > 1).
+      const ahead = this.unserved.indexOf(turn)
+      if (this.idle.filter((w) => this.usable(w)).length <= ahead) await earlier
+      return await this.acquire()
+    } finally {
+      turnTaken()
+      this.unserved.splice(this.unserved.indexOf(turn), 1)
+    }
   }
 
   private acquire(): Promise<SessionWorker> {
