@@ -25,7 +25,7 @@ import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { type FaceJob, facesToRun } from '../lib/image-input'
 import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
-import { sessionOptions } from '../lib/backends/onnxruntime-session-options'
+import { type SessionSettings, sessionOptions } from '../lib/backends/onnxruntime-session-options'
 import type { Box, ImageInput } from '../lib/types'
 import { exportPython } from '../lib/cli/export'
 import { readImage } from '../lib/cli/image'
@@ -294,7 +294,7 @@ function faceJobs(spec: ModelSpec, frame: ImageInput, boxes: Box[]): FaceJob[] {
  * batch the size the bare session runs. Returns one timed round per call (warm-up first, when
  * the budget has one), on a model loaded once.
  */
-async function openPipeline(file: string, settings: { threads: number; spinWait: boolean }, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; device: string; close: () => Promise<void> }> {
+async function openPipeline(file: string, settings: SessionSettings, frame: ImageInput, boxes: Box[]): Promise<{ round: (b: Budget) => Promise<Timing>; device: string; close: () => Promise<void> }> {
   const model = await FaceMultitask.load({ model: file, backend: 'cpu', maxBatch: boxes.length, workers: 1, threads: settings.threads, spinWait: settings.spinWait })
   const stream = async (until: number, minRuns: number): Promise<{ runs: number; faces: number }> => {
     let runs = 0
