@@ -12,7 +12,7 @@ import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
 import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
-import { Scheduler } from './scheduler'
+import { type BatchRequests, Scheduler } from './scheduler'
 import type { BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
 const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
@@ -47,7 +47,7 @@ export class FaceMultitask {
     /** Why backend 'auto' did not take TensorRT. */
     private readonly fallbackReason?: string,
   ) {
-    this.scheduler = new Scheduler((jobs, wanted) => this.runBatch(jobs, wanted), engine.slots, maxBatch)
+    this.scheduler = new Scheduler((jobs, requests) => this.runBatch(jobs, requests), engine.slots, maxBatch)
     this.nonFiniteHint = engine.precision !== 'fp16' ? ''
       : `; FP16 can overflow where FP32 does not: compare with ${engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`
   }
@@ -218,9 +218,9 @@ export class FaceMultitask {
     return this.closing
   }
 
-  private async runBatch(jobs: FaceJob[], wanted: () => boolean[]): Promise<Face[]> {
+  private async runBatch(jobs: FaceJob[], requests: BatchRequests): Promise<Face[]> {
     checkStillWhole(jobs)
-    const outputs = await this.engine.run(jobs, wanted)
+    const outputs = await this.engine.run(jobs, requests)
     checkBatchOutputs(this.spec, outputs, jobs.length)
     checkFiniteOutputs(this.spec, outputs, jobs.map((j) => j.face), this.nonFiniteHint)
     return jobs.map((job, i) => decodeFace(this.spec, outputs, i, job.box))

@@ -5,17 +5,19 @@
 // gives one item per turn and goes to the back, so a small request (a camera's frame) waits for
 // one batch, not for every item of a large request queued before it (a batch job's thousands). A failing batch
 // shared by several requests is rerun per request, so one request's failure is its own. A request settles
-// only once none of its batches is still running: until then a backend may still read its
-// frames, so a caller that reuses a frame buffer once detect() settles never races one. A
-// request whose AbortSignal fires leaves the queue at once (a real-time rig dropping a stale
-// frame) and rejects as soon as none of its batches is running.
+// only once none of its batches may still read its frames, so a caller that reuses a frame
+// buffer once detect() settles never races a backend. A request whose AbortSignal fires leaves
+// the queue at once (a real-time rig dropping a stale frame) and rejects as soon as none of its
+// batches is reading its frames: on the CPU, once preprocessed, not a whole inference later (a
+// service's deadline, AbortSignal.timeout, is kept to within a batch's preprocessing).
 import { AbortError, reasonOf } from './engine-cache/abort'
 
 interface Request<J, R> {
   results: R[]
   remaining: number
-  running: number  // batches with an item of this request, started and not yet finished
+  reading: number  // batches that may still read this request's frames (see BatchRequests)
   failed: boolean
+  settled: boolean
   error?: unknown
   resolve: (r: R[]) => void
   reject: (e: unknown) => void
@@ -30,11 +32,28 @@ interface Item<J, R> {
 }
 
 /**
- * Runs one batch; resolves with one result per job, in order. `wanted()` says, per job, whether
- * its request still wants it: one that failed or was aborted since the batch formed (a stale
- * frame, while the batch waited for a busy backend) need not be run, and its result is dropped.
+ * What a batch runner may ask of, and tell, the requests its jobs came from. A runner that uses
+ * none of it is taken to read its jobs' frames until its promise settles.
  */
-export type BatchRunner<J, R> = (jobs: J[], wanted: () => boolean[]) => Promise<R[]>
+export interface BatchRequests {
+  /**
+   * Per job, whether its request still wants it: one that failed or was aborted since the batch
+   * formed (a stale frame, while the batch waited for a busy backend) need not be run, and its
+   * result is dropped.
+   */
+  wanted(): boolean[]
+  /** The runner no longer reads the jobs' frames (preprocessed): a request aborted meanwhile rejects now. */
+  framesRead(): void
+  /**
+   * The runner reads the frames again (a rerun after its CPU thread died), of the jobs this
+   * returns true for only, the others' requests having failed (their frames may be the callers'
+   * again); those are held until framesRead(), as at the start.
+   */
+  readFramesAgain(): boolean[]
+}
+
+/** Runs one batch; resolves with one result per job, in order. */
+export type BatchRunner<J, R> = (jobs: J[], requests: BatchRequests) => Promise<R[]>
 
 /** A request's items not yet in a batch: items[next..]; dropped: it failed or was aborted. */
 interface Waiting<J, R> {
@@ -58,14 +77,14 @@ export class Scheduler<J, R> {
 
   /**
    * Queues the jobs of one request; resolves with all their results, in order. When `signal`
-   * fires first, its jobs still queued are dropped and it rejects with an AbortError once its
-   * batches already running (which may still read its inputs) have finished.
+   * fires first, its jobs still queued are dropped and it rejects with an AbortError once no
+   * batch already running may still read its frames.
    */
   submit(jobs: J[], signal?: AbortSignal): Promise<R[]> {
     if (signal?.aborted) return Promise.reject(aborted(signal))
     if (jobs.length === 0) return Promise.resolve([])
     return new Promise<R[]>((resolve, reject) => {
-      const request: Request<J, R> = { results: new Array(jobs.length), remaining: jobs.length, running: 0, failed: false, resolve, reject }
+      const request: Request<J, R> = { results: new Array(jobs.length), remaining: jobs.length, reading: 0, failed: false, settled: false, resolve, reject }
       if (signal) this.watch(signal, request)
       request.waiting = { items: jobs.map((job, index) => ({ job, request, index })), next: 0, dropped: false }
       this.waiting.push(request.waiting)
@@ -87,7 +106,7 @@ export class Scheduler<J, R> {
         this.watched.delete(signal)
         for (const r of requests) {
           this.fail(r, aborted(signal))
-          if (r.running === 0) settle(r)
+          if (r.reading === 0) settle(r)
         }
       }
       w = { requests, onAbort }
@@ -178,19 +197,13 @@ export class Scheduler<J, R> {
       if (list) list.push(it)
       else requests.set(it.request, [it])
     }
-    for (const r of requests.keys()) r.running++
     const failure = await this.attempt(batch)  // counted in pending.running while it runs, as each rerun below
     if (failure && requests.size > 1) {
       // The failure may be one request's own (something in its input that got past the checks):
-      // each request's items run again on their own, so it fails that request only. Each request
-      // is done with this batch once its own rerun is; one that failed meanwhile (an abort) at once.
-      // While a request waits for its rerun nothing of it runs: one aborted meanwhile settles then.
-      const rerun = [...requests].filter(([r]) => !r.failed)
-      for (const [r, items] of requests) if (r.failed) this.finish(r, items)
-      for (const [r] of rerun) r.running--
-      for (const [r, items] of rerun) {
-        if (r.failed) continue  // settled when it failed, or by its last batch still running
-        r.running++
+      // each request's items run again on their own, so it fails that request only. While a
+      // request waits for its rerun nothing reads its frames: one aborted meanwhile settles then.
+      for (const [r, items] of requests) {
+        if (r.failed) continue  // settled when it failed, or once no other batch reads its frames
         const own = await this.attempt(items)
         if (own) this.fail(r, own.error)
         this.finish(r, items)
@@ -203,16 +216,36 @@ export class Scheduler<J, R> {
 
   /** A batch with these items of `r` is over: `r` settles when it was its last. */
   private finish(r: Request<J, R>, items: Item<J, R>[]): void {
-    r.running--
     if (!r.failed) r.remaining -= items.length
-    if (r.running === 0 && (r.failed || r.remaining === 0)) settle(r)
+    if (r.failed ? r.reading === 0 : r.remaining === 0) settle(r)
   }
 
   /** Runs items as one batch and stores their results; says what went wrong, if anything. */
   private async attempt(items: Item<J, R>[]): Promise<{ error: unknown } | undefined> {
     this.runningItems += items.length
+    // The requests whose frames the runner may read; each in it counts once in its `reading`.
+    let held = new Set<Request<J, R>>()
+    const hold = (r: Request<J, R>) => {
+      if (r.failed || held.has(r)) return
+      held.add(r)
+      r.reading++
+    }
+    const framesRead = () => {
+      const was = held
+      held = new Set()
+      for (const r of was) {
+        r.reading--
+        if (r.failed && r.reading === 0) settle(r)
+      }
+    }
+    const wanted = () => items.map((it) => !it.request.failed)
+    for (const it of items) hold(it.request)
+    const readFramesAgain = () => {
+      for (const it of items) hold(it.request)
+      return wanted()
+    }
     try {
-      const results = await this.runBatch(items.map((it) => it.job), () => items.map((it) => !it.request.failed))
+      const results = await this.runBatch(items.map((it) => it.job), { wanted, framesRead, readFramesAgain })
       if (results.length !== items.length) throw new Error(`internal: a batch of ${items.length} gave ${results.length} results`)
       items.forEach((it, k) => {
         if (!it.request.failed) it.request.results[it.index] = results[k]
@@ -222,6 +255,7 @@ export class Scheduler<J, R> {
       return { error }
     } finally {
       this.runningItems -= items.length
+      framesRead()
     }
   }
 
@@ -243,8 +277,10 @@ function aborted(signal: AbortSignal): AbortError {
   return new AbortError('detect() was aborted', { cause: reasonOf(signal) })
 }
 
-/** Resolves or rejects a request that has nothing running and nothing left to run. */
+/** Resolves a request with every result in, or rejects a failed one whose frames no batch still reads; once. */
 function settle<J, R>(r: Request<J, R>): void {
+  if (r.settled) return
+  r.settled = true
   try {
     r.release?.()
   } catch {

@@ -34,9 +34,9 @@ export interface DetectOptions<B extends readonly BoxInput[] | readonly (readonl
   /**
    * Gives up on the call: its faces still waiting for a batch are dropped (a real-time rig
    * skipping a stale frame) and it rejects with an AbortError (name 'AbortError', the signal's
-   * reason as `cause`) once none of its batches is still running, so its frames are free then.
-   * It rejects so even when all its faces are in running batches; a call already settled is
-   * unaffected.
+   * reason as `cause`) once no batch still reads its frames, so they are free then: on the CPU
+   * once its batches are preprocessed, on TensorRT once they have run. It rejects so even when
+   * all its faces are in running batches; a call already settled is unaffected.
    */
   signal?: AbortSignal
 }

@@ -9,6 +9,7 @@ import { onnx } from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { OnnxRuntimeBackend } from '../lib/backends/onnxruntime'
 import { FaceMultitask } from '../lib/face-multitask'
+import { loadNative } from '../lib/native'
 import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, NonFiniteOutputError } from '../lib/index'
 import type { Box, LoadOptions } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
@@ -354,55 +355,144 @@ describe('errors', () => {
     }
   })
 
-  it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
-    // Every batch sent to the thread is held until released, as a long inference would hold it.
+  /** Holds every batch sent to an inference thread until released (as a long inference holds it), or until its thread is killed. */
+  function holdRuns() {
     const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string; input?: ArrayBuffer; batch?: number }, transfer?: unknown): void }
     const postMessage = proto.postMessage
     const sent: number[][] = []  // per batch sent, each face's first chip value
-    const held: (() => void)[] = []
+    const held: { release(): void; kill(): void }[] = []
     let onSent = () => {}
     proto.postMessage = function (this: Worker, msg, transfer) {
       if (msg?.type !== 'run') return postMessage.call(this, msg, transfer)
       const chips = new Float32Array(msg.input!, 0, msg.batch! * 3 * 224 * 224)
       sent.push(Array.from({ length: msg.batch! }, (_, k) => chips[k * 3 * 224 * 224]))
-      held.push(() => postMessage.call(this, msg, transfer))
+      held.push({ release: () => postMessage.call(this, msg, transfer), kill: () => void this.terminate() })
       onSent()
     }
-    const sentCount = (n: number) => new Promise<void>((resolve) => {
-      onSent = () => { if (sent.length >= n) resolve() }
-      onSent()
-    })
-    const release = () => held.shift()!()
+    return {
+      sent,
+      /** Resolves once `n` batches have been sent. */
+      sentCount: (n: number) => new Promise<void>((resolve) => {
+        onSent = () => { if (sent.length >= n) resolve() }
+        onSent()
+      }),
+      release: () => held.shift()!.release(),
+      kill: () => held.shift()!.kill(),
+      get held() { return held.length },
+      restore: () => { proto.postMessage = postMessage },
+    }
+  }
+
+  /** What a promise has settled with within `ms`, or 'still pending'. */
+  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.catch((e: unknown) => e), new Promise<string>((r) => setTimeout(() => r('still pending'), ms))])
+
+  it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
+    const runs = holdRuns()
     const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
     try {
       await withModel(file, async (m) => {
         const a = m.detect(fill(40), { boxes: [box] })
-        await sentCount(1)  // on the thread
+        await runs.sentCount(1)  // on the thread
         const x = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
         const controller = new AbortController()
         const stale = m.detect(fill(120), { boxes: [box], signal: controller.signal })
         const stale2 = stale.catch((e: unknown) => e)
         const fresh = m.detect(fill(160), { boxes: [box] })
         expect(m.pending.queued).toBe(2)  // both slots busy: the stale and fresh frames wait
-        release()
+        runs.release()
         await a
-        await sentCount(2)  // x on the thread; the stale and fresh frames taken as one batch, waiting for it
+        await runs.sentCount(2)  // x on the thread; the stale and fresh frames taken as one batch, waiting for it
         await vi.waitFor(() => expect(m.pending.queued).toBe(0))
         controller.abort('next frame arrived')
-        release()
+        runs.release()
         await x
-        await sentCount(3)
-        release()
+        await runs.sentCount(3)
+        runs.release()
         expect(await stale2).toMatchObject({ name: 'AbortError', cause: 'next frame arrived' })
         const got = (await fresh)[0].auValues
-        expect(sent.map((b) => b.length)).toEqual([1, 1, 1])  // the stale frame's face never reached the thread
-        expect(sent[2][0]).toBeGreaterThan(sent[1][0])  // the one sent is the fresh frame's (brighter)
-        proto.postMessage = postMessage
+        expect(runs.sent.map((b) => b.length)).toEqual([1, 1, 1])  // the stale frame's face never reached the thread
+        expect(runs.sent[2][0]).toBeGreaterThan(runs.sent[1][0])  // the one sent is the fresh frame's (brighter)
+        runs.restore()
         expect(got).toEqual((await m.detect(fill(160), { boxes: [box] }))[0].auValues)
         expect(m.pending).toEqual({ queued: 0, running: 0 })
       })
     } finally {
-      proto.postMessage = postMessage
+      runs.restore()
+    }
+  })
+
+  it('a call aborted while its batch infers rejects then, not once the inference ends: its frame, preprocessed, is the caller\'s again; its batch-mate gives its own values', async () => {
+    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
+    const want = (await model.detect(fill(160), { boxes: [box] }))[0].auValues
+    const runs = holdRuns()
+    try {
+      await withModel(file, async (m) => {
+        const x = m.detect(fill(40), { boxes: [box] })
+        await runs.sentCount(1)  // on the thread
+        const y = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
+        const controller = new AbortController()
+        const stale = fill(120)
+        const late = m.detect(stale, { boxes: [box], signal: controller.signal })
+        const mate = m.detect(fill(160), { boxes: [box] })
+        runs.release()
+        await x
+        runs.release()
+        await y
+        await runs.sentCount(3)  // the late and mate frames' batch, on the thread and held there
+        controller.abort('deadline passed')
+        expect(await within(late, 2000)).toMatchObject({ name: 'AbortError', cause: 'deadline passed' })
+        expect(runs.held).toBe(1)  // its inference has not ended
+        structuredClone(stale.data.buffer, { transfer: [stale.data.buffer] })  // the caller's again: let go
+        runs.release()
+        expect((await mate)[0].auValues).toEqual(want)
+        expect(runs.sent.map((b) => b.length)).toEqual([1, 1, 2])
+        expect(m.pending).toEqual({ queued: 0, running: 0 })
+      })
+    } finally {
+      runs.restore()
+    }
+  })
+
+  it('a batch whose thread died, run again, reads only the frames of calls still waiting for it: an aborted batch-mate\'s, its caller\'s again once it rejected, is not read', async () => {
+    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
+    const want = (await model.detect(fill(160), { boxes: [box] }))[0].auValues
+    const runs = holdRuns()
+    const native = loadNative()
+    const preprocess = native.preprocess
+    const read: Uint8Array[][] = []  // per preprocessing, the frames it read
+    native.preprocess = (faces, ...rest) => {
+      read.push(faces.map((f) => f.data))
+      return preprocess.call(native, faces, ...rest)
+    }
+    try {
+      await withModel(file, async (m) => {
+        const x = m.detect(fill(40), { boxes: [box] })
+        await runs.sentCount(1)
+        const y = m.detect(fill(80), { boxes: [box] })
+        const controller = new AbortController()
+        const stale = fill(120)
+        const mine = fill(160)
+        const late = m.detect(stale, { boxes: [box], signal: controller.signal })
+        const mate = m.detect(mine, { boxes: [box] })
+        runs.release()
+        await x
+        runs.release()
+        await y
+        await runs.sentCount(3)
+        controller.abort('deadline passed')
+        expect(await within(late, 2000)).toMatchObject({ name: 'AbortError' })
+        stale.data.fill(0)  // its caller's again: a ring buffer takes the camera's next frame
+        runs.kill()  // the thread dies with the batch on it
+        await runs.sentCount(4)  // run again on the replacement
+        runs.release()
+        expect((await mate)[0].auValues).toEqual(want)
+        expect(runs.sent.map((b) => b.length)).toEqual([1, 1, 2, 1])
+        expect(read.map((frames) => frames.length)).toEqual([1, 1, 2, 1])
+        expect(read[3][0]).toBe(mine.data)  // the mate's frame alone, read again
+      }, { workers: 1 })
+    } finally {
+      native.preprocess = preprocess
+      runs.restore()
     }
   })
 

@@ -275,7 +275,7 @@ describe('Scheduler', () => {
     expect(s.pending).toEqual({ queued: 0, running: 0 })
   })
 
-  it('a request whose signal fires while one of its batches runs rejects only once that batch has finished; its queued jobs never run', async () => {
+  it('a request whose signal fires while one of its batches runs rejects only once that batch has finished, when its runner does not say it has read the frames; its queued jobs never run', async () => {
     const gate = deferred<void>()
     const ran: number[][] = []
     const s = new Scheduler<number, number>(async (jobs) => {
@@ -306,9 +306,9 @@ describe('Scheduler', () => {
     const gates = [deferred<void>(), deferred<void>()]
     let phase = 0
     const asked: boolean[][] = []
-    const s = new Scheduler<number, number>(async (jobs, wanted) => {
+    const s = new Scheduler<number, number>(async (jobs, requests) => {
       await gates[phase].promise  // waiting for a busy backend, as a preprocessed CPU batch waits for its thread
-      const w = wanted()
+      const w = requests.wanted()
       asked.push(w)
       if (!w.some(Boolean)) throw new Error('nothing to run')
       return jobs.map((j, i) => (w[i] ? j * 10 : -1))
@@ -332,6 +332,70 @@ describe('Scheduler', () => {
     expect(await b).toEqual([30])
     await s.idle()
     expect(asked).toEqual([[true], [true], [false, false, true], [false]])
+  })
+
+  it('a request whose signal fires once its batch\'s runner has read the frames rejects then, while the batch still runs; its batch-mates resolve when it ends', async () => {
+    const gate = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs, requests) => {
+      requests.framesRead()  // preprocessed: inference follows
+      await gate.promise
+      return jobs.map((j) => j * 10)
+    }, 1, 4)
+    const controller = new AbortController()
+    const late = s.submit([1, 2], controller.signal)
+    const queued = s.submit([3], controller.signal)  // the same signal: waits in the queue
+    const mate = s.submit([4])
+    const busy = s.submit([5])  // both run in the next batch with queued
+    controller.abort('deadline')
+    await expect(late).rejects.toMatchObject({ name: 'AbortError', cause: 'deadline' })
+    await expect(queued).rejects.toMatchObject({ name: 'AbortError', cause: 'deadline' })
+    expect(s.pending).toEqual({ queued: 2, running: 2 })  // [1, 2] still runs, its results for nobody
+    gate.resolve()
+    expect(await mate).toEqual([40])
+    expect(await busy).toEqual([50])
+    await s.idle()
+    expect(s.pending).toEqual({ queued: 0, running: 0 })
+  })
+
+  it('a runner that reads the frames again holds them again, of the requests still wanting their jobs only: one aborted before waits for that reading no more, one aborted during it does', async () => {
+    const steps = [deferred<void>(), deferred<void>(), deferred<void>()]
+    let again: boolean[] = []
+    const opening = deferred<void>()
+    const s = new Scheduler<number, number>(async (jobs, requests) => {
+      if (jobs[0] === 0) return opening.promise.then(() => jobs)  // holds the slot while the others queue
+      requests.framesRead()
+      await steps[0].promise  // the thread dies: the batch is read again
+      again = requests.readFramesAgain()
+      await steps[1].promise  // preprocessing again
+      requests.framesRead()
+      await steps[2].promise
+      return jobs
+    }, 1, 4)
+    const [first, second] = [new AbortController(), new AbortController()]
+    const opened = s.submit([0])
+    const a = s.submit([1], first.signal)
+    const b = s.submit([2], second.signal)
+    const c = s.submit([3])
+    const settled: string[] = []
+    void a.catch(() => settled.push('a'))
+    void b.catch(() => settled.push('b'))
+    opening.resolve()
+    await opened
+    await new Promise((r) => setImmediate(r))
+    first.abort()
+    await new Promise((r) => setImmediate(r))
+    expect(settled).toEqual(['a'])
+    steps[0].resolve()
+    await new Promise((r) => setImmediate(r))
+    expect(again).toEqual([false, true, true])  // a's frame is not read again
+    second.abort()
+    await new Promise((r) => setImmediate(r))
+    expect(settled).toEqual(['a'])  // b's frame is being read again
+    steps[1].resolve()
+    await new Promise((r) => setImmediate(r))
+    expect(settled).toEqual(['a', 'b'])
+    steps[2].resolve()
+    expect(await c).toEqual([3])
   })
 
   it('a look-alike signal whose removeEventListener throws does not keep the call from settling', async () => {

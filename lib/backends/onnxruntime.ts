@@ -8,6 +8,7 @@ import { HEAD_OUTPUTS, type ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, packageRoot } from '../native'
+import type { BatchRequests } from '../scheduler'
 import type { Backend } from './backend'
 import { openExitGate } from './onnxruntime-exit-gate'
 import { disableOnnxRuntimeTelemetry } from './onnxruntime-telemetry'
@@ -130,10 +131,9 @@ function stampModelFiles(model: string, externalData: readonly string[]): { file
 /** The outputs decoding reads (a model may have more, of any type: not fetched). */
 const headOutputs = (spec: ModelSpec) => spec.heads.map((h) => HEAD_OUTPUTS[h].name)
 
-/** The indices of the faces still wanted, in order; undefined when all are. */
-function wantedRows(wanted: boolean[] | undefined, faces: number): number[] | undefined {
-  if (!wanted || wanted.length !== faces || wanted.every(Boolean)) return undefined
-  return wanted.flatMap((w, i) => (w ? [i] : []))
+/** The indices (in the batch) of the faces `wanted` keeps among `rows`, in order. */
+function wantedRows(rows: number[], wanted: boolean[] | undefined): number[] {
+  return wanted ? rows.filter((i) => wanted[i]) : rows
 }
 
 /** Outputs of the faces at `rows` back in their rows of a batch of `faces`; the rows left out hold zeros. */
@@ -315,27 +315,46 @@ export class OnnxRuntimeBackend implements Backend {
     return new OnnxRuntimeBackend(workers, spec, model, loaded, settings, opts.precision ?? 'fp32')
   }
 
-  async run(faces: FaceJob[], wanted?: () => boolean[]): Promise<BatchOutputs> {
+  async run(faces: FaceJob[], requests?: BatchRequests): Promise<BatchOutputs> {
     // A batch may lose threads to crashes not its own (one more than there are workers: each
     // other thread, and one replacement); a call rerun alone after its shared batch used that up
     // (the scheduler's per-call rerun) may lose none, or one bad call would kill every thread.
     const mayLose = faces.some((f) => this.killers.has(f)) ? 0 : this.workers.length
+    const all = faces.map((_, i) => i)
     for (let deaths = 0; ; deaths++) {
-      if (deaths > 0) checkStillWhole(faces)  // read again: the caller may have let a frame go meanwhile
-      const input = this.takeInput(faces.length)
-      const worker = await this.workerInTurn(loadNative().preprocess(faces, this.crop, this.resize, input))
+      // The faces (their indices in the batch) read and run on this try. Run again after its
+      // thread died, a batch reads only the frames of calls still waiting for it: the others
+      // have settled, their frames the callers' again.
+      const rows = deaths === 0 ? all : wantedRows(all, requests?.readFramesAgain())
+      if (rows.length === 0) throw new Error('internal: no face of this batch is still wanted')
+      const read = rows.length === faces.length ? faces : rows.map((i) => faces[i])
+      const input = this.takeInput(read.length)
+      const preprocessed = (async () => {
+        try {
+          if (deaths > 0) checkStillWhole(read)  // read again: the caller may have let a frame go meanwhile
+          await loadNative().preprocess(read, this.crop, this.resize, input)
+        } finally {
+          requests?.framesRead()  // a call aborted from here on rejects without waiting for the inference
+        }
+      })()
+      const worker = await this.workerInTurn(preprocessed)
       try {
         // The batch was preprocessed while another ran, and may have waited a whole inference for
         // this worker: the faces of calls aborted meanwhile (a real-time rig's stale frames) are
         // left out, rather than run for nobody ahead of the frames that replaced them.
-        const rows = wantedRows(wanted?.(), faces.length)
-        if (rows?.length === 0) {
+        const run = wantedRows(rows, requests?.wanted())
+        if (run.length === 0) {
           this.giveBack(input.buffer as ArrayBuffer)
           throw new Error('internal: no face of this batch is still wanted')  // every call in it has already failed or been aborted
         }
-        if (!rows) return await worker.run(input, faces.length)
-        rows.forEach((from, to) => input.copyWithin(to * INPUT_FLOATS, from * INPUT_FLOATS, (from + 1) * INPUT_FLOATS))
-        return spreadRows(await worker.run(input, rows.length), rows, faces.length)
+        if (run.length < rows.length) {
+          let to = 0
+          rows.forEach((i, from) => {
+            if (run[to] === i) input.copyWithin(to++ * INPUT_FLOATS, from * INPUT_FLOATS, (from + 1) * INPUT_FLOATS)
+          })
+        }
+        const outputs = await worker.run(input, run.length)
+        return run.length === faces.length ? outputs : spreadRows(outputs, run, faces.length)
       } catch (e) {
         // Its thread died with the batch on it: run it again (the input went to that thread) on
         // a worker that lives or is replacing it; the batch is not the cause (that would be an
