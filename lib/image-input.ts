@@ -4,7 +4,7 @@ import { types } from 'node:util'
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
 import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
-import { isResizable, plainBytes } from './plain-bytes'
+import { isResizable, plainBytes, viewByteLength } from './plain-bytes'
 import { checkSignal } from './engine-cache/abort'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
 
@@ -56,8 +56,9 @@ function frameBytes(width: number, height: number, stride: number, channels: num
 export function checkStillWhole(jobs: readonly FaceJob[]): void {
   for (const job of jobs) {
     const needed = frameBytes(job.width, job.height, job.stride, CHANNELS_BY_CODE[job.format])
-    if (job.data.byteLength < needed) {
-      throw new Error(`${job.image}.data changed while detect() waited: it now holds ${job.data.byteLength} bytes, ${needed} were checked ` +
+    const holds = viewByteLength(job.data)  // the caller's own view, whose properties it may still change
+    if (holds < needed) {
+      throw new Error(`${job.image}.data changed while detect() waited: it now holds ${holds} bytes, ${needed} were checked ` +
         '(its buffer was detached, transferred or shrunk); keep each frame unchanged until its detect() settles')
     }
   }

@@ -6,6 +6,11 @@ const builtIn = (key: string) => Object.getOwnPropertyDescriptor(typedArrayProto
 const bufferOf = builtIn('buffer') as (this: Uint8Array) => ArrayBufferLike
 const byteOffsetOf = builtIn('byteOffset') as (this: Uint8Array) => number
 const byteLengthOf = builtIn('byteLength') as (this: Uint8Array) => number
+/**
+ * How many bytes a view holds now, by the built-in getter: an own `byteLength` given to a frame's
+ * data after detect() checked it must not hide that its buffer was detached meanwhile.
+ */
+export const viewByteLength = (view: Uint8Array): number => byteLengthOf.call(view)
 export const isResizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get as ((this: ArrayBuffer) => boolean) | undefined
 
 /** A plain Uint8Array over the bytes `data` views (itself, where it is one with nothing of its own over the getters). */

@@ -294,6 +294,17 @@ describe('errors', () => {
     await Promise.all(busy)
   })
 
+  it('a frame transferred while its call waits is found by what its view holds, not by an own byteLength given to it after the call', async () => {
+    const busy = Array.from({ length: 4 }, () => model.detect(frame, { boxes: [box, box] }))
+    const moved = { ...frame, data: new Uint8Array(frame.data) }
+    const waiting = model.detect(moved, { boxes: [box] })
+    Object.defineProperty(moved.data, 'byteLength', { value: moved.data.byteLength })
+    structuredClone(moved.data.buffer, { transfer: [moved.data.buffer] })
+    // Not the addon's own "faces[0].data is shorter than ...", which names no argument of the caller's.
+    await expect(waiting).rejects.toThrow(/^image\.data changed while detect\(\) waited: it now holds 0 bytes, 9216 were checked/)
+    await Promise.all(busy)
+  })
+
   it('a call aborted while it waits for a batch rejects with an AbortError and never runs; the others give their faces; pending counts faces', async () => {
     const want = (await model.detect(frame, { boxes: [box] }))[0].auValues
     // Queued behind busy slots: the stale frame's faces are dropped before their batch forms.
