@@ -2,6 +2,11 @@
 import { access, constants, stat } from 'node:fs/promises'
 
 /** A value as an error message shows it: strings quoted, objects by kind. */
+/** "a Float32Array", "an Int8Array": a type's name with its article. */
+export function aTypeNamed(name: string): string {
+  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`
+}
+
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'function') return 'a function'
@@ -22,7 +27,7 @@ export function notKeyedObject(value: unknown): string | undefined {
   if (Array.isArray(value)) return 'an array'
   if (Buffer.isBuffer(value)) return 'a Buffer'
   const tag = Object.prototype.toString.call(value).slice(8, -1)
-  if (ArrayBuffer.isView(value) || ['ArrayBuffer', 'SharedArrayBuffer', 'Map', 'Set', 'WeakMap', 'WeakSet'].includes(tag)) return `a ${tag}`
+  if (ArrayBuffer.isView(value) || ['ArrayBuffer', 'SharedArrayBuffer', 'Map', 'Set', 'WeakMap', 'WeakSet'].includes(tag)) return aTypeNamed(tag)
   if (typeof (value as { then?: unknown }).then === 'function') return 'a Promise (await it first)'
   return undefined
 }

@@ -3,7 +3,7 @@
 import { types } from 'node:util'
 import { CHIP_SIZE, type CropMode } from './contract'
 import { CHIP_BOX, faceCrop, type Rect } from './crop'
-import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
+import { aTypeNamed, describeValue, notKeyedObject, unknownKeysMessage } from './describe'
 import { isResizable, plainBytes, viewByteLength } from './plain-bytes'
 import { checkSignal } from './engine-cache/abort'
 import type { Box, DetectOptions, ImageInput, PixelFormat } from './types'
@@ -144,10 +144,10 @@ function showValue(value: unknown, depth = 0): string {
   // A typed array (a detector's Float32Array box) would show as {"0":1,"1":2,...}.
   if (ArrayBuffer.isView(value)) {
     const tag = Object.prototype.toString.call(value).slice(8, -1)
-    if (types.isDataView(value)) return `a ${tag}`
+    if (types.isDataView(value)) return aTypeNamed(tag)
     const items = value as unknown as ArrayLike<number>
     const shown = Array.from({ length: Math.min(items.length, SHOWN_ITEMS) }, (_, i) => String(items[i]))
-    return `a ${tag}${items.length > 4 ? ` of ${items.length}` : ''} [${shown.join(', ')}${items.length > SHOWN_ITEMS ? ', ...' : ''}]`
+    return `${aTypeNamed(tag)}${items.length > 4 ? ` of ${items.length}` : ''} [${shown.join(', ')}${items.length > SHOWN_ITEMS ? ', ...' : ''}]`
   }
   if (Array.isArray(value)) {
     if (depth >= 2) return value.length === 0 ? '[]' : '[...]'

@@ -143,6 +143,8 @@ describe('errors', () => {
       /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\. \(1000000 items\)\]$/, TypeError],
     ['a detector\'s box object', () => model.detect(frame, { boxes: [{ x: 10, y: 10, width: 30, height: 30 } as never] }),
       /^options\.boxes\[0\] must be \[x1, y1, x2, y2\], got \{"x": 10, "y": 10, "width": 30, "height": 30\}$/, TypeError],
+    ['signed bytes as data', () => model.detect({ ...frame, data: new Int8Array(frame.data) as never }, { boxes: [box] }),
+      /^image\.data must be a Buffer, Uint8Array or Uint8ClampedArray, got an Int8Array$/, TypeError],
     ['a Proxy of a Uint8Array as data', () => model.detect({ ...frame, data: new Proxy(frame.data, {}) }, { boxes: [box] }),
       /^image\.data must be a Buffer, Uint8Array or Uint8ClampedArray, got an object \(Object\)$/, TypeError],
     ['a square crop reaching past 2^24 px', () => model.detect(frame, { boxes: [box, [-2e7, -2e7, 2e7, 2e7]] }),
