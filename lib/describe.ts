@@ -1,12 +1,12 @@
 // How error messages show a value the caller passed, and why a file could not be read.
 import { access, constants, stat } from 'node:fs/promises'
 
-/** A value as an error message shows it: strings quoted, objects by kind. */
 /** "a Float32Array", "an Int8Array": a type's name with its article. */
 export function aTypeNamed(name: string): string {
-  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`
+  return `${/^[AEIO]/.test(name) ? 'an' : 'a'} ${name}`  // not U: a Uint8Array
 }
 
+/** A value as an error message shows it: strings quoted, objects by kind. */
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'function') return 'a function'
