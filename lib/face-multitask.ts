@@ -185,7 +185,8 @@ export class FaceMultitask {
    * Runs the model on the faces of one image (boxes in options.boxes, or the image is a 256x256
    * chip) or of many images (one box list per image). Faces come back in box order. The frames'
    * memory is read while the call runs: keep it unchanged until the promise settles (which, even
-   * on failure, happens only once nothing of this call is still running).
+   * on failure, happens only once no batch still reads them; a call aborted on the CPU may reject
+   * while its batch's inference still runs, its frames already preprocessed).
    */
   detect(image: ImageInput, options?: DetectOptions<readonly BoxInput[]>): Promise<Face[]>
   detect(images: readonly ImageInput[], options?: DetectOptions<readonly (readonly BoxInput[])[]>): Promise<Face[][]>

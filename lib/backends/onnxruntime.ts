@@ -324,7 +324,8 @@ export class OnnxRuntimeBackend implements Backend {
     for (let deaths = 0; ; deaths++) {
       // The faces (their indices in the batch) read and run on this try. Run again after its
       // thread died, a batch reads only the frames of calls still waiting for it: the others
-      // have settled, their frames the callers' again.
+      // have failed, and have settled (their frames the callers' again) unless another batch
+      // still reads them.
       const rows = deaths === 0 ? all : wantedRows(all, requests?.readFramesAgain())
       if (rows.length === 0) throw new Error('internal: no face of this batch is still wanted')
       const read = rows.length === faces.length ? faces : rows.map((i) => faces[i])
