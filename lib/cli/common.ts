@@ -42,23 +42,6 @@ export function wantsHelp(argv: readonly string[]): boolean {
   return false
 }
 
-/**
- * Runs a node:util parseArgs call (strict, with positionals) and turns its complaints into
- * UsageErrors in plain words: parseCommandArgs(() => parseArgs({ args, options, ... })).
- */
-export function parseCommandArgs<T>(parse: () => T): T {
-  try {
-    return parse()
-  } catch (e) {
-    const err = e as Error & { code?: string }
-    if (typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) {
-      // Node's wording is fine apart from its advice to the program's author about positionals.
-      throw new UsageError(err.message.replace(/\s*To specify a positional argument starting with a '-'.*$/s, '').replace(/\n/g, ' '))
-    }
-    throw e
-  }
-}
-
 /** The `options` of a parseArgs config. */
 export type OptionsConfig = NonNullable<ParseArgsConfig['options']>
 
@@ -74,7 +57,17 @@ export type ParsedCommand<O extends OptionsConfig> = Pick<
  * declared `multiple: true` may repeat; a repeated boolean flag is harmless and allowed.
  */
 export function parseCommand<O extends OptionsConfig>(args: string[], options: O): ParsedCommand<O> {
-  const parsed = parseCommandArgs(() => parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true }))
+  let parsed
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true })
+  } catch (e) {
+    const err = e as Error & { code?: string }
+    if (typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) {
+      // Node's wording is fine apart from its advice to the program's author about positionals.
+      throw new UsageError(err.message.replace(/\s*To specify a positional argument starting with a '-'.*$/s, '').replace(/\n/g, ' '))
+    }
+    throw e
+  }
   const seen = new Map<string, string | undefined>()
   for (const t of parsed.tokens) {
     if (t.kind !== 'option') continue
