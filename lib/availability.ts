@@ -117,7 +117,7 @@ const STATUS_MARK = 'face-multitask tensorrt status: '
  * or a reason: the addon lacks the export, the child crashed or did not answer in time. The
  * caller's event loop keeps running meanwhile (cuInit can take seconds on a machine with many GPUs).
  */
-export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<TensorRtStatus | { reason: string; noBackend?: boolean }> {
+export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<TensorRtStatus | { reason: string }> {
   // The status goes on a line of its own after a marker: the child's stdout is shared with
   // whatever else runs in it (a NODE_OPTIONS preload such as dotenv/config, an APM agent,
   // TensorRT or the driver), whose one printed line would otherwise make the GPU unavailable.
@@ -142,7 +142,7 @@ export function probeTensorrtStatus(addonFile: string, timeoutMs = PROBE_TIMEOUT
       } catch {
         return resolve({ reason: `the TensorRT probe printed no status: ${JSON.stringify(stdout.slice(0, 200))}` })
       }
-      if (raw === null) return resolve({ reason: NO_TENSORRT_BACKEND, noBackend: true })
+      if (raw === null) return resolve({ reason: NO_TENSORRT_BACKEND })
       if (typeof raw !== 'object') return resolve({ reason: "the addon's tensorrtStatus() returned no status" })
       resolve(raw as TensorRtStatus)
     })
