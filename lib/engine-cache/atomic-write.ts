@@ -2,7 +2,6 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { throwIfAborted } from './abort'
 
 async function fsyncDir(dir: string): Promise<void> {
   // Makes the rename durable on POSIX; Windows cannot open a folder this way (and needs nothing).
@@ -51,7 +50,7 @@ export function tempPath(file: string): string {
  * fsynced). On any failure, the data source's included, the temp file is removed and `file` is
  * untouched. `data` may be an (async) iterable of chunks, for data made on the fly.
  */
-export async function writeFileAtomic(file: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+export async function writeFileAtomic(file: string, data: Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
   const dir = path.dirname(file)
   const tmp = tempPath(file)
   let fh: fs.FileHandle | undefined = await fs.open(tmp, 'wx', 0o644)
@@ -59,12 +58,8 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string | 
     if (typeof data === 'string' || data instanceof Uint8Array) {
       await fh.writeFile(data)
     } else {
-      for await (const chunk of data) {
-        throwIfAborted(signal, `writing ${file}`)
-        await fh.writeFile(chunk)
-      }
+      for await (const chunk of data) await fh.writeFile(chunk)
     }
-    throwIfAborted(signal, `writing ${file}`)
     await fh.sync()
     await fh.close()
     fh = undefined
