@@ -247,12 +247,10 @@ export class EngineCache {
    * plan's lock, so that a plan another process is storing meanwhile is not removed as it lands
    * (this waits for a build under way, which `signal` can abandon).
    */
-  async invalidate(partsOrKey: EngineKeyParts | string, reason: string, opts: InvalidateOptions = {}): Promise<void> {
+  async invalidate(parts: EngineKeyParts, reason: string, opts: InvalidateOptions = {}): Promise<void> {
     const { onProgress, refused, signal } = opts
-    const key = typeof partsOrKey === 'string' ? partsOrKey : engineCacheKey(partsOrKey)
-    const find = () => typeof partsOrKey === 'string' ? this.findByKey(key) : this.locate(partsOrKey, key)
-    const first = await find()
-    if (!first) return
+    const key = engineCacheKey(parts)
+    const first = await this.locate(parts, key)
     const name = path.basename(first.plan)
     const say = (m: string) => this.log(m, onProgress)
     const cannotRemove = (e: unknown) => new Error(`${name}: ${reason}; and it cannot be removed from "${this.dir}" (${(e as Error).message}): set options.engineDir to a writable folder`, { cause: e })
@@ -265,8 +263,7 @@ export class EngineCache {
       // unlocked, as best it can be; a removal that is needed and fails says so below.
     }
     try {
-      const found = await find()
-      if (!found) return
+      const found = await this.locate(parts, key)
       if (refused) {
         // Another process may have rebuilt it since these bytes were read: keep what it wrote. No
         // sidecar: another process removed it (and may be storing a new plan): nothing to do here.
