@@ -9,7 +9,7 @@ import { TensorRtBackend } from './backends/tensorrt'
 import { checkBatchOutputs, checkFiniteOutputs, decodeFace } from './decode'
 import { AbortError, abortable, reasonOf } from './engine-cache/abort'
 import { describeValue, notKeyedObject, unknownKeysMessage } from './describe'
-import { CPU_MAX_BATCH, gpuOptions, MAX_THREADS, MAX_WORKERS } from './gpu-options'
+import { CPU_MAX_BATCH, gpuOptions, intOption, MAX_BATCH_LIMIT, MAX_THREADS, MAX_WORKERS } from './gpu-options'
 import { checkStillWhole, type FaceJob, facesToRun, MAX_SIDE, PIXEL_FORMATS } from './image-input'
 import { readOnnxModel } from './onnx-model'
 import { type BatchRequests, Scheduler } from './scheduler'
@@ -21,15 +21,6 @@ const LOAD_OPTIONS = Object.keys({
   model: 1, backend: 1, maxBatch: 1, workers: 1, threads: 1, spinWait: 1, precision: 1, minBatch: 1, optBatch: 1, streams: 1, engineDir: 1,
   builderOptimizationLevel: 1, workspaceMiB: 1, cudaGraphs: 1, onProgress: 1, signal: 1,
 } satisfies Record<keyof LoadOptions, 1>)
-
-function positiveInt(value: unknown, name: string, fallback: number, max = 4096): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number') throw new TypeError(`${name} must be an integer from 1 to ${max}, got ${describeValue(value)}`)
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`${name} must be an integer from 1 to ${max}, got ${String(value)}`)
-  }
-  return value as number
-}
 
 export class FaceMultitask {
   private readonly scheduler: Scheduler<FaceJob, Face>
@@ -76,8 +67,8 @@ export class FaceMultitask {
     if (!(BACKENDS as readonly string[]).includes(backend)) {
       throw new TypeError(`options.backend must be one of ${BACKENDS.join(', ')}, got ${describeValue(backend)}`)
     }
-    const workers = positiveInt(options.workers, 'options.workers', 1, MAX_WORKERS)
-    const threads = options.threads === undefined ? undefined : positiveInt(options.threads, 'options.threads', 1, MAX_THREADS)
+    const workers = intOption(options.workers, 'workers', 1, 1, MAX_WORKERS)
+    const threads = options.threads === undefined ? undefined : intOption(options.threads, 'threads', 1, 1, MAX_THREADS)
     if (options.spinWait !== undefined && typeof options.spinWait !== 'boolean') {
       throw new TypeError(`options.spinWait must be true or false, got ${describeValue(options.spinWait)}`)
     }
@@ -106,7 +97,7 @@ export class FaceMultitask {
         process.stderr.write(`face-multitask: ${fallbackReason}; running on the CPU\n`)
       }
     }
-    const maxBatch = positiveInt(options.maxBatch, 'options.maxBatch', CPU_MAX_BATCH)
+    const maxBatch = intOption(options.maxBatch, 'maxBatch', CPU_MAX_BATCH, 1, MAX_BATCH_LIMIT)
     if (gpu.signal?.aborted) throw new AbortError('FaceMultitask.load() was aborted', { cause: reasonOf(gpu.signal) })
     // The path resolved now: a thread replaced later must load this file, whatever the working folder then.
     const creating = OnnxRuntimeBackend.create(path.resolve(options.model), spec, { workers, threads, spinWait: options.spinWait ?? true, precision: spec.precision, externalData: onnx.externalData })

@@ -37,7 +37,7 @@ export interface GpuOptions {
 }
 
 /** An integer option in [min, max]: TypeError when not a number, RangeError when out of range or fractional. */
-function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
+export function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number') throw new TypeError(`options.${name} must be an integer from ${min} to ${max}, got ${describeValue(value)}`)
   if (!Number.isInteger(value) || value < min || value > max) {
