@@ -1,7 +1,7 @@
 // Which frame region becomes the 256x256 chip, and which box py-feat reports for it. Computed
 // with float32 rounding at each step, as py-feat's torch code computes it on float32 boxes, so
 // the sampling grid (native/preprocess) lands where torch's does.
-import type { CropMode } from './contract'
+import { CHIP_SIZE, type CropMode } from './contract'
 import type { Box } from './types'
 
 /** [x, y, width, height] in frame pixels. */
@@ -49,4 +49,4 @@ export function faceCrop(mode: CropMode, box: Box, width: number, height: number
 }
 
 /** A chip given directly is its own window and box. */
-export const CHIP_BOX: Rect = [0, 0, 256, 256]
+export const CHIP_BOX: Rect = [0, 0, CHIP_SIZE, CHIP_SIZE]

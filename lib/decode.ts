@@ -1,16 +1,14 @@
 // Raw model outputs of a batch -> Face results, shared by every backend. A batch mixes faces of
 // several detect() calls, so each face's arrays are copied out into one small buffer of its own
 // (under 7 KB): a caller that changes or transfers its results touches no other caller's.
-import { type ModelSpec, HEAD_OUTPUTS } from './contract'
+import { CHIP_SIZE, type ModelSpec, HEAD_OUTPUTS, INPUT_SIZE } from './contract'
 import type { Rect } from './crop'
 import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, MESH_POINTS } from './labels'
 import type { Face } from './types'
 
 export type BatchOutputs = Record<string, Float32Array>
 
-const CHIP = 256
-const INPUT = 224
-const CROP_OFFSET = (CHIP - INPUT) / 2 / CHIP // 16/256: the centre crop's offset in chip units
+const CROP_OFFSET = (CHIP_SIZE - INPUT_SIZE) / 2 / CHIP_SIZE // 16/256: the centre crop's offset in chip units
 
 function byName<K extends string>(names: readonly K[], values: Float32Array): Record<K, number> {
   const out = {} as Record<K, number>
@@ -40,8 +38,8 @@ export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect): voi
   } else {
     // crop224_px: pixels of the 224 centre crop of the chip, mapped as the v2.4 code does.
     for (let p = 0; p < MESH_POINTS; p++) {
-      mesh[3 * p] = (mesh[3 * p] / INPUT + CROP_OFFSET) * w + x0
-      mesh[3 * p + 1] = (mesh[3 * p + 1] / INPUT + CROP_OFFSET) * h + y0
+      mesh[3 * p] = (mesh[3 * p] / INPUT_SIZE + CROP_OFFSET) * w + x0
+      mesh[3 * p + 1] = (mesh[3 * p + 1] / INPUT_SIZE + CROP_OFFSET) * h + y0
     }
   }
 }
