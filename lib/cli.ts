@@ -12,8 +12,6 @@ import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from '
 import { BATCH_USAGE, BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 import { packageRoot } from './native'
 
-export type { Io } from './cli/common'
-
 interface Command {
   usage: string
   /** Loaded on use, so `--help` needs neither sharp nor onnxruntime. */

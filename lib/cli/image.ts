@@ -5,8 +5,6 @@ import { type DecodedImage, readImage as decode } from '../read-image'
 import { isPassingFileError } from '../describe'
 import { CliError, messageOf } from './common'
 
-export type { DecodedImage }
-
 /**
  * `pipe`: a FIFO (`/dev/stdin` with the image piped in, a named pipe) is read to its end and
  * decoded from its bytes (detect's one image). Without it (batch), a FIFO is refused as the
