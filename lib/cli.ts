@@ -6,11 +6,8 @@
 // Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
 // 3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C).
-import fs from 'node:fs'
-import path from 'node:path'
-import { CliError, type Io, messageOf, processIo, UsageError, wantsHelp } from './cli/common'
+import { CliError, type Io, messageOf, packageVersion, processIo, UsageError, wantsHelp } from './cli/common'
 import { BATCH_USAGE, BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
-import { packageRoot } from './native'
 
 interface Command {
   usage: string
@@ -28,14 +25,6 @@ const COMMANDS: Record<string, Command> = {
   build: { usage: BUILD_USAGE, run: async (argv, io) => (await import('./cli/build')).buildCommand(argv, io) },
 }
 
-function version(): string {
-  try {
-    return String(JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version)
-  } catch {
-    return 'unknown'
-  }
-}
-
 async function dispatch(argv: string[], io: Io): Promise<number> {
   const [first, ...rest] = argv
   if (first === undefined) {
@@ -44,7 +33,7 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
   }
   if (first === '--version' || first === '-v') {
     if (rest.length > 0) throw new UsageError(`${first} takes no arguments, got ${rest.map((a) => `"${a}"`).join(', ')}`)
-    io.out(version())
+    io.out(packageVersion())
     return 0
   }
   // `--help detect` as `help detect`.

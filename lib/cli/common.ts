@@ -1,8 +1,11 @@
 // What every CLI command shares: the output sink, the errors that carry an exit code, a
-// wrapper for node:util parseArgs whose complaints become usage errors (exit 2), and the check
-// that a file given on the command line can be read.
+// wrapper for node:util parseArgs whose complaints become usage errors (exit 2), the check
+// that a file given on the command line can be read, and the package's version.
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { readableFile } from '../describe'
+import { packageRoot } from '../native'
 
 export { messageOf } from '../describe'
 
@@ -91,3 +94,11 @@ export async function checkReadableFile(file: string, label?: string): Promise<v
   if ('problem' in f) throw new CliError(`${label ? `${label}: ` : ''}cannot read "${file}": ${f.problem}`)
 }
 
+/** The package's version (its package.json), or 'unknown' where that cannot be read. */
+export function packageVersion(): string {
+  try {
+    return String(JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version)
+  } catch {
+    return 'unknown'
+  }
+}

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { type Availability, available, onnxruntimeVersion } from '../availability'
 import { NAPI_VERSION, nativeAddonPath, packageRoot } from '../native'
-import { type Io, UsageError, parseCommand } from './common'
+import { type Io, packageVersion, UsageError, parseCommand } from './common'
 
 export interface DoctorReport {
   package: { name: string; version: string; root: string }
@@ -14,14 +14,6 @@ export interface DoctorReport {
   backends: Availability
   /** problem: why the folder cannot be used at all (a file in the way), when that is so. */
   engineCache: { dir: string; exists: boolean; writable: boolean; plans: number; problem?: string }
-}
-
-async function packageVersion(root: string): Promise<string> {
-  try {
-    return String(JSON.parse(await fs.readFile(path.join(root, 'package.json'), 'utf8')).version)
-  } catch {
-    return 'unknown'
-  }
 }
 
 /** The nearest folder on dir's path that exists (or the file that stops the path), with its stats. */
@@ -74,7 +66,7 @@ export async function doctorReport(engineDir?: string): Promise<DoctorReport> {
   const backends = await available()
   const napi = process.versions.napi ? Number(process.versions.napi) : undefined
   return {
-    package: { name: 'face-multitask', version: await packageVersion(root), root },
+    package: { name: 'face-multitask', version: packageVersion(), root },
     node: { version: process.version, napi, napiNeeded: NAPI_VERSION, platform: `${process.platform}-${process.arch}` },
     addon: { path: nativeAddonPath(), loaded: nativeAddonPath() !== undefined },
     // Whether it is installed, apart from whether the CPU backend runs (a missing addon stops that too).
