@@ -15,7 +15,7 @@ import { readOnnxModel } from './onnx-model'
 import { type BatchRequests, Scheduler } from './scheduler'
 import type { BoxInput, DetectOptions, Face, ImageInput, LoadOptions, ModelInfo, PixelFormat } from './types'
 
-const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const
+export const BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const  // onnxruntime: cpu's other name
 /** What load() may be given: LoadOptions' keys, every one (the type makes this list complete). */
 const LOAD_OPTIONS = Object.keys({
   model: 1, backend: 1, maxBatch: 1, workers: 1, threads: 1, spinWait: 1, precision: 1, minBatch: 1, optBatch: 1, streams: 1, engineDir: 1,

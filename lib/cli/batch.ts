@@ -28,7 +28,7 @@ import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
 import { syntheticWarning } from './notices'
 import { type BatchHeader, notRegular, type OpenedLog, ResultLog } from './result-log'
-import { CLI_BACKENDS, type CliBackend, loadModel } from './run-model'
+import { backendFlag, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
   list: string
@@ -61,8 +61,7 @@ function batchArgs(argv: string[]): BatchArgs {
   if (!values.model) throw new UsageError('--model is required: the ONNX file to run (made by `face-multitask export`)')
   if (!values.out) throw new UsageError('--out is required: the results file (JSON lines; a rerun with the same --out goes on where the last run stopped)')
   if (values.out === '-') throw new UsageError('--out: "-" (stdout) cannot hold the results: batch writes them to a file, which a rerun with the same --out goes on from')
-  const backend = values.backend ?? 'auto'
-  if (!(CLI_BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
+  const backend = backendFlag(values.backend)
   const concurrency = intFlag(values.concurrency, 'concurrency', MAX_CONCURRENCY) ?? 32
   const workers = intFlag(values.workers, 'workers', MAX_WORKERS)
   const threads = intFlag(values.threads, 'threads', MAX_THREADS)
@@ -70,7 +69,7 @@ function batchArgs(argv: string[]): BatchArgs {
     ...engineOptions(values), ...(workers !== undefined ? { workers } : {}), ...(threads !== undefined ? { threads } : {}),
     ...(values['no-spin-wait'] ? { spinWait: false } : {}),
   }
-  return { list: positionals[0], model: values.model, out: values.out, backend: backend as CliBackend, engine, concurrency, mesh: !values['no-mesh'] }
+  return { list: positionals[0], model: values.model, out: values.out, backend, engine, concurrency, mesh: !values['no-mesh'] }
 }
 
 interface Entry {

@@ -7,7 +7,7 @@ import { ENGINE_FLAGS, type EngineOptions, engineOptions } from './engine-flags'
 import { faceTable, facesJson, runLine } from './format'
 import { imageName, readImage } from './image'
 import { syntheticWarning } from './notices'
-import { CLI_BACKENDS, type CliBackend, type RunResult, runModel } from './run-model'
+import { backendFlag, type CliBackend, type RunResult, runModel } from './run-model'
 
 export const NO_BOXES_MESSAGE = '--boxes is required: face detection is not built in yet (give boxes, or a 256x256 chip)'
 
@@ -44,16 +44,13 @@ function detectArgs(argv: string[]): DetectArgs {
   if (values.model === undefined || values.model === '') {
     throw new UsageError('--model is required: the ONNX file to run (made by `face-multitask export`; `face-multitask demo` runs a synthetic one)')
   }
-  const backend = values.backend ?? 'auto'
-  if (!(CLI_BACKENDS as readonly string[]).includes(backend)) {
-    throw new UsageError(`--backend must be one of ${CLI_BACKENDS.join(', ')}, got "${backend}"`)
-  }
+  const backend = backendFlag(values.backend)
   return {
     image: positionals[0],
     model: values.model,
     boxes: values.boxes === undefined ? undefined : parseBoxes(joinBoxes(values.boxes)),
     json: values.json ?? false,
-    backend: backend as CliBackend,
+    backend,
     engine: engineOptions(values),
   }
 }

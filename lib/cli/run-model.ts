@@ -1,14 +1,19 @@
 // Load the model (what detect, demo and batch share), run one image's faces, close the model.
 import { performance } from 'node:perf_hooks'
-import { FaceMultitask } from '../face-multitask'
+import { BACKENDS, FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, Face, ImageInput, LoadOptions, ModelInfo } from '../types'
 import { CliError, UsageError, messageOf } from './common'
 import { type EngineOptions, flagNames } from './engine-flags'
 import { BuildProgressView } from './progress'
 
-export const CLI_BACKENDS = ['auto', 'cpu', 'onnxruntime', 'tensorrt'] as const  // onnxruntime: cpu's other name, as in load()
-export type CliBackend = (typeof CLI_BACKENDS)[number]
+export type CliBackend = (typeof BACKENDS)[number]
+
+/** --backend's value (auto when absent), checked: a UsageError naming the flag. */
+export function backendFlag(value = 'auto'): CliBackend {
+  if (!(BACKENDS as readonly string[]).includes(value)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${value}"`)
+  return value as CliBackend
+}
 
 export interface RunRequest {
   model: string
