@@ -14,8 +14,7 @@
 // bare session each get every core while they run, and neither is timed while the other works.
 // Progress goes to stderr; the table (and with --json, a JSON document after it) to stdout.
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { createReadStream, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -23,6 +22,7 @@ import * as ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE, META_PREFIX, type ModelSpec, readModelSpec } from '../lib/contract'
 import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
+import { hashFile } from '../lib/engine-cache/key'
 import { type FaceJob, facesToRun } from '../lib/image-input'
 import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
 import { type SessionSettings, sessionOptions } from '../lib/backends/onnxruntime-session-options'
@@ -727,13 +727,6 @@ function runChild(cmd: string, args: string[], what: string): Promise<string> {
   })
 }
 
-function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256')
-    createReadStream(file).on('error', reject).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex')))
-  })
-}
-
 /**
  * The checkpoint --model was exported from: --checkpoint, else from the model's metadata
  * (source_file; random_seed: scripts/export_onnx.py writes random weights to <out>/random-seed<N>/).
@@ -755,7 +748,7 @@ async function findCheckpoint(model: string, meta: Record<string, string>, given
     }
   }
   const want = meta[`${META_PREFIX}checkpoint_sha256`]
-  const sha256 = await sha256File(file)
+  const sha256 = await hashFile(file)
   if (want !== undefined && want !== sha256) {
     throw new Error(`${file} is not the checkpoint ${path.basename(model)} was exported from (sha256 ${sha256}, the model's metadata says ${want})`)
   }
