@@ -554,7 +554,7 @@ const PARITY_BOXES = path.join(packageRoot(), 'scripts', 'face-boxes.json')
 const FACE_LABEL_PREFIX = 'face'
 const WARM_MIN_CALLS = 2
 const WARM_FRACTION = 0.2
-/** detect() calls our side keeps in flight, as measurePipeline does (a busy caller). */
+/** detect() calls our side keeps in flight, as openPipeline's rounds do (a busy caller). */
 const OURS_IN_FLIGHT = 2
 
 interface BoxesFile {
