@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path'
 import { onnx } from 'onnx-proto'
 import { GENERATIONS, HEAD_OUTPUTS, INPUT_NAME, INPUT_SIZE, type Generation, type Head } from '../lib/contract'
 import { contractMetadata } from '../lib/contract-metadata'
+import type { Io } from '../lib/cli/common'
 import { GENERATION_CONVENTIONS } from '../lib/generations'
 
 const POOL = 32
@@ -141,11 +142,6 @@ Its outputs depend on the input but mean nothing.
   --variant G      same as --generation
   --seed N         integer seed of the weights, 0..4294967295 (default 1)
   --help           print this help`
-
-export interface Io {
-  out: (line: string) => void
-  err: (line: string) => void
-}
 
 class UsageError extends Error {}
 
