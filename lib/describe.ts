@@ -1,4 +1,4 @@
-// How error messages show a value the caller passed, and why a file could not be read.
+// How error messages show a value the caller passed, and why a file could not be read or written.
 import { access, constants, stat } from 'node:fs/promises'
 
 /** "a Float32Array", "an Int8Array": a type's name with its article. */
@@ -58,6 +58,12 @@ const PASSING = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EIO', 'EAGAIN', 'EBUSY',
 
 export function isPassingFileError(e: unknown): boolean {
   return PASSING.has((e as NodeJS.ErrnoException)?.code ?? '')
+}
+
+/** Whether an error says this process may not write there (permissions, a read-only file system). */
+export function notWritable(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
 }
 
 /** The message of anything thrown, for one line of output. */

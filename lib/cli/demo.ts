@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { makeFixtureModel } from '../../scripts/make-fixture'
 import { GENERATIONS, type Generation } from '../contract'
+import { notWritable } from '../describe'
 import { packageRoot } from '../native'
 import { boxText } from './boxes'
 import { CliError, type Io, UsageError, messageOf, parseCommand } from './common'
@@ -54,11 +55,6 @@ async function ensureFile(file: string, bytes: Uint8Array): Promise<'written' | 
   return 'written'
 }
 
-function unwritable(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException).code
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
-}
-
 /** The demo's folder: --out-dir, else engines/demo in the package, else (read-only install) a temp folder. */
 async function demoDir(outDir: string | undefined): Promise<{ dir: string; note?: string }> {
   const dir = outDir !== undefined ? path.resolve(outDir) : path.join(packageRoot(), 'engines', 'demo')
@@ -66,7 +62,7 @@ async function demoDir(outDir: string | undefined): Promise<{ dir: string; note?
     await mkdir(dir, { recursive: true })
     return { dir }
   } catch (e) {
-    if (outDir !== undefined || !unwritable(e)) throw new CliError(`cannot create the demo folder "${dir}": ${messageOf(e)}`)
+    if (outDir !== undefined || !notWritable(e)) throw new CliError(`cannot create the demo folder "${dir}": ${messageOf(e)}`)
     const fallback = path.join(tmpdir(), 'face-multitask-demo')
     await mkdir(fallback, { recursive: true })
     return { dir: fallback, note: `${dir} is not writable; using ${fallback}` }

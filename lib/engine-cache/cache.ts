@@ -16,6 +16,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { notWritable } from '../describe'
 import { packageRoot } from '../native'
 import type { EngineProgress } from '../types'
 import { AbortError, abortable, reasonOf, throwIfAborted } from './abort'
@@ -578,9 +579,4 @@ function storeFailure(e: unknown): string {
   if (code === 'EDQUOT') return 'the disk quota is used up'
   if (notWritable(e)) return 'the folder is not writable'
   return (e as Error).message
-}
-
-function notWritable(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException).code
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
 }
