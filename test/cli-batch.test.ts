@@ -9,7 +9,6 @@ import { hostname } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
-import { main } from '../lib/cli'
 import { formatSeconds, Progress } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
 import { FileLock } from '../lib/engine-cache'
@@ -20,19 +19,13 @@ import { makeFixtureModel } from '../scripts/make-fixture'
 import { withExternalData } from './helpers/external-data'
 import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
+import { run } from './helpers/run-cli'
 
 const dir = tempDir('batch')
 const model = path.join(dir, 'fixture.onnx')
 const otherModel = path.join(dir, 'other.onnx')
 const list = path.join(dir, 'list.jsonl')
 const boxes: Box[] = [[100, 50, 260, 220], [20, 30, 80, 90]]
-
-async function run(...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
 
 /** Runs the CLI with `spy` in place (fault injection), restored after. */
 async function runWith(spy: { mockRestore(): void }, ...argv: string[]) {

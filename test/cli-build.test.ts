@@ -5,24 +5,17 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it, vi } from 'vitest'
 import { tensorrtAvailability } from '../lib/availability'
-import { main } from '../lib/cli'
 import { BuildProgressView } from '../lib/cli/progress'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
+import { run } from './helpers/run-cli'
 
 const dir = tempDir('cli-build')
 const model = path.join(dir, 'fixture.onnx')
 writeFileSync(model, makeFixtureModel({ generation: 'v2.5' }))
-
-async function run(...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
 
 describe('face-multitask build', () => {
   it('--help works without a GPU, and the main help lists the command', async () => {

@@ -7,21 +7,14 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { onnx } from 'onnx-proto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { main } from '../lib/cli'
 import { packageRoot } from '../lib/native'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { FaceMultitask } from '../lib/face-multitask'
 import { withExternalData } from './helpers/external-data'
 import { tempDir } from './helpers/temp-dir'
+import { run } from './helpers/run-cli'
 
 const dir = tempDir('cli-files')
-
-async function run(...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
 
 /** A safetensors file: 8-byte little-endian header length, the JSON header, then the data. */
 /** config: an object (as JSON), the metadata's text itself (a string), or null for none. */

@@ -7,7 +7,6 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
-import { main } from '../lib/cli'
 import { faceToJson } from '../lib/cli/format'
 import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -16,6 +15,7 @@ import type { Box } from '../lib/types'
 import { emptyPng, withIccChunk } from './helpers/png'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import { tempDir } from './helpers/temp-dir'
+import { run } from './helpers/run-cli'
 
 const dir = tempDir('cli')
 const model = path.join(dir, 'fixture.onnx')
@@ -23,13 +23,6 @@ const W = 320
 const H = 240
 const boxes: Box[] = [[100, 50, 260, 250], [20, 30, 80, 90]]
 const boxesArg = boxes.map((b) => b.join(',')).join(';')
-
-async function run(...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
 
 /** A deterministic RGB test picture: gradients and stripes, so the crops differ. */
 function pixels(width: number, height: number): Buffer {

@@ -6,24 +6,17 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { available } from '../lib/availability'
-import { main } from '../lib/cli'
 import { DOCTOR_USAGE, MAIN_USAGE } from '../lib/cli/usage'
 import { NAPI_VERSION, nativeAddonPath } from '../lib/native'
 import { withoutTensorrt } from './helpers/without-tensorrt'
 import { tempDir } from './helpers/temp-dir'
+import { run } from './helpers/run-cli'
 
 const scratch = tempDir('doctor')
 
 const ortVersion = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-
-async function run(...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
-  return { code, out: out.join('\n'), err: err.join('\n') }
-}
 
 describe('face-multitask doctor', () => {
   it('prints each backend (available, or exactly why not), the addon, Node, N-API and onnxruntime-node', async (ctx) => {
