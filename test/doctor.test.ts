@@ -1,7 +1,7 @@
 // `face-multitask doctor`: each backend available or the exact reason, the addon path, Node and
 // N-API, onnxruntime-node; in-process through main() and once as the compiled bin.
 import { execFile } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'

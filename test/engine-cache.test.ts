@@ -974,7 +974,7 @@ describe('across processes', () => {
   }, 20_000)
 
   it('the same ONNX bytes under another file name: one build across processes, the other name loads it', async () => {
-    const { dir, parts, markerDir, child } = await childBuilding('renamed')
+    const { dir, parts, child } = await childBuilding('renamed')
     const renamed = { ...parts, onnxName: 'copy-of-the-model.onnx' }
     const cache = new EngineCache({ engineDir: dir, log: () => {} })
     const { state, build } = counter()
