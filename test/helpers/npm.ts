@@ -1,5 +1,3 @@
-// npm's own CLI script, for tests that run npm scripts with `node npm-cli.js` (under a PATH
-// that may have no npm on it).
 import fs from 'node:fs'
 import path from 'node:path'
 
