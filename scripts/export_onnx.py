@@ -778,12 +778,6 @@ def contract_metadata(gen: str, extra: dict[str, str], metadata_json: Path | Non
     return meta
 
 
-def onnx_opset(path: Path) -> int | None:
-    import onnx
-    m = onnx.load(str(path), load_external_data=False)
-    return {o.domain or "ai.onnx": o.version for o in m.opset_import}.get("ai.onnx")
-
-
 def export_onnx_fp32(wrapper, output_names: list[str], path: Path, opset: int) -> None:
     """Writes the FP32 ONNX file with the TorchScript exporter (dynamo=False). Not the dynamo
     exporter: torch 2.14's writes opset 18 only (its down-conversion to 17 fails on this model),

