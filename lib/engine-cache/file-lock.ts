@@ -12,8 +12,7 @@
 // holder's clock may lag): then it is taken over, by one waiter at a time (takeOver()). Waiting
 // polls with backoff and honours an AbortSignal. proper-lockfile is not used: it judges staleness by mtime
 // alone (a crashed builder would block the others for the whole stale timeout, which must be long
-// because builds take minutes), its waiting cannot be aborted, and it brings three dependencies
-// for what is ~200 lines here.
+// because builds take minutes), its waiting cannot be aborted, and it brings three dependencies.
 import { randomBytes } from 'node:crypto'
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs'
 import fs from 'node:fs/promises'
