@@ -396,12 +396,34 @@ describe('errors', () => {
     }
   }
 
+  /** A frame of one value: brighter frames give larger first chip values. */
+  const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
+
+  /**
+   * Two calls formed into one batch behind two others, that batch then sent to the thread and
+   * held there: `late` (its signal `controller`'s, its frame `stale`) and `mate` (frame `mine`).
+   */
+  async function heldBatchOfTwo(m: FaceMultitask, runs: ReturnType<typeof holdRuns>) {
+    const x = m.detect(fill(40), { boxes: [box] })
+    await runs.sentCount(1)  // on the thread
+    const y = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
+    const controller = new AbortController()
+    const [stale, mine] = [fill(120), fill(160)]
+    const late = m.detect(stale, { boxes: [box], signal: controller.signal })
+    const mate = m.detect(mine, { boxes: [box] })
+    runs.release()
+    await x
+    runs.release()
+    await y
+    await runs.sentCount(3)  // late and mate as one batch, on the thread and held there
+    return { controller, stale, mine, late, mate }
+  }
+
   /** What a promise has settled with within `ms`, or 'still pending'. */
   const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.catch((e: unknown) => e), new Promise<string>((r) => setTimeout(() => r('still pending'), ms))])
 
   it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
     const runs = holdRuns()
-    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
     try {
       await withModel(file, async (m) => {
         const a = m.detect(fill(40), { boxes: [box] })
@@ -435,23 +457,11 @@ describe('errors', () => {
   })
 
   it('a call aborted while its batch infers rejects then, not once the inference ends: its frame, preprocessed, is the caller\'s again; its batch-mate gives its own values', async () => {
-    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
     const want = (await model.detect(fill(160), { boxes: [box] }))[0].auValues
     const runs = holdRuns()
     try {
       await withModel(file, async (m) => {
-        const x = m.detect(fill(40), { boxes: [box] })
-        await runs.sentCount(1)  // on the thread
-        const y = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
-        const controller = new AbortController()
-        const stale = fill(120)
-        const late = m.detect(stale, { boxes: [box], signal: controller.signal })
-        const mate = m.detect(fill(160), { boxes: [box] })
-        runs.release()
-        await x
-        runs.release()
-        await y
-        await runs.sentCount(3)  // the late and mate frames' batch, on the thread and held there
+        const { controller, stale, late, mate } = await heldBatchOfTwo(m, runs)
         controller.abort('deadline passed')
         expect(await within(late, 2000)).toMatchObject({ name: 'AbortError', cause: 'deadline passed' })
         expect(runs.held).toBe(1)  // its inference has not ended
@@ -467,7 +477,6 @@ describe('errors', () => {
   })
 
   it('a batch whose thread died, run again, reads only the frames of calls still waiting for it: an aborted batch-mate\'s, its caller\'s again once it rejected, is not read', async () => {
-    const fill = (v: number) => ({ ...frame, data: new Uint8Array(W * H * 3).fill(v) })
     const want = (await model.detect(fill(160), { boxes: [box] }))[0].auValues
     const runs = holdRuns()
     const native = loadNative()
@@ -479,19 +488,7 @@ describe('errors', () => {
     }
     try {
       await withModel(file, async (m) => {
-        const x = m.detect(fill(40), { boxes: [box] })
-        await runs.sentCount(1)
-        const y = m.detect(fill(80), { boxes: [box] })
-        const controller = new AbortController()
-        const stale = fill(120)
-        const mine = fill(160)
-        const late = m.detect(stale, { boxes: [box], signal: controller.signal })
-        const mate = m.detect(mine, { boxes: [box] })
-        runs.release()
-        await x
-        runs.release()
-        await y
-        await runs.sentCount(3)
+        const { controller, stale, mine, late, mate } = await heldBatchOfTwo(m, runs)
         controller.abort('deadline passed')
         expect(await within(late, 2000)).toMatchObject({ name: 'AbortError' })
         stale.data.fill(0)  // its caller's again: a ring buffer takes the camera's next frame
