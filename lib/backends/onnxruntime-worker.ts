@@ -19,7 +19,7 @@ export interface WireTensor {
 }
 
 export type WorkerReply =
-  | { type: 'loaded'; inputs: string[]; outputs: string[] }
+  | { type: 'loaded' }
   | { type: 'result'; id: number; outputs: Record<string, WireTensor>; input?: ArrayBuffer }
   | { type: 'error'; id?: number; message: string; input?: ArrayBuffer }
 
@@ -56,7 +56,7 @@ port.on('message', async (msg: WorkerRequest) => {
       })
       if (!session) return // the process is exiting: this thread is about to end
       fetches = msg.outputs.filter((name) => session!.outputNames.includes(name))
-      send({ type: 'loaded', inputs: [...session.inputNames], outputs: [...session.outputNames] })
+      send({ type: 'loaded' })
     } catch (e) {
       send({ type: 'error', message: (e as Error).message })
     }
