@@ -393,6 +393,15 @@ describe('errors', () => {
       kill: () => held.shift()!.kill(),
       get held() { return held.length },
       restore: () => { proto.postMessage = postMessage },
+      /** `body`, after which (even when it fails) nothing more is held and what is held is sent, so the model's close() can end. */
+      whileHeld: (body: (m: FaceMultitask) => Promise<void>) => async (m: FaceMultitask) => {
+        try {
+          await body(m)
+        } finally {
+          proto.postMessage = postMessage
+          for (const h of held.splice(0)) h.release()
+        }
+      },
     }
   }
 
@@ -413,6 +422,7 @@ describe('errors', () => {
     const mate = m.detect(mine, { boxes: [box] })
     runs.release()
     await x
+    await runs.sentCount(2)  // y on the thread (it may not be yet when x's call settles)
     runs.release()
     await y
     await runs.sentCount(3)  // late and mate as one batch, on the thread and held there
@@ -425,7 +435,7 @@ describe('errors', () => {
   it('a call aborted while its batch, already preprocessed, waits for the busy inference thread is not inferred; its batch-mates are, with their own values', async () => {
     const runs = holdRuns()
     try {
-      await withModel(file, async (m) => {
+      await withModel(file, runs.whileHeld(async (m) => {
         const a = m.detect(fill(40), { boxes: [box] })
         await runs.sentCount(1)  // on the thread
         const x = m.detect(fill(80), { boxes: [box] })  // the second slot: preprocessed, waits for the thread
@@ -450,7 +460,7 @@ describe('errors', () => {
         runs.restore()
         expect(got).toEqual((await m.detect(fill(160), { boxes: [box] }))[0].auValues)
         expect(m.pending).toEqual({ queued: 0, running: 0 })
-      })
+      }))
     } finally {
       runs.restore()
     }
@@ -460,7 +470,7 @@ describe('errors', () => {
     const want = (await model.detect(fill(160), { boxes: [box] }))[0].auValues
     const runs = holdRuns()
     try {
-      await withModel(file, async (m) => {
+      await withModel(file, runs.whileHeld(async (m) => {
         const { controller, stale, late, mate } = await heldBatchOfTwo(m, runs)
         controller.abort('deadline passed')
         expect(await within(late, 2000)).toMatchObject({ name: 'AbortError', cause: 'deadline passed' })
@@ -470,7 +480,7 @@ describe('errors', () => {
         expect((await mate)[0].auValues).toEqual(want)
         expect(runs.sent.map((b) => b.length)).toEqual([1, 1, 2])
         expect(m.pending).toEqual({ queued: 0, running: 0 })
-      })
+      }))
     } finally {
       runs.restore()
     }
@@ -487,7 +497,7 @@ describe('errors', () => {
       return preprocess.call(native, faces, ...rest)
     }
     try {
-      await withModel(file, async (m) => {
+      await withModel(file, runs.whileHeld(async (m) => {
         const { controller, stale, mine, late, mate } = await heldBatchOfTwo(m, runs)
         controller.abort('deadline passed')
         expect(await within(late, 2000)).toMatchObject({ name: 'AbortError' })
@@ -499,7 +509,7 @@ describe('errors', () => {
         expect(runs.sent.map((b) => b.length)).toEqual([1, 1, 2, 1])
         expect(read.map((frames) => frames.length)).toEqual([1, 1, 2, 1])
         expect(read[3][0]).toBe(mine.data)  // the mate's frame alone, read again
-      }, { workers: 1 })
+      }), { workers: 1 })
     } finally {
       native.preprocess = preprocess
       runs.restore()
