@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
+import type { ModelSpec } from './contract'
 
 const PACKAGE_NAME = 'face-multitask'
 /** The N-API version the addon is built against (NAPI_VERSION in CMakeLists.txt). */
@@ -33,6 +34,11 @@ export interface NativeAddon {
   preprocessSync(faces: readonly NativeFace[], crop: 0 | 1, resize: 0 | 1, out: Float32Array): void
   /** Floats per face in the model input: 3 * 224 * 224. */
   readonly inputFloats: number
+}
+
+/** The addon's crop and resize codes for a model (see NativeAddon.preprocess). */
+export function nativeModes(spec: ModelSpec): { crop: 0 | 1; resize: 0 | 1 } {
+  return { crop: spec.crop === 'square' ? 1 : 0, resize: spec.resize === 'antialias_bilinear' ? 1 : 0 }
 }
 
 interface NodeGypBuild {

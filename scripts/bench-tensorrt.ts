@@ -11,7 +11,7 @@ import { engineOnnx } from '../lib/backends/engine-onnx'
 import { disableOnnxRuntimeTelemetry } from '../lib/backends/onnxruntime-telemetry'
 import { FaceMultitask } from '../lib/face-multitask'
 import { facesToRun } from '../lib/image-input'
-import { loadNative } from '../lib/native'
+import { loadNative, nativeModes } from '../lib/native'
 import type { Box, GpuStages } from '../lib/types'
 import { makeBoxes, makeFrame } from './bench'
 
@@ -109,7 +109,8 @@ export async function benchTensorrt(opts: { model: string; seconds: number; stre
       const row: Row = { batch, facesPerSecond: await throughput(() => model.detect(frame, { boxes: bx }), batch, opts.streams + 1, opts.seconds) }
       const input = new Float32Array(batch * 3 * 224 * 224)
       const jobs = facesToRun(frame, { boxes: bx }, spec.crop).perImage.flat()
-      loadNative().preprocessSync(jobs, spec.crop === 'square' ? 1 : 0, spec.resize === 'antialias_bilinear' ? 1 : 0, input)
+      const { crop, resize } = nativeModes(spec)
+      loadNative().preprocessSync(jobs, crop, resize, input)
       const feeds = { input: new ort.Tensor('float32', input, [batch, 3, 224, 224]) }
       for (const name of ['tensorrt', 'cuda'] as const) {
         const s = sessions[name]

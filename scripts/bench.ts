@@ -24,7 +24,7 @@ import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { hashFile } from '../lib/engine-cache/key'
 import { type FaceJob, facesToRun } from '../lib/image-input'
-import { loadNative, nativeAddonPath, packageRoot } from '../lib/native'
+import { loadNative, nativeAddonPath, nativeModes, packageRoot } from '../lib/native'
 import { type SessionSettings, sessionOptions } from '../lib/backends/onnxruntime-session-options'
 import type { Box, ImageInput } from '../lib/types'
 import { exportPython } from '../lib/cli/export'
@@ -276,11 +276,6 @@ function timeSplit<T>(untimed: () => T, timed: (prepared: T) => number, b: Budge
 }
 
 // ---------------------------------------------------------------- the measurements
-
-/** The native crop/resize flags the CPU backend derives from the model's metadata. */
-function nativeModes(spec: ModelSpec): { crop: 0 | 1; resize: 0 | 1 } {
-  return { crop: spec.crop === 'square' ? 1 : 0, resize: spec.resize === 'antialias_bilinear' ? 1 : 0 }
-}
 
 /** The face jobs detect() makes for these boxes: same crops, so the stages do the pipeline's work. */
 function faceJobs(spec: ModelSpec, frame: ImageInput, boxes: Box[]): FaceJob[] {

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads'
 import { HEAD_OUTPUTS, type ModelSpec } from '../contract'
 import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
-import { loadNative, packageRoot } from '../native'
+import { loadNative, nativeModes, packageRoot } from '../native'
 import type { BatchRequests } from '../scheduler'
 import type { Backend } from './backend'
 import { openExitGate } from './onnxruntime-exit-gate'
@@ -162,8 +162,8 @@ export interface OnnxRuntimeOptions {
 export class OnnxRuntimeBackend implements Backend {
   readonly name = 'onnxruntime' as const
   readonly device: string
-  private readonly crop: 0 | 1
-  private readonly resize: 0 | 1
+  /** The addon's crop and resize codes for this model. */
+  private readonly modes: { crop: 0 | 1; resize: 0 | 1 }
 
   private constructor(
     private readonly workers: SessionWorker[],
@@ -174,8 +174,7 @@ export class OnnxRuntimeBackend implements Backend {
     private readonly settings: SessionSettings,
     readonly precision: string,
   ) {
-    this.crop = spec.crop === 'square' ? 1 : 0
-    this.resize = spec.resize === 'antialias_bilinear' ? 1 : 0
+    this.modes = nativeModes(spec)
     this.idle = [...workers]
     const { threads } = settings
     this.device = `cpu (${workers.length} worker${workers.length > 1 ? 's' : ''} x ${threads} thread${threads > 1 ? 's' : ''}${settings.spinWait ? '' : ', no spin-wait'})`
@@ -333,7 +332,7 @@ export class OnnxRuntimeBackend implements Backend {
       const preprocessed = (async () => {
         try {
           if (deaths > 0) checkStillWhole(read)  // read again: the caller may have let a frame go meanwhile
-          await loadNative().preprocess(read, this.crop, this.resize, input)
+          await loadNative().preprocess(read, this.modes.crop, this.modes.resize, input)
         } finally {
           requests?.framesRead()  // a call aborted from here on rejects without waiting for the inference
         }

@@ -13,7 +13,7 @@ import { reasonOf } from '../engine-cache/abort'
 import type { GpuOptions } from '../gpu-options'
 import type { FaceJob } from '../image-input'
 import { type OnnxModelInfo, readOnnxModel } from '../onnx-model'
-import { hasTensorRtBackend, loadNative } from '../native'
+import { hasTensorRtBackend, loadNative, nativeModes } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
 import { closeAtExit } from './close-at-exit'
@@ -131,8 +131,7 @@ export class TensorRtBackend implements Backend {
     const options = {
       streams: gpu.streams,
       maxBatch: gpu.maxBatch,
-      crop: spec.crop === 'square' ? 1 : 0,
-      resize: spec.resize === 'antialias_bilinear' ? 1 : 0,
+      ...nativeModes(spec),
       cudaGraphs: gpu.cudaGraphs,
     } as const
     let engine: NativeEngine
