@@ -4,6 +4,7 @@
 // the compiled dist/lib/engine-cache/ (the test script runs tsc first).
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import { hostname, tmpdir, uptime } from 'node:os'
@@ -879,6 +880,19 @@ describe('getOrBuild', () => {
       expect(Buffer.from(await started(cache, parts)).toString()).toBe('plan')
       expect(builds).toBe(1)
     }
+  })
+
+  it('a signal that never fires, given to every load (a service\'s shutdown signal), keeps no listener once each load is done', async () => {
+    const { dir, parts } = fresh('long-lived-signal')
+    const cache = new EngineCache({ engineDir: dir, log: () => {} })
+    const shutdown = new AbortController()
+    const { state, build } = counter(50)
+    // A build, callers joining it, then reads of the cache.
+    await Promise.all([cache.getOrBuild(parts, build, { signal: shutdown.signal }), cache.getOrBuild(parts, build, { signal: shutdown.signal })])
+    for (let i = 0; i < 20; i++) await cache.getOrBuild(parts, build, { signal: shutdown.signal })
+    expect(state.builds).toBe(1)
+    // One listener left per load grew without bound (Node warns past 10) and kept each build's controller.
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(0)
   })
 
   it.skipIf(process.platform === 'win32')('a folder it cannot write to or make (the package\'s own, installed by root): the plan is built and used without the cache, saying so', async () => {

@@ -101,8 +101,11 @@ export interface InvalidateOptions {
 interface Inflight {
   promise: Promise<Uint8Array>
   listeners: Set<(event: EngineProgress) => void>
-  /** Takes a caller into the build: it is cancelled only once every caller in it has aborted. */
-  join(signal: AbortSignal | undefined): void
+  /**
+   * Takes a caller into the build: it is cancelled only once every caller in it has aborted.
+   * Returns what the caller calls once it stops waiting, which stops listening to its signal.
+   */
+  join(signal: AbortSignal | undefined): () => void
 }
 
 /**
@@ -110,22 +113,34 @@ interface Inflight {
  * while one without a signal is in. One caller's timeout must not throw away minutes of building
  * that the others still wait for.
  */
-function sharedSignal(): { signal: AbortSignal; join(signal: AbortSignal | undefined): void } {
+function sharedSignal(): { signal: AbortSignal; join(signal: AbortSignal | undefined): () => void } {
   const controller = new AbortController()
   let live = 0
   let pinned = false
+  const stay = () => {}
   return {
     signal: controller.signal,
     join(signal) {
       if (!signal) {
         pinned = true
-        return
+        return stay
       }
-      if (signal.aborted) return
+      if (signal.aborted) return stay
       live++
-      signal.addEventListener('abort', () => {
+      const onAbort = () => {
         if (--live === 0 && !pinned) controller.abort(reasonOf(signal))
-      }, { once: true })
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      // A caller stops waiting once the build has settled or its own signal has fired: the listener
+      // goes then, or a signal given to every load (a service's shutdown signal) would gather one
+      // per load, each keeping its build's controller, until it fires.
+      return () => {
+        try {
+          signal.removeEventListener('abort', onAbort)
+        } catch {
+          // a look-alike signal's: nothing more to do
+        }
+      }
     },
   }
 }
@@ -197,7 +212,7 @@ export class EngineCache {
       const running = inflight.get(id)
       if (!running) break
       if (onProgress) running.listeners.add(onProgress)
-      running.join(signal)
+      const leave = running.join(signal)
       try {
         return await abortable(running.promise, signal, 'waiting for this process\'s build of the same engine')
       } catch (e) {
@@ -205,6 +220,7 @@ export class EngineCache {
         // (cancelled before this one joined): take over the build.
         if (signal?.aborted || (e as Error)?.name !== 'AbortError') throw e
       } finally {
+        leave()
         if (onProgress) running.listeners.delete(onProgress)
       }
     }
@@ -220,7 +236,7 @@ export class EngineCache {
       }
     }
     const shared = sharedSignal()
-    shared.join(signal)
+    const leave = shared.join(signal)
     const promise = this.loadOrBuild(parts, key, build, shared.signal, emit)
     const entry: Inflight = { promise, listeners, join: shared.join }
     inflight.set(id, entry)
@@ -237,6 +253,7 @@ export class EngineCache {
       // another process's lock or building; a plan done just before is in the cache.
       throw await promise.then(() => new AbortError('aborted as the engine was ready (it is kept in the cache)', { cause: reasonOf(signal) }), (stopped: unknown) => stopped)
     } finally {
+      leave()
       signal?.removeEventListener('abort', deafen)
     }
   }
