@@ -22,6 +22,15 @@ const LOAD_OPTIONS = Object.keys({
   builderOptimizationLevel: 1, workspaceMiB: 1, cudaGraphs: 1, onProgress: 1, signal: 1,
 } satisfies Record<keyof LoadOptions, 1>)
 
+// A model dropped without close() still held its CPU threads and their sessions (hundreds of MB
+// each for the real model) for the life of the process: a service that loads a new model on each
+// config change and forgets the old one ran out of memory. Once it is collected (no call can be
+// pending then: a running batch holds it), its backend is closed. TensorRT engines close
+// themselves when collected (the addon's finalizer, which process.exit() waits for).
+const dropped = new FinalizationRegistry<Backend>((engine) => {
+  engine.close().catch(() => {})
+})
+
 export class FaceMultitask {
   private readonly scheduler: Scheduler<FaceJob, Face>
   /** What a NaN output's error suggests trying, for this backend and precision. */
@@ -39,6 +48,7 @@ export class FaceMultitask {
     private readonly fallbackReason?: string,
   ) {
     this.scheduler = new Scheduler((jobs, requests) => this.runBatch(jobs, requests), engine.slots, maxBatch)
+    if (engine.name === 'onnxruntime') dropped.register(this, engine, this)
     this.nonFiniteHint = engine.precision !== 'fp16' ? ''
       : `; FP16 can overflow where FP32 does not: compare with ${engine.name === 'tensorrt' ? "precision 'fp32' (options.precision)" : 'the FP32 export of the model'}`
   }
@@ -206,6 +216,7 @@ export class FaceMultitask {
   /** Waits for every accepted request to finish, then frees the backend. */
   close(): Promise<void> {
     this.closed = true
+    dropped.unregister(this)
     this.closing ??= this.scheduler.idle().then(() => this.engine.close())
     return this.closing
   }

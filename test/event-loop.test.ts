@@ -56,3 +56,35 @@ it('a model never closed does not keep the process alive once idle', () => {
   expect(r.stdout).toBe('faces 2') // the work was done first: a pending detect() holds the process
   expect(Date.now() - t0).toBeLessThan(30_000)
 }, 40_000)
+
+it('a model dropped without close() gives its threads back once collected', () => {
+  const file = path.join(mkdtempSync(path.join(scratch, 'dropped-')), 'fixture.onnx')
+  writeFileSync(file, makeFixtureModel({ generation: 'v2.5' }))
+  // Threads counted after a load and close(): ONNX Runtime keeps process-wide ones from the first load.
+  const script = `
+    const { readdirSync } = require('node:fs')
+    const { FaceMultitask } = require(${JSON.stringify(path.resolve('dist/lib/index.js'))})
+    const threads = () => readdirSync('/proc/self/task').length
+    const load = () => FaceMultitask.load({ model: ${JSON.stringify(file)}, workers: 2 })
+    const chip = { data: new Uint8Array(256 * 256 * 3).fill(80), width: 256, height: 256 }
+    ;(async () => {
+      await (await load()).close()
+      const base = threads()
+      const counts = []
+      for (let i = 0; i < 3; i++) {
+        await (await load()).detect([chip, chip])
+        for (let k = 0; k < 50 && threads() > base; k++) {
+          global.gc()
+          await new Promise((r) => setTimeout(r, 20))
+        }
+        counts.push(threads())
+      }
+      process.stdout.write(JSON.stringify({ base, counts }))
+    })()`
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 })
+  expect(r.error).toBeUndefined()
+  expect(r.stderr).toBe('')
+  const { base, counts } = JSON.parse(r.stdout) as { base: number; counts: number[] }
+  // Each dropped model's worker threads stayed for the life of the process.
+  expect(counts).toEqual([base, base, base])
+}, 70_000)
