@@ -462,8 +462,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (closed_) throw Napi::Error::New(env, "the TensorRT engine is closed");
     if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray())
       throw Napi::TypeError::New(env, "run(frames, faces) expects two arrays");
-    auto* c = new Completion(env);
-    std::unique_ptr<Completion> guard(c);
     auto frames_js = info[0].As<Napi::Array>();
     auto faces_js = info[1].As<Napi::Array>();
     // Every property first (getters may run JS), then the frames' addresses (napi_args.h).
@@ -495,9 +493,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::vector<FrameIn> frames;
     for (const napi::FrameArgs& a : args) {
       const Frame f = napi::resolve_frame(env, a);
-      c->keep.push_back(Napi::Persistent(a.data));
       frames.push_back(FrameIn{f.data, f.width, f.height, f.stride, f.format});
     }
+    // Made once the arguments are accepted: a promise's deferred is released only by settling
+    // it, so one made for a call refused above stayed behind (a global handle and the promise)
+    // with every refusal.
+    auto* c = new Completion(env);
+    std::unique_ptr<Completion> guard(c);
+    for (const napi::FrameArgs& a : args) c->keep.push_back(Napi::Persistent(a.data));
     c->engine = Napi::Persistent(Value());
     Napi::Promise promise = c->deferred.Promise();
     RunTsfn tsfn = tsfn_;

@@ -7,7 +7,7 @@
 // slices are compared with the CPU preprocessing (preprocessSync) of the same faces. This covers
 // what lib/backends/tensorrt.ts relies on: run(frames, faces) with frames shared by faces,
 // pinned allocFrame frames, more batches than streams, outputs by name through the thread-safe
-// function, info() and its stage counts, argument refusals, close(), a context-fatal CUDA error,
+// function, info() and its stage counts, argument refusals (leaving nothing behind), close(), a context-fatal CUDA error,
 // an idle engine letting the process exit, a worker terminated with batches queued over a
 // pinned frame, process.exit() with batches queued or a collected engine still closing
 // (close-at-exit.ts), and close() settling after every batch. TensorRT itself is not involved.
@@ -98,6 +98,17 @@ describe.skipIf(process.platform !== 'linux')('the TensorRT binding over a stand
     expect(out.afterRefusals).toBe(0)
     expect(out.afterClose).toBe('Error: the TensorRT engine is closed')
     expect(out.closedTwice).toBe(true)
+  })
+
+  it('a refused run() leaves nothing behind: thousands of refusals hold no global handle (nor the promise it kept)', () => {
+    // Before, the batch's promise was made before the arguments were read, and a refusal left
+    // its deferred unsettled: one global handle (and the promise) for ever per refused call.
+    const r = runChild('refusedRuns', {}, ['--expose-gc'])
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '')
+    expect(out.refused).toBe(30_000)
+    expect(out.handleBytesPerCall).toBeLessThan(1) // 32 (one handle) per call before
+    expect(out.worst).toBe(0) // and the engine still runs
   })
 
   it('a context-fatal CUDA error: the batches it hits reject, nothing hangs, and every later call says the GPU is lost', () => {

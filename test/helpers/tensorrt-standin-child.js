@@ -275,6 +275,50 @@ async function closeAfterRuns() {
   return { order }
 }
 
+// run() refusing its arguments, many times: a refused call leaves nothing behind (before, each
+// one kept the promise it had made for the batch, through a global handle that was never
+// released: the V8 heap grew by every refusal). Global handles in use, after collection,
+// before and after; then the engine still runs.
+async function refusedRuns() {
+  const v8 = require('node:v8')
+  const engine = await addon.tensorrtLoadStandIn({ streams: 1, maxBatch: 4, crop: 1, resize: 1 })
+  const f = frame(64, 48, 'rgb', 5)
+  const face = { frame: 0, window: [0, 0, 10, 10] }
+  const refusals = [
+    () => engine.run([f], []),
+    () => engine.run([f], Array.from({ length: 5 }, () => face)),
+    () => engine.run([f], [{ frame: 1, window: [0, 0, 10, 10] }]),
+    () => engine.run([{ ...f, data: f.data.subarray(0, 100) }], [face]),
+    () => engine.run([f], [{ frame: 0, window: null }]),
+    () => engine.run([{ ...f, format: 9 }], [face]),
+  ]
+  const refuseAll = (times) => {
+    let refused = 0
+    for (let i = 0; i < times; i++) {
+      for (const call of refusals) {
+        try {
+          call()
+        } catch {
+          refused++
+        }
+      }
+    }
+    return refused
+  }
+  const handles = () => {
+    for (let i = 0; i < 3; i++) globalThis.gc()
+    return v8.getHeapStatistics().used_global_handles_size
+  }
+  refuseAll(100) // warm-up
+  const before = handles()
+  const refused = refuseAll(5000)
+  const after = handles()
+  const out = await engine.run([f], [face])
+  const worst = compare(out, [f], [face], 1, 1, false)
+  await engine.close()
+  return { refused, handleBytesPerCall: (after - before) / refused, worst }
+}
+
 const scenarios = {
   square: () => batches(1, 1, false),
   stretch: () => batches(0, 0, false),
@@ -287,6 +331,7 @@ const scenarios = {
   pinnedInTerminatedWorker,
   exitWithQueued,
   closeAfterRuns,
+  refusedRuns,
   exitWhileDroppedCloses,
   exitWhileLoading,
 }
