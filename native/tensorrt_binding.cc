@@ -204,8 +204,9 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tensorrtBuild(options, onProgress?) expects an options object");
   auto o = info[0].As<Napi::Object>();
-  auto owned = std::make_unique<BuildTask>(env);
-  BuildOptions& b = owned->options;
+  // The options first: the task's deferred is released only by settling it, so one made for a
+  // call refused here stayed behind (a global handle and the promise) with every refusal.
+  BuildOptions b;
   b.onnx_path = string_option(o, "onnx");
   if (b.onnx_path.empty()) throw Napi::TypeError::New(env, "options.onnx must be the ONNX file's path");
   b.min_batch = int_option(o, "minBatch", 1, 1, kMaxBatchOption);
@@ -215,9 +216,11 @@ Napi::Value Build(const Napi::CallbackInfo& info) {
   b.workspace_bytes = static_cast<size_t>(int_option(o, "workspaceBytes", 0, 0, int64_t{1} << 53));
   b.timing_cache_path = string_option(o, "timingCache");
   b.device = static_cast<int>(int_option(o, "device", 0, 0, 1023));
+  auto owned = std::make_unique<BuildTask>(env);
+  owned->options = std::move(b);
   if (info.Length() > 1 && info[1].IsFunction()) owned->on_progress = Napi::Persistent(info[1].As<Napi::Function>());
   std::shared_ptr<std::atomic<bool>> cancel = owned->cancel;
-  b.cancel = cancel.get();
+  owned->options.cancel = cancel.get();
   Napi::Promise promise = owned->deferred.Promise();
 
   // The final event is made here: the build's thread must not fail to report (nor throw).

@@ -6,7 +6,8 @@
 // A build on its own thread with progress events and a timing cache; a process exiting mid-build
 // stops it first; a build cancelled while it runs rejects with an AbortError; the parser's errors reject once each; the plan loads on libuv's
 // pool and runs batches whose output (the stand-in plan's "out": a face's first 16 input values)
-// equals the CPU preprocessing; a plan TensorRT refuses rejects with code FM_PLAN_REFUSED.
+// equals the CPU preprocessing; a plan TensorRT refuses rejects with code FM_PLAN_REFUSED; refused
+// options leave no global handle behind.
 // Prints "binding: <passed> passed, <failed> failed".
 'use strict'
 const fs = require('node:fs')
@@ -58,6 +59,27 @@ async function main() {
   const text = refused ? refused.message : ''
   check(/node 7 \(\/net\/roi, RoiAlign\): plugin ROIAlign_TRT not found/.test(text) && text.split('ROIAlign_TRT not found').length === 2,
     "a parser error rejects the build, listed once with its node", text)
+
+  // Options refused (no ONNX, a batch out of range): each call throws and leaves nothing behind
+  // (before, the build's promise was made first and kept, with its global handle, by every refusal).
+  const handles = () => require('node:v8').getHeapStatistics().used_global_handles_size
+  const refuse = () => {
+    let n = 0
+    for (const options of [{}, { onnx: '' }, { onnx, minBatch: 0 }, { onnx, maxBatch: 1.5 }, { onnx, device: -1 }]) {
+      try {
+        addon.tensorrtBuild(options, () => {})
+      } catch {
+        n++
+      }
+    }
+    return n
+  }
+  refuse()
+  const before = handles()
+  let refusals = 0
+  for (let i = 0; i < 2000; i++) refusals += refuse()
+  const perCall = (handles() - before) / refusals
+  check(refusals === 10000 && perCall < 1, 'refused build options leave no global handle behind', `${refusals} refused, ${perCall} bytes of handles per call`)
 
   // The plan loads and runs; its output is each face's first 16 preprocessed values.
   const engine = await addon.tensorrtLoad(built.plan, { streams: 2, maxBatch: 8, crop: 1, resize: 1 })
