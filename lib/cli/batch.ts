@@ -22,7 +22,7 @@ import { readOnnxModel } from '../onnx-model'
 import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
-import { faceToJson } from './format'
+import { faceToJsonWith } from './format'
 import { readImage } from './image'
 import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
@@ -254,9 +254,7 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }
   // Without the mesh a face's record is about 4.5 KB instead of 19: it matters over millions of faces.
-  const json = faces.map(faceToJson)
-  if (!mesh) for (const f of json) delete (f as Partial<typeof f>).mesh
-  return { line, ...idOf(entry), image: entry.image, faces: json }
+  return { line, ...idOf(entry), image: entry.image, faces: faces.map((f) => faceToJsonWith(f, { mesh })) }
 }
 
 function idOf(entry: { id?: string | number }): { id?: string | number } {
