@@ -27,19 +27,24 @@ function softmaxInPlace(v: Float32Array): void {
   for (let i = 0; i < v.length; i++) v[i] /= sum
 }
 
-/** Mesh from the model's space to frame pixels of the reported box, in place (z passes through). */
-export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect): void {
+/**
+ * Mesh from the model's space to frame pixels of the reported box (z passes through): into `mesh`
+ * from `from` at `offset` (default: `mesh` itself, in place).
+ */
+export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect, from: Float32Array = mesh, offset = 0): void {
   const [x0, y0, w, h] = box
   if (spec.meshSpace === 'unit_square') {
     for (let p = 0; p < MESH_POINTS; p++) {
-      mesh[3 * p] = mesh[3 * p] * w + x0
-      mesh[3 * p + 1] = mesh[3 * p + 1] * h + y0
+      mesh[3 * p] = from[offset + 3 * p] * w + x0
+      mesh[3 * p + 1] = from[offset + 3 * p + 1] * h + y0
+      mesh[3 * p + 2] = from[offset + 3 * p + 2]
     }
   } else {
     // crop224_px: pixels of the 224 centre crop of the chip, mapped as the v2.4 code does.
     for (let p = 0; p < MESH_POINTS; p++) {
-      mesh[3 * p] = (mesh[3 * p] / INPUT_SIZE + CROP_OFFSET) * w + x0
-      mesh[3 * p + 1] = (mesh[3 * p + 1] / INPUT_SIZE + CROP_OFFSET) * h + y0
+      mesh[3 * p] = (from[offset + 3 * p] / INPUT_SIZE + CROP_OFFSET) * w + x0
+      mesh[3 * p + 1] = (from[offset + 3 * p + 1] / INPUT_SIZE + CROP_OFFSET) * h + y0
+      mesh[3 * p + 2] = from[offset + 3 * p + 2]
     }
   }
 }
@@ -95,10 +100,6 @@ export function checkFiniteOutputs(spec: ModelSpec, outputs: BatchOutputs, faces
   if (first !== undefined) throw new NonFiniteOutputError(first.output, first.value, hint, faces[first.row], rows.size - 1)
 }
 
-function row(outputs: BatchOutputs, name: string, i: number, size: number): Float32Array {
-  return outputs[name].subarray(i * size, (i + 1) * size)
-}
-
 /**
  * The angle between the gaze and the camera axis, as py-feat's Detectorv2.forward computes it:
  * arccos(clip(cos(pitch) * cos(yaw), -1, 1)) in numpy on the model's float32 gaze, so in float32.
@@ -110,34 +111,45 @@ export function gazeAngle(pitch: number, yaw: number): number {
   return f(Math.acos(Math.min(1, Math.max(-1, f(f(Math.cos(pitch)) * f(Math.cos(yaw)))))))
 }
 
+/** Values per face of each head's output. */
+const ROW = Object.fromEntries(Object.entries(HEAD_OUTPUTS).map(([h, { dims }]) => [h, dims.reduce((a, b) => a * b, 1)])) as Record<keyof typeof HEAD_OUTPUTS, number>
+const LANDMARKS = 2 * LANDMARK68_MESH_INDEX.length
+/** A face's own buffer, in floats, without blendshapes. */
+const OWN = ROW.au + ROW.emotion + ROW.mesh + LANDMARKS
+
+/** Face i's row of a head's output copied into `to` (which holds one row). */
+function copyRow(to: Float32Array, from: Float32Array, i: number): Float32Array {
+  const n = to.length
+  const at = i * n
+  for (let k = 0; k < n; k++) to[k] = from[at + k]
+  return to
+}
+
 export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, box: Rect): Face {
-  const size = (h: keyof typeof HEAD_OUTPUTS) => HEAD_OUTPUTS[h].dims.reduce((a, b) => a * b, 1)
   const blendshapes = spec.heads.includes('blendshapes')
-  const own = new Float32Array(size('au') + size('emotion') + size('mesh') + 2 * LANDMARK68_MESH_INDEX.length + (blendshapes ? size('blendshapes') : 0))
+  const own = new Float32Array(OWN + (blendshapes ? ROW.blendshapes : 0))
+  // Views of `own` one after the other: au, emotion, mesh, landmarks68, blendshapes.
   let at = 0
-  const take = (n: number, from?: Float32Array) => {
-    const v = own.subarray(at, at + n)
-    if (from) v.set(from)
-    at += n
-    return v
-  }
-  const auValues = take(size('au'), row(outputs, HEAD_OUTPUTS.au.name, i, size('au')))
-  const emotionValues = take(size('emotion'), row(outputs, HEAD_OUTPUTS.emotion.name, i, size('emotion')))
+  const view = (n: number) => own.subarray(at, (at += n))
+  const auValues = copyRow(view(ROW.au), outputs[HEAD_OUTPUTS.au.name], i)
+  const emotionValues = copyRow(view(ROW.emotion), outputs[HEAD_OUTPUTS.emotion.name], i)
   softmaxInPlace(emotionValues)
   let top = 0
   for (let k = 1; k < emotionValues.length; k++) if (emotionValues[k] > emotionValues[top]) top = k
-  const va = row(outputs, HEAD_OUTPUTS.va.name, i, 2)
-  const g = row(outputs, HEAD_OUTPUTS.gaze.name, i, 2)
-  const gazePitch = spec.gaze.pitch.sign * g[spec.gaze.pitch.index]
-  const gazeYaw = spec.gaze.yaw.sign * g[spec.gaze.yaw.index]
-  const p = row(outputs, HEAD_OUTPUTS.pose.name, i, 6)
-  const mesh = take(size('mesh'), row(outputs, HEAD_OUTPUTS.mesh.name, i, size('mesh')))
-  meshToFrame(spec, mesh, box)
-  const landmarks68 = take(2 * LANDMARK68_MESH_INDEX.length)
-  LANDMARK68_MESH_INDEX.forEach((m, k) => {
+  const va = outputs[HEAD_OUTPUTS.va.name]
+  const g = outputs[HEAD_OUTPUTS.gaze.name]
+  const gazePitch = spec.gaze.pitch.sign * g[2 * i + spec.gaze.pitch.index]
+  const gazeYaw = spec.gaze.yaw.sign * g[2 * i + spec.gaze.yaw.index]
+  const p = outputs[HEAD_OUTPUTS.pose.name]
+  const p0 = 6 * i
+  const mesh = view(ROW.mesh)
+  meshToFrame(spec, mesh, box, outputs[HEAD_OUTPUTS.mesh.name], i * ROW.mesh)
+  const landmarks68 = view(LANDMARKS)
+  for (let k = 0; k < LANDMARK68_MESH_INDEX.length; k++) {
+    const m = LANDMARK68_MESH_INDEX[k]
     landmarks68[2 * k] = mesh[3 * m]
     landmarks68[2 * k + 1] = mesh[3 * m + 1]
-  })
+  }
   const face: Face = {
     box: { x: box[0], y: box[1], width: box[2], height: box[3] },
     aus: byName(AU_NAMES, auValues),
@@ -145,26 +157,26 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
     emotions: byName(EMOTION_NAMES, emotionValues),
     emotionValues,
     emotion: EMOTION_NAMES[top],
-    valence: va[0],
-    arousal: va[1],
+    valence: va[2 * i],
+    arousal: va[2 * i + 1],
     gaze: {
       yaw: gazeYaw,
       pitch: gazePitch,
       angle: gazeAngle(gazePitch, gazeYaw),
     },
     pose: {
-      pitch: spec.pose.pitch.sign * p[spec.pose.pitch.index],
-      roll: spec.pose.roll.sign * p[spec.pose.roll.index],
-      yaw: spec.pose.yaw.sign * p[spec.pose.yaw.index],
-      x: p[3],
-      y: p[4],
-      z: p[5],
+      pitch: spec.pose.pitch.sign * p[p0 + spec.pose.pitch.index],
+      roll: spec.pose.roll.sign * p[p0 + spec.pose.roll.index],
+      yaw: spec.pose.yaw.sign * p[p0 + spec.pose.yaw.index],
+      x: p[p0 + 3],
+      y: p[p0 + 4],
+      z: p[p0 + 5],
     },
     mesh,
     landmarks68,
   }
   if (blendshapes) {
-    const values = take(size('blendshapes'), row(outputs, HEAD_OUTPUTS.blendshapes.name, i, size('blendshapes')))
+    const values = copyRow(view(ROW.blendshapes), outputs[HEAD_OUTPUTS.blendshapes.name], i)
     face.blendshapes = byName(BLENDSHAPE_NAMES, values)
     face.blendshapeValues = values
   }
