@@ -3,18 +3,39 @@
 // (under 7 KB): a caller that changes or transfers its results touches no other caller's.
 import { CHIP_SIZE, type ModelSpec, HEAD_OUTPUTS, INPUT_SIZE } from './contract'
 import type { Rect } from './crop'
-import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES, LANDMARK68_MESH_INDEX, MESH_POINTS } from './labels'
+import { type AuName, type BlendshapeName, EMOTION_NAMES, type EmotionName, LANDMARK68_MESH_INDEX, MESH_POINTS } from './labels'
 import type { Face } from './types'
 
 export type BatchOutputs = Record<string, Float32Array>
 
 const CROP_OFFSET = (CHIP_SIZE - INPUT_SIZE) / 2 / CHIP_SIZE // 16/256: the centre crop's offset in chip units
 
-function byName<K extends string>(names: readonly K[], values: Float32Array): Record<K, number> {
-  const out = {} as Record<K, number>
-  for (let i = 0; i < names.length; i++) out[names[i]] = values[i]
-  return out
-}
+// Each label object as one literal: built key by key from the label lists (79 keys added through
+// one store site), they took a third of decodeFace. Their keys are those lists, in the same order
+// (test/decode.test.ts).
+export const ausByName = (v: Float32Array): Record<AuName, number> => ({
+  AU01: v[0], AU02: v[1], AU04: v[2], AU05: v[3], AU06: v[4], AU07: v[5], AU09: v[6], AU10: v[7],
+  AU11: v[8], AU12: v[9], AU14: v[10], AU15: v[11], AU17: v[12], AU20: v[13], AU23: v[14],
+  AU24: v[15], AU25: v[16], AU26: v[17], AU28: v[18], AU43: v[19],
+})
+export const emotionsByName = (v: Float32Array): Record<EmotionName, number> => ({
+  Neutral: v[0], Happy: v[1], Sad: v[2], Surprise: v[3], Fear: v[4], Disgust: v[5], Anger: v[6],
+})
+export const blendshapesByName = (v: Float32Array): Record<BlendshapeName, number> => ({
+  _neutral: v[0], browDownLeft: v[1], browDownRight: v[2], browInnerUp: v[3],
+  browOuterUpLeft: v[4], browOuterUpRight: v[5], cheekPuff: v[6], cheekSquintLeft: v[7],
+  cheekSquintRight: v[8], eyeBlinkLeft: v[9], eyeBlinkRight: v[10], eyeLookDownLeft: v[11],
+  eyeLookDownRight: v[12], eyeLookInLeft: v[13], eyeLookInRight: v[14], eyeLookOutLeft: v[15],
+  eyeLookOutRight: v[16], eyeLookUpLeft: v[17], eyeLookUpRight: v[18], eyeSquintLeft: v[19],
+  eyeSquintRight: v[20], eyeWideLeft: v[21], eyeWideRight: v[22], jawForward: v[23],
+  jawLeft: v[24], jawOpen: v[25], jawRight: v[26], mouthClose: v[27], mouthDimpleLeft: v[28],
+  mouthDimpleRight: v[29], mouthFrownLeft: v[30], mouthFrownRight: v[31], mouthFunnel: v[32],
+  mouthLeft: v[33], mouthLowerDownLeft: v[34], mouthLowerDownRight: v[35], mouthPressLeft: v[36],
+  mouthPressRight: v[37], mouthPucker: v[38], mouthRight: v[39], mouthRollLower: v[40],
+  mouthRollUpper: v[41], mouthShrugLower: v[42], mouthShrugUpper: v[43], mouthSmileLeft: v[44],
+  mouthSmileRight: v[45], mouthStretchLeft: v[46], mouthStretchRight: v[47],
+  mouthUpperUpLeft: v[48], mouthUpperUpRight: v[49], noseSneerLeft: v[50], noseSneerRight: v[51],
+})
 
 function softmaxInPlace(v: Float32Array): void {
   let max = -Infinity
@@ -152,9 +173,9 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
   }
   const face: Face = {
     box: { x: box[0], y: box[1], width: box[2], height: box[3] },
-    aus: byName(AU_NAMES, auValues),
+    aus: ausByName(auValues),
     auValues,
-    emotions: byName(EMOTION_NAMES, emotionValues),
+    emotions: emotionsByName(emotionValues),
     emotionValues,
     emotion: EMOTION_NAMES[top],
     valence: va[2 * i],
@@ -177,7 +198,7 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
   }
   if (blendshapes) {
     const values = copyRow(view(ROW.blendshapes), outputs[HEAD_OUTPUTS.blendshapes.name], i)
-    face.blendshapes = byName(BLENDSHAPE_NAMES, values)
+    face.blendshapes = blendshapesByName(values)
     face.blendshapeValues = values
   }
   return face

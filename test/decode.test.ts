@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { gazeAngle } from '../lib/decode'
+import { ausByName, blendshapesByName, emotionsByName, gazeAngle } from '../lib/decode'
+import { AU_NAMES, BLENDSHAPE_NAMES, EMOTION_NAMES } from '../lib/labels'
 
 describe('gaze angle', () => {
   // numpy 2.4.6 on float32 arrays, as py-feat's Detectorv2.forward (feat/detector_v2.py:439-441):
@@ -24,6 +25,15 @@ describe('gaze angle', () => {
       const step = want === 0 ? 0 : 2 ** (Math.floor(Math.log2(want)) - 23)
       expect(Math.abs(got - want), `yaw ${yaw}, pitch ${pitch}: ${got}, numpy ${want}`).toBeLessThanOrEqual(2 * step)
       expect(got).toBe(Math.fround(got))  // a float32, as every other output: JSON prints it short
+    }
+  })
+})
+
+describe('label objects', () => {
+  it("hold py-feat's labels in py-feat's order, each the value at its index", () => {
+    for (const [names, byName] of [[AU_NAMES, ausByName], [EMOTION_NAMES, emotionsByName], [BLENDSHAPE_NAMES, blendshapesByName]] as const) {
+      const values = Float32Array.from(names, (_, i) => i)
+      expect(Object.entries(byName(values))).toEqual(names.map((n, i) => [n, i]))
     }
   })
 })
