@@ -48,11 +48,8 @@ function softmaxInPlace(v: Float32Array): void {
   for (let i = 0; i < v.length; i++) v[i] /= sum
 }
 
-/**
- * Mesh from the model's space to frame pixels of the reported box (z passes through): into `mesh`
- * from `from` at `offset` (default: `mesh` itself, in place).
- */
-export function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect, from: Float32Array = mesh, offset = 0): void {
+/** A face's mesh (`from` at `offset`) from the model's space to frame pixels of the reported box, into `mesh` (z passes through). */
+function meshToFrame(spec: ModelSpec, mesh: Float32Array, box: Rect, from: Float32Array, offset: number): void {
   const [x0, y0, w, h] = box
   if (spec.meshSpace === 'unit_square') {
     for (let p = 0; p < MESH_POINTS; p++) {
