@@ -22,10 +22,10 @@ const LOAD_OPTIONS = Object.keys({
   builderOptimizationLevel: 1, workspaceMiB: 1, cudaGraphs: 1, onProgress: 1, signal: 1,
 } satisfies Record<keyof LoadOptions, 1>)
 
-// A model dropped without close() still held its CPU threads and their sessions (hundreds of MB
-// each for the real model) for the life of the process: a service that loads a new model on each
-// config change and forgets the old one ran out of memory. Once it is collected (no call can be
-// pending then: a running batch holds it), its backend is closed. TensorRT engines close
+// A model dropped without close() would keep its CPU threads and their sessions (hundreds of MB
+// for the real model) for the life of the process, and a service that loads a new model on each
+// config change and forgets the old one would run out of memory: its backend is closed once it is
+// collected (no call can be pending then: a running batch holds it). TensorRT engines close
 // themselves when collected (the addon's finalizer, which process.exit() waits for).
 const dropped = new FinalizationRegistry<Backend>((engine) => {
   engine.close().catch(() => {})
