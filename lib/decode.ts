@@ -155,11 +155,13 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
   let top = 0
   for (let k = 1; k < emotionValues.length; k++) if (emotionValues[k] > emotionValues[top]) top = k
   const va = outputs[HEAD_OUTPUTS.va.name]
+  const va0 = i * ROW.va
   const g = outputs[HEAD_OUTPUTS.gaze.name]
-  const gazePitch = spec.gaze.pitch.sign * g[2 * i + spec.gaze.pitch.index]
-  const gazeYaw = spec.gaze.yaw.sign * g[2 * i + spec.gaze.yaw.index]
+  const g0 = i * ROW.gaze
+  const gazePitch = spec.gaze.pitch.sign * g[g0 + spec.gaze.pitch.index]
+  const gazeYaw = spec.gaze.yaw.sign * g[g0 + spec.gaze.yaw.index]
   const p = outputs[HEAD_OUTPUTS.pose.name]
-  const p0 = 6 * i
+  const p0 = i * ROW.pose
   const mesh = view(ROW.mesh)
   meshToFrame(spec, mesh, box, outputs[HEAD_OUTPUTS.mesh.name], i * ROW.mesh)
   const landmarks68 = view(LANDMARKS)
@@ -175,8 +177,8 @@ export function decodeFace(spec: ModelSpec, outputs: BatchOutputs, i: number, bo
     emotions: emotionsByName(emotionValues),
     emotionValues,
     emotion: EMOTION_NAMES[top],
-    valence: va[2 * i],
-    arousal: va[2 * i + 1],
+    valence: va[va0],
+    arousal: va[va0 + 1],
     gaze: {
       yaw: gazeYaw,
       pitch: gazePitch,
