@@ -11,6 +11,7 @@ import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { formatSeconds, Progress } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
+import { RecordFormatter } from '../lib/cli/record-formatter'
 import { FileLock } from '../lib/engine-cache'
 import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -773,6 +774,20 @@ describe('face-multitask batch', () => {
     expect(r.err).toContain('batch: 0 lines this run')  // the lines behind the failed one are not written
     expect(records(out).slice(1)).toEqual([])
   }, 20_000)
+
+  it('a results thread that fails stops the run as a model error does; what was written is kept and a rerun finishes it', async () => {
+    const out = path.join(dir, 'format-failed.jsonl')
+    const original = RecordFormatter.prototype.format
+    let calls = 0
+    const spy = vi.spyOn(RecordFormatter.prototype, 'format').mockImplementation(function (this: RecordFormatter, record) {
+      return ++calls === 2 ? Promise.reject(new Error("the thread writing the results' JSON failed: out of memory")) : original.call(this, record)
+    })
+    const r = await runWith(spy, 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: the thread writing the results' JSON failed: out of memory; stopped: the results so far are in ${out}`)])
+    expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // line 2's faces were the second record sent
+    expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
+  })
 
   it('NaN from the model for a line\'s faces is that line\'s error and the run goes on (a stop would stop every rerun there)', async () => {
     const out = path.join(dir, 'nan-results.jsonl')

@@ -1,6 +1,7 @@
 // `face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl>`: many images, one JSON
 // line of results per list line. Images are decoded and run `--concurrency` at a time, so the
-// model's scheduler batches faces across them; results are written in list order as they come
+// model's scheduler batches faces across them; face records are written as JSON on threads of
+// their own (record-formatter.ts) and into the results file in list order as they come
 // (result-log.ts), and a rerun of the same command goes on where the last one stopped.
 //
 // What fails for one line (bad JSON, an unreadable image, a box outside it, NaN from the model for
@@ -22,12 +23,12 @@ import { readOnnxModel } from '../onnx-model'
 import type { Box, ImageInput, LoadOptions } from '../types'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
-import { faceToJsonWith } from './format'
 import { readImage } from './image'
 import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
 import { syntheticWarning } from './notices'
-import { type BatchHeader, notRegular, type OpenedLog, ResultLog } from './result-log'
+import { formatThreads, RecordFormatter } from './record-formatter'
+import { type BatchHeader, jsonLine, notRegular, type OpenedLog, ResultLog } from './result-log'
 import { backendFlag, type CliBackend, loadModel } from './run-model'
 
 interface BatchArgs {
@@ -222,12 +223,18 @@ async function modelExternalData(model: string): Promise<BatchHeader['modelExter
   }
 }
 
+/** A list line's result as its line of the results file; `faces`: how many it holds, undefined for an error. */
+interface EntryResult {
+  bytes: Uint8Array
+  faces?: number
+}
+
 /**
  * One list line's result record: its faces, or why it has none. What is wrong with the line
  * (its JSON, its image file, its boxes, all checked before the model runs) is recorded and the
  * run goes on; whatever detect() then throws is the model's, and stops the run (rethrown).
  */
-async function runEntry(model: FaceMultitask, line: number, text: string, listDir: string, mesh: boolean): Promise<object> {
+async function runEntry(model: FaceMultitask, formatter: RecordFormatter, line: number, text: string, listDir: string): Promise<EntryResult> {
   let entry: Entry | undefined
   let image: ImageInput
   try {
@@ -241,7 +248,7 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
     if (!(e instanceof LineError || e instanceof CliError || e instanceof TypeError || e instanceof RangeError)) throw e
     const message = messageOf(e).replace(/^options\.boxes/, 'boxes').replace(/(^|: )image is (\d+x\d+)/, '$1the image is $2')
     const known = entry ?? (e instanceof LineError ? e.known : {})
-    return { line, ...idOf(known), ...(known.image !== undefined ? { image: known.image } : {}), error: message }
+    return { bytes: jsonLine({ line, ...idOf(known), ...(known.image !== undefined ? { image: known.image } : {}), error: message }) }
   }
   let faces
   try {
@@ -249,12 +256,13 @@ async function runEntry(model: FaceMultitask, line: number, text: string, listDi
   } catch (e) {
     // NaN from the model for this image's faces is this line's result, as a bad box is: stopping
     // would stop every rerun at the same line.
-    if (e instanceof NonFiniteOutputError) return { line, ...idOf(entry), image: entry.image, error: flagNames(e.message.replace(/options\.boxes/g, 'boxes').replace(/\bthe chip image\b/, 'the chip')) }
+    if (e instanceof NonFiniteOutputError) return { bytes: jsonLine({ line, ...idOf(entry), image: entry.image, error: flagNames(e.message.replace(/options\.boxes/g, 'boxes').replace(/\bthe chip image\b/, 'the chip')) }) }
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }
-  // Without the mesh a face's record is about 4.5 KB instead of 19: it matters over millions of faces.
-  return { line, ...idOf(entry), image: entry.image, faces: faces.map((f) => faceToJsonWith(f, { mesh })) }
+  // Written on the formatter's threads, with the mesh or without (--no-mesh: a face's record is
+  // then about 4.5 KB instead of 19, which matters over millions of faces).
+  return { bytes: await formatter.format({ line, ...idOf(entry), image: entry.image, faces }), faces: faces.length }
 }
 
 function idOf(entry: { id?: string | number }): { id?: string | number } {
@@ -478,12 +486,14 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
   const model = run.model
   if (model.info().synthetic) io.err(syntheticWarning(args.model))
   const progress = new Progress(io, total, done.size)
+  const formatter = new RecordFormatter(formatThreads(), args.mesh)
   progress.start()
   let fatal: unknown
   try {
-    fatal = await runList(args, list, model, done, log, run, progress)
+    fatal = await runList(args, list, model, formatter, done, log, run, progress)
   } finally {
     progress.stop()
+    await formatter.close()
   }
   io.err(progress.summary(args.out))
   if (fatal !== undefined) throw stoppedBy(fatal, args.out)
@@ -509,11 +519,11 @@ export const EXIT_ALL_LINES_FAILED = 3
  * Runs every line of the list's snapshot not yet done, `concurrency` at a time, writing results
  * in list order. Returns the error that stopped the run (the model's, or the results file's), if one did.
  */
-async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, done: LineSet, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
+async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, formatter: RecordFormatter, done: LineSet, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
   // The folder of the file itself, as the header names it: through a symlink elsewhere, the list's
   // images are still the ones a rerun by its real path (or the run that began the results) read.
   const listDir = path.dirname(list.file)
-  const order: { record?: object | null }[] = []  // started, in list order; null: no result (the run stops)
+  const order: { result?: EntryResult | null }[] = []  // started, in list order; null: no result (the run stops)
   let running = 0
   let fatal: unknown
   let wake: (() => void) | undefined
@@ -521,17 +531,17 @@ async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask
   // stays in list order: the lines behind it are done again by the next run, as it is. It stops
   // for good once the results file failed (a write, or the flush timer's).
   const flush = () => {
-    while (run.failure.error === undefined && order.length > 0 && order[0].record) {
-      const record = order[0].record as { faces?: unknown[] }
+    while (run.failure.error === undefined && order.length > 0 && order[0].result) {
+      const result = order[0].result
       try {
-        log.write(record)
+        log.write(result.bytes)
       } catch (e) {
         run.failure.fail(e)
         break
       }
       order.shift()
       progress.ran++
-      if (record.faces) progress.faces += record.faces.length
+      if (result.faces !== undefined) progress.faces += result.faces
       else progress.errors++
     }
     fatal ??= run.failure.error
@@ -548,17 +558,17 @@ async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask
       // A failed line at the head never leaves: stop waiting then (nothing else would wake this).
       while ((running >= args.concurrency || order.length >= 4 * args.concurrency) && fatal === undefined) await new Promise<void>((r) => { wake = r })
       if (fatal !== undefined || run.stopping) break
-      const slot: { record?: object | null } = {}
+      const slot: { result?: EntryResult | null } = {}
       order.push(slot)
       running++
-      void runEntry(model, line, text, listDir, args.mesh).then(
-        (record) => {
-          slot.record = record
+      void runEntry(model, formatter, line, text, listDir).then(
+        (result) => {
+          slot.result = result
           progress.finished++
         },
         (e: unknown) => {
           fatal ??= e
-          slot.record = null
+          slot.result = null
         },
       ).finally(() => {
         running--

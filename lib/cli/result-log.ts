@@ -132,9 +132,8 @@ export class ResultLog {
     }
   }
 
-  /** Appends one record as one line: all of it, or (a full disk) none of it, and throws. */
-  write(record: object): void {
-    const line = Buffer.from(`${JSON.stringify(record)}\n`)
+  /** Appends one record's line (jsonLine(), or a face record's from record-formatter.ts): all of it, or (a full disk) none of it, and throws. */
+  write(line: Uint8Array): void {
     try {
       writeAll(this.fd, line)
     } catch (e) {
@@ -175,10 +174,15 @@ export class ResultLog {
   }
 }
 
+/** A record as its line of the results file. */
+export function jsonLine(record: object): Buffer {
+  return Buffer.from(`${JSON.stringify(record)}\n`)
+}
+
 /** fs.writeSync until every byte is written (at `position`, or where the file's offset is): on a
  * full disk a write can write part of the buffer and return the count it wrote (the next write
  * then fails with ENOSPC). */
-function writeAll(fd: number, data: Buffer, position?: number): void {
+function writeAll(fd: number, data: Uint8Array, position?: number): void {
   for (let at = 0; at < data.length;) {
     const n = fs.writeSync(fd, data, at, data.length - at, position === undefined ? null : position + at)
     if (!(n > 0)) throw new Error(`the write stopped after ${at} of ${data.length} bytes`)  // never loop forever
