@@ -61,6 +61,21 @@ describe('npm run bench', () => {
   }, 60_000)
 })
 
+describe('npm run bench:records', () => {
+  const RECORDS = path.join(__dirname, '..', 'dist', 'scripts', 'bench-records.js')
+  it('refuses a wrong --faces or an unknown argument before measuring, naming it', () => {
+    for (const [args, said] of [
+      [['--faces', '5'], '--faces: an integer of at least 100, got "5"'],
+      [['--faces', '1e3'], '--faces: an integer of at least 100, got "1e3"'],
+      [['--seconds', '3'], 'unknown arguments: --seconds 3'],
+    ]) {
+      const r = spawnSync(process.execPath, [RECORDS, ...args], { encoding: 'utf8' })
+      expect([r.status, r.stderr]).toEqual([1, expect.stringContaining(`bench-records: ${said}`)])
+      expect(r.stdout).toBe('')
+    }
+  })
+})
+
 describe('latency percentiles (bench --backend tensorrt)', () => {
   it('are nearest-rank: of 1..200 ms, p50 is 100 and p99 198; of 1..100, p99 is 99, not the maximum', () => {
     const ms = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
