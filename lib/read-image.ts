@@ -42,8 +42,7 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
   }
   const what = isPath ? `"${source}"` : `the ${source.length}-byte source`
   if (!isPath && source.length === 0) throw new Error(`${what} is not a readable image: it is empty`)
-  // Loaded here rather than at the top so the CLI's `--help` works even where sharp's binary does not.
-  const { default: sharp } = await import('sharp')
+  const sharp = await loadSharp()
   let bytes: Uint8Array
   if (isPath) {
     // Checked here: sharp would call an unreadable or empty file "unsupported image format", and
@@ -93,6 +92,13 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     throw new Error(`${what} is not a readable image: decoded to ${info.channels} channels, ${data.length} bytes for ${info.width}x${info.height} pixels`)
   }
   return { data, width: info.width, height: info.height, format }
+}
+
+/** sharp, loaded on first use rather than at the top, so the CLI's `--help` works even where
+ * sharp's binary does not; then kept (an import() per image cost about 10 us of the caller's thread). */
+let sharpModule: typeof import('sharp') | undefined
+async function loadSharp(): Promise<typeof import('sharp')> {
+  return (sharpModule ??= (await import('sharp')).default)
 }
 
 /** sharp's default limit on decoded pixels, kept: it guards a service against decompression bombs. */
