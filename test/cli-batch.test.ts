@@ -924,4 +924,31 @@ describe('face-multitask batch, interrupted (Ctrl-C)', () => {
     expect(rerun.err).toContain(`batch: ${firstRun.length} of ${n} lines already have results`)
     expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
   }, 120_000)
+
+  it('a second Ctrl-C that comes with the first (the main thread busy as both come) ends it at once, by the signal; the same command then finishes', async () => {
+    const n = 40
+    const twiceList = path.join(dir, 'twice.jsonl')
+    writeFileSync(twiceList, Array.from({ length: n }, (_, i) => JSON.stringify({ image: 'b.png', boxes: [[5 + (i % 20), 5, 90, 70]] })).join('\n') + '\n')
+    // Both signals are sent before the main thread gets back to its event loop to read either.
+    const preload = path.join(dir, 'two-sigints.js')
+    writeFileSync(preload, [
+      `const { FaceMultitask } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'lib', 'face-multitask.js'))})`,
+      'const detect = FaceMultitask.prototype.detect',
+      'let sent = false',
+      'FaceMultitask.prototype.detect = function (...a) {',
+      "  if (!sent) { sent = true; process.kill(process.pid, 'SIGINT'); process.kill(process.pid, 'SIGINT') }",
+      '  return detect.apply(this, a)',
+      '}',
+    ].join('\n'))
+    const out = path.join(dir, 'twice-results.jsonl')
+    const child = spawn(process.execPath, ['-r', preload, path.join(__dirname, '..', 'dist', 'lib', 'cli.js'), 'batch', twiceList, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1'])
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const exit = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])))
+    expect([exit, stderr]).toEqual([[null, 'SIGINT'], expect.stringContaining('batch: interrupted: finishing the images in flight')])
+    expect(stderr).not.toContain('batch: stopped')
+    const rerun = await run('batch', twiceList, '--model', model, '--out', out, '--backend', 'cpu')
+    expect(rerun.code).toBe(0)
+    expect(records(out).slice(1).map((x) => x.line)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+  }, 60_000)
 })

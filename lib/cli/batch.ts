@@ -391,15 +391,23 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   // A second Ctrl-C ends the process as Ctrl-C does without a handler: by the signal, at once
   // (process.exit() would run exit handlers while native threads still work, and can abort).
   // Every line written stays; a lock left behind is taken over by the next run.
-  const quit = () => process.kill(process.pid, 'SIGINT')
+  // One listener for both: with the first removed before the second is added, Node stops watching
+  // SIGINT in between, and a second Ctrl-C that reached the process with the first (its main
+  // thread busy) is dropped: the run would go on finishing the images in flight.
+  let interrupted = false
   const onSigint = () => {
+    if (interrupted) {
+      process.removeListener('SIGINT', onSigint)  // the last listener: SIGINT's own action is back
+      process.kill(process.pid, 'SIGINT')
+      return
+    }
+    interrupted = true
     run.stopping = true
     run.loading.abort()
     if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')  // on a line of its own, not after the progress line
     io.err('batch: interrupted: finishing the images in flight, then stopping (Ctrl-C again to quit at once)')
-    process.once('SIGINT', quit)
   }
-  process.once('SIGINT', onSigint)
+  process.on('SIGINT', onSigint)
   // A flush that fails (EIO; on some file systems a full disk shows only here) stops the run as a
   // failed write does: thrown from the timer, it would end the process with a stack trace.
   const syncTimer = setInterval(() => {
@@ -416,7 +424,6 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   } finally {
     clearInterval(syncTimer)
     process.removeListener('SIGINT', onSigint)
-    process.removeListener('SIGINT', quit)
     // Each step even if the one before fails: a lock kept would refuse the next run in this process.
     // A run that never had a model (its load failed or was interrupted) leaves no results file it
     // made; one that stopped later keeps its file, which the stop's message names.
