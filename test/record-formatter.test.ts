@@ -2,7 +2,7 @@
 // thread would write, whichever thread wrote it and in whatever order they come back.
 import { readdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { faceToJsonWith } from '../lib/cli/format'
 import type { FacesRecord } from '../lib/cli/record-format-worker'
 import { formatThreads, RecordFormatter } from '../lib/cli/record-formatter'
@@ -10,6 +10,21 @@ import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, Face } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { tempDir } from './helpers/temp-dir'
+
+// Threads that cannot start (a thread limit, out of memory): the constructor of the Worker that
+// starts threads refuses once `refuseAfter` of them have started.
+const starting = vi.hoisted(() => ({ refuseAfter: Infinity, started: 0 }))
+vi.mock('node:worker_threads', async (original) => {
+  const real = await original<typeof import('node:worker_threads')>()
+  class Worker extends real.Worker {
+    constructor(...args: ConstructorParameters<typeof real.Worker>) {
+      if (starting.started >= starting.refuseAfter) throw new Error('ERR_WORKER_INIT_FAILED: pthread_create: Resource temporarily unavailable')
+      super(...args)
+      starting.started++
+    }
+  }
+  return { ...real, Worker }
+})
 
 const dir = tempDir('record-formatter')
 const threads = () => readdirSync('/proc/self/task').length
@@ -73,6 +88,20 @@ describe('RecordFormatter', () => {
     await expect(formatter.format(record(3))).rejects.toThrow("the thread writing the results' JSON failed: out of luck")
     await formatter.close()
     for (let k = 0; k < 50 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
+    expect(threads()).toBe(base)
+  })
+
+  it('a thread that cannot start refuses the writer, and the threads started before it end', async () => {
+    const base = threads()
+    starting.started = 0
+    starting.refuseAfter = 2
+    try {
+      expect(() => new RecordFormatter(3, true)).toThrow('ERR_WORKER_INIT_FAILED: pthread_create: Resource temporarily unavailable')
+    } finally {
+      starting.refuseAfter = Infinity
+    }
+    expect(starting.started).toBe(2)
+    for (let k = 0; k < 100 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
     expect(threads()).toBe(base)
   })
 

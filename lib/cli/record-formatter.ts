@@ -28,13 +28,20 @@ export class RecordFormatter {
   private next = 0
 
   constructor(threads: number, mesh: boolean, file = path.join(packageRoot(), 'dist', 'lib', 'cli', 'record-format-worker.js')) {
-    for (let i = 0; i < threads; i++) {
-      const worker = new Worker(file, { workerData: { mesh } satisfies FormatWorkerData })
-      worker.on('message', (reply: FormatReply) => this.settle(reply))
-      worker.on('error', (e) => this.fail(new Error(`the thread writing the results' JSON failed: ${e.message}`)))
-      worker.on('exit', (code) => this.fail(new Error(`the thread writing the results' JSON exited (code ${code})`)))
-      this.workers.push(worker)
-      this.load.set(worker, 0)
+    try {
+      for (let i = 0; i < threads; i++) {
+        const worker = new Worker(file, { workerData: { mesh } satisfies FormatWorkerData })
+        worker.on('message', (reply: FormatReply) => this.settle(reply))
+        worker.on('error', (e) => this.fail(new Error(`the thread writing the results' JSON failed: ${e.message}`)))
+        worker.on('exit', (code) => this.fail(new Error(`the thread writing the results' JSON exited (code ${code})`)))
+        this.workers.push(worker)
+        this.load.set(worker, 0)
+      }
+    } catch (e) {
+      // A thread that could not start (out of memory, a thread limit): the ones started would
+      // keep the process alive, with no writer left to end them.
+      for (const w of this.workers) void w.terminate()
+      throw e
     }
   }
 
