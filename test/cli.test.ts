@@ -320,6 +320,13 @@ describe('face-multitask CLI', () => {
     }
   })
 
+  it('an empty <image> is a bad argument naming <image>: exit 2, not the library\'s words', async () => {
+    const r = await run('detect', '', '--model', model, '--backend', 'cpu')
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/^face-multitask: detect: <image>: empty path/)
+    expect(r.err).not.toMatch(/source must be/)
+  })
+
   it('other bad arguments: exit 2', async () => {
     expect((await run('detect', png, '--model', model, '--backend', 'gpu')).err).toMatch(/--backend must be one of auto, cpu, onnxruntime, tensorrt, got "gpu"/)
     expect((await run('detect', png, '--model', model, '--frob')).code).toBe(2)

@@ -41,6 +41,7 @@ function detectArgs(argv: string[]): DetectArgs {
   })
   if (positionals.length === 0) throw new UsageError('<image>: missing image path')
   if (positionals.length > 1) throw new UsageError(`<image>: one image at a time, got ${positionals.length} (${positionals.join(', ')})`)
+  if (positionals[0] === '') throw new UsageError('<image>: empty path: give an image file, or - to read one piped in')
   if (values.model === undefined || values.model === '') {
     throw new UsageError('--model is required: the ONNX file to run (made by `face-multitask export`; `face-multitask demo` runs a synthetic one)')
   }
