@@ -4,11 +4,12 @@ import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it, vi } from 'vitest'
-import { tensorrtAvailability } from '../lib/availability'
+import { HEADERS_ABSENT, tensorrtAvailability } from '../lib/availability'
 import { BuildProgressView } from '../lib/cli/progress'
 import { FaceMultitask } from '../lib/face-multitask'
 import { makeFixtureModel } from '../scripts/make-fixture'
 import { withoutTensorrt } from './helpers/without-tensorrt'
+import { tensorrtReason } from '../lib/cli/run-model'
 import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
 import { run } from './helpers/run-cli'
@@ -98,7 +99,8 @@ describe('face-multitask build', () => {
     expect(trt.available).toBe(false)
     const r = await run('build', model, '--engine-dir', dir)
     expect(r.code).toBe(1)
-    expect(r.err).toBe(`face-multitask: cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
+    expect(r.err).toBe(`face-multitask: cannot build a TensorRT engine here: ${tensorrtReason(trt.reason ?? '')} (\`face-multitask doctor\` says more)`)
+    if (trt.reason === HEADERS_ABSENT) expect(r.err).toMatch(/here: this build of the native addon has no TensorRT backend \(TensorRT's headers were absent when it was compiled\) /)
     expect(r.out).toBe('')
   })
 })

@@ -7,6 +7,7 @@ import type { LoadOptions } from '../types'
 import { checkReadableFile, CliError, type Io, parseCommand, UsageError } from './common'
 import { ENGINE_FLAGS, engineOptions, flagMessage } from './engine-flags'
 import { BuildProgressView } from './progress'
+import { tensorrtReason } from './run-model'
 
 /** The command line as load options (the flags checked: a UsageError naming the flag). */
 export function buildOptions(argv: string[]): LoadOptions & { json: boolean } {
@@ -21,7 +22,7 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   // same message on a machine with a GPU and without one.
   await checkReadableFile(options.model, '<onnx>')
   const trt = await tensorrtAvailability()
-  if (!trt.available) throw new CliError(`cannot build a TensorRT engine here: ${trt.reason} (\`face-multitask doctor\` says more)`)
+  if (!trt.available) throw new CliError(`cannot build a TensorRT engine here: ${tensorrtReason(trt.reason ?? '')} (\`face-multitask doctor\` says more)`)
   const view = new BuildProgressView((t) => process.stderr.write(t), Boolean(process.stderr.isTTY) && !json)
   const abort = new AbortController()
   const onSigint = () => abort.abort(new Error('interrupted (Ctrl-C)'))

@@ -1,5 +1,6 @@
 // Load the model (what detect, demo and batch share), run one image's faces, close the model.
 import { performance } from 'node:perf_hooks'
+import { HEADERS_ABSENT } from '../availability'
 import { BACKENDS, FaceMultitask } from '../face-multitask'
 import { facesToRun } from '../image-input'
 import type { Box, Face, ImageInput, LoadOptions, ModelInfo } from '../types'
@@ -36,11 +37,21 @@ export interface RunResult {
   detectMs: number
 }
 
+/**
+ * Why TensorRT is not available, as the command line says it: the addon's bare "headers absent at
+ * build time" (doctor prints its detail beside it) said as what it means, where detect, batch and
+ * build give the reason alone.
+ */
+export function tensorrtReason(reason: string): string {
+  return reason === HEADERS_ABSENT ? "this build of the native addon has no TensorRT backend (TensorRT's headers were absent when it was compiled)" : reason
+}
+
 /** The library speaks of its options (options.model); on the command line that is --model. */
 function cliMessage(e: unknown): string {
   return flagNames(messageOf(e)
     .replace(/^options\.model\b/, '--model')
     .replace(/^options\.backend: '(\w+)'/, '--backend $1')
+    .replace(/^(--backend tensorrt is not available: )(.*)(; use 'auto' or 'cpu')$/, (_m, head: string, why: string, tail: string) => `${head}${tensorrtReason(why)}${tail}`)
     .replace(/; use 'auto' or 'cpu'$/, '; use --backend auto or cpu'))
 }
 
