@@ -1088,15 +1088,9 @@ def export_checkpoint(path: Path, out_dir: Path, forced_gen: str | None, args) -
     gen = tell_generation(ckpt, forced_gen)
     G = GENERATIONS[gen]
     note(f"generation {gen}; network code: {G.code_note}")
-    if gen in ("v2.7", "v2.8") and args.opset < 16:
-        raise ExportError(f"{path}: --opset {args.opset} is too old for {gen}: its gaze head's RoiAlign needs opset 16 or "
-                          f"later for the aligned (half_pixel) mode (the default is {OPSET})")
-    if args.opset < 17 and not args.no_fp16:
-        # Below 17 torch spells LayerNorm out in primitive ops, where the FP16 conversion cannot
-        # find it to keep it in FP32 (it would fail after the FP32 export, naming its rule only).
-        raise ExportError(f"{path}: --opset {args.opset} is too old for the FP16 file: its FP32 islands keep "
-                          f"LayerNormalization, an op of opset 17 and later; give --opset 17 or later (the "
-                          f"default is {OPSET}), or --no-fp16 for the FP32 file alone")
+    problem = opset_problem(args.opset, gen, args.no_fp16)
+    if problem:
+        raise ExportError(f"{path}: {problem}")
     if ckpt.file_format != G.file_format:
         note(f"note: {gen} is published as {G.file_format}; this file is {ckpt.file_format} (py-feat 2.x reads both)")
 
@@ -1220,9 +1214,43 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def opset_problem(opset: int, gen, no_fp16: bool):
+    """Why --opset is too old for this export (gen None: not known yet), or None."""
+    if gen in ("v2.7", "v2.8") and opset < 16:
+        return (f"--opset {opset} is too old for {gen}: its gaze head's RoiAlign needs opset 16 or "
+                f"later for the aligned (half_pixel) mode (the default is {OPSET})")
+    if opset < 17 and not no_fp16:
+        # Below 17 torch spells LayerNorm out in primitive ops, where the FP16 conversion cannot
+        # find it to keep it in FP32 (it would fail after the FP32 export, naming its rule only).
+        return (f"--opset {opset} is too old for the FP16 file: its FP32 islands keep "
+                f"LayerNormalization, an op of opset 17 and later; give --opset 17 or later (the "
+                f"default is {OPSET}), or --no-fp16 for the FP32 file alone")
+    return None
+
+
+def refuse_repeated_flags(p, argv) -> None:
+    """A flag with a value given twice is refused, as the CLI's other commands do: argparse would
+    keep the last one, and `--generation v2.5 ... --generation v2.8` export v2.8 without a word."""
+    takes_value = {s for a in p._actions if a.nargs != 0 for s in a.option_strings}
+    seen = {}
+    for i, a in enumerate(argv):
+        if a == "--":
+            break
+        name, eq, value = a.partition("=")
+        if name not in takes_value:
+            continue
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if name in seen:
+            p.error(f'{name} given more than once ("{seen[name]}", then "{value}"): give it once')
+        seen[name] = value
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="export_onnx.py",
+        # As the CLI's other commands (Node's parseArgs): a flag is named in full.
+        allow_abbrev=False,
         description="Export py-feat's face_multitask_v2 checkpoint to ONNX under face-multitask's contract.")
     p.add_argument("checkpoint", nargs="?", type=Path,
                    help="face_multitask_v2.pt (v2.4), face_multitask_v2.safetensors (v2.5), "
@@ -1257,6 +1285,7 @@ def parse_args(argv):
     # library, so the CLI runs them with any python3 when the project's environment is missing.
     p.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    refuse_repeated_flags(p, argv)
     if not (args.check_env or args.import_release):
         if args.random_weights:
             if args.checkpoint is not None:
@@ -1280,6 +1309,10 @@ def parse_args(argv):
         p.error(f"--zero-au-node must be an AU node from 0 to 19, got {args.zero_au_node}")
     if args.threads < 0:
         p.error(f"--threads must be 0 (torch's choice) or a positive number of threads, got {args.threads}")
+    # Said now, not after a random checkpoint is made; a checkpoint's generation is known once read.
+    problem = opset_problem(args.opset, args.generation if args.random_weights else None, args.no_fp16)
+    if problem:
+        p.error(problem)
     if args.out is not None:
         if args.out.strip() == "":
             p.error("--out: empty path (give the folder to write to)")

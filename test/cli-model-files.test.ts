@@ -551,6 +551,13 @@ except e.ExportError as err:
       [['--random-weights', '--generation', 'v2.5', '--zero-au-node', '20'], '--zero-au-node must be an AU node from 0 to 19, got 20'],
       [[ckpt, '--out', ''], '--out: empty path'],
       [[ckpt, '--contract-metadata', path.join(dir, 'none.json')], `--contract-metadata ${path.join(dir, 'none.json')}: no such file`],
+      // argparse keeps the last of a flag given twice; the CLI's other commands refuse it, and so does this.
+      [['--random-weights', '--generation', 'v2.5', '--generation', 'v2.8'], '--generation given more than once ("v2.5", then "v2.8"): give it once'],
+      [[ckpt, '--out=a', '--out', 'b'], '--out given more than once ("a", then "b"): give it once'],
+      [['--random-weights', '--gen', 'v2.5'], 'unrecognized arguments: --gen'],  // named in full, as elsewhere
+      // Said before a random checkpoint is made (and a checkpoint read) rather than after.
+      [['--random-weights', '--generation', 'v2.5', '--opset', '5'], '--opset 5 is too old for the FP16 file'],
+      [['--random-weights', '--generation', 'v2.8', '--opset', '15', '--no-fp16'], '--opset 15 is too old for v2.8'],
     ]
     for (const [args, message] of cases) {
       const r = await runScript(python!, ...args)
@@ -815,14 +822,22 @@ print('still running', file=sys.stderr)`
   it('scripts/export_onnx.py: --opset below 16 for v2.7+ (RoiAlign\'s aligned mode), or below 17 with the FP16 file, is refused before the export', async (ctx) => {
     if (!existsSync(venvPython)) ctx.skip('no .venv (npm run setup:python)')
     const out = path.join(dir, 'old-opset')
-    const r = await runScript(venvPython, '--random-weights', '--generation', 'v2.8', '--no-fp16', '--opset', '15', '--out', out)
+    mkdirSync(out, { recursive: true })
+    // A checkpoint's generation is known once it is read: refused then, before the network is built.
+    const file = path.join(out, 'face_multitask_v28.safetensors')
+    safetensors(file, V27_TENSORS, {})
+    const r = await runScript(venvPython, file, '--no-fp16', '--opset', '15', '--out', out)
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/\[export\] error: .*face_multitask_v28\.safetensors: --opset 15 is too old for v2\.8: its gaze head's RoiAlign needs opset 16 or later/)
-    // Below 17 the FP16 file cannot be made (LayerNorm is spelt out in primitive ops): said before the export.
+    // With --random-weights the generation is given: refused with the arguments, before a checkpoint is made.
+    const random = await runScript(venvPython, '--random-weights', '--generation', 'v2.8', '--no-fp16', '--opset', '15', '--out', out)
+    expect(random.code).toBe(2)
+    expect(random.stderr).toContain("export_onnx.py: error: --opset 15 is too old for v2.8: its gaze head's RoiAlign needs opset 16 or later")
+    // Below 17 the FP16 file cannot be made (LayerNorm is spelt out in primitive ops): whatever the generation.
     const fp16 = await runScript(venvPython, '--random-weights', '--generation', 'v2.5', '--opset', '16', '--out', out)
-    expect(fp16.code).toBe(1)
-    expect(fp16.stderr).toMatch(/\[export\] error: .*face_multitask_v2\.safetensors: --opset 16 is too old for the FP16 file: its FP32 islands keep LayerNormalization, an op of opset 17 and later; give --opset 17 or later \(the default is 17\), or --no-fp16 for the FP32 file alone\n$/)
-    expect(readdirSync(out).filter((f) => f.includes('.onnx'))).toEqual([])
+    expect(fp16.code).toBe(2)
+    expect(fp16.stderr).toMatch(/export_onnx\.py: error: --opset 16 is too old for the FP16 file: its FP32 islands keep LayerNormalization, an op of opset 17 and later; give --opset 17 or later \(the default is 17\), or --no-fp16 for the FP32 file alone\n$/)
+    expect(readdirSync(out).sort()).toEqual(['face_multitask_v28.safetensors'])  // no random checkpoint, no .onnx
   }, 180_000)
 
   it('scripts/export_onnx.py: an export whose check against PyTorch fails leaves no .onnx the runtime would load', async (ctx) => {
