@@ -1,6 +1,6 @@
 // Threads that write batch's face records as JSON lines (record-format-worker.ts), so the main
 // thread, which reads the list, starts the images and writes the results file, is not the
-// bound of a run on a fast model: handing a face over costs it about 30 us instead of the 500
+// bound of a run on a fast model: handing a face over costs it about 60 us instead of the 500
 // its record costs to write (mesh included). Records come back as bytes, in any order; batch
 // keeps the list's order itself.
 import { availableParallelism } from 'node:os'
