@@ -19,7 +19,10 @@ export interface FormatRequest {
   record: FacesRecord
 }
 
-export type FormatReply = { n: number; bytes: Uint8Array } | { n: number; error: string }
+export interface FormatReply {
+  n: number
+  bytes: Uint8Array
+}
 
 export interface FormatWorkerData {
   mesh: boolean
@@ -28,16 +31,13 @@ export interface FormatWorkerData {
 const port = parentPort
 if (!port) throw new Error('record-format-worker must run in a worker thread')
 const { mesh } = workerData as FormatWorkerData
+// Its bytes own their buffer, which can be transferred (Buffer.from's small ones share a pool).
 const utf8 = new TextEncoder()
 
+// What throws here is the thread's 'error': it fails every record waiting (record-formatter.ts).
 port.on('message', ({ n, record }: FormatRequest) => {
-  let reply: FormatReply
-  try {
-    // The spread keeps the record's key order: line, id, image, faces.
-    const text = JSON.stringify({ ...record, faces: record.faces.map((f) => faceToJsonWith(f, { mesh })) })
-    reply = { n, bytes: utf8.encode(`${text}\n`) }
-  } catch (e) {
-    reply = { n, error: e instanceof Error ? e.message : String(e) }
-  }
-  port.postMessage(reply, 'bytes' in reply ? [reply.bytes.buffer as ArrayBuffer] : [])
+  // The spread keeps the record's key order: line, id, image, faces.
+  const text = JSON.stringify({ ...record, faces: record.faces.map((f) => faceToJsonWith(f, { mesh })) })
+  const reply: FormatReply = { n, bytes: utf8.encode(`${text}\n`) }
+  port.postMessage(reply, [reply.bytes.buffer as ArrayBuffer])
 })

@@ -79,8 +79,7 @@ export class RecordFormatter {
     if (!p) return
     this.pending.delete(reply.n)
     this.load.set(p.worker, this.load.get(p.worker)! - 1)
-    if ('bytes' in reply) p.resolve(reply.bytes)
-    else p.reject(new Error(`cannot write the results' JSON: ${reply.error}`))
+    p.resolve(reply.bytes)
   }
 
   /** A thread that fails fails the writer: every record waiting and every one after is rejected. */
