@@ -61,16 +61,19 @@ describe('npm run bench', () => {
   }, 60_000)
 })
 
-describe('npm run bench:records', () => {
-  const RECORDS = path.join(__dirname, '..', 'dist', 'scripts', 'bench-records.js')
-  it('refuses a wrong --faces or an unknown argument before measuring, naming it', () => {
+describe('npm run bench:batch-threads', () => {
+  const SCRIPT = path.join(__dirname, '..', 'dist', 'scripts', 'bench-batch-threads.js')
+  it('refuses a wrong --faces or --images or an unknown argument before measuring, naming it', () => {
     for (const [args, said] of [
       [['--faces', '5'], '--faces: an integer of at least 100, got "5"'],
       [['--faces', '1e3'], '--faces: an integer of at least 100, got "1e3"'],
+      [['--images', '-200'], '--images: an integer of at least 100, got "-200"'],
+      [['--images', '200', '--images', '300'], 'unknown arguments: --images 200 --images 300'],
+      [['--faces'], 'unknown arguments: --faces'],
       [['--seconds', '3'], 'unknown arguments: --seconds 3'],
     ]) {
-      const r = spawnSync(process.execPath, [RECORDS, ...args], { encoding: 'utf8' })
-      expect([r.status, r.stderr]).toEqual([1, expect.stringContaining(`bench-records: ${said}`)])
+      const r = spawnSync(process.execPath, [SCRIPT, ...args], { encoding: 'utf8' })
+      expect([r.status, r.stderr]).toEqual([1, expect.stringContaining(`bench-batch-threads: ${said}`)])
       expect(r.stdout).toBe('')
     }
   })

@@ -4,14 +4,13 @@
 // gets its result, once, in order, through errors, a stopped model, Ctrl-C and reruns.
 import { execFileSync, spawn } from 'node:child_process'
 import fs, { existsSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
-import fsp from 'node:fs/promises'
 import { hostname } from 'node:os'
 import path from 'node:path'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { formatSeconds, Progress } from '../lib/cli/batch'
 import { faceToJson } from '../lib/cli/format'
-import { RecordFormatter } from '../lib/cli/record-formatter'
+import { BatchThreads } from '../lib/cli/batch-threads'
 import { FileLock } from '../lib/engine-cache'
 import { NonFiniteOutputError } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
@@ -21,6 +20,19 @@ import { withExternalData } from './helpers/external-data'
 import { spyOnLoad } from './helpers/spy-load'
 import { tempDir } from './helpers/temp-dir'
 import { run } from './helpers/run-cli'
+
+// A file batch's threads load first (--require), to fail the system's calls there; undefined: none.
+const threadPreload = vi.hoisted(() => ({ file: undefined as string | undefined }))
+vi.mock('node:worker_threads', async (original) => {
+  const real = await original<typeof import('node:worker_threads')>()
+  class Worker extends real.Worker {
+    constructor(file: ConstructorParameters<typeof real.Worker>[0], options: ConstructorParameters<typeof real.Worker>[1] = {}) {
+      const batchs = String(file).endsWith('batch-worker.js')
+      super(file, batchs && threadPreload.file ? { ...options, execArgv: ['--require', threadPreload.file] } : options)
+    }
+  }
+  return { ...real, Worker }
+})
 
 const dir = tempDir('batch')
 const model = path.join(dir, 'fixture.onnx')
@@ -710,12 +722,20 @@ describe('face-multitask batch', () => {
 
   it.each(['EMFILE', 'EIO'])('an error of the system reading an image (%s) stops the run rather than stand as that image\'s error; the same command then finishes it', async (code) => {
     const out = path.join(dir, `stopped-${code}.jsonl`)
-    const readFile = fsp.readFile
-    const spy = vi.spyOn(fsp, 'readFile').mockImplementation(((file: string, ...rest: unknown[]) => {
-      if (String(file).endsWith('chip.png')) return Promise.reject(Object.assign(new Error(`${code}: the system failed, open '${file}'`), { code }))  // line 2
-      return (readFile as (...a: unknown[]) => Promise<unknown>)(file, ...rest)
-    }) as typeof fsp.readFile)
-    const r = await runWith(spy, 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
+    // Images are read on batch's threads: each loads this first.
+    threadPreload.file = path.join(dir, `fail-${code}.cjs`)
+    writeFileSync(threadPreload.file, `const fsp = require('node:fs/promises')
+const readFile = fsp.readFile
+fsp.readFile = (file, ...rest) => String(file).endsWith('chip.png')  // line 2
+  ? Promise.reject(Object.assign(new Error(\`${code}: the system failed, open '\${file}'\`), { code: '${code}' }))
+  : readFile(file, ...rest)
+`)
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '4')
+    } finally {
+      threadPreload.file = undefined
+    }
     expect(r.code).toBe(1)
     expect(r.err).toMatch(new RegExp(`face-multitask: line 2 \\(chip\\.png\\): ".*chip\\.png" could not be read: ${code}: the system failed, open '.*chip\\.png'; stopped: the results so far are in .*stopped-${code}\\.jsonl, and the same command goes on from there`))
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])
@@ -775,15 +795,15 @@ describe('face-multitask batch', () => {
     expect(records(out).slice(1)).toEqual([])
   }, 20_000)
 
-  it('a results thread that fails stops the run as a model error does; what was written is kept and a rerun finishes it', async () => {
+  it('a thread of batch\'s that fails stops the run as a model error does; what was written is kept and a rerun finishes it', async () => {
     const out = path.join(dir, 'format-failed.jsonl')
-    const original = RecordFormatter.prototype.format
+    const original = BatchThreads.prototype.format
     let calls = 0
-    const spy = vi.spyOn(RecordFormatter.prototype, 'format').mockImplementation(function (this: RecordFormatter, record) {
-      return ++calls === 2 ? Promise.reject(new Error("the thread writing the results' JSON failed: out of memory")) : original.call(this, record)
+    const spy = vi.spyOn(BatchThreads.prototype, 'format').mockImplementation(function (this: BatchThreads, record) {
+      return ++calls === 2 ? Promise.reject(new Error("batch's thread reading images and writing results failed: out of memory")) : original.call(this, record)
     })
     const r = await runWith(spy, 'batch', list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
-    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: the thread writing the results' JSON failed: out of memory; stopped: the results so far are in ${out}`)])
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: batch's thread reading images and writing results failed: out of memory; stopped: the results so far are in ${out}`)])
     expect(records(out).slice(1).map((x) => x.line)).toEqual([1])  // line 2's faces were the second record sent
     expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
     expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))

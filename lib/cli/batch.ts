@@ -1,8 +1,8 @@
 // `face-multitask batch <list.jsonl> --model <onnx> --out <results.jsonl>`: many images, one JSON
 // line of results per list line. Images are decoded and run `--concurrency` at a time, so the
-// model's scheduler batches faces across them; face records are written as JSON on threads of
-// their own (record-formatter.ts) and into the results file in list order as they come
-// (result-log.ts), and a rerun of the same command goes on where the last one stopped.
+// model's scheduler batches faces across them; images are read and face records written as JSON
+// on threads of their own (batch-threads.ts), records go into the results file in list order as
+// they come (result-log.ts), and a rerun of the same command goes on where the last one stopped.
 //
 // What fails for one line (bad JSON, an unreadable image, a box outside it, NaN from the model for
 // its faces) is written as that line's error and the run goes on. What fails in the model itself
@@ -21,13 +21,12 @@ import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
 import { facesToRun } from '../image-input'
 import { readOnnxModel } from '../onnx-model'
 import type { Box, ImageInput, LoadOptions } from '../types'
+import { batchThreads, BatchThreads } from './batch-threads'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
-import { readImage } from './image'
 import type { LineSet } from './line-set'
 import { completeBytesIn, type FileId, readLines, readStream } from './lines'
 import { syntheticWarning } from './notices'
-import { formatThreads, RecordFormatter } from './record-formatter'
 import { type BatchHeader, jsonLine, notRegular, type OpenedLog, ResultLog } from './result-log'
 import { backendFlag, type CliBackend, loadModel } from './run-model'
 
@@ -234,12 +233,12 @@ interface EntryResult {
  * (its JSON, its image file, its boxes, all checked before the model runs) is recorded and the
  * run goes on; whatever detect() then throws is the model's, and stops the run (rethrown).
  */
-async function runEntry(model: FaceMultitask, formatter: RecordFormatter, line: number, text: string, listDir: string): Promise<EntryResult> {
+async function runEntry(model: FaceMultitask, threads: BatchThreads, line: number, text: string, listDir: string): Promise<EntryResult> {
   let entry: Entry | undefined
   let image: ImageInput
   try {
     entry = parseEntry(text)
-    image = await readImage(path.resolve(listDir, entry.image))
+    image = await threads.readImage(path.resolve(listDir, entry.image))
     facesToRun(image, entry.boxes ? { boxes: entry.boxes } : undefined, model.spec.crop)  // throws what detect() would
   } catch (e) {
     // An error of the system reading the image (out of file handles, EIO) stops the run, as the
@@ -260,9 +259,9 @@ async function runEntry(model: FaceMultitask, formatter: RecordFormatter, line: 
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
   }
-  // Written on the formatter's threads, with the mesh or without (--no-mesh: a face's record is
-  // then about 4.5 KB instead of 19, which matters over millions of faces).
-  return { bytes: await formatter.format({ line, ...idOf(entry), image: entry.image, faces }), faces: faces.length }
+  // Written on batch's threads, with the mesh or without (--no-mesh: a face's record is then
+  // about 4.5 KB instead of 19, which matters over millions of faces).
+  return { bytes: await threads.format({ line, ...idOf(entry), image: entry.image, faces }), faces: faces.length }
 }
 
 function idOf(entry: { id?: string | number }): { id?: string | number } {
@@ -493,14 +492,14 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
   const model = run.model
   if (model.info().synthetic) io.err(syntheticWarning(args.model))
   const progress = new Progress(io, total, done.size)
-  const formatter = new RecordFormatter(formatThreads(), args.mesh)
+  const threads = new BatchThreads(batchThreads(), args.mesh)
   progress.start()
   let fatal: unknown
   try {
-    fatal = await runList(args, list, model, formatter, done, log, run, progress)
+    fatal = await runList(args, list, model, threads, done, log, run, progress)
   } finally {
     progress.stop()
-    await formatter.close()
+    await threads.close()
   }
   io.err(progress.summary(args.out))
   if (fatal !== undefined) throw stoppedBy(fatal, args.out)
@@ -526,7 +525,7 @@ export const EXIT_ALL_LINES_FAILED = 3
  * Runs every line of the list's snapshot not yet done, `concurrency` at a time, writing results
  * in list order. Returns the error that stopped the run (the model's, or the results file's), if one did.
  */
-async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, formatter: RecordFormatter, done: LineSet, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
+async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask, threads: BatchThreads, done: LineSet, log: ResultLog, run: RunState, progress: Progress): Promise<unknown> {
   // The folder of the file itself, as the header names it: through a symlink elsewhere, the list's
   // images are still the ones a rerun by its real path (or the run that began the results) read.
   const listDir = path.dirname(list.file)
@@ -568,7 +567,7 @@ async function runList(args: BatchArgs, list: ListSnapshot, model: FaceMultitask
       const slot: { result?: EntryResult | null } = {}
       order.push(slot)
       running++
-      void runEntry(model, formatter, line, text, listDir).then(
+      void runEntry(model, threads, line, text, listDir).then(
         (result) => {
           slot.result = result
           progress.finished++

@@ -132,7 +132,7 @@ export class ResultLog {
     }
   }
 
-  /** Appends one record's line (jsonLine(), or a face record's from record-formatter.ts): all of it, or (a full disk) none of it, and throws. */
+  /** Appends one record's line (jsonLine(), or a face record's from batch-threads.ts): all of it, or (a full disk) none of it, and throws. */
   write(line: Uint8Array): void {
     try {
       writeAll(this.fd, line)

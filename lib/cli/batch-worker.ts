@@ -1,0 +1,71 @@
+// One of batch's threads (batch-threads.ts): it reads and decodes list lines' images and writes
+// face records as JSON text, the two parts of a line's work that cost its main thread the most
+// on a fast model (sharp's calls and the file's 250 us or more an image, a face's record with
+// the mesh about 500). Pixels and record bytes go back transferred, faces come in the same way.
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads'
+import { isPassingFileError } from '../describe'
+import type { DecodedImage } from '../read-image'
+import type { Face } from '../types'
+import { CliError, messageOf } from './common'
+import { faceToJsonWith } from './format'
+import { readImage } from './image'
+
+/** A list line's result: its faces, written as faceToJsonWith() writes them. */
+export interface FacesRecord {
+  line: number
+  id?: string | number
+  image: string
+  faces: Face[]
+}
+
+export type BatchRequest = { n: number; record: FacesRecord } | { n: number; read: string }
+
+/**
+ * `unreadable`: why an image could not be read, as the CLI's readImage said it: with `code`, an
+ * error of the system (out of file handles, EIO), which stops the run; without, the file's own.
+ */
+export type BatchReply =
+  | { n: number; bytes: Uint8Array }
+  | { n: number; image: Omit<DecodedImage, 'data'> & { data: Uint8Array } }
+  | { n: number; unreadable: { message: string; code?: string } }
+
+export interface BatchWorkerData {
+  mesh: boolean
+}
+
+if (!parentPort) throw new Error('batch-worker must run in a worker thread')
+const port: MessagePort = parentPort
+const { mesh } = workerData as BatchWorkerData
+// Its bytes own their buffer, which can be transferred (Buffer.from's small ones share a pool).
+const utf8 = new TextEncoder()
+
+// What throws here (an unhandled rejection included) is the thread's 'error': it fails every
+// request waiting (batch-threads.ts).
+port.on('message', (request: BatchRequest) => {
+  if ('read' in request) {
+    void read(request.n, request.read)
+    return
+  }
+  const { n, record } = request
+  // The spread keeps the record's key order: line, id, image, faces.
+  const text = JSON.stringify({ ...record, faces: record.faces.map((f) => faceToJsonWith(f, { mesh })) })
+  const reply: BatchReply = { n, bytes: utf8.encode(`${text}\n`) }
+  port.postMessage(reply, [reply.bytes.buffer as ArrayBuffer])
+})
+
+async function read(n: number, file: string): Promise<void> {
+  let image: DecodedImage
+  try {
+    image = await readImage(file)
+  } catch (e) {
+    // Anything else is a fault of this code, not of the image: the thread fails.
+    const system = isPassingFileError(e)
+    if (!system && !(e instanceof CliError)) throw e
+    port.postMessage({ n, unreadable: { message: messageOf(e), ...(system ? { code: (e as NodeJS.ErrnoException).code } : {}) } } satisfies BatchReply)
+    return
+  }
+  // Sent as a copy in memory of this thread's: sharp's own buffer (libvips' memory, freed by a
+  // finalizer) cost the main thread 130-300 us an image to take over and free, the copy 30-60.
+  const data = new Uint8Array(image.data)
+  port.postMessage({ n, image: { ...image, data } } satisfies BatchReply, [data.buffer])
+}
