@@ -1,6 +1,7 @@
 // batch's threads: each image they read must be what the CLI's readImage gives on the main thread
 // (pixels, or the same error of the same kind), and each record's line the one the main thread
 // would write, whichever thread did it and in whatever order they come back.
+import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
@@ -12,6 +13,7 @@ import { CliError } from '../lib/cli/common'
 import { faceToJsonWith } from '../lib/cli/format'
 import { readImage } from '../lib/cli/image'
 import { isPassingFileError } from '../lib/describe'
+import type { DecodedImage } from '../lib/read-image'
 import { FaceMultitask } from '../lib/face-multitask'
 import type { Box, Face } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
@@ -85,8 +87,10 @@ describe('BatchThreads: images', () => {
     const threads = new BatchThreads(3, true)
     try {
       const got = await Promise.all(files.map((f) => threads.readImage(f)))
-      expect(got).toEqual(want)
-      expect(got.every((g) => Buffer.isBuffer(g.data))).toBe(true)
+      // The pixels by their hash: toEqual compares buffers element by element, for seconds.
+      const summary = ({ data, ...rest }: DecodedImage) => ({ ...rest, buffer: Buffer.isBuffer(data), bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') })
+      expect(got.map(summary)).toEqual(want.map(summary))
+      expect(want.every((w) => Buffer.isBuffer(w.data))).toBe(true)
     } finally {
       await threads.close()
     }
@@ -100,6 +104,30 @@ describe('BatchThreads: images', () => {
     try {
       const got = await Promise.all(files.map((f) => threads.readImage(f).then(() => 'read', (e: unknown) => e)))
       expect(got.map((e) => [e instanceof CliError, (e as Error).message])).toEqual(want.map((e) => [true, (e as Error).message]))
+    } finally {
+      await threads.close()
+    }
+  })
+
+  it('a sharp that cannot load fails the threads at once, with its words: no image is refused as unreadable for it', async () => {
+    const preload = path.join(dir, 'no-sharp.cjs')
+    writeFileSync(preload, `const Module = require('node:module')
+const load = Module._load
+Module._load = function (request, ...rest) {
+  if (request === 'sharp') throw new Error('Could not load the "sharp" module using the linux-x64 runtime')
+  return load.call(this, request, ...rest)
+}
+`)
+    starting.preload = preload
+    let threads: BatchThreads
+    try {
+      threads = new BatchThreads(2, true)
+    } finally {
+      starting.preload = undefined
+    }
+    try {
+      const got = await threads.readImage(path.join(images, 'rgb.jpg')).catch((e: unknown) => e)
+      expect([got instanceof CliError, (got as Error).message]).toEqual([false, 'batch\'s thread reading images and writing results failed: Could not load the "sharp" module using the linux-x64 runtime'])
     } finally {
       await threads.close()
     }
