@@ -744,6 +744,28 @@ fsp.readFile = (file, ...rest) => String(file).endsWith('chip.png')  // line 2
     expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
   })
 
+  it('a sharp that cannot load (its binary missing) stops the run before any line is recorded as unreadable; the same command then finishes it', async () => {
+    const out = path.join(dir, 'no-sharp.jsonl')
+    threadPreload.file = path.join(dir, 'no-sharp.cjs')
+    writeFileSync(threadPreload.file, `const Module = require('node:module')
+const load = Module._load
+Module._load = function (request, ...rest) {
+  if (request === 'sharp') throw new Error('Could not load the "sharp" module using the linux-x64 runtime')
+  return load.call(this, request, ...rest)
+}
+`)
+    let r
+    try {
+      r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
+    } finally {
+      threadPreload.file = undefined
+    }
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: batch's thread reading images and writing results failed: Could not load the "sharp" module using the linux-x64 runtime; stopped: the results so far are in ${out}`)])
+    expect(records(out).slice(1)).toEqual([])
+    expect((await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')).code).toBe(0)
+    expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
+  })
+
   it('a list replaced at its path while the run reads it (a new file renamed over it) stops the run rather than be read under the first one\'s hash', async () => {
     const replaced = path.join(dir, 'replaced.jsonl')
     writeFileSync(replaced, LIST.map(lineText).join('\n') + '\n')

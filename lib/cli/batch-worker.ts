@@ -3,6 +3,10 @@
 // on a fast model (sharp's calls and the file's 250 us or more an image, a face's record with
 // the mesh about 500). Pixels and record bytes go back transferred, faces come in the same way.
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads'
+// Loaded now: a sharp that cannot load (its binary missing for this platform) fails the thread,
+// which stops the run at once; loaded on first use, it failed each image's read instead, and
+// every line was recorded as unreadable for good.
+import 'sharp'
 import { isPassingFileError } from '../describe'
 import type { DecodedImage } from '../read-image'
 import type { Face } from '../types'

@@ -6,8 +6,9 @@
 //
 // What fails for one line (bad JSON, an unreadable image, a box outside it, NaN from the model for
 // its faces) is written as that line's error and the run goes on. What fails in the model itself
-// (an inference error, a lost GPU), or in the system reading an image (out of file handles, EIO),
-// stops the run: every line done so far is kept, and a rerun redoes only the rest.
+// (an inference error, a lost GPU), or in the system reading an image (out of file handles, EIO,
+// a sharp that cannot load), stops the run: every line done so far is kept, and a rerun redoes
+// only the rest.
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'

@@ -136,7 +136,7 @@ ${ENGINE_SECTION}
 A line whose JSON, image file or boxes are wrong, or for whose faces the model gives NaN (an FP16
 overflow), gets an "error" and the run goes on. An error of the model itself (inference failed,
 the GPU was lost), or of the system reading an image (out of file handles or memory, an I/O
-error), stops the run with exit code 1; what was done is kept, and the same command goes on from
+error, a sharp that cannot load), stops the run with exit code 1; what was done is kept, and the same command goes on from
 there; the message names the line that met it.
 So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
