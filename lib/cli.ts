@@ -6,6 +6,7 @@
 // Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
 // 3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C).
+import { availableParallelism } from 'node:os'
 import { CliError, type Io, messageOf, packageVersion, processIo, UsageError, wantsHelp } from './cli/common'
 import { BATCH_USAGE, BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 
@@ -84,6 +85,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 }
 
 if (require.main === module) {
+  // sharp decodes on libuv's pool (and onnxruntime-node runs its sessions there), which holds 4
+  // threads unless UV_THREADPOOL_SIZE says otherwise: at most 4 images decoding at once, which
+  // on a many-core GPU machine bounds `batch` well under the model. One per core, unless set;
+  // read by libuv when the pool first runs, which is after this line.
+  process.env.UV_THREADPOOL_SIZE ??= String(Math.min(1024, Math.max(4, availableParallelism())))
   // `face-multitask detect ... --json | head` closes stdout early: stop quietly, not with EPIPE.
   // Any other failure (`> results.json` on a full disk) is said in one line, as other errors are.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {

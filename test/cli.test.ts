@@ -417,6 +417,27 @@ describe('face-multitask CLI', () => {
     expect([huge.status, huge.stderr.toString()]).toEqual([1, expect.stringMatching(/^face-multitask: standard input \(a pipe, 65 bytes read\) is 17000x17000 \(289000000 pixels\), more than readImage\(\) decodes .*; scale it down first\n/)])
   })
 
+  it('sizes libuv\'s pool, where images decode, to the cores (at least 4) unless UV_THREADPOOL_SIZE is set', (ctx) => {
+    const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
+    if (!existsSync('/proc/self/task')) ctx.skip('no /proc here to count the threads')
+    // A machine of 16 cores, as the child is told; at its exit, the pool's size and its threads.
+    const preload = path.join(dir, 'cores-16.cjs')
+    writeFileSync(preload, `require('node:os').availableParallelism = () => 16
+process.on('exit', () => process.stderr.write(\`POOL \${process.env.UV_THREADPOOL_SIZE} THREADS \${require('node:fs').readdirSync('/proc/self/task').length}\\n\`))
+`)
+    const threads = (env: NodeJS.ProcessEnv) => {
+      const child = spawnSync(process.execPath, ['-r', preload, bin, 'detect', chip, '--model', model, '--backend', 'cpu', '--json'], { env, encoding: 'utf8' })
+      expect(child.status, child.stderr).toBe(0)
+      const [, pool, count] = /POOL (\S+) THREADS (\d+)/.exec(child.stderr) ?? []
+      return { pool, count: Number(count) }
+    }
+    const { UV_THREADPOOL_SIZE: _, ...unset } = process.env
+    const sized = threads(unset)
+    const four = threads({ ...unset, UV_THREADPOOL_SIZE: '4' })
+    expect([sized.pool, four.pool]).toEqual(['16', '4'])
+    expect(sized.count - four.count).toBe(12)  // the pool's threads, the rest alike
+  })
+
   it('output that cannot be written (a full disk) is said in one line, exit 1, no stack trace', async (ctx) => {
     const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
     if (!existsSync('/dev/full')) ctx.skip('no /dev/full here to stand for a full disk')

@@ -119,9 +119,9 @@ Images are decoded and run N at a time, so faces of different images share infer
                      face's record shrinks from about 19 KB to 4.5 KB. A rerun must keep the choice.
   --concurrency <n>  images decoded or running at once (default 32; raise it for a GPU, so
                      that batches fill up to --max-batch, 64 by default on TensorRT; sharp
-                     decodes on libuv's pool, sized by UV_THREADPOOL_SIZE, default 4). Each is
-                     held decoded meanwhile: 36 MB for a 12-megapixel photo, so 32 of them
-                     can take over 1 GB
+                     decodes on libuv's pool: one thread per core, at least 4, unless
+                     UV_THREADPOOL_SIZE is set). Each is held decoded meanwhile: 36 MB for a
+                     12-megapixel photo, so 32 of them can take over 1 GB
   --workers <n>      CPU: inference threads, each with its own ONNX Runtime session (default 1;
                      1 to 64); each holds the model's memory again
   --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
