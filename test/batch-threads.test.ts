@@ -36,6 +36,16 @@ vi.mock('node:worker_threads', async (original) => {
 })
 
 const dir = tempDir('batch-threads')
+
+/** `count` threads that each load `preload` first. */
+function threadsLoading(preload: string, count: number): BatchThreads {
+  starting.preload = preload
+  try {
+    return new BatchThreads(count, true)
+  } finally {
+    starting.preload = undefined
+  }
+}
 const threads = () => readdirSync('/proc/self/task').length
 
 /** Faces of a synthetic model of `generation` (v2.8 has blendshapes), `count` boxes over one random frame. */
@@ -110,21 +120,7 @@ describe('BatchThreads: images', () => {
   })
 
   it('a sharp that cannot load fails the threads at once, with its words: no image is refused as unreadable for it', async () => {
-    const preload = path.join(dir, 'no-sharp.cjs')
-    writeFileSync(preload, `const Module = require('node:module')
-const load = Module._load
-Module._load = function (request, ...rest) {
-  if (request === 'sharp') throw new Error('Could not load the "sharp" module using the linux-x64 runtime')
-  return load.call(this, request, ...rest)
-}
-`)
-    starting.preload = preload
-    let threads: BatchThreads
-    try {
-      threads = new BatchThreads(2, true)
-    } finally {
-      starting.preload = undefined
-    }
+    const threads = threadsLoading(path.join(__dirname, 'helpers', 'sharp-missing.js'), 2)
     try {
       const got = await threads.readImage(path.join(images, 'rgb.jpg')).catch((e: unknown) => e)
       expect([got instanceof CliError, (got as Error).message]).toEqual([false, 'batch\'s thread reading images and writing results failed: Could not load the "sharp" module using the linux-x64 runtime'])
@@ -149,13 +145,7 @@ Module._load = function (request, ...rest) {
     writeFileSync(preload, `const fsp = require('node:fs/promises')
 fsp.readFile = (file) => Promise.reject(Object.assign(new Error(\`${code}: the system failed, open '\${file}'\`), { code: '${code}' }))
 `)
-    starting.preload = preload
-    let threads: BatchThreads
-    try {
-      threads = new BatchThreads(1, true)
-    } finally {
-      starting.preload = undefined
-    }
+    const threads = threadsLoading(preload, 1)
     try {
       const got = await threads.readImage(file).catch((e: unknown) => e)
       expect([got instanceof CliError, (got as Error).message, (got as NodeJS.ErrnoException).code]).toEqual([false, (want as Error).message, code])

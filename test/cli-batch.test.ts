@@ -746,14 +746,7 @@ fsp.readFile = (file, ...rest) => String(file).endsWith('chip.png')  // line 2
 
   it('a sharp that cannot load (its binary missing) stops the run before any line is recorded as unreadable; the same command then finishes it', async () => {
     const out = path.join(dir, 'no-sharp.jsonl')
-    threadPreload.file = path.join(dir, 'no-sharp.cjs')
-    writeFileSync(threadPreload.file, `const Module = require('node:module')
-const load = Module._load
-Module._load = function (request, ...rest) {
-  if (request === 'sharp') throw new Error('Could not load the "sharp" module using the linux-x64 runtime')
-  return load.call(this, request, ...rest)
-}
-`)
+    threadPreload.file = path.join(__dirname, 'helpers', 'sharp-missing.js')
     let r
     try {
       r = await run('batch', list, '--model', model, '--out', out, '--backend', 'cpu')
