@@ -2,7 +2,7 @@
 // (pixels, or the same error of the same kind), and each record's line the one the main thread
 // would write, whichever thread did it and in whatever order they come back.
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import sharp from 'sharp'
@@ -119,6 +119,23 @@ describe('BatchThreads: images', () => {
     }
   })
 
+  it('a file over onThreadsUpTo bytes is read on this thread, a smaller one on the threads', async () => {
+    const large = path.join(images, 'rgb.jpg')
+    const small = path.join(images, 'palette.png')
+    expect([statSync(large).size > 10_000, statSync(small).size <= 10_000]).toEqual([true, true])
+    const threads = new BatchThreads(1, true, { onThreadsUpTo: 10_000 })
+    // Reading fails on this thread only: which file meets the failure says where it was read.
+    const spy = vi.spyOn(fsp, 'readFile').mockImplementation(() => Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })))
+    try {
+      const [got, gotSmall] = await Promise.all([threads.readImage(large).catch((e: unknown) => e), threads.readImage(small)])
+      expect((got as NodeJS.ErrnoException).code).toBe('EIO')
+      expect([gotSmall.width, gotSmall.height]).toEqual([40, 30])
+    } finally {
+      spy.mockRestore()
+      await threads.close()
+    }
+  })
+
   it('a sharp that cannot load fails the threads at once, with its words: no image is refused as unreadable for it', async () => {
     const threads = threadsLoading(path.join(__dirname, 'helpers', 'sharp-missing.js'), 2)
     try {
@@ -183,7 +200,7 @@ describe('BatchThreads: records', () => {
     const base = threads()
     const failing = path.join(dir, 'failing-worker.js')
     writeFileSync(failing, "require('node:worker_threads').parentPort.on('message', () => { throw new Error('out of luck') })")
-    const formatter = new BatchThreads(2, true, failing)
+    const formatter = new BatchThreads(2, true, { file: failing })
     expect(threads()).toBeGreaterThanOrEqual(base + 2)
     const record = (line: number): FacesRecord => ({ line, image: 'a.jpg', faces: [structuredClone(faces[0])] })
     const waiting = await Promise.allSettled([formatter.format(record(1)), formatter.format(record(2))])
