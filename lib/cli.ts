@@ -85,7 +85,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 }
 
 if (require.main === module) {
-  // sharp decodes on libuv's pool (and onnxruntime-node runs its sessions there), which holds 4
+  // sharp decodes on libuv's pool (and the CPU backend preprocesses there), which holds 4
   // threads unless UV_THREADPOOL_SIZE says otherwise: at most 4 images decoding at once, which
   // on a many-core GPU machine bounds `batch` well under the model. One per core, unless set;
   // read by libuv when the pool first runs, which is after this line.

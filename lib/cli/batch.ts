@@ -493,6 +493,10 @@ async function runBatch(args: BatchArgs, list: ListSnapshot, { log, done, notes 
   const model = run.model
   if (model.info().synthetic) io.err(syntheticWarning(args.model))
   const progress = new Progress(io, total, done.size)
+  // sharp loaded here first: its libraries must stay loaded by the main thread, or the last of
+  // the threads to end may unload them (sharp's notes on worker threads, glibc). One that cannot
+  // load is said by the threads, which stop the run.
+  await import('sharp').catch(() => undefined)
   const threads = new BatchThreads(batchThreads(), args.mesh)
   progress.start()
   let fatal: unknown

@@ -136,8 +136,9 @@ ${ENGINE_SECTION}
 A line whose JSON, image file or boxes are wrong, or for whose faces the model gives NaN (an FP16
 overflow), gets an "error" and the run goes on. An error of the model itself (inference failed,
 the GPU was lost), or of the system reading an image (out of file handles or memory, an I/O
-error, a sharp that cannot load), stops the run with exit code 1; what was done is kept, and the same command goes on from
-there; the message names the line that met it.
+error), stops the run with exit code 1; what was done is kept, and the same command goes on
+from there; the message names the line that met it. A sharp that cannot load (its binary
+missing for this platform) stops it too, before any line.
 So does a results file that cannot be written (a full disk: no record is left in part).
 Ctrl-C finishes the images in flight, writes them and exits with 130 (when they were the last
 lines, the run has finished and exits as below). Progress goes to stderr (every second on a terminal, every 10 s
