@@ -6,7 +6,7 @@
 // Each command lives in lib/cli/.
 // Exit codes: 0 done, 1 failed (unreadable image or model, inference error), 2 bad arguments,
 // 3 batch ran lines and every one got an "error", 130 interrupted (batch: Ctrl-C).
-import { availableParallelism } from 'node:os'
+import { usableCores } from './cores'
 import { CliError, type Io, messageOf, packageVersion, processIo, UsageError, wantsHelp } from './cli/common'
 import { BATCH_USAGE, BUILD_USAGE, DEMO_USAGE, DETECT_USAGE, DOCTOR_USAGE, EXPORT_USAGE, INSPECT_USAGE, MAIN_USAGE } from './cli/usage'
 
@@ -89,7 +89,7 @@ if (require.main === module) {
   // threads unless UV_THREADPOOL_SIZE says otherwise: at most 4 images decoding at once, which
   // on a many-core GPU machine bounds `batch` well under the model. One per core, unless set;
   // read by libuv when the pool first runs, which is after this line.
-  process.env.UV_THREADPOOL_SIZE ??= String(Math.min(1024, Math.max(4, availableParallelism())))
+  process.env.UV_THREADPOOL_SIZE ??= String(Math.min(1024, Math.max(4, usableCores())))
   // `face-multitask detect ... --json | head` closes stdout early: stop quietly, not with EPIPE.
   // Any other failure (`> results.json` on a full disk) is said in one line, as other errors are.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {

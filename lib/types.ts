@@ -110,7 +110,10 @@ export interface LoadOptions {
   maxBatch?: number
   /** CPU backend: inference threads, each with its own session (default 1). */
   workers?: number
-  /** CPU backend: intra-op threads per worker (default: available cores / workers). */
+  /**
+   * CPU backend: intra-op threads per worker (default: usable cores / workers, the cores of the
+   * CPU affinity lowered to the cgroup's CPU quota, a container's CPU limit).
+   */
   threads?: number
   /**
    * CPU backend: ONNX Runtime's intra-op threads spin-wait for work (default true, ONNX Runtime's

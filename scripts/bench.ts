@@ -20,6 +20,7 @@ import os from 'node:os'
 import path from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { INPUT_NAME, INPUT_SIZE, META_PREFIX, type ModelSpec, readModelSpec } from '../lib/contract'
+import { usableCores } from '../lib/cores'
 import { type BatchOutputs, decodeFace } from '../lib/decode'
 import { FaceMultitask } from '../lib/face-multitask'
 import { hashFile } from '../lib/engine-cache/key'
@@ -68,7 +69,7 @@ The synthetic fixture model (generation v2.5) is always measured; --model adds a
   --batches L    comma-separated batch sizes (faces per detect() call), default 1,8,32
   --seconds N    seconds per throughput measurement (after a warm-up), default ${DEFAULT_SECONDS}
   --threads N    onnxruntime intra-op threads, for the pipeline's worker and the bare
-                 session alike (default: available cores, as FaceMultitask.load does)
+                 session alike (default: usable cores, as FaceMultitask.load does)
   --no-spin-wait onnxruntime's intra-op threads sleep when out of work, both sides (load option
                  spinWait: false); default: they spin-wait, as FaceMultitask.load's default
   --repeat N     measure each batch size N times (1 to 20, default 1) and show the run of median
@@ -127,10 +128,10 @@ function secondsOf(value: string): number {
 }
 
 function parseArgs(argv: string[]): BenchOptions | 'help' {
-  // The pipeline's own default (one worker, every available core), passed explicitly to both
+  // The pipeline's own default (one worker, every usable core), passed explicitly to both
   // sides so the bare session is guaranteed to run with the worker's intraOpNumThreads.
   const opts: BenchOptions = {
-    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: os.availableParallelism(), spinWait: true, repeat: 1, json: false,
+    model: undefined, batches: DEFAULT_BATCHES, seconds: DEFAULT_SECONDS, threads: usableCores(), spinWait: true, repeat: 1, json: false,
     pyfeat: false, checkpoint: undefined, images: undefined,
   }
   let batchesGiven = false
@@ -174,7 +175,7 @@ function parseArgs(argv: string[]): BenchOptions | 'help' {
 interface MachineInfo {
   cpu: string
   cores: number
-  availableParallelism: number
+  usableCores: number
   platform: string
   memoryGiB: number
   node: string
@@ -188,7 +189,7 @@ function machineInfo(): MachineInfo {
   return {
     cpu: cpus[0]?.model.trim() ?? 'unknown',
     cores: cpus.length,
-    availableParallelism: os.availableParallelism(),
+    usableCores: usableCores(),
     platform: `${process.platform}-${process.arch}`,
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     node: process.version,
@@ -493,7 +494,7 @@ function verdict(ok: boolean): string {
 function report(machine: MachineInfo, opts: BenchOptions, results: ModelResult[]): string[] {
   const lines = [
     'face-multitask CPU benchmark (onnxruntime backend)',
-    `machine: ${machine.cpu}, ${machine.cores} cores (available parallelism ${machine.availableParallelism}), ${machine.platform}, ${machine.memoryGiB} GiB`,
+    `machine: ${machine.cpu}, ${machine.cores} cores (${machine.usableCores} usable: affinity and CPU quota), ${machine.platform}, ${machine.memoryGiB} GiB`,
     `software: Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, addon ${machine.addon}`,
     `settings: ${FRAME_WIDTH}x${FRAME_HEIGHT} RGB frame, ~${FACE_SIDE} px boxes, ${opts.threads} intra-op thread(s) for pipeline worker and bare session${opts.spinWait ? '' : ' (no spin-wait)'}, ${opts.seconds} s per measurement${opts.repeat > 1 ? `, each batch size measured ${opts.repeat} times` : ''}`,
     '',
@@ -754,7 +755,7 @@ function pyfeatReport(machine: MachineInfo, opts: BenchOptions, model: string, s
   const rel = (f: string) => (path.isAbsolute(f) && f.startsWith(packageRoot()) ? path.relative(packageRoot(), f) : f)
   const lines = [
     `face-multitask vs py-feat: ${spec.generation} ${path.basename(model)}${spec.synthetic ? ' (random weights)' : ''}, CPU, FP32`,
-    `machine: ${machine.cpu}, ${machine.cores} cores (available parallelism ${machine.availableParallelism}), ${machine.platform}, ${machine.memoryGiB} GiB; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`,
+    `machine: ${machine.cpu}, ${machine.cores} cores (${machine.usableCores} usable: affinity and CPU quota), ${machine.platform}, ${machine.memoryGiB} GiB; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`,
     `software: Node.js ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, addon ${machine.addon}; Python ${py.python}, torch ${py.torch}, torchvision ${py.torchvision}, ${py.release} code (${rel(String(py.code))})`,
     `checkpoint: ${ckpt.file}${ckpt.verified ? ' (sha256 = the model\'s metadata)' : ''}`,
     `faces: ${ours.faces} (boxes labelled ${FACE_LABEL_PREFIX}* in ${rel(PARITY_BOXES)}) on ${ours.photos.length} frames from ${rel(images)}`,

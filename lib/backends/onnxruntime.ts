@@ -1,10 +1,10 @@
 // CPU backend: native preprocessing on libuv's pool, straight into a buffer that is then
 // transferred to a worker thread running an ONNX Runtime session.
 import { statSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { HEAD_OUTPUTS, type ModelSpec } from '../contract'
+import { usableCores } from '../cores'
 import type { BatchOutputs } from '../decode'
 import { checkStillWhole, type FaceJob } from '../image-input'
 import { loadNative, nativeModes, packageRoot } from '../native'
@@ -303,7 +303,7 @@ export class OnnxRuntimeBackend implements Backend {
   static async create(model: string, spec: ModelSpec, opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
     loadNative() // fail early, with the addon's own message, before any thread starts
     const loaded = stampModelFiles(model, opts.externalData ?? [])
-    const settings = { threads: opts.threads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers)), spinWait: opts.spinWait }
+    const settings = { threads: opts.threads ?? Math.max(1, Math.floor(usableCores() / opts.workers)), spinWait: opts.spinWait }
     const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => SessionWorker.start(model, settings, headOutputs(spec))))
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')

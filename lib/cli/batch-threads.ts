@@ -4,9 +4,9 @@
 // about 100 us instead of the 250 its reading costs there, a face's record about 70 instead of
 // 480 (mesh included), for 5-15% more CPU in all (npm run bench:batch-threads). Replies come in
 // any order; batch keeps the list's order itself.
-import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
+import { usableCores } from '../cores'
 import { packageRoot } from '../native'
 import type { DecodedImage } from '../read-image'
 import type { BatchReply, BatchRequest, BatchWorkerData, FacesRecord } from './batch-worker'
@@ -14,7 +14,7 @@ import { CliError } from './common'
 import { readImage as readImageHere } from './image'
 
 /** One thread for every 4 cores, up to 4 (each writes about 2,000 faces/s with the mesh; an image's read costs one 250 us or more). */
-export function batchThreads(cores = availableParallelism()): number {
+export function batchThreads(cores = usableCores()): number {
   return Math.min(4, Math.max(1, Math.floor(cores / 4)))
 }
 

@@ -124,7 +124,9 @@ Images are decoded and run N at a time, so faces of different images share infer
                      12-megapixel photo, so 32 of them can take over 1 GB
   --workers <n>      CPU: inference threads, each with its own ONNX Runtime session (default 1;
                      1 to 64); each holds the model's memory again
-  --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256)
+  --threads <n>      CPU: intra-op threads per worker (default the cores / workers; 1 to 256).
+                     The cores, here and above: those of the CPU affinity, lowered to a
+                     container's CPU limit (its cgroup's quota)
   --no-spin-wait     CPU: ONNX Runtime's threads sleep when out of work instead of spinning:
                      more faces/s when the cores are shared with other work, about the
                      same (at most a few percent fewer) on an otherwise idle machine
