@@ -22,7 +22,7 @@ import { tempDir } from './helpers/temp-dir'
 // Threads that cannot start (a thread limit, out of memory): the constructor of the Worker that
 // starts threads refuses once `refuseAfter` of them have started. `preload`: a file each thread
 // loads first (--require), to fail the system's calls there.
-const starting = vi.hoisted(() => ({ refuseAfter: Infinity, started: 0, preload: undefined as string | undefined }))
+const starting = vi.hoisted(() => ({ refuseAfter: Infinity, started: 0, preload: undefined as string | undefined, last: undefined as unknown }))
 vi.mock('node:worker_threads', async (original) => {
   const real = await original<typeof import('node:worker_threads')>()
   class Worker extends real.Worker {
@@ -30,6 +30,7 @@ vi.mock('node:worker_threads', async (original) => {
       if (starting.started >= starting.refuseAfter) throw new Error('ERR_WORKER_INIT_FAILED: pthread_create: Resource temporarily unavailable')
       super(file, starting.preload ? { ...options, execArgv: ['--require', starting.preload] } : options)
       starting.started++
+      starting.last = this
     }
   }
   return { ...real, Worker }
@@ -210,6 +211,19 @@ describe('BatchThreads: records', () => {
     await formatter.close()
     for (let k = 0; k < 50 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
     expect(threads()).toBe(base)
+  })
+
+  it('a reply that cannot be read (messageerror) rejects the requests waiting and every one after', async () => {
+    const silent = path.join(dir, 'silent-worker.js')
+    writeFileSync(silent, "require('node:worker_threads').parentPort.on('message', () => {})")
+    const formatter = new BatchThreads(1, true, { file: silent })
+    const waiting = formatter.format({ line: 1, image: 'a.jpg', faces: [structuredClone(faces[0])] })
+    // Node emits it where deserializing failed; no message of batch's can be made to fail so.
+    ;(starting.last as import('node:worker_threads').Worker).emit('messageerror', new Error('Unable to deserialize cloned data.'))
+    const why = "a reply from batch's thread could not be read: Unable to deserialize cloned data."
+    await expect(waiting).rejects.toThrow(why)
+    await expect(formatter.readImage(path.join(dir, 'a.jpg'))).rejects.toThrow(why)
+    await formatter.close()
   })
 
   it('a thread that cannot start refuses them all, and the threads started before it end', async () => {

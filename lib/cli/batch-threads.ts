@@ -50,6 +50,8 @@ export class BatchThreads {
         const worker = new Worker(file, { workerData: { mesh } satisfies BatchWorkerData })
         worker.on('message', (reply: BatchReply) => this.settle(reply))
         worker.on('error', (e) => this.fail(new Error(`batch's thread reading images and writing results failed: ${e.message}`)))
+        // A reply that cannot be deserialized (out of memory) would leave its request waiting for ever.
+        worker.on('messageerror', (e) => this.fail(new Error(`a reply from batch's thread could not be read: ${e.message}`)))
         worker.on('exit', (code) => this.fail(new Error(`batch's thread reading images and writing results exited (code ${code})`)))
         this.workers.push(worker)
         this.load.set(worker, 0)
