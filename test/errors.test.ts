@@ -925,6 +925,35 @@ describe('errors', () => {
     }
   })
 
+  it('a reply the main thread cannot read (messageerror): the thread is replaced and the batch run again; on every thread, the call rejects saying so', async () => {
+    const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+    const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
+    // Node emits it where deserializing a message failed; no reply of the worker's can be made to
+    // fail so, so it is emitted as each batch goes to its thread, `left` times.
+    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string }, transfer?: unknown): void }
+    const postMessage = proto.postMessage
+    let left = 1
+    proto.postMessage = function (this: Worker, msg, transfer) {
+      postMessage.call(this, msg, transfer)
+      if (msg?.type === 'run' && left-- > 0) this.emit('messageerror', new Error('Unable to deserialize cloned data.'))
+    }
+    const engine = (m as unknown as { engine: { workers: { worker: Worker }[] } }).engine
+    const given = engine.workers[0].worker
+    const ended = new Promise((resolve) => given.once('exit', resolve))
+    try {
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+      await ended // the thread given up is ended, not left running beside its replacement
+      expect(engine.workers[0].worker).not.toBe(given)
+      left = Infinity
+      await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow("a reply from the inference worker could not be read: Unable to deserialize cloned data.")
+      left = 0
+      expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
+    } finally {
+      proto.postMessage = postMessage
+      await m.close()
+    }
+  })
+
   it('a bad call sharing a batch with a good one: the good one resolves, the bad one rejects, and the threads it killed are replaced', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 2, threads: 1, maxBatch: 4 })
     const want = (await m.detect(frame, { boxes: [box] }))[0].auValues

@@ -70,6 +70,12 @@ class SessionWorker {
     }
     worker.on('error', (e) => fail(new Error(`the inference worker failed: ${e.message}`)))
     worker.on('exit', (code) => fail(new Error(`the inference worker exited (code ${code})`)))
+    // A reply that cannot be deserialized (out of memory) would leave its batch waiting for ever:
+    // the thread is given up as dead (and replaced, its batch run again, as after a crash).
+    worker.on('messageerror', (e) => {
+      fail(new Error(`a reply from the inference worker could not be read: ${e.message}`))
+      void worker.terminate()
+    })
     // An idle model does not keep the process alive (as the TensorRT backend's native threads):
     // the worker holds the event loop only while a batch is on it. After the listeners: adding a
     // 'message' listener refs the worker's port again.
