@@ -12,7 +12,8 @@ export interface DecodedImage extends ImageInput {
   data: Buffer
   width: number
   height: number
-  format: 'rgb' | 'gray'
+  /** Always 3 channels: grey images are repeated to RGB (sharp's raw output is sRGB), as py-feat repeats them. */
+  format: 'rgb'
 }
 
 /**
@@ -87,11 +88,10 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     throw new Error(`${what} is not a readable image: ${messageOf(e)}`)
   }
   const { data, info } = decoded
-  const format = info.channels === 3 ? 'rgb' : info.channels === 1 ? 'gray' : undefined
-  if (!format || data.length !== info.width * info.height * info.channels) {
+  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
     throw new Error(`${what} is not a readable image: decoded to ${info.channels} channels, ${data.length} bytes for ${info.width}x${info.height} pixels`)
   }
-  return { data, width: info.width, height: info.height, format }
+  return { data, width: info.width, height: info.height, format: 'rgb' }
 }
 
 /** sharp, loaded on first use rather than at the top, so the CLI's `--help` works even where

@@ -27,6 +27,7 @@ import { hashFile } from '../lib/engine-cache/key'
 import { type FaceJob, facesToRun } from '../lib/image-input'
 import { loadNative, nativeAddonPath, nativeModes, packageRoot } from '../lib/native'
 import { type SessionSettings, sessionOptions } from '../lib/backends/onnxruntime-session-options'
+import type { DecodedImage } from '../lib/read-image'
 import type { Box, ImageInput } from '../lib/types'
 import { exportPython } from '../lib/cli/export'
 import { readImage } from '../lib/cli/image'
@@ -610,8 +611,8 @@ async function resolveImages(spec: string, files: string[]): Promise<Map<string,
 }
 
 /** A frame cut out of a decoded photo (face-boxes.json's 'crop' [x, y, w, h]), copied row by row. */
-function cutFrame(img: ImageInput & { data: Uint8Array }, [x, y, w, h]: [number, number, number, number]): ImageInput {
-  const ch = img.format === 'gray' ? 1 : 3
+function cutFrame(img: DecodedImage, [x, y, w, h]: [number, number, number, number]): ImageInput {
+  const ch = 3 // readImage gives RGB
   const data = new Uint8Array(w * h * ch)
   for (let r = 0; r < h; r++) data.set(img.data.subarray(((y + r) * img.width + x) * ch, ((y + r) * img.width + x + w) * ch), r * w * ch)
   return { data, width: w, height: h, format: img.format }
