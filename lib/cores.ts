@@ -32,13 +32,9 @@ export function cgroupCpuQuota(root = '/'): number | undefined {
         take(Number(q) / Number(p)) // "max 100000" is NaN: no limit
       }
     } else if (controllers.split(',').includes('cpu')) {
-      const mount = v1CpuMount(root)
+      const mount = v1CpuMount(root, group)
       if (mount === undefined) continue
-      // The group is named from the hierarchy's root; the mount may show a subtree of it (a
-      // container sees its own group at the mount point).
-      const rel = mount.root === '/' ? group : group === mount.root || group.startsWith(`${mount.root}/`) ? group.slice(mount.root.length) : undefined
-      if (rel === undefined) continue
-      for (const dir of upFrom(path.posix.join(mount.point, rel), mount.point)) {
+      for (const dir of upFrom(path.posix.join(mount.point, mount.rel), mount.point)) {
         const q = Number(read(root, `${dir}/cpu.cfs_quota_us`))
         take(q / Number(read(root, `${dir}/cpu.cfs_period_us`))) // a quota of -1: no limit
       }
@@ -47,17 +43,27 @@ export function cgroupCpuQuota(root = '/'): number | undefined {
   return lowest
 }
 
-/** Where the v1 hierarchy holding the cpu controller is mounted (/proc/self/mountinfo: root and mount point, fields 4 and 5). */
-function v1CpuMount(root: string): { root: string; point: string } | undefined {
+/**
+ * Where the v1 hierarchy holding the cpu controller shows `group` (/proc/self/mountinfo: the
+ * mount's root within the hierarchy and its mount point, fields 4 and 5): the point and the
+ * group's path under it. A mount may show a subtree of the hierarchy (a container sees its own
+ * group at the mount point), so the first whose root holds the group.
+ */
+function v1CpuMount(root: string, group: string): { point: string; rel: string } | undefined {
   for (const line of (read(root, 'proc/self/mountinfo') ?? '').split('\n')) {
     const [head, tail] = line.split(' - ')
     const [fstype, , options] = (tail ?? '').split(' ')
-    const fields = head.split(' ')
-    if (fstype === 'cgroup' && options?.split(',').includes('cpu') && fields.length >= 5) {
-      return { root: fields[3], point: fields[4].replace(/^\/+/, '') }
-    }
+    const [, , , top, point] = head.split(' ').map(unescapeMountField)
+    if (fstype !== 'cgroup' || !options?.split(',').includes('cpu') || point === undefined) continue
+    if (top === '/') return { point: point.replace(/^\/+/, ''), rel: group }
+    if (group === top || group.startsWith(`${top}/`)) return { point: point.replace(/^\/+/, ''), rel: group.slice(top.length) }
   }
   return undefined
+}
+
+/** mountinfo writes a space, tab, newline and backslash in a path as \040, \011, \012, \134. */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
 }
 
 /** dir, its parent, ... up to and including top (all relative to the file system's root). */

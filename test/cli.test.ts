@@ -418,12 +418,15 @@ describe('face-multitask CLI', () => {
     expect([huge.status, huge.stderr.toString()]).toEqual([1, expect.stringMatching(/^face-multitask: standard input \(a pipe, 65 bytes read\) is 17000x17000 \(289000000 pixels\), more than readImage\(\) decodes .*; scale it down first\n/)])
   })
 
-  it('sizes libuv\'s pool, where images decode, to the cores (at least 4) unless UV_THREADPOOL_SIZE is set', (ctx) => {
+  it('sizes libuv\'s pool, where images decode, to the cores (a container\'s CPU limit counted; at least 4) unless UV_THREADPOOL_SIZE is set', (ctx) => {
     const bin = path.join(__dirname, '..', 'dist', 'lib', 'cli.js')
     if (!existsSync('/proc/self/task')) ctx.skip('no /proc here to count the threads')
-    // A machine of 16 cores, as the child is told; at its exit, the pool's size and its threads.
+    // A machine of 16 cores, as the child is told (and with FAKE_CPU_MAX, a cgroup v2 quota); at
+    // its exit, the pool's size and its threads.
     const preload = path.join(dir, 'cores-16.cjs')
     writeFileSync(preload, `require('node:os').availableParallelism = () => 16
+const fs = require('node:fs'), readFileSync = fs.readFileSync, fake = { '/proc/self/cgroup': '0::/\\n', '/sys/fs/cgroup/cpu.max': process.env.FAKE_CPU_MAX }
+if (process.env.FAKE_CPU_MAX) fs.readFileSync = (file, ...rest) => (fake[file] ?? readFileSync(file, ...rest))
 process.on('exit', () => process.stderr.write(\`POOL \${process.env.UV_THREADPOOL_SIZE} THREADS \${require('node:fs').readdirSync('/proc/self/task').length}\\n\`))
 `)
     const threads = (env: NodeJS.ProcessEnv) => {
@@ -439,6 +442,8 @@ process.on('exit', () => process.stderr.write(\`POOL \${process.env.UV_THREADPOO
     const pool = Math.max(4, Math.min(16, Math.floor(cgroupCpuQuota() ?? 16)))
     expect([sized.pool, four.pool]).toEqual([String(pool), '4'])
     expect(sized.count - four.count).toBe(pool - 4)  // the pool's threads, the rest alike
+    // A container allowed 6 of the 16 cores: 6 threads.
+    expect(threads({ ...unset, FAKE_CPU_MAX: '600000 100000\n' }).pool).toBe('6')
   })
 
   it('output that cannot be written (a full disk) is said in one line, exit 1, no stack trace', async (ctx) => {

@@ -86,6 +86,28 @@ describe('usableCores', () => {
     expect(usableCores(root)).toBe(6)
   })
 
+  it('cgroup v1: mountinfo\'s escaped paths (\\134 for a backslash, \\040 for a space) are read unescaped', () => {
+    // systemd names a scope with \x2d for "-"; mountinfo then writes its backslash as \134.
+    const scope = '/machine.slice/machine-web\\x2d1.scope'
+    const root = tree({
+      'proc/self/cgroup': v1Groups(scope),
+      'proc/self/mountinfo': `34 29 0:30 ${scope.replace(/\\/g, '\\134')} /sys/fs/cgroup/cpu\\040and\\040more rw - cgroup cgroup rw,cpu,cpuacct\n`,
+      'sys/fs/cgroup/cpu and more/cpu.cfs_quota_us': '200000\n',
+      'sys/fs/cgroup/cpu and more/cpu.cfs_period_us': '100000\n',
+    })
+    expect(cgroupCpuQuota(root)).toBe(2)
+  })
+
+  it('cgroup v1: of several mounts of the cpu hierarchy, the one whose root holds the group', () => {
+    const root = tree({
+      'proc/self/cgroup': v1Groups(`/docker/${ID}`),
+      'proc/self/mountinfo': `40 29 0:30 /other /mnt/elsewhere rw - cgroup cgroup rw,cpu,cpuacct\n${v1Mounts(`/docker/${ID}`)}`,
+      'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '300000\n',
+      'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+    })
+    expect(cgroupCpuQuota(root)).toBe(3)
+  })
+
   it('cgroup v1: a group outside the mount\'s root is not read as if inside it', () => {
     const root = tree({
       'proc/self/cgroup': v1Groups(`/docker/${ID}0`), // shares the mount root's prefix
