@@ -925,32 +925,62 @@ describe('errors', () => {
     }
   })
 
+  /**
+   * Turns the inference threads' answers of `type` ('loaded', 'result') into what Node emits when
+   * a message cannot be deserialized, `left` times: no answer of theirs can be made to fail so.
+   * An answer arrives once the thread is done with it, so the thread is idle then, as here.
+   */
+  function unreadableAnswers(type: string): { left: number; restore(): void } {
+    const proto = Worker.prototype as unknown as { emit(this: Worker, event: string | symbol, ...args: unknown[]): boolean }
+    const emit = proto.emit
+    const state = { left: 0, restore: () => { proto.emit = emit } }
+    proto.emit = function (this: Worker, event, ...args) {
+      if (event === 'message' && (args[0] as { type?: string })?.type === type && state.left-- > 0) return emit.call(this, 'messageerror', new Error('Unable to deserialize cloned data.'))
+      return emit.call(this, event, ...args)
+    }
+    return state
+  }
+
   it('a reply the main thread cannot read (messageerror): the thread is replaced and the batch run again; on every thread, the call rejects saying so', async () => {
     const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
     const want = (await m.detect(frame, { boxes: [box] }))[0].auValues
-    // Node emits it where deserializing a message failed; no reply of the worker's can be made to
-    // fail so, so it is emitted as each batch goes to its thread, `left` times.
-    const proto = Worker.prototype as unknown as { postMessage(this: Worker, msg: { type?: string }, transfer?: unknown): void }
-    const postMessage = proto.postMessage
-    let left = 1
-    proto.postMessage = function (this: Worker, msg, transfer) {
-      postMessage.call(this, msg, transfer)
-      if (msg?.type === 'run' && left-- > 0) this.emit('messageerror', new Error('Unable to deserialize cloned data.'))
-    }
     const engine = (m as unknown as { engine: { workers: { worker: Worker }[] } }).engine
     const given = engine.workers[0].worker
     const ended = new Promise((resolve) => given.once('exit', resolve))
+    const answers = unreadableAnswers('result')
     try {
+      answers.left = 1
       expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
       await ended // the thread given up is ended, not left running beside its replacement
       expect(engine.workers[0].worker).not.toBe(given)
-      left = Infinity
+      answers.left = Infinity
       await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow("a reply from the inference worker could not be read: Unable to deserialize cloned data.")
-      left = 0
+      answers.left = 0
       expect((await m.detect(frame, { boxes: [box] }))[0].auValues).toEqual(want)
     } finally {
-      proto.postMessage = postMessage
+      answers.restore()
       await m.close()
+    }
+  })
+
+  it('a load whose answer cannot be read (messageerror) rejects, the first load or a replacement\'s: nothing waits for it for ever', async () => {
+    const answers = unreadableAnswers('loaded')
+    const why = `onnxruntime could not load "${file}": the thread's answer could not be read: Unable to deserialize cloned data.`
+    try {
+      answers.left = 1
+      await expect(FaceMultitask.load({ model: file, workers: 1, threads: 1 })).rejects.toThrow(why)
+      const m = await FaceMultitask.load({ model: file, workers: 1, threads: 1 })
+      try {
+        await m.detect(frame, { boxes: [box] })
+        // Its thread dies; the replacement's load is not answered readably: calls reject, saying so.
+        answers.left = Infinity
+        await (m as unknown as { engine: { workers: { worker: Worker }[] } }).engine.workers[0].worker.terminate()
+        await expect(m.detect(frame, { boxes: [box] })).rejects.toThrow(`the inference worker exited (code 1); no thread can replace it: ${why}`)
+      } finally {
+        await m.close()
+      }
+    } finally {
+      answers.restore()
     }
   })
 

@@ -92,7 +92,15 @@ class SessionWorker {
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
+      // Nor may an answer that cannot be read, or a thread that ends without one, leave the load
+      // (a replacement's included: the calls waiting for it) waiting for ever.
+      const failed = (why: string) => reject(new Error(`onnxruntime could not load "${model}": ${why}`))
+      worker.once('messageerror', (e) => failed(`the thread's answer could not be read: ${e.message}`))
+      worker.once('exit', (code) => failed(`its thread exited (code ${code}) before answering`))
       worker.postMessage({ type: 'load', model, settings, outputs, gate: gate.buffer } satisfies WorkerRequest)
+    }).catch(async (e: unknown) => {
+      await worker.terminate()  // one whose answer could not be read still runs
+      throw e
     })
     if (reply.type !== 'loaded') {
       await worker.terminate()
