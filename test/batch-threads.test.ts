@@ -73,6 +73,9 @@ beforeAll(async () => {
   faces = [...(await facesOf('v2.5', 24)), ...(await facesOf('v2.8', 24))]
 }, 60_000)
 
+/** An image with its pixels by their hash: toEqual compares buffers element by element, for seconds. */
+const digest = ({ data, ...rest }: DecodedImage) => ({ ...rest, buffer: Buffer.isBuffer(data), bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') })
+
 describe('BatchThreads: images', () => {
   const images = path.join(dir, 'images')
   const noise = (w: number, h: number, c: number) => Buffer.alloc(w * h * c).map((_, i) => (i * 2654435761) >>> 24)
@@ -98,10 +101,58 @@ describe('BatchThreads: images', () => {
     const threads = new BatchThreads(3, true)
     try {
       const got = await Promise.all(files.map((f) => threads.readImage(f)))
-      // The pixels by their hash: toEqual compares buffers element by element, for seconds.
-      const summary = ({ data, ...rest }: DecodedImage) => ({ ...rest, buffer: Buffer.isBuffer(data), bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') })
-      expect(got.map(summary)).toEqual(want.map(summary))
+      expect(got.map(digest)).toEqual(want.map(digest))
       expect(want.every((w) => Buffer.isBuffer(w.data))).toBe(true)
+    } finally {
+      await threads.close()
+    }
+  })
+
+  it('recycle(): an image\'s buffer handed back is reused by a thread for a later image that fits, whose pixels are still the main thread\'s', async () => {
+    const names = ['rgb.jpg', 'grey.png', 'rgba.png', '16-bit.png', 'palette.png', 'frame.gif', 'lossless.webp']
+    const want = new Map(await Promise.all(names.map(async (n) => [n, digest(await readImage(path.join(images, n)))] as const)))
+    const threads = new BatchThreads(1, true)
+    try {
+      // The 320x240 JPEG's buffer (230,400 bytes) back: the smaller images after it are copied
+      // into it, each as long as its own pixels, and it goes back again after each.
+      const big = await threads.readImage(path.join(images, 'rgb.jpg'))
+      const buffer = big.data.buffer
+      threads.recycle(big)
+      for (const n of names.slice(1)) {
+        const image = await threads.readImage(path.join(images, n))
+        expect([n, digest(image)]).toEqual([n, want.get(n)])
+        expect(image.data.buffer.byteLength, n).toBe(230_400)
+        threads.recycle(image)
+      }
+      expect(buffer.byteLength).toBe(0) // transferred: the main thread no longer holds it
+    } finally {
+      await threads.close()
+    }
+    // A buffer too small for the next image is not used for it (nor handed back twice): it stays
+    // with the thread and takes the one after, which fits.
+    const fresh = new BatchThreads(1, true)
+    try {
+      const small = await fresh.readImage(path.join(images, 'palette.png'))
+      fresh.recycle(small)
+      fresh.recycle(small)
+      const a = await fresh.readImage(path.join(images, 'rgb.jpg'))
+      const b = await fresh.readImage(path.join(images, 'lossless.webp'))
+      expect([digest(a), digest(b)]).toEqual([want.get('rgb.jpg'), want.get('lossless.webp')])
+      expect([a.data.buffer.byteLength, b.data.buffer.byteLength, b.data.length]).toEqual([230_400, 40 * 30 * 3, 30 * 20 * 3])
+    } finally {
+      await fresh.close()
+    }
+  })
+
+  it('recycle() keeps an image read on this thread (over onThreadsUpTo) as it is: its buffer is not the threads\' to reuse', async () => {
+    const threads = new BatchThreads(1, true, { onThreadsUpTo: 10_000 })
+    try {
+      const here = await threads.readImage(path.join(images, 'rgb.jpg'))
+      const before = digest(here)
+      threads.recycle(here)
+      const next = await threads.readImage(path.join(images, 'palette.png'))
+      expect([digest(here), here.data.length]).toEqual([before, 230_400])
+      expect(next.data.buffer.byteLength).toBe(40 * 30 * 3)
     } finally {
       await threads.close()
     }

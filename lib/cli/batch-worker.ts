@@ -23,8 +23,11 @@ export interface FacesRecord {
   faces: Face[]
 }
 
-/** `read`: an image file to read here if it is no larger than `upTo` bytes. */
-export type BatchRequest = { n: number; record: FacesRecord } | { n: number; read: string; upTo: number }
+/**
+ * `read`: an image file to read here if it is no larger than `upTo` bytes. `spare`: an earlier
+ * image's pixel buffer, done with, for this thread's images to be copied into (see read()).
+ */
+export type BatchRequest = { n: number; record: FacesRecord } | { n: number; read: string; upTo: number; spare?: ArrayBuffer }
 
 /**
  * `unreadable`: why an image could not be read, as the CLI's readImage said it: with `code`, an
@@ -51,6 +54,7 @@ const utf8 = new TextEncoder()
 // request waiting (batch-threads.ts).
 port.on('message', (request: BatchRequest) => {
   if ('read' in request) {
+    if (request.spare) keepSpare(request.spare)
     void read(request.n, request.read, request.upTo)
     return
   }
@@ -81,7 +85,26 @@ async function read(n: number, file: string, upTo: number): Promise<void> {
   }
   // Sent as a copy in V8's memory: sharp's own buffer is libvips' memory, freed by a finalizer on
   // the thread that ends up holding it; handed over, a 640x480 image cost the main thread
-  // 190-460 us, the copy 100-120 (V8 frees its buffers off the main thread).
-  const data = new Uint8Array(image.data)
+  // 190-460 us, the copy 100-120 (V8 frees its buffers off the main thread). Copied into a spare
+  // where one fits: each new buffer also cost the main thread its share of the collections that
+  // free them.
+  const data = new Uint8Array(takeSpare(image.data.length) ?? new ArrayBuffer(image.data.length), 0, image.data.length)
+  data.set(image.data)
   port.postMessage({ n, image: { ...image, data } } satisfies BatchReply, [data.buffer])
+}
+
+/** Buffers the main thread is done with, a few at most (a list's images are mostly of a size or a few). */
+const spares: ArrayBuffer[] = []
+const SPARES = 8
+
+function keepSpare(buffer: ArrayBuffer): void {
+  spares.push(buffer)
+  if (spares.length > SPARES) spares.splice(spares.indexOf(spares.reduce((a, b) => (b.byteLength > a.byteLength ? b : a))), 1)
+}
+
+/** The smallest spare that holds `bytes`, taken; undefined if none does. */
+function takeSpare(bytes: number): ArrayBuffer | undefined {
+  let best = -1
+  for (let i = 0; i < spares.length; i++) if (spares[i].byteLength >= bytes && (best < 0 || spares[i].byteLength < spares[best].byteLength)) best = i
+  return best < 0 ? undefined : spares.splice(best, 1)[0]
 }

@@ -21,7 +21,8 @@ import type { FaceMultitask } from '../face-multitask'
 import { MAX_THREADS, MAX_WORKERS } from '../gpu-options'
 import { facesToRun } from '../image-input'
 import { readOnnxModel } from '../onnx-model'
-import type { Box, ImageInput, LoadOptions } from '../types'
+import type { DecodedImage } from '../read-image'
+import type { Box, LoadOptions } from '../types'
 import { batchThreads, BatchThreads } from './batch-threads'
 import { CliError, type Io, UsageError, checkReadableFile, messageOf, parseCommand } from './common'
 import { ENGINE_FLAGS, type EngineOptions, engineOptions, flagNames, intFlag } from './engine-flags'
@@ -236,12 +237,13 @@ interface EntryResult {
  */
 async function runEntry(model: FaceMultitask, threads: BatchThreads, line: number, text: string, listDir: string): Promise<EntryResult> {
   let entry: Entry | undefined
-  let image: ImageInput
+  let image: DecodedImage | undefined
   try {
     entry = parseEntry(text)
     image = await threads.readImage(path.resolve(listDir, entry.image))
     facesToRun(image, entry.boxes ? { boxes: entry.boxes } : undefined, model.spec.crop)  // throws what detect() would
   } catch (e) {
+    if (image) threads.recycle(image)
     // An error of the system reading the image (out of file handles, EIO) stops the run, as the
     // model's do: recorded, it would stand for the image for good, and a rerun would not read it again.
     if (isPassingFileError(e)) throw new Error(`line ${line} (${entry?.image}): ${messageOf(e)}`, { cause: e })
@@ -259,6 +261,8 @@ async function runEntry(model: FaceMultitask, threads: BatchThreads, line: numbe
     if (e instanceof NonFiniteOutputError) return { bytes: jsonLine({ line, ...idOf(entry), image: entry.image, error: flagNames(e.message.replace(/options\.boxes/g, 'boxes').replace(/\bthe chip image\b/, 'the chip')) }) }
     // Stops the run: say which line met it, so a long list's culprit can be found.
     throw new Error(`line ${line} (${entry.image}): ${messageOf(e)}`, { cause: e })
+  } finally {
+    threads.recycle(image)  // detect() has settled: nothing reads its pixels any more
   }
   // Written on batch's threads, with the mesh or without (--no-mesh: a face's record is then
   // about 4.5 KB instead of 19, which matters over millions of faces).
