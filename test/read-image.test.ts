@@ -9,6 +9,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { describe, expect, it } from 'vitest'
 import { readImage } from '../lib/index'
+import { greyIccProfile } from './helpers/icc'
 import { emptyPng, rgb16Png, withIccChunk } from './helpers/png'
 import { tempDir } from './helpers/temp-dir'
 
@@ -56,6 +57,20 @@ describe('readImage', () => {
     const tagged = withIccChunk(plain, icc!)
     expect((await sharp(tagged).raw().toBuffer()).equals(pixels(3))).toBe(false)
     expect((await readImage(tagged)).data.equals(pixels(3))).toBe(true)
+  })
+
+  it('a grey PNG, with or without alpha, embedding a grey profile: its stored grey values as RGB, where sharp by default would convert them', async () => {
+    for (const channels of [1, 2]) {
+      const plain = await sharp(pixels(channels), { raw: { width: W, height: H, channels } }).toColourspace('b-w').png().toBuffer()
+      const tagged = withIccChunk(plain, greyIccProfile(), 'Gray gamma 2.2')
+      const meta = await sharp(tagged).metadata()
+      expect([meta.channels, meta.icc?.subarray(12, 20).toString('latin1')]).toEqual([channels, 'mntrGRAY'])
+      const grey = [...pixels(channels)].filter((_, i) => i % channels === 0)
+      const converted = await sharp(tagged).removeAlpha().raw().toBuffer()
+      expect(converted.length).toBe(W * H * 3)
+      expect(converted.equals(Buffer.from(grey.flatMap((v) => [v, v, v]))), `${channels} channels`).toBe(false)
+      expect((await readImage(tagged)).data.equals(Buffer.from(grey.flatMap((v) => [v, v, v]))), `${channels} channels`).toBe(true)
+    }
   })
 
   it('the EXIF orientation is not applied: the stored pixel grid', async () => {

@@ -14,8 +14,8 @@ function chunk(type: string, body: Buffer): Buffer {
 }
 
 /** The same PNG with an iCCP chunk (an embedded ICC colour profile) right after its IHDR. */
-export function withIccChunk(file: Buffer, profile: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from('Display P3\0\0', 'latin1'), deflateSync(profile)]) // name, NUL, method 0
+export function withIccChunk(file: Buffer, profile: Buffer, name = 'Display P3'): Buffer {
+  const body = Buffer.concat([Buffer.from(`${name}\0\0`, 'latin1'), deflateSync(profile)]) // name, NUL, method 0
   const afterIhdr = 8 + 4 + 4 + 13 + 4 // signature, then IHDR's length, type, data and CRC
   return Buffer.concat([file.subarray(0, afterIhdr), chunk('iCCP', body), file.subarray(afterIhdr)])
 }

@@ -7,7 +7,8 @@
 // +-1), so they cannot see a decoder difference; this holds readImage to byte equality with what
 // py-feat's model sees, for 8-bit JPEG (baseline and progressive; 4:2:0, 4:2:2 and 4:4:4 chroma,
 // partial MCUs at odd sizes, grey, an EXIF orientation and an embedded colour profile, neither of
-// which py-feat applies), PNG (RGB, interlaced, RGBA, grey) and WebP (lossy, lossy with alpha,
+// which py-feat applies), PNG (RGB, interlaced, RGBA, grey), grey JPEG and PNG with an embedded grey
+// profile (not applied either: sharp would turn their values to sRGB through it) and WebP (lossy, lossy with alpha,
 // lossless). Both sides decode JPEG with libjpeg-turbo's code (sharp's libvips with mozjpeg, a fork
 // of it; torchvision with libjpeg-turbo), with the same IDCT and fancy upsampling, and WebP with
 // libwebp, so equality is expected, not luck.
@@ -23,6 +24,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readImage } from '../../lib/read-image'
+import { greyIccProfile } from '../helpers/icc'
 import { rgb16Png } from '../helpers/png'
 
 const ROOT = path.resolve(__dirname, '..', '..')
@@ -60,8 +62,13 @@ function picture(channels: 3 | 4): Buffer {
 const rgb = () => sharp(picture(3), { raw: { width: W, height: H, channels: 3 } })
 const rgba = () => sharp(picture(4), { raw: { width: W, height: H, channels: 4 } })
 
-// The files, by name; each is held byte for byte.
-const VARIANTS: Record<string, () => Promise<Buffer>> = {
+// A grey display profile (gamma 2.2), written in the files' folder for sharp's withIccProfile.
+const GREY_PROFILE = 'gray-gamma-2.2.icc'
+// The grey files that embed it (sharp writes their values through it from the picture's sRGB grey).
+const GREY_WITH_PROFILE = ['jpeg-grey-icc.jpg', 'png-grey-icc.png']
+
+// The files, by name, made in the folder dir; each is held byte for byte.
+const VARIANTS: Record<string, (dir: string) => Promise<Buffer>> = {
   'jpeg-420.jpg': () => rgb().jpeg({ quality: 90 }).toBuffer(),
   'jpeg-444.jpg': () => rgb().jpeg({ quality: 90, chromaSubsampling: '4:4:4' }).toBuffer(),
   'jpeg-progressive-420.jpg': () => rgb().jpeg({ quality: 90, progressive: true }).toBuffer(),
@@ -76,6 +83,8 @@ const VARIANTS: Record<string, () => Promise<Buffer>> = {
   'png-interlaced.png': () => rgb().png({ progressive: true }).toBuffer(),
   'png-rgba.png': () => rgba().png().toBuffer(),
   'png-grey.png': () => rgb().toColourspace('b-w').png().toBuffer(),
+  'jpeg-grey-icc.jpg': (dir) => rgb().toColourspace('b-w').withIccProfile(path.join(dir, GREY_PROFILE)).jpeg({ quality: 90 }).toBuffer(),
+  'png-grey-icc.png': (dir) => rgb().toColourspace('b-w').withIccProfile(path.join(dir, GREY_PROFILE)).png().toBuffer(),
   'webp-lossy.webp': () => rgb().webp({ quality: 80 }).toBuffer(),
   'webp-lossy-alpha.webp': () => rgba().webp({ quality: 80 }).toBuffer(),
   'webp-lossless.webp': () => rgb().webp({ lossless: true }).toBuffer(),
@@ -117,7 +126,8 @@ describe.skipIf(!enabled)("readImage() against py-feat 2.1.5's decode (ImageData
     const t0 = Date.now()
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-decode-files-'))
     refDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fm-decode-ref-'))
-    for (const [name, make] of Object.entries(VARIANTS)) fs.writeFileSync(path.join(dir, name), await make())
+    fs.writeFileSync(path.join(dir, GREY_PROFILE), greyIccProfile())
+    for (const [name, make] of Object.entries(VARIANTS)) fs.writeFileSync(path.join(dir, name), await make(dir))
     // 16-bit samples whose low bytes are not their high bytes (as an 8-bit picture scaled by 257 would be)
     fs.writeFileSync(path.join(dir, SIXTEEN_BIT), rgb16Png(W, H, Array.from({ length: W * H * 3 }, (_, i) => (i * 7919 + 123) % 65536)))
     execFileSync(PYTHON, ['-c', 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=90, subsampling=1)',
@@ -168,6 +178,7 @@ describe.skipIf(!enabled)("readImage() against py-feat 2.1.5's decode (ImageData
     const read = (n: string) => byName.get(n)!.read_image
     expect(read('jpeg-grey.jpg')).toEqual({ channels: 1, dtype: 'uint8' })
     expect(read('png-grey.png')).toEqual({ channels: 1, dtype: 'uint8' })
+    for (const name of GREY_WITH_PROFILE) expect(read(name), name).toEqual({ channels: 1, dtype: 'uint8' })
     expect(read('photo BWPictureHuman.jpg')).toEqual({ channels: 1, dtype: 'uint8' })
     expect(read('png-rgba.png')).toEqual({ channels: 4, dtype: 'uint8' })
     expect(read('webp-lossy-alpha.webp')).toEqual({ channels: 4, dtype: 'uint8' })
@@ -177,6 +188,16 @@ describe.skipIf(!enabled)("readImage() against py-feat 2.1.5's decode (ImageData
 
   it("py-feat's own photographs: byte for byte", async () => {
     for (const name of [...byName.keys()].filter((n) => n.startsWith('photo '))) await check(name)
+  })
+
+  it.each(GREY_WITH_PROFILE)('%s: one grey channel with a grey profile, which sharp by default applies (other values than py-feat reads)', async (name) => {
+    const file = path.join(dir, name)
+    const meta = await sharp(file).metadata()
+    expect([meta.channels, meta.space, meta.icc?.subarray(12, 20).toString('latin1')]).toEqual([1, 'b-w', 'mntrGRAY'])
+    const converted = await sharp(file).raw().toBuffer()
+    const want = fs.readFileSync(path.join(refDir, byName.get(name)!.pixels))
+    expect(converted.length).toBe(want.length)
+    expect(converted.equals(want)).toBe(false)
   })
 
   it.each(BYTE_FOR_BYTE)('%s: byte for byte', async (name) => {
