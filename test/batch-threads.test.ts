@@ -8,7 +8,7 @@ import path from 'node:path'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import type { FacesRecord } from '../lib/cli/batch-worker'
-import { batchThreads, BatchThreads } from '../lib/cli/batch-threads'
+import { batchThreads, BatchThreads, ON_THREADS_UP_TO } from '../lib/cli/batch-threads'
 import { CliError } from '../lib/cli/common'
 import { faceToJsonWith } from '../lib/cli/format'
 import { readImage } from '../lib/cli/image'
@@ -83,6 +83,7 @@ describe('BatchThreads: images', () => {
     mkdirSync(images, { recursive: true })
     const raw = (w: number, h: number, c: 1 | 3 | 4) => sharp(noise(w, h, c), { raw: { width: w, height: h, channels: c } })
     await raw(320, 240, 3).jpeg().toFile(path.join(images, 'rgb.jpg'))
+    await raw(256, 200, 3).png().toFile(path.join(images, 'mid.png'))
     await raw(64, 48, 1).png().toFile(path.join(images, 'grey.png'))
     await raw(50, 40, 4).png().toFile(path.join(images, 'rgba.png'))
     await raw(33, 17, 3).toColourspace('rgb16').png().toFile(path.join(images, '16-bit.png'))
@@ -108,39 +109,55 @@ describe('BatchThreads: images', () => {
     }
   })
 
-  it('recycle(): an image\'s buffer handed back is reused by a thread for a later image that fits, whose pixels are still the main thread\'s', async () => {
-    const names = ['rgb.jpg', 'grey.png', 'rgba.png', '16-bit.png', 'palette.png', 'frame.gif', 'lossless.webp']
+  it('recycle(): an image\'s buffer handed back is reused by a thread for a later image it fits, up to twice that image\'s size, whose pixels are still the main thread\'s', async () => {
+    const names = ['rgb.jpg', 'mid.png', 'grey.png', 'rgba.png', '16-bit.png', 'palette.png', 'frame.gif', 'lossless.webp']
     const want = new Map(await Promise.all(names.map(async (n) => [n, digest(await readImage(path.join(images, n)))] as const)))
+    const read = async (threads: BatchThreads, n: string) => {
+      const image = await threads.readImage(path.join(images, n))
+      expect([n, digest(image)]).toEqual([n, want.get(n)])
+      return image
+    }
     const threads = new BatchThreads(1, true)
     try {
-      // The 320x240 JPEG's buffer (230,400 bytes) back: the smaller images after it are copied
-      // into it, each as long as its own pixels, and it goes back again after each.
-      const big = await threads.readImage(path.join(images, 'rgb.jpg'))
+      // The 320x240 JPEG's buffer (230,400 bytes) back: the 256x200 PNG (153,600) is copied into it.
+      const big = await read(threads, 'rgb.jpg')
       const buffer = big.data.buffer
       threads.recycle(big)
-      for (const n of names.slice(1)) {
-        const image = await threads.readImage(path.join(images, n))
-        expect([n, digest(image)]).toEqual([n, want.get(n)])
-        expect(image.data.buffer.byteLength, n).toBe(230_400)
-        threads.recycle(image)
-      }
-      expect(buffer.byteLength).toBe(0) // transferred: the main thread no longer holds it
+      const mid = await read(threads, 'mid.png')
+      expect([mid.data.buffer.byteLength, mid.data.length, buffer.byteLength]).toEqual([230_400, 153_600, 0]) // moved to the thread
+      // Not the 64x48 grey PNG (9,216 bytes as RGB): a buffer 25 times its size is left alone.
+      threads.recycle(mid)
+      expect((await read(threads, 'grey.png')).data.buffer.byteLength).toBe(9_216)
+      // Every kind, each read after the one before was handed back.
+      for (const n of [...names, ...names]) threads.recycle(await read(threads, n))
     } finally {
       await threads.close()
     }
-    // A buffer too small for the next image is not used for it (nor handed back twice): it stays
-    // with the thread and takes the one after, which fits.
+    // A buffer too small for the next image is not used for it: it stays with the thread and
+    // takes the one after, which it fits.
     const fresh = new BatchThreads(1, true)
     try {
-      const small = await fresh.readImage(path.join(images, 'palette.png'))
-      fresh.recycle(small)
-      fresh.recycle(small)
-      const a = await fresh.readImage(path.join(images, 'rgb.jpg'))
-      const b = await fresh.readImage(path.join(images, 'lossless.webp'))
-      expect([digest(a), digest(b)]).toEqual([want.get('rgb.jpg'), want.get('lossless.webp')])
+      fresh.recycle(await read(fresh, 'palette.png'))
+      const a = await read(fresh, 'rgb.jpg')
+      const b = await read(fresh, 'lossless.webp')
       expect([a.data.buffer.byteLength, b.data.buffer.byteLength, b.data.length]).toEqual([230_400, 40 * 30 * 3, 30 * 20 * 3])
     } finally {
       await fresh.close()
+    }
+  })
+
+  it('recycle() keeps a buffer over 4 MiB (a large flat image from a small file) out of reuse: the main thread keeps it', async () => {
+    const flat = path.join(images, 'flat.png')
+    await sharp({ create: { width: 1300, height: 1100, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toFile(flat)
+    expect(statSync(flat).size).toBeLessThan(ON_THREADS_UP_TO)
+    const threads = new BatchThreads(1, true)
+    try {
+      const large = await threads.readImage(flat)
+      threads.recycle(large)
+      await threads.readImage(path.join(images, 'palette.png'))
+      expect(large.data.buffer.byteLength).toBe(1300 * 1100 * 3) // not sent back to the thread
+    } finally {
+      await threads.close()
     }
   })
 

@@ -1,9 +1,9 @@
 // batch's threads (batch-worker.ts): they read and decode the list's images and write its face
 // records as JSON lines, so the main thread, which reads the list, runs detect() and writes the
 // results file, is not the bound of a run on a fast model. Handing a 320x240 JPEG over costs it
-// about 100 us instead of the 250 its reading costs there, a face's record about 70 instead of
-// 480 (mesh included), for 5-15% more CPU in all (npm run bench:batch-threads). Replies come in
-// any order; batch keeps the list's order itself.
+// about 60-80 us instead of the 300-400 its reading costs there (its pixel buffer reused), a
+// face's record about 55 instead of 480 (mesh included), for 5-15% more CPU in all (npm run
+// bench:batch-threads). Replies come in any order; batch keeps the list's order itself.
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { usableCores } from '../cores'
@@ -26,7 +26,7 @@ export function batchThreads(cores = usableCores()): number {
 export const ON_THREADS_UP_TO = 256 * 1024
 
 /**
- * The largest pixel buffer handed back to the threads for reuse (about 1.4 megapixels): a larger
+ * The largest pixel buffer handed back to the threads for reuse (about 1.4 megapixels of RGB): a larger
  * one, from a small file of a large flat image, would be held for the rest of the run.
  */
 const RECYCLE_UP_TO = 4 * 1024 * 1024

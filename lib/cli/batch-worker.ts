@@ -102,9 +102,16 @@ function keepSpare(buffer: ArrayBuffer): void {
   if (spares.length > SPARES) spares.splice(spares.indexOf(spares.reduce((a, b) => (b.byteLength > a.byteLength ? b : a))), 1)
 }
 
-/** The smallest spare that holds `bytes`, taken; undefined if none does. */
+/**
+ * The smallest spare that holds `bytes` and is at most twice that, taken; undefined if none is.
+ * A larger one is left to be dropped as others come (keepSpare): used for a small image, a burst
+ * of large images' buffers would stay in use, and held, for the rest of the run.
+ */
 function takeSpare(bytes: number): ArrayBuffer | undefined {
   let best = -1
-  for (let i = 0; i < spares.length; i++) if (spares[i].byteLength >= bytes && (best < 0 || spares[i].byteLength < spares[best].byteLength)) best = i
+  for (let i = 0; i < spares.length; i++) {
+    const size = spares[i].byteLength
+    if (size >= bytes && size <= 2 * bytes && (best < 0 || size < spares[best].byteLength)) best = i
+  }
   return best < 0 ? undefined : spares.splice(best, 1)[0]
 }
