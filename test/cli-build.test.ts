@@ -32,6 +32,7 @@ describe('face-multitask build', () => {
       [[], '<onnx>: give one model file, got 0'],
       [[model, '--precision', 'int8'], '--precision must be one of fp16, bf16, fp32, got "int8"'],
       [[model, '--max-batch', '1.5'], '--max-batch must be a whole number, got "1.5"'],
+      [[model, '--max-batch', '99999999999999999999999'], '--max-batch must be a whole number up to 9007199254740991, got "99999999999999999999999"'],
       [[model, '--max-batch', '0'], '--max-batch must be an integer from 1 to 4096, got 0'],
       [[model, '--min-batch', '100'], '--min-batch (100) must not exceed --max-batch (64, the TensorRT default): the batches must be --min-batch <= --opt-batch <= --max-batch'],
       [[model, '--min-batch', '4', '--opt-batch', '2'], '--min-batch (4) must not exceed --opt-batch (2): the batches must be --min-batch <= --opt-batch <= --max-batch'],

@@ -23,6 +23,8 @@ export function intFlag(value: string | undefined, name: string, max?: number): 
   if (max !== undefined) {
     if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${value}"`)
   } else if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`)
+  // Past 2^53 the number is no longer the one typed (and the library's range check would echo 1e+23).
+  else if (!Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} must be a whole number up to ${Number.MAX_SAFE_INTEGER}, got "${value}"`)
   return Number(value)
 }
 
