@@ -28,7 +28,8 @@ export interface DecodedImage extends ImageInput {
  * The EXIF orientation is not applied: torchvision's read_image reads the stored pixel grid, and
  * boxes are in those unrotated coordinates. Except in a TIFF: torchvision cannot read one, and
  * py-feat's fallback, Pillow, turns it by its Orientation tag (TiffImagePlugin's load_end), so
- * this does too. .keepIccProfile(): nor does py-feat apply an embedded colour profile (Display
+ * this does too (of an uncompressed 8-bit grey TIFF turned by Orientation 5-8, Pillow 13 returns
+ * the turned pixels in the unturned shape, its rows scrambled: here it is turned as the rest). .keepIccProfile(): nor does py-feat apply an embedded colour profile (Display
  * P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to sRGB, and
  * the model would see other values than py-feat's. A GIF's transparent pixels are the file's
  * background colour, as torchvision's GIF decoder paints them (sharp's are black once alpha goes).

@@ -107,6 +107,12 @@ for f in ("o6.tif", "t.gif"):
     if img.shape[0] == 1:
         img = torch.cat([img, img, img])
     open(f"{d}/{f}.pyfeat", "wb").write(bytes([img.shape[1], img.shape[2]]) + img.permute(1, 2, 0).contiguous().numpy().tobytes())
+# Uncompressed grey with Orientation 6: Pillow 13 gives the turned pixels in the unturned shape
+# (scrambled rows); the reference is the grid turned a quarter clockwise, as every other TIFF is.
+g = px[:, :, 0].copy()
+Image.fromarray(g).save(f"{d}/g6.tif", tiffinfo={274: 6}, compression="raw")
+t = np.repeat(np.rot90(g, -1)[:, :, None], 3, axis=2)
+open(f"{d}/g6.tif.turned", "wb").write(bytes(t.shape[:2]) + np.ascontiguousarray(t).tobytes())
 `
     const r = spawnSync(python, ['-c', code, dir], { encoding: 'utf8', timeout: 120_000 })
     expect(r.status, r.stderr).toBe(0)
@@ -117,6 +123,10 @@ for f in ("o6.tif", "t.gif"):
       expect(image.data.equals(want.subarray(2)), f).toBe(true)
     }
     expect(readFileSync(path.join(dir, 'o6.tif.pyfeat'))[0]).toBe(W)  // turned: 7 rows of 5
+    const turned = readFileSync(path.join(dir, 'g6.tif.turned'))
+    const grey = await readImage(path.join(dir, 'g6.tif'))
+    expect([grey.height, grey.width]).toEqual([turned[0], turned[1]])
+    expect(grey.data.equals(turned.subarray(2))).toBe(true)
   }, 120_000)
 
   it('files py-feat misreads become 8-bit RGB: palette colours, not indices; 16-bit samples by their high byte; grey with alpha as grey', async () => {
