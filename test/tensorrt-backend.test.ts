@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { onnx } from 'onnx-proto'
 import { describe, expect, it } from 'vitest'
-import { checkSameModel, engineOnnx, siblingFor } from '../lib/backends/engine-onnx'
+import { checkEngineOutputs, checkSameModel, engineOnnx, siblingFor } from '../lib/backends/engine-onnx'
 import { declaredPrecision } from '../lib/contract'
 import { readModelSpec } from '../lib/contract'
 import { readOnnxModel } from '../lib/onnx-model'
@@ -121,6 +121,24 @@ describe('the engine is built from the same model', () => {
     const other = write('h.fp16.onnx', withMetadata(makeFixtureModel({ generation: 'v2.4' }), 'face_multitask.precision', 'fp16'))
     // v2.4 vs v2.5: another crop (stretch), resize (centre crop) and mesh mapping, among others.
     await expect(checkSameModel(f32, spec, other)).rejects.toThrow(`${other} (the engine's source beside g.fp32.onnx) is not the same model: its generation, crop, resize, meshSpace`)
+  })
+})
+
+describe("the engine's outputs are checked before a build", () => {
+  it('refuses, naming it, an extra output the engine loader would refuse after the build; float ones per face pass', async () => {
+    const f = write('outputs.onnx', fixture)
+    const info = await readOnnxModel(f)
+    expect(() => checkEngineOutputs(f, info)).not.toThrow()
+    const extra = (o: { name: string; elemType: string; shape: (number | string)[] }) => ({ ...info, outputs: [...info.outputs, o] })
+    for (const elemType of ['float16', 'bfloat16']) expect(() => checkEngineOutputs(f, extra({ name: 'x', elemType, shape: ['batch', 4] }))).not.toThrow()
+    const cases: [{ name: string; elemType: string; shape: (number | string)[] }, string][] = [
+      [{ name: 'ids', elemType: 'int64', shape: ['batch', 4] }, 'output "ids" is int64, not float32, float16 or bfloat16'],
+      [{ name: 'loss', elemType: 'float32', shape: [] }, 'output "loss" is a scalar, not one value per face'],
+      [{ name: 'one', elemType: 'float32', shape: [1, 4] }, 'output "one" has a fixed first axis of 1, not the batch'],
+    ]
+    for (const [o, why] of cases) {
+      expect(() => checkEngineOutputs(f, extra(o))).toThrow(`${f}: ${why}: a TensorRT engine cannot return it; remove it from the graph (the CPU backend ignores outputs it does not use)`)
+    }
   })
 })
 

@@ -5,6 +5,7 @@
 import { statSync, writeFileSync } from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
+import { onnx } from 'onnx-proto'
 import { afterEach, expect, it, vi } from 'vitest'
 import type { EngineProgress } from '../lib/types'
 import { makeFixtureModel } from '../scripts/make-fixture'
@@ -93,6 +94,19 @@ it("with onProgress the cache's notes go there once each and not to stderr; with
   expect((plain.result as Error).message).toMatch(/the fake addon runs no engine/)
   expect(plain.stderr).toMatch(/version tag mismatch; removing it, it will be rebuilt/)
   expect(plain.stderr).toMatch(/building the TensorRT engine/)
+})
+
+it('a model with an output the engine could not return (an int64 one beside the heads) is refused before any build', async () => {
+  const fake = { builds: 0, plan: Buffer.from('plan'), refusals: 0 }
+  const FM = await fakeAddon(fake)
+  const proto = onnx.ModelProto.decode(makeFixtureModel({ generation: 'v2.5' }))
+  const [au] = proto.graph!.output!
+  proto.graph!.output!.push({ name: 'ids', type: { tensorType: { elemType: 7, shape: au.type!.tensorType!.shape } } })
+  const withIds = path.join(dir, 'ids.onnx')
+  writeFileSync(withIds, onnx.ModelProto.encode(proto).finish())
+  const err = await FM.load({ model: withIds, backend: 'tensorrt', engineDir: path.join(dir, 'ids'), onProgress: () => {} }).catch((e) => e)
+  expect(err.message).toBe(`${withIds}: output "ids" is int64, not float32, float16 or bfloat16: a TensorRT engine cannot return it; remove it from the graph (the CPU backend ignores outputs it does not use)`)
+  expect(fake.builds).toBe(0)
 })
 
 it('a signal that fires before the native build starts: no build is started, the lock is free for the next', async () => {

@@ -85,3 +85,22 @@ export async function checkSameModel(model: string, spec: ModelSpec, other: stri
     throw new Error(`${other} (the engine's source beside ${path.basename(model)}) is not the same model: its ${differ.join(', ')} differ`)
   }
 }
+
+/** The output types the TensorRT pipeline copies back (native/tensorrt/pipeline.cc refuses others). */
+const ENGINE_OUTPUT_TYPES = ['float32', 'float16', 'bfloat16']
+
+/**
+ * Checks, before a build of minutes, what the engine's loader would refuse after it: every output,
+ * the contract's heads and any extra one alike, must be a float tensor with a dynamic batch axis
+ * first (the CPU backend ignores extra outputs; an engine computes and copies them all).
+ */
+export function checkEngineOutputs(file: string, info: OnnxModelInfo): void {
+  for (const o of info.outputs) {
+    const why = !ENGINE_OUTPUT_TYPES.includes(o.elemType)
+      ? `is ${o.elemType}, not float32, float16 or bfloat16`
+      : o.shape.length === 0 ? 'is a scalar, not one value per face'
+      : typeof o.shape[0] === 'number' ? `has a fixed first axis of ${o.shape[0]}, not the batch`
+      : undefined
+    if (why) throw new Error(`${file}: output "${o.name}" ${why}: a TensorRT engine cannot return it; remove it from the graph (the CPU backend ignores outputs it does not use)`)
+  }
+}

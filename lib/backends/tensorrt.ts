@@ -17,7 +17,7 @@ import { hasTensorRtBackend, loadNative, nativeModes } from '../native'
 import type { EngineProgress, GpuStages, Precision } from '../types'
 import type { Backend } from './backend'
 import { closeAtExit } from './close-at-exit'
-import { checkSameModel, engineOnnx } from './engine-onnx'
+import { checkEngineOutputs, checkSameModel, engineOnnx } from './engine-onnx'
 
 /** The addon's TensorRT exports (native/tensorrt_binding.cc), present in builds with TensorRT headers. */
 export interface NativeTensorRt {
@@ -125,6 +125,7 @@ export class TensorRtBackend implements Backend {
     const note = gpu.onProgress && ((message: string) => gpu.onProgress?.({ type: 'message', message }))
     const onnx = await engineOnnx(load.model, gpu.precision, load.precisionGiven, note, load.modelInfo)
     await checkSameModel(load.model, spec, onnx.path, onnx.info)
+    checkEngineOutputs(onnx.path, onnx.info)
     const cache = new EngineCache({ engineDir: gpu.engineDir, log: gpu.onProgress ? () => {} : undefined })
     const parts = await keyParts(onnx.path, onnx.precision, load, onnx.info)
     const build = (onProgress: (e: EngineProgress) => void, signal?: AbortSignal) => buildPlan(trt, onnx.path, parts, cache, gpu, onProgress, signal)
