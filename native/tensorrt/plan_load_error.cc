@@ -19,9 +19,13 @@ bool has_any(const std::string& text, std::initializer_list<const char*> needles
 // TensorRT 10's wording (defaultAllocator / safeDeserialize), and 8's.
 bool says_out_of_memory(const std::string& m) { return has_any(lower(m), {"out of memory", "outofmemory", "could not be allocated"}); }
 
+// IPluginV2's reported wordings, and any error naming a plugin it cannot find: RoiAlign is an
+// IPluginV3 (ROIAlignV3) in 10.x and 11.x, whose wording no report shows yet. Called refused
+// instead, the plan would be deleted and rebuilt for minutes, only to fail again.
 bool says_plugin_missing(const std::string& m) {
   const std::string l = lower(m);
-  return has_any(l, {"iplugincreator not found", "getplugincreator could not find", "cannot deserialize plugin"});
+  if (has_any(l, {"iplugincreator not found", "getplugincreator could not find", "cannot deserialize plugin"})) return true;
+  return l.find("plugin") != std::string::npos && has_any(l, {"not found", "could not find", "cannot find", "not registered"});
 }
 
 bool is_error(const std::string& m) { return m.rfind("error: ", 0) == 0; }

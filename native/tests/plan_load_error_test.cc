@@ -49,6 +49,11 @@ int main() {
                                             fm::cu::kSuccess, true);
   expect("plugin loaded but not found", other, "TensorRT could not find the plugin", "ROIAlign_TRT version 1", false);
   check(has(other, "which is loaded"), "plugin loaded but not found: says the library is loaded", other);
+  // Any error naming a plugin not found (the IPluginV3 path's wording is not known from reports).
+  expect("a plugin creator not found, other words", plan_load_error({"error: 1: Plugin creator ROIAlign_TRT version 3 not found"}, fm::cu::kSuccess, true),
+         "TensorRT could not find the plugin", "ROIAlign_TRT version 3", false);
+  expect("a plugin mentioned, nothing missing", plan_load_error({"error: 1: Serialization (plugin field count mismatch)"}, fm::cu::kSuccess, true),
+         "TensorRT refused the plan", "plugin field count mismatch", true);
 
   // Another TensorRT's plan, or a damaged file: the first error explains, not the last.
   const std::vector<std::string> version = {
