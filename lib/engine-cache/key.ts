@@ -7,8 +7,8 @@ import path from 'node:path'
 import { fileErrorReason } from '../describe'
 import type { Precision } from '../types'
 
-/** Bump when the addon's engine layout (bindings, plugins, input/output handling) changes. */
-export const ENGINE_SCHEMA_VERSION = 1
+/** Bump when the addon's engine layout (bindings, plugins, input/output handling) or build recipe changes (2: TF32 off). */
+export const ENGINE_SCHEMA_VERSION = 2
 /** Everything a plan depends on. All of it but onnxName goes into the key. */
 export interface EngineKeyParts {
   /** The ONNX file's name, for the readable plan file name only (same bytes: same engine). */

@@ -46,7 +46,9 @@ class ProgressMonitor : public nvinfer1::IProgressMonitor {
     BuildProgress p{BuildProgress::Kind::PhaseFinish, phaseName ? phaseName : "", "", 0, 0};
     report(p);
   }
-  bool cancelled() const { return cancelled_ || (cancel_ != nullptr && cancel_->load()); }
+  // True only when a stepComplete returned false, TensorRT's one way to stop for a cancel: a build
+  // that failed for its own reason (out of memory) while a cancel was pending keeps its error.
+  bool cancelled() const { return cancelled_; }
 
  private:
   bool report(const BuildProgress& p) noexcept {
@@ -301,6 +303,10 @@ BuildResult build_engine_or_throw(const BuildOptions& o) {
   }
   if (!ok || config->addOptimizationProfile(profile) < 0) return fail(r, "the optimization profile was refused", &logger);
 
+  // FP32 tensors computed in FP32, as the network types them: TensorRT's default kTF32 rounds a
+  // product's inputs to 10-bit mantissas, FP16's, which an FP32 engine (the fallback for a model
+  // whose FP16 export is out of tolerance) and an FP16 model's FP32 islands exist to avoid.
+  config->clearFlag(nvinfer1::BuilderFlag::kTF32);
   if (o.optimization_level >= 0) config->setBuilderOptimizationLevel(o.optimization_level);
   if (o.workspace_bytes > 0) config->setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE, o.workspace_bytes);
 

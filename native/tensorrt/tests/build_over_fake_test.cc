@@ -78,6 +78,7 @@ void builds_and_loads() {
   trt::BuildResult r = trt::build_engine(o);
   check(r.ok && !r.plan.empty(), "a build gives a plan", r.error);
   check(mentions(r.messages, "a warning from a builder thread"), "a message TensorRT logs from a thread of its own reaches the build's messages");
+  check(!mentions(r.messages, "TF32"), "FP32 layers are built in FP32, not TensorRT's default TF32");
   std::string seen;
   for (const std::string& e : events) seen += e + "; ";
   check(seen == "start Building<>/3; step Building 0; start Timing<Building>/2; step Timing 0; step Timing 1; finish Timing; "
@@ -120,6 +121,13 @@ void cancels() {
   o.cancel = &cancel;
   r = trt::build_engine(o);
   check(!r.ok && r.cancelled, "the cancel flag cancels the build", r.error);
+  // A build that fails for its own reason while a cancel is pending (no step came to stop it):
+  // TensorRT's error, not a cancel.
+  setenv("FAKE_TRT_BUILD_FAIL", "out of memory while building", 1);
+  r = trt::build_engine(o);
+  unsetenv("FAKE_TRT_BUILD_FAIL");
+  check(!r.ok && !r.cancelled && r.error.find("out of memory while building") != std::string::npos,
+        "a build failing on its own while a cancel is pending reports its error", r.error);
 }
 
 void refuses() {

@@ -144,6 +144,12 @@ class ConfigImpl final : public apiv::StubVBuilderConfig {
   TimingCacheHandle* cache = nullptr;
   IProgressMonitor* monitor = nullptr;
   int32_t level = 3;
+  BuilderFlags flags = 1U << static_cast<uint32_t>(BuilderFlag::kTF32);  // TensorRT's default
+  void setFlags(BuilderFlags f) noexcept override { flags = f; }
+  BuilderFlags getFlags() const noexcept override { return flags; }
+  void clearFlag(BuilderFlag f) noexcept override { flags &= ~(1U << static_cast<uint32_t>(f)); }
+  void setFlag(BuilderFlag f) noexcept override { flags |= 1U << static_cast<uint32_t>(f); }
+  bool getFlag(BuilderFlag f) const noexcept override { return (flags & (1U << static_cast<uint32_t>(f))) != 0; }
   ~ConfigImpl() override {
     if (cache != nullptr) --cache->impl()->users;
   }
@@ -226,6 +232,9 @@ IHostMemory* BuilderImpl::buildSerializedNetwork(INetworkDefinition& network, IB
   if (!n.parser_alive) fake_trt_violation("buildSerializedNetwork after the parser that filled the network was destroyed (it owns the weights)");
   if (c.profiles.size() != 1) fake_trt_violation("buildSerializedNetwork with " + std::to_string(c.profiles.size()) + " optimization profiles, not one");
   if (c.profiles.empty()) return error("no optimization profile");
+  // FAKE_TRT_BUILD_FAIL: the build fails for a reason of its own (out of memory, say), before any step.
+  if (const char* why = std::getenv("FAKE_TRT_BUILD_FAIL")) return error(why);
+  if (c.getFlag(BuilderFlag::kTF32)) logger->log(ILogger::Severity::kWARNING, "fake TensorRT: FP32 layers may run in TF32 (BuilderFlag::kTF32 set)");
   const ProfileImpl& p = *c.profiles.front()->impl();
   std::string plan = "FAKE-TRT-PLAN 1\n";
   for (const auto& handle : n.inputs) {
