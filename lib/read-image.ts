@@ -23,7 +23,7 @@ export interface DecodedImage extends ImageInput {
  * all are converted instead (sharp): 16-bit images to 8 bits by their high byte (py-feat's /255
  * leaves values up to 257), palette images expanded to RGB (py-feat takes the palette indices as
  * grey), CMYK converted to sRGB (py-feat takes C, M, Y as R, G, B), grey with alpha expanded to
- * RGB (py-feat fails). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
+ * RGB (py-feat fails), CIELab TIFFs converted to sRGB (py-feat takes L, a, b as R, G, B). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
  *
  * The EXIF orientation is not applied: torchvision's read_image reads the stored pixel grid, and
  * boxes are in those unrotated coordinates. Except in a TIFF: torchvision cannot read one, and
@@ -72,6 +72,11 @@ export async function readImage(source: string | Uint8Array): Promise<DecodedIma
     if (meta.format === 'tiff' && (meta.orientation ?? 1) > 1) image.rotate()
     const background = meta.background
     if (meta.format === 'gif' && meta.hasAlpha && background && 'r' in background) image.flatten({ background })
+    // A CIELab TIFF goes to sRGB by libvips' own conversion (py-feat takes L, a, b as R, G, B):
+    // sharp says it has alpha whether or not it has, and removeAlpha() after keepIccProfile(), or
+    // on one whose BitsPerSample is given once, hangs libvips 8.17 for good, holding a pool
+    // thread. A real alpha is left to the channel check below.
+    if (meta.space === 'lab') return image.raw().toBuffer({ resolveWithObject: true })
     return image.keepIccProfile().removeAlpha().raw().toBuffer({ resolveWithObject: true })
   }
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } }

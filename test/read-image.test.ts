@@ -23,6 +23,39 @@ function pixels(channels: number): Buffer {
 }
 const raw = (channels: 1 | 3 | 4) => ({ raw: { width: W, height: H, channels } })
 
+/**
+ * An uncompressed 8-bit CIELab TIFF (PhotometricInterpretation 8) of `lab` (L, a, b a pixel: L 0-255
+ * for 0-100, a and b signed), one strip; BitsPerSample given once when `oneBitsPerSample`, else per sample.
+ */
+function labTiff(width: number, height: number, lab: number[], oneBitsPerSample: boolean): Buffer {
+  const tags: [number, number, number, number][] = [  // tag, type (3 SHORT, 4 LONG), count, value
+    [256, 3, 1, width], [257, 3, 1, height], [258, 3, oneBitsPerSample ? 1 : 3, 0], [259, 3, 1, 1], [262, 3, 1, 8],
+    [273, 4, 1, 0], [277, 3, 1, 3], [278, 3, 1, height], [279, 4, 1, lab.length],
+  ]
+  const ifdAt = 8
+  const extraAt = ifdAt + 2 + tags.length * 12 + 4  // BitsPerSample's three values, when given per sample
+  const stripAt = extraAt + 6
+  const b = Buffer.alloc(stripAt + lab.length)
+  b.write('II', 0, 'latin1')
+  b.writeUInt16LE(42, 2)
+  b.writeUInt32LE(ifdAt, 4)
+  b.writeUInt16LE(tags.length, ifdAt)
+  tags.forEach(([tag, type, count, value], i) => {
+    const at = ifdAt + 2 + i * 12
+    b.writeUInt16LE(tag, at)
+    b.writeUInt16LE(type, at + 2)
+    b.writeUInt32LE(count, at + 4)
+    if (tag === 258 && count === 3) b.writeUInt32LE(extraAt, at + 8)
+    else if (tag === 258) b.writeUInt16LE(8, at + 8)
+    else if (tag === 273) b.writeUInt32LE(stripAt, at + 8)
+    else if (type === 3) b.writeUInt16LE(value, at + 8)
+    else b.writeUInt32LE(value, at + 8)
+  })
+  for (let k = 0; k < 3; k++) b.writeUInt16LE(8, extraAt + 2 * k)
+  Buffer.from(lab.map((v) => v & 255)).copy(b, stripAt)
+  return b
+}
+
 describe('readImage', () => {
   it('a PNG, by path and as bytes: exactly its pixels, as an rgb frame', async () => {
     const file = path.join(dir, 'rgb.png')
@@ -72,6 +105,22 @@ describe('readImage', () => {
       expect((await readImage(tagged)).data.equals(Buffer.from(grey.flatMap((v) => [v, v, v]))), `${channels} channels`).toBe(true)
     }
   })
+
+  it('a CIELab TIFF decodes to sRGB (black, white, grey, a red and a blue), BitsPerSample given once or per sample: it once hung libvips for good', async () => {
+    // L*, a*, b*: black, white, L* 50 grey (sRGB 119), a red (a* +60) and a blue (b* -60).
+    const lab = [0, 0, 0, 255, 0, 0, 128, 0, 0, 128, 60, 0, 128, 0, -60]
+    for (const once of [true, false]) {
+      const image = await readImage(labTiff(5, 1, lab, once))
+      expect([image.width, image.height, image.format]).toEqual([5, 1, 'rgb'])
+      const px = [...image.data]
+      const at = (k: number) => px.slice(k * 3, k * 3 + 3)
+      expect(at(0), `once ${once}`).toEqual([0, 0, 0])
+      for (const v of at(1)) expect(v, `white: ${at(1)}`).toBeGreaterThanOrEqual(253)
+      for (const v of at(2)) expect(Math.abs(v - 119), `grey: ${at(2)}`).toBeLessThanOrEqual(2)
+      expect(at(3)[0] - at(3)[1], `red: ${at(3)}`).toBeGreaterThan(60)
+      expect(at(4)[2] - at(4)[0], `blue: ${at(4)}`).toBeGreaterThan(60)
+    }
+  }, 15_000)
 
   it('the EXIF orientation is not applied: the stored pixel grid', async () => {
     const jpeg = await sharp(pixels(3), raw(3)).jpeg().withMetadata({ orientation: 6 }).toBuffer()
