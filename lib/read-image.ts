@@ -23,14 +23,15 @@ export interface DecodedImage extends ImageInput {
  * all are converted instead (sharp): 16-bit images to 8 bits by their high byte (py-feat's /255
  * leaves values up to 257), palette images expanded to RGB (py-feat takes the palette indices as
  * grey), CMYK converted to sRGB (py-feat takes C, M, Y as R, G, B), grey with alpha expanded to
- * RGB (py-feat fails), CIELab TIFFs converted to sRGB (py-feat takes L, a, b as R, G, B). Of an animated or multi-page image (GIF, WebP, TIFF), the first frame.
+ * RGB (py-feat fails), CIELab TIFFs converted to sRGB (py-feat takes L, a, b as R, G, B). Of an
+ * animated or multi-page image (GIF, WebP, TIFF), the first frame.
  *
  * The EXIF orientation is not applied: torchvision's read_image reads the stored pixel grid, and
  * boxes are in those unrotated coordinates. Except in a TIFF: torchvision cannot read one, and
  * py-feat's fallback, Pillow, turns it by its Orientation tag (TiffImagePlugin's load_end), so
  * this does too (of an uncompressed 8-bit grey TIFF turned by Orientation 5-8, Pillow 13 returns
- * the turned pixels in the unturned shape, its rows scrambled: here it is turned as the rest). .keepIccProfile(): nor does py-feat apply an embedded colour profile (Display
- * P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to sRGB, and
+ * the turned pixels in the unturned shape, its rows scrambled: here it is turned as the rest).
+ * .keepIccProfile(): nor does py-feat apply an embedded colour profile (Display P3 from phones, Adobe RGB from cameras); sharp by default converts such pixels to sRGB, and
  * the model would see other values than py-feat's. A GIF's transparent pixels are the file's
  * background colour, as torchvision's GIF decoder paints them (sharp's are black once alpha goes).
  * AVIF is not byte for byte: py-feat reads it with Pillow, which leaves the file's rotation and

@@ -24,8 +24,8 @@ bool says_out_of_memory(const std::string& m) { return has_any(lower(m), {"out o
 // instead, the plan would be deleted and rebuilt for minutes, only to fail again.
 bool says_plugin_missing(const std::string& m) {
   const std::string l = lower(m);
-  if (has_any(l, {"iplugincreator not found", "getplugincreator could not find", "cannot deserialize plugin"})) return true;
-  return l.find("plugin") != std::string::npos && has_any(l, {"not found", "could not find", "cannot find", "not registered"});
+  return has_any(l, {"cannot deserialize plugin"}) ||
+         (l.find("plugin") != std::string::npos && has_any(l, {"not found", "could not find", "cannot find", "not registered"}));
 }
 
 bool is_error(const std::string& m) { return m.rfind("error: ", 0) == 0; }
