@@ -53,6 +53,7 @@ FM_CHECK(MemFreeHost, "cuMemFreeHost")
 FM_CHECK(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")
 FM_CHECK(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")
 FM_CHECK(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")
+FM_CHECK(MemsetD8Async, "cuMemsetD8Async")
 FM_CHECK(ModuleLoadData, "cuModuleLoadData")
 FM_CHECK(ModuleUnload, "cuModuleUnload")
 FM_CHECK(ModuleGetFunction, "cuModuleGetFunction")
@@ -153,7 +154,7 @@ Loaded load() {
          resolve(h, "cuMemFreeHost", &a.MemFreeHost, w) &&
          resolve(h, "cuMemcpyHtoDAsync_v2", &a.MemcpyHtoDAsync, w) &&
          resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w) &&
-         resolve(h, "cuMemcpyDtoDAsync_v2", &a.MemcpyDtoDAsync, w) &&
+         resolve(h, "cuMemcpyDtoDAsync_v2", &a.MemcpyDtoDAsync, w) && resolve(h, "cuMemsetD8Async", &a.MemsetD8Async, w) &&
          resolve(h, "cuModuleLoadData", &a.ModuleLoadData, w) && resolve(h, "cuModuleUnload", &a.ModuleUnload, w) &&
          resolve(h, "cuModuleGetFunction", &a.ModuleGetFunction, w) &&
          resolve(h, "cuLaunchKernel", &a.LaunchKernel, w) && resolve(h, "cuEventRecord", &a.EventRecord, w) &&

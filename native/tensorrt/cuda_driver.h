@@ -97,6 +97,7 @@ struct Api {
   Result (*MemcpyHtoDAsync)(DevicePtr, const void*, size_t, Stream);  // cuMemcpyHtoDAsync_v2
   Result (*MemcpyDtoHAsync)(void*, DevicePtr, size_t, Stream);        // cuMemcpyDtoHAsync_v2
   Result (*MemcpyDtoDAsync)(DevicePtr, DevicePtr, size_t, Stream);    // cuMemcpyDtoDAsync_v2
+  Result (*MemsetD8Async)(DevicePtr, unsigned char, size_t, Stream);
   // The preprocessing kernels: an embedded fatbin loaded into the context, launched by name.
   Result (*ModuleLoadData)(Module*, const void*);
   Result (*ModuleUnload)(Module);

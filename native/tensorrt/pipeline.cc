@@ -146,8 +146,9 @@ struct Pipeline::Shared {
   const PreprocessKernels* kernels = nullptr;
   size_t input_index = 0;
   OutDtype input_dtype = OutDtype::Float32;
-  // The profile's smallest batch: fewer faces run padded to it (rows past them are left as they
-  // are: every layer works per face, and only the faces' own output rows are copied back).
+  // The profile's smallest batch: fewer faces run padded to it (rows past them hold zeros or an
+  // earlier batch's faces: every layer works per face, and only the faces' own output rows are
+  // copied back).
   int64_t min_batch = 1;
   std::vector<size_t> output_index;  // engine tensor index of each output
   cu::PrimaryContext context;        // retained while any pinned frame or the pipeline lives
@@ -211,7 +212,7 @@ struct Pipeline::Shared {
   PipelineStats stats;  // under m
   std::vector<std::pair<int, int>> graph_counts;  // per slot: graphs replaying, sizes without one
 
-  bool allocate(SlotBuffers& b, std::string* error);
+  bool allocate(int slot, SlotBuffers& b, std::string* error);
   // Issues a batch on the slot's stream (uploads, preprocessing, enqueue, output copies) into
   // `flight`; false with *failed set when it could not (the stream is then idle).
   bool issue(int slot, SlotBuffers& b, InFlight& flight, BatchResult* failed);
@@ -259,10 +260,18 @@ void Pipeline::Shared::release(const std::vector<const uint8_t*>& blocks) {
   for (void* p : now) free_here(p);
 }
 
-bool Pipeline::Shared::allocate(SlotBuffers& b, std::string* error) {
+bool Pipeline::Shared::allocate(int slot, SlotBuffers& b, std::string* error) {
   const int64_t n = options.max_batch;
   const size_t elem = input_dtype == OutDtype::Float16 ? 2 : 4;
   if (!b.input.allocate(static_cast<size_t>(n) * kInputFloats * elem, error)) return false;
+  // Zeroed once, on the slot's stream (ahead of all its work), so that the padding rows the engine
+  // reads before any face was written there are finite, not whatever the allocation held (NaN bit
+  // patterns; compute-sanitizer's initcheck).
+  if (const cu::Result r = cu::driver()->MemsetD8Async(b.input.address(), 0, b.input.size(), engine->stream(slot));
+      r != cu::kSuccess) {
+    *error = cuda_error("cuMemsetD8Async", r);
+    return false;
+  }
   if (!b.descs.allocate(sizeof(FaceDesc) * static_cast<size_t>(n), error)) return false;
   if (!b.host_descs.allocate(sizeof(FaceDesc) * static_cast<size_t>(n), error)) return false;
   b.tensors.resize(engine->tensors().size());
@@ -569,7 +578,7 @@ void Pipeline::Shared::thread_main(int slot) {
   bool ok = false;
   try {
     owned = std::make_unique<SlotBuffers>();
-    ok = context.bind(&error) && allocate(*owned, &error);
+    ok = context.bind(&error) && allocate(slot, *owned, &error);
   } catch (const std::bad_alloc&) {
     error = "out of host memory allocating its buffers";
   } catch (const std::exception& e) {

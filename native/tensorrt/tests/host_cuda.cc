@@ -14,7 +14,10 @@
  * FM_HOST_CUDA_CONTAIN_AT (below) injects a context-fatal error, FM_HOST_CUDA_REPORT_AT_EXIT=1 reports
  * device allocations still live when the process ends, FM_HOST_CUDA_SLOW_FREE_MS slows each cuMemFree,
  * FM_HOST_CUDA_SLOW_ALLOC_MS each cuMemAlloc. The current context is kept per
- * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90. */
+ * thread (cuCtxSetCurrent / cuCtxGetCurrent). One "GPU": "Host stand-in", sm_90.
+ * Device memory starts as 0xff bytes (a NaN in float32 and float16), not malloc's zeros, and a
+ * device-to-device copy (the engine's read of its input) of bytes still holding that fill fails:
+ * compute-sanitizer's initcheck on a GPU, for what the stand-in engine reads. */
 #if defined(FM_HOST_CUDA_KERNELS)
 #include "cuda_emu.h"
 #include "preprocess_cuda_host.h"
@@ -140,8 +143,33 @@ CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t n) {
   void* q;
   CUresult r = alloc(&q, n);
   *p = (CUdeviceptr)(uintptr_t)q;
-  if (r == 0) ++g_device_live;
+  if (r == 0) {
+    memset(q, 0xff, n);
+    ++g_device_live;
+  }
   return r;
+}
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* st) {
+  (void)st;
+  if (g_capturing != nullptr) return not_capturable();
+  if (sticky()) return sticky();
+  memset((void*)(uintptr_t)d, v, n);
+  return 0;
+}
+// A device-to-device copy whose source still holds cuMemAlloc's fill: memory never written read
+// as if it held data. The 16-bit units at addresses 2 mod 4 are looked at: a float32's high half
+// (0xffff there is a NaN), or every other float16 (a NaN too); no preprocessed value is a NaN,
+// while a float32's low half may well be 0xffff.
+static CUresult dtod(CUdeviceptr d, CUdeviceptr s, size_t n) {
+  const unsigned char* src = (const unsigned char*)(uintptr_t)s;
+  for (size_t i = (6 - s % 4) % 4; i + 1 < n; i += 4) {
+    if (src[i] == 0xff && src[i + 1] == 0xff) {
+      fprintf(stderr, "host-cuda: a device-to-device copy reads device memory never written (byte %zu of %zu)\n", i, n);
+      return 1;  // CUDA_ERROR_INVALID_VALUE: that batch fails
+    }
+  }
+  memmove((void*)(uintptr_t)d, src, n);
+  return 0;
 }
 // FM_HOST_CUDA_SLOW_FREE_MS=n: each cuMemFree takes n ms (a close that is still going on at exit).
 CUresult cuMemFree_v2(CUdeviceptr p) {
@@ -178,8 +206,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) 
     return sticky();
   }
   if (dtod_fault()) return sticky();
-  memmove((void*)(uintptr_t)d, (const void*)(uintptr_t)s, n);
-  return 0;
+  return dtod(d, s, n);
 }
 CUresult cuStreamBeginCapture_v2(void* s, int mode) {
   (void)s;
@@ -219,7 +246,8 @@ CUresult cuGraphLaunch(void* exec, void* st) {
   if (sticky()) return sticky();
   for (const HostGraph::Copy& c : static_cast<HostGraph*>(exec)->copies) {
     if (dtod_fault()) return sticky();  // FM_HOST_CUDA_CONTAIN_AT counts replayed copies too
-    memmove((void*)(uintptr_t)c.d, (const void*)(uintptr_t)c.s, c.n);
+    const CUresult r = dtod(c.d, c.s, c.n);
+    if (r != 0) return r;
   }
   return 0;
 }
