@@ -4,7 +4,8 @@
 # build/gpu-check, builds, runs ctest (CPU preprocessing vs a double-precision reference, CUDA
 # preprocessing vs the CPU, the embedded kernel fatbin launched through the driver API as the addon
 # does, the TensorRT pipeline's whole data path with a stand-in engine, the upload plan) and the
-# kernel benchmark. Under 5 minutes; every step has a timeout.
+# kernel benchmark; where compute-sanitizer is installed, the GPU tests again under memcheck,
+# racecheck, synccheck and initcheck. Under 5 minutes; every step has a timeout.
 #
 #   bash scripts/gpu-check.sh             # exit 0: everything that could run passed
 #   FM_REQUIRE_GPU=1 bash scripts/...     # and fail (exit 2) when there is no GPU to run on
@@ -88,6 +89,48 @@ done
 CUDA_SKIPPED=0
 if grep -qE '(preprocess_cuda|kernel_module|pipeline_gpu) .*Skipped|SKIPPED: no CUDA device' "$BUILD/ctest.log"; then CUDA_SKIPPED=1; fi
 
+say "compute-sanitizer"
+# The GPU tests again under CUDA's own checkers: memcheck (out-of-bounds and misaligned device
+# accesses, API errors, device memory left allocated at exit), racecheck (shared-memory hazards
+# between a block's threads), synccheck (barriers), initcheck (device memory read before it was
+# written). ctest only compares outputs, which a stray read that happens to land in-bounds passes.
+# The four tools run side by side, each over the three programs (racecheck over the two that
+# launch every kernel variant: pipeline_gpu runs the same kernels and takes minutes under it),
+# each program under a timeout.
+SAN="$(command -v compute-sanitizer 2>/dev/null || true)"
+if [ -z "$SAN" ] && [ -n "$NVCC" ] && [ -x "$(dirname "$NVCC")/compute-sanitizer" ]; then SAN="$(dirname "$NVCC")/compute-sanitizer"; fi
+SANITIZE="not run"
+if [ "$HAVE_CUDA_TARGETS" = 0 ] || [ "$CUDA_SKIPPED" = 1 ] || [ -z "$GPUS" ]; then
+  echo "(not run: no GPU to run on)"
+elif [ -z "$SAN" ]; then
+  echo "(not run: compute-sanitizer not found beside nvcc or on PATH)"
+  SANITIZE="not run (compute-sanitizer not found)"
+else
+  echo "$SAN ($("$SAN" --version 2>/dev/null | grep -o 'Version [0-9.]*' | head -n 1))"
+  sanitize() {  # sanitize <tool> [extra options]: every GPU program under one tool; exit 0 when all are clean
+    local tool="$1" rc=0 prog progs=(preprocess_cuda_test kernel_module_test pipeline_gpu_test); shift
+    [ "$tool" = racecheck ] && progs=(preprocess_cuda_test kernel_module_test)
+    for prog in "${progs[@]}"; do
+      timeout 100 "$SAN" --tool "$tool" --error-exitcode 9 "$@" "$BUILD/$prog" >"$BUILD/sanitize-$tool-$prog.log" 2>&1
+      local r=$?
+      printf '%-10s %-22s exit %-3s %s\n' "$tool" "$prog" "$r" "$(grep -E 'ERROR SUMMARY|LEAK SUMMARY|RACECHECK SUMMARY' "$BUILD/sanitize-$tool-$prog.log" | tr '\n' ' ')"
+      if [ "$r" != 0 ]; then rc=1; grep -E '^========= ' "$BUILD/sanitize-$tool-$prog.log" | head -n 20; fi
+    done
+    return $rc
+  }
+  for tool in memcheck racecheck synccheck initcheck; do
+    opts=(); [ "$tool" = memcheck ] && opts=(--leak-check full)
+    (cd "$BUILD" && sanitize "$tool" "${opts[@]}" >"$BUILD/sanitize-$tool.out" 2>&1; echo $? >"$BUILD/sanitize-$tool.rc") &
+  done
+  wait
+  SANITIZE="clean"
+  for tool in memcheck racecheck synccheck initcheck; do
+    cat "$BUILD/sanitize-$tool.out"
+    if [ "$(cat "$BUILD/sanitize-$tool.rc" 2>/dev/null)" != 0 ]; then SANITIZE="FAILED"; fi
+  done
+  [ "$SANITIZE" = clean ] && SANITIZE="clean (memcheck with leak check, racecheck, synccheck, initcheck)"
+fi
+
 say "benchmark"
 BENCH="not built"
 if [ "$HAVE_CUDA_TARGETS" = 1 ]; then
@@ -105,16 +148,18 @@ fi
 say "summary"
 echo "GPU:        ${GPUS:-none}"
 echo "ctest:      exit $CTEST_RC$( [ "$CUDA_SKIPPED" = 1 ] && echo ', GPU tests (preprocess_cuda, kernel_module, pipeline_gpu) SKIPPED (no CUDA device)')$( [ "$HAVE_CUDA_TARGETS" = 0 ] && echo ', CUDA tests not built')"
+echo "sanitizer:  $SANITIZE"
 echo "benchmark:  $BENCH"
 if [ -n "$GPUS" ] && [ "$CUDA_SKIPPED" = 1 ]; then
   result 1 "FAIL: a GPU is present but the CUDA runtime sees none (driver older than the toolkit? ${SMI_CUDA:-})"
 fi
 if [ "$CTEST_RC" != 0 ]; then result 1 "FAIL: ctest (exit $CTEST_RC$( [ "$CTEST_RC" = 124 ] && echo ': timed out'))"; fi
 case "$BENCH" in FAILED*) result 1 "FAIL: benchmark $BENCH" ;; esac
+if [ "$SANITIZE" = FAILED ]; then result 1 "FAIL: compute-sanitizer found errors (logs: $BUILD/sanitize-*.log)"; fi
 if [ -n "$GPUS" ]; then
   if [ "$HAVE_CUDA_TARGETS" = 0 ]; then result 1 "FAIL: a GPU is present but no CUDA compiler was found (set CUDACXX)"; fi
   if [ "$BENCH" != "ran" ]; then result 1 "FAIL: a GPU is present but the benchmark did not run ($BENCH)"; fi
-  result 0 "PASS on $(echo "$GPUS" | head -n 1 | cut -d, -f2 | sed 's/^ *//'): CPU and CUDA tests, benchmark"
+  result 0 "PASS on $(echo "$GPUS" | head -n 1 | cut -d, -f2 | sed 's/^ *//'): CPU and CUDA tests, benchmark, compute-sanitizer $SANITIZE"
 fi
 if [ "${FM_REQUIRE_GPU:-0}" = 1 ]; then result 2 "FAIL: no GPU here (FM_REQUIRE_GPU=1); only the CPU test ran"; fi
 result 0 "CPU-ONLY PASS: no GPU here; the CUDA test and the benchmark were SKIPPED, not passed"
