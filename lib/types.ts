@@ -160,7 +160,7 @@ export interface LoadOptions {
 export interface GpuStages {
   batches: number
   faces: number
-  /** Frames (only the rows the crops read) to the GPU. */
+  /** Frames (only the bytes the crops read) to the GPU. */
   uploadMs: number
   /** The preprocessing kernel. */
   preprocessMs: number

@@ -3,6 +3,8 @@
 
 #include <dlfcn.h>
 
+#include <cstddef>
+
 #include <mutex>
 #include <string_view>
 #include <type_traits>
@@ -17,6 +19,7 @@ template <class T> struct Abi { using type = T; };
 template <> struct Abi<CUresult> { using type = int; };
 template <> struct Abi<CUdevice_attribute> { using type = int; };
 template <> struct Abi<CUstreamCaptureMode> { using type = int; };
+template <> struct Abi<const CUDA_MEMCPY2D*> { using type = const fm::cu::Memcpy2D*; };
 template <class R, class... A> struct Abi<R (*)(A...)> {
   using type = typename Abi<R>::type (*)(typename Abi<A>::type...);
 };
@@ -54,6 +57,15 @@ FM_CHECK(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")
 FM_CHECK(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")
 FM_CHECK(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")
 FM_CHECK(MemsetD8Async, "cuMemsetD8Async")
+FM_CHECK(Memcpy2DAsync, "cuMemcpy2DAsync_v2")
+// fm::cu::Memcpy2D is CUDA_MEMCPY2D, field for field.
+static_assert(sizeof(fm::cu::Memcpy2D) == sizeof(CUDA_MEMCPY2D) && sizeof(CUmemorytype) == sizeof(int), "CUDA_MEMCPY2D: size");
+#define FM_FIELD(f) static_assert(offsetof(fm::cu::Memcpy2D, f) == offsetof(CUDA_MEMCPY2D, f), "CUDA_MEMCPY2D: " #f);
+FM_FIELD(srcXInBytes) FM_FIELD(srcY) FM_FIELD(srcMemoryType) FM_FIELD(srcHost) FM_FIELD(srcDevice) FM_FIELD(srcArray)
+FM_FIELD(srcPitch) FM_FIELD(dstXInBytes) FM_FIELD(dstY) FM_FIELD(dstMemoryType) FM_FIELD(dstHost) FM_FIELD(dstDevice)
+FM_FIELD(dstArray) FM_FIELD(dstPitch) FM_FIELD(WidthInBytes) FM_FIELD(Height)
+#undef FM_FIELD
+static_assert(fm::cu::kMemoryTypeHost == CU_MEMORYTYPE_HOST && fm::cu::kMemoryTypeDevice == CU_MEMORYTYPE_DEVICE, "CUmemorytype");
 FM_CHECK(ModuleLoadData, "cuModuleLoadData")
 FM_CHECK(ModuleUnload, "cuModuleUnload")
 FM_CHECK(ModuleGetFunction, "cuModuleGetFunction")
@@ -155,6 +167,7 @@ Loaded load() {
          resolve(h, "cuMemcpyHtoDAsync_v2", &a.MemcpyHtoDAsync, w) &&
          resolve(h, "cuMemcpyDtoHAsync_v2", &a.MemcpyDtoHAsync, w) &&
          resolve(h, "cuMemcpyDtoDAsync_v2", &a.MemcpyDtoDAsync, w) && resolve(h, "cuMemsetD8Async", &a.MemsetD8Async, w) &&
+         resolve(h, "cuMemcpy2DAsync_v2", &a.Memcpy2DAsync, w) &&
          resolve(h, "cuModuleLoadData", &a.ModuleLoadData, w) && resolve(h, "cuModuleUnload", &a.ModuleUnload, w) &&
          resolve(h, "cuModuleGetFunction", &a.ModuleGetFunction, w) &&
          resolve(h, "cuLaunchKernel", &a.LaunchKernel, w) && resolve(h, "cuEventRecord", &a.EventRecord, w) &&

@@ -12,7 +12,7 @@
 // Plain C++: no CUDA header is needed to include this file. Where cuda.h is available
 // (FM_HAVE_CUDA_HEADERS), cuda_driver.cc checks these declarations against it at compile time.
 //
-// NOT YET RUN ON A GPU beyond what the status probe does (see loader.h).
+// Run on a GPU (an H200) by kernel_module_test and pipeline_gpu_test, not yet beside TensorRT.
 #pragma once
 
 #include <cstddef>
@@ -52,6 +52,26 @@ constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING
 constexpr unsigned kMemHostAllocPortable = 0x1;  // CU_MEMHOSTALLOC_PORTABLE
 constexpr int kStreamCaptureModeThreadLocal = 1;  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
 constexpr unsigned kEventBlockingSync = 0x1;     // CU_EVENT_BLOCKING_SYNC: waiting threads sleep, not spin
+constexpr int kMemoryTypeHost = 1;               // CU_MEMORYTYPE_HOST
+constexpr int kMemoryTypeDevice = 2;             // CU_MEMORYTYPE_DEVICE
+
+// cuda.h's CUDA_MEMCPY2D (cuda_driver.cc checks its layout against cuda.h): a copy of Height rows
+// of WidthInBytes bytes, each side with its own pitch.
+struct Memcpy2D {
+  size_t srcXInBytes = 0, srcY = 0;
+  int srcMemoryType = 0;  // CUmemorytype
+  const void* srcHost = nullptr;
+  DevicePtr srcDevice = 0;
+  void* srcArray = nullptr;  // CUarray
+  size_t srcPitch = 0;
+  size_t dstXInBytes = 0, dstY = 0;
+  int dstMemoryType = 0;
+  void* dstHost = nullptr;
+  DevicePtr dstDevice = 0;
+  void* dstArray = nullptr;
+  size_t dstPitch = 0;
+  size_t WidthInBytes = 0, Height = 0;
+};
 
 // Errors after which the context cannot be used again (cuda.h: "the process must be terminated
 // and relaunched"): deinitialized, uncorrectable ECC / NVLink, contained (Hopper's error
@@ -98,6 +118,7 @@ struct Api {
   Result (*MemcpyDtoHAsync)(void*, DevicePtr, size_t, Stream);        // cuMemcpyDtoHAsync_v2
   Result (*MemcpyDtoDAsync)(DevicePtr, DevicePtr, size_t, Stream);    // cuMemcpyDtoDAsync_v2
   Result (*MemsetD8Async)(DevicePtr, unsigned char, size_t, Stream);
+  Result (*Memcpy2DAsync)(const Memcpy2D*, Stream);                   // cuMemcpy2DAsync_v2
   // The preprocessing kernels: an embedded fatbin loaded into the context, launched by name.
   Result (*ModuleLoadData)(Module*, const void*);
   Result (*ModuleUnload)(Module);

@@ -3,7 +3,7 @@
 // into the current context with cuModuleLoadData and launched with cuLaunchKernel through the
 // dlopen'ed driver API, so the .node links no CUDA runtime. Builds without nvcc have no kernels
 // (embedded() is false): the TensorRT pipeline then preprocesses on the CPU.
-// Plain C++ (no CUDA header). NOT YET RUN ON A GPU: kernel_module_test checks it there.
+// Plain C++ (no CUDA header). kernel_module_test checks it on a GPU (it passed on an H200).
 #pragma once
 
 #include <string>

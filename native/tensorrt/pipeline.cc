@@ -1,5 +1,5 @@
 // Batches on a TensorRT engine: staging, GPU preprocessing, enqueue, outputs (see pipeline.h).
-// NOT YET RUN ON A GPU.
+// Run on a GPU (an H200) over a stand-in engine only (pipeline_gpu_test); never over TensorRT's.
 #include "tensorrt/pipeline.h"
 
 #include <algorithm>
@@ -344,7 +344,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
   if (r != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
 
   if (kernels != nullptr) {
-    const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop);
+    const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop, options.upload_columns);
     const size_t total = plan.total;
     std::string error;
     if (b.frames.size() < total) {
@@ -370,15 +370,37 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       const size_t span = plan.span[i], offset = plan.offset[i];
       if (span == 0) continue;
       const uint8_t* from = src[i];
+      // Only the columns read, where that is at most half of each row: the same bytes staged (at
+      // the frame's stride) and copied, row by row, into the same layout on the GPU.
+      const size_t stride = job.frames[i].stride, columns = plan.column_bytes[i], at = plan.column_offset[i];
+      const size_t rows = static_cast<size_t>(plan.hi[i] - plan.lo[i] + 1);
       if (!pinned_frame[i]) {
         uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
         const auto t = std::chrono::steady_clock::now();
-        std::memcpy(stage, from, span);
+        if (columns == 0) {
+          std::memcpy(stage, from, span);
+        } else {
+          for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * stride + at, from + y * stride + at, columns);
+        }
         f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
         from = stage;
       }
-      r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
-      if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
+      if (columns == 0) {
+        r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
+        if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
+      } else {
+        cu::Memcpy2D c;
+        c.srcMemoryType = cu::kMemoryTypeHost;
+        c.srcHost = from + at;
+        c.srcPitch = stride;
+        c.dstMemoryType = cu::kMemoryTypeDevice;
+        c.dstDevice = b.frames.address() + offset + at;
+        c.dstPitch = stride;
+        c.WidthInBytes = columns;
+        c.Height = rows;
+        r = a->Memcpy2DAsync(&c, stream);
+        if (r != cu::kSuccess) return fail(cuda_error("cuMemcpy2DAsync (frame)", r), r);
+      }
     }
     auto* descs = static_cast<FaceDesc*>(b.host_descs.get());
     for (int k = 0; k < n; ++k) {

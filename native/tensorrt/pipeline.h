@@ -1,7 +1,8 @@
 // Runs batches of faces on a TensorRT engine: one thread per execution context (its own CUDA
 // stream, device buffers and pinned host buffers), so batches on different contexts overlap
-// copies and compute. Per batch: upload the frame rows the crops need (straight from pinned
-// memory when the frame is an alloc_pinned() one, else through the context's pinned staging),
+// copies and compute. Per batch: upload the frame bytes the crops read (upload_plan.h; straight
+// from pinned memory when the frame is an alloc_pinned() one, else through the context's pinned
+// staging),
 // one launch of the preprocessing kernel for every face (written into the engine's input in its
 // dtype), enqueueV3, outputs copied into pinned memory, then `done` on the context's thread.
 // Each context keeps two batches going: as soon as the running one's inputs are consumed (an
@@ -14,7 +15,8 @@
 // and uploaded: same values, more bytes over PCIe.
 //
 // Plain C++ (no TensorRT or CUDA header): it drives an Engine (engine.h), TrtEngine in the addon
-// and a TensorRT-free stand-in, CopyEngine (tests/copy_engine.h). NOT YET RUN ON A GPU.
+// and a TensorRT-free stand-in, CopyEngine (tests/copy_engine.h). Run on a GPU (an H200) over the
+// stand-in only (pipeline_gpu_test, pipeline_gpu_bench); never over TrtEngine.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +40,7 @@ struct PipelineOptions {
   CropMode crop = CropMode::Square;
   ResizeMode resize = ResizeMode::AntialiasBilinear;
   int64_t max_batch = 64;    // buffers are sized for it; at most the engine profile's kMAX
+  bool upload_columns = true;  // false: whole frame rows always (pipeline_gpu_bench's baseline)
 };
 
 // One float32 array per engine output (outputs() order), batch-major; or an error.

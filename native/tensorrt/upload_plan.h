@@ -2,7 +2,10 @@
 // of the chip rows' source taps, taps.h: the kernel's own arithmetic), each frame's span at a
 // 256-byte aligned offset of one device buffer. A face's descriptor then points at
 // `buffer + offset - lo * stride`, so the kernel's row arithmetic is unchanged and touches only
-// uploaded rows. Plain C++ (no CUDA, no TensorRT): checked on the CPU by upload_plan_test.
+// uploaded rows. Where the columns the crops read (the chip columns' taps likewise) are at most
+// half of a row, only those columns of each row are copied (a 2D copy, same layout and stride on
+// the GPU, the rest of each row left unwritten and unread): one face in a 1080p frame moves a
+// fifth of its rows' bytes. Plain C++ (no CUDA, no TensorRT): checked on the CPU by upload_plan_test.
 #pragma once
 
 #include <cstddef>
@@ -32,11 +35,15 @@ struct UploadPlan {
   // row's start to the last row's end, and where they go in the device buffer.
   std::vector<int> lo, hi;
   std::vector<size_t> span, offset;
+  // Per frame: 0, copy the span whole; else copy only `column_bytes` bytes of each row of the
+  // span, from `column_offset` bytes into the row (the columns read, whole pixels).
+  std::vector<size_t> column_offset, column_bytes;
   size_t total = 0;  // bytes of the device buffer
 };
 
 constexpr size_t kUploadAlign = 256;
 
-UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop);
+// columns false: whole rows always (pipeline_gpu_bench's baseline).
+UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool columns = true);
 
 }  // namespace fm::trt

@@ -1,7 +1,8 @@
-// The TensorRT pipeline uploads only the frame rows a batch's crops read (upload_plan.h). Checked
-// on the CPU: for every face, the CPU preprocessing of a copy of its frame in which every row
-// outside the plan's [lo, hi] is garbage must equal, bit for bit, the preprocessing of the whole
-// frame; and the spans must be 256-byte aligned, disjoint and inside the buffer. Frames with
+// The TensorRT pipeline uploads only the frame rows a batch's crops read, and of them only the
+// columns read where those are at most half a row (upload_plan.h). Checked on the CPU: for every
+// face, the CPU preprocessing of a copy of its frame in which every byte the plan does not copy
+// is garbage must equal, bit for bit, the preprocessing of the whole frame; and the spans must be
+// 256-byte aligned, disjoint and inside the buffer, the columns whole pixels inside the row. Frames with
 // several faces, faces over the edges and off the frame (reflection and zero padding read clamped
 // rows), tiny and huge boxes, chips, both crops and both resizes.
 #include <cstdio>
@@ -34,6 +35,10 @@ void run(const std::string& name, const std::vector<const Owned*>& frames, const
     check(p.offset[i] % trt::kUploadAlign == 0, name + ": offset aligned");
     check(p.offset[i] >= end, name + ": spans disjoint");
     check(p.lo[i] >= 0 && p.hi[i] < in[i].height && p.lo[i] <= p.hi[i], name + ": rows inside the frame");
+    const size_t pixel = static_cast<size_t>(channels(in[i].format)), row = static_cast<size_t>(in[i].width) * pixel;
+    check(p.column_offset[i] % pixel == 0 && p.column_bytes[i] % pixel == 0 && p.column_offset[i] + p.column_bytes[i] <= row &&
+              2 * p.column_bytes[i] <= row,
+          name + ": columns whole pixels, inside the row, at most half of it");
     end = p.offset[i] + p.span[i];
   }
   check(end <= p.total, name + ": spans inside the buffer");
@@ -42,11 +47,18 @@ void run(const std::string& name, const std::vector<const Owned*>& frames, const
       const FaceIn& f = faces[k];
       const Owned& o = *frames[static_cast<size_t>(f.frame)];
       const size_t fi = static_cast<size_t>(f.frame);
-      // Only the planned rows are real: every other byte is garbage.
+      // Only the bytes the plan copies are real: every other byte is garbage.
       std::vector<uint8_t> partial(o.bytes.size());
       for (size_t i = 0; i < partial.size(); ++i) partial[i] = static_cast<uint8_t>(~o.bytes[i] ^ 0x5a);
       const size_t first = static_cast<size_t>(p.lo[fi]) * o.in.stride;
-      std::memcpy(partial.data() + first, o.bytes.data() + first, p.span[fi]);
+      if (p.column_bytes[fi] == 0) {
+        std::memcpy(partial.data() + first, o.bytes.data() + first, p.span[fi]);
+      } else {
+        for (int y = p.lo[fi]; y <= p.hi[fi]; ++y) {
+          const size_t at = static_cast<size_t>(y) * o.in.stride + p.column_offset[fi];
+          std::memcpy(partial.data() + at, o.bytes.data() + at, p.column_bytes[fi]);
+        }
+      }
       std::vector<float> want(kInputFloats), got(kInputFloats);
       const Frame whole{o.bytes.data(), o.in.width, o.in.height, o.in.stride, o.in.format};
       const Frame part{partial.data(), o.in.width, o.in.height, o.in.stride, o.in.format};
@@ -92,6 +104,13 @@ int main() {
   check(p.hi[1] < 0 && p.span[1] == 0, "an unread frame has no span");
   check(p.span[0] < hd.bytes.size() / 2, "a face uploads a band of the 1080p frame, not all of it",
         std::to_string(p.span[0]) + " of " + std::to_string(hd.bytes.size()) + " bytes");
+  check(p.column_bytes[0] > 0 && p.column_bytes[0] < 1920 * 3 / 4, "... and of its rows only the columns read (under a quarter)",
+        std::to_string(p.column_bytes[0]) + " bytes of each row");
+  // Faces across the whole width: whole rows, one linear copy.
+  const trt::UploadPlan wide = trt::plan_uploads({hd.in}, {box_face(hd, 0, CropMode::Square, 50, 400, 300, 650), box_face(hd, 0, CropMode::Square, 1600, 400, 1850, 650)},
+                                                 CropMode::Square);
+  check(wide.column_bytes[0] == 0, "faces at both sides of a frame: whole rows", std::to_string(wide.column_bytes[0]));
+  check(trt::plan_uploads(in, {one}, CropMode::Square, false).column_bytes[0] == 0, "columns off: whole rows");
   std::printf("upload plan: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;
 }

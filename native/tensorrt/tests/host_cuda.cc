@@ -199,6 +199,34 @@ CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void* st) {
   memcpy(d, (const void*)(uintptr_t)s, n);
   return 0;
 }
+// CUDA_MEMCPY2D (cuda.h), host or device memory on either side (both are host memory here).
+struct HostMemcpy2D {
+  size_t srcXInBytes, srcY;
+  int srcMemoryType;
+  const void* srcHost;
+  CUdeviceptr srcDevice;
+  void* srcArray;
+  size_t srcPitch;
+  size_t dstXInBytes, dstY;
+  int dstMemoryType;
+  void* dstHost;
+  CUdeviceptr dstDevice;
+  void* dstArray;
+  size_t dstPitch;
+  size_t WidthInBytes, Height;
+};
+CUresult cuMemcpy2DAsync_v2(const HostMemcpy2D* c, void* st) {
+  (void)st;
+  if (g_capturing != nullptr) return not_capturable();
+  if (sticky()) return sticky();
+  if ((c->srcMemoryType != 1 && c->srcMemoryType != 2) || (c->dstMemoryType != 1 && c->dstMemoryType != 2)) return 1;
+  if (c->WidthInBytes > c->srcPitch || c->WidthInBytes > c->dstPitch) return 1;  // as the driver: CUDA_ERROR_INVALID_VALUE
+  const unsigned char* s = c->srcMemoryType == 1 ? (const unsigned char*)c->srcHost : (const unsigned char*)(uintptr_t)c->srcDevice;
+  unsigned char* d = c->dstMemoryType == 1 ? (unsigned char*)c->dstHost : (unsigned char*)(uintptr_t)c->dstDevice;
+  for (size_t y = 0; y < c->Height; ++y)
+    memcpy(d + (c->dstY + y) * c->dstPitch + c->dstXInBytes, s + (c->srcY + y) * c->srcPitch + c->srcXInBytes, c->WidthInBytes);
+  return 0;
+}
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void* st) {
   (void)st;
   if (g_capturing != nullptr) {
