@@ -4,7 +4,7 @@
 # build/gpu-check, builds, runs ctest (CPU preprocessing vs a double-precision reference, CUDA
 # preprocessing vs the CPU, the embedded kernel fatbin launched through the driver API as the addon
 # does, the TensorRT pipeline's whole data path with a stand-in engine, the upload plan) and the
-# kernel benchmark; where compute-sanitizer is installed, the GPU tests again under memcheck,
+# kernel and pipeline benchmarks; where compute-sanitizer is installed, the GPU tests again under memcheck,
 # racecheck, synccheck and initcheck. Under 5 minutes; every step has a timeout.
 #
 #   bash scripts/gpu-check.sh             # exit 0: everything that could run passed
@@ -70,7 +70,7 @@ if ! timeout 200 cmake --build "$BUILD" -j "$JOBS" >"$BUILD/build.log" 2>&1; the
   result 1 "FAIL: build (log: $BUILD/build.log)"
 fi
 grep -iE '(warning|error)( #[0-9]+-D)? *:' "$BUILD/build.log" | head -n 20
-echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test pipeline_gpu_test upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
+echo "built:  $(cd "$BUILD" && ls preprocess_*_test preprocess_*_bench kernel_module_test pipeline_gpu_test pipeline_gpu_bench upload_plan_test slot_loop_test 2>/dev/null | tr '\n' ' ')"
 HAVE_CUDA_TARGETS=0
 if [ -x "$BUILD/preprocess_cuda_test" ]; then HAVE_CUDA_TARGETS=1; fi
 
@@ -141,6 +141,15 @@ if [ "$HAVE_CUDA_TARGETS" = 1 ]; then
     124) BENCH="FAILED (timed out)" ;;
     *) BENCH="FAILED" ;;
   esac
+  if [ "$BENCH" = ran ]; then
+    echo
+    timeout 120 "$BUILD/pipeline_gpu_bench"
+    case $? in
+      0) ;;
+      124) BENCH="FAILED (pipeline_gpu_bench timed out)" ;;
+      *) BENCH="FAILED (pipeline_gpu_bench)" ;;
+    esac
+  fi
 else
   echo "(preprocess_cuda_bench not built: no CUDA compiler)"
 fi

@@ -1,0 +1,176 @@
+// Benchmark of what the TensorRT pipeline (tensorrt/pipeline.h) costs around the engine, on a GPU
+// without TensorRT: the pipeline over the stand-in engine (copy_engine.h, whose "inference" is
+// three 64-byte copies a face, replayed from a CUDA graph), so each batch makes the whole trip
+// but the network: the rows its crops need uploaded (straight from an alloc_pinned() frame, or
+// through the context's pinned staging from an ordinary one), one preprocessing launch, the
+// engine's enqueue, the outputs into pinned memory, `done` on the context's thread. TensorRT's own
+// time adds to these figures.
+// Prints, for a pinned and an ordinary 1920x1080 RGB frame, uploading the crops' columns (the
+// default) and whole rows (the baseline, a second pipeline in the same process): a batch-1 face's
+// upload bytes, batch-1 latency from submit() to `done` (p50 / p99 of batches run one at a time),
+// and faces/s at batch 1, 8, 32, 64 and 128 with four batches in flight (two contexts, two
+// batches each); plus the stages' mean GPU times. The stand-in's copies (three a face) bound the
+// large batches' rate: those figures are the stand-in's more than the pipeline's.
+// Also runs on the host stand-in driver (numbers meaningless there). Without a CUDA device:
+// 'SKIPPED: no CUDA device (<reason>)' and exit code 77.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "preprocess/preprocess.h"
+#include "tensorrt/cuda_driver.h"
+#include "tensorrt/pipeline.h"
+#include "tensorrt/upload_plan.h"
+#include "copy_engine.h"
+#include "frame_support.h"
+
+using namespace fm;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kW = 1920, kH = 1080, kMaxBatch = 128, kInFlight = 4;
+
+// Faces spread over the frame, 120-300 px boxes (a crowd; a camera's few faces upload less).
+std::vector<trt::FaceIn> faces_of(int n) {
+  std::vector<trt::FaceIn> faces;
+  for (int k = 0; k < n; ++k) {
+    const uint32_t r = fm_test::lowbias32(static_cast<uint32_t>(k) + 17u);
+    const float side = 120.0f + static_cast<float>(r % 181u);
+    const float x = static_cast<float>((r >> 8) % static_cast<uint32_t>(kW - 300));
+    const float y = static_cast<float>((r >> 20) % static_cast<uint32_t>(kH - 330));
+    trt::FaceIn f;
+    f.frame = 0;
+    f.has_window = true;
+    f.window = fm_test::face_crop(CropMode::Square, x, y, x + side, y + side * 1.1f, kW, kH);
+    faces.push_back(f);
+  }
+  return faces;
+}
+
+// Runs `count` batches of `faces`, at most `depth` in flight; the submit-to-done time of each.
+// False (with the error printed) if any batch failed.
+bool run(trt::Pipeline& p, const trt::FrameIn& frame, const std::vector<trt::FaceIn>& faces, int count, int depth,
+         std::vector<double>* latencies_us) {
+  std::mutex m;
+  std::condition_variable cv;
+  int in_flight = 0;
+  bool ok = true;
+  for (int i = 0; i < count; ++i) {
+    {
+      std::unique_lock<std::mutex> l(m);
+      cv.wait(l, [&] { return in_flight < depth; });
+      ++in_flight;
+    }
+    const Clock::time_point t0 = Clock::now();
+    p.submit({frame}, faces, [&, t0](trt::BatchResult&& r) {
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      std::lock_guard<std::mutex> l(m);
+      if (!r.ok && ok) std::printf("  batch failed: %s\n", r.error.c_str());
+      ok = ok && r.ok;
+      if (latencies_us != nullptr) latencies_us->push_back(us);
+      --in_flight;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> l(m);
+  cv.wait(l, [&] { return in_flight == 0; });
+  return ok;
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+
+int main() {
+  const cu::GpuInfo& g = cu::gpu_info();
+  if (!g.initialized || g.device_count < 1) {
+    std::printf("SKIPPED: no CUDA device (%s)\n", g.driver_error.empty() ? "cuInit failed" : g.driver_error.c_str());
+    return 77;
+  }
+  cu::PrimaryContext ctx;
+  std::string error;
+  if (!ctx.open(0, &error) || !ctx.bind(&error)) {
+    std::printf("FAIL: %s\n", error.c_str());
+    return 1;
+  }
+  const size_t bytes = static_cast<size_t>(kW) * kH * 3;
+  std::vector<uint8_t> ordinary(bytes);
+  fm_test::fill_noise(ordinary.data(), bytes, 1);
+  const int batches[] = {1, 8, 32, 64, 128};
+  const bool host = g.name == "Host stand-in";
+  const int latency_runs = host ? 20 : 2000, throughput_faces = host ? 256 : 200000, warm = host ? 2 : 16;
+  bool ok = true, header = false;
+  // Each upload plan in its own pipeline, one after the other: the crop's columns where they are
+  // at most half a row (the default), and whole rows (the baseline). From batch 8 on these faces
+  // span the frame's width, so both upload whole rows there: those columns show the noise.
+  for (const bool columns : {true, false}) {
+    trt::PipelineOptions o;
+    o.streams = 2;
+    o.max_batch = kMaxBatch;
+    o.upload_columns = columns;
+    auto p = trt::Pipeline::start(std::make_unique<fm_test::CopyEngine>(2, kMaxBatch, /*half=*/true, 1, /*graphs=*/true), o, &error);
+    if (!p) {
+      std::printf("FAIL: pipeline start: %s\n", error.c_str());
+      return 1;
+    }
+    if (!header) {
+      std::printf("pipeline on %s (sm_%d%d), preprocessing: %s; stand-in engine (float16 input, CUDA graphs), 2 contexts\n\n",
+                  g.name.c_str(), g.cc_major, g.cc_minor, p->preprocessing());
+      std::printf("%-36s %9s %10s %10s", "frame, upload", "b1 KB", "b1 p50 us", "b1 p99 us");
+      for (int b : batches) std::printf(" %13s", ("faces/s b" + std::to_string(b)).c_str());
+      std::printf("\n");
+      header = true;
+    }
+    auto* pinned = static_cast<uint8_t*>(p->alloc_pinned(bytes, &error));
+    if (pinned == nullptr) {
+      std::printf("FAIL: alloc_pinned: %s\n", error.c_str());
+      return 1;
+    }
+    fm_test::fill_noise(pinned, bytes, 1);
+    const trt::FrameIn frames[] = {{pinned, kW, kH, static_cast<size_t>(kW) * 3, PixelFormat::RGB},
+                                   {ordinary.data(), kW, kH, static_cast<size_t>(kW) * 3, PixelFormat::RGB}};
+    for (int fi = 0; fi < 2 && ok; ++fi) {
+      const std::vector<trt::FaceIn> one = faces_of(1);
+      const trt::UploadPlan plan = trt::plan_uploads({frames[fi]}, one, CropMode::Square, columns);
+      const size_t rows = static_cast<size_t>(plan.hi[0] - plan.lo[0] + 1);
+      const size_t moved = plan.column_bytes[0] == 0 ? plan.span[0] : rows * plan.column_bytes[0];
+      ok = run(*p, frames[fi], one, 10 * warm, 1, nullptr);  // warm-up: graphs captured, buffers grown
+      std::vector<double> lat;
+      ok = ok && run(*p, frames[fi], one, latency_runs, 1, &lat);
+      const std::string name = std::string(fi == 0 ? "pinned (allocFrame)" : "ordinary") + (columns ? ", crop columns" : ", whole rows");
+      std::printf("%-36s %9.0f %10.1f %10.1f", name.c_str(), static_cast<double>(moved) / 1024, percentile(lat, 0.5), percentile(lat, 0.99));
+      for (int b : batches) {
+        const std::vector<trt::FaceIn> faces = faces_of(b);
+        const int count = std::max(8, throughput_faces / b);
+        ok = ok && run(*p, frames[fi], faces, warm, kInFlight, nullptr);  // warm-up at this size
+        const Clock::time_point t0 = Clock::now();
+        ok = ok && run(*p, frames[fi], faces, count, kInFlight, nullptr);
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::printf(" %13.0f", static_cast<double>(count) * b / sec);
+      }
+      std::printf("\n");
+    }
+    const trt::PipelineStats st = p->stats();
+    if (st.batches > 0 && columns) {
+      const double n = static_cast<double>(st.batches);
+      std::printf("  mean a batch (all sizes; CUDA events): upload %.1f us, preprocess %.1f us, engine %.1f us, download %.1f us; "
+                  "host work on the contexts' threads %.1f us; batch start to outputs %.1f us\n",
+                  1000 * st.upload_ms / n, 1000 * st.preprocess_ms / n, 1000 * st.infer_ms / n, 1000 * st.download_ms / n,
+                  1000 * st.host_ms / n, 1000 * st.wall_ms / n);
+    }
+    p->close();
+    p->free_pinned(pinned);
+    if (!ok) break;
+  }
+  if (!ok) std::printf("FAIL: a batch failed\n");
+  return ok ? 0 : 1;
+}
