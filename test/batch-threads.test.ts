@@ -48,6 +48,21 @@ function threadsLoading(preload: string, count: number): BatchThreads {
   }
 }
 const threads = () => readdirSync('/proc/self/task').length
+/**
+ * The process's thread count once it holds still for 100 ms: earlier tests' threads (and V8's own)
+ * may still be ending, and one ending after the count was taken made it look as if the threads
+ * under test had ended twice over. At the end a test asks for at most this many.
+ */
+async function settledThreads(): Promise<number> {
+  let last = threads()
+  for (let k = 0; k < 50; k++) {
+    await new Promise((r) => setTimeout(r, 100))
+    const now = threads()
+    if (now === last) return now
+    last = now
+  }
+  return last
+}
 
 /** Faces of a synthetic model of `generation` (v2.8 has blendshapes), `count` boxes over one random frame. */
 async function facesOf(generation: 'v2.5' | 'v2.8', count: number): Promise<Face[]> {
@@ -266,7 +281,7 @@ describe('BatchThreads: records', () => {
   }
 
   it('a thread that fails rejects the requests waiting and every one after, with why; close() still ends the threads', async () => {
-    const base = threads()
+    const base = await settledThreads()
     const failing = path.join(dir, 'failing-worker.js')
     writeFileSync(failing, "require('node:worker_threads').parentPort.on('message', () => { throw new Error('out of luck') })")
     const formatter = new BatchThreads(2, true, { file: failing })
@@ -278,7 +293,7 @@ describe('BatchThreads: records', () => {
     await expect(formatter.readImage(path.join(dir, 'a.jpg'))).rejects.toThrow("batch's thread reading images and writing results failed: out of luck")
     await formatter.close()
     for (let k = 0; k < 50 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
-    expect(threads()).toBe(base)
+    expect(threads()).toBeLessThanOrEqual(base)
   })
 
   it('a reply that cannot be read (messageerror) rejects the requests waiting and every one after', async () => {
@@ -295,7 +310,7 @@ describe('BatchThreads: records', () => {
   })
 
   it('a thread that cannot start refuses them all, and the threads started before it end', async () => {
-    const base = threads()
+    const base = await settledThreads()
     starting.started = 0
     starting.refuseAfter = 2
     try {
@@ -305,17 +320,17 @@ describe('BatchThreads: records', () => {
     }
     expect(starting.started).toBe(2)
     for (let k = 0; k < 100 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
-    expect(threads()).toBe(base)
+    expect(threads()).toBeLessThanOrEqual(base)
   })
 
   it('close() rejects a record still being written and ends the threads', async () => {
-    const base = threads()
+    const base = await settledThreads()
     const formatter = new BatchThreads(1, true)
     const pending = expect(formatter.format({ line: 1, image: 'a.jpg', faces: faces.slice(0, 8).map((f) => structuredClone(f)) })).rejects.toThrow("batch's threads are closed")
     await formatter.close()
     await pending
     for (let k = 0; k < 50 && threads() > base; k++) await new Promise((r) => setTimeout(r, 20))
-    expect(threads()).toBe(base)
+    expect(threads()).toBeLessThanOrEqual(base)
   })
 })
 
