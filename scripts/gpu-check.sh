@@ -5,7 +5,7 @@
 # preprocessing vs the CPU, the embedded kernel fatbin launched through the driver API as the addon
 # does, the TensorRT pipeline's whole data path with a stand-in engine, the upload plan) and the
 # kernel and pipeline benchmarks; where compute-sanitizer is installed, the GPU tests again under memcheck,
-# racecheck, synccheck and initcheck. Under 5 minutes; every step has a timeout.
+# racecheck, synccheck and initcheck. About 2.5 minutes on an H200; every step has a timeout.
 #
 #   bash scripts/gpu-check.sh             # exit 0: everything that could run passed
 #   FM_REQUIRE_GPU=1 bash scripts/...     # and fail (exit 2) when there is no GPU to run on
@@ -17,6 +17,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${FM_GPU_CHECK_BUILD:-$ROOT/build/gpu-check}"
+mkdir -p "$BUILD" && BUILD="$(cd "$BUILD" && pwd)"  # absolute: the sanitizer step runs from inside it
 JOBS="$(nproc 2>/dev/null || echo 4)"
 START=$SECONDS
 
@@ -120,7 +121,7 @@ else
   }
   for tool in memcheck racecheck synccheck initcheck; do
     opts=(); [ "$tool" = memcheck ] && opts=(--leak-check full)
-    (cd "$BUILD" && sanitize "$tool" "${opts[@]}" >"$BUILD/sanitize-$tool.out" 2>&1; echo $? >"$BUILD/sanitize-$tool.rc") &
+    (cd "$BUILD" && sanitize "$tool" ${opts[@]+"${opts[@]}"} >"$BUILD/sanitize-$tool.out" 2>&1; echo $? >"$BUILD/sanitize-$tool.rc") &
   done
   wait
   SANITIZE="clean"

@@ -162,7 +162,7 @@ int main() {
     const trt::PipelineStats st = p->stats();
     if (st.batches > 0 && columns) {
       const double n = static_cast<double>(st.batches);
-      std::printf("  mean a batch (all sizes; CUDA events): upload %.1f us, preprocess %.1f us, engine %.1f us, download %.1f us; "
+      std::printf("  mean a batch over every batch of the crop-columns pipeline (mostly batch 1; CUDA events): upload %.1f us, preprocess %.1f us, engine %.1f us, download %.1f us; "
                   "host work on the contexts' threads %.1f us; batch start to outputs %.1f us\n",
                   1000 * st.upload_ms / n, 1000 * st.preprocess_ms / n, 1000 * st.infer_ms / n, 1000 * st.download_ms / n,
                   1000 * st.host_ms / n, 1000 * st.wall_ms / n);

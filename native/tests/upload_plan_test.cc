@@ -24,10 +24,15 @@ using Owned = fm_test::NoiseFrame;
 
 namespace {
 
-void run(const std::string& name, const std::vector<const Owned*>& frames, const std::vector<FaceIn>& faces, CropMode crop) {
+// columns: every frame a face reads must be planned as columns only (the layouts meant to test
+// that path), not whole rows.
+void run(const std::string& name, const std::vector<const Owned*>& frames, const std::vector<FaceIn>& faces, CropMode crop,
+         bool columns = false) {
   std::vector<FrameIn> in;
   for (const Owned* f : frames) in.push_back(f->in);
   const trt::UploadPlan p = trt::plan_uploads(in, faces, crop);
+  for (size_t i = 0; columns && i < in.size(); ++i)
+    check(p.hi[i] < 0 || p.column_bytes[i] > 0, name + ": only the columns read are planned", "frame " + std::to_string(i));
   // Layout: aligned, in order, disjoint, inside the buffer.
   size_t end = 0;
   for (size_t i = 0; i < in.size(); ++i) {
@@ -79,10 +84,17 @@ int main() {
   const Owned gray = noise_frame(640, 480, PixelFormat::GRAY, 3, 3);
   const Owned chip = noise_frame(256, 256, PixelFormat::RGBA, 0, 4);
   const Owned unused = noise_frame(300, 200, PixelFormat::RGB, 0, 5);
+  const Owned bgra = noise_frame(1000, 500, PixelFormat::BGRA, 8, 6);
   for (CropMode crop : {CropMode::Square, CropMode::Stretch}) {
     const std::string c = crop == CropMode::Square ? "square" : "stretch";
     run(c + ": faces inside a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700), box_face(hd, 0, crop, 100, 90, 380, 350)}, crop);
     run(c + ": over the top and bottom edges", {&hd}, {box_face(hd, 0, crop, 900, -120, 1200, 150), box_face(hd, 0, crop, 10, 950, 300, 1250)}, crop);
+    // Columns only: one face in a 1080p frame, faces at the left and right edges of a 4-channel
+    // frame (whole 32-bit pixels), one over a grey frame's corner.
+    run(c + ": one face in a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700)}, crop, true);
+    run(c + ": one face over the left edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, -50, 100, 120, 260)}, crop, true);
+    run(c + ": one face over the right edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, 900, 300, 1050, 470)}, crop, true);
+    run(c + ": one face over a grey frame's corner", {&gray}, {box_face(gray, 0, crop, 580, -40, 700, 90)}, crop, true);
     run(c + ": tiny and huge boxes", {&hd, &small}, {box_face(hd, 0, crop, 500, 500, 501.5f, 502), box_face(small, 1, crop, -200, -300, 400, 500)}, crop);
     run(c + ": mostly off the frame", {&gray}, {box_face(gray, 0, crop, -300, -250, 20, 10), box_face(gray, 0, crop, 630, 470, 900, 800)}, crop);
     // Coordinates past INT_MAX: the int conversions must stay defined (the UBSan build of this
