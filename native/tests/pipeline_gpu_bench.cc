@@ -1,10 +1,10 @@
 // Benchmark of what the TensorRT pipeline (tensorrt/pipeline.h) costs around the engine, on a GPU
 // without TensorRT: the pipeline over the stand-in engine (copy_engine.h, whose "inference" is
 // three 64-byte copies a face, replayed from a CUDA graph), so each batch makes the whole trip
-// but the network: the rows its crops need uploaded (straight from an alloc_pinned() frame, or
-// through the context's pinned staging from an ordinary one), one preprocessing launch, the
-// engine's enqueue, the outputs into pinned memory, `done` on the context's thread. TensorRT's own
-// time adds to these figures.
+// but the network: the frame bytes its crops read uploaded (straight from an alloc_pinned()
+// frame, or through the context's pinned staging from an ordinary one), one preprocessing
+// launch, the engine's enqueue, the outputs into pinned memory, `done` on the context's thread.
+// TensorRT's own time adds to these figures.
 // Prints, for a pinned and an ordinary 1920x1080 RGB frame, uploading the crops' columns (the
 // default) and whole rows (the baseline, a second pipeline in the same process): a batch-1 face's
 // upload bytes, batch-1 latency from submit() to `done` (p50 / p99 of batches run one at a time),
@@ -17,7 +17,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -108,7 +107,7 @@ int main() {
   const int batches[] = {1, 8, 32, 64, 128};
   const bool host = g.name == "Host stand-in";
   const int latency_runs = host ? 20 : 2000, throughput_faces = host ? 256 : 200000, warm = host ? 2 : 16;
-  bool ok = true, header = false;
+  bool ok = true;
   // Each upload plan in its own pipeline, one after the other: the crop's columns where they are
   // at most half a row (the default), and whole rows (the baseline). From batch 8 on these faces
   // span the frame's width, so both upload whole rows there: those columns show the noise.
@@ -122,13 +121,12 @@ int main() {
       std::printf("FAIL: pipeline start: %s\n", error.c_str());
       return 1;
     }
-    if (!header) {
+    if (columns) {  // the first pipeline: the header
       std::printf("pipeline on %s (sm_%d%d), preprocessing: %s; stand-in engine (float16 input, CUDA graphs), 2 contexts\n\n",
                   g.name.c_str(), g.cc_major, g.cc_minor, p->preprocessing());
       std::printf("%-36s %9s %10s %10s", "frame, upload", "b1 KB", "b1 p50 us", "b1 p99 us");
       for (int b : batches) std::printf(" %13s", ("faces/s b" + std::to_string(b)).c_str());
       std::printf("\n");
-      header = true;
     }
     auto* pinned = static_cast<uint8_t*>(p->alloc_pinned(bytes, &error));
     if (pinned == nullptr) {
