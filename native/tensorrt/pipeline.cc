@@ -344,7 +344,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
   if (r != cu::kSuccess) return fail(cuda_error("cuEventRecord", r), r);
 
   if (kernels != nullptr) {
-    const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop, options.upload_columns);
+    const UploadPlan plan = plan_uploads(job.frames, job.faces, options.crop, options.upload_blocks);
     const size_t total = plan.total;
     std::string error;
     if (b.frames.size() < total) {
@@ -366,41 +366,56 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       b.staging.reset();
       if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
     }
+    // Frames copied whole: their span, staged if need be, in one linear copy.
     for (size_t i = 0; i < job.frames.size(); ++i) {
       const size_t span = plan.span[i], offset = plan.offset[i];
-      if (span == 0) continue;
+      if (span == 0 || !plan.whole[i]) continue;
       const uint8_t* from = src[i];
-      // Only the columns read, where that is at most half of each row: the same bytes staged (at
-      // the frame's stride) and copied, row by row, into the same layout on the GPU.
-      const size_t stride = job.frames[i].stride, columns = plan.column_bytes[i], at = plan.column_offset[i];
-      const size_t rows = static_cast<size_t>(plan.hi[i] - plan.lo[i] + 1);
       if (!pinned_frame[i]) {
         uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
         const auto t = std::chrono::steady_clock::now();
-        if (columns == 0) {
-          std::memcpy(stage, from, span);
-        } else {
-          for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * stride + at, from + y * stride + at, columns);
-        }
+        std::memcpy(stage, from, span);
         f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
         from = stage;
       }
-      if (columns == 0) {
-        r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
-        if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
-      } else {
-        cu::Memcpy2D c;
-        c.srcMemoryType = cu::kMemoryTypeHost;
-        c.srcHost = from + at;
-        c.srcPitch = stride;
-        c.dstMemoryType = cu::kMemoryTypeDevice;
-        c.dstDevice = b.frames.address() + offset + at;
-        c.dstPitch = stride;
-        c.WidthInBytes = columns;
-        c.Height = rows;
-        r = a->Memcpy2DAsync(&c, stream);
-        if (r != cu::kSuccess) return fail(cuda_error("cuMemcpy2DAsync (frame)", r), r);
-      }
+      r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
+      if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
+    }
+    // The others: only the blocks their crops read, copied row by row into the same layout on the
+    // GPU; ordinary frames' blocks staged first (at the frame's stride), all before any of their
+    // copies is issued, since blocks may overlap.
+    const auto place = [&](const UploadBlock& k, size_t* at, size_t* rows) {
+      const size_t i = static_cast<size_t>(k.frame);
+      *at = static_cast<size_t>(k.first - plan.lo[i]) * job.frames[i].stride + k.column;  // from the span's start
+      *rows = static_cast<size_t>(k.last - k.first + 1);
+    };
+    const auto t_blocks = std::chrono::steady_clock::now();
+    bool staged_blocks = false;
+    for (const UploadBlock& k : plan.blocks) {
+      const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
+      if (pinned_frame[i]) continue;
+      size_t at = 0, rows = 0;
+      place(k, &at, &rows);
+      uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + plan.offset[i] + at;
+      for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * stride, src[i] + at + y * stride, k.bytes);
+      staged_blocks = true;
+    }
+    if (staged_blocks) f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_blocks).count();
+    for (const UploadBlock& k : plan.blocks) {
+      const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
+      size_t at = 0, rows = 0;
+      place(k, &at, &rows);
+      cu::Memcpy2D c;
+      c.srcMemoryType = cu::kMemoryTypeHost;
+      c.srcHost = pinned_frame[i] ? src[i] + at : static_cast<const uint8_t*>(b.staging.get()) + plan.offset[i] + at;
+      c.srcPitch = stride;
+      c.dstMemoryType = cu::kMemoryTypeDevice;
+      c.dstDevice = b.frames.address() + plan.offset[i] + at;
+      c.dstPitch = stride;
+      c.WidthInBytes = k.bytes;
+      c.Height = rows;
+      r = a->Memcpy2DAsync(&c, stream);
+      if (r != cu::kSuccess) return fail(cuda_error("cuMemcpy2DAsync (frame)", r), r);
     }
     auto* descs = static_cast<FaceDesc*>(b.host_descs.get());
     for (int k = 0; k < n; ++k) {

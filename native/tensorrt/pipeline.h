@@ -40,7 +40,7 @@ struct PipelineOptions {
   CropMode crop = CropMode::Square;
   ResizeMode resize = ResizeMode::AntialiasBilinear;
   int64_t max_batch = 64;    // buffers are sized for it; at most the engine profile's kMAX
-  bool upload_columns = true;  // false: whole frame rows always (pipeline_gpu_bench's baseline)
+  bool upload_blocks = true;  // false: whole frame rows always (pipeline_gpu_bench's baseline)
 };
 
 // One float32 array per engine output (outputs() order), batch-major; or an error.

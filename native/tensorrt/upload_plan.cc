@@ -1,4 +1,4 @@
-// The rows and columns a batch's crops read (see upload_plan.h).
+// The rows and blocks a batch's crops read (see upload_plan.h).
 #include "tensorrt/upload_plan.h"
 
 #include <algorithm>
@@ -8,45 +8,107 @@
 
 namespace fm::trt {
 
-UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool columns) {
+namespace {
+
+// A copy of its own costs its issue and the copy engine's start, a few microseconds: about what
+// 64 KiB take over PCIe (reasoned, not measured). Two blocks whose hull moves no more than that
+// beyond their own bytes are copied as one.
+constexpr size_t kCopyBytes = 64 << 10;
+// A frame with more faces is planned as their hull (or whole rows): a crowd covers most of it,
+// and merging stays cheap (the pairs of at most this many blocks).
+constexpr size_t kMaxFacesForBlocks = 64;
+
+struct Box {
+  int top = INT_MAX, bottom = -1, left = INT_MAX, right = -1;  // pixels read, inclusive
+  void add(const Box& b) {
+    top = std::min(top, b.top);
+    bottom = std::max(bottom, b.bottom);
+    left = std::min(left, b.left);
+    right = std::max(right, b.right);
+  }
+  size_t bytes(size_t pixel) const {
+    return static_cast<size_t>(bottom - top + 1) * static_cast<size_t>(right - left + 1) * pixel;
+  }
+};
+
+// The pixels face `f` reads: its chip rows' and columns' taps (a chip: all of its 256x256).
+Box box_of(const FaceIn& f, const FrameIn& frame, CropMode crop) {
+  if (!f.has_window) return Box{0, kChip - 1, 0, kChip - 1};
+  Box b;
+  for (int k = 0; k < kChip; ++k) {
+    const taps::Tap t = taps::axis_tap(f.window.y, f.window.height, frame.height, crop, k);
+    const taps::Tap c = taps::axis_tap(f.window.x, f.window.width, frame.width, crop, k);
+    b.add(Box{std::min(t.i0, t.i1), std::max(t.i0, t.i1), std::min(c.i0, c.i1), std::max(c.i0, c.i1)});
+  }
+  return b;  // taps lie inside the frame (taps.h)
+}
+
+// Merges boxes while the hull of two costs no more than copying them apart.
+void merge(std::vector<Box>* boxes, size_t pixel) {
+  std::vector<Box>& v = *boxes;
+  for (bool merged = true; merged;) {
+    merged = false;
+    for (size_t a = 0; a < v.size(); ++a)
+      for (size_t b = a + 1; b < v.size();) {
+        Box h = v[a];
+        h.add(v[b]);
+        if (h.bytes(pixel) <= v[a].bytes(pixel) + v[b].bytes(pixel) + kCopyBytes) {
+          v[a] = h;
+          v.erase(v.begin() + static_cast<std::ptrdiff_t>(b));
+          merged = true;
+        } else {
+          ++b;
+        }
+      }
+  }
+}
+
+}  // namespace
+
+UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool blocks) {
   UploadPlan p;
   const size_t n = frames.size();
-  p.lo.assign(n, INT_MAX);
-  p.hi.assign(n, -1);
-  std::vector<int> left(n, INT_MAX), right(n, -1);
-  p.column_offset.assign(n, 0);
-  p.column_bytes.assign(n, 0);
-  p.span.assign(n, 0);
-  p.offset.assign(n, 0);
+  std::vector<std::vector<Box>> boxes(n);
+  std::vector<Box> hull(n);
   for (const FaceIn& f : faces) {
     const size_t i = static_cast<size_t>(f.frame);
-    if (!f.has_window) {  // a chip: the kernel reads its rows 0..255
-      p.lo[i] = left[i] = 0;
-      p.hi[i] = std::max(p.hi[i], kChip - 1);
-      right[i] = std::max(right[i], kChip - 1);
-      continue;
-    }
-    for (int k = 0; k < kChip; ++k) {
-      const taps::Tap t = taps::axis_tap(f.window.y, f.window.height, frames[i].height, crop, k);
-      p.lo[i] = std::min(p.lo[i], std::min(t.i0, t.i1));
-      p.hi[i] = std::max(p.hi[i], std::max(t.i0, t.i1));
-      const taps::Tap c = taps::axis_tap(f.window.x, f.window.width, frames[i].width, crop, k);
-      left[i] = std::min(left[i], std::min(c.i0, c.i1));
-      right[i] = std::max(right[i], std::max(c.i0, c.i1));
-    }
+    const Box b = box_of(f, frames[i], crop);
+    hull[i].add(b);
+    if (boxes[i].size() <= kMaxFacesForBlocks) boxes[i].push_back(b);  // one more: too many
   }
+  p.lo.assign(n, INT_MAX);
+  p.hi.assign(n, -1);
+  p.span.assign(n, 0);
+  p.offset.assign(n, 0);
+  p.whole.assign(n, true);
   for (size_t i = 0; i < n; ++i) {
-    if (p.hi[i] < 0) continue;
+    if (hull[i].bottom < 0) continue;
     const FrameIn& fr = frames[i];
+    const Box& h = hull[i];
+    p.lo[i] = h.top;
+    p.hi[i] = h.bottom;
     const size_t pixel = static_cast<size_t>(channels(fr.format)), row = static_cast<size_t>(fr.width) * pixel;
-    p.span[i] = static_cast<size_t>(p.hi[i] - p.lo[i]) * fr.stride + row;
-    const size_t l = static_cast<size_t>(left[i]), r = static_cast<size_t>(right[i]);  // taps lie inside the frame (taps.h)
-    if (columns && 2 * (r - l + 1) * pixel <= row) {
-      p.column_offset[i] = l * pixel;
-      p.column_bytes[i] = (r - l + 1) * pixel;
-    }
+    p.span[i] = static_cast<size_t>(h.bottom - h.top) * fr.stride + row;
     p.offset[i] = p.total;
     p.total += (p.span[i] + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+    if (!blocks) continue;
+    // The faces' own blocks, or their hull where that is cheaper (or there are too many).
+    std::vector<Box>& v = boxes[i];
+    if (v.size() > kMaxFacesForBlocks) v.assign(1, h);
+    merge(&v, pixel);
+    size_t moved = (v.size() - 1) * kCopyBytes;
+    for (const Box& b : v) moved += b.bytes(pixel);
+    if (v.size() > kMaxUploadBlocks || h.bytes(pixel) <= moved) {
+      v.assign(1, h);
+      moved = h.bytes(pixel);
+    }
+    // A 2D copy of short pieces of rows moves fewer bytes a microsecond than one linear copy:
+    // blocks only where they are at most half of the rows' bytes.
+    if (2 * moved > static_cast<size_t>(h.bottom - h.top + 1) * row) continue;
+    p.whole[i] = false;
+    for (const Box& b : v)
+      p.blocks.push_back(UploadBlock{static_cast<int>(i), b.top, b.bottom, static_cast<size_t>(b.left) * pixel,
+                                     static_cast<size_t>(b.right - b.left + 1) * pixel});
   }
   return p;
 }

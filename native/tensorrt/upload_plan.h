@@ -2,10 +2,12 @@
 // of the chip rows' source taps, taps.h: the kernel's own arithmetic), each frame's span at a
 // 256-byte aligned offset of one device buffer. A face's descriptor then points at
 // `buffer + offset - lo * stride`, so the kernel's row arithmetic is unchanged and touches only
-// uploaded rows. Where the columns the crops read (the chip columns' taps likewise) are at most
-// half of a row, only those columns of each row are copied (a 2D copy, same layout and stride on
-// the GPU, the rest of each row left unwritten and unread): one face in a 1080p frame moves a
-// fifth of its rows' bytes. Plain C++ (no CUDA, no TensorRT): checked on the CPU by upload_plan_test.
+// uploaded rows. Where the blocks the crops read (each face's rows by its columns, the chip
+// columns' taps likewise; blocks that overlap or nearly touch copied as one) come to at most half
+// of those rows' bytes, only the blocks are copied (2D copies, same layout and stride on the GPU,
+// the rest left unwritten and unread): one face in a 1080p frame moves a fifth of its rows' bytes,
+// two faces side by side about a third. Plain C++ (no CUDA, no TensorRT): checked on the CPU by
+// upload_plan_test.
 #pragma once
 
 #include <cstddef>
@@ -30,20 +32,30 @@ struct FaceIn {
   CropWindow window{};
 };
 
+// Part of a frame copied on its own: rows first..last, of each `bytes` bytes from `column` bytes
+// into the row (whole pixels), to the same place in the frame's span on the GPU.
+struct UploadBlock {
+  int frame = 0;
+  int first = 0, last = 0;
+  size_t column = 0, bytes = 0;
+};
+
 struct UploadPlan {
   // Per frame: the first and last row read (hi < 0: no face reads it), the bytes from the first
   // row's start to the last row's end, and where they go in the device buffer.
   std::vector<int> lo, hi;
   std::vector<size_t> span, offset;
-  // Per frame: 0, copy the span whole; else copy only `column_bytes` bytes of each row of the
-  // span, from `column_offset` bytes into the row (the columns read, whole pixels).
-  std::vector<size_t> column_offset, column_bytes;
+  // Per frame: true, copy the span whole (one linear copy); false, only its blocks below.
+  std::vector<bool> whole;
+  std::vector<UploadBlock> blocks;
   size_t total = 0;  // bytes of the device buffer
 };
 
 constexpr size_t kUploadAlign = 256;
+// A frame is copied in at most this many blocks; more, and it is copied as one block or whole rows.
+constexpr size_t kMaxUploadBlocks = 16;
 
-// columns false: whole rows always (pipeline_gpu_bench's baseline).
-UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool columns = true);
+// blocks false: whole rows always (pipeline_gpu_bench's baseline).
+UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool blocks = true);
 
 }  // namespace fm::trt

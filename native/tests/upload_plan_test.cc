@@ -1,10 +1,11 @@
 // The TensorRT pipeline uploads only the frame rows a batch's crops read, and of them only the
-// columns read where those are at most half a row (upload_plan.h). Checked on the CPU: for every
-// face, the CPU preprocessing of a copy of its frame in which every byte the plan does not copy
-// is garbage must equal, bit for bit, the preprocessing of the whole frame; and the spans must be
-// 256-byte aligned, disjoint and inside the buffer, the columns whole pixels inside the row. Frames with
-// several faces, faces over the edges and off the frame (reflection and zero padding read clamped
-// rows), tiny and huge boxes, chips, both crops and both resizes.
+// blocks each face reads where those come to at most half of the rows' bytes (upload_plan.h).
+// Checked on the CPU: for every face, the CPU preprocessing of a copy of its frame in which every
+// byte the plan does not copy is garbage must equal, bit for bit, the preprocessing of the whole
+// frame; and the spans must be 256-byte aligned, disjoint and inside the buffer, the blocks whole
+// pixels inside the span's rows. Frames with several faces, faces over the edges and off the frame
+// (reflection and zero padding read clamped rows), tiny and huge boxes, chips, both crops and both
+// resizes.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -24,26 +25,45 @@ using Owned = fm_test::NoiseFrame;
 
 namespace {
 
-// columns: every frame a face reads must be planned as columns only (the layouts meant to test
-// that path), not whole rows.
-void run(const std::string& name, const std::vector<const Owned*>& frames, const std::vector<FaceIn>& faces, CropMode crop,
-         bool columns = false) {
+// The plan's blocks of frame i.
+std::vector<trt::UploadBlock> blocks_of(const trt::UploadPlan& p, size_t i) {
+  std::vector<trt::UploadBlock> v;
+  for (const trt::UploadBlock& b : p.blocks)
+    if (static_cast<size_t>(b.frame) == i) v.push_back(b);
+  return v;
+}
+
+// blocks: how many blocks each frame a face reads must be planned in (the layouts meant to test
+// that path); 0: not checked.
+trt::UploadPlan run(const std::string& name, const std::vector<const Owned*>& frames, const std::vector<FaceIn>& faces, CropMode crop,
+                    size_t blocks = 0) {
   std::vector<FrameIn> in;
   for (const Owned* f : frames) in.push_back(f->in);
   const trt::UploadPlan p = trt::plan_uploads(in, faces, crop);
-  for (size_t i = 0; columns && i < in.size(); ++i)
-    check(p.hi[i] < 0 || p.column_bytes[i] > 0, name + ": only the columns read are planned", "frame " + std::to_string(i));
+  for (size_t i = 0; blocks > 0 && i < in.size(); ++i)
+    check(p.hi[i] < 0 || (!p.whole[i] && blocks_of(p, i).size() == blocks), name + ": planned in " + std::to_string(blocks) + " block(s)",
+          "frame " + std::to_string(i) + ": " + (p.whole[i] ? "whole rows" : std::to_string(blocks_of(p, i).size()) + " blocks"));
   // Layout: aligned, in order, disjoint, inside the buffer.
   size_t end = 0;
   for (size_t i = 0; i < in.size(); ++i) {
-    if (p.hi[i] < 0) continue;
+    if (p.hi[i] < 0) {
+      check(blocks_of(p, i).empty(), name + ": no block of an unread frame");
+      continue;
+    }
     check(p.offset[i] % trt::kUploadAlign == 0, name + ": offset aligned");
     check(p.offset[i] >= end, name + ": spans disjoint");
     check(p.lo[i] >= 0 && p.hi[i] < in[i].height && p.lo[i] <= p.hi[i], name + ": rows inside the frame");
     const size_t pixel = static_cast<size_t>(channels(in[i].format)), row = static_cast<size_t>(in[i].width) * pixel;
-    check(p.column_offset[i] % pixel == 0 && p.column_bytes[i] % pixel == 0 && p.column_offset[i] + p.column_bytes[i] <= row &&
-              2 * p.column_bytes[i] <= row,
-          name + ": columns whole pixels, inside the row, at most half of it");
+    const std::vector<trt::UploadBlock> own = blocks_of(p, i);
+    check(p.whole[i] == own.empty() && own.size() <= trt::kMaxUploadBlocks, name + ": a frame is copied whole or in at most 16 blocks");
+    size_t moved = 0;
+    for (const trt::UploadBlock& b : own) {
+      check(b.column % pixel == 0 && b.bytes % pixel == 0 && b.bytes > 0 && b.column + b.bytes <= row,
+            name + ": a block's columns whole pixels inside the row");
+      check(b.first >= p.lo[i] && b.last <= p.hi[i] && b.first <= b.last, name + ": a block's rows inside the span");
+      moved += static_cast<size_t>(b.last - b.first + 1) * b.bytes;
+    }
+    check(2 * moved <= static_cast<size_t>(p.hi[i] - p.lo[i] + 1) * row, name + ": blocks at most half of the rows' bytes");
     end = p.offset[i] + p.span[i];
   }
   check(end <= p.total, name + ": spans inside the buffer");
@@ -55,15 +75,15 @@ void run(const std::string& name, const std::vector<const Owned*>& frames, const
       // Only the bytes the plan copies are real: every other byte is garbage.
       std::vector<uint8_t> partial(o.bytes.size());
       for (size_t i = 0; i < partial.size(); ++i) partial[i] = static_cast<uint8_t>(~o.bytes[i] ^ 0x5a);
-      const size_t first = static_cast<size_t>(p.lo[fi]) * o.in.stride;
-      if (p.column_bytes[fi] == 0) {
+      if (p.whole[fi]) {
+        const size_t first = static_cast<size_t>(p.lo[fi]) * o.in.stride;
         std::memcpy(partial.data() + first, o.bytes.data() + first, p.span[fi]);
-      } else {
-        for (int y = p.lo[fi]; y <= p.hi[fi]; ++y) {
-          const size_t at = static_cast<size_t>(y) * o.in.stride + p.column_offset[fi];
-          std::memcpy(partial.data() + at, o.bytes.data() + at, p.column_bytes[fi]);
-        }
       }
+      for (const trt::UploadBlock& b : blocks_of(p, fi))
+        for (int y = b.first; y <= b.last; ++y) {
+          const size_t at = static_cast<size_t>(y) * o.in.stride + b.column;
+          std::memcpy(partial.data() + at, o.bytes.data() + at, b.bytes);
+        }
       std::vector<float> want(kInputFloats), got(kInputFloats);
       const Frame whole{o.bytes.data(), o.in.width, o.in.height, o.in.stride, o.in.format};
       const Frame part{partial.data(), o.in.width, o.in.height, o.in.stride, o.in.format};
@@ -71,9 +91,18 @@ void run(const std::string& name, const std::vector<const Owned*>& frames, const
       preprocess_face(part, f.has_window ? &f.window : nullptr, crop, resize, got.data());
       check(std::memcmp(want.data(), got.data(), sizeof(float) * kInputFloats) == 0,
             name + " face " + std::to_string(k) + (resize == ResizeMode::CenterCrop ? " centre crop" : " antialias") +
-                ": a row outside the plan was read");
+                ": a byte outside the plan was read");
     }
   }
+  return p;
+}
+
+// The bytes the plan moves for frame i.
+size_t moved(const trt::UploadPlan& p, size_t i) {
+  if (p.whole[i]) return p.span[i];
+  size_t n = 0;
+  for (const trt::UploadBlock& b : blocks_of(p, i)) n += static_cast<size_t>(b.last - b.first + 1) * b.bytes;
+  return n;
 }
 
 }  // namespace
@@ -89,12 +118,23 @@ int main() {
     const std::string c = crop == CropMode::Square ? "square" : "stretch";
     run(c + ": faces inside a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700), box_face(hd, 0, crop, 100, 90, 380, 350)}, crop);
     run(c + ": over the top and bottom edges", {&hd}, {box_face(hd, 0, crop, 900, -120, 1200, 150), box_face(hd, 0, crop, 10, 950, 300, 1250)}, crop);
-    // Columns only: one face in a 1080p frame, faces at the left and right edges of a 4-channel
-    // frame (whole 32-bit pixels), one over a grey frame's corner.
-    run(c + ": one face in a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700)}, crop, true);
-    run(c + ": one face over the left edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, -50, 100, 120, 260)}, crop, true);
-    run(c + ": one face over the right edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, 900, 300, 1050, 470)}, crop, true);
-    run(c + ": one face over a grey frame's corner", {&gray}, {box_face(gray, 0, crop, 580, -40, 700, 90)}, crop, true);
+    // Blocks: one face in a 1080p frame, faces at the left and right edges of a 4-channel frame
+    // (whole 32-bit pixels), one over a grey frame's corner; two side by side, two overlapping
+    // (one block), one at each corner of a 1080p frame.
+    run(c + ": one face in a 1080p frame", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700)}, crop, 1);
+    run(c + ": one face over the left edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, -50, 100, 120, 260)}, crop, 1);
+    run(c + ": one face over the right edge of a BGRA frame", {&bgra}, {box_face(bgra, 0, crop, 900, 300, 1050, 470)}, crop, 1);
+    run(c + ": one face over a grey frame's corner", {&gray}, {box_face(gray, 0, crop, 580, -40, 700, 90)}, crop, 1);
+    run(c + ": two faces side by side", {&hd}, {box_face(hd, 0, crop, 300, 400, 600, 700), box_face(hd, 0, crop, 1300, 420, 1600, 720)}, crop, 2);
+    run(c + ": two faces overlapping", {&hd}, {box_face(hd, 0, crop, 800, 400, 1100, 700), box_face(hd, 0, crop, 900, 450, 1200, 750)}, crop, 1);
+    run(c + ": a face at each corner", {&hd},
+        {box_face(hd, 0, crop, -20, -30, 200, 210), box_face(hd, 0, crop, 1700, -10, 1950, 240), box_face(hd, 0, crop, 10, 850, 250, 1100),
+         box_face(hd, 0, crop, 1650, 800, 1910, 1070)},
+        crop, 4);
+    std::vector<FaceIn> grid;  // 40 faces spread over the frame: too many blocks
+    for (int y = 0; y < 5; ++y)
+      for (int x = 0; x < 8; ++x) grid.push_back(box_face(hd, 0, crop, 40.0f + 240 * x, 30.0f + 216 * y, 120.0f + 240 * x, 110.0f + 216 * y));
+    run(c + ": 40 faces spread over a 1080p frame", {&hd}, grid, crop);
     run(c + ": tiny and huge boxes", {&hd, &small}, {box_face(hd, 0, crop, 500, 500, 501.5f, 502), box_face(small, 1, crop, -200, -300, 400, 500)}, crop);
     run(c + ": mostly off the frame", {&gray}, {box_face(gray, 0, crop, -300, -250, 20, 10), box_face(gray, 0, crop, 630, 470, 900, 800)}, crop);
     // Coordinates past INT_MAX: the int conversions must stay defined (the UBSan build of this
@@ -109,20 +149,28 @@ int main() {
     run(c + ": a chip beside a frame, and a frame no face reads", {&gray, &chip, &unused},
         {box_face(gray, 0, crop, 200, 100, 330, 260), chip_face}, crop);
   }
-  // A frame no face reads is not uploaded.
+  // A frame no face reads is not uploaded; one face moves a band of its rows, and of them only
+  // its own columns.
   std::vector<FrameIn> in{hd.in, unused.in};
   FaceIn one = box_face(hd, 0, CropMode::Square, 800, 400, 1100, 700);
   const trt::UploadPlan p = trt::plan_uploads(in, {one}, CropMode::Square);
   check(p.hi[1] < 0 && p.span[1] == 0, "an unread frame has no span");
   check(p.span[0] < hd.bytes.size() / 2, "a face uploads a band of the 1080p frame, not all of it",
         std::to_string(p.span[0]) + " of " + std::to_string(hd.bytes.size()) + " bytes");
-  check(p.column_bytes[0] > 0 && p.column_bytes[0] < 1920 * 3 / 4, "... and of its rows only the columns read (under a quarter)",
-        std::to_string(p.column_bytes[0]) + " bytes of each row");
-  // Faces across the whole width: whole rows, one linear copy.
-  const trt::UploadPlan wide = trt::plan_uploads({hd.in}, {box_face(hd, 0, CropMode::Square, 50, 400, 300, 650), box_face(hd, 0, CropMode::Square, 1600, 400, 1850, 650)},
-                                                 CropMode::Square);
-  check(wide.column_bytes[0] == 0, "faces at both sides of a frame: whole rows", std::to_string(wide.column_bytes[0]));
-  check(trt::plan_uploads(in, {one}, CropMode::Square, false).column_bytes[0] == 0, "columns off: whole rows");
+  check(p.blocks.size() == 1 && p.blocks[0].bytes < 1920 * 3 / 4, "... and of its rows only the columns read (under a quarter)",
+        std::to_string(p.blocks.empty() ? 0 : p.blocks[0].bytes) + " bytes of each row");
+  check(trt::plan_uploads(in, {one}, CropMode::Square, false).whole[0], "blocks off: whole rows");
+  // Faces at both sides of a frame: each its own block, a third of the rows' bytes or less, where
+  // their columns' hull (the whole width) would take whole rows.
+  const trt::UploadPlan sides = trt::plan_uploads({hd.in}, {box_face(hd, 0, CropMode::Square, 50, 400, 300, 650), box_face(hd, 0, CropMode::Square, 1600, 400, 1850, 650)},
+                                                  CropMode::Square);
+  check(!sides.whole[0] && sides.blocks.size() == 2 && 3 * moved(sides, 0) <= sides.span[0], "faces at both sides of a frame: two blocks",
+        std::to_string(moved(sides, 0)) + " of " + std::to_string(sides.span[0]) + " bytes");
+  // Many faces over the whole frame: whole rows, one linear copy.
+  std::vector<FaceIn> crowd;
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 6; ++x) crowd.push_back(box_face(hd, 0, CropMode::Square, 20.0f + 320 * x, 20.0f + 270 * y, 300.0f + 320 * x, 260.0f + 270 * y));
+  check(trt::plan_uploads({hd.in}, crowd, CropMode::Square).whole[0], "24 faces covering a frame: whole rows");
   std::printf("upload plan: %d passed, %d failed\n", fm_test::g_passed, fm_test::g_failed);
   return fm_test::g_failed == 0 ? 0 : 1;
 }
