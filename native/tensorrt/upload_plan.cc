@@ -15,7 +15,8 @@ namespace {
 // beyond their own bytes are copied as one.
 constexpr size_t kCopyBytes = 64 << 10;
 // A frame with more faces is planned as their hull (or whole rows): a crowd covers most of it,
-// and merging stays cheap (the pairs of at most this many blocks).
+// and merging stays cheap (each pass looks at every pair of at most this many blocks, a few
+// hundred microseconds at worst).
 constexpr size_t kMaxFacesForBlocks = 64;
 
 struct Box {
@@ -43,23 +44,42 @@ Box box_of(const FaceIn& f, const FrameIn& frame, CropMode crop) {
   return b;  // taps lie inside the frame (taps.h)
 }
 
-// Merges boxes while the hull of two costs no more than copying them apart.
+// The bytes the hull of a and b moves beyond theirs (a negative sum: they overlap).
+long long added(const Box& a, const Box& b, size_t pixel) {
+  Box h = a;
+  h.add(b);
+  return static_cast<long long>(h.bytes(pixel)) - static_cast<long long>(a.bytes(pixel) + b.bytes(pixel));
+}
+
+// Merges boxes while the hull of two costs no more than copying them apart (kCopyBytes), then,
+// while there are more than kMaxUploadBlocks, the pair whose hull adds the fewest bytes.
 void merge(std::vector<Box>* boxes, size_t pixel) {
   std::vector<Box>& v = *boxes;
+  const auto join = [&](size_t a, size_t b) {
+    v[a].add(v[b]);
+    v.erase(v.begin() + static_cast<std::ptrdiff_t>(b));
+  };
   for (bool merged = true; merged;) {
     merged = false;
     for (size_t a = 0; a < v.size(); ++a)
       for (size_t b = a + 1; b < v.size();) {
-        Box h = v[a];
-        h.add(v[b]);
-        if (h.bytes(pixel) <= v[a].bytes(pixel) + v[b].bytes(pixel) + kCopyBytes) {
-          v[a] = h;
-          v.erase(v.begin() + static_cast<std::ptrdiff_t>(b));
+        if (added(v[a], v[b], pixel) <= static_cast<long long>(kCopyBytes)) {
+          join(a, b);
           merged = true;
         } else {
           ++b;
         }
       }
+  }
+  while (v.size() > kMaxUploadBlocks) {
+    size_t best_a = 0, best_b = 1;
+    for (size_t a = 0; a < v.size(); ++a)
+      for (size_t b = a + 1; b < v.size(); ++b)
+        if (added(v[a], v[b], pixel) < added(v[best_a], v[best_b], pixel)) {
+          best_a = a;
+          best_b = b;
+        }
+    join(best_a, best_b);
   }
 }
 
@@ -92,13 +112,14 @@ UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<Fa
     p.offset[i] = p.total;
     p.total += (p.span[i] + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
     if (!blocks) continue;
-    // The faces' own blocks, or their hull where that is cheaper (or there are too many).
+    // The faces' own blocks, merged, or their hull where that is cheaper (or the frame has too
+    // many faces).
     std::vector<Box>& v = boxes[i];
     if (v.size() > kMaxFacesForBlocks) v.assign(1, h);
     merge(&v, pixel);
     size_t moved = (v.size() - 1) * kCopyBytes;
     for (const Box& b : v) moved += b.bytes(pixel);
-    if (v.size() > kMaxUploadBlocks || h.bytes(pixel) <= moved) {
+    if (h.bytes(pixel) <= moved) {
       v.assign(1, h);
       moved = h.bytes(pixel);
     }

@@ -3,11 +3,12 @@
 // 256-byte aligned offset of one device buffer. A face's descriptor then points at
 // `buffer + offset - lo * stride`, so the kernel's row arithmetic is unchanged and touches only
 // uploaded rows. Where the blocks the crops read (each face's rows by its columns, the chip
-// columns' taps likewise; blocks that overlap or nearly touch copied as one) come to at most half
-// of those rows' bytes, only the blocks are copied (2D copies, same layout and stride on the GPU,
-// the rest left unwritten and unread): one face in a 1080p frame moves a fifth of its rows' bytes,
-// two faces side by side about a third. Plain C++ (no CUDA, no TensorRT): checked on the CPU by
-// upload_plan_test.
+// columns' taps likewise; two merged where their hull moves at most 64 KiB more than they do, and
+// at most kMaxUploadBlocks a frame) come to at most half of those rows' bytes, only the blocks are
+// copied (2D copies, same layout and stride on the GPU, the rest left unwritten and unread; blocks
+// may overlap): one face in a 1080p frame moves a fifth of its rows' bytes, two faces side by side
+// about a third. Never more bytes than the hull of the faces' columns over those rows would move.
+// Plain C++ (no CUDA, no TensorRT): checked on the CPU by upload_plan_test.
 #pragma once
 
 #include <cstddef>
@@ -52,7 +53,7 @@ struct UploadPlan {
 };
 
 constexpr size_t kUploadAlign = 256;
-// A frame is copied in at most this many blocks; more, and it is copied as one block or whole rows.
+// A frame is copied in at most this many blocks: past that, the pairs adding the fewest bytes merge.
 constexpr size_t kMaxUploadBlocks = 16;
 
 // blocks false: whole rows always (pipeline_gpu_bench's baseline).

@@ -6,7 +6,8 @@
 // launch, the engine's enqueue, the outputs into pinned memory, `done` on the context's thread.
 // TensorRT's own time adds to these figures.
 // A batch's faces come four to a 1920x1080 RGB frame (as from several cameras: each frame is
-// uploaded on its own, here all with the same pixels), 120-300 px boxes at random places; a
+// uploaded on its own; here all are the same pixels, so an ordinary frame's staging copies may
+// read from the CPU's cache where real cameras' would not), 120-300 px boxes at random places; a
 // batch of 1 is one face in one frame. Prints, for pinned and ordinary frames, uploading the
 // blocks the crops read (the default) and whole rows (the baseline, a second pipeline in the same
 // process): the bytes uploaded a face (batch 1, and batches of 8-128 together), batch-1 latency
@@ -69,15 +70,18 @@ size_t moved(const trt::UploadPlan& plan) {
   return n;
 }
 
-// Runs `count` batches of `faces`, at most `depth` in flight; the submit-to-done time of each.
-// False (with the error printed) if any batch failed.
+// Runs batches of `faces`, at most `depth` in flight, at least `count` of them and until
+// `seconds` have passed since the first was submitted; the submit-to-done time of each, and how
+// many ran. False (with the error printed) if any batch failed.
 bool run(trt::Pipeline& p, const std::vector<trt::FrameIn>& frames, const std::vector<trt::FaceIn>& faces, int count, int depth,
-         std::vector<double>* latencies_us) {
+         std::vector<double>* latencies_us, double seconds = 0, int* ran = nullptr) {
   std::mutex m;
   std::condition_variable cv;
   int in_flight = 0;
   bool ok = true;
-  for (int i = 0; i < count; ++i) {
+  const Clock::time_point start = Clock::now();
+  int i = 0;
+  for (; i < count || std::chrono::duration<double>(Clock::now() - start).count() < seconds; ++i) {
     {
       std::unique_lock<std::mutex> l(m);
       cv.wait(l, [&] { return in_flight < depth; });
@@ -96,6 +100,7 @@ bool run(trt::Pipeline& p, const std::vector<trt::FrameIn>& frames, const std::v
   }
   std::unique_lock<std::mutex> l(m);
   cv.wait(l, [&] { return in_flight == 0; });
+  if (ran != nullptr) *ran = i;
   return ok;
 }
 
@@ -124,7 +129,7 @@ int main() {
   const int batches[] = {1, 8, 32, 64, 128};
   const bool host = g.name == "Host stand-in";
   const int latency_runs = host ? 20 : 2000, warm = host ? 2 : 16;
-  const double seconds = host ? 0 : 1.0;  // of each batch size's faces/s (the host: one round)
+  const double seconds = host ? 0 : 1.0;  // of each batch size's faces/s (the host: a few batches)
   bool ok = true;
   // Each upload plan in its own pipeline, one after the other: the blocks the crops read where
   // they are at most half of the rows' bytes (the default), and whole rows (the baseline).
@@ -172,16 +177,11 @@ int main() {
       for (int b : batches) {
         const std::vector<trt::FaceIn> faces = faces_of(b);
         const std::vector<trt::FrameIn> frames = frames_of(kinds[fi], b);
-        const int round = std::max(2, 64 / b);  // batches between looks at the clock
         ok = ok && run(*p, frames, faces, warm, kInFlight, nullptr);  // warm-up at this size
         const Clock::time_point t0 = Clock::now();
         int count = 0;
-        double sec = 0;
-        do {
-          ok = ok && run(*p, frames, faces, round, kInFlight, nullptr);
-          count += round;
-          sec = std::chrono::duration<double>(Clock::now() - t0).count();
-        } while (ok && sec < seconds);
+        ok = ok && run(*p, frames, faces, std::max(2, 64 / b), kInFlight, nullptr, seconds, &count);
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
         std::printf(" %13.0f", static_cast<double>(count) * b / sec);
       }
       std::printf("\n");
