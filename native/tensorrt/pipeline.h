@@ -16,7 +16,8 @@
 //
 // Plain C++ (no TensorRT or CUDA header): it drives an Engine (engine.h), TrtEngine in the addon
 // and a TensorRT-free stand-in, CopyEngine (tests/copy_engine.h). Run on a GPU (an H200) over the
-// stand-in only (pipeline_gpu_test, pipeline_gpu_bench); never over TrtEngine.
+// stand-in only (pipeline_gpu_test, pipeline_gpu_bench); never over TrtEngine. The block uploads
+// (several 2D copies a frame) came after those runs: run on the host stand-in driver only so far.
 #pragma once
 
 #include <cstddef>
