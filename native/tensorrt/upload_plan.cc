@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 
 #include "preprocess/taps.h"
 
@@ -32,15 +33,34 @@ struct Box {
   }
 };
 
+}  // namespace
+
+void axis_reads(float origin, float extent, int size, CropMode crop, int* first, int* last) {
+  // The chip's source coordinate rises with k through every rounded step of axis_tap (or falls,
+  // for a negative extent), and so do the clamps and the floor after it; only the square crop's
+  // reflection folds it back. Where no fold is reached, the extremes are the first and last
+  // samples': the stretch crop (size >= 2: no division by zero), and a square window at least a
+  // pixel inside the frame, whose coordinates stay within [1, size - 1] give or take rounding
+  // (hundredths of a pixel at most), inside the reflection's identity range [-0.5, size - 0.5).
+  const bool monotone = std::isfinite(origin) && std::isfinite(extent) && size >= 2 &&
+                        (crop == CropMode::Stretch || (extent >= 0.0f && origin >= 1.0f && origin + extent <= static_cast<float>(size - 1)));
+  *first = INT_MAX;
+  *last = -1;
+  for (int k = 0; k < kChip; k += monotone ? kChip - 1 : 1) {
+    const taps::Tap t = taps::axis_tap(origin, extent, size, crop, k);
+    *first = std::min(*first, std::min(t.i0, t.i1));
+    *last = std::max(*last, std::max(t.i0, t.i1));
+  }
+}
+
+namespace {
+
 // The pixels face `f` reads: its chip rows' and columns' taps (a chip: all of its 256x256).
 Box box_of(const FaceIn& f, const FrameIn& frame, CropMode crop) {
   if (!f.has_window) return Box{0, kChip - 1, 0, kChip - 1};
   Box b;
-  for (int k = 0; k < kChip; ++k) {
-    const taps::Tap t = taps::axis_tap(f.window.y, f.window.height, frame.height, crop, k);
-    const taps::Tap c = taps::axis_tap(f.window.x, f.window.width, frame.width, crop, k);
-    b.add(Box{std::min(t.i0, t.i1), std::max(t.i0, t.i1), std::min(c.i0, c.i1), std::max(c.i0, c.i1)});
-  }
+  axis_reads(f.window.y, f.window.height, frame.height, crop, &b.top, &b.bottom);
+  axis_reads(f.window.x, f.window.width, frame.width, crop, &b.left, &b.right);
   return b;  // taps lie inside the frame (taps.h)
 }
 

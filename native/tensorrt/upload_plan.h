@@ -56,6 +56,11 @@ constexpr size_t kUploadAlign = 256;
 // A frame is copied in at most this many blocks: past that, the pairs adding the fewest bytes merge.
 constexpr size_t kMaxUploadBlocks = 16;
 
+// The first and last pixel the 256 taps of one axis of a crop window read (taps::axis_tap):
+// every sample's taps where the square crop's reflection may fold them, else the first and last
+// sample's (the same extremes; upload_plan_test holds the two to each other).
+void axis_reads(float origin, float extent, int size, CropMode crop, int* first, int* last);
+
 // blocks false: whole rows always (pipeline_gpu_bench's baseline).
 UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<FaceIn>& faces, CropMode crop, bool blocks = true);
 

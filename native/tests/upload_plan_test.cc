@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -132,9 +133,49 @@ size_t moved(const trt::UploadPlan& p, size_t i) {
   return n;
 }
 
+// axis_reads (the first and last sample's taps where no reflection can fold them) against every
+// sample's taps: windows inside, across and far outside frames of several sizes, at and within
+// rounding of the shortcut's bounds (a pixel inside the frame), negative, zero and huge extents.
+void axis_reads_match_every_tap() {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  int cases = 0, wrong = 0;
+  for (int size : {1, 2, 3, 7, 97, 256, 1080, 1920, 65535}) {
+    const float fs = static_cast<float>(size);
+    for (CropMode crop : {CropMode::Square, CropMode::Stretch}) {
+      for (int i = 0; i < 3000; ++i) {
+        float origin = 0, extent = 0;
+        const float nudge = (unit(rng) - 0.5f) * 2e-3f;
+        switch (i % 6) {
+          case 0: origin = (unit(rng) * 4 - 2) * fs; extent = unit(rng) * 3 * fs; break;   // anywhere
+          case 1: origin = 1.0f + nudge; extent = unit(rng) * (fs - 2); break;              // at the near bound
+          case 2: extent = unit(rng) * (fs - 2); origin = fs - 1 - extent + nudge; break;   // at the far bound
+          case 3: origin = 1.0f + nudge; extent = fs - 2 + (unit(rng) - 0.5f) * 4e-3f; break;  // both
+          case 4: origin = unit(rng) * fs; extent = (unit(rng) - 0.7f) * 2e-3f * fs; break;  // tiny, zero, negative
+          default: origin = (unit(rng) - 0.5f) * 1e7f; extent = unit(rng) * 1e7f; break;     // huge
+        }
+        if (i % 97 == 0) extent = 0.0f;
+        int first = 0, last = 0, want_first = INT_MAX, want_last = -1;
+        trt::axis_reads(origin, extent, size, crop, &first, &last);
+        for (int k = 0; k < kChip; ++k) {
+          const taps::Tap t = taps::axis_tap(origin, extent, size, crop, k);
+          want_first = std::min({want_first, t.i0, t.i1});
+          want_last = std::max({want_last, t.i0, t.i1});
+        }
+        ++cases;
+        if ((first != want_first || last != want_last) && wrong++ < 5)
+          std::printf("  axis_reads(%.9g, %.9g, %d, %s) = %d..%d, every tap: %d..%d\n", origin, extent, size,
+                      crop == CropMode::Square ? "square" : "stretch", first, last, want_first, want_last);
+      }
+    }
+  }
+  check(wrong == 0, "axis_reads equals every sample's taps", std::to_string(wrong) + " of " + std::to_string(cases) + " windows differ");
+}
+
 }  // namespace
 
 int main() {
+  axis_reads_match_every_tap();
   const Owned hd = noise_frame(1920, 1080, PixelFormat::RGB, 0, 1);
   const Owned small = noise_frame(97, 61, PixelFormat::BGRA, 12, 2);
   const Owned gray = noise_frame(640, 480, PixelFormat::GRAY, 3, 3);
