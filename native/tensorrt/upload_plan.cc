@@ -41,8 +41,10 @@ void axis_reads(float origin, float extent, int size, CropMode crop, int* first,
   // reflection folds it back. Where no fold is reached, the extremes are the first and last
   // samples': the stretch crop (size >= 2: no division by zero), and a square window at least a
   // pixel inside the frame, whose coordinates stay within [1, size - 1] give or take rounding
-  // (hundredths of a pixel at most), inside the reflection's identity range [-0.5, size - 0.5).
-  const bool monotone = std::isfinite(origin) && std::isfinite(extent) && size >= 2 &&
+  // (a thousandth of a pixel up to 70,000 px), inside the reflection's identity range
+  // [-0.5, size - 0.5). Frames are at most 2^16 px a side (lib/image-input.ts); past 2^24 the
+  // size itself rounds as a float, and every sample is looked at.
+  const bool monotone = std::isfinite(origin) && std::isfinite(extent) && size >= 2 && size <= (1 << 24) &&
                         (crop == CropMode::Stretch || (extent >= 0.0f && origin >= 1.0f && origin + extent <= static_cast<float>(size - 1)));
   *first = INT_MAX;
   *last = -1;
