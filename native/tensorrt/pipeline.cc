@@ -390,7 +390,6 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       *rows = static_cast<size_t>(k.last - k.first + 1);
     };
     const auto t_blocks = std::chrono::steady_clock::now();
-    bool staged_blocks = false;
     for (const UploadBlock& k : plan.blocks) {
       const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
       if (pinned_frame[i]) continue;
@@ -398,9 +397,8 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       place(k, &at, &rows);
       uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + plan.offset[i] + at;
       for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * stride, src[i] + at + y * stride, k.bytes);
-      staged_blocks = true;
     }
-    if (staged_blocks) f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_blocks).count();
+    f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_blocks).count();
     for (const UploadBlock& k : plan.blocks) {
       const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
       size_t at = 0, rows = 0;

@@ -37,6 +37,14 @@ std::vector<trt::UploadBlock> blocks_of(const trt::UploadPlan& p, size_t i) {
   return v;
 }
 
+// The bytes the plan moves for frame i.
+size_t moved(const trt::UploadPlan& p, size_t i) {
+  if (p.whole[i]) return p.span[i];
+  size_t n = 0;
+  for (const trt::UploadBlock& b : blocks_of(p, i)) n += static_cast<size_t>(b.last - b.first + 1) * b.bytes;
+  return n;
+}
+
 // What the plan before blocks moved for frame i: the hull of its faces' columns over its rows
 // where that hull is at most half a row wide, else whole rows (restated from the taps).
 size_t columns_plan_bytes(const FrameIn& fr, const std::vector<FaceIn>& faces, size_t i, CropMode crop, size_t span) {
@@ -81,17 +89,15 @@ trt::UploadPlan run(const std::string& name, const std::vector<const Owned*>& fr
     const size_t pixel = static_cast<size_t>(channels(in[i].format)), row = static_cast<size_t>(in[i].width) * pixel;
     const std::vector<trt::UploadBlock> own = blocks_of(p, i);
     check(p.whole[i] == own.empty() && own.size() <= trt::kMaxUploadBlocks, name + ": a frame is copied whole or in at most 16 blocks");
-    size_t moved = 0;
     for (const trt::UploadBlock& b : own) {
       check(b.column % pixel == 0 && b.bytes % pixel == 0 && b.bytes > 0 && b.column + b.bytes <= row,
             name + ": a block's columns whole pixels inside the row");
       check(b.first >= p.lo[i] && b.last <= p.hi[i] && b.first <= b.last, name + ": a block's rows inside the span");
-      moved += static_cast<size_t>(b.last - b.first + 1) * b.bytes;
     }
-    check(own.empty() || 2 * moved <= static_cast<size_t>(p.hi[i] - p.lo[i] + 1) * row, name + ": blocks at most half of the rows' bytes");
-    if (own.empty()) moved = p.span[i];
+    const size_t bytes = moved(p, i);
+    check(own.empty() || 2 * bytes <= static_cast<size_t>(p.hi[i] - p.lo[i] + 1) * row, name + ": blocks at most half of the rows' bytes");
     const size_t before = columns_plan_bytes(in[i], faces, i, crop, p.span[i]);
-    check(moved <= before, name + ": no more bytes than the plan before blocks", std::to_string(moved) + " > " + std::to_string(before));
+    check(bytes <= before, name + ": no more bytes than the plan before blocks", std::to_string(bytes) + " > " + std::to_string(before));
     end = p.offset[i] + p.span[i];
   }
   check(end <= p.total, name + ": spans inside the buffer");
@@ -123,14 +129,6 @@ trt::UploadPlan run(const std::string& name, const std::vector<const Owned*>& fr
     }
   }
   return p;
-}
-
-// The bytes the plan moves for frame i.
-size_t moved(const trt::UploadPlan& p, size_t i) {
-  if (p.whole[i]) return p.span[i];
-  size_t n = 0;
-  for (const trt::UploadBlock& b : blocks_of(p, i)) n += static_cast<size_t>(b.last - b.first + 1) * b.bytes;
-  return n;
 }
 
 // axis_reads (the first and last sample's taps where no reflection can fold them) against every
