@@ -6,8 +6,8 @@
 // launch, the engine's enqueue, the outputs into pinned memory, `done` on the context's thread.
 // TensorRT's own time adds to these figures.
 // A batch's faces come four to a 1920x1080 RGB frame (as from several cameras: each frame is
-// uploaded on its own; here all are the same pixels, so an ordinary frame's staging copies may
-// read from the CPU's cache where real cameras' would not), 120-300 px boxes at random places; a
+// uploaded on its own, and on a GPU each is a buffer of its own, so an ordinary frame's staging
+// copies read memory, not the CPU's cache, as a camera's would), 120-300 px boxes at random places; a
 // batch of 1 is one face in one frame. Prints, for pinned and ordinary frames, uploading the
 // blocks the crops read (the default) and whole rows (the baseline, a second pipeline in the same
 // process): the bytes uploaded a face (batch 1, and batches of 8-128 together), batch-1 latency
@@ -56,9 +56,11 @@ std::vector<trt::FaceIn> faces_of(int n) {
   return faces;
 }
 
-// The frames n faces of faces_of() refer to: `frame` once for each four.
-std::vector<trt::FrameIn> frames_of(const trt::FrameIn& frame, int n) {
-  return std::vector<trt::FrameIn>(static_cast<size_t>((n + kFacesPerFrame - 1) / kFacesPerFrame), frame);
+// The frames n faces of faces_of() refer to: one of `pool` for each four, in turn.
+std::vector<trt::FrameIn> frames_of(const std::vector<trt::FrameIn>& pool, int n) {
+  std::vector<trt::FrameIn> frames;
+  for (int i = 0; i < (n + kFacesPerFrame - 1) / kFacesPerFrame; ++i) frames.push_back(pool[static_cast<size_t>(i) % pool.size()]);
+  return frames;
 }
 
 // The bytes the plan uploads.
@@ -123,11 +125,13 @@ int main() {
     std::printf("FAIL: %s\n", error.c_str());
     return 1;
   }
-  const size_t bytes = static_cast<size_t>(kW) * kH * 3;
-  std::vector<uint8_t> ordinary(bytes);
-  fm_test::fill_noise(ordinary.data(), bytes, 1);
+  const size_t bytes = static_cast<size_t>(kW) * kH * 3, stride = static_cast<size_t>(kW) * 3;
   const int batches[] = {1, 8, 32, 64, 128};
   const bool host = g.name == "Host stand-in";
+  // A buffer of each kind for each frame of the largest batch (on the host stand-in, one).
+  const int frame_count = host ? 1 : kMaxBatch / kFacesPerFrame;
+  std::vector<std::vector<uint8_t>> ordinary(static_cast<size_t>(frame_count), std::vector<uint8_t>(bytes));
+  for (int i = 0; i < frame_count; ++i) fm_test::fill_noise(ordinary[static_cast<size_t>(i)].data(), bytes, static_cast<uint32_t>(i) + 1);
   const int latency_runs = host ? 20 : 2000, warm = host ? 2 : 16;
   const double seconds = host ? 0 : 1.0;  // of each batch size's faces/s (the host: a few batches)
   bool ok = true;
@@ -150,14 +154,18 @@ int main() {
       for (int b : batches) std::printf(" %13s", ("faces/s b" + std::to_string(b)).c_str());
       std::printf("\n");
     }
-    auto* pinned = static_cast<uint8_t*>(p->alloc_pinned(bytes, &error));
-    if (pinned == nullptr) {
-      std::printf("FAIL: alloc_pinned: %s\n", error.c_str());
-      return 1;
+    std::vector<uint8_t*> pinned;
+    std::vector<trt::FrameIn> kinds[2];  // pinned frames, ordinary frames
+    for (int i = 0; i < frame_count; ++i) {
+      pinned.push_back(static_cast<uint8_t*>(p->alloc_pinned(bytes, &error)));
+      if (pinned.back() == nullptr) {
+        std::printf("FAIL: alloc_pinned: %s\n", error.c_str());
+        return 1;
+      }
+      fm_test::fill_noise(pinned.back(), bytes, static_cast<uint32_t>(i) + 1);
+      kinds[0].push_back({pinned.back(), kW, kH, stride, PixelFormat::RGB});
+      kinds[1].push_back({ordinary[static_cast<size_t>(i)].data(), kW, kH, stride, PixelFormat::RGB});
     }
-    fm_test::fill_noise(pinned, bytes, 1);
-    const trt::FrameIn kinds[] = {{pinned, kW, kH, static_cast<size_t>(kW) * 3, PixelFormat::RGB},
-                                  {ordinary.data(), kW, kH, static_cast<size_t>(kW) * 3, PixelFormat::RGB}};
     for (int fi = 0; fi < 2 && ok; ++fi) {
       const std::vector<trt::FaceIn> one = faces_of(1);
       const std::vector<trt::FrameIn> single = frames_of(kinds[fi], 1);
@@ -195,7 +203,7 @@ int main() {
                   1000 * st.host_ms / n, 1000 * st.wall_ms / n);
     }
     p->close();
-    p->free_pinned(pinned);
+    for (uint8_t* frame : pinned) p->free_pinned(frame);
     if (!ok) break;
   }
   if (!ok) std::printf("FAIL: a batch failed\n");
