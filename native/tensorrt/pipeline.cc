@@ -352,27 +352,42 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       if (!b.frames.allocate(total + total / 4, &error)) return fail("device memory for the frames: " + error, 0);
     }
     // Frames from alloc_pinned() go straight to the GPU; the others through this context's pinned
-    // staging, grown before the first copy (an async copy may still read it once issued).
+    // staging, packed: a frame copied whole as its span, a block as its rows back to back (its
+    // pitch its width), so the staging holds only the bytes copied (four faces on a 1080p frame:
+    // about a quarter of its rows' span). Grown before the first copy (an async copy may still
+    // read it once issued).
     std::vector<const uint8_t*> src(job.frames.size(), nullptr);
     std::vector<bool> pinned_frame(job.frames.size(), false);
-    bool staged = false;
     for (size_t i = 0; i < job.frames.size(); ++i) {
       if (plan.span[i] == 0) continue;
       src[i] = job.frames[i].data + static_cast<size_t>(plan.lo[i]) * job.frames[i].stride;
       pinned_frame[i] = job.pinned[i] != 0;
-      staged = staged || !pinned_frame[i];
     }
-    if (staged && b.staging.size() < total) {
+    size_t staged = 0;  // the staging's bytes in use; each piece from a kUploadAlign boundary
+    const auto stage_at = [&](size_t bytes) {
+      const size_t at = staged;
+      staged += (bytes + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+      return at;
+    };
+    std::vector<size_t> frame_stage(job.frames.size(), 0), block_stage(plan.blocks.size(), 0);
+    for (size_t i = 0; i < job.frames.size(); ++i)
+      if (plan.span[i] != 0 && plan.whole[i] && !pinned_frame[i]) frame_stage[i] = stage_at(plan.span[i]);
+    for (size_t j = 0; j < plan.blocks.size(); ++j) {
+      const UploadBlock& k = plan.blocks[j];
+      if (!pinned_frame[static_cast<size_t>(k.frame)]) block_stage[j] = stage_at(static_cast<size_t>(k.last - k.first + 1) * k.bytes);
+    }
+    if (b.staging.size() < staged) {
       b.staging.reset();
-      if (!b.staging.allocate(total + total / 4, &error)) return fail("pinned staging memory: " + error, 0);
+      if (!b.staging.allocate(staged + staged / 4, &error)) return fail("pinned staging memory: " + error, 0);
     }
+    uint8_t* const staging = static_cast<uint8_t*>(b.staging.get());
     // Frames copied whole: their span, staged if need be, in one linear copy.
     for (size_t i = 0; i < job.frames.size(); ++i) {
       const size_t span = plan.span[i], offset = plan.offset[i];
       if (span == 0 || !plan.whole[i]) continue;
       const uint8_t* from = src[i];
       if (!pinned_frame[i]) {
-        uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + offset;
+        uint8_t* stage = staging + frame_stage[i];
         const auto t = std::chrono::steady_clock::now();
         std::memcpy(stage, from, span);
         f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -381,32 +396,33 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
       r = a->MemcpyHtoDAsync(b.frames.address() + offset, from, span, stream);
       if (r != cu::kSuccess) return fail(cuda_error("cuMemcpyHtoDAsync (frame)", r), r);
     }
-    // The others: only the blocks their crops read, copied row by row into the same layout on the
-    // GPU; ordinary frames' blocks staged first (at the frame's stride), all before any of their
-    // copies is issued, since blocks may overlap.
+    // The others: only the blocks their crops read, each in one 2D copy into the frame's layout on
+    // the GPU (its stride); ordinary frames' blocks all staged before any copy is issued.
     const auto place = [&](const UploadBlock& k, size_t* at, size_t* rows) {
       const size_t i = static_cast<size_t>(k.frame);
       *at = static_cast<size_t>(k.first - plan.lo[i]) * job.frames[i].stride + k.column;  // from the span's start
       *rows = static_cast<size_t>(k.last - k.first + 1);
     };
     const auto t_blocks = std::chrono::steady_clock::now();
-    for (const UploadBlock& k : plan.blocks) {
+    for (size_t j = 0; j < plan.blocks.size(); ++j) {
+      const UploadBlock& k = plan.blocks[j];
       const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
       if (pinned_frame[i]) continue;
       size_t at = 0, rows = 0;
       place(k, &at, &rows);
-      uint8_t* stage = static_cast<uint8_t*>(b.staging.get()) + plan.offset[i] + at;
-      for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * stride, src[i] + at + y * stride, k.bytes);
+      uint8_t* stage = staging + block_stage[j];
+      for (size_t y = 0; y < rows; ++y) std::memcpy(stage + y * k.bytes, src[i] + at + y * stride, k.bytes);
     }
     f.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_blocks).count();
-    for (const UploadBlock& k : plan.blocks) {
+    for (size_t j = 0; j < plan.blocks.size(); ++j) {
+      const UploadBlock& k = plan.blocks[j];
       const size_t i = static_cast<size_t>(k.frame), stride = job.frames[i].stride;
       size_t at = 0, rows = 0;
       place(k, &at, &rows);
       cu::Memcpy2D c;
       c.srcMemoryType = cu::kMemoryTypeHost;
-      c.srcHost = pinned_frame[i] ? src[i] + at : static_cast<const uint8_t*>(b.staging.get()) + plan.offset[i] + at;
-      c.srcPitch = stride;
+      c.srcHost = pinned_frame[i] ? src[i] + at : staging + block_stage[j];
+      c.srcPitch = pinned_frame[i] ? stride : k.bytes;
       c.dstMemoryType = cu::kMemoryTypeDevice;
       c.dstDevice = b.frames.address() + plan.offset[i] + at;
       c.dstPitch = stride;

@@ -2,9 +2,9 @@
 // stream, device buffers and pinned host buffers), so batches on different contexts overlap
 // copies and compute. Per batch: upload the frame bytes the crops read (upload_plan.h; straight
 // from pinned memory when the frame is an alloc_pinned() one, else through the context's pinned
-// staging),
-// one launch of the preprocessing kernel for every face (written into the engine's input in its
-// dtype), enqueueV3, outputs copied into pinned memory, then `done` on the context's thread.
+// staging, which holds only those bytes), one launch of the preprocessing kernel for every face
+// (written into the engine's input in its dtype), enqueueV3, outputs copied into pinned memory,
+// then `done` on the context's thread.
 // Each context keeps two batches going: as soon as the running one's inputs are consumed (an
 // event recorded after its preprocessing), the next one's staging copies and launches are made,
 // so its uploads queue behind the running batch instead of waiting for the host.
@@ -16,8 +16,8 @@
 //
 // Plain C++ (no TensorRT or CUDA header): it drives an Engine (engine.h), TrtEngine in the addon
 // and a TensorRT-free stand-in, CopyEngine (tests/copy_engine.h). Run on a GPU (an H200) over the
-// stand-in only (pipeline_gpu_test, pipeline_gpu_bench); never over TrtEngine. The block uploads
-// (several 2D copies a frame) came after those runs: run on the host stand-in driver only so far.
+// stand-in only (pipeline_gpu_test, pipeline_gpu_bench, with the block uploads and the packed
+// staging; clean under compute-sanitizer); never over TrtEngine.
 #pragma once
 
 #include <cstddef>
