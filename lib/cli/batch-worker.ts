@@ -14,6 +14,7 @@ import type { Face } from '../types'
 import { CliError, messageOf } from './common'
 import { faceToJsonWith } from './format'
 import { readImage } from './image'
+import { SpareBuffers } from './spare-buffers'
 
 /** A list line's result: its faces, written as faceToJsonWith() writes them. */
 export interface FacesRecord {
@@ -49,12 +50,13 @@ const port: MessagePort = parentPort
 const { mesh } = workerData as BatchWorkerData
 // Its bytes own their buffer, which can be transferred (Buffer.from's small ones share a pool).
 const utf8 = new TextEncoder()
+const spares = new SpareBuffers()
 
 // What throws here (an unhandled rejection included) is the thread's 'error': it fails every
 // request waiting (batch-threads.ts).
 port.on('message', (request: BatchRequest) => {
   if ('read' in request) {
-    if (request.spare) keepSpare(request.spare)
+    if (request.spare) spares.keep(request.spare)
     void read(request.n, request.read, request.upTo)
     return
   }
@@ -88,30 +90,8 @@ async function read(n: number, file: string, upTo: number): Promise<void> {
   // 190-460 us, the copy 100-120 (V8 frees its buffers off the main thread). Copied into a spare
   // where one fits: each new buffer also cost the main thread its share of the collections that
   // free them.
-  const data = new Uint8Array(takeSpare(image.data.length) ?? new ArrayBuffer(image.data.length), 0, image.data.length)
+  const data = new Uint8Array(spares.take(image.data.length) ?? new ArrayBuffer(image.data.length), 0, image.data.length)
   data.set(image.data)
   port.postMessage({ n, image: { ...image, data } } satisfies BatchReply, [data.buffer])
 }
 
-/** Buffers the main thread is done with, a few at most (a list's images are mostly of a size or a few). */
-const spares: ArrayBuffer[] = []
-const SPARES = 8
-
-function keepSpare(buffer: ArrayBuffer): void {
-  spares.push(buffer)
-  if (spares.length > SPARES) spares.splice(spares.indexOf(spares.reduce((a, b) => (b.byteLength > a.byteLength ? b : a))), 1)
-}
-
-/**
- * The smallest spare that holds `bytes` and is at most twice that, taken; undefined if none is.
- * A larger one is left to be dropped as others come (keepSpare): used for a small image, a burst
- * of large images' buffers would stay in use, and held, for the rest of the run.
- */
-function takeSpare(bytes: number): ArrayBuffer | undefined {
-  let best = -1
-  for (let i = 0; i < spares.length; i++) {
-    const size = spares[i].byteLength
-    if (size >= bytes && size <= 2 * bytes && (best < 0 || size < spares[best].byteLength)) best = i
-  }
-  return best < 0 ? undefined : spares.splice(best, 1)[0]
-}
