@@ -165,7 +165,7 @@ function deadPid(): number {
 function asNobody(top: string, dir: string, call: string): string {
   const lib = path.dirname(path.dirname(compiled))
   cpSync(path.dirname(compiled), path.join(top, 'engine-cache'), { recursive: true })
-  for (const f of ['native.js', 'describe.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
+  for (const f of ['native.js', 'describe.js', 'gpu-options.js']) writeFileSync(path.join(top, f), readFileSync(path.join(lib, f)))
   const cacheModule = JSON.stringify(path.join(top, 'engine-cache'))
   const script = `const logs = []; const cache = new (require(${cacheModule}).EngineCache)({ engineDir: ${JSON.stringify(dir)}, log: (m) => logs.push(m) });
     (${call}).then((v) => console.log(v), (e) => console.log(e.message))`

@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileErrorReason } from '../describe'
+import { PRECISIONS } from '../gpu-options'
 import type { Precision } from '../types'
 
 /** Bump when the addon's engine layout (bindings, plugins, input/output handling) or build recipe changes (2: TF32 off). */
@@ -39,8 +40,6 @@ export interface EngineKeyParts {
   /** ENGINE_SCHEMA_VERSION of the addon that builds and reads the plan. */
   schemaVersion: number
 }
-
-const PRECISIONS: readonly Precision[] = ['fp16', 'bf16', 'fp32']
 
 function fail(field: string, what: string, value: unknown): never {
   throw new TypeError(`engine key: ${field} must be ${what}, got ${JSON.stringify(value)}`)
