@@ -65,7 +65,7 @@ export function checkStillWhole(jobs: readonly FaceJob[]): void {
 }
 
 /** Whether a buffer was detached (transferred): a view of it reads as empty, which alone says nothing. */
-function isDetached(buffer: ArrayBufferLike): boolean {
+export function isDetached(buffer: ArrayBufferLike): boolean {
   if (buffer.byteLength !== 0) return false
   try {
     new Uint8Array(buffer)  // throws on a detached buffer (Node 20 has no ArrayBuffer.prototype.detached)

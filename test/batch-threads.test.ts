@@ -280,6 +280,20 @@ describe('BatchThreads: records', () => {
     })
   }
 
+  it('a record whose arrays were already sent elsewhere is refused, not left waiting (Node drops such a message silently); the threads go on', async () => {
+    const formatter = new BatchThreads(1, true)
+    try {
+      const face = structuredClone(faces[0])
+      const first = await formatter.format({ line: 1, image: 'a.jpg', faces: [face] })
+      expect(Buffer.from(first).toString('utf8')).toBe(mainThreadLine({ line: 1, image: 'a.jpg', faces: [structuredClone(faces[0])] }, true))
+      await expect(formatter.format({ line: 2, image: 'a.jpg', faces: [face] })).rejects.toThrow("request 1 to batch's threads: a buffer to transfer is detached (already sent elsewhere)")
+      const third = await formatter.format({ line: 3, image: 'a.jpg', faces: [structuredClone(faces[0])] })
+      expect(Buffer.from(third).toString('utf8')).toBe(mainThreadLine({ line: 3, image: 'a.jpg', faces: [structuredClone(faces[0])] }, true))
+    } finally {
+      await formatter.close()
+    }
+  })
+
   it('a thread that fails rejects the requests waiting and every one after, with why; close() still ends the threads', async () => {
     const base = await settledThreads()
     const failing = path.join(dir, 'failing-worker.js')

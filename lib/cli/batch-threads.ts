@@ -7,6 +7,7 @@
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { usableCores } from '../cores'
+import { isDetached } from '../image-input'
 import { packageRoot } from '../native'
 import type { DecodedImage } from '../read-image'
 import type { BatchReply, BatchRequest, BatchWorkerData, FacesRecord } from './batch-worker'
@@ -120,6 +121,9 @@ export class BatchThreads {
 
   private request(message: BatchRequest, transfer: ArrayBuffer[]): Promise<BatchReply> {
     if (this.failure) return Promise.reject(this.failure)
+    // Node 20 drops a message whose transfer list holds a detached buffer, without a word: its
+    // request would wait for ever.
+    if (transfer.some(isDetached)) return Promise.reject(new Error(`request ${message.n} to batch's threads: a buffer to transfer is detached (already sent elsewhere)`))
     const worker = this.leastLoaded()
     return new Promise((resolve, reject) => {
       try {
