@@ -634,7 +634,7 @@ describe('face-multitask batch', () => {
     // The 5-second flush runs every 20 ms, and fails; each line takes 50 ms.
     const setIntervalReal = globalThis.setInterval
     const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
-    let fsync = vi.spyOn(fs, 'fsyncSync').mockImplementation(eio)
+    const flush = vi.spyOn(fs, 'fsync').mockImplementation(((_fd: number, done: (e: Error | null) => void) => setImmediate(() => done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })))) as typeof fs.fsync)
     let r
     try {
       r = await runWrapped(async (_image, detect) => {
@@ -643,7 +643,7 @@ describe('face-multitask batch', () => {
       }, list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
     } finally {
       timers.mockRestore()
-      fsync.mockRestore()
+      flush.mockRestore()
     }
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: EIO: i/o error, fsync; stopped: the results so far are in ${out}, and the same command goes on from there`)])
     expect(records(out).length).toBeLessThan(8)
@@ -652,7 +652,7 @@ describe('face-multitask batch', () => {
     expect(resultsText(out)).toBe(resultsText(path.join(dir, 'first.jsonl')))
     // Only the flush when the file is closed fails: every line ran, but not all may be on the disk.
     const closed = path.join(dir, 'fsync-fails-on-close.jsonl')
-    fsync = vi.spyOn(fs, 'fsyncSync').mockImplementation(eio)
+    const fsync = vi.spyOn(fs, 'fsyncSync').mockImplementation(eio)
     try {
       r = await run('batch', list, '--model', model, '--out', closed, '--backend', 'cpu')
     } finally {
@@ -660,6 +660,44 @@ describe('face-multitask batch', () => {
     }
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${closed}: EIO: i/o error, fsync; stopped`)])
     expect(existsSync(`${closed}.lock`)).toBe(false)
+  })
+
+  it('the 5-second flush runs beside the lines, not in their way, and the file is closed only once it is done', async () => {
+    const long = path.join(dir, 'long-list.jsonl')
+    writeFileSync(long, Array(24).fill(JSON.stringify({ image: 'a.png', boxes })).join('\n') + '\n')
+    const out = path.join(dir, 'slow-flush.jsonl')
+    // The flush every 20 ms; each takes 150 ms (on libuv's pool); each line takes 30 ms.
+    const setIntervalReal = globalThis.setInterval
+    const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
+    const events: string[] = []
+    const fsyncReal = fs.fsync
+    const fsyncSyncReal = fs.fsyncSync
+    const flush = vi.spyOn(fs, 'fsync').mockImplementation(((fd: number, done: (e: Error | null) => void) => {
+      events.push(`flush after ${records(out).length - 1} lines`)
+      setTimeout(() => fsyncReal(fd, (e) => { events.push('flushed'); done(e) }), 150)
+    }) as typeof fs.fsync)
+    const close = vi.spyOn(fs, 'fsyncSync').mockImplementation((fd) => { events.push('closed'); fsyncSyncReal(fd) })
+    let r
+    try {
+      r = await runWrapped(async (_image, detect) => {
+        await new Promise((resolve) => setTimeout(resolve, 30))
+        return detect()
+      }, long, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+    } finally {
+      timers.mockRestore()
+      flush.mockRestore()
+      close.mockRestore()
+    }
+    expect(r.code).toBe(0)
+    const [, ...rest] = records(out)
+    expect(rest.map((x) => x.line)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1))
+    for (const x of rest) expect(x.faces).toEqual(want[1])
+    // One flush at a time, lines written while each ran, and the last one done before the close.
+    const starts = events.filter((e) => e.startsWith('flush after')).map((e) => Number(/\d+/.exec(e)![0]))
+    expect(starts.length).toBeGreaterThanOrEqual(2)
+    expect(starts[1] - starts[0]).toBeGreaterThanOrEqual(2)
+    expect(events.join()).not.toMatch(/flush after[^,]*,flush after/)
+    expect(events.slice(-2)).toEqual(['flushed', 'closed'])
   })
 
   it('a results file another run is writing is refused; a lock left by a run that died is taken over', async () => {

@@ -413,14 +413,12 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   }
   process.on('SIGINT', onSigint)
   // A flush that fails (EIO; on some file systems a full disk shows only here) stops the run as a
-  // failed write does: thrown from the timer, it would end the process with a stack trace.
+  // failed write does.
   const syncTimer = setInterval(() => {
-    try {
-      log.sync()
-    } catch (e) {
+    log.flush((e) => {
       run.failure.fail(e)
       clearInterval(syncTimer)
-    }
+    })
   }, 5000).unref()
   let code: number
   try {
@@ -428,6 +426,7 @@ export async function batchCommand(argv: string[], io: Io): Promise<number> {
   } finally {
     clearInterval(syncTimer)
     process.removeListener('SIGINT', onSigint)
+    await log.flushed()
     // Each step even if the one before fails: a lock kept would refuse the next run in this process.
     // A run that never had a model (its load failed or was interrupted) leaves no results file it
     // made; one that stopped later keeps its file, which the stop's message names.
