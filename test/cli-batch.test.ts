@@ -109,6 +109,24 @@ function records(file: string): Record<string, unknown>[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
+/**
+ * Runs batch over `listFile` one line at a time, each line's detect() taking `lineMs` longer, with
+ * the 5-second flush to the disk every 20 ms; `flush` (a spy on fs.fsync) restored after.
+ */
+async function flushingOften(flush: { mockRestore(): void }, lineMs: number, listFile: string, out: string) {
+  const setIntervalReal = globalThis.setInterval
+  const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
+  try {
+    return await runWrapped(async (_image, detect) => {
+      await new Promise((resolve) => setTimeout(resolve, lineMs))
+      return detect()
+    }, listFile, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+  } finally {
+    timers.mockRestore()
+    flush.mockRestore()
+  }
+}
+
 /** A results file's text without its header's outFromList (where --out sat): runs into other files compare equal. */
 function resultsText(file: string): string {
   const [head, ...rest] = readFileSync(file, 'utf8').split('\n')
@@ -631,20 +649,9 @@ describe('face-multitask batch', () => {
   it('a flush to the disk that fails stops the run as a failed write does; closing the file failing still releases the lock', async () => {
     const eio = () => { throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }) }
     const out = path.join(dir, 'fsync-fails.jsonl')
-    // The 5-second flush runs every 20 ms, and fails; each line takes 50 ms.
-    const setIntervalReal = globalThis.setInterval
-    const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
+    // The flush fails; each line takes 50 ms.
     const flush = vi.spyOn(fs, 'fsync').mockImplementation(((_fd: number, done: (e: Error | null) => void) => setImmediate(() => done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })))) as typeof fs.fsync)
-    let r
-    try {
-      r = await runWrapped(async (_image, detect) => {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        return detect()
-      }, list, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
-    } finally {
-      timers.mockRestore()
-      flush.mockRestore()
-    }
+    let r = await flushingOften(flush, 50, list, out)
     expect([r.code, r.err]).toEqual([1, expect.stringContaining(`face-multitask: cannot write ${out}: EIO: i/o error, fsync; stopped: the results so far are in ${out}, and the same command goes on from there`)])
     expect(records(out).length).toBeLessThan(8)
     expect(existsSync(`${out}.lock`)).toBe(false)
@@ -666,9 +673,7 @@ describe('face-multitask batch', () => {
     const long = path.join(dir, 'long-list.jsonl')
     writeFileSync(long, Array(24).fill(JSON.stringify({ image: 'a.png', boxes })).join('\n') + '\n')
     const out = path.join(dir, 'slow-flush.jsonl')
-    // The flush every 20 ms; each takes 150 ms (on libuv's pool); each line takes 30 ms.
-    const setIntervalReal = globalThis.setInterval
-    const timers = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => setIntervalReal(fn, ms === 5000 ? 20 : ms)) as typeof setInterval)
+    // Each flush takes 150 ms (on libuv's pool); each line takes 30 ms.
     const events: string[] = []
     const fsyncReal = fs.fsync
     const fsyncSyncReal = fs.fsyncSync
@@ -679,13 +684,8 @@ describe('face-multitask batch', () => {
     const close = vi.spyOn(fs, 'fsyncSync').mockImplementation((fd) => { events.push('closed'); fsyncSyncReal(fd) })
     let r
     try {
-      r = await runWrapped(async (_image, detect) => {
-        await new Promise((resolve) => setTimeout(resolve, 30))
-        return detect()
-      }, long, '--model', model, '--out', out, '--backend', 'cpu', '--concurrency', '1')
+      r = await flushingOften(flush, 30, long, out)
     } finally {
-      timers.mockRestore()
-      flush.mockRestore()
       close.mockRestore()
     }
     expect(r.code).toBe(0)
