@@ -366,7 +366,7 @@ bool Pipeline::Shared::issue(int slot, SlotBuffers& b, InFlight& f, BatchResult*
     size_t staged = 0;  // the staging's bytes in use; each piece from a kUploadAlign boundary
     const auto stage_at = [&](size_t bytes) {
       const size_t at = staged;
-      staged += (bytes + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+      staged += upload_aligned(bytes);
       return at;
     };
     std::vector<size_t> frame_stage(job.frames.size(), 0), block_stage(plan.blocks.size(), 0);

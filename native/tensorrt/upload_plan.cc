@@ -132,7 +132,7 @@ UploadPlan plan_uploads(const std::vector<FrameIn>& frames, const std::vector<Fa
     const size_t pixel = static_cast<size_t>(channels(fr.format)), row = static_cast<size_t>(fr.width) * pixel;
     p.span[i] = static_cast<size_t>(h.bottom - h.top) * fr.stride + row;
     p.offset[i] = p.total;
-    p.total += (p.span[i] + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+    p.total += upload_aligned(p.span[i]);
     if (!blocks) continue;
     // The faces' own blocks, merged, or their hull where that is cheaper (or the frame has too
     // many faces).

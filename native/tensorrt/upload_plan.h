@@ -53,6 +53,8 @@ struct UploadPlan {
 };
 
 constexpr size_t kUploadAlign = 256;
+// n rounded up to a multiple of kUploadAlign: where the next piece of a buffer may begin.
+constexpr size_t upload_aligned(size_t n) { return (n + kUploadAlign - 1) / kUploadAlign * kUploadAlign; }
 // A frame is copied in at most this many blocks: past that, the pairs adding the fewest bytes merge.
 constexpr size_t kMaxUploadBlocks = 16;
 
